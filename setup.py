@@ -1,0 +1,87 @@
+"""Build script: Cython extensions for the Opus binding and the kernels.
+
+The kernels' build recipe lives beside their sources
+(``cython_kernels/build_config.py``) so that the per-ISA compilation rules stay
+with the code they compile.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _pkg_config(name: str) -> tuple[list[str], list[str], list[str]]:
+    """Return (include_dirs, library_dirs, libraries) for a pkg-config module."""
+    if shutil.which("pkg-config"):
+        try:
+            cflags = subprocess.check_output(["pkg-config", "--cflags-only-I", name], text=True).split()
+            libs = subprocess.check_output(["pkg-config", "--libs", name], text=True).split()
+            inc = [f[2:] for f in cflags if f.startswith("-I")]
+            libdirs = [f[2:] for f in libs if f.startswith("-L")]
+            libnames = [f[2:] for f in libs if f.startswith("-l")]
+            return inc, libdirs, libnames
+        except subprocess.CalledProcessError:
+            pass
+    # Debian layout fallback.
+    return ["/usr/include/opus"], [], [name]
+
+
+def _load_kernel_extensions() -> list[Extension]:
+    path = os.path.join(HERE, "cython_kernels", "build_config.py")
+    if not os.path.exists(path):
+        return []
+    spec = importlib.util.spec_from_file_location("_ck_build_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod.extensions(HERE)
+
+
+opus_inc, opus_libdirs, opus_libs = _pkg_config("opus")
+
+extensions = [
+    Extension(
+        "edge_dred.codec._opus",
+        ["edge_dred/codec/_opus.pyx"],
+        include_dirs=opus_inc,
+        library_dirs=opus_libdirs,
+        libraries=opus_libs or ["opus"],
+    ),
+] + _load_kernel_extensions()
+
+extensions = [e for e in extensions if all(os.path.exists(os.path.join(HERE, s)) for s in e.sources)]
+for ext in extensions:
+    ext.include_dirs = list(ext.include_dirs) + [np.get_include()]
+
+setup(
+    packages=[
+        "edge_dred",
+        "edge_dred.codec",
+        "edge_dred.audio",
+        "edge_dred.evaluate",
+        "edge_dred.models",
+        "cython_kernels",
+        "quantize",
+        "board_configs",
+    ],
+    package_data={
+        "edge_dred.models": ["*.bin", "*.tflite", "*.json"],
+        "board_configs": ["*.toml"],
+        "cython_kernels": ["*.pxd", "src/*.h", "src/*.c"],
+    },
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+        quiet=True,
+    ),
+    zip_safe=False,
+)
