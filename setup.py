@@ -59,6 +59,11 @@ extensions = [
 ] + _load_kernel_extensions()
 
 extensions = [e for e in extensions if all(os.path.exists(os.path.join(HERE, s)) for s in e.sources)]
+# Developer convenience: EDGE_DRED_BUILD_ONLY=name1,name2 builds only those extensions
+# (substring match), so one broken work-in-progress module does not block the rest.
+_only = [x for x in os.environ.get("EDGE_DRED_BUILD_ONLY", "").split(",") if x]
+if _only:
+    extensions = [e for e in extensions if any(o in e.name for o in _only)]
 for ext in extensions:
     ext.include_dirs = list(ext.include_dirs) + [np.get_include()]
 
