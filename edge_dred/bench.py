@@ -1,0 +1,82 @@
+"""Per-stage timing per 20 ms packet and real-time factors (``edge-dred bench``).
+
+A benchmark prints a table; it never asserts on speed (timed tests are flaky
+on shared machines).  Each stage is timed over every packet of a synthetic
+voiced signal, and min/median/max per packet are reported.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+
+__all__ = ["run_bench", "time_per_packet"]
+
+
+def time_per_packet(fn: Callable[[int], object], n_packets: int, repeat: int) -> np.ndarray:
+    """Call ``fn(i)`` for every packet index, ``repeat`` times; return seconds per call (best run per packet)."""
+    best = np.full(n_packets, np.inf)
+    for _ in range(repeat):
+        for i in range(n_packets):
+            t0 = time.perf_counter()
+            fn(i)
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def _signal(seconds: float) -> np.ndarray:
+    from .demo_audio import _synthetic
+
+    x = _synthetic(max(seconds, 1.0))
+    rng = np.random.default_rng(0)
+    return np.clip(x + rng.normal(0, 30, len(x)), -32768, 32767).astype(np.int16)
+
+
+def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
+    """Time every available stage and return a markdown table."""
+    from .codec.opus import OpusDecoder, OpusEncoder
+
+    pcm = _signal(seconds)
+    n = len(pcm) // FRAME_SAMPLES
+    frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
+    rows: list[tuple[str, str, np.ndarray]] = []
+
+    try:
+        from .features import FeatureExtractor
+
+        fx = FeatureExtractor()
+        rows.append(("sender", "features (2 x 10 ms)", time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)))
+    except ImportError:
+        pass
+
+    enc = OpusEncoder(SAMPLE_RATE, 1, bitrate=24000)
+    packets = [enc.encode(f) for f in frames]
+    enc2 = OpusEncoder(SAMPLE_RATE, 1, bitrate=24000)
+    rows.append(("sender", "opus encode 24 kb/s", time_per_packet(lambda i: enc2.encode(frames[i]), n, repeat)))
+    dec = OpusDecoder(SAMPLE_RATE, 1)
+    rows.append(("receiver", "opus decode", time_per_packet(lambda i: dec.decode(packets[i], FRAME_SAMPLES), n, repeat)))
+    rows.append(("receiver", "opus PLC", time_per_packet(lambda i: dec.decode(None, FRAME_SAMPLES), n, repeat)))
+
+    budget = FRAME_MS / 1000.0
+    lines = [
+        f"edge-dred bench: {platform.machine()} ({platform.processor() or 'unknown cpu'}), "
+        f"{n} packets of {FRAME_MS} ms, best of {repeat}",
+        "",
+        "| side | stage | min us | median us | max us | RTF (median) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    totals: dict[str, float] = {}
+    for side, name, t in rows:
+        med = float(np.median(t))
+        totals[side] = totals.get(side, 0.0) + med
+        lines.append(f"| {side} | {name} | {t.min() * 1e6:.1f} | {med * 1e6:.1f} | {t.max() * 1e6:.1f} | {med / budget:.4f} |")
+    lines.append("")
+    for side, tot in totals.items():
+        if side == "receiver":
+            tot -= float(np.median(rows[-1][2]))  # a slot is either decoded or concealed, not both
+        lines.append(f"{side} real-time factor: {tot / budget:.4f} (headroom {budget / max(tot, 1e-12):.0f}x)")
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""The ``edge-dred`` command line.
+
+Subcommands register themselves from the modules that implement them; this
+file only parses arguments, reports errors cleanly and writes outputs
+atomically (nothing half-written when something fails).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import FRAME_MS, __version__
+
+__all__ = ["main", "build_parser"]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _percent(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {s!r}") from None
+    if not 0.0 <= v < 100.0:
+        raise argparse.ArgumentTypeError(f"loss percentage must be in [0, 100), got {v}")
+    return v
+
+
+def _build_loss(args: argparse.Namespace):
+    from .loss import GilbertElliott, NoLoss, TraceLoss, UniformLoss, load_trace
+
+    if args.trace is not None:
+        return TraceLoss(load_trace(args.trace))
+    if args.loss is None:
+        if args.burst is not None:
+            raise CLIError("--burst needs --loss PCT")
+        return NoLoss()
+    if args.burst is not None and args.burst > 1:
+        return GilbertElliott(args.loss, args.burst, seed=args.seed)
+    return UniformLoss(args.loss, seed=args.seed)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .audio.wavio import load_audio, write_wav
+    from .loss import loss_stats
+    from .receiver import Receiver, ReceiverConfig
+    from .simulate import Sender, n_packets_for, simulate
+
+    notes: list[str] = []
+    if args.input is None:
+        from .demo_audio import make_demo_clip
+
+        pcm, how = make_demo_clip()
+        notes.append(how)
+        src = "<demo clip>"
+    else:
+        loaded = load_audio(args.input)
+        pcm, src = loaded.pcm, str(args.input)
+        notes.extend(loaded.notes)
+    bitrate = args.bitrate or (40000 if args.lbrr else 24000)
+    sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss)
+    receiver = Receiver(ReceiverConfig(lbrr=args.lbrr, concealment=args.concealment))
+    n_packets = n_packets_for(len(pcm), sender.lookahead)
+    loss = _build_loss(args)
+    mask = loss.mask(n_packets)
+    res = simulate(pcm, mask, sender, receiver, condition="simulate")
+
+    out_path = args.output or (Path(src).stem + ".recovered.wav" if args.input else "demo.recovered.wav")
+    stats = loss_stats(res.lost)
+    counts = res.decision_counts()
+    report = {
+        "edge_dred_version": __version__,
+        "input": src,
+        "notes": notes,
+        "output": str(out_path),
+        "duration_s": len(pcm) / 16000,
+        "loss_model": loss.describe(),
+        "loss": stats,
+        "bitrate_bps": bitrate,
+        "measured_total_bitrate_bps": res.total_bitrate_bps,
+        "lbrr": args.lbrr,
+        "concealment": args.concealment,
+        "decision_counts": counts,
+        "packets": [
+            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "lost": bool(l), "decision": d}
+            for i, (b, l, d) in enumerate(zip(res.packet_bytes, res.lost, res.decisions))
+        ],
+    }
+    # Outputs are written only once everything succeeded, each atomically.
+    if args.report:
+        _atomic_write_text(args.report, json.dumps(report, indent=1) + "\n")
+    write_wav(out_path, res.audio)
+    for n in notes:
+        print(f"note: {n}")
+    print(f"input     {src}  ({report['duration_s']:.2f} s)")
+    print(f"loss      {loss.describe()}: {stats['loss_rate'] * 100:.1f} % of {len(res.lost)} packets, "
+          f"mean burst {stats['mean_burst']:.2f}, longest {stats['max_burst']}")
+    print(f"stream    {res.total_bitrate_bps / 1000:.1f} kb/s measured (target {bitrate / 1000:.0f} kb/s"
+          f"{', LBRR on' if args.lbrr else ''})")
+    print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(f"wrote     {out_path}" + (f" and {args.report}" if args.report else ""))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    print(run_bench(seconds=args.seconds, repeat=args.repeat))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-dred", description="Neural packet-loss recovery for live Opus voice.")
+    p.add_argument("--version", action="version", version=f"edge-dred {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("simulate", help="encode a file, lose packets, recover, write the result")
+    s.add_argument("input", nargs="?", help="input audio (WAV; FLAC with soundfile). Default: a generated speech clip")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--trace", help="loss trace file: one 0/1 per 20 ms packet, 1 = lost")
+    g.add_argument("--loss", type=_percent, help="random loss percentage")
+    s.add_argument("--burst", type=float, help="mean burst length in packets (Gilbert-Elliott) with --loss")
+    s.add_argument("--seed", type=int, default=0, help="random seed for the loss model (default 0)")
+    s.add_argument("--lbrr", action="store_true", help="send and use Opus in-band FEC (LBRR)")
+    s.add_argument("--bitrate", type=_positive_int, help="total bit rate in b/s (default 24000, 40000 with --lbrr)")
+    s.add_argument("--complexity", type=int, default=9, choices=range(0, 11), metavar="0..10")
+    s.add_argument("--expected-loss", type=int, default=20, metavar="PCT",
+                   help="loss percentage the encoder sizes LBRR for (default 20)")
+    s.add_argument("--concealment", choices=("opus_plc", "zeros"), default="opus_plc")
+    s.add_argument("-o", "--output", help="output WAV (default: <input>.recovered.wav)")
+    s.add_argument("--report", help="write a JSON report with every packet's decision")
+    s.set_defaults(func=cmd_simulate)
+
+    b = sub.add_parser("bench", help="time each stage per 20 ms packet and print real-time factors")
+    b.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per measurement")
+    b.add_argument("--repeat", type=_positive_int, default=3)
+    b.set_defaults(func=cmd_bench)
+
+    try:
+        from .evaluate.cli import register as register_eval
+    except ImportError:  # evaluation module not importable: the rest still works
+        register_eval = None
+    if register_eval is not None:
+        register_eval(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, OSError) as e:
+        print(f"edge-dred {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edge-dred {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The per-packet decision machine of the receiver.
+
+One slot per 20 ms packet.  Packets are pushed in sequence order (``None`` for a
+lost one); a slot is decided once ``lookahead`` later slots are known, so that
+recovery that needs the future (LBRR in the next packet, DRED in a later one)
+can use it.  For every slot exactly one :class:`Decision` is recorded, so every
+hole can be explained afterwards.
+
+Order of preference for a lost slot:
+
+1. ``lbrr``    the next packet carries an LBRR copy of this frame (libopus FEC decode);
+2. recoverers  plug-ins consulted in order (DRED arrives here in a later issue);
+3. concealment ``opus_plc`` (libopus PLC), ``zeros``, or a concealer plug-in
+   (neural PLC arrives here in a later issue).
+
+The receiver only orchestrates: decoding is libopus, recovery and concealment
+are objects behind the small :class:`Recoverer` / :class:`Concealer` protocols.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from . import FRAME_SAMPLES, SAMPLE_RATE
+from .codec.opus import OpusDecoder, packet_has_lbrr
+
+__all__ = ["Decision", "ReceiverConfig", "Receiver", "Recoverer", "Concealer", "SlotContext"]
+
+
+class Decision(str, Enum):
+    REGULAR = "regular"
+    LBRR = "lbrr"
+    DRED = "dred"
+    NEURAL_PLC = "neural_plc"
+    OPUS_PLC = "opus_plc"
+    ZEROS = "zeros"
+
+
+@dataclass
+class SlotContext:
+    """What a plug-in may look at when asked to fill a lost slot.
+
+    Attributes
+    ----------
+    slot : int
+        Index of the lost slot (packet sequence number from the start).
+    future : Sequence[bytes | None]
+        Packets of the slots after ``slot`` that are known now (``None`` = lost).
+    history : np.ndarray
+        The receiver's most recent output samples (int16), newest last.
+    loss_run : int
+        How many consecutive slots (including this one) have been lost.
+    """
+
+    slot: int
+    future: Sequence[bytes | None]
+    history: np.ndarray
+    loss_run: int
+
+
+class Recoverer(Protocol):
+    """Reconstructs a lost slot from redundancy (e.g. DRED); None if it can't."""
+
+    decision: Decision
+
+    def recover(self, ctx: SlotContext) -> np.ndarray | None: ...
+
+
+class Concealer(Protocol):
+    """Invents audio for a lost slot from the past alone (e.g. neural PLC)."""
+
+    decision: Decision
+
+    def conceal(self, ctx: SlotContext) -> np.ndarray: ...
+
+
+@dataclass
+class ReceiverConfig:
+    """Receiver behaviour.
+
+    Attributes
+    ----------
+    lbrr : bool
+        Use the LBRR (in-band FEC) copy in the next packet for a single lost frame.
+    concealment : str
+        ``"opus_plc"`` or ``"zeros"`` when no concealer plug-in is given.
+    lookahead : int | None
+        Slots of look-ahead before a slot is decided; default 1 with LBRR, else 0.
+        Recoverers may need more (a jitter buffer bounds it in live use).
+    history_samples : int
+        Output history kept for plug-ins (vocoder priming).
+    """
+
+    lbrr: bool = False
+    concealment: str = "opus_plc"
+    lookahead: int | None = None
+    history_samples: int = 4096
+    frame_size: int = FRAME_SAMPLES
+    sample_rate: int = SAMPLE_RATE
+
+    def effective_lookahead(self) -> int:
+        if self.lookahead is not None:
+            if self.lookahead < 0:
+                raise ValueError("lookahead must be >= 0")
+            return self.lookahead
+        return 1 if self.lbrr else 0
+
+
+class Receiver:
+    """Decide and decode one slot per packet, in order.
+
+    Parameters
+    ----------
+    config : ReceiverConfig
+    recoverers : sequence of Recoverer
+        Tried in order for a lost slot after LBRR.
+    concealer : Concealer, optional
+        Replaces the classic concealment named in ``config.concealment``.
+
+    Notes
+    -----
+    ``push`` returns the decided slots' audio in order (possibly none while the
+    look-ahead fills); ``flush`` decides the remaining slots at the end of a stream.
+    """
+
+    def __init__(
+        self,
+        config: ReceiverConfig | None = None,
+        recoverers: Sequence[Recoverer] = (),
+        concealer: Concealer | None = None,
+    ) -> None:
+        self.config = config or ReceiverConfig()
+        if self.config.concealment not in ("opus_plc", "zeros"):
+            raise ValueError(f"unknown concealment {self.config.concealment!r} (opus_plc, zeros)")
+        self.lookahead = self.config.effective_lookahead()
+        self.decoder = OpusDecoder(self.config.sample_rate, 1)
+        self.recoverers = list(recoverers)
+        self.concealer = concealer
+        self.decisions: list[Decision] = []
+        self._pending: deque[bytes | None] = deque()
+        self._next_slot = 0
+        self._loss_run = 0
+        self._history = np.zeros(self.config.history_samples, np.int16)
+
+    @property
+    def history(self) -> np.ndarray:
+        """Most recent output samples, newest last."""
+        return self._history
+
+    def push(self, packet: bytes | None) -> list[np.ndarray]:
+        """Add the next slot's packet (``None`` if lost); return newly decided audio."""
+        if packet is not None and not isinstance(packet, (bytes, bytearray, memoryview)):
+            raise TypeError(f"packet must be bytes or None, got {type(packet).__name__}")
+        self._pending.append(None if packet is None else bytes(packet))
+        out = []
+        while len(self._pending) > self.lookahead:
+            out.append(self._decide_one())
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        """Decide every pending slot (end of stream)."""
+        out = []
+        while self._pending:
+            out.append(self._decide_one())
+        return out
+
+    def _decide_one(self) -> np.ndarray:
+        packet = self._pending.popleft()
+        future = list(self._pending)
+        n = self.config.frame_size
+        if packet is not None:
+            pcm, decision = self.decoder.decode(packet, n), Decision.REGULAR
+            self._loss_run = 0
+        else:
+            self._loss_run += 1
+            pcm, decision = self._fill_lost(future)
+        pcm = np.asarray(pcm, np.int16)
+        if pcm.shape != (n,):
+            raise RuntimeError(f"slot {self._next_slot}: {decision.value} produced {pcm.shape}, expected ({n},)")
+        self.decisions.append(decision)
+        self._next_slot += 1
+        self._history = np.concatenate([self._history[n:], pcm])
+        return pcm
+
+    def _fill_lost(self, future: list[bytes | None]) -> tuple[np.ndarray, Decision]:
+        n = self.config.frame_size
+        nxt = future[0] if future else None
+        if self.config.lbrr and nxt is not None and packet_has_lbrr(nxt):
+            return self.decoder.decode(nxt, n, fec=True), Decision.LBRR
+        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run)
+        for rec in self.recoverers:
+            pcm = rec.recover(ctx)
+            if pcm is not None:
+                return pcm, rec.decision
+        if self.concealer is not None:
+            return self.concealer.conceal(ctx), self.concealer.decision
+        if self.config.concealment == "zeros":
+            return np.zeros(n, np.int16), Decision.ZEROS
+        return self.decoder.decode(None, n), Decision.OPUS_PLC

@@ -1,0 +1,184 @@
+"""Offline simulation: sender -> packets -> loss -> receiver, sample-aligned.
+
+This is the pipeline behind ``edge-dred simulate`` and ``edge-dred eval``.  A
+*condition* names a sender/receiver configuration (bit rate, LBRR, concealment);
+:func:`run_condition` plays one signal through it under a given loss mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .codec.opus import OpusEncoder
+from .receiver import Receiver, ReceiverConfig
+
+__all__ = ["Condition", "CONDITIONS", "SimResult", "Sender", "run_condition", "simulate", "n_packets_for"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named sender/receiver configuration.
+
+    Attributes
+    ----------
+    bitrate : int
+        Total Opus bit rate in b/s.  libopus takes LBRR's bits out of this
+        total, so LBRR conditions run at 40 kb/s to keep the primary near 24.
+    lbrr : bool
+        Sender emits in-band FEC (LBRR) and the receiver uses it.
+    concealment : str
+        What fills a hole nothing recovers: ``opus_plc`` or ``zeros``.
+    lossless : bool
+        Ignore the loss mask (the ``clean`` reference).
+    """
+
+    name: str
+    bitrate: int = 24000
+    lbrr: bool = False
+    concealment: str = "opus_plc"
+    lossless: bool = False
+
+
+CONDITIONS: dict[str, Condition] = {
+    c.name: c
+    for c in (
+        Condition("clean", lossless=True),
+        Condition("zeros", concealment="zeros"),
+        Condition("opus_plc"),
+        Condition("lbrr", bitrate=40000, lbrr=True),
+    )
+}
+
+DEFAULT_EXPECTED_LOSS_PCT = 20  # tells libopus how strong to make LBRR
+
+
+@dataclass
+class SimResult:
+    """Outcome of one simulated stream.
+
+    Attributes
+    ----------
+    audio : np.ndarray
+        int16, same length as the input, sample-aligned with it.
+    lost : np.ndarray
+        bool per 20 ms packet (True = lost).
+    decisions : list[str]
+        What produced each packet's 20 ms of output.
+    total_bitrate_bps : float
+        Bit rate of everything sent (all packets, including lost ones).
+    packet_bytes : np.ndarray
+        Size of each packet in bytes.
+    """
+
+    audio: np.ndarray
+    lost: np.ndarray
+    decisions: list[str]
+    total_bitrate_bps: float
+    packet_bytes: np.ndarray
+    condition: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def decision_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in self.decisions:
+            out[d] = out.get(d, 0) + 1
+        return out
+
+
+def _lookahead_of(enc: OpusEncoder) -> int:
+    return int(enc.lookahead)
+
+
+def n_packets_for(n_samples: int, lookahead: int = 104) -> int:
+    """Packets needed so the decoded stream covers ``n_samples`` after the codec delay."""
+    return -(-(n_samples + lookahead) // FRAME_SAMPLES)
+
+
+class Sender:
+    """Encode 20 ms frames into Opus packets (the DRED payload joins in a later issue).
+
+    Parameters
+    ----------
+    bitrate : int
+        Total bit rate in b/s.
+    lbrr : bool
+        Enable in-band FEC with ``expected_loss_pct``.
+    complexity : int
+        libopus complexity 0..10.
+    """
+
+    def __init__(self, bitrate: int = 24000, lbrr: bool = False, complexity: int = 9,
+                 expected_loss_pct: int = DEFAULT_EXPECTED_LOSS_PCT, dtx: bool = False) -> None:
+        self.encoder = OpusEncoder(
+            SAMPLE_RATE, 1, bitrate=bitrate, complexity=complexity, vbr=True, dtx=dtx,
+            fec=lbrr, packet_loss_perc=expected_loss_pct if lbrr else 0, application="voip",
+        )
+        self.lookahead = _lookahead_of(self.encoder)
+
+    def encode_stream(self, pcm: np.ndarray) -> list[bytes]:
+        """Encode a whole signal, padded at the end so the codec delay is flushed."""
+        n = n_packets_for(len(pcm), self.lookahead)
+        padded = np.zeros(n * FRAME_SAMPLES, np.int16)
+        padded[: len(pcm)] = pcm
+        return [self.encoder.encode(padded[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]) for i in range(n)]
+
+
+def _fit_mask(lost: np.ndarray | None, n: int) -> np.ndarray:
+    if lost is None:
+        return np.zeros(n, bool)
+    lost = np.asarray(lost, bool).ravel()
+    if len(lost) == 0:
+        raise ValueError("empty loss mask")
+    if len(lost) < n:  # loss traces repeat cyclically over longer signals
+        lost = np.resize(lost, n)
+    return lost[:n].copy()
+
+
+def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver: Receiver,
+             condition: str = "") -> SimResult:
+    """Play ``pcm`` (int16 mono 16 kHz) through ``sender``, the loss mask and ``receiver``."""
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 1 or pcm.dtype != np.int16:
+        raise ValueError(f"expected 1-D int16 PCM, got {pcm.dtype} {pcm.shape}")
+    if len(pcm) == 0:
+        raise ValueError("empty signal")
+    packets = sender.encode_stream(pcm)
+    mask = _fit_mask(lost, len(packets))
+    chunks: list[np.ndarray] = []
+    for pkt, is_lost in zip(packets, mask):
+        chunks.extend(receiver.push(None if is_lost else pkt))
+    chunks.extend(receiver.flush())
+    out = np.concatenate(chunks)
+    audio = out[sender.lookahead: sender.lookahead + len(pcm)]
+    sizes = np.array([len(p) for p in packets], np.int32)
+    duration = len(packets) * FRAME_MS / 1000.0
+    return SimResult(
+        audio=audio.astype(np.int16), lost=mask, decisions=[d.value for d in receiver.decisions],
+        total_bitrate_bps=float(sizes.sum() * 8 / duration), packet_bytes=sizes, condition=condition,
+    )
+
+
+def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Condition,
+                  bitrate: int | None = None) -> SimResult:
+    """Simulate one named condition.
+
+    Parameters
+    ----------
+    pcm : np.ndarray
+        int16 mono 16 kHz signal.
+    lost : np.ndarray or None
+        bool per 20 ms packet; repeated cyclically if shorter than the stream.
+    condition : str or Condition
+        One of :data:`CONDITIONS` (or a Condition object).
+    bitrate : int, optional
+        Override the condition's total bit rate.
+    """
+    if isinstance(condition, str):
+        if condition not in CONDITIONS:
+            raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
+        condition = CONDITIONS[condition]
+    sender = Sender(bitrate or condition.bitrate, lbrr=condition.lbrr)
+    receiver = Receiver(ReceiverConfig(lbrr=condition.lbrr, concealment=condition.concealment))
+    return simulate(pcm, None if condition.lossless else lost, sender, receiver, condition.name)
