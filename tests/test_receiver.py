@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from edge_dred.codec.opus import OpusDecoder, OpusEncoder
+from edge_dred.receiver import Decision, Receiver, ReceiverConfig
+from edge_dred.simulate import CONDITIONS, Sender, run_condition, simulate
+
+from conftest import voiced
+
+
+def _snr_db(ref: np.ndarray, x: np.ndarray) -> float:
+    ref = ref.astype(float)
+    err = ref - x.astype(float)
+    return 10 * np.log10(np.sum(ref ** 2) / max(np.sum(err ** 2), 1e-9))
+
+
+def test_lossless_receiver_equals_plain_libopus_decoding():
+    pcm = voiced(1.5)
+    sender = Sender(24000)
+    packets = sender.encode_stream(pcm)
+    dec = OpusDecoder(16000, 1)
+    plain = np.concatenate([dec.decode(p, 320) for p in packets])
+    for lbrr in (False, True):  # look-ahead must not shift anything
+        rx = Receiver(ReceiverConfig(lbrr=lbrr))
+        out = []
+        for p in packets:
+            out.extend(rx.push(p))
+        out.extend(rx.flush())
+        assert np.array_equal(np.concatenate(out), plain)
+        assert set(rx.decisions) == {Decision.REGULAR}
+
+
+def test_output_is_sample_aligned_with_input():
+    pcm = voiced(2.0)
+    res = run_condition(pcm, None, "clean")
+    assert res.audio.shape == pcm.shape
+    # Best alignment lag of output vs input is zero.
+    a, b = pcm[4000:20000].astype(float), res.audio.astype(float)
+    lags = range(-200, 201)
+    corr = [np.dot(a, b[4000 + k:20000 + k]) for k in lags]
+    assert list(lags)[int(np.argmax(corr))] == 0
+    assert _snr_db(pcm[4000:-4000], res.audio[4000:-4000]) > 8
+
+
+def test_lbrr_recovers_single_losses_better_than_plc():
+    pcm = voiced(3.0, seed=3)
+    n = len(Sender(40000, lbrr=True).encode_stream(pcm))
+    lost = np.zeros(n, bool)
+    lost[10:n - 5:7] = True  # isolated single losses
+    lb = run_condition(pcm, lost, "lbrr")
+    plc = run_condition(pcm, lost, "opus_plc")
+    assert lb.decisions.count("lbrr") == lost.sum()
+    assert all(d == "lbrr" for d, l in zip(lb.decisions, lb.lost) if l)
+    assert _snr_db(pcm, lb.audio) > _snr_db(pcm, plc.audio) + 3
+
+
+def test_burst_losses_fall_back_to_concealment_and_every_slot_is_explained():
+    pcm = voiced(2.0)
+    n = len(Sender(40000, lbrr=True).encode_stream(pcm))
+    lost = np.zeros(n, bool)
+    lost[20:25] = True
+    res = run_condition(pcm, lost, "lbrr")
+    assert len(res.decisions) == n
+    assert res.decisions[20:24] == ["opus_plc"] * 4  # no LBRR copy inside the burst
+    assert res.decisions[24] == "lbrr"  # the packet after the burst carries frame 24's LBRR
+    z = run_condition(pcm, lost, "zeros")
+    assert z.decisions[20:25] == ["zeros"] * 5
+
+
+def test_conditions_bitrates_are_measured():
+    pcm = voiced(3.0)
+    clean = run_condition(pcm, None, "clean")
+    lbrr = run_condition(pcm, None, "lbrr")
+    assert 12000 < clean.total_bitrate_bps < 30000
+    assert lbrr.total_bitrate_bps > clean.total_bitrate_bps
+    assert set(CONDITIONS) >= {"clean", "zeros", "opus_plc", "lbrr"}
+
+
+def test_short_mask_wraps_and_bad_inputs_raise():
+    pcm = voiced(1.0)
+    res = run_condition(pcm, np.array([0, 1], bool), "opus_plc")
+    assert res.lost[1] and res.lost[3] and not res.lost[2]
+    with pytest.raises(ValueError, match="unknown condition"):
+        run_condition(pcm, None, "nope")
+    with pytest.raises(ValueError):
+        run_condition(pcm.astype(np.float32), None, "clean")
+    with pytest.raises(TypeError):
+        Receiver().push("not bytes")
+    with pytest.raises(ValueError):
+        Receiver(ReceiverConfig(concealment="magic"))
