@@ -141,6 +141,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boards(args: argparse.Namespace) -> int:
+    from .boards import detect_board, list_boards
+
+    here, how = detect_board(args.board)
+    print("| board | arch | cpu | kernels | period ms | DRED ms | complexity |")
+    print("|---|---|---|---|---:|---:|---:|")
+    for b in list_boards():
+        mark = " (this machine)" if b.name == here.name else ""
+        print(f"| {b.name}{mark} | {b.arch} | {b.cpu} | {', '.join(b.kernel_variants)} | {b.period_ms} | "
+              f"{b.dred_ms} | {b.complexity} |")
+    print(f"\nselected: {here.name} ({here.description}), by {how}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-dred", description="Neural packet-loss recovery for live Opus voice.")
     p.add_argument("--version", action="version", version=f"edge-dred {__version__}")
@@ -168,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per measurement")
     b.add_argument("--repeat", type=_positive_int, default=3)
     b.set_defaults(func=cmd_bench)
+
+    bo = sub.add_parser("boards", help="list the board configs and the one detected here")
+    bo.add_argument("--board", help="force a board (name or TOML path); also EDGE_DRED_BOARD")
+    bo.set_defaults(func=cmd_boards)
 
     try:
         from .evaluate.cli import register as register_eval
