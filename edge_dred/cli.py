@@ -187,12 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--board", help="force a board (name or TOML path); also EDGE_DRED_BOARD")
     bo.set_defaults(func=cmd_boards)
 
-    try:
-        from .evaluate.cli import register as register_eval
-    except ImportError:  # evaluation module not importable: the rest still works
-        register_eval = None
-    if register_eval is not None:
-        register_eval(sub)
+    # Subcommands implemented elsewhere register themselves (eval; send/recv/live).
+    import importlib
+
+    for mod in ("edge_dred.evaluate.cli", "edge_dred.live_cli"):
+        try:
+            importlib.import_module(mod).register(sub)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a real missing dependency inside the module
+                raise
     return p
 
 
