@@ -66,12 +66,17 @@ Pitch estimator
    ``<s, s_L> / sqrt((|s|^2 + 160)(|s_L|^2 + 160))`` for every lag
    L = 16..134 (FFT based; the +160 terms, one LSB^2 per sample, push
    LSB-level signals toward 0).
-3. Octave guard: the best lag is replaced by its smallest sub-multiple
-   ``L/k`` (k = 2..8) whose correlation is at least 0.85 of the best.
+3. Only interior local maxima of that lag curve count (a maximum at the
+   edge of the range is the tail of a short-lag formant correlation).
+   Octave guard: the best peak is replaced by its smallest sub-multiple
+   ``L/k`` (k = 2..8) whose peak correlation is at least 0.85 of the best.
 4. Causal continuity: if a frame at most 2 frames back was voiced and the
-   best correlation within +-12 % of its lag is within 0.15 of the
-   independent choice, that nearby lag wins.
-5. The frame is voiced when the coarse correlation is >= 0.4.
+   best peak within +-12 % of its lag is within 0.15 of the independent
+   choice, that nearby lag wins; a far candidate below 0.7 does not break
+   the track (the frame counts as unvoiced instead).  Starting a new track
+   needs 0.5.
+5. The frame is voiced when its coarse correlation is >= 0.4 (and step 4
+   allowed it).
 6. Fine stage at 16 kHz on ``u``: a 320-sample segment, lags within +-3 of
    twice the coarse lag, parabolic interpolation around the best integer
    lag gives the fractional period and the interpolated peak correlation.
@@ -138,6 +143,8 @@ _CONT_WINDOW = 0.12
 _CONT_MARGIN = 0.15
 _CONT_MAX_GAP = 2
 _VOICED_THRESHOLD = 0.4
+_JUMP_MIN = 0.7
+_ONSET_MIN = 0.5
 _BATCH_FRAMES = 2048
 
 
@@ -314,12 +321,28 @@ def _ncc_fine(buf16: np.ndarray, lags: np.ndarray) -> np.ndarray:
     return r / np.sqrt((e_seg[:, None] + reg) * (e_lag + reg))
 
 
-def _octave_guard(ncc: np.ndarray) -> np.ndarray:
-    """Independent per-frame lag index (into the 8 kHz lag axis)."""
-    n = ncc.shape[0]
+def _peaks_only(ncc: np.ndarray) -> np.ndarray:
+    """Keep interior local maxima of the lag curve, -1 elsewhere.
+
+    A maximum at the edge of the lag range is the tail of a short-lag
+    (formant) correlation, not a period.
+    """
+    out = np.full_like(ncc, -1.0)
+    mid = ncc[:, 1:-1]
+    peak = (mid >= ncc[:, :-2]) & (mid >= ncc[:, 2:])
+    out[:, 1:-1] = np.where(peak, mid, -1.0)
+    return out
+
+
+def _octave_guard(cp: np.ndarray) -> np.ndarray:
+    """Independent per-frame lag index (into the 8 kHz lag axis).
+
+    cp holds the peaks of the ncc curve (see :func:`_peaks_only`).
+    """
+    n = cp.shape[0]
     rows = np.arange(n)
-    best = np.argmax(ncc, axis=1)
-    cbest = ncc[rows, best]
+    best = np.argmax(cp, axis=1)
+    cbest = cp[rows, best]
     lag_best = best + _LAG8_MIN
     choice = best.copy()
     # Larger k last, so the smallest qualifying sub-multiple wins.
@@ -327,7 +350,7 @@ def _octave_guard(ncc: np.ndarray) -> np.ndarray:
         centre = np.rint(lag_best / k).astype(np.int64) - _LAG8_MIN
         ok_range = centre >= 1
         c = np.clip(centre, 1, _N_LAG8 - 2)
-        win = np.stack([ncc[rows, c - 1], ncc[rows, c], ncc[rows, c + 1]], axis=1)
+        win = np.stack([cp[rows, c - 1], cp[rows, c], cp[rows, c + 1]], axis=1)
         j = np.argmax(win, axis=1)
         val = win[rows, j]
         take = ok_range & (val >= _OCTAVE_RATIO * cbest) & (cbest > 0)
@@ -418,7 +441,7 @@ class FeatureExtractor:
         buf16 = np.lib.stride_tricks.sliding_window_view(u_ext, _BUF16)[::FRAME_SIZE]
         self._u_hist = u_ext[-(_BUF16 - FRAME_SIZE):].copy()
 
-        ncc = _ncc_coarse(buf16)
+        ncc = _peaks_only(_ncc_coarse(buf16))
         indep = _octave_guard(ncc)
         lag8, voiced = self._track(ncc, indep)
 
@@ -470,6 +493,7 @@ class FeatureExtractor:
         ind_c = ncc[np.arange(n), indep].tolist()
         for i in range(n):
             li, ci = ind_l[i], ind_c[i]
+            ok = True
             if prev >= 0 and gap <= _CONT_MAX_GAP:
                 p = prev + _LAG8_MIN
                 lo = max(int(p * (1.0 - _CONT_WINDOW)) - _LAG8_MIN, 0)
@@ -480,8 +504,13 @@ class FeatureExtractor:
                     cn = float(row[j])
                     if cn >= ci - _CONT_MARGIN:
                         li, ci = lo + j, cn
+                    elif ci < _JUMP_MIN:
+                        # A weak far candidate breaks a track only when strong.
+                        ok = False
+            elif ci < _ONSET_MIN:
+                ok = False
             lag8[i] = li
-            if ci >= _VOICED_THRESHOLD:
+            if ok and ci >= _VOICED_THRESHOLD:
                 voiced[i] = True
                 prev, gap = li, 0
             else:
