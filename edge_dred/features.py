@@ -64,7 +64,7 @@ Pitch estimator
 2. Coarse search at 8 kHz: for the 160-sample (20 ms) segment of ``d`` ending
    at the frame end, the normalised cross-correlation
    ``<s, s_L> / sqrt((|s|^2 + 160)(|s_L|^2 + 160))`` for every lag
-   L = 16..134 (FFT based; the +160 terms, one LSB^2 per sample, push
+   L = 15..135 (FFT based; the +160 terms, one LSB^2 per sample, push
    LSB-level signals toward 0).
 3. Only interior local maxima of that lag curve count (a maximum at the
    edge of the range is the tail of a short-lag formant correlation).
@@ -127,8 +127,9 @@ _DEFAULT_PERIOD = 100.0
 _LP_TAPS = 31
 _LP_CUTOFF_HZ = 3000.0
 _SEG8 = 160               # 20 ms at 8 kHz
-_LAG8_MIN = PITCH_MIN // 2            # 16
-_LAG8_MAX = (PITCH_MAX + 1) // 2      # 134
+_LAG8_MIN = PITCH_MIN // 2 - 1        # 15: one spare lag each side so that the
+                                      # range ends can be interior peaks
+_LAG8_MAX = (PITCH_MAX + 1) // 2 + 1  # 135
 _N_LAG8 = _LAG8_MAX - _LAG8_MIN + 1
 _FFT8 = 512
 _SEG16 = WINDOW_SIZE
@@ -286,7 +287,7 @@ def _validate_pcm(pcm: np.ndarray, name: str = "pcm") -> np.ndarray:
 
 
 def _ncc_coarse(buf16: np.ndarray) -> np.ndarray:
-    """Normalised cross-correlation at 8 kHz for lags 16..134.
+    """Normalised cross-correlation at 8 kHz for lags 15..135.
 
     buf16: (n, _BUF16) low-passed 16 kHz history ending at each frame end.
     Returns (n, _N_LAG8), column j is lag 16 + j.
@@ -322,15 +323,20 @@ def _ncc_fine(buf16: np.ndarray, lags: np.ndarray) -> np.ndarray:
 
 
 def _peaks_only(ncc: np.ndarray) -> np.ndarray:
-    """Keep interior local maxima of the lag curve, -1 elsewhere.
+    """Parabola-interpolated heights of interior local maxima, -1 elsewhere.
 
     A maximum at the edge of the lag range is the tail of a short-lag
-    (formant) correlation, not a period.
+    (formant) correlation, not a period.  Interpolating the height keeps short
+    periods that fall between integer lags from looking weaker than their
+    multiples.
     """
     out = np.full_like(ncc, -1.0)
-    mid = ncc[:, 1:-1]
-    peak = (mid >= ncc[:, :-2]) & (mid >= ncc[:, 2:])
-    out[:, 1:-1] = np.where(peak, mid, -1.0)
+    a, b, c = ncc[:, :-2], ncc[:, 1:-1], ncc[:, 2:]
+    peak = (b >= a) & (b >= c)
+    den = a - 2.0 * b + c
+    curved = den < 0
+    height = b - np.where(curved, (a - c) ** 2 / (8.0 * np.where(curved, den, -1.0)), 0.0)
+    out[:, 1:-1] = np.where(peak, np.minimum(height, 1.0), -1.0)
     return out
 
 
