@@ -6,7 +6,9 @@ arguments, picks speech-friendly defaults for a 16 kHz voice stream and adds
 the SILK header flags with a small RFC 6716 range decoder instead).
 
 libopus calls run without the GIL.  ``encode`` allocates only its returned
-``bytes`` and ``decode`` only its returned array.
+``bytes`` and ``decode`` only its returned array.  Because the GIL is
+released, one encoder/decoder instance must not be used from two threads at
+once (separate instances are independent).
 """
 from __future__ import annotations
 
