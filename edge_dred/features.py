@@ -40,7 +40,8 @@ Log energies (floor and bounded dynamic range)
     ``L_b = log10(E_b + 1.0)`` (the +1, about one int16 LSB squared, keeps
     silence at 0 instead of -inf); then, going up in frequency,
     ``L_b = max(L_b, max_b' L_b' - 8, F_{b-1} - 2.5)`` with
-    ``F_b = max(F_{b-1} - 2.5, L_b)`` (``F_{-1} = -inf``): no band lies more
+    ``F_b = max(F_{b-1} - 2.5, L_b)`` (``F_{-1} = -inf``; ``F_b`` equals the
+    floored ``L_b``, so this is ``L_b >= L_{b-1} - 2.5``): no band lies more
     than 8 decades below the loudest one, and a spectral valley falls at most
     2.5 decades per band.  So ``0 <= L_b <= ~11`` for int16 input.
 Cepstrum
@@ -59,6 +60,10 @@ Pitch
 
 Pitch estimator
 ---------------
+The hot loops have compiled versions in ``edge_dred._features`` (built by
+``setup.py``); without it the same arithmetic runs in numpy.  The two agree to
+rounding; batch and streaming with one implementation agree exactly.
+
 1. ``y`` is low-passed (31-tap windowed sinc, cutoff 3 kHz, 15 samples delay)
    to ``u``; ``u`` at even-offset samples gives an 8 kHz signal ``d``.
 2. Coarse search at 8 kHz: for the 160-sample (20 ms) segment of ``d`` ending
@@ -67,8 +72,9 @@ Pitch estimator
    L = 15..135 (FFT based; the +160 terms, one LSB^2 per sample, push
    LSB-level signals toward 0).
 3. Only interior local maxima of that lag curve count (a maximum at the
-   edge of the range is the tail of a short-lag formant correlation).
-   Octave guard: the best peak is replaced by its smallest sub-multiple
+   edge of the range is the tail of a short-lag formant correlation), with
+   parabola-interpolated heights (short periods between integer lags would
+   otherwise look weaker than their multiples).  Octave guard: the best peak is replaced by its smallest sub-multiple
    ``L/k`` (k = 2..8) whose peak correlation is at least 0.85 of the best.
 4. Causal continuity: if a frame at most 2 frames back was voiced and the
    best peak within +-12 % of its lag is within 0.15 of the independent
@@ -84,6 +90,11 @@ Pitch estimator
 from __future__ import annotations
 
 import numpy as np
+
+try:  # compiled hot loops; the numpy versions below are the fallback
+    from edge_dred import _features as _ck
+except ImportError:  # pragma: no cover - depends on the build
+    _ck = None
 
 __all__ = [
     "NB_BANDS",
@@ -259,12 +270,19 @@ def cepstrum_from_band_energies(energies: np.ndarray) -> np.ndarray:
 def _cepstrum(e: np.ndarray) -> np.ndarray:
     """(n, 18) band energies -> (n, 18) cepstrum with floor rules."""
     logs = np.log10(e + _ENERGY_FLOOR)
-    lo = logs.max(axis=1) - _MAX_RANGE
-    follow = np.full(logs.shape[0], -np.inf)
-    for b in range(NB_BANDS):
-        v = np.maximum(logs[:, b], np.maximum(lo, follow - _FOLLOW_DECAY))
-        logs[:, b] = v
-        follow = np.maximum(follow - _FOLLOW_DECAY, v)
+    if _ck is not None:
+        _ck.floor_logs(logs, _MAX_RANGE, _FOLLOW_DECAY)
+    else:
+        # F_b = max(F_{b-1} - decay, L_b) always equals the floored L_b, so
+        # the rule is L_b = max(L_b, max - range, L_{b-1} - decay).
+        lo = logs.max(axis=1) - _MAX_RANGE
+        prev = lo
+        for b in range(NB_BANDS):
+            v = np.maximum(logs[:, b], lo)
+            if b > 0:
+                v = np.maximum(v, prev - _FOLLOW_DECAY)
+            logs[:, b] = v
+            prev = v
     cep = logs @ _DCT.T
     cep[:, 0] -= C0_OFFSET
     return cep
@@ -346,6 +364,10 @@ def _octave_guard(cp: np.ndarray) -> np.ndarray:
     cp holds the peaks of the ncc curve (see :func:`_peaks_only`).
     """
     n = cp.shape[0]
+    if _ck is not None:
+        out = np.empty(n, dtype=np.intp)
+        _ck.octave_guard(np.ascontiguousarray(cp), _LAG8_MIN, _OCTAVE_RATIO, _OCTAVE_KMAX, out)
+        return out
     rows = np.arange(n)
     best = np.argmax(cp, axis=1)
     cbest = cp[rows, best]
@@ -440,12 +462,23 @@ class FeatureExtractor:
         lp_in = np.concatenate([self._lp_hist, y])
         u = np.zeros_like(y)
         m = y.shape[0]
-        for k in range(_LP_TAPS):
-            u += _LOWPASS[k] * lp_in[_LP_TAPS - 1 - k:_LP_TAPS - 1 - k + m]
+        if _ck is not None:
+            _ck.lowpass(lp_in, _LOWPASS, u)
+        else:
+            for k in range(_LP_TAPS):
+                u += _LOWPASS[k] * lp_in[_LP_TAPS - 1 - k:_LP_TAPS - 1 - k + m]
         self._lp_hist = lp_in[-(_LP_TAPS - 1):].copy()
         u_ext = np.concatenate([self._u_hist, u])
         buf16 = np.lib.stride_tricks.sliding_window_view(u_ext, _BUF16)[::FRAME_SIZE]
         self._u_hist = u_ext[-(_BUF16 - FRAME_SIZE):].copy()
+
+        def fine(rows: np.ndarray, lags: np.ndarray) -> np.ndarray:
+            if _ck is None:
+                return _ncc_fine(buf16[rows], lags)
+            res = np.empty(lags.shape)
+            _ck.ncc_fine(u_ext, (rows * FRAME_SIZE).astype(np.intp), np.ascontiguousarray(lags, dtype=np.intp),
+                         _BUF16, _SEG16, _REG * _SEG16, res)
+            return res
 
         ncc = _peaks_only(_ncc_coarse(buf16))
         indep = _octave_guard(ncc)
@@ -459,7 +492,7 @@ class FeatureExtractor:
             centre = 2 * (lag8[vi] + _LAG8_MIN)
             offs = np.arange(-_FINE_HALF - 1, _FINE_HALF + 2)
             lags = np.clip(centre[:, None] + offs[None, :], _LAG16_LO, _LAG16_HI)
-            f = _ncc_fine(buf16[vi], lags)
+            f = fine(vi, lags)
             inner = f[:, 1:-1]
             j = np.argmax(inner, axis=1) + 1
             rows = np.arange(vi.size)
@@ -480,7 +513,7 @@ class FeatureExtractor:
         ui = np.flatnonzero(~voiced)
         if ui.size:
             lag_u = np.rint(held[ui]).astype(np.int64)[:, None]
-            corr[ui] = _ncc_fine(buf16[ui], lag_u)[:, 0]
+            corr[ui] = fine(ui, lag_u)[:, 0]
             period[ui] = held[ui]
 
         out = np.empty((n, NB_FEATURES), dtype=np.float32)
@@ -495,6 +528,14 @@ class FeatureExtractor:
         lag8 = np.empty(n, dtype=np.int64)
         voiced = np.zeros(n, dtype=bool)
         prev, gap = self._prev_lag8, self._gap
+        if _ck is not None:
+            lag_c = np.empty(n, dtype=np.intp)
+            voiced_c = np.empty(n, dtype=np.uint8)
+            self._prev_lag8, self._gap = _ck.track(
+                np.ascontiguousarray(ncc), indep.astype(np.intp), prev, gap, _LAG8_MIN,
+                _CONT_WINDOW, _CONT_MARGIN, _CONT_MAX_GAP, _JUMP_MIN, _ONSET_MIN,
+                _VOICED_THRESHOLD, lag_c, voiced_c)
+            return lag_c.astype(np.int64), voiced_c.astype(bool)
         ind_l = indep.tolist()
         ind_c = ncc[np.arange(n), indep].tolist()
         for i in range(n):

@@ -284,3 +284,13 @@ def test_streaming_bad_sizes_raise():
         band_energies_from_cepstrum(np.zeros(17))
     with pytest.raises(FeatureInputError):
         cepstrum_from_band_energies(-np.ones(NB_BANDS))
+
+
+def test_compiled_and_numpy_paths_agree(monkeypatch):
+    if fm._ck is None:
+        pytest.skip("edge_dred._features not built")
+    x = mixed_signal(14)
+    compiled = compute_features(x)
+    monkeypatch.setattr(fm, "_ck", None)
+    fallback = compute_features(x)
+    np.testing.assert_allclose(compiled, fallback, rtol=0, atol=1e-4)
