@@ -71,8 +71,14 @@ def test_stereo_44k_input_is_converted_with_a_note(tmp_path, capsys):
 
 
 def test_console_script_entry_runs_demo_without_input(tmp_path):
+    import os
+    from pathlib import Path
+
+    import edge_dred
+
+    env = dict(os.environ, PYTHONPATH=str(Path(edge_dred.__file__).resolve().parents[1]))
     r = subprocess.run([sys.executable, "-m", "edge_dred", "simulate", "--loss", "10", "-o", str(tmp_path / "d.wav")],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert "no input given" in r.stdout
     assert len(load_audio(tmp_path / "d.wav").pcm) > 16000
