@@ -57,6 +57,7 @@ extensions = [
         libraries=opus_libs or ["opus"],
     ),
     Extension("edge_dred._features", ["edge_dred/_features.pyx"]),
+    Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
 ] + _load_kernel_extensions()
 
 extensions = [e for e in extensions if all(os.path.exists(os.path.join(HERE, s)) for s in e.sources)]
@@ -72,6 +73,7 @@ setup(
     packages=[
         "edge_dred",
         "edge_dred.codec",
+        "edge_dred.dred",
         "edge_dred.audio",
         "edge_dred.evaluate",
         "edge_dred.models",

@@ -1,0 +1,784 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Range coder and DRED latent symbol coder (compiled).
+
+A 32-bit carry-propagating range coder in the style of RFC 6716 section 4.1
+(decoder) and 5.1 (encoder): 8-bit output symbols, the encoder's pending byte
+plus a run count of 0xFF bytes to resolve carries, and a decoder that reads
+zeros past the end of its buffer.  Two deliberate differences from Opus:
+
+* "raw bits" are coded inside the range-coded stream as equiprobable symbols
+  rather than packed backwards from the buffer end, so a payload is a single
+  stream whose exact length the decoder can predict;
+* the encoder always flushes one bit more than the minimum RFC 6716 needs.
+  That makes the output length a pure function of the coder state that both
+  sides share (bit count and range), so the decoder can verify the length
+  exactly (`RangeDecoder.ends_exactly`) and reject truncated or padded input
+  at a cost of at most one bit per stream.
+
+On top sits the DRED symbol coder of the project contract: one integer k under
+a (p0, decay) Laplace model is a 15-bit "is zero" event, a sign bit, a
+truncated geometric over |k|-1 in 0..14 plus an escape, and an Elias-gamma
+style tail for |k| >= 16, with |k| <= MAX_ABS_K.
+
+Every inner loop is bounded by construction (normalisation needs a non-zero
+range, which the argument checks guarantee; symbol searches cover at most 16
+entries; the escape tail at most 10 unary bits), so hostile input cannot hang
+the decoder.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport log2
+
+import numpy as np
+
+cdef extern from *:
+    """
+    #define EDR_CODE_TOP 0x80000000u
+    #define EDR_CODE_BOT 0x00800000u
+    #define EDR_CODE_SHIFT 23
+    #define EDR_CODE_EXTRA 7
+    #define EDR_PROB_BITS 15
+    #define EDR_PROB_ONE 32768u
+    """
+    uint32_t CODE_TOP "EDR_CODE_TOP"      # 2^31: the top bit of val is the carry
+    uint32_t CODE_BOT "EDR_CODE_BOT"      # renormalise once the range is <= 2^23
+    int CODE_SHIFT "EDR_CODE_SHIFT"       # shift that exposes the next output byte (+ carry)
+    int CODE_EXTRA "EDR_CODE_EXTRA"       # bits of the first byte the decoder loads at start
+    int PROB_BITS "EDR_PROB_BITS"
+    uint32_t PROB_ONE "EDR_PROB_ONE"
+
+MAX_ABS_K = 1023
+PROB_MIN_Q15 = 1
+PROB_MAX_Q15 = 32767
+N_GEOM = 15          # |k|-1 in 0..14 coded directly, index 15 is the escape
+MAX_FT = 65536       # largest frequency total of encode()/decode()
+MAX_DECODER_BYTES = 1 << 24
+
+cdef int _MAX_ABS_K = 1023
+cdef int _MAX_GAMMA_N = 9   # 2^10 > MAX_ABS_K - 15 + 1: more unary ones is malformed
+
+
+class EntropyError(ValueError):
+    """Invalid use of the range coder (bad arguments, encoder overflow)."""
+
+
+class EntropyDecodeError(EntropyError):
+    """The coded stream is malformed (a value outside the coder's bounds)."""
+
+
+# ---------------------------------------------------------------- shared helpers
+
+cdef inline int _ilog(uint32_t x) noexcept nogil:
+    """Number of significant bits of x (0 for 0)."""
+    cdef int n = 0
+    while x:
+        n += 1
+        x >>= 1
+    return n
+
+
+cdef inline uint32_t _clamp_prob(uint32_t p) noexcept nogil:
+    # Any uint16 is accepted: clamping keeps every symbol's frequency > 0.
+    if p < 1:
+        return 1
+    if p > 32767:
+        return 32767
+    return p
+
+
+cdef inline uint32_t _geom_freq(uint32_t rem, uint32_t decay, int i) noexcept nogil:
+    """Frequency of geometric symbol i < 15 given the mass `rem` left for i..15.
+
+    f = rem * (1 - decay), kept >= 1 and small enough that the 15 - i symbols
+    after it (the escape included) still get at least 1 each.
+    """
+    cdef uint32_t f = (rem * (PROB_ONE - decay)) >> PROB_BITS
+    cdef uint32_t fmax = rem - <uint32_t>(15 - i)
+    if f < 1:
+        f = 1
+    if f > fmax:
+        f = fmax
+    return f
+
+
+cdef inline void _geom_interval(uint32_t decay, int m, uint32_t* fl, uint32_t* fh) noexcept nogil:
+    """Cumulative interval [fl, fh) of symbol m in 0..15 out of PROB_ONE."""
+    cdef uint32_t rem = PROB_ONE
+    cdef uint32_t lo = 0
+    cdef uint32_t f
+    cdef int i
+    for i in range(m):
+        f = _geom_freq(rem, decay, i)
+        lo += f
+        rem -= f
+    fl[0] = lo
+    fh[0] = lo + (rem if m == 15 else _geom_freq(rem, decay, m))
+
+
+cdef inline int _geom_search(uint32_t decay, uint32_t x, uint32_t* fl, uint32_t* fh) noexcept nogil:
+    """Symbol whose interval holds x (x < PROB_ONE); at most 16 steps."""
+    cdef uint32_t rem = PROB_ONE
+    cdef uint32_t lo = 0
+    cdef uint32_t f
+    cdef int i
+    for i in range(15):
+        f = _geom_freq(rem, decay, i)
+        if x < lo + f:
+            fl[0] = lo
+            fh[0] = lo + f
+            return i
+        lo += f
+        rem -= f
+    fl[0] = lo
+    fh[0] = PROB_ONE
+    return 15
+
+
+# ---------------------------------------------------------------- encoder core
+
+cdef struct enc_state:
+    uint8_t* buf
+    uint32_t cap
+    uint32_t offs
+    uint32_t rng
+    uint32_t val      # low end of the interval; bit 31 is a pending carry
+    int rem           # byte waiting for a possible carry, -1 before the first
+    uint32_t ext      # run of 0xFF bytes behind rem that a carry would flip
+    int64_t nbits     # bits consumed so far (ec_tell base)
+    int err
+
+
+cdef inline void _enc_put(enc_state* s, uint32_t b) noexcept nogil:
+    if s.offs < s.cap:
+        s.buf[s.offs] = <uint8_t>(b & 0xFF)
+        s.offs += 1
+    else:
+        s.err = 1
+
+
+cdef inline void _enc_carry(enc_state* s, uint32_t c) noexcept nogil:
+    # c holds the next output byte in its low 8 bits and a carry in bit 8.
+    cdef uint32_t carry
+    if c == 0xFF:
+        # A later carry could still turn this 0xFF into 0x00: hold it back.
+        s.ext += 1
+        if s.ext > s.cap:
+            s.err = 1
+        return
+    carry = c >> 8
+    if s.rem >= 0:
+        _enc_put(s, <uint32_t>s.rem + carry)
+    while s.ext > 0:
+        _enc_put(s, 0xFF + carry)
+        s.ext -= 1
+    s.rem = <int>(c & 0xFF)
+
+
+cdef inline void _enc_norm(enc_state* s) noexcept nogil:
+    while s.rng <= CODE_BOT:
+        _enc_carry(s, s.val >> CODE_SHIFT)
+        s.val = (s.val << 8) & (CODE_TOP - 1)
+        s.rng <<= 8
+        s.nbits += 8
+
+
+cdef inline void _enc_encode(enc_state* s, uint32_t fl, uint32_t fh, uint32_t ft) noexcept nogil:
+    # Requires 0 <= fl < fh <= ft <= 2^16 so the new range is >= 2^7 (non-zero).
+    cdef uint32_t r = s.rng / ft
+    if fl > 0:
+        s.val += s.rng - r * (ft - fl)
+        s.rng = r * (fh - fl)
+    else:
+        # The first symbol absorbs the division remainder.
+        s.rng -= r * (ft - fh)
+    _enc_norm(s)
+
+
+cdef inline void _enc_bin(enc_state* s, uint32_t fl, uint32_t fh, int bits) noexcept nogil:
+    cdef uint32_t r = s.rng >> bits
+    cdef uint32_t ft = (<uint32_t>1) << bits
+    if fl > 0:
+        s.val += s.rng - r * (ft - fl)
+        s.rng = r * (fh - fl)
+    else:
+        s.rng -= r * (ft - fh)
+    _enc_norm(s)
+
+
+cdef inline void _enc_bit_logp(enc_state* s, int bit, int logp) noexcept nogil:
+    # A 1 takes the top 2^-logp of the range.
+    cdef uint32_t r = s.rng >> logp
+    if bit:
+        s.val += s.rng - r
+        s.rng = r
+    else:
+        s.rng -= r
+    _enc_norm(s)
+
+
+cdef inline void _enc_bits(enc_state* s, uint32_t v, int nbits) noexcept nogil:
+    # Equiprobable bits, at most 16 per range-coder step.
+    cdef int n
+    while nbits > 0:
+        n = nbits if nbits < 16 else 16
+        nbits -= n
+        _enc_bin(s, (v >> nbits) & ((1u << n) - 1), ((v >> nbits) & ((1u << n) - 1)) + 1, n)
+
+
+cdef inline void _enc_done(enc_state* s) noexcept nogil:
+    # Flush 33 - ilog(rng) bits (one more than the RFC 6716 minimum): any
+    # continuation of these bits stays inside the final interval, and the
+    # decoder can recompute this exact count from state it also has.
+    cdef int l = 33 - _ilog(s.rng)
+    cdef uint32_t msk = (CODE_TOP - 1) >> l
+    cdef uint32_t end = (s.val + msk) & ~msk
+    while l > 0:
+        _enc_carry(s, end >> CODE_SHIFT)
+        end = (end << 8) & (CODE_TOP - 1)
+        l -= 8
+    if s.rem >= 0 or s.ext > 0:
+        _enc_carry(s, 0)
+    s.rem = -1
+
+
+cdef inline void _enc_symbol(enc_state* s, int32_t k, uint32_t p0, uint32_t decay) noexcept nogil:
+    cdef uint32_t fl, fh, v
+    cdef int a, m, n, _
+    p0 = _clamp_prob(p0)
+    decay = _clamp_prob(decay)
+    if k == 0:
+        _enc_bin(s, 0, p0, PROB_BITS)
+        return
+    _enc_bin(s, p0, PROB_ONE, PROB_BITS)
+    a = -k if k < 0 else k
+    if a > _MAX_ABS_K:
+        a = _MAX_ABS_K   # contract: the encoder clamps
+    _enc_bit_logp(s, 1 if k < 0 else 0, 1)
+    m = a - 1
+    if m < 15:
+        _geom_interval(decay, m, &fl, &fh)
+        _enc_bin(s, fl, fh, PROB_BITS)
+        return
+    _geom_interval(decay, 15, &fl, &fh)
+    _enc_bin(s, fl, fh, PROB_BITS)
+    # Tail v = m - 14 >= 1: n unary ones, a zero, then the n bits below v's top bit.
+    v = <uint32_t>(m - 14)
+    n = _ilog(v) - 1
+    for _ in range(n):
+        _enc_bit_logp(s, 1, 1)
+    _enc_bit_logp(s, 0, 1)
+    _enc_bits(s, v - (1u << n), n)
+
+
+# ---------------------------------------------------------------- decoder core
+
+cdef struct dec_state:
+    const uint8_t* buf
+    uint32_t storage
+    uint32_t offs
+    uint32_t rng
+    uint32_t val      # distance from the top of the interval to the code point, minus one
+    uint32_t ext      # range / ft of the pending decode() for update()
+    int rem           # last byte read (its low bit belongs to the next window)
+    int64_t nbits
+
+
+cdef inline int _dec_byte(dec_state* s) noexcept nogil:
+    # Past the end the stream continues with zeros, as the encoder assumed.
+    if s.offs < s.storage:
+        s.offs += 1
+        return s.buf[s.offs - 1]
+    return 0
+
+
+cdef inline void _dec_norm(dec_state* s) noexcept nogil:
+    cdef int sym
+    while s.rng <= CODE_BOT:
+        s.nbits += 8
+        s.rng <<= 8
+        sym = s.rem
+        s.rem = _dec_byte(s)
+        sym = ((sym << 8) | s.rem) >> (8 - CODE_EXTRA)
+        s.val = ((s.val << 8) + (0xFF & ~(<uint32_t>sym))) & (CODE_TOP - 1)
+
+
+cdef inline void _dec_init(dec_state* s) noexcept nogil:
+    s.offs = 0
+    s.ext = 1
+    s.rng = (<uint32_t>1) << CODE_EXTRA
+    s.rem = _dec_byte(s)
+    s.val = s.rng - 1 - (<uint32_t>s.rem >> (8 - CODE_EXTRA))
+    s.nbits = 9   # becomes 33 after the three initial renormalisations, as in the encoder
+    _dec_norm(s)
+
+
+cdef inline uint32_t _dec_decode(dec_state* s, uint32_t ft) noexcept nogil:
+    cdef uint32_t x
+    s.ext = s.rng / ft
+    x = s.val / s.ext + 1
+    if x > ft:
+        x = ft
+    return ft - x
+
+
+cdef inline uint32_t _dec_decode_bin(dec_state* s, int bits) noexcept nogil:
+    cdef uint32_t ft = (<uint32_t>1) << bits
+    cdef uint32_t x
+    s.ext = s.rng >> bits
+    x = s.val / s.ext + 1
+    if x > ft:
+        x = ft
+    return ft - x
+
+
+cdef inline void _dec_update(dec_state* s, uint32_t fl, uint32_t fh, uint32_t ft) noexcept nogil:
+    # Requires the pending decode() result x to satisfy fl <= x < fh; then
+    # val stays below rng whatever the input bytes were.
+    cdef uint32_t t = s.ext * (ft - fh)
+    s.val -= t
+    if fl > 0:
+        s.rng = s.ext * (fh - fl)
+    else:
+        s.rng -= t
+    _dec_norm(s)
+
+
+cdef inline int _dec_bit_logp(dec_state* s, int logp) noexcept nogil:
+    cdef uint32_t r = s.rng >> logp
+    cdef int bit = s.val < r
+    if bit:
+        s.rng = r
+    else:
+        s.val -= r
+        s.rng -= r
+    _dec_norm(s)
+    return bit
+
+
+cdef inline uint32_t _dec_bits(dec_state* s, int nbits) noexcept nogil:
+    cdef uint32_t v = 0
+    cdef uint32_t x
+    cdef int n
+    while nbits > 0:
+        n = nbits if nbits < 16 else 16
+        nbits -= n
+        x = _dec_decode_bin(s, n)
+        _dec_update(s, x, x + 1, (<uint32_t>1) << n)
+        v = (v << n) | x
+    return v
+
+
+cdef inline int _dec_symbol(dec_state* s, uint32_t p0, uint32_t decay, int32_t* out) noexcept nogil:
+    """Decode one integer; returns 0, or -1 for a malformed escape tail."""
+    cdef uint32_t x, fl, fh, v
+    cdef int neg, m, n, a
+    p0 = _clamp_prob(p0)
+    decay = _clamp_prob(decay)
+    x = _dec_decode_bin(s, PROB_BITS)
+    if x < p0:
+        _dec_update(s, 0, p0, PROB_ONE)
+        out[0] = 0
+        return 0
+    _dec_update(s, p0, PROB_ONE, PROB_ONE)
+    neg = _dec_bit_logp(s, 1)
+    x = _dec_decode_bin(s, PROB_BITS)
+    m = _geom_search(decay, x, &fl, &fh)
+    _dec_update(s, fl, fh, PROB_ONE)
+    if m < 15:
+        a = m + 1
+    else:
+        n = 0
+        while _dec_bit_logp(s, 1):
+            n += 1
+            if n > _MAX_GAMMA_N:
+                out[0] = 0
+                return -1
+        v = ((<uint32_t>1) << n) + _dec_bits(s, n)
+        a = 15 + <int>v
+        if a > _MAX_ABS_K:
+            out[0] = 0
+            return -1
+    out[0] = -a if neg else a
+    return 0
+
+
+cdef inline int64_t _dec_tell(dec_state* s) noexcept nogil:
+    return s.nbits - _ilog(s.rng)
+
+
+cdef inline int64_t _dec_expected_len(dec_state* s) noexcept nogil:
+    # Bytes the encoder would have written had it stopped here (see _enc_done).
+    return (s.nbits - 33) // 8 + (33 - _ilog(s.rng) + 7) // 8
+
+
+# ---------------------------------------------------------------- Python classes
+
+cdef uint32_t _uarg(object x, uint32_t lo, uint32_t hi, str what) except? 0xFFFFFFFF:
+    """Validate an integer argument of the Python-level API."""
+    try:
+        v = int(x)
+    except (TypeError, ValueError):
+        raise EntropyError(f"{what} must be an integer, got {x!r}") from None
+    if not (lo <= v <= hi):
+        raise EntropyError(f"{what} must be in [{lo}, {hi}], got {v}")
+    return <uint32_t>v
+
+
+cdef class RangeEncoder:
+    """Range encoder writing into a bounded buffer.
+
+    Parameters
+    ----------
+    capacity : int
+        Maximum number of output bytes (2 .. 2**20).  Exceeding it sets an
+        error that `finish` reports; nothing is written out of bounds.
+    """
+    cdef enc_state s
+    cdef bint finished
+
+    def __cinit__(self, capacity=4096):
+        cdef uint32_t cap = _uarg(capacity, 2, 1 << 20, "capacity")
+        self.s.buf = <uint8_t*>malloc(cap)
+        if self.s.buf == NULL:
+            raise MemoryError()
+        self.s.cap = cap
+        self.s.offs = 0
+        self.s.rng = CODE_TOP
+        self.s.val = 0
+        self.s.rem = -1
+        self.s.ext = 0
+        self.s.nbits = 33
+        self.s.err = 0
+        self.finished = False
+
+    def __dealloc__(self):
+        free(self.s.buf)
+
+    cdef int _live(self) except -1:
+        if self.finished:
+            raise EntropyError("encoder already finished")
+        return 0
+
+    def encode(self, fl, fh, ft) -> None:
+        """Code the interval [fl, fh) out of ft (2 <= ft <= 65536)."""
+        self._live()
+        cdef uint32_t t = _uarg(ft, 2, MAX_FT, "ft")
+        cdef uint32_t h = _uarg(fh, 1, t, "fh")
+        cdef uint32_t l = _uarg(fl, 0, h - 1, "fl")
+        _enc_encode(&self.s, l, h, t)
+
+    def encode_bin(self, fl, fh, bits) -> None:
+        """Code [fl, fh) out of 2**bits (1 <= bits <= 16)."""
+        self._live()
+        cdef int b = _uarg(bits, 1, 16, "bits")
+        cdef uint32_t h = _uarg(fh, 1, 1 << b, "fh")
+        cdef uint32_t l = _uarg(fl, 0, h - 1, "fl")
+        _enc_bin(&self.s, l, h, b)
+
+    def encode_bit_logp(self, bit, logp) -> None:
+        """Binary event whose 1 has probability 2**-logp (1 <= logp <= 15)."""
+        self._live()
+        cdef int b = _uarg(bit, 0, 1, "bit")
+        cdef int lp = _uarg(logp, 1, 15, "logp")
+        _enc_bit_logp(&self.s, b, lp)
+
+    def encode_bit_q15(self, bit, p1_q15) -> None:
+        """Binary event with P(bit = 1) = p1_q15 / 32768 (p1_q15 in 1..32767)."""
+        self._live()
+        cdef int b = _uarg(bit, 0, 1, "bit")
+        cdef uint32_t p = _uarg(p1_q15, 1, 32767, "p1_q15")
+        # A 1 takes the top of the range, as in encode_bit_logp.
+        if b:
+            _enc_bin(&self.s, PROB_ONE - p, PROB_ONE, PROB_BITS)
+        else:
+            _enc_bin(&self.s, 0, PROB_ONE - p, PROB_BITS)
+
+    def encode_bits(self, value, nbits) -> None:
+        """Code value as nbits (0..31) equiprobable bits."""
+        self._live()
+        cdef int n = _uarg(nbits, 0, 31, "nbits")
+        cdef uint32_t v = _uarg(value, 0, (1u << n) - 1, "value")
+        _enc_bits(&self.s, v, n)
+
+    def encode_uint(self, value, ft) -> None:
+        """Code value uniformly in [0, ft) (2 <= ft <= 65536)."""
+        self._live()
+        cdef uint32_t t = _uarg(ft, 2, MAX_FT, "ft")
+        cdef uint32_t v = _uarg(value, 0, t - 1, "value")
+        _enc_encode(&self.s, v, v + 1, t)
+
+    def encode_symbol(self, k, p0_q15, decay_q15) -> None:
+        """Code one integer under the (p0, decay) model; |k| is clamped to 1023."""
+        self._live()
+        cdef uint32_t p = _uarg(p0_q15, 0, 65535, "p0_q15")
+        cdef uint32_t d = _uarg(decay_q15, 0, 65535, "decay_q15")
+        try:
+            kk = int(k)
+        except (TypeError, ValueError):
+            raise EntropyError(f"k must be an integer, got {k!r}") from None
+        _enc_symbol(&self.s, <int32_t>max(-MAX_ABS_K, min(MAX_ABS_K, kk)), p, d)
+
+    def tell(self) -> int:
+        """Bits used so far, rounded up (RFC 6716 ec_tell)."""
+        return self.s.nbits - _ilog(self.s.rng)
+
+    @property
+    def error(self) -> bool:
+        """True once the output buffer overflowed."""
+        return bool(self.s.err)
+
+    def finish(self) -> bytes:
+        """Flush and return the coded bytes; the encoder cannot be used after."""
+        self._live()
+        self.finished = True
+        _enc_done(&self.s)
+        if self.s.err:
+            raise EntropyError(f"range coder output exceeds capacity of {self.s.cap} bytes")
+        return (<char*>self.s.buf)[:self.s.offs]
+
+
+cdef class RangeDecoder:
+    """Range decoder over an immutable copy of `data`.
+
+    Reading past the end yields zeros (as the encoder assumed); `overrun`
+    says whether decoding needed more bits than the buffer holds and
+    `ends_exactly` whether the buffer length is exactly what the encoder
+    would have produced for the symbols decoded so far.
+    """
+    cdef dec_state s
+    cdef bytes _data
+    cdef uint32_t pending_ft     # > 0 while a decode() awaits its update()
+    cdef uint32_t pending_x
+
+    def __cinit__(self, data):
+        if isinstance(data, (int, str)):
+            raise EntropyError(f"expected a bytes-like object, got {type(data).__name__}")
+        try:
+            b = bytes(memoryview(data))
+        except TypeError:
+            raise EntropyError(f"expected a bytes-like object, got {type(data).__name__}") from None
+        if len(b) > MAX_DECODER_BYTES:
+            raise EntropyError(f"input of {len(b)} bytes exceeds {MAX_DECODER_BYTES}")
+        self._data = b
+        self.s.buf = <const uint8_t*><const char*>self._data
+        self.s.storage = <uint32_t>len(b)
+        self.pending_ft = 0
+        _dec_init(&self.s)
+
+    cdef int _no_pending(self) except -1:
+        if self.pending_ft:
+            raise EntropyError("decode() must be followed by update() first")
+        return 0
+
+    def decode(self, ft) -> int:
+        """Return the frequency value x in [0, ft); call update() next."""
+        self._no_pending()
+        cdef uint32_t t = _uarg(ft, 2, MAX_FT, "ft")
+        self.pending_x = _dec_decode(&self.s, t)
+        self.pending_ft = t
+        return self.pending_x
+
+    def decode_bin(self, bits) -> int:
+        """Return x in [0, 2**bits); call update(fl, fh, 2**bits) next."""
+        self._no_pending()
+        cdef int b = _uarg(bits, 1, 16, "bits")
+        self.pending_x = _dec_decode_bin(&self.s, b)
+        self.pending_ft = 1u << b
+        return self.pending_x
+
+    def update(self, fl, fh, ft) -> None:
+        """Consume the symbol [fl, fh) that holds the value decode() returned."""
+        if self.pending_ft == 0:
+            raise EntropyError("update() without a preceding decode()")
+        cdef uint32_t t = _uarg(ft, self.pending_ft, self.pending_ft, "ft")
+        cdef uint32_t h = _uarg(fh, self.pending_x + 1, t, "fh")
+        cdef uint32_t l = _uarg(fl, 0, self.pending_x, "fl")
+        self.pending_ft = 0
+        _dec_update(&self.s, l, h, t)
+
+    def decode_bit_logp(self, logp) -> int:
+        self._no_pending()
+        cdef int lp = _uarg(logp, 1, 15, "logp")
+        return _dec_bit_logp(&self.s, lp)
+
+    def decode_bit_q15(self, p1_q15) -> int:
+        """Inverse of RangeEncoder.encode_bit_q15."""
+        self._no_pending()
+        cdef uint32_t p = _uarg(p1_q15, 1, 32767, "p1_q15")
+        cdef uint32_t x = _dec_decode_bin(&self.s, PROB_BITS)
+        if x >= PROB_ONE - p:
+            _dec_update(&self.s, PROB_ONE - p, PROB_ONE, PROB_ONE)
+            return 1
+        _dec_update(&self.s, 0, PROB_ONE - p, PROB_ONE)
+        return 0
+
+    def decode_bits(self, nbits) -> int:
+        self._no_pending()
+        cdef int n = _uarg(nbits, 0, 31, "nbits")
+        return _dec_bits(&self.s, n)
+
+    def decode_uint(self, ft) -> int:
+        self._no_pending()
+        cdef uint32_t t = _uarg(ft, 2, MAX_FT, "ft")
+        cdef uint32_t x = _dec_decode(&self.s, t)
+        _dec_update(&self.s, x, x + 1, t)
+        return x
+
+    def decode_symbol(self, p0_q15, decay_q15) -> int:
+        """Decode one integer; raises EntropyDecodeError on a malformed tail."""
+        self._no_pending()
+        cdef uint32_t p = _uarg(p0_q15, 0, 65535, "p0_q15")
+        cdef uint32_t d = _uarg(decay_q15, 0, 65535, "decay_q15")
+        cdef int32_t k
+        if _dec_symbol(&self.s, p, d, &k) < 0:
+            raise EntropyDecodeError("malformed escape code (|k| > 1023)")
+        return k
+
+    def tell(self) -> int:
+        """Bits used so far, rounded up; equals the encoder's tell() in sync."""
+        return _dec_tell(&self.s)
+
+    @property
+    def storage(self) -> int:
+        return self.s.storage
+
+    @property
+    def overrun(self) -> bool:
+        """True if the symbols decoded so far need more bits than the buffer has."""
+        return _dec_tell(&self.s) > 8 * <int64_t>self.s.storage
+
+    def expected_length(self) -> int:
+        """Length the encoder would have produced had it finished here."""
+        return _dec_expected_len(&self.s)
+
+    def ends_exactly(self) -> bool:
+        """True if the buffer is exactly as long as the encoder's output."""
+        return _dec_expected_len(&self.s) == self.s.storage
+
+
+# ---------------------------------------------------------------- vector entry points
+
+def encode_vector(RangeEncoder enc, const int32_t[:] k, const uint16_t[:] p0_q15,
+                  const uint16_t[:] decay_q15) -> None:
+    """Code one latent vector, dimension by dimension.
+
+    Parameters
+    ----------
+    enc : RangeEncoder
+    k : int32 array (D,)
+        Quantized values; |k| > 1023 is clamped.
+    p0_q15, decay_q15 : uint16 arrays (D,)
+        Per-dimension model (clamped to 1..32767).
+    """
+    cdef Py_ssize_t n = k.shape[0]
+    cdef Py_ssize_t i
+    enc._live()
+    if p0_q15.shape[0] != n or decay_q15.shape[0] != n:
+        raise EntropyError(f"length mismatch: k {n}, p0 {p0_q15.shape[0]}, decay {decay_q15.shape[0]}")
+    with nogil:
+        for i in range(n):
+            _enc_symbol(&enc.s, k[i], p0_q15[i], decay_q15[i])
+
+
+def decode_vector(RangeDecoder dec, const uint16_t[:] p0_q15, const uint16_t[:] decay_q15,
+                  out=None):
+    """Decode one latent vector; inverse of `encode_vector`.
+
+    Parameters
+    ----------
+    dec : RangeDecoder
+    p0_q15, decay_q15 : uint16 arrays (D,)
+    out : int32 array (D,), optional
+        Destination; a new array is returned when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 (D,), every |k| <= 1023.
+
+    Raises
+    ------
+    EntropyDecodeError
+        If the stream holds a malformed escape code.
+    """
+    cdef Py_ssize_t n = p0_q15.shape[0]
+    cdef Py_ssize_t i
+    cdef int bad = 0
+    cdef int32_t[:] o
+    dec._no_pending()
+    if decay_q15.shape[0] != n:
+        raise EntropyError(f"length mismatch: p0 {n}, decay {decay_q15.shape[0]}")
+    if out is None:
+        out = np.empty(n, dtype=np.int32)
+    o = out
+    if o.shape[0] != n:
+        raise EntropyError(f"out has length {o.shape[0]}, expected {n}")
+    with nogil:
+        for i in range(n):
+            if _dec_symbol(&dec.s, p0_q15[i], decay_q15[i], &o[i]) < 0:
+                bad = 1
+                break
+    if bad:
+        raise EntropyDecodeError("malformed escape code (|k| > 1023)")
+    return out
+
+
+def geometric_freqs(unsigned int decay_q15) -> np.ndarray:
+    """Exact frequencies (out of 32768) of |k|-1 = 0..14 and the escape.
+
+    Parameters
+    ----------
+    decay_q15 : int
+        Ratio in q15 (clamped to 1..32767).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint32 (16,), summing to 32768, every entry >= 1.
+    """
+    cdef uint32_t d = _clamp_prob(decay_q15 if decay_q15 < 65536 else 65535)
+    cdef uint32_t fl, fh
+    res = np.empty(16, dtype=np.uint32)
+    cdef uint32_t[:] r = res
+    cdef int m
+    for m in range(16):
+        _geom_interval(d, m, &fl, &fh)
+        r[m] = fh - fl
+    return res
+
+
+def symbol_cost_table(const uint16_t[:] p0_q15, const uint16_t[:] decay_q15) -> np.ndarray:
+    """Exact model cost in bits of |k| = 0..15 and of the escape prefix.
+
+    Column a (0 <= a <= 15) is the cost of a value with |k| = a (sign
+    included for a > 0); column 16 is the cost of |k| >= 16 before its
+    Elias-gamma tail, which adds 2 * floor(log2(|k| - 15)) + 1 bits.
+
+    Parameters
+    ----------
+    p0_q15, decay_q15 : uint16 arrays (N,)
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (N, 17).
+    """
+    cdef Py_ssize_t n = p0_q15.shape[0]
+    cdef Py_ssize_t i
+    cdef int m
+    cdef uint32_t p, d, fl, fh
+    cdef double nz
+    if decay_q15.shape[0] != n:
+        raise EntropyError("p0_q15 and decay_q15 differ in length")
+    res = np.empty((n, 17), dtype=np.float64)
+    cdef double[:, :] r = res
+    with nogil:
+        for i in range(n):
+            p = _clamp_prob(p0_q15[i])
+            d = _clamp_prob(decay_q15[i])
+            r[i, 0] = PROB_BITS - log2(<double>p)
+            nz = PROB_BITS - log2(<double>(PROB_ONE - p)) + 1.0
+            for m in range(16):
+                _geom_interval(d, m, &fl, &fh)
+                r[i, m + 1] = nz + PROB_BITS - log2(<double>(fh - fl))
+    return res

@@ -1,0 +1,209 @@
+"""DRED payload: header, initial state and latents in one range-coded stream.
+
+Layout (all range-coded, in this order): version (4 bits), q0 (4 bits),
+dQ (3 bits), qmax (4 bits), offset (2 bits), number of chunks - 1 (uniform
+over 26), the S state integers under the state tables, then the latent
+vectors newest first, chunk j under level ``min(qmax, q0 + (dQ*j + 4)//8)``.
+
+The payload carries integers only; (de)quantization happens in
+`edge_dred.dred.quantizer`.  The parser treats its input as hostile: the
+length is bounded, the chunk count is bounded, every value is bounded by the
+symbol coder, and the buffer length must be exactly what the encoder would
+have produced for the decoded symbols (this rejects truncated, padded and
+nearly all corrupted payloads; see `RangeDecoder.ends_exactly`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _entropy
+from .quantizer import MAX_ABS_K, MAX_DQ, N_LEVELS, EntropyTables, chunk_levels
+
+DRED_VERSION = 1
+MAX_CHUNKS = 26
+MAX_OFFSET = 3
+MAX_PAYLOAD_BYTES = 1000
+# Enough for the worst case (26 x 32 + 64 symbols of ~26 bits each) so that
+# oversize payloads are reported by size rather than by a buffer overflow.
+_ENCODER_CAPACITY = 8192
+# Model cost of the header (for rate estimates).
+HEADER_BITS = 4 + 4 + 3 + 4 + 2 + float(np.log2(MAX_CHUNKS))
+
+
+class DredPayloadError(ValueError):
+    """A payload that cannot be encoded or parsed."""
+
+
+@dataclass(kw_only=True, eq=False)
+class DredPayload:
+    """Integer content of one DRED payload.
+
+    Attributes
+    ----------
+    version : int
+        Bitstream version (only `DRED_VERSION` is supported).
+    q0, dq, qmax : int
+        Quantizer-level schedule (0..15, 0..7, 0..15).
+    offset : int
+        Newest chunk's position relative to the packet end, in 10 ms frames (0..3).
+    state_k : numpy.ndarray
+        int32 (S,) quantized initial state.
+    latents_k : list of numpy.ndarray
+        int32 (D,) quantized latents, newest first, 1..26 of them.
+    """
+
+    version: int = DRED_VERSION
+    q0: int
+    dq: int
+    qmax: int = N_LEVELS - 1
+    offset: int = 0
+    state_k: np.ndarray
+    latents_k: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of 40 ms latent chunks."""
+        return len(self.latents_k)
+
+    def levels(self) -> np.ndarray:
+        """Quantizer level of each chunk, newest first."""
+        return chunk_levels(self.n_chunks, self.q0, self.dq, self.qmax)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DredPayload):
+            return NotImplemented
+        return ((self.version, self.q0, self.dq, self.qmax, self.offset)
+                == (other.version, other.q0, other.dq, other.qmax, other.offset)
+                and np.array_equal(self.state_k, other.state_k)
+                and len(self.latents_k) == len(other.latents_k)
+                and all(np.array_equal(a, b) for a, b in zip(self.latents_k, other.latents_k)))
+
+
+def _int_vector(name: str, v: object, n: int) -> np.ndarray:
+    a = np.asarray(v)
+    if a.shape != (n,):
+        raise DredPayloadError(f"{name} has shape {a.shape}, expected ({n},)")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise DredPayloadError(f"{name} must be integers, got {a.dtype}")
+    if n and int(np.max(np.abs(a.astype(np.int64)))) > MAX_ABS_K:
+        raise DredPayloadError(f"{name} has |k| > {MAX_ABS_K}")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _check_header(p: DredPayload) -> None:
+    if p.version != DRED_VERSION:
+        raise DredPayloadError(f"unsupported version {p.version!r}, expected {DRED_VERSION}")
+    for name, hi in (("q0", N_LEVELS - 1), ("dq", MAX_DQ), ("qmax", N_LEVELS - 1), ("offset", MAX_OFFSET)):
+        v = getattr(p, name)
+        if not isinstance(v, (int, np.integer)) or not 0 <= v <= hi:
+            raise DredPayloadError(f"{name} must be an integer in [0, {hi}], got {v!r}")
+    if not 1 <= len(p.latents_k) <= MAX_CHUNKS:
+        raise DredPayloadError(f"need 1..{MAX_CHUNKS} latent chunks, got {len(p.latents_k)}")
+
+
+def encode_payload(payload: DredPayload, tables: EntropyTables) -> bytes:
+    """Range-code a payload.
+
+    Parameters
+    ----------
+    payload : DredPayload
+        Integers to send; state length S and latent length D must match
+        ``tables``, every |k| <= 1023.
+    tables : EntropyTables
+
+    Returns
+    -------
+    bytes
+        The coded payload, at most `MAX_PAYLOAD_BYTES` long.
+
+    Raises
+    ------
+    DredPayloadError
+        On invalid fields or if the coded size exceeds `MAX_PAYLOAD_BYTES`.
+    """
+    _check_header(payload)
+    state = _int_vector("state_k", payload.state_k, tables.state_dim)
+    latents = [_int_vector(f"latents_k[{j}]", z, tables.latent_dim) for j, z in enumerate(payload.latents_k)]
+    enc = _entropy.RangeEncoder(_ENCODER_CAPACITY)
+    _encode_header(enc, payload.version, payload.q0, payload.dq, payload.qmax, payload.offset, len(latents))
+    _entropy.encode_vector(enc, state, tables.state_p0_q15, tables.state_decay_q15)
+    for q, z in zip(chunk_levels(len(latents), payload.q0, payload.dq, payload.qmax), latents):
+        _entropy.encode_vector(enc, z, tables.p0_q15[q], tables.decay_q15[q])
+    data = enc.finish()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise DredPayloadError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    return data
+
+
+def _encode_header(enc: _entropy.RangeEncoder, version: int, q0: int, dq: int, qmax: int,
+                   offset: int, n_chunks: int) -> None:
+    enc.encode_bits(version, 4)
+    enc.encode_bits(q0, 4)
+    enc.encode_bits(dq, 3)
+    enc.encode_bits(qmax, 4)
+    enc.encode_bits(offset, 2)
+    enc.encode_uint(n_chunks - 1, MAX_CHUNKS)
+
+
+
+def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUNKS) -> DredPayload:
+    """Decode a payload received from the network.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The payload exactly as framed (1..1000 bytes).
+    tables : EntropyTables
+        Tables the sender used (their D and S define the layout).
+    max_chunks : int
+        Reject payloads announcing more chunks than this (1..26).
+
+    Returns
+    -------
+    DredPayload
+        Bounded integers: |k| <= 1023, 1 <= n_chunks <= max_chunks.
+
+    Raises
+    ------
+    DredPayloadError
+        For any malformed, truncated, padded or oversize input.
+    """
+    if not isinstance(max_chunks, (int, np.integer)) or not 1 <= max_chunks <= MAX_CHUNKS:
+        raise DredPayloadError(f"max_chunks must be in [1, {MAX_CHUNKS}], got {max_chunks!r}")
+    if not isinstance(tables, EntropyTables):
+        raise DredPayloadError("tables must be an EntropyTables")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DredPayloadError(f"payload must be bytes-like, got {type(data).__name__}")
+    n = memoryview(data).nbytes
+    if not 1 <= n <= MAX_PAYLOAD_BYTES:
+        raise DredPayloadError(f"payload length {n} outside [1, {MAX_PAYLOAD_BYTES}]")
+    dec = _entropy.RangeDecoder(data)
+    version = dec.decode_bits(4)
+    if version != DRED_VERSION:
+        raise DredPayloadError(f"unsupported payload version {version}")
+    q0 = dec.decode_bits(4)
+    dq = dec.decode_bits(3)
+    qmax = dec.decode_bits(4)
+    offset = dec.decode_bits(2)
+    n_chunks = dec.decode_uint(MAX_CHUNKS) + 1
+    if n_chunks > max_chunks:
+        raise DredPayloadError(f"payload announces {n_chunks} chunks, at most {max_chunks} accepted")
+    try:
+        state = _entropy.decode_vector(dec, tables.state_p0_q15, tables.state_decay_q15)
+        latents = []
+        for q in chunk_levels(n_chunks, q0, dq, qmax):
+            # Stop early on overrun: a hostile short payload must not cost a full decode.
+            if dec.overrun:
+                break
+            latents.append(_entropy.decode_vector(dec, tables.p0_q15[q], tables.decay_q15[q]))
+    except _entropy.EntropyDecodeError as e:
+        raise DredPayloadError(f"malformed payload: {e}") from None
+    if dec.overrun:
+        raise DredPayloadError(f"truncated payload: needs more than its {n} bytes")
+    if not dec.ends_exactly():
+        raise DredPayloadError(f"payload length {n} does not match the coded content "
+                               f"({dec.expected_length()} bytes)")
+    return DredPayload(version=version, q0=q0, dq=dq, qmax=qmax, offset=offset,
+                       state_k=state, latents_k=latents)

@@ -1,0 +1,230 @@
+"""DRED rate control: how much redundancy, at which quantizer levels.
+
+Given the encoder's latents (newest first), the initial state, a requested
+redundancy duration and a byte budget, pick the finest (q0, dQ) schedule whose
+payload fits, after dropping silent chunks at the old end.
+
+Sizes are first estimated from the exact code lengths of the range coder's
+integer model (a table lookup per symbol, vectorised over every level and
+chunk at once), which matches the coded size to within a byte; the chosen
+candidate is then really encoded and only accepted if its actual length fits.
+
+Default budget: the product bar is an average of at most 80 bytes per 20 ms
+packet for 1.04 s of redundancy, so 80 bytes per payload is the default cap;
+the format allows up to 1000.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _entropy
+from .payload import (HEADER_BITS, MAX_CHUNKS, MAX_OFFSET, MAX_PAYLOAD_BYTES, DredPayload,
+                      DredPayloadError, encode_payload)
+from .quantizer import MAX_DQ, N_LEVELS, EntropyTables, quantize
+
+CHUNK_MS = 40
+MAX_DURATION_MS = CHUNK_MS * MAX_CHUNKS  # 1040
+DEFAULT_BUDGET_BYTES = 80
+_MAX_VERIFY_ENCODES = 8
+
+_lut_cache: "weakref.WeakKeyDictionary[EntropyTables, tuple[np.ndarray, np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
+class RateControlError(ValueError):
+    """Invalid rate-control input."""
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Outcome of `encode_dred`.
+
+    Attributes
+    ----------
+    payload : bytes
+        Coded payload, or ``b""`` when nothing should be sent (see `reason`).
+    q0, dq, qmax : int
+        Chosen schedule (meaningless when `payload` is empty).
+    n_chunks : int
+        40 ms chunks carried (0 when empty).
+    requested_chunks : int
+        Chunks the duration asked for (before silence trimming and budget).
+    est_bytes : int
+        Model estimate for the chosen schedule.
+    encodes : int
+        Real encodes performed to verify the estimate.
+    reason : str
+        ``"ok"``, ``"shortened"`` (budget forced fewer chunks than the
+        active ones), ``"silent"`` (no active chunk) or ``"budget"``
+        (not even one chunk fits).
+    """
+
+    payload: bytes
+    q0: int
+    dq: int
+    qmax: int
+    n_chunks: int
+    requested_chunks: int
+    est_bytes: int
+    encodes: int
+    reason: str
+
+
+def _cost_luts(tables: EntropyTables) -> tuple[np.ndarray, np.ndarray]:
+    """(16, D, 17) latent and (S, 17) state code-length tables, cached per tables."""
+    hit = _lut_cache.get(tables)
+    if hit is None:
+        lat = _entropy.symbol_cost_table(tables.p0_q15.reshape(-1), tables.decay_q15.reshape(-1))
+        lat = lat.reshape(N_LEVELS, tables.latent_dim, 17)
+        st = _entropy.symbol_cost_table(tables.state_p0_q15, tables.state_decay_q15)
+        hit = (lat, st)
+        _lut_cache[tables] = hit
+    return hit
+
+
+def _symbol_bits(k: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Exact model bits of integers ``k`` (..., D) given per-dimension ``lut`` (..., D, 17)."""
+    a = np.abs(k.astype(np.int64))
+    bits = np.take_along_axis(lut, np.minimum(a, 16)[..., None], axis=-1)[..., 0]
+    # Elias-gamma tail of |k| >= 16: 2 * floor(log2(|k| - 15)) + 1 bits.
+    tail = np.where(a >= 16, 2.0 * np.floor(np.log2(np.maximum(a - 15, 1))) + 1.0, 0.0)
+    return bits + tail
+
+
+def estimate_bits(state_k: np.ndarray, chunk_k: np.ndarray, tables: EntropyTables) -> tuple[float, np.ndarray]:
+    """Model code lengths for rate decisions.
+
+    Parameters
+    ----------
+    state_k : int array (S,)
+    chunk_k : int array (16, n, D)
+        Every chunk quantized at every level.
+    tables : EntropyTables
+
+    Returns
+    -------
+    (float, numpy.ndarray)
+        Header + state bits, and the (16, n) bits of chunk j at level q.
+    """
+    lat_lut, st_lut = _cost_luts(tables)
+    fixed = HEADER_BITS + float(_symbol_bits(state_k, st_lut).sum())
+    per_chunk = _symbol_bits(chunk_k, lat_lut[:, None, :, :]).sum(axis=-1)
+    return fixed, per_chunk
+
+
+def _bytes_from_bits(bits: np.ndarray) -> np.ndarray:
+    # The coder's tell() is the information rounded up plus at most one
+    # flush bit; the output is ceil(tell / 8) bytes.
+    return np.ceil((bits + 1.0) / 8.0).astype(np.int64)
+
+
+def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *,
+                duration_ms: float = MAX_DURATION_MS, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                active: np.ndarray | None = None, offset: int = 0, qmax: int = N_LEVELS - 1,
+                dq_grid: tuple[int, ...] = tuple(range(MAX_DQ + 1))) -> RateDecision:
+    """Choose the quantizer schedule and build one DRED payload.
+
+    Parameters
+    ----------
+    latents : float array (N, D)
+        Latent vectors, newest first (chunk j covers the 40 ms ending
+        ``40*j`` ms + offset before the packet end).
+    state : float array (S,)
+        Initial decoder state for the newest chunk.
+    tables : EntropyTables
+    duration_ms : float
+        Requested redundancy, 0 < duration_ms <= 1040; rounds up to 40 ms chunks.
+    budget_bytes : int
+        Largest payload allowed, 1..1000.
+    active : bool array (N,), optional
+        Per-chunk voice activity; inactive chunks at the old end are dropped.
+    offset : int
+        Header offset field, 0..3.
+    qmax : int
+        Coarsest level allowed, 0..15.
+    dq_grid : tuple of int
+        dQ values searched (each 0..7).
+
+    Returns
+    -------
+    RateDecision
+        The payload and the decisions that produced it.
+
+    Raises
+    ------
+    RateControlError
+        On invalid arguments.
+    """
+    z = np.asarray(latents, dtype=np.float64)
+    s = np.asarray(state, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != tables.latent_dim or z.shape[0] < 1:
+        raise RateControlError(f"latents must be (N >= 1, {tables.latent_dim}), got {z.shape}")
+    if s.shape != (tables.state_dim,):
+        raise RateControlError(f"state must be ({tables.state_dim},), got {s.shape}")
+    if not (np.all(np.isfinite(z)) and np.all(np.isfinite(s))):
+        raise RateControlError("latents and state must be finite")
+    if not (isinstance(duration_ms, (int, float, np.number)) and 0 < duration_ms <= MAX_DURATION_MS):
+        raise RateControlError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
+    if not isinstance(budget_bytes, (int, np.integer)) or not 1 <= budget_bytes <= MAX_PAYLOAD_BYTES:
+        raise RateControlError(f"budget_bytes must be an integer in [1, {MAX_PAYLOAD_BYTES}], got {budget_bytes!r}")
+    if not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:
+        raise RateControlError(f"offset must be in [0, {MAX_OFFSET}], got {offset!r}")
+    if not isinstance(qmax, (int, np.integer)) or not 0 <= qmax < N_LEVELS:
+        raise RateControlError(f"qmax must be in [0, {N_LEVELS - 1}], got {qmax!r}")
+    grid = tuple(dq_grid)
+    if not grid or any(not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DQ for d in grid):
+        raise RateControlError(f"dq_grid must be a non-empty tuple of integers in [0, {MAX_DQ}]")
+
+    requested = min(math.ceil(duration_ms / CHUNK_MS), z.shape[0], MAX_CHUNKS)
+    n = requested
+    if active is not None:
+        act = np.asarray(active)
+        if act.ndim != 1 or act.shape[0] < n:
+            raise RateControlError(f"active must be a 1-D array of at least {n} flags, got shape {act.shape}")
+        on = np.flatnonzero(act[:n].astype(bool))
+        n = int(on[-1]) + 1 if on.size else 0
+
+    def empty(reason: str) -> RateDecision:
+        return RateDecision(b"", 0, 0, qmax, 0, requested, 0, 0, reason)
+
+    if n == 0:
+        return empty("silent")
+
+    state_k = quantize(s, tables.state_quant_scale, tables.state_dead_zone)
+    chunk_k = quantize(z[None, :n, :], tables.quant_scale[:, None, :], tables.dead_zone[:, None, :])
+    fixed, per_chunk = estimate_bits(state_k, chunk_k, tables)
+
+    # Every (q0, dq) candidate's level per chunk, and its size for every prefix length.
+    q0s = np.repeat(np.arange(N_LEVELS), len(grid))
+    dqs = np.tile(np.asarray(grid, dtype=np.int64), N_LEVELS)
+    j = np.arange(n)
+    levels = np.minimum(qmax, q0s[:, None] + (dqs[:, None] * j[None, :] + 4) // 8)  # (C, n)
+    prefix_bits = fixed + np.cumsum(per_chunk[levels, j[None, :]], axis=1)         # (C, n)
+    est = _bytes_from_bits(prefix_bits)
+    fits = est <= budget_bytes
+    mean_level = np.cumsum(levels, axis=1) / (j + 1)[None, :]
+
+    encodes = 0
+    # Longest prefix first (duration is what the caller asked for), then the finest schedule.
+    for m in range(n, 0, -1):
+        ok = np.flatnonzero(fits[:, m - 1])
+        if ok.size == 0:
+            continue
+        order = ok[np.lexsort((dqs[ok], q0s[ok], mean_level[ok, m - 1]))]
+        for c in order[:_MAX_VERIFY_ENCODES]:
+            q0, dq = int(q0s[c]), int(dqs[c])
+            lv = levels[c, :m]
+            payload = DredPayload(q0=q0, dq=dq, qmax=int(qmax), offset=int(offset), state_k=state_k,
+                                  latents_k=[chunk_k[lv[i], i] for i in range(m)])
+            encodes += 1
+            try:
+                data = encode_payload(payload, tables)
+            except DredPayloadError:   # over the 1000-byte format limit
+                continue
+            if len(data) <= budget_bytes:
+                return RateDecision(data, q0, dq, int(qmax), m, requested, int(est[c, m - 1]), encodes,
+                                    "ok" if m == n else "shortened")
+    return empty("budget")
