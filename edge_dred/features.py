@@ -74,13 +74,16 @@ rounding; batch and streaming with one implementation agree exactly.
 3. Only interior local maxima of that lag curve count (a maximum at the
    edge of the range is the tail of a short-lag formant correlation), with
    parabola-interpolated heights (short periods between integer lags would
-   otherwise look weaker than their multiples).  Octave guard: the best peak is replaced by its smallest sub-multiple
-   ``L/k`` (k = 2..8) whose peak correlation is at least 0.85 of the best.
+   otherwise look weaker than their multiples).  A peak at a lag ``L`` whose
+   double is in range scores at most ``max ncc(2L +- 1) + 0.2``: a periodic
+   signal repeats after two periods, a decaying formant resonance does not.
+   Octave guard: the best peak is replaced by its smallest sub-multiple
+   ``L/k`` (k = 2..8) whose peak score is at least 0.9 of the best.
 4. Causal continuity: if a frame at most 2 frames back was voiced and the
    best peak within +-12 % of its lag is within 0.15 of the independent
    choice, that nearby lag wins; a far candidate below 0.7 does not break
    the track (the frame counts as unvoiced instead).  Starting a new track
-   needs 0.5.
+   needs 0.6.
 5. The frame is voiced when its coarse correlation is >= 0.4 (and step 4
    allowed it).
 6. Fine stage at 16 kHz on ``u``: a 320-sample segment, lags within +-3 of
@@ -149,14 +152,15 @@ _LAG16_LO = PITCH_MIN - _FINE_HALF - 1
 _LAG16_HI = PITCH_MAX + _FINE_HALF + 1
 _BUF16 = 600              # low-passed history each frame sees (>= 320 + 271 and 2*(160+134))
 _REG = 1.0                # LSB^2 per sample added to both energies of the ncc
-_OCTAVE_RATIO = 0.85
+_OCTAVE_RATIO = 0.9
 _OCTAVE_KMAX = 8
 _CONT_WINDOW = 0.12
 _CONT_MARGIN = 0.15
 _CONT_MAX_GAP = 2
 _VOICED_THRESHOLD = 0.4
+_DOUBLE_MARGIN = 0.2
 _JUMP_MIN = 0.7
-_ONSET_MIN = 0.5
+_ONSET_MIN = 0.6
 _BATCH_FRAMES = 2048
 
 
@@ -358,6 +362,22 @@ def _peaks_only(ncc: np.ndarray) -> np.ndarray:
     return out
 
 
+def _double_check(cp: np.ndarray, ncc: np.ndarray) -> np.ndarray:
+    """Cap a short lag's score by the correlation at twice that lag.
+
+    A periodic signal also repeats after two periods; a formant resonance
+    (decaying oscillation) does not, and would otherwise pass for a high pitch.
+    """
+    half = (_LAG8_MAX - 1) // 2  # largest lag whose double (+1) is in range
+    lags = np.arange(_LAG8_MIN, half + 1)
+    j2 = 2 * lags - _LAG8_MIN
+    c2 = np.maximum(np.maximum(ncc[:, j2 - 1], ncc[:, j2]), ncc[:, j2 + 1])
+    out = cp.copy()
+    cols = lags - _LAG8_MIN
+    out[:, cols] = np.where(cp[:, cols] > -1.0, np.minimum(cp[:, cols], c2 + _DOUBLE_MARGIN), -1.0)
+    return out
+
+
 def _octave_guard(cp: np.ndarray) -> np.ndarray:
     """Independent per-frame lag index (into the 8 kHz lag axis).
 
@@ -480,7 +500,8 @@ class FeatureExtractor:
                          _BUF16, _SEG16, _REG * _SEG16, res)
             return res
 
-        ncc = _peaks_only(_ncc_coarse(buf16))
+        raw_ncc = _ncc_coarse(buf16)
+        ncc = _double_check(_peaks_only(raw_ncc), raw_ncc)
         indep = _octave_guard(ncc)
         lag8, voiced = self._track(ncc, indep)
 
