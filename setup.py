@@ -75,6 +75,7 @@ setup(
         "edge_dred.codec",
         "edge_dred.dred",
         "edge_dred.audio",
+        "edge_dred.transport",
         "edge_dred.evaluate",
         "edge_dred.models",
         "cython_kernels",

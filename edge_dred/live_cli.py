@@ -1,0 +1,288 @@
+"""``edge-dred send``, ``recv`` and ``live``: the live-voice commands.
+
+Registered into the main parser by :func:`register` (``edge_dred.cli`` calls it).
+
+Devices: ``--device`` takes an ALSA PCM name (default: the board config's),
+``file:PATH.wav`` or ``mock``.  ALSA needs ``pip install 'edge-dred[alsa]'``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+from typing import Any
+
+__all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
+
+
+class LiveCLIError(ValueError):
+    """A user-facing error of the live commands."""
+
+
+def parse_hostport(s: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` -> (host, port)."""
+    if not isinstance(s, str) or not s or len(s) > 300:
+        raise LiveCLIError(f"bad address {s!r}")
+    if s.startswith("["):
+        host, sep, port = s[1:].partition("]:")
+    elif s.count(":") == 1:
+        host, sep, port = s.partition(":")
+    elif s.isdigit():
+        host, sep, port = default_host, ":", s
+    else:
+        raise LiveCLIError(f"expected HOST:PORT, got {s!r}")
+    try:
+        p = int(port)
+    except ValueError:
+        raise LiveCLIError(f"bad port in {s!r}") from None
+    if not 0 <= p <= 65535 or not host:
+        raise LiveCLIError(f"bad address {s!r}")
+    return host, p
+
+
+def _pct50(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {s!r}") from None
+    if not 0.0 <= v <= 50.0:
+        raise argparse.ArgumentTypeError(f"percentage must be in [0, 50], got {v}")
+    return v
+
+
+def _seconds(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {s!r}") from None
+    if not 0.0 < v <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"seconds must be in (0, 604800], got {v}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
+    from .cli import _percent, _positive_int
+
+    p.add_argument("--board", help="board config (name or TOML path); default: detected, or EDGE_DRED_BOARD")
+    p.add_argument("--device", help="audio device: ALSA PCM name, file:PATH.wav or mock (default: board config)")
+    p.add_argument("--seconds", type=_seconds, default=10.0, help="how long to run (default 10)")
+    p.add_argument("--record", metavar="FILE.opus", help="record the stream as Ogg Opus")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--trace", help="loss trace file: one 0/1 per 20 ms packet, 1 = lost")
+    g.add_argument("--loss", type=_percent, help="random loss percentage")
+    p.add_argument("--burst", type=float, help="mean burst length in packets (Gilbert-Elliott) with --loss")
+    p.add_argument("--seed", type=int, default=0, help="seed of the impairment (default 0)")
+    if impair_send:
+        p.add_argument("--reorder", type=_pct50, default=0.0, metavar="PCT", help="percentage of packets held back")
+        p.add_argument("--reorder-gap", type=_positive_int, default=1, metavar="N",
+                       help="packet times a reordered packet is held (default 1)")
+        p.add_argument("--duplicate", type=_pct50, default=0.0, metavar="PCT", help="percentage of packets sent twice")
+    p.add_argument("--lbrr", action=argparse.BooleanOptionalAction, default=True,
+                   help="Opus in-band FEC (LBRR), sent and used (default on)")
+    p.add_argument("--bitrate", type=_positive_int, help="total bit rate (default 40000 with LBRR, else 24000)")
+    p.add_argument("--jitter-ms", type=float, default=10.0, help="jitter buffer target delay (default 10 ms)")
+    p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=None,
+                   help="hold real time with the system clock (default: on for file/mock devices; needed for "
+                        "ALSA file/null plugins, which do not block)")
+    p.add_argument("--status-interval", type=float, default=1.0, help="seconds between status lines (0 = none)")
+    p.add_argument("--report", help="write a JSON report (every packet accounted for)")
+    p.add_argument("--payload-type", type=int, default=96, help="RTP payload type (default 96)")
+
+
+def register(sub: Any) -> None:
+    """Add ``send``, ``recv`` and ``live`` to the ``edge-dred`` subparsers."""
+    s = sub.add_parser("send", help="capture -> Opus (+LBRR) -> RTP over UDP, with optional impairment")
+    s.add_argument("--dest", required=True, help="HOST:PORT of the receiver")
+    s.add_argument("--sdp", metavar="FILE.sdp", help="write the stream's SDP (for ffmpeg and other players)")
+    _common(s, impair_send=True)
+    s.set_defaults(func=cmd_send)
+
+    r = sub.add_parser("recv", help="RTP over UDP -> jitter buffer -> recovery -> playback")
+    r.add_argument("--listen", default="0.0.0.0:5004", help="HOST:PORT to bind (port 0: any; printed)")
+    r.add_argument("--idle-timeout", type=float, default=1.0, help="stop after this long without packets")
+    r.add_argument("--wait", type=float, default=10.0, help="give up if nothing arrives within this long")
+    _common(r, impair_send=False)
+    r.set_defaults(func=cmd_recv)
+
+    lv = sub.add_parser("live", help="full duplex on one board: capture -> encode -> impairment -> recover -> play")
+    lv.add_argument("--playback-device", help="playback device if different from --device")
+    lv.add_argument("--record-received", metavar="FILE.opus", help="also record the received stream")
+    _common(lv, impair_send=True)
+    lv.set_defaults(func=cmd_live)
+
+
+def _config(args: argparse.Namespace):
+    from .boards import detect_board
+    from .live import LiveConfig
+    from .transport.jitter import JitterConfig
+
+    board, how = detect_board(args.board)
+    if not 0.0 <= args.jitter_ms <= 300.0:
+        raise LiveCLIError(f"--jitter-ms must be in 0..300, got {args.jitter_ms}")
+    if not 96 <= args.payload_type <= 127:
+        raise LiveCLIError(f"--payload-type must be 96..127, got {args.payload_type}")
+    bitrate = args.bitrate or (40000 if args.lbrr else 24000)
+    cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,
+                                jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type)
+    return board, how, cfg
+
+
+def _impairment(args: argparse.Namespace, expected_packets: int):
+    from .cli import _build_loss
+    from .transport.impair import Impairment
+
+    loss = _build_loss(args)
+    return Impairment(loss, reorder_pct=getattr(args, "reorder", 0.0), reorder_gap=getattr(args, "reorder_gap", 1),
+                      duplicate_pct=getattr(args, "duplicate", 0.0), seed=args.seed,
+                      expected_packets=expected_packets)
+
+
+def _pace(args: argparse.Namespace, spec: str | None) -> bool:
+    if args.pace is not None:
+        return bool(args.pace)
+    return bool(spec) and (spec == "mock" or spec.startswith("file:") or spec.startswith("mock:"))
+
+
+def _write_report(path: str | None, report: dict) -> None:
+    if path:
+        from .cli import _atomic_write_text
+
+        _atomic_write_text(path, json.dumps(report, indent=1, default=str) + "\n")
+
+
+def _print_latency(b: dict) -> None:
+    print(f"latency   capture/framing {b['capture_framing_ms']:.1f} + codec {b['codec_lookahead_ms']:.1f} + "
+          f"jitter buffer {b['jitter_buffer_target_ms']:.1f} + recovery look-ahead {b['recovery_lookahead_ms']:.1f}"
+          f" = {b['pipeline_ms']:.1f} ms (+ playback ring {b['playback_buffer_ms']:.0f} ms)")
+
+
+def _install_sigint(stop_event) -> None:
+    def handler(signum, frame):  # finish cleanly: flush, close recordings, write the report
+        stop_event.set()
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling main() from a thread)
+        pass
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .audio.device import open_capture
+    from .live import SendSession
+    from .transport.sdp import make_sdp
+
+    board, how, cfg = _config(args)
+    host, port = parse_hostport(args.dest)
+    if port == 0:
+        raise LiveCLIError("--dest needs a port")
+    n = int(args.seconds * 50) + 64
+    imp = _impairment(args, n)
+    cap = open_capture(args.device, default_alsa=board.capture_device, period_ms=cfg.period_ms,
+                       buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
+    try:
+        sess = SendSession(cap, (host, port), cfg, imp, args.record)
+        if args.sdp:
+            from .cli import _atomic_write_text
+
+            _atomic_write_text(args.sdp, make_sdp(host, port, cfg.payload_type, useinbandfec=cfg.lbrr,
+                                                  max_average_bitrate=cfg.bitrate))
+        print(f"send      {cap.describe()} -> rtp://{host}:{port} pt {cfg.payload_type}, "
+              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}; board {board.name} ({how})", flush=True)
+        _install_sigint(sess.stop_event)
+        rep = sess.run(args.seconds, args.status_interval, sys.stdout)
+    finally:
+        cap.close()
+    _write_report(args.report, rep)
+    st = rep["impairment_stats"]
+    _print_latency(rep["latency_budget_ms"])
+    print(f"sent      {st['packets']} packets ({rep['bitrate_bps'] / 1000:.1f} kb/s), impairment {rep['impairment']}: "
+          f"lost {st['lost']}, duplicated {st['duplicated']}, reordered {st['reordered']}; "
+          f"datagrams {rep['datagrams_sent']}, send errors {rep['send_errors']}; overruns {rep['overruns']}; "
+          f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
+    return 0
+
+
+def _summary(rep: dict) -> None:
+    j, d = rep["jitter"], rep["decisions"]
+    holes = {k: v for k, v in d.items() if k != "regular"}
+    print(f"received  {j['received']} packets: played {j['played']}, duplicates {j['duplicates']}, late {j['late']}, "
+          f"too early {j['too_early']}, drift inserted/dropped {j['inserted']}/{j['dropped_drift']}; "
+          f"bad RTP {rep['rtp']['bad_rtp']}, bad Opus {rep['rtp']['bad_opus']}")
+    print("holes     " + (", ".join(f"{k} {v}" for k, v in sorted(holes.items())) or "none")
+          + f"; jitter buffer {rep['jitter_delay_ms']:.0f} ms")
+    acct = rep["accounting"]
+    print("accounted " + ("yes" if all(v for k, v in acct.items() if k.endswith("_ok")) else "NO: " + json.dumps(acct)))
+
+
+def cmd_recv(args: argparse.Namespace) -> int:
+    from .audio.device import open_playback
+    from .live import RecvSession
+
+    board, how, cfg = _config(args)
+    host, port = parse_hostport(args.listen, default_host="0.0.0.0")
+    has_impairment = args.loss is not None or args.trace is not None
+    imp = _impairment(args, int(args.seconds * 50) + 64) if has_impairment else None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise LiveCLIError(f"cannot bind {host}:{port}: {e}") from None
+    play = open_playback(args.device, default_alsa=board.playback_device, period_ms=cfg.period_ms,
+                         buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
+    try:
+        bound = sock.getsockname()
+        print(f"listening on {bound[0]}:{bound[1]}", flush=True)
+        print(f"recv      -> {play.describe()}; board {board.name} ({how})", flush=True)
+        sess = RecvSession(play, sock, cfg, imp, args.record, args.payload_type)
+        _install_sigint(sess.stop_event)
+        rep = sess.run(args.seconds, idle_timeout=args.idle_timeout, wait_timeout=args.wait,
+                       status_interval=args.status_interval, status_stream=sys.stdout)
+    finally:
+        play.close()
+        sock.close()
+    _write_report(args.report, rep)
+    _print_latency(rep["latency_budget_ms"])
+    _summary(rep)
+    print(f"played    {rep['frames_played']} frames; underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}%")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from .audio.device import open_capture, open_playback
+    from .live import LiveSession
+
+    board, how, cfg = _config(args)
+    imp = _impairment(args, int(args.seconds * 50) + 64)
+    pspec = args.playback_device or args.device
+    cap = open_capture(args.device, default_alsa=board.capture_device, period_ms=cfg.period_ms,
+                       buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
+    try:
+        # The capture device is the clock; pacing it is enough.
+        play = open_playback(pspec, default_alsa=board.playback_device, period_ms=cfg.period_ms,
+                             buffer_periods=cfg.buffer_periods, pace=False)
+    except BaseException:
+        cap.close()
+        raise
+    try:
+        print(f"live      {cap.describe()} -> {play.describe()}; impairment {imp.describe()}; "
+              f"board {board.name} ({how})", flush=True)
+        sess = LiveSession(cap, play, cfg, imp, args.record, args.record_received)
+        _install_sigint(sess.stop_event)
+        rep = sess.run(args.seconds, args.status_interval, sys.stdout)
+    finally:
+        cap.close()
+        play.close()
+    _write_report(args.report, rep)
+    _print_latency(rep["latency_budget_ms"])
+    st = rep["impairment_stats"]
+    print(f"sent      {st['packets']} packets ({rep['bitrate_bps'] / 1000:.1f} kb/s): lost {st['lost']}, "
+          f"duplicated {st['duplicated']}, reordered {st['reordered']}")
+    _summary(rep)
+    print(f"xruns     overruns {rep['overruns']}, underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}% "
+          f"(peak {rep['cpu_load_peak'] * 100:.0f}%)")
+    return 0 if rep["accounting"]["ok"] else 1
