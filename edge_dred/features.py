@@ -47,8 +47,8 @@ Log energies (floor and bounded dynamic range)
 Cepstrum
     ``features[0:18] = DCT-II_orthonormal(L)``, then ``features[0] -= 18.0``
     (:data:`C0_OFFSET`).  With the orthonormal DCT ``c0 = sqrt(18) * mean(L)``;
-    the offset puts active speech at about -28 dBFS near 0 (LibriSpeech: the louder
-    half of the frames averages c0 ~ 0, all frames ~ -3).
+    the offset puts speech near 0 (LibriSpeech at about -28 dBFS: c0 averages
+    -1 to -3 over all frames and about +2 over the louder half).
 Pitch
     ``features[18]``: pitch period in samples at 16 kHz, a float in
     [32, 267] (500 Hz .. 60 Hz).  ``features[19]``: normalised

@@ -294,3 +294,17 @@ def test_compiled_and_numpy_paths_agree(monkeypatch):
     monkeypatch.setattr(fm, "_ck", None)
     fallback = compute_features(x)
     np.testing.assert_allclose(compiled, fallback, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("fc", [500.0, 1000.0, 2500.0])
+def test_formant_like_noise_is_mostly_unvoiced(fc):
+    # Noise through one resonance of realistic width: no pitch to find.
+    rng = np.random.default_rng(int(fc))
+    r = np.exp(-np.pi * 300.0 / SR)
+    a1, a2 = 2 * r * np.cos(2 * np.pi * fc / SR), -r * r
+    e = rng.normal(0, 100, SR)
+    x = np.zeros_like(e)
+    for i in range(2, e.size):  # two-pole resonator
+        x[i] = e[i] + a1 * x[i - 1] + a2 * x[i - 2]
+    f = compute_features(x / np.std(x) * 2000)
+    assert np.mean(f[5:, 19] > 0.5) < 0.1
