@@ -265,8 +265,9 @@ def test_activation_tails_match_scalar(variant, n):
         got = [ck.vec_tanh(x), ck.vec_sigmoid(x), ck.vec_exp(x)]
     with ck.use_variant("scalar"):
         ref = [ck.vec_tanh(x), ck.vec_sigmoid(x), ck.vec_exp(x)]
+    tol = 4e-7 if ck.isa() == "armv7" else 2e-7  # ARMv7 NEON has no vector divide
     for g, r in zip(got, ref):
-        np.testing.assert_allclose(g, r, rtol=2e-7, atol=2e-7)
+        np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
 
 
 def test_activation_shapes():

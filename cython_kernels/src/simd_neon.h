@@ -1,0 +1,217 @@
+/* NEON primitives shared by nnet_neon.c, nnet_neon_dotprod.c (aarch64) and
+ * nnet_armv7.c (32-bit). Included after the per-file target pragma and
+ * before nnet_impl.h.
+ *
+ * int8 products, one 8x4 block (32 bytes = rows 0-3 | rows 4-7):
+ *   dotprod : vdotq_s32 sums 4 products per int32 lane (exact).
+ *   aarch64 : vmull_s8 / vmull_high_s8 widen products to int16, vpaddq_s16
+ *             adds the products of columns (2m, 2m+1) *in int16* and
+ *             vpadalq_s16 widens + accumulates into int32. The int16 pair sum
+ *             is why quantization enforces (|a|+|b|)*127 <= 32767.
+ *   armv7   : same with vmull_s8 + vpadd_s16 on 64-bit halves.
+ * Every path leaves lane r = row r of the block, so no final shuffles. */
+#include <arm_neon.h>
+#include <string.h>
+
+#include "nnet.h"
+
+#define CK_HAVE_SGEMV
+#define CK_HAVE_I8GEMV
+#define CK_HAVE_I8SPMV
+#define CK_HAVE_VEC_ACT
+
+static inline float ck_exp1(float x);
+static inline float ck_sigmoid1(float x);
+static inline float ck_tanh1(float x);
+
+#if defined(__aarch64__)
+#define CK_VMLA(acc, a, b) vfmaq_f32(acc, a, b)
+static inline float32x4_t ck_round4(float32x4_t v) { return vrndnq_f32(v); }
+static inline float32x4_t ck_div4(float32x4_t a, float32x4_t b) { return vdivq_f32(a, b); }
+#else
+#define CK_VMLA(acc, a, b) vmlaq_f32(acc, a, b)
+/* No vrndn on ARMv7 NEON: the 1.5*2^23 trick rounds to nearest-even exactly
+ * like the scalar twin. */
+static inline float32x4_t ck_round4(float32x4_t v)
+{
+    const float32x4_t m = vdupq_n_f32(12582912.0f);
+    return vsubq_f32(vaddq_f32(v, m), m);
+}
+/* No vector divide on ARMv7: reciprocal estimate + 2 Newton steps
+ * (~1 ulp; the activation error bounds still hold). */
+static inline float32x4_t ck_div4(float32x4_t a, float32x4_t b)
+{
+    float32x4_t r = vrecpeq_f32(b);
+    r = vmulq_f32(vrecpsq_f32(b, r), r);
+    r = vmulq_f32(vrecpsq_f32(b, r), r);
+    return vmulq_f32(a, r);
+}
+#endif
+
+/* Same operation order as ck_exp1; the clamps use compare+select so NaN maps
+ * to 88 exactly as in the scalar code. */
+static inline float32x4_t ck_exp4(float32x4_t x)
+{
+    const float32x4_t hi = vdupq_n_f32(88.0f), lo = vdupq_n_f32(-87.0f);
+    float32x4_t t, n, f, p;
+    int32x4_t e;
+    x = vbslq_f32(vcltq_f32(x, hi), x, hi);
+    x = vbslq_f32(vcgtq_f32(x, lo), x, lo);
+    t = vmulq_f32(x, vdupq_n_f32(1.44269504088896341f));
+    n = ck_round4(t);
+    f = vsubq_f32(x, vmulq_f32(n, vdupq_n_f32(0.693145751953125f)));
+    f = vsubq_f32(f, vmulq_f32(n, vdupq_n_f32(1.42860682030941723e-6f)));
+    p = vaddq_f32(vmulq_f32(vdupq_n_f32(1.0f / 720.0f), f), vdupq_n_f32(1.0f / 120.0f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f / 24.0f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f / 6.0f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(0.5f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f));
+    e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+static void ck_vec_exp(float *y, const float *x, int n)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, ck_exp4(vld1q_f32(x + i)));
+    for (; i < n; i++) y[i] = ck_exp1(x[i]);
+}
+
+static void ck_vec_sigmoid(float *y, const float *x, int n)
+{
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, ck_div4(one, vaddq_f32(one, ck_exp4(vnegq_f32(vld1q_f32(x + i))))));
+    for (; i < n; i++) y[i] = ck_sigmoid1(x[i]);
+}
+
+static void ck_vec_tanh(float *y, const float *x, int n)
+{
+    const float32x4_t one = vdupq_n_f32(1.0f), two = vdupq_n_f32(2.0f), m2 = vdupq_n_f32(-2.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t e = ck_exp4(vmulq_f32(m2, vld1q_f32(x + i)));
+        vst1q_f32(y + i, vsubq_f32(ck_div4(two, vaddq_f32(one, e)), one));
+    }
+    for (; i < n; i++) y[i] = ck_tanh1(x[i]);
+}
+
+static inline void ck_store8(float *y, float32x4_t lo, float32x4_t hi, int g, int rows)
+{
+    if (8 * g + 8 <= rows) {
+        vst1q_f32(y + 8 * g, lo);
+        vst1q_f32(y + 8 * g + 4, hi);
+    } else {
+        float tmp[8];
+        vst1q_f32(tmp, lo);
+        vst1q_f32(tmp + 4, hi);
+        for (int r = 0; r < rows - 8 * g; r++) y[8 * g + r] = tmp[r];
+    }
+}
+
+static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *x)
+{
+    int groups = (rows + 7) >> 3;
+    for (int g = 0; g < groups; g++) {
+        const float *wg = w + (size_t)g * 8 * cols;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), b0 = vdupq_n_f32(0), b1 = vdupq_n_f32(0);
+        int c = 0;
+        for (; c + 2 <= cols; c += 2) {
+            float32x4_t x0 = vdupq_n_f32(x[c]), x1 = vdupq_n_f32(x[c + 1]);
+            a0 = CK_VMLA(a0, vld1q_f32(wg + 8 * c), x0);
+            a1 = CK_VMLA(a1, vld1q_f32(wg + 8 * c + 4), x0);
+            b0 = CK_VMLA(b0, vld1q_f32(wg + 8 * c + 8), x1);
+            b1 = CK_VMLA(b1, vld1q_f32(wg + 8 * c + 12), x1);
+        }
+        if (c < cols) {
+            float32x4_t x0 = vdupq_n_f32(x[c]);
+            a0 = CK_VMLA(a0, vld1q_f32(wg + 8 * c), x0);
+            a1 = CK_VMLA(a1, vld1q_f32(wg + 8 * c + 4), x0);
+        }
+        ck_store8(y, vaddq_f32(a0, b0), vaddq_f32(a1, b1), g, rows);
+    }
+}
+
+/* 16 MACs: 4 rows x 4 columns; lane r += sum_k w[4r+k] * x[k]. */
+static inline int32x4_t ck_dot16(int32x4_t acc, int8x16_t w, int8x16_t x)
+{
+#if defined(CK_NEON_DOTPROD)
+    return vdotq_s32(acc, w, x);
+#elif defined(__aarch64__)
+    int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+    int16x8_t hi = vmull_high_s8(w, x);
+    return vpadalq_s16(acc, vpaddq_s16(lo, hi));
+#else
+    int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+    int16x8_t hi = vmull_s8(vget_high_s8(w), vget_high_s8(x));
+    int16x8_t s = vcombine_s16(vpadd_s16(vget_low_s16(lo), vget_high_s16(lo)),
+                               vpadd_s16(vget_low_s16(hi), vget_high_s16(hi)));
+    return vpadalq_s16(acc, s);
+#endif
+}
+
+static inline int8x16_t ck_bcast4(const int8_t *x4)
+{
+    int32_t v;
+    memcpy(&v, x4, 4);
+    return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+
+static inline void ck_finish(float *y, int32x4_t a0, int32x4_t a1, const float *scale, float xs, int g, int rows)
+{
+    float32x4_t vs = vdupq_n_f32(xs);
+    float32x4_t lo = vmulq_f32(vcvtq_f32_s32(a0), vmulq_f32(vld1q_f32(scale), vs));
+    float32x4_t hi = vmulq_f32(vcvtq_f32_s32(a1), vmulq_f32(vld1q_f32(scale + 4), vs));
+    ck_store8(y, lo, hi, g, rows);
+}
+
+static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
+                      const int8_t *xq, float xs)
+{
+    int groups = (rows + 7) >> 3;
+    for (int g = 0; g < groups; g++) {
+        const int8_t *wg = w + (size_t)g * 8 * cols_pad;
+        int32x4_t a0 = vdupq_n_s32(0), a1 = vdupq_n_s32(0), b0 = vdupq_n_s32(0), b1 = vdupq_n_s32(0);
+        int j = 0;
+        for (; j + 8 <= cols_pad; j += 8, wg += 64) {
+            int8x16_t x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
+            a0 = ck_dot16(a0, vld1q_s8(wg), x0);
+            a1 = ck_dot16(a1, vld1q_s8(wg + 16), x0);
+            b0 = ck_dot16(b0, vld1q_s8(wg + 32), x1);
+            b1 = ck_dot16(b1, vld1q_s8(wg + 48), x1);
+        }
+        if (j < cols_pad) {
+            int8x16_t x0 = ck_bcast4(xq + j);
+            a0 = ck_dot16(a0, vld1q_s8(wg), x0);
+            a1 = ck_dot16(a1, vld1q_s8(wg + 16), x0);
+        }
+        ck_finish(y, vaddq_s32(a0, b0), vaddq_s32(a1, b1), scale + 8 * g, xs, g, rows);
+    }
+}
+
+static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float *scale, int rows,
+                      const int8_t *xq, float xs)
+{
+    int groups = (rows + 7) >> 3;
+    for (int g = 0; g < groups; g++) {
+        int32x4_t a0 = vdupq_n_s32(0), a1 = vdupq_n_s32(0), b0 = vdupq_n_s32(0), b1 = vdupq_n_s32(0);
+        int nb = *idx++, b = 0;
+        for (; b + 2 <= nb; b += 2, w += 64, idx += 2) {
+            int8x16_t x0 = ck_bcast4(xq + idx[0]), x1 = ck_bcast4(xq + idx[1]);
+            a0 = ck_dot16(a0, vld1q_s8(w), x0);
+            a1 = ck_dot16(a1, vld1q_s8(w + 16), x0);
+            b0 = ck_dot16(b0, vld1q_s8(w + 32), x1);
+            b1 = ck_dot16(b1, vld1q_s8(w + 48), x1);
+        }
+        if (b < nb) {
+            int8x16_t x0 = ck_bcast4(xq + idx[0]);
+            a0 = ck_dot16(a0, vld1q_s8(w), x0);
+            a1 = ck_dot16(a1, vld1q_s8(w + 16), x0);
+            w += 32;
+            idx++;
+        }
+        ck_finish(y, vaddq_s32(a0, b0), vaddq_s32(a1, b1), scale + 8 * g, xs, g, rows);
+    }
+}
