@@ -340,3 +340,50 @@ def test_encoder_capacity_overflow_is_reported():
     assert enc.error
     with pytest.raises(E.EntropyError, match="capacity"):
         enc.finish()
+
+
+def test_chunk_entry_points_match_vector_calls():
+    rng = np.random.default_rng(21)
+    p0 = prob_to_q15(rng.uniform(0.1, 0.9, (16, 24)))
+    dec_ = prob_to_q15(rng.uniform(0.1, 0.9, (16, 24)))
+    levels = rng.integers(0, 16, 9).astype(np.int64)
+    k = np.clip(np.round(rng.laplace(0, 6, (9, 24))), -1023, 1023).astype(np.int32)
+    a, b = E.RangeEncoder(), E.RangeEncoder()
+    E.encode_chunks(a, k, p0, dec_, levels)
+    for q, row in zip(levels, k):
+        E.encode_vector(b, row, p0[q], dec_[q])
+    data = a.finish()
+    assert data == b.finish()
+    dec = E.RangeDecoder(data)
+    np.testing.assert_array_equal(E.decode_chunks(dec, p0, dec_, levels), k)
+    assert dec.ends_exactly()
+    with pytest.raises(E.EntropyError):
+        E.encode_chunks(E.RangeEncoder(), k, p0, dec_, np.full(9, 16, np.int64))
+    # A short hostile buffer stops early instead of decoding every row.
+    short = E.RangeDecoder(b"\x01")
+    out = E.decode_chunks(short, p0, dec_, np.zeros(26, np.int64))
+    assert short.overrun and out.shape == (26, 24)
+
+
+def test_quantize_levels_matches_numpy_quantizer():
+    from edge_dred.dred.quantizer import quantize
+    rng = np.random.default_rng(22)
+    z = rng.laplace(0, 3, (26, 32)) * rng.choice([1, 1e3], (26, 32))
+    scale = rng.uniform(0.1, 8, (16, 32)).astype(np.float32)
+    dz = rng.uniform(0, 0.5, (16, 32)).astype(np.float32)
+    z[0, :4] = [0.5 / scale[0, 0], -0.5 / scale[0, 1], 0.0, -0.0]     # rounding ties
+    got = E.quantize_levels(z, scale, dz)
+    np.testing.assert_array_equal(got, quantize(z[None], scale[:, None, :], dz[:, None, :]))
+
+
+def test_vector_costs_match_coder():
+    rng = np.random.default_rng(23)
+    p0 = prob_to_q15(rng.uniform(0.1, 0.9, 32))
+    dq = prob_to_q15(rng.uniform(0.5, 0.97, 32))
+    k = np.clip(np.round(rng.laplace(0, 30, (200, 32))), -1023, 1023).astype(np.int32)
+    enc = E.RangeEncoder(1 << 20)
+    for row in k:
+        E.encode_vector(enc, row, p0, dq)
+    actual = 8 * len(enc.finish())
+    est = E.vector_costs(k[None], E.symbol_cost_table(p0, dq)[None]).sum()
+    assert abs(actual - est) < 0.001 * actual + 16

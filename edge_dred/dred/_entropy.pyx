@@ -27,7 +27,7 @@ the decoder.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport log2
+from libc.math cimport floor, log2
 
 import numpy as np
 
@@ -782,3 +782,156 @@ def symbol_cost_table(const uint16_t[:] p0_q15, const uint16_t[:] decay_q15) -> 
                 _geom_interval(d, m, &fl, &fh)
                 r[i, m + 1] = nz + PROB_BITS - log2(<double>(fh - fl))
     return res
+
+
+def vector_costs(const int32_t[:, :, :] k, const double[:, :, :] lut) -> np.ndarray:
+    """Model bits of vectors k[l, j, :] under the cost table lut[l] (see `symbol_cost_table`).
+
+    Parameters
+    ----------
+    k : int32 array (L, N, D)
+        Values (|k| is clamped to 1023, as the encoder does).
+    lut : float64 array (L, D, 17)
+        Per-level, per-dimension code lengths from `symbol_cost_table`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (L, N): exact model bits (escape tails included) per vector.
+    """
+    cdef Py_ssize_t L = k.shape[0], N = k.shape[1], D = k.shape[2]
+    cdef Py_ssize_t l, j, i
+    cdef int a
+    cdef double acc
+    if lut.shape[0] != L or lut.shape[1] != D or lut.shape[2] != 17:
+        raise EntropyError(f"lut must be ({L}, {D}, 17), got {tuple(lut.shape)[:3]}")
+    res = np.empty((L, N), dtype=np.float64)
+    cdef double[:, :] r = res
+    with nogil:
+        for l in range(L):
+            for j in range(N):
+                acc = 0.0
+                for i in range(D):
+                    a = k[l, j, i]
+                    if a < 0:
+                        a = -a
+                    if a > _MAX_ABS_K:
+                        a = _MAX_ABS_K
+                    if a < 16:
+                        acc += lut[l, i, a]
+                    else:
+                        # Escape prefix + Elias-gamma tail of v = a - 15.
+                        acc += lut[l, i, 16] + 2.0 * (_ilog(<uint32_t>(a - 15)) - 1) + 1.0
+                r[l, j] = acc
+    return res
+
+
+def encode_chunks(RangeEncoder enc, const int32_t[:, :] k, const uint16_t[:, :] p0_q15,
+                  const uint16_t[:, :] decay_q15, const int64_t[:] levels) -> None:
+    """Code several latent vectors in one call: row j under table row levels[j].
+
+    Same bits as calling `encode_vector` per row; saves the per-call overhead.
+
+    Parameters
+    ----------
+    enc : RangeEncoder
+    k : int32 array (N, D)
+    p0_q15, decay_q15 : uint16 arrays (L, D)
+    levels : int64 array (N,), each in [0, L)
+    """
+    cdef Py_ssize_t n = k.shape[0], d = k.shape[1], nl = p0_q15.shape[0]
+    cdef Py_ssize_t j, i, q
+    enc._live()
+    if p0_q15.shape[1] != d or decay_q15.shape[0] != nl or decay_q15.shape[1] != d or levels.shape[0] != n:
+        raise EntropyError("shape mismatch between k, tables and levels")
+    for j in range(n):
+        if not 0 <= levels[j] < nl:
+            raise EntropyError(f"level {levels[j]} out of range [0, {nl})")
+    with nogil:
+        for j in range(n):
+            q = levels[j]
+            for i in range(d):
+                _enc_symbol(&enc.s, k[j, i], p0_q15[q, i], decay_q15[q, i])
+
+
+def decode_chunks(RangeDecoder dec, const uint16_t[:, :] p0_q15, const uint16_t[:, :] decay_q15,
+                  const int64_t[:] levels):
+    """Decode several latent vectors; inverse of `encode_chunks`.
+
+    Decoding stops early once the decoder has overrun its buffer (a hostile
+    short input cannot cost a full decode); the caller must check
+    ``dec.overrun``.  Rows not decoded are zero.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 (N, D), every |k| <= 1023.
+
+    Raises
+    ------
+    EntropyDecodeError
+        On a malformed escape code.
+    """
+    cdef Py_ssize_t n = levels.shape[0], d = p0_q15.shape[1], nl = p0_q15.shape[0]
+    cdef Py_ssize_t j, i, q
+    cdef int bad = 0
+    cdef int64_t limit = 8 * <int64_t>dec.s.storage
+    dec._no_pending()
+    if decay_q15.shape[0] != nl or decay_q15.shape[1] != d:
+        raise EntropyError("p0_q15 and decay_q15 differ in shape")
+    for j in range(n):
+        if not 0 <= levels[j] < nl:
+            raise EntropyError(f"level {levels[j]} out of range [0, {nl})")
+    out = np.zeros((n, d), dtype=np.int32)
+    cdef int32_t[:, :] o = out
+    with nogil:
+        for j in range(n):
+            if _dec_tell(&dec.s) > limit:
+                break
+            q = levels[j]
+            for i in range(d):
+                if _dec_symbol(&dec.s, p0_q15[q, i], decay_q15[q, i], &o[j, i]) < 0:
+                    bad = 1
+                    break
+            if bad:
+                break
+    if bad:
+        raise EntropyDecodeError("malformed escape code (|k| > 1023)")
+    return out
+
+
+def quantize_levels(const double[:, :] z, const float[:, :] scale, const float[:, :] dead_zone) -> np.ndarray:
+    """Dead-zone quantize every vector at every level in one pass.
+
+    Computes, in double precision exactly like `quantizer.quantize`,
+    ``k[l, j, i] = clamp(sign(x) * floor(max(|x| - dz[l, i], 0) + 0.5), +-1023)``
+    with ``x = z[j, i] * scale[l, i]``.  Inputs must be finite (the caller checks).
+
+    Parameters
+    ----------
+    z : float64 array (N, D)
+    scale, dead_zone : float32 arrays (L, D)
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 (L, N, D).
+    """
+    cdef Py_ssize_t n = z.shape[0], d = z.shape[1], nl = scale.shape[0]
+    cdef Py_ssize_t l, j, i
+    cdef double x, a
+    if scale.shape[1] != d or dead_zone.shape[0] != nl or dead_zone.shape[1] != d:
+        raise EntropyError("shape mismatch between z, scale and dead_zone")
+    out = np.empty((nl, n, d), dtype=np.int32)
+    cdef int32_t[:, :, :] o = out
+    with nogil:
+        for l in range(nl):
+            for j in range(n):
+                for i in range(d):
+                    x = z[j, i] * <double>scale[l, i]
+                    a = (x if x >= 0 else -x) - <double>dead_zone[l, i]
+                    a = floor((a if a > 0 else 0.0) + 0.5)
+                    if a > _MAX_ABS_K:
+                        a = _MAX_ABS_K
+                    o[l, j, i] = <int32_t>(-a if x < 0 else a)
+    return out

@@ -81,13 +81,13 @@ class DredPayload:
                 and all(np.array_equal(a, b) for a, b in zip(self.latents_k, other.latents_k)))
 
 
-def _int_vector(name: str, v: object, n: int) -> np.ndarray:
+def _int_array(name: str, v: object, shape: tuple[int, ...]) -> np.ndarray:
     a = np.asarray(v)
-    if a.shape != (n,):
-        raise DredPayloadError(f"{name} has shape {a.shape}, expected ({n},)")
+    if a.shape != shape:
+        raise DredPayloadError(f"{name} has shape {a.shape}, expected {shape}")
     if not np.issubdtype(a.dtype, np.integer):
         raise DredPayloadError(f"{name} must be integers, got {a.dtype}")
-    if n and int(np.max(np.abs(a.astype(np.int64)))) > MAX_ABS_K:
+    if a.size and (int(a.max()) > MAX_ABS_K or int(a.min()) < -MAX_ABS_K):
         raise DredPayloadError(f"{name} has |k| > {MAX_ABS_K}")
     return np.ascontiguousarray(a, dtype=np.int32)
 
@@ -124,17 +124,33 @@ def encode_payload(payload: DredPayload, tables: EntropyTables) -> bytes:
         On invalid fields or if the coded size exceeds `MAX_PAYLOAD_BYTES`.
     """
     _check_header(payload)
-    state = _int_vector("state_k", payload.state_k, tables.state_dim)
-    latents = [_int_vector(f"latents_k[{j}]", z, tables.latent_dim) for j, z in enumerate(payload.latents_k)]
-    enc = _entropy.RangeEncoder(_ENCODER_CAPACITY)
-    _encode_header(enc, payload.version, payload.q0, payload.dq, payload.qmax, payload.offset, len(latents))
-    _entropy.encode_vector(enc, state, tables.state_p0_q15, tables.state_decay_q15)
-    for q, z in zip(chunk_levels(len(latents), payload.q0, payload.dq, payload.qmax), latents):
-        _entropy.encode_vector(enc, z, tables.p0_q15[q], tables.decay_q15[q])
-    data = enc.finish()
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise DredPayloadError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    state = _int_array("state_k", payload.state_k, (tables.state_dim,))
+    try:
+        latents = np.asarray(payload.latents_k)
+    except ValueError:
+        raise DredPayloadError(f"latents_k must be {tables.latent_dim}-element vectors") from None
+    latents = _int_array("latents_k", latents, (len(payload.latents_k), tables.latent_dim))
+    data = encode_validated(tables, payload.q0, payload.dq, payload.qmax, payload.offset, state, latents,
+                            version=payload.version)
+    if data is None:
+        raise DredPayloadError(f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
     return data
+
+
+def encode_validated(tables: EntropyTables, q0: int, dq: int, qmax: int, offset: int,
+                     state: np.ndarray, latents: np.ndarray, version: int = DRED_VERSION) -> bytes | None:
+    """Code already-validated fields (int32 state (S,), latents (n, D)); None if over 1000 bytes.
+
+    For callers that built the integers themselves (rate control); others
+    should use `encode_payload`, which checks everything first.
+    """
+    enc = _entropy.RangeEncoder(_ENCODER_CAPACITY)
+    _encode_header(enc, version, q0, dq, qmax, offset, latents.shape[0])
+    _entropy.encode_vector(enc, state, tables.state_p0_q15, tables.state_decay_q15)
+    _entropy.encode_chunks(enc, latents, tables.p0_q15, tables.decay_q15,
+                           chunk_levels(latents.shape[0], q0, dq, qmax))
+    data = enc.finish()
+    return data if len(data) <= MAX_PAYLOAD_BYTES else None
 
 
 def _encode_header(enc: _entropy.RangeEncoder, version: int, q0: int, dq: int, qmax: int,
@@ -192,12 +208,9 @@ def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUN
         raise DredPayloadError(f"payload announces {n_chunks} chunks, at most {max_chunks} accepted")
     try:
         state = _entropy.decode_vector(dec, tables.state_p0_q15, tables.state_decay_q15)
-        latents = []
-        for q in chunk_levels(n_chunks, q0, dq, qmax):
-            # Stop early on overrun: a hostile short payload must not cost a full decode.
-            if dec.overrun:
-                break
-            latents.append(_entropy.decode_vector(dec, tables.p0_q15[q], tables.decay_q15[q]))
+        # Stops early on overrun: a hostile short payload cannot cost a full decode.
+        latents = _entropy.decode_chunks(dec, tables.p0_q15, tables.decay_q15,
+                                         chunk_levels(n_chunks, q0, dq, qmax))
     except _entropy.EntropyDecodeError as e:
         raise DredPayloadError(f"malformed payload: {e}") from None
     if dec.overrun:
@@ -206,4 +219,4 @@ def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUN
         raise DredPayloadError(f"payload length {n} does not match the coded content "
                                f"({dec.expected_length()} bytes)")
     return DredPayload(version=version, q0=q0, dq=dq, qmax=qmax, offset=offset,
-                       state_k=state, latents_k=latents)
+                       state_k=state, latents_k=list(latents))

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _entropy
-from .payload import (HEADER_BITS, MAX_CHUNKS, MAX_OFFSET, MAX_PAYLOAD_BYTES, DredPayload,
-                      DredPayloadError, encode_payload)
+from .payload import HEADER_BITS, MAX_CHUNKS, MAX_OFFSET, MAX_PAYLOAD_BYTES, encode_validated
 from .quantizer import MAX_DQ, N_LEVELS, EntropyTables, quantize
 
 CHUNK_MS = 40
@@ -85,22 +84,13 @@ def _cost_luts(tables: EntropyTables) -> tuple[np.ndarray, np.ndarray]:
     return hit
 
 
-def _symbol_bits(k: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Exact model bits of integers ``k`` (..., D) given per-dimension ``lut`` (..., D, 17)."""
-    a = np.abs(k.astype(np.int64))
-    bits = np.take_along_axis(lut, np.minimum(a, 16)[..., None], axis=-1)[..., 0]
-    # Elias-gamma tail of |k| >= 16: 2 * floor(log2(|k| - 15)) + 1 bits.
-    tail = np.where(a >= 16, 2.0 * np.floor(np.log2(np.maximum(a - 15, 1))) + 1.0, 0.0)
-    return bits + tail
-
-
 def estimate_bits(state_k: np.ndarray, chunk_k: np.ndarray, tables: EntropyTables) -> tuple[float, np.ndarray]:
     """Model code lengths for rate decisions.
 
     Parameters
     ----------
-    state_k : int array (S,)
-    chunk_k : int array (16, n, D)
+    state_k : int32 array (S,)
+    chunk_k : int32 array (16, n, D)
         Every chunk quantized at every level.
     tables : EntropyTables
 
@@ -110,9 +100,8 @@ def estimate_bits(state_k: np.ndarray, chunk_k: np.ndarray, tables: EntropyTable
         Header + state bits, and the (16, n) bits of chunk j at level q.
     """
     lat_lut, st_lut = _cost_luts(tables)
-    fixed = HEADER_BITS + float(_symbol_bits(state_k, st_lut).sum())
-    per_chunk = _symbol_bits(chunk_k, lat_lut[:, None, :, :]).sum(axis=-1)
-    return fixed, per_chunk
+    fixed = HEADER_BITS + float(_entropy.vector_costs(state_k.reshape(1, 1, -1), st_lut[None])[0, 0])
+    return fixed, _entropy.vector_costs(chunk_k, lat_lut)
 
 
 def _bytes_from_bits(bits: np.ndarray) -> np.ndarray:
@@ -194,7 +183,7 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         return empty("silent")
 
     state_k = quantize(s, tables.state_quant_scale, tables.state_dead_zone)
-    chunk_k = quantize(z[None, :n, :], tables.quant_scale[:, None, :], tables.dead_zone[:, None, :])
+    chunk_k = _entropy.quantize_levels(np.ascontiguousarray(z[:n]), tables.quant_scale, tables.dead_zone)
     fixed, per_chunk = estimate_bits(state_k, chunk_k, tables)
 
     # Every (q0, dq) candidate's level per chunk, and its size for every prefix length.
@@ -217,12 +206,10 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         for c in order[:_MAX_VERIFY_ENCODES]:
             q0, dq = int(q0s[c]), int(dqs[c])
             lv = levels[c, :m]
-            payload = DredPayload(q0=q0, dq=dq, qmax=int(qmax), offset=int(offset), state_k=state_k,
-                                  latents_k=[chunk_k[lv[i], i] for i in range(m)])
             encodes += 1
-            try:
-                data = encode_payload(payload, tables)
-            except DredPayloadError:   # over the 1000-byte format limit
+            # Values come from quantize() and are valid by construction: code directly.
+            data = encode_validated(tables, q0, dq, int(qmax), int(offset), state_k, chunk_k[lv, j[:m]])
+            if data is None:   # over the 1000-byte format limit
                 continue
             if len(data) <= budget_bytes:
                 return RateDecision(data, q0, dq, int(qmax), m, requested, int(est[c, m - 1]), encodes,
