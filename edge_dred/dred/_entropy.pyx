@@ -20,6 +20,12 @@ a (p0, decay) Laplace model is a 15-bit "is zero" event, a sign bit, a
 truncated geometric over |k|-1 in 0..14 plus an escape, and an Elias-gamma
 style tail for |k| >= 16, with |k| <= MAX_ABS_K.
 
+Entry points: `RangeEncoder` / `RangeDecoder` (primitives), `encode_vector` /
+`decode_vector` (one latent vector per call), `encode_chunks` /
+`decode_chunks` (all chunks of a payload in one call, same bits),
+`symbol_cost_table` / `vector_costs` (exact model bits for rate control) and
+`quantize_levels` (dead-zone quantizer at every level in one pass).
+
 Every inner loop is bounded by construction (normalisation needs a non-zero
 range, which the argument checks guarantee; symbol searches cover at most 16
 entries; the escape tail at most 10 unary bits), so hostile input cannot hang
