@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -534,7 +534,9 @@ class LiveSession:
         self.playback = playback
         self.config = config
         self.send = SendCore(config, redundancy, record)
-        self.recv = RecvCore(config, record_received)
+        # Arrivals and pops share the capture clock here: no timing noise to keep a safety margin for.
+        rconf = replace(config, jitter=replace(config.jitter, safety_ms=0.0))
+        self.recv = RecvCore(rconf, record_received)
         self.impairment = impairment or Impairment()
         self.load = LoadMeter(FRAME_MS / 1000.0)
         self.stop_event = threading.Event()

@@ -14,10 +14,12 @@ Adaptation.  For every packet we record its *margin*: how long before its
 scheduled playout it arrived (negative = too late).  Every ``adapt_every``
 pops the low quantile of the last ``window`` margins decides:
 
-* more than ``late_fraction`` of packets late -> grow the delay by one slot
-  (the next pop returns an *inserted* hole: the receiver conceals it);
-* even the latest ``late_fraction`` arrived more than one slot plus a guard
-  early -> shrink the delay by one slot (the next slot's packet is dropped).
+* more than ``late_fraction`` of packets arrived with less than
+  ``safety_ms`` to spare -> grow the delay by one slot (the next pop returns
+  an *inserted* hole: the receiver conceals it);
+* even the latest ``late_fraction`` arrived more than one slot plus safety
+  and guard early -> shrink the delay by one slot (the next slot's packet is
+  dropped).
 
 The same mechanism absorbs clock drift between the sender's capture clock and
 our playback clock: margins creep down (sender slower) or up (sender faster)
@@ -70,7 +72,11 @@ class JitterConfig:
     min_delay_ms, max_delay_ms : float
         Bounds of the median wait the adaptation may choose.
     late_fraction : float
-        Share of packets allowed to arrive too late before the delay grows.
+        Share of packets allowed to arrive with less than ``safety_ms`` to
+        spare before the delay grows.
+    safety_ms : float
+        Margin kept for the ``late_fraction`` quantile (0 when arrivals and
+        pops share one clock, as in :class:`edge_dred.live.LiveSession`).
     guard_ms : float
         Extra margin required before the delay shrinks (hysteresis).
     window : int
@@ -88,6 +94,7 @@ class JitterConfig:
     min_delay_ms: float = 0.0
     max_delay_ms: float = 300.0
     late_fraction: float = 0.02
+    safety_ms: float = 2.0
     guard_ms: float = 5.0
     window: int = 100
     adapt_every: int = 10
@@ -102,6 +109,8 @@ class JitterConfig:
             raise ValueError("need 0 <= min_delay_ms <= max_delay_ms <= 2000")
         if not 0 <= self.start_delay_ms <= self.max_delay_ms:
             raise ValueError("start_delay_ms must be in 0..max_delay_ms")
+        if not 0.0 <= self.safety_ms <= 100.0 or not 0.0 <= self.guard_ms <= 100.0:
+            raise ValueError("safety_ms and guard_ms must be in 0..100")
         if not 0.0 <= self.late_fraction < 0.5:
             raise ValueError("late_fraction must be in [0, 0.5)")
         if not 8 <= self.window <= 10000 or not 1 <= self.adapt_every <= 1000:
@@ -297,19 +306,23 @@ class JitterBuffer:
     def _after_pop(self) -> None:
         c = self.config
         self._pops_since_adapt += 1
-        if self._pops_since_adapt < c.adapt_every or self._n_margins < min(20, c.window):
+        if self._pending or self._n_margins < min(20, c.window):
             return
-        self._pops_since_adapt = 0
         m = self._margins[: self._n_margins]
         low = float(np.quantile(m, c.late_fraction))
         median = float(np.median(m))
-        if low < -_EPS_S and (median + self.frame_s) * 1000.0 <= c.max_delay_ms:
+        # Growing is checked every pop (late packets cost audio); shrinking only
+        # every adapt_every pops, so the delay does not oscillate.
+        if low < c.safety_ms / 1000.0 - _EPS_S and (median + self.frame_s) * 1000.0 <= c.max_delay_ms:
             self._pending = 1
             m += self.frame_s  # every recorded packet now has one slot more margin
-        elif (low > self.frame_s + c.guard_ms / 1000.0 or median * 1000.0 > c.max_delay_ms) \
-                and (median - self.frame_s) * 1000.0 >= c.min_delay_ms:
-            self._pending = -1
-            m -= self.frame_s
+            self._pops_since_adapt = 0
+        elif self._pops_since_adapt >= c.adapt_every:
+            self._pops_since_adapt = 0
+            if (low > self.frame_s + (c.safety_ms + c.guard_ms) / 1000.0 or median * 1000.0 > c.max_delay_ms) \
+                    and (median - self.frame_s) * 1000.0 >= c.min_delay_ms:
+                self._pending = -1
+                m -= self.frame_s
 
     def drain(self) -> list[bytes | None]:
         """End of stream: every slot from playout up to the newest buffered one."""
