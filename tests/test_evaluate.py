@@ -327,3 +327,22 @@ def test_cli_runs(tiny_tree, sim, capsys):
     assert "[1/2]" in err and "eta" in err
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 2 and all(math.isfinite(float(r["pesq_wb"])) for r in rows)
+
+
+def test_missing_extra_is_reported_before_any_work(tiny_tree, sim, monkeypatch):
+    speech, traces, out = tiny_tree
+    monkeypatch.setitem(sys.modules, "pesq", None)  # makes `import pesq` fail
+    with pytest.raises(M.MissingEvalExtraError, match=r"pip install .*edge-dred\[eval\]"):
+        R.run_eval(speech, traces, out, conditions=_conds(sim), metrics=["pesq"], plots=False, progress=False)
+    with pytest.raises(M.MissingEvalExtraError, match="eval"):
+        M.pesq_wb(np.ones(16000), np.ones(16000))
+    assert not out.exists()
+
+
+def test_bad_trace_file_names_file_and_line(tiny_tree, sim):
+    from edge_dred.loss import TraceFormatError
+
+    speech, traces, out = tiny_tree
+    (traces / "t2.txt").write_text("0\n1\nx\n")
+    with pytest.raises(TraceFormatError, match=r"t2.txt:3:"):
+        R.run_eval(speech, traces, out, conditions=_conds(sim), metrics=[], plots=False, progress=False)
