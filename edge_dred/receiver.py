@@ -15,6 +15,17 @@ Order of preference for a lost slot:
 
 The receiver only orchestrates: decoding is libopus, recovery and concealment
 are objects behind the small :class:`Recoverer` / :class:`Concealer` protocols.
+
+Plug-in hooks (all optional methods, looked up once):
+
+* ``observe(pcm, decision)``  every plug-in sees every output slot, in order, so
+  it can keep running state (feature history, vocoder priming) warm;
+* ``handback(pcm) -> pcm``    called on the plug-in that produced the previous
+  slot when real audio (regular or LBRR) resumes, to cross-fade into it.
+
+While a plug-in fills a slot, libopus still runs its own PLC for that slot
+(``SlotContext.opus_plc``), so the decoder's internal state keeps moving and
+the first real packet afterwards decodes as libopus expects.
 """
 from __future__ import annotations
 
@@ -54,12 +65,16 @@ class SlotContext:
         The receiver's most recent output samples (int16), newest last.
     loss_run : int
         How many consecutive slots (including this one) have been lost.
+    opus_plc : np.ndarray or None
+        libopus's own concealment of this slot (already computed; the decoder
+        state has advanced), usable as a fallback or for blending.
     """
 
     slot: int
     future: Sequence[bytes | None]
     history: np.ndarray
     loss_run: int
+    opus_plc: np.ndarray | None = None
 
 
 class Recoverer(Protocol):
@@ -145,6 +160,9 @@ class Receiver:
         self._next_slot = 0
         self._loss_run = 0
         self._history = np.zeros(self.config.history_samples, np.int16)
+        plugins = [*self.recoverers, *([concealer] if concealer is not None else [])]
+        self._observers = [p for p in plugins if hasattr(p, "observe")]
+        self._last_plugin = None  # plug-in that produced the previous slot, if any
 
     @property
     def history(self) -> np.ndarray:
@@ -172,32 +190,45 @@ class Receiver:
         packet = self._pending.popleft()
         future = list(self._pending)
         n = self.config.frame_size
+        plugin = None
         if packet is not None:
             pcm, decision = self.decoder.decode(packet, n), Decision.REGULAR
             self._loss_run = 0
         else:
             self._loss_run += 1
-            pcm, decision = self._fill_lost(future)
+            pcm, decision, plugin = self._fill_lost(future)
         pcm = np.asarray(pcm, np.int16)
         if pcm.shape != (n,):
             raise RuntimeError(f"slot {self._next_slot}: {decision.value} produced {pcm.shape}, expected ({n},)")
+        if plugin is None and self._last_plugin is not None and decision in (Decision.REGULAR, Decision.LBRR):
+            handback = getattr(self._last_plugin, "handback", None)
+            if handback is not None:
+                pcm = np.asarray(handback(pcm), np.int16)
+        self._last_plugin = plugin
         self.decisions.append(decision)
         self._next_slot += 1
         self._history = np.concatenate([self._history[n:], pcm])
+        for obs in self._observers:
+            obs.observe(pcm, decision)
         return pcm
 
-    def _fill_lost(self, future: list[bytes | None]) -> tuple[np.ndarray, Decision]:
+    def _fill_lost(self, future: list[bytes | None]) -> tuple[np.ndarray, Decision, object]:
         n = self.config.frame_size
         nxt = future[0] if future else None
         if self.config.lbrr and nxt is not None and packet_has_lbrr(nxt):
-            return self.decoder.decode(nxt, n, fec=True), Decision.LBRR
-        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run)
+            return self.decoder.decode(nxt, n, fec=True), Decision.LBRR, None
+        if self.config.concealment == "zeros" and not self.recoverers and self.concealer is None:
+            return np.zeros(n, np.int16), Decision.ZEROS, None
+        opus_plc = self.decoder.decode(None, n)
+        if not self.recoverers and self.concealer is None:
+            return opus_plc, Decision.OPUS_PLC, None
+        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run, opus_plc)
         for rec in self.recoverers:
             pcm = rec.recover(ctx)
             if pcm is not None:
-                return pcm, rec.decision
+                return pcm, rec.decision, rec
         if self.concealer is not None:
-            return self.concealer.conceal(ctx), self.concealer.decision
+            return self.concealer.conceal(ctx), self.concealer.decision, self.concealer
         if self.config.concealment == "zeros":
-            return np.zeros(n, np.int16), Decision.ZEROS
-        return self.decoder.decode(None, n), Decision.OPUS_PLC
+            return np.zeros(n, np.int16), Decision.ZEROS, None
+        return opus_plc, Decision.OPUS_PLC, None

@@ -99,3 +99,39 @@ def test_short_mask_wraps_and_bad_inputs_raise():
         Receiver().push("not bytes")
     with pytest.raises(ValueError):
         Receiver(ReceiverConfig(concealment="magic"))
+
+
+class _Probe:
+    """A concealer plug-in that records the hooks the receiver calls."""
+
+    decision = __import__("edge_dred.receiver", fromlist=["Decision"]).Decision.NEURAL_PLC
+
+    def __init__(self):
+        self.seen, self.handbacks, self.runs = [], 0, []
+
+    def observe(self, pcm, decision):
+        self.seen.append(decision)
+
+    def conceal(self, ctx):
+        self.runs.append(ctx.loss_run)
+        assert ctx.opus_plc is not None and ctx.opus_plc.shape == (320,)
+        return np.full(320, 7, np.int16)
+
+    def handback(self, pcm):
+        self.handbacks += 1
+        return pcm
+
+
+def test_plugin_hooks_observe_conceal_and_handback():
+    pcm = voiced(1.0)
+    packets = Sender(24000).encode_stream(pcm)
+    probe = _Probe()
+    rx = Receiver(ReceiverConfig(), concealer=probe)
+    out = []
+    for i, p in enumerate(packets):
+        out.extend(rx.push(None if i in (5, 6, 20) else p))
+    out.extend(rx.flush())
+    assert probe.runs == [1, 2, 1]
+    assert probe.handbacks == 2  # after slots 6 and 20
+    assert len(probe.seen) == len(packets) and probe.seen[5] == Decision.NEURAL_PLC
+    assert np.all(out[5] == 7) and rx.decisions[20] == Decision.NEURAL_PLC
