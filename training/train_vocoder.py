@@ -1,0 +1,262 @@
+"""Train the FARGAN-like vocoder (``vocoder_model.Vocoder``) mostly free-running.
+
+Each training sequence starts after real audio, as a loss does at run time:
+320 samples of real (pre-emphasised) signal fill the history, the first
+``--n-teacher`` frames are teacher-forced (the real signal is fed back) to
+settle the GRU states, and the remaining frames run free: the model's own
+output is fed back as the previous subframe and as the pitch-delayed
+excitation, with gradients through the loop.  The loss (multi-resolution STFT:
+spectral convergence + log magnitude, FFT sizes 64..1024) is computed on the
+free-running part only.  The first ``--tf-warmup-steps`` steps are fully
+teacher-forced to learn the signal structure quickly.
+
+Resumable: ``--resume`` continues from ``training/checkpoints/vocoder/latest.pt``
+(model, optimizer, scheduler, step, epoch, RNG states, config), written
+atomically every ``--ckpt-minutes``.  Progress goes to stdout and
+``training/runs/vocoder/log.txt``.
+
+Usage::
+
+    nohup .venv/bin/python training/train_vocoder.py --epochs 100 --resume \
+        > training/runs/vocoder/stdout.txt 2>&1 &
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from vocoder_model import FRAME, HIST, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
+
+DATA = HERE / "data"
+CKPT_DIR = HERE / "checkpoints" / "vocoder"
+RUN_DIR = HERE / "runs" / "vocoder"
+FS = 16000
+
+
+class SequenceSampler:
+    """Random training sequences from the ``vocoder_{i}.npz`` copies.
+
+    A sequence is (feats (T+2, 20) starting 2 frames early for the causal
+    conv, pre-emphasised float signal (HIST + T*160)) starting at a frame
+    ``s`` with ``s >= 3`` inside one file so history never crosses files.
+    """
+
+    def __init__(self, data_dir: Path, seq_frames: int, rng: np.random.Generator) -> None:
+        self.data_dir = data_dir
+        self.t = seq_frames
+        self.rng = rng
+        self.names: list[str] = []
+        self.copies: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.refresh()
+        if not self.copies:
+            raise SystemExit(f"no vocoder_*.npz in {data_dir}; run training/prepare_data.py first")
+        self.clean_frames = int(self.copies[0][2][-1])
+
+    def refresh(self) -> list[str]:
+        """Load copies that appeared since the last call (data prep may still run)."""
+        new = []
+        for p in sorted(self.data_dir.glob("vocoder_*.npz")):
+            if ".tmp" in p.name or p.name in self.names:
+                continue
+            d = np.load(p)
+            self.copies.append((d["pcm"], d["feats"], d["offsets"]))
+            self.names.append(p.name)
+            new.append(p.name)
+        if new:
+            starts = []  # (copy, first valid start frame, number of valid starts) per file
+            for c, (_, _, offs) in enumerate(self.copies):
+                for a, b in zip(offs[:-1], offs[1:]):
+                    n = int(b - a) - self.t - 3
+                    if n > 0:
+                        starts.append((c, int(a) + 3, n))
+            self.starts = np.array(starts, dtype=np.int64)
+            w = self.starts[:, 2].astype(np.float64)
+            self.p = w / w.sum()
+        return new
+
+    def feature_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        f = np.concatenate([c[1] for c in self.copies])
+        return f.mean(0).astype(np.float32), (f.std(0) + 1e-3).astype(np.float32)
+
+    def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.rng.choice(len(self.starts), size=b, p=self.p)
+        feats = np.empty((b, self.t + 2, 20), np.float32)
+        sig = np.empty((b, HIST + self.t * FRAME), np.float32)
+        for j, i in enumerate(idx):
+            c, first, n = self.starts[i]
+            s = first + int(self.rng.integers(0, n))
+            pcm, f, _ = self.copies[c]
+            feats[j] = f[s - 2 : s + self.t]
+            a = s * FRAME - HIST
+            x = pcm[a - 1 : s * FRAME + self.t * FRAME].astype(np.float32) / 32768.0
+            sig[j] = x[1:] - PREEMPH * x[:-1]
+        return torch.from_numpy(feats), torch.from_numpy(sig)
+
+
+def stft_mag(x: torch.Tensor, n: int) -> torch.Tensor:
+    win = torch.hann_window(n, device=x.device)
+    spec = torch.stft(x, n, hop_length=n // 4, win_length=n, window=win, center=False, return_complex=True)
+    return torch.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
+
+
+def mr_stft_loss(y: torch.Tensor, t: torch.Tensor, sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)) -> tuple[torch.Tensor, dict[str, float]]:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1."""
+    sc_tot, lm_tot = 0.0, 0.0
+    for n in sizes:
+        ym, tm = stft_mag(y, n), stft_mag(t, n)
+        sc = torch.linalg.norm(tm - ym, dim=(1, 2)) / (torch.linalg.norm(tm, dim=(1, 2)) + 1e-5)
+        lm = (torch.log(ym.clamp_min(1e-5)) - torch.log(tm.clamp_min(1e-5))).abs().mean()
+        sc_tot = sc_tot + sc.mean()
+        lm_tot = lm_tot + lm
+    k = len(sizes)
+    sc_tot, lm_tot = sc_tot / k, lm_tot / k
+    loss = sc_tot + lm_tot
+    return loss, {"sc": float(sc_tot.detach()), "logmag": float(lm_tot.detach())}
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train the FARGAN-like vocoder")
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seq-frames", type=int, default=40, help="frames per sequence incl. teacher-forced ones")
+    ap.add_argument("--n-teacher", type=int, default=3)
+    ap.add_argument("--tf-warmup-steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-decay", type=float, default=2e-4, help="lr = lr0 / (1 + decay * step)")
+    ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=1, help="1 is far faster than 2 when the cores are shared (OpenMP barriers)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--snapshot-every", type=int, default=500, help="keep a model-only copy every N steps in runs/")
+    ap.add_argument("--max-steps", type=int, default=0, help="debug: stop after N steps")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
+    ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    a = ap.parse_args(argv)
+
+    torch.set_num_threads(a.threads)
+    a.run_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(a.run_dir / "log.txt", "a")
+
+    def log(msg: str) -> None:
+        line = time.strftime("%H:%M:%S ") + msg
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    latest = a.ckpt_dir / "latest.pt"
+    ck = torch.load(latest, weights_only=False) if a.resume and latest.exists() else None
+    cfg = VocoderConfig.from_dict(ck["config"]["model"]) if ck else VocoderConfig()
+    model = Vocoder(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.95), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * s))
+    rng = np.random.default_rng(a.seed)
+    sampler = SequenceSampler(a.data, a.seq_frames, rng)
+    steps_per_epoch = max(1, sampler.clean_frames // (a.batch * (a.seq_frames - a.n_teacher)))
+    step, epoch = 0, 0
+    if ck:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        step, epoch = ck["step"], ck["epoch"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        rng.bit_generator.state = ck["rng"]["numpy"]
+        random.setstate(ck["rng"]["python"])
+        log(f"resumed from {latest} at step {step} epoch {epoch}")
+    else:
+        torch.manual_seed(a.seed)
+        random.seed(a.seed)
+        mean, std = sampler.feature_stats()
+        model.feat_mean.copy_(torch.from_numpy(mean))
+        model.feat_std.copy_(torch.from_numpy(std))
+    log(f"params {model.param_count()} GFLOPS {model.flops_per_second() / 1e9:.3f} "
+        f"steps/epoch {steps_per_epoch} args {json.dumps({k: str(v) for k, v in vars(a).items()})}")
+
+    def save() -> None:
+        obj = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+            "config": {"model": cfg.to_dict(), "train": {k: str(v) for k, v in vars(a).items()}},
+        }
+        atomic_save(obj, latest)
+
+    last_ckpt = time.time()
+    acc: dict[str, float] = {}
+    nacc = 0
+    t_log = time.time()
+    model.train()
+    while epoch < a.epochs:
+        feats, sig = sampler.batch(a.batch)
+        n_pre = a.n_teacher
+        teacher_all = step < a.tf_warmup_steps
+        st = model.init_state(a.batch)
+        _, st["cond_hist"] = model.cond_frames(feats[:, :2], None)
+        st["hist"] = sig[:, :HIST]
+        target = sig[:, HIST:]
+        y = model.run(feats[:, 2:], st, target, n_teacher=a.seq_frames if teacher_all else n_pre)
+        a0 = n_pre * FRAME
+        loss, parts = mr_stft_loss(y[:, a0:], target[:, a0:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
+        if torch.isfinite(gn):
+            opt.step()
+        else:  # skip the update rather than poison the weights
+            log(f"non-finite gradient at step {step}; update skipped")
+        sched.step()
+        step += 1
+        parts["loss"] = float(loss)
+        parts["gnorm"] = float(gn)
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + v
+        nacc += 1
+        if step % 20 == 0:
+            el = time.time() - t_log
+            audio_s = nacc * a.batch * a.seq_frames * FRAME / FS
+            msg = " ".join(f"{k} {v / nacc:.4f}" for k, v in acc.items())
+            log(f"step {step} epoch {epoch} {'TF ' if teacher_all else ''}{msg} lr {sched.get_last_lr()[0]:.2e} "
+                f"{el / nacc:.2f} s/step {audio_s / el:.1f} audio-s/s")
+            acc, nacc, t_log = {}, 0, time.time()
+        if step % steps_per_epoch == 0:
+            epoch += 1
+            log(f"epoch {epoch} done at step {step}")
+        if step % 100 == 0:
+            for name in sampler.refresh():
+                log(f"loaded new data copy {name}")
+        if a.snapshot_every and step % a.snapshot_every == 0:
+            atomic_save({"model": model.state_dict(), "config": {"model": cfg.to_dict()}, "step": step},
+                        a.run_dir / f"model_{step:07d}.pt")
+        if time.time() - last_ckpt > a.ckpt_minutes * 60:
+            save()
+            last_ckpt = time.time()
+            log(f"checkpoint saved at step {step}")
+        if a.max_steps and step >= a.max_steps:
+            break
+    save()
+    log(f"finished at step {step} epoch {epoch}")
+
+
+if __name__ == "__main__":
+    main()
