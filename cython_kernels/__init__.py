@@ -7,6 +7,7 @@ one variant is picked at import from the CPU features.
 Variants
 --------
 ``scalar`` (portable C, the reference), ``sse41``, ``avx2`` (x86-64, AVX2+FMA),
+``avx2_vnni`` (AVX2 + AVX-VNNI ``vpdpbusd``: Alder Lake / Sapphire Rapids / Zen 5),
 ``neon`` (aarch64), ``neon_dotprod`` (aarch64 with ``sdot``, e.g. Cortex-A76 /
 Pi 5), ``armv7_neon`` (32-bit ARM with NEON).
 
@@ -84,7 +85,7 @@ from ._kernels import (GRUCell, KernelInputError, Linear, activation_code, best_
 from .layers import conv1d_matrix, linear_from_int8, make_gru, make_linear
 from .network import GLU, GRU, Act, Add, Conv1d, Dense, Mul, Network
 
-KNOWN_VARIANTS = ("scalar", "sse41", "avx2", "neon", "neon_dotprod", "armv7_neon")
+KNOWN_VARIANTS = ("scalar", "sse41", "avx2", "avx2_vnni", "neon", "neon_dotprod", "armv7_neon")
 ENV_VAR = "EDGE_DRED_KERNELS"
 
 

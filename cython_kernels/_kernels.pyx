@@ -140,6 +140,25 @@ def vec_exp(x) -> np.ndarray:
     return _vec_op(2, x)
 
 
+def quantize_input(x, float input_scale=0.0):
+    """The kernels' input quantization: returns (int8 array, step).
+
+    Same semantics as quantize.quantize_input (the numpy model)."""
+    cdef cnp.ndarray[cnp.float32_t, ndim=1] a = _vec_f32(x, "x")
+    cdef int n = a.shape[0]
+    if not (input_scale >= 0.0 and np.isfinite(input_scale)):
+        raise KernelInputError(f"input_scale must be finite and >= 0, got {input_scale}")
+    q = np.zeros(n + 4, np.int8)
+    cdef int8_t[::1] qv = q
+    cdef float[::1] av = a
+    cdef float xs = 0
+    cdef const ck_kernels *k = ck_active()
+    if n > 0:
+        with nogil:
+            xs = k.quantize(&qv[0], &av[0], n, n, input_scale)
+    return q[:n], float(xs)
+
+
 # ---------------------------------------------------------------- Linear
 
 cdef class Linear:

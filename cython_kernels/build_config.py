@@ -4,7 +4,8 @@ The variant sources compiled depend on the *target* machine, not the build
 host, so cross builds (CC=aarch64-linux-gnu-gcc, or _PYTHON_HOST_PLATFORM as
 set by crossenv/cibuildwheel) get the right set:
 
-* x86 (x86_64, i686): scalar + sse41 + avx2
+* x86 (x86_64, i686): scalar + sse41 + avx2 + avx2_vnni (AVX-VNNI; left out
+  with -DCK_NO_AVXVNNI in EDGE_DRED_CFLAGS for compilers older than GCC 11)
 * aarch64: scalar + neon + neon_dotprod
 * armv7 (armv7l, armv6l, arm): scalar + armv7_neon (picked at run time only
   when HWCAP_NEON is present, so an armv6 Pi Zero still runs scalar)
@@ -23,7 +24,7 @@ import shlex
 
 COMMON_SOURCES = ["src/dispatch.c", "src/nnet_check.c", "src/nnet_scalar.c"]
 ISA_SOURCES = {
-    "x86": ["src/nnet_sse41.c", "src/nnet_avx2.c"],
+    "x86": ["src/nnet_sse41.c", "src/nnet_avx2.c", "src/nnet_avx2_vnni.c"],
     "aarch64": ["src/nnet_neon.c", "src/nnet_neon_dotprod.c"],
     "armv7": ["src/nnet_armv7.c"],
     "other": [],

@@ -84,6 +84,7 @@ cdef extern from "nnet.h" nogil:
         void (*vec_tanh)(float *y, const float *x, int n) noexcept nogil
         void (*vec_sigmoid)(float *y, const float *x, int n) noexcept nogil
         void (*vec_exp)(float *y, const float *x, int n) noexcept nogil
+        float (*quantize)(int8_t *q, const float *x, int n, int npad, float input_scale) noexcept nogil
         void (*linear)(const ck_linear *l, float *y, const float *x, int8_t *q) noexcept nogil
         void (*gru_step)(const ck_gru *g, float *h, const float *x, float *scratch, int8_t *q) noexcept nogil
         void (*run)(const ck_net *net, int steps, const ck_io *feeds, int n_feeds,

@@ -157,12 +157,15 @@ def quantize_input(x: np.ndarray, input_scale: float = 0.0) -> tuple[np.ndarray,
     if input_scale > 0:
         step, inv = np.float32(input_scale), np.float32(1.0) / np.float32(input_scale)
     else:
-        m = np.float32(np.max(np.abs(x))) if x.size else np.float32(0)
+        a = np.abs(x)
+        m = np.float32(np.max(np.where(np.isnan(a), 0, a))) if x.size else np.float32(0)  # NaN ignored
         if m > 0:
             step, inv = m * np.float32(1.0 / 127.0), np.float32(127.0) / m
         else:
             step, inv = np.float32(0), np.float32(0)
-    v = np.clip(x * inv, -127, 127)
+    with np.errstate(invalid="ignore"):
+        v = x * inv
+    v = np.clip(np.where(np.isnan(v), -127, v), -127, 127)  # NaN saturates to -127 as in C
     return np.rint(v).astype(np.int8), float(step)
 
 

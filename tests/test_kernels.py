@@ -56,7 +56,7 @@ def test_variant_listing():
     assert ck.best_variant() == VARIANTS[-1]
     assert set(ck.compiled_variants()) <= set(ck.KNOWN_VARIANTS)
     if ck.isa() == "x86_64":
-        assert ck.compiled_variants() == ["scalar", "sse41", "avx2"]
+        assert ck.compiled_variants() == ["scalar", "sse41", "avx2", "avx2_vnni"]
     elif ck.isa() == "aarch64":
         assert ck.compiled_variants() == ["scalar", "neon", "neon_dotprod"]
 
@@ -211,6 +211,23 @@ def test_fixed_input_scale_saturates(variant):
     np.testing.assert_allclose(y, _int8_model(q, scale, x, input_scale=1 / 127), rtol=1e-6, atol=1e-6)
     clipped = np.clip(x, -1, 1)
     assert np.all(np.abs(y - w @ clipped) <= _int8_bound(w, clipped))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n", [1, 5, 16, 31, 32, 33, 100, 1027])
+@pytest.mark.parametrize("input_scale", [0.0, 1 / 127, 0.02])
+def test_input_quantization_matches_model(variant, n, input_scale):
+    from cython_kernels._kernels import quantize_input as kq
+    rng = _rng(n)
+    x = rng.uniform(-3, 3, n).astype(np.float32)
+    x[::7] = np.round(x[::7] * 4) / 4  # exact ties when the step is 1/127 or 0.02 are rare; add some
+    if n > 3:
+        x[3] = np.nan
+    with ck.use_variant(variant):
+        q, s = kq(x, input_scale)
+    qm, sm = quantize_input(x, input_scale)
+    assert s == pytest.approx(sm, rel=1e-7)
+    np.testing.assert_array_equal(q, qm)
 
 
 def test_zero_and_nan_inputs_are_safe():

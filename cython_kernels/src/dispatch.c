@@ -10,6 +10,9 @@
 #define CK_ARCH_X86 1
 extern const ck_kernels ck_kernels_sse41;
 extern const ck_kernels ck_kernels_avx2;
+#ifndef CK_NO_AVXVNNI
+extern const ck_kernels ck_kernels_avx2_vnni;
+#endif
 #elif defined(__aarch64__)
 #define CK_ARCH_AARCH64 1
 extern const ck_kernels ck_kernels_neon;
@@ -33,6 +36,9 @@ static const ck_kernels *const ck_table[] = {
 #if defined(CK_ARCH_X86)
     &ck_kernels_sse41,
     &ck_kernels_avx2,
+#ifndef CK_NO_AVXVNNI
+    &ck_kernels_avx2_vnni,
+#endif
 #elif defined(CK_ARCH_AARCH64)
     &ck_kernels_neon,
 #ifndef CK_NO_DOTPROD
@@ -43,7 +49,7 @@ static const ck_kernels *const ck_table[] = {
 #endif
 };
 
-static const char *const ck_known_names[] = {"scalar", "sse41", "avx2", "neon", "neon_dotprod", "armv7_neon"};
+static const char *const ck_known_names[] = {"scalar", "sse41", "avx2", "avx2_vnni", "neon", "neon_dotprod", "armv7_neon"};
 
 static const ck_kernels *ck_current = NULL;
 
@@ -77,6 +83,10 @@ int ck_variant_supported(const ck_kernels *k)
     if (k == &ck_kernels_sse41) return __builtin_cpu_supports("sse4.1") ? 1 : 0;
     /* libgcc's check includes the OS (XGETBV) saving the AVX state. */
     if (k == &ck_kernels_avx2) return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+#ifndef CK_NO_AVXVNNI
+    if (k == &ck_kernels_avx2_vnni)
+        return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avxvnni")) ? 1 : 0;
+#endif
 #elif defined(CK_ARCH_AARCH64)
 #if defined(__linux__)
     {

@@ -129,6 +129,8 @@ typedef struct ck_kernels {
     void (*vec_tanh)(float *y, const float *x, int n);
     void (*vec_sigmoid)(float *y, const float *x, int n);
     void (*vec_exp)(float *y, const float *x, int n);
+    /* Quantize x[0:n] to q[0:npad] (zero padded); returns the step xs (see ck_linear.input_scale). */
+    float (*quantize)(int8_t *q, const float *x, int n, int npad, float input_scale);
     /* Full linear layer; q needs cols_pad bytes. */
     void (*linear)(const ck_linear *l, float *y, const float *x, int8_t *q);
     /* One GRU step, h updated in place; scratch needs 6*H floats, q max cols_pad bytes. */

@@ -4,6 +4,7 @@
  * provide SIMD primitives, announcing each with a CK_HAVE_* macro:
  *   ck_sgemv, ck_i8gemv, ck_i8spmv       (CK_HAVE_SGEMV, CK_HAVE_I8GEMV, CK_HAVE_I8SPMV)
  *   ck_vec_exp, ck_vec_sigmoid, ck_vec_tanh (CK_HAVE_VEC_ACT)
+ *   ck_absmax, ck_quant_loop            (CK_HAVE_QUANT)
  * Anything not provided falls back to the portable C below, which is also
  * the reference every SIMD variant is tested against. Layers, the GRU step and
  * the network runner are written once here and compiled per ISA so that the
@@ -146,10 +147,35 @@ static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float
 }
 #endif
 
+#ifndef CK_HAVE_QUANT
+/* max |x| ignoring NaN (a > m is false for NaN). */
+static float ck_absmax(const float *x, int n)
+{
+    float m = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
+{
+    for (int i = 0; i < n; i++) {
+        float v = x[i] * inv;
+        v = v >= -127.0f ? v : -127.0f; /* NaN -> -127: no undefined float->int cast */
+        v = v <= 127.0f ? v : 127.0f;
+        v = (v + CK_RND_MAGIC) - CK_RND_MAGIC;
+        q[i] = (int8_t)(int32_t)v;
+    }
+}
+#endif
+
 /* Quantize x to int8 in q (zero padded to npad). Returns the step xs so that
  * x ~= xs * q. input_scale > 0 fixes the step (libopus uses 1/127 for inputs
  * known to lie in [-1, 1]); 0 picks max|x|/127 per call. Out-of-range values
- * saturate at +-127; NaN saturates to -127 (no undefined float->int cast). */
+ * saturate at +-127, rounding is to nearest-even in every variant (SIMD
+ * versions must give identical bytes). */
 static float ck_quantize(int8_t *q, const float *x, int n, int npad, float input_scale)
 {
     float xs, inv;
@@ -157,11 +183,7 @@ static float ck_quantize(int8_t *q, const float *x, int n, int npad, float input
         xs = input_scale;
         inv = 1.0f / input_scale;
     } else {
-        float m = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float a = fabsf(x[i]);
-            m = a > m ? a : m;
-        }
+        float m = ck_absmax(x, n);
         if (m > 0.0f) {
             xs = m * (1.0f / 127.0f);
             inv = 127.0f / m;
@@ -170,13 +192,7 @@ static float ck_quantize(int8_t *q, const float *x, int n, int npad, float input
             inv = 0.0f;
         }
     }
-    for (int i = 0; i < n; i++) {
-        float v = x[i] * inv;
-        v = v >= -127.0f ? v : -127.0f;
-        v = v <= 127.0f ? v : 127.0f;
-        v = (v + CK_RND_MAGIC) - CK_RND_MAGIC;
-        q[i] = (int8_t)(int32_t)v;
-    }
+    ck_quant_loop(q, x, n, inv);
     for (int i = n; i < npad; i++) q[i] = 0;
     return xs;
 }
@@ -342,6 +358,7 @@ const ck_kernels CK_CAT(ck_kernels_, CK_SUFFIX) = {
     ck_vec_tanh,
     ck_vec_sigmoid,
     ck_vec_exp,
+    ck_quantize,
     CK_FN(linear),
     CK_FN(gru_step),
     CK_FN(run),

@@ -6,6 +6,7 @@
 #elif defined(__GNUC__)
 #pragma GCC target("sse4.1")
 #endif
+#include <math.h>
 #include <smmintrin.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #define CK_HAVE_I8GEMV
 #define CK_HAVE_I8SPMV
 #define CK_HAVE_VEC_ACT
+#define CK_HAVE_QUANT
 
 static inline float ck_exp1(float x);
 static inline float ck_sigmoid1(float x);
@@ -106,14 +108,58 @@ static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *
     }
 }
 
-/* One 8x4 block as two 4x4 halves; same sign trick as the AVX2 variant. */
-static inline void ck_block8x4(__m128i *a0, __m128i *a1, const int8_t *w, const int8_t *x4, __m128i ones)
+static float ck_absmax(const float *x, int n)
 {
-    int32_t xv;
-    __m128i xb, xa;
-    memcpy(&xv, x4, 4);
-    xb = _mm_set1_epi32(xv);
-    xa = _mm_abs_epi8(xb);
+    const __m128 nosign = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    __m128 m4 = _mm_setzero_ps();
+    float lanes[4], m = 0.0f;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) m4 = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + i), nosign), m4); /* NaN skipped */
+    _mm_storeu_ps(lanes, m4);
+    for (int k = 0; k < 4; k++) m = lanes[k] > m ? lanes[k] : m;
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+static inline __m128i ck_q4(const float *x, __m128 inv)
+{
+    __m128 v = _mm_mul_ps(_mm_loadu_ps(x), inv);
+    v = _mm_max_ps(v, _mm_set1_ps(-127.0f)); /* NaN -> -127 like the scalar code */
+    v = _mm_min_ps(v, _mm_set1_ps(127.0f));
+    return _mm_cvtps_epi32(v);
+}
+
+static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
+{
+    const __m128 vinv = _mm_set1_ps(inv);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i ab = _mm_packs_epi32(ck_q4(x + i, vinv), ck_q4(x + i + 4, vinv));
+        __m128i cd = _mm_packs_epi32(ck_q4(x + i + 8, vinv), ck_q4(x + i + 12, vinv));
+        _mm_storeu_si128((__m128i *)(q + i), _mm_packs_epi16(ab, cd));
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v >= -127.0f ? v : -127.0f;
+        v = v <= 127.0f ? v : 127.0f;
+        v = (v + 12582912.0f) - 12582912.0f;
+        q[i] = (int8_t)(int32_t)v;
+    }
+}
+
+static inline __m128i ck_bcast4(const int8_t *x4)
+{
+    int32_t v;
+    memcpy(&v, x4, 4);
+    return _mm_set1_epi32(v);
+}
+
+/* One 8x4 block as two 4x4 halves; same sign trick as the AVX2 variant. */
+static inline void ck_mac8x4(__m128i *a0, __m128i *a1, const int8_t *w, __m128i xb, __m128i xa, __m128i ones)
+{
     *a0 = _mm_add_epi32(*a0, _mm_madd_epi16(_mm_maddubs_epi16(xa, _mm_sign_epi8(_mm_loadu_si128((const __m128i *)w), xb)), ones));
     *a1 = _mm_add_epi32(*a1, _mm_madd_epi16(_mm_maddubs_epi16(xa, _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(w + 16)), xb)), ones));
 }
@@ -130,11 +176,27 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
                       const int8_t *xq, float xs)
 {
     const __m128i ones = _mm_set1_epi16(1);
-    int groups = (rows + 7) >> 3;
-    for (int g = 0; g < groups; g++) {
-        const int8_t *wg = w + (size_t)g * 8 * cols_pad;
+    const size_t gstride = (size_t)8 * cols_pad;
+    int groups = (rows + 7) >> 3, g = 0;
+    /* Two row groups per pass share each broadcast and |x|. */
+    for (; g + 2 <= groups; g += 2) {
+        const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride;
+        __m128i a0 = _mm_setzero_si128(), a1 = a0, b0 = a0, b1 = a0;
+        for (int j = 0; j < cols_pad; j += 4, w0 += 32, w1 += 32) {
+            __m128i xb = ck_bcast4(xq + j), xa = _mm_abs_epi8(xb);
+            ck_mac8x4(&a0, &a1, w0, xb, xa, ones);
+            ck_mac8x4(&b0, &b1, w1, xb, xa, ones);
+        }
+        ck_finish(y, a0, a1, scale + 8 * g, xs, g, rows);
+        ck_finish(y, b0, b1, scale + 8 * (g + 1), xs, g + 1, rows);
+    }
+    for (; g < groups; g++) {
+        const int8_t *wg = w + g * gstride;
         __m128i a0 = _mm_setzero_si128(), a1 = _mm_setzero_si128();
-        for (int j = 0; j < cols_pad; j += 4, wg += 32) ck_block8x4(&a0, &a1, wg, xq + j, ones);
+        for (int j = 0; j < cols_pad; j += 4, wg += 32) {
+            __m128i xb = ck_bcast4(xq + j);
+            ck_mac8x4(&a0, &a1, wg, xb, _mm_abs_epi8(xb), ones);
+        }
         ck_finish(y, a0, a1, scale + 8 * g, xs, g, rows);
     }
 }
@@ -147,7 +209,10 @@ static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float
     for (int g = 0; g < groups; g++) {
         __m128i a0 = _mm_setzero_si128(), a1 = _mm_setzero_si128();
         int nb = *idx++;
-        for (int b = 0; b < nb; b++, w += 32) ck_block8x4(&a0, &a1, w, xq + *idx++, ones);
+        for (int b = 0; b < nb; b++, w += 32) {
+            __m128i xb = ck_bcast4(xq + *idx++);
+            ck_mac8x4(&a0, &a1, w, xb, _mm_abs_epi8(xb), ones);
+        }
         ck_finish(y, a0, a1, scale + 8 * g, xs, g, rows);
     }
 }

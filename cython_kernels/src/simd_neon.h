@@ -11,6 +11,7 @@
  *   armv7   : same with vmull_s8 + vpadd_s16 on 64-bit halves.
  * Every path leaves lane r = row r of the block, so no final shuffles. */
 #include <arm_neon.h>
+#include <math.h>
 #include <string.h>
 
 #include "nnet.h"
@@ -19,6 +20,7 @@
 #define CK_HAVE_I8GEMV
 #define CK_HAVE_I8SPMV
 #define CK_HAVE_VEC_ACT
+#define CK_HAVE_QUANT
 
 static inline float ck_exp1(float x);
 static inline float ck_sigmoid1(float x);
@@ -96,6 +98,58 @@ static void ck_vec_tanh(float *y, const float *x, int n)
         vst1q_f32(y + i, vsubq_f32(ck_div4(two, vaddq_f32(one, e)), one));
     }
     for (; i < n; i++) y[i] = ck_tanh1(x[i]);
+}
+
+/* Input quantization; compare+select (not vmax/vmin, which propagate NaN)
+ * reproduces the scalar semantics exactly: NaN is skipped by the max and
+ * saturates to -127. */
+static float ck_absmax(const float *x, int n)
+{
+    float32x4_t m4 = vdupq_n_f32(0.0f);
+    float lanes[4], m = 0.0f;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t a = vabsq_f32(vld1q_f32(x + i));
+        m4 = vbslq_f32(vcgtq_f32(a, m4), a, m4);
+    }
+    vst1q_f32(lanes, m4);
+    for (int k = 0; k < 4; k++) m = lanes[k] > m ? lanes[k] : m;
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+static inline int32x4_t ck_q4(const float *x, float32x4_t inv)
+{
+    const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
+    float32x4_t v = vmulq_f32(vld1q_f32(x), inv);
+    v = vbslq_f32(vcgeq_f32(v, lo), v, lo);
+    v = vbslq_f32(vcleq_f32(v, hi), v, hi);
+#if defined(__aarch64__)
+    return vcvtnq_s32_f32(v); /* nearest-even */
+#else
+    return vcvtq_s32_f32(ck_round4(v)); /* value already integral: truncation is exact */
+#endif
+}
+
+static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
+{
+    const float32x4_t vinv = vdupq_n_f32(inv);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        int16x8_t ab = vcombine_s16(vqmovn_s32(ck_q4(x + i, vinv)), vqmovn_s32(ck_q4(x + i + 4, vinv)));
+        int16x8_t cd = vcombine_s16(vqmovn_s32(ck_q4(x + i + 8, vinv)), vqmovn_s32(ck_q4(x + i + 12, vinv)));
+        vst1q_s8(q + i, vcombine_s8(vqmovn_s16(ab), vqmovn_s16(cd)));
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v >= -127.0f ? v : -127.0f;
+        v = v <= 127.0f ? v : 127.0f;
+        v = (v + 12582912.0f) - 12582912.0f;
+        q[i] = (int8_t)(int32_t)v;
+    }
 }
 
 static inline void ck_store8(float *y, float32x4_t lo, float32x4_t hi, int g, int rows)

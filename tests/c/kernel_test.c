@@ -232,6 +232,30 @@ static double check_act(const ck_kernels *k, const ck_kernels *ref, const char *
     return worst;
 }
 
+/* ---- input quantization: identical bytes and step in every variant ---- */
+static void check_quantize(const ck_kernels *k, const ck_kernels *ref, const char *kname)
+{
+    static const int N[] = {1, 3, 15, 16, 17, 33, 64, 1000};
+    for (size_t a = 0; a < sizeof N / sizeof N[0]; a++)
+        for (int mode = 0; mode < 3; mode++) {
+            int n = N[a];
+            float *x = xmalloc(sizeof(float) * n), scale = mode == 0 ? 0.0f : (mode == 1 ? 1.0f / 127 : 0.01f);
+            int8_t *q = xmalloc((size_t)n + 8), *qr = xmalloc((size_t)n + 8);
+            float xs, xsr;
+            for (int i = 0; i < n; i++) x[i] = frand(-3, 3);
+            for (int i = 0; i < n; i += 5) x[i] = (float)irand(-300, 300) * 0.5f * scale; /* exact .5 ties */
+            if (n > 7) x[7] = NAN;
+            memset(q, 0x55, (size_t)n + 8), memset(qr, 0x55, (size_t)n + 8);
+            xs = k->quantize(q, x, n, n + 3, scale);
+            xsr = ref->quantize(qr, x, n, n + 3, scale);
+            CHECK(memcmp(&xs, &xsr, sizeof xs) == 0, "quantize n=%d mode %d: step %g vs %g", n, mode, xs, xsr);
+            CHECK(memcmp(q, qr, (size_t)n + 8) == 0, "quantize n=%d mode %d: bytes differ", n, mode);
+            CHECK(q[n] == 0 && q[n + 2] == 0 && q[n + 3] == 0x55, "quantize n=%d: bad padding", n);
+            if (n > 7) CHECK(q[7] == -127, "quantize: NaN gave %d", q[7]);
+            free(x), free(q), free(qr);
+        }
+}
+
 /* ---- layers for GRU / network checks ---- */
 typedef struct {
     ck_linear l;
@@ -374,6 +398,7 @@ static void run_variant(const ck_kernels *k, const ck_kernels *ref)
     check_i8gemv(k, ref, kname, 0);
     check_i8gemv(k, ref, kname, 1);
     check_i8spmv(k, ref, kname);
+    check_quantize(k, ref, kname);
     e_a = check_act(k, ref, kname);
     e_g = check_gru(k, ref, kname);
     e_n = check_net(k, ref, kname);

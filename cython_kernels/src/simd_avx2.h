@@ -1,0 +1,241 @@
+/* AVX2 primitives shared by nnet_avx2.c and nnet_avx2_vnni.c; included after
+ * the per-file target pragma and before nnet_impl.h.
+ *
+ * int8 products use the sign trick: maddubs/dpbusd need one unsigned operand,
+ * so x's sign is moved onto w (sign_epi8) and |x| is the unsigned side; with
+ * |x|, |w| <= 127 a 16-bit pair sum stays <= 32258 (no saturation). With
+ * CK_AVX_VNNI, vpdpbusd does multiply + pair sums + accumulate in one
+ * instruction (exact, int32). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "nnet.h"
+
+#define CK_HAVE_SGEMV
+#define CK_HAVE_I8GEMV
+#define CK_HAVE_I8SPMV
+#define CK_HAVE_VEC_ACT
+#define CK_HAVE_QUANT
+
+/* Forward declarations of the scalar twins used for tails (defined in the template). */
+static inline float ck_exp1(float x);
+static inline float ck_sigmoid1(float x);
+static inline float ck_tanh1(float x);
+
+/* Same operation order as ck_exp1 (mul/add, no FMA) so results match the
+ * scalar reference bit for bit. */
+static inline __m256 ck_exp8(__m256 x)
+{
+    __m256 t, n, f, p;
+    __m256i e;
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f)); /* minps returns the 2nd operand for NaN */
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+    n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    f = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693145751953125f)));
+    f = _mm256_sub_ps(f, _mm256_mul_ps(n, _mm256_set1_ps(1.42860682030941723e-6f)));
+    p = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(1.0f / 720.0f), f), _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(0.5f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void ck_vec_exp(float *y, const float *x, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, ck_exp8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = ck_exp1(x[i]);
+}
+
+static void ck_vec_sigmoid(float *y, const float *x, int n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = ck_exp8(_mm256_sub_ps(zero, _mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) y[i] = ck_sigmoid1(x[i]);
+}
+
+static void ck_vec_tanh(float *y, const float *x, int n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), m2 = _mm256_set1_ps(-2.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = ck_exp8(_mm256_mul_ps(m2, _mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_sub_ps(_mm256_div_ps(two, _mm256_add_ps(one, e)), one));
+    }
+    for (; i < n; i++) y[i] = ck_tanh1(x[i]);
+}
+
+static inline void ck_store8(float *y, __m256 v, int g, int rows)
+{
+    if (8 * g + 8 <= rows) {
+        _mm256_storeu_ps(y + 8 * g, v);
+    } else {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, v);
+        for (int r = 0; r < rows - 8 * g; r++) y[8 * g + r] = tmp[r];
+    }
+}
+
+static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *x)
+{
+    int groups = (rows + 7) >> 3;
+    for (int g = 0; g < groups; g++) {
+        const float *wg = w + (size_t)g * 8 * cols;
+        /* Four accumulators hide the FMA latency. */
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+               a3 = _mm256_setzero_ps();
+        int c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wg + 8 * c), _mm256_set1_ps(x[c]), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wg + 8 * c + 8), _mm256_set1_ps(x[c + 1]), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wg + 8 * c + 16), _mm256_set1_ps(x[c + 2]), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wg + 8 * c + 24), _mm256_set1_ps(x[c + 3]), a3);
+        }
+        for (; c < cols; c++) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wg + 8 * c), _mm256_set1_ps(x[c]), a0);
+        ck_store8(y, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), g, rows);
+    }
+}
+
+static float ck_absmax(const float *x, int n)
+{
+    const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m8 = _mm256_setzero_ps();
+    float lanes[8], m = 0.0f;
+    int i = 0;
+    /* maxps returns its 2nd operand when the 1st is NaN: NaN is skipped as in C */
+    for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), nosign), m8);
+    _mm256_storeu_ps(lanes, m8);
+    for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+static inline __m256i ck_q8(const float *x, __m256 inv)
+{
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x), inv);
+    v = _mm256_max_ps(v, _mm256_set1_ps(-127.0f)); /* NaN -> -127 like the scalar code */
+    v = _mm256_min_ps(v, _mm256_set1_ps(127.0f));
+    return _mm256_cvtps_epi32(v); /* nearest-even, as the scalar magic-number rounding */
+}
+
+static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
+{
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i ab = _mm256_packs_epi32(ck_q8(x + i, vinv), ck_q8(x + i + 8, vinv));
+        __m256i cd = _mm256_packs_epi32(ck_q8(x + i + 16, vinv), ck_q8(x + i + 24, vinv));
+        /* packs work per 128-bit lane; the permute restores element order */
+        __m256i abcd = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
+        _mm256_storeu_si256((__m256i *)(q + i), abcd);
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v >= -127.0f ? v : -127.0f;
+        v = v <= 127.0f ? v : 127.0f;
+        v = (v + 12582912.0f) - 12582912.0f;
+        q[i] = (int8_t)(int32_t)v;
+    }
+}
+
+/* 32 int8 MACs of one 8x4 block: the sign trick moves x's sign onto w so
+ * maddubs can take |x| as its unsigned operand; |x|,|w| <= 127 keeps each
+ * 16-bit pair sum <= 32258 (no saturation). Lane r of the result = row r. */
+static inline __m256i ck_mac8x4(__m256i acc, const int8_t *w, __m256i xb, __m256i xa, __m256i ones)
+{
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+#if defined(CK_AVX_VNNI)
+    (void)ones;
+    return _mm256_dpbusd_avx_epi32(acc, xa, _mm256_sign_epi8(wv, xb));
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, xb)), ones));
+#endif
+}
+
+static inline __m256i ck_bcast4(const int8_t *x4)
+{
+    int32_t v;
+    memcpy(&v, x4, 4);
+    return _mm256_set1_epi32(v);
+}
+
+static inline __m256 ck_dequant8(__m256i acc, const float *scale, float xs)
+{
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(_mm256_loadu_ps(scale), _mm256_set1_ps(xs)));
+}
+
+static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
+                      const int8_t *xq, float xs)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t gstride = (size_t)8 * cols_pad;
+    int groups = (rows + 7) >> 3, g = 0;
+    /* Four row groups per pass share each broadcast and |x|. */
+    for (; g + 4 <= groups; g += 4) {
+        const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride, *w2 = w1 + gstride, *w3 = w2 + gstride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < cols_pad; j += 4, w0 += 32, w1 += 32, w2 += 32, w3 += 32) {
+            __m256i xb = ck_bcast4(xq + j), xa = _mm256_abs_epi8(xb);
+            a0 = ck_mac8x4(a0, w0, xb, xa, ones);
+            a1 = ck_mac8x4(a1, w1, xb, xa, ones);
+            a2 = ck_mac8x4(a2, w2, xb, xa, ones);
+            a3 = ck_mac8x4(a3, w3, xb, xa, ones);
+        }
+        ck_store8(y, ck_dequant8(a0, scale + 8 * g, xs), g, rows);
+        ck_store8(y, ck_dequant8(a1, scale + 8 * (g + 1), xs), g + 1, rows);
+        ck_store8(y, ck_dequant8(a2, scale + 8 * (g + 2), xs), g + 2, rows);
+        ck_store8(y, ck_dequant8(a3, scale + 8 * (g + 3), xs), g + 3, rows);
+    }
+    for (; g < groups; g++) {
+        const int8_t *wg = w + g * gstride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        int j = 0;
+        for (; j + 8 <= cols_pad; j += 8, wg += 64) {
+            __m256i x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
+            a0 = ck_mac8x4(a0, wg, x0, _mm256_abs_epi8(x0), ones);
+            a1 = ck_mac8x4(a1, wg + 32, x1, _mm256_abs_epi8(x1), ones);
+        }
+        if (j < cols_pad) {
+            __m256i x0 = ck_bcast4(xq + j);
+            a0 = ck_mac8x4(a0, wg, x0, _mm256_abs_epi8(x0), ones);
+        }
+        ck_store8(y, ck_dequant8(_mm256_add_epi32(a0, a1), scale + 8 * g, xs), g, rows);
+    }
+}
+
+static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float *scale, int rows,
+                      const int8_t *xq, float xs)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    int groups = (rows + 7) >> 3;
+    for (int g = 0; g < groups; g++) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        int nb = *idx++, b = 0;
+        for (; b + 2 <= nb; b += 2, w += 64, idx += 2) {
+            __m256i x0 = ck_bcast4(xq + idx[0]), x1 = ck_bcast4(xq + idx[1]);
+            a0 = ck_mac8x4(a0, w, x0, _mm256_abs_epi8(x0), ones);
+            a1 = ck_mac8x4(a1, w + 32, x1, _mm256_abs_epi8(x1), ones);
+        }
+        if (b < nb) {
+            __m256i x0 = ck_bcast4(xq + idx[0]);
+            a0 = ck_mac8x4(a0, w, x0, _mm256_abs_epi8(x0), ones);
+            w += 32;
+            idx++;
+        }
+        ck_store8(y, ck_dequant8(_mm256_add_epi32(a0, a1), scale + 8 * g, xs), g, rows);
+    }
+}
+
