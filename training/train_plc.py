@@ -1,0 +1,271 @@
+"""Train the neural PLC feature predictor (``plc_model.PLCPredictor``).
+
+Training data: the ``feats`` of ``training/data/vocoder_*.npz`` (from
+``prepare_data.py``).  Each sequence gets a random packet-loss mask from a
+Gilbert-Elliott chain at 20 ms packet granularity (loss rate 0..50 %, mean
+burst 1..8 packets, every lost packet = 2 feature frames, the first 200 ms
+always received); lost frames' inputs are replaced by the model's own
+predictions plus a lost flag, with gradients through the feedback.  Loss: L1
+in normalised feature space, per-dimension weights favouring the cepstrum
+(c0 x2) and the pitch period (x2, scaled by the true voicing), frames weighted
+1.0 when lost and 0.3 when received.
+
+Validation: dev-speaker features (evaluation only) with fixed seeded masks;
+reports the loss on lost frames and the same for a "repeat the last received
+frame" baseline.
+
+Usage::
+
+    nohup .venv/bin/python training/train_plc.py --epochs 200 --resume \
+        > training/runs/plc/stdout.txt 2>&1 &
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from plc_model import NB_FEATURES, PLCConfig, PLCPredictor  # noqa: E402
+
+DATA = HERE / "data"
+CKPT_DIR = HERE / "checkpoints" / "plc"
+RUN_DIR = HERE / "runs" / "plc"
+DEV = REPO.parent / "shared" / "data" / "speech" / "dev"
+WARM_PACKETS = 10
+
+
+def loss_weights() -> torch.Tensor:
+    w = torch.ones(NB_FEATURES)
+    w[0] = 2.0
+    w[18] = 2.0
+    return w
+
+
+def ge_masks(b: int, n_packets: int, rng: np.random.Generator) -> np.ndarray:
+    """(b, 2*n_packets) bool frame masks from per-sequence Gilbert-Elliott chains."""
+    rate = rng.uniform(0.0, 0.5, b)
+    burst = rng.uniform(1.0, 8.0, b)
+    p_bg = 1.0 / burst  # bad -> good
+    p_gb = np.minimum(rate / np.maximum(1.0 - rate, 1e-3) * p_bg, 1.0)
+    lost = np.zeros((b, n_packets), bool)
+    state = np.zeros(b, bool)
+    u = rng.random((b, n_packets))
+    for k in range(WARM_PACKETS, n_packets):
+        state = np.where(state, u[:, k] >= p_bg, u[:, k] < p_gb)
+        lost[:, k] = state
+    return np.repeat(lost, 2, axis=1)
+
+
+def weighted_l1(pred: torch.Tensor, target: torch.Tensor, lost: torch.Tensor, voicing: torch.Tensor,
+                received_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (training loss over all frames, mean loss over lost frames)."""
+    w = loss_weights()
+    err = (pred - target).abs() * w
+    err = torch.cat([err[..., :18], err[..., 18:19] * voicing.unsqueeze(-1), err[..., 19:]], -1).sum(-1) / w.sum()
+    err = err[:, 1:]
+    lf = lost[:, 1:].float()
+    fw = lf + received_weight * (1.0 - lf)
+    train = (err * fw).sum() / fw.sum()
+    lost_only = (err * lf).sum() / lf.sum().clamp_min(1.0)
+    return train, lost_only
+
+
+def repeat_baseline(z: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
+    """Prediction of a frame = the last received frame before it (normalised)."""
+    out = torch.zeros_like(z)
+    last = z[:, 0]
+    for i in range(1, z.shape[1]):
+        out[:, i] = last
+        keep = lost[:, i : i + 1]
+        last = torch.where(keep, last, z[:, i])
+    return out
+
+
+class FeatureSampler:
+    def __init__(self, data_dir: Path, seq: int, rng: np.random.Generator) -> None:
+        self.feats, starts = [], []
+        for p in sorted(data_dir.glob("vocoder_*.npz")):
+            if ".tmp" in p.name:
+                continue
+            d = np.load(p)
+            c = len(self.feats)
+            self.feats.append(d["feats"])
+            offs = d["offsets"]
+            for a, b in zip(offs[:-1], offs[1:]):
+                n = (int(b - a) - seq) // 2  # even starts keep packets aligned
+                if n > 0:
+                    starts.append((c, int(a), n))
+        if not self.feats:
+            raise SystemExit(f"no vocoder_*.npz in {data_dir}")
+        self.starts = np.array(starts, np.int64)
+        self.p = self.starts[:, 2] / self.starts[:, 2].sum()
+        self.seq, self.rng = seq, rng
+        self.clean_frames = len(self.feats[0])
+
+    def batch(self, b: int) -> torch.Tensor:
+        idx = self.rng.choice(len(self.starts), size=b, p=self.p)
+        out = np.empty((b, self.seq, NB_FEATURES), np.float32)
+        for j, i in enumerate(idx):
+            c, a, n = self.starts[i]
+            s = a + 2 * int(self.rng.integers(0, n))
+            out[j] = self.feats[c][s : s + self.seq]
+        return torch.from_numpy(out)
+
+
+def dev_set(seq: int, n_files: int, cache: Path) -> np.ndarray:
+    """(N, seq, 20) dev feature sequences, cached in training/data (never trained on)."""
+    if cache.exists():
+        return np.load(cache)
+    sys.path.insert(0, str(REPO))
+    import soundfile as sf
+
+    from edge_dred.features import compute_features
+
+    files = sorted(DEV.rglob("*.flac"))
+    idx = np.linspace(0, len(files) - 1, min(n_files, len(files))).round().astype(int)
+    seqs = []
+    for i in idx:
+        x, _ = sf.read(str(files[i]), dtype="int16")
+        f = compute_features(x[: len(x) // 160 * 160])
+        for s in range(0, len(f) - seq + 1, seq):
+            seqs.append(f[s : s + seq])
+    arr = np.stack(seqs).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, arr)
+    return arr
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train the neural PLC feature predictor")
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seq", type=int, default=150, help="frames per sequence (even)")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr-decay", type=float, default=1e-4)
+    ap.add_argument("--received-weight", type=float, default=0.3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--dev-files", type=int, default=40)
+    ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
+    ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    a = ap.parse_args(argv)
+    if a.seq % 2 or a.seq < 2 * WARM_PACKETS + 4:
+        raise SystemExit("--seq must be even and > 2*WARM_PACKETS")
+    torch.set_num_threads(a.threads)
+    a.run_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(a.run_dir / "log.txt", "a")
+
+    def log(msg: str) -> None:
+        line = time.strftime("%H:%M:%S ") + msg
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    latest = a.ckpt_dir / "latest.pt"
+    ck = torch.load(latest, weights_only=False) if a.resume and latest.exists() else None
+    cfg = PLCConfig.from_dict(ck["config"]["model"]) if ck else PLCConfig()
+    model = PLCPredictor(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * s))
+    rng = np.random.default_rng(a.seed)
+    sampler = FeatureSampler(a.data, a.seq, rng)
+    steps_per_epoch = max(1, sampler.clean_frames // (a.batch * a.seq))
+    step, epoch = 0, 0
+    if ck:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        step, epoch = ck["step"], ck["epoch"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        rng.bit_generator.state = ck["rng"]["numpy"]
+        random.setstate(ck["rng"]["python"])
+        log(f"resumed from {latest} at step {step} epoch {epoch}")
+    else:
+        torch.manual_seed(a.seed)
+        random.seed(a.seed)
+        f = sampler.feats[0]
+        model.feat_mean.copy_(torch.from_numpy(f.mean(0)))
+        model.feat_std.copy_(torch.from_numpy(f.std(0) + 1e-3))
+    dev = torch.from_numpy(dev_set(a.seq, a.dev_files, a.data / "plc_dev.npy"))
+    dev_lost = torch.from_numpy(ge_masks(len(dev), a.seq // 2, np.random.default_rng(1234)))
+    log(f"params {model.param_count()} MFLOPS {model.flops_per_second() / 1e6:.2f} steps/epoch {steps_per_epoch} "
+        f"dev seqs {len(dev)} args {json.dumps({k: str(v) for k, v in vars(a).items()})}")
+
+    @torch.no_grad()
+    def validate() -> tuple[float, float]:
+        model.eval()
+        z = model.normalize(dev)
+        v = dev[..., 19].clamp(0.2, 1.0)
+        _, lo = weighted_l1(model.run(dev, dev_lost), z, dev_lost, v, a.received_weight)
+        _, base = weighted_l1(repeat_baseline(z, dev_lost), z, dev_lost, v, a.received_weight)
+        model.train()
+        return float(lo), float(base)
+
+    def save() -> None:
+        atomic_save({
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "step": step, "epoch": epoch,
+            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+            "config": {"model": cfg.to_dict(), "train": {k: str(v) for k, v in vars(a).items()}},
+        }, latest)
+
+    lo, base = validate()
+    log(f"validation at step {step}: lost-frame loss {lo:.4f} (repeat-last baseline {base:.4f})")
+    last_ckpt, t_log = time.time(), time.time()
+    acc_t, acc_l, nacc = 0.0, 0.0, 0
+    while epoch < a.epochs:
+        feats = sampler.batch(a.batch)
+        lost = torch.from_numpy(ge_masks(a.batch, a.seq // 2, rng))
+        pred = model.run(feats, lost)
+        tr, lo = weighted_l1(pred, model.normalize(feats), lost, feats[..., 19].clamp(0.2, 1.0), a.received_weight)
+        opt.zero_grad(set_to_none=True)
+        tr.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        acc_t += float(tr.detach())
+        acc_l += float(lo.detach())
+        nacc += 1
+        if step % 50 == 0:
+            el = time.time() - t_log
+            log(f"step {step} epoch {epoch} loss {acc_t / nacc:.4f} lost {acc_l / nacc:.4f} "
+                f"lr {sched.get_last_lr()[0]:.2e} {el / nacc:.2f} s/step")
+            acc_t, acc_l, nacc, t_log = 0.0, 0.0, 0, time.time()
+        if step % steps_per_epoch == 0:
+            epoch += 1
+            lo, base = validate()
+            log(f"epoch {epoch} validation: lost-frame loss {lo:.4f} (repeat-last baseline {base:.4f})")
+        if time.time() - last_ckpt > a.ckpt_minutes * 60:
+            save()
+            last_ckpt = time.time()
+        if a.max_steps and step >= a.max_steps:
+            break
+    save()
+    lo, base = validate()
+    log(f"finished at step {step}: lost-frame loss {lo:.4f} (repeat-last baseline {base:.4f})")
+
+
+if __name__ == "__main__":
+    main()
