@@ -1,0 +1,123 @@
+"""Small checks of the training-side models (skipped without torch)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+
+import vocoder_model as vm  # noqa: E402
+from plc_model import PLCPredictor  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def voc() -> vm.Vocoder:
+    torch.manual_seed(0)
+    m = vm.Vocoder()
+    m.eval()
+    return m
+
+
+def test_budget(voc: vm.Vocoder) -> None:
+    assert 300_000 < voc.param_count() <= 1_000_000
+    assert 0.1e9 < voc.flops_per_second() <= 0.7e9
+
+
+def test_pred_positions_in_past() -> None:
+    lags = torch.arange(vm.PITCH_MIN, vm.PITCH_MAX + 1)
+    pos = vm.pred_positions(lags)
+    assert pos.shape == (len(lags), vm.PRED_SIZE)
+    assert int(pos.min()) >= 0 and int(pos.max()) < vm.HIST
+    # A long lag reads one contiguous stretch centred on the lag.
+    p = vm.pred_positions(torch.tensor([100]))[0]
+    assert p.tolist() == list(range(vm.HIST - 102, vm.HIST - 102 + vm.PRED_SIZE))
+    # A short lag wraps by exactly one period.
+    p = vm.pred_positions(torch.tensor([32]))[0]
+    assert int(p[-1]) == vm.HIST - 32 + 41 - 32
+
+
+def _feats(b: int, t: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(b, t, 20, generator=g)
+    f[..., 18] = 40 + 200 * torch.rand(b, t, generator=g)
+    f[..., 19] = torch.rand(b, t, generator=g)
+    return f
+
+
+@torch.no_grad()
+def test_chunked_synthesis_equals_one_shot(voc: vm.Vocoder) -> None:
+    """The state dict carries everything: frame-by-frame == one call."""
+    f = _feats(2, 6)
+    st = voc.init_state(2)
+    st["hist"] = 0.01 * torch.randn(2, vm.HIST, generator=torch.Generator().manual_seed(1))
+    st2 = {k: v.clone() for k, v in st.items()}
+    y1 = voc.run(f, st)
+    y2 = torch.cat([voc.run(f[:, i : i + 1], st2) for i in range(6)], 1)
+    assert y1.shape == (2, 6 * vm.FRAME)
+    assert torch.allclose(y1, y2, atol=1e-6)
+    assert float(y1.abs().max()) > 0
+
+
+@torch.no_grad()
+def test_teacher_forcing_feeds_real_signal(voc: vm.Vocoder) -> None:
+    f = _feats(1, 3)
+    target = 0.05 * torch.randn(1, 3 * vm.FRAME, generator=torch.Generator().manual_seed(2))
+    st = voc.init_state(1)
+    y = voc.run(f, st, target, n_teacher=3)
+    assert torch.equal(st["hist"], target[:, -vm.HIST :])
+    assert not torch.allclose(y, target)  # an untrained net does not just copy
+
+
+def test_stft_loss_zero_only_for_identical() -> None:
+    from train_vocoder import mr_stft_loss
+
+    x = torch.randn(2, 4000) * 0.1
+    l0, _ = mr_stft_loss(x, x)
+    l1, _ = mr_stft_loss(0.5 * x, x)
+    assert float(l0) < 1e-4
+    assert float(l1) > 0.3
+
+
+def test_noise_vocoder_level() -> None:
+    """Band-shaped noise reproduces the level of a noise input within 2 dB."""
+    from eval_copy_synthesis import noise_vocoder
+
+    from edge_dred.features import compute_features
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(16000) * 1000).astype(np.int16)
+    y = noise_vocoder(compute_features(x), len(x))
+    r_in = np.sqrt(np.mean(x[1600:].astype(float) ** 2))
+    r_out = np.sqrt(np.mean(y[1600:].astype(float) ** 2))
+    assert abs(20 * np.log10(r_out / r_in)) < 2.0
+
+
+@torch.no_grad()
+def test_plc_causal_and_ignores_lost_inputs() -> None:
+    torch.manual_seed(0)
+    m = PLCPredictor()
+    f = _feats(1, 20)
+    lost = torch.zeros(1, 20, dtype=torch.bool)
+    lost[0, 8:12] = True
+    p = m.run(f, lost)
+    assert p.shape == (1, 20, 20)
+    g = f.clone()
+    g[0, 15] += 5.0  # future change: rows <= 15 unchanged
+    assert torch.allclose(m.run(g, lost)[:, :16], p[:, :16])
+    h = f.clone()
+    h[0, 9] += 5.0  # a lost frame's real features are never read
+    assert torch.allclose(m.run(h, lost), p)
+
+
+def test_ge_masks_packet_aligned() -> None:
+    from train_plc import WARM_PACKETS, ge_masks
+
+    m = ge_masks(32, 60, np.random.default_rng(0))
+    assert m.shape == (32, 120)
+    assert not m[:, : 2 * WARM_PACKETS].any()
+    assert np.array_equal(m[:, 0::2], m[:, 1::2])
+    assert 0.05 < m.mean() < 0.4
