@@ -1,0 +1,587 @@
+"""FARGAN-like neural vocoder: int8 runtime on :mod:`cython_kernels` and a float reference.
+
+The model (trained by ``training/train_vocoder.py``, exported by
+``training/export_vocoder.py``) turns 20 LPCNet features per 10 ms frame
+(:mod:`edge_dred.features`) into 160 samples of 16 kHz speech.  It continues
+from real audio: :meth:`Vocoder.prime` loads the history buffers from the last
+real samples and runs a few real frames teacher-forced so the recurrent state
+matches the signal, then :meth:`Vocoder.synthesize` produces the following
+frames free-running.
+
+Signal conventions (identical to ``training/vocoder_model.py``)
+-----------------------------------------------------------------
+* ``x = pcm / 32768``; the network works on the pre-emphasised signal
+  ``e[n] = x[n] - 0.85 x[n-1]``; the output is de-emphasised and clipped to
+  int16.
+* Frame ``i`` = samples ``[160 i, 160 i + 160)`` is synthesised from features
+  ``i, i-1, i-2`` (causal conv in the conditioning net).
+* A frame is 4 subframes of 40 samples.  Each subframe sees its conditioning
+  vector, the previous 40 output samples and 44 samples of its own past output
+  around the integer pitch lag ``round(period)`` (clamped to 32..267; taps
+  that would fall into the future wrap back by one lag), both divided by the
+  subframe gain ``exp(gain_dense(cond))``.
+
+Layers run on the int8 kernels except the two tiny gain layers (their output
+is exponentiated, so they stay float).  The per-subframe sample gathers and
+the history shift are cheap numpy indexing between kernel calls.
+
+Public API
+----------
+:class:`VocoderModel`  weights (shared by all streams): ``VocoderModel.load()``
+    reads the shipped ``models/vocoder.bin`` after the manifest checks.
+:class:`Vocoder`  one stream's int8 runtime state: ``prime(pcm, feats)``,
+    ``synthesize(feats) -> int16``, ``reset()``.
+:class:`VocoderReference`  the same maths in float64 numpy (the test oracle).
+:func:`export_vocoder`  float parameters (torch ``state_dict`` names) -> weight file.
+:func:`random_vocoder_params`  a randomly initialised model (tests, benchmarks).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .models.loader import ModelFileError, load_weight_file
+from .nn_reference import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
+                           gru_step, linear_shape, load_gru, load_linear)
+
+__all__ = [
+    "MODEL_NAME", "MODEL_VERSION", "VocoderShape", "VocoderModel", "Vocoder", "VocoderReference",
+    "VocoderInputError", "export_vocoder", "random_vocoder_params", "PRIME_FRAMES", "prime_samples",
+]
+
+MODEL_NAME = "vocoder"
+MODEL_VERSION = "fargan-int8-1"  # weight layout this runtime understands
+
+PREEMPH = 0.85
+FRAME = 160
+SUBFRAME = 40
+NB_SUB = FRAME // SUBFRAME
+NB_FEATURES = 20
+PITCH_MIN = 32
+PITCH_MAX = 267
+PRED_EXTRA = 2
+PRED_SIZE = SUBFRAME + 2 * PRED_EXTRA
+HIST = 320
+COND_CONV_K = 3
+PRIME_FRAMES = 3  # teacher-forced frames when priming (as in training)
+MAX_FRAMES_PER_CALL = 100_000  # 1000 s: bounds the work one call can ask for
+
+_F32_LAYERS = ("gain_dense", "pgain_dense")  # exponentiated outputs: kept in float
+_GLU_LAYERS = ("fwc_glu.gate", "glu1.gate", "glu2.gate", "glu3.gate", "skip_glu.gate")
+
+
+class VocoderInputError(ValueError):
+    """Bad features or PCM handed to the vocoder."""
+
+
+def prime_samples(n_teacher: int = PRIME_FRAMES) -> int:
+    """PCM samples :meth:`Vocoder.prime` needs for ``n_teacher`` teacher-forced frames."""
+    return HIST + 1 + n_teacher * FRAME
+
+
+@dataclass(frozen=True)
+class VocoderShape:
+    """Layer sizes (the ``config`` entry of the weight file's metadata)."""
+
+    pembed_dim: int = 12
+    cond_dense1: int = 64
+    cond_conv: int = 128
+    cond_size: int = 64
+    fwc_size: int = 128
+    gru_sizes: tuple[int, int, int] = (128, 112, 96)
+    skip_size: int = 112
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VocoderShape":
+        try:
+            kw = {k: d[k] for k in ("pembed_dim", "cond_dense1", "cond_conv", "cond_size", "fwc_size", "skip_size")}
+            kw["gru_sizes"] = tuple(int(g) for g in d["gru_sizes"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"vocoder config is incomplete or malformed: {e!r}") from None
+        if len(kw["gru_sizes"]) != 3:
+            raise ModelFileError("vocoder config: gru_sizes must have 3 entries")
+        for k, v in kw.items():
+            vals = v if isinstance(v, tuple) else (v,)
+            if not all(isinstance(x, int) and 1 <= x <= 4096 for x in vals):
+                raise ModelFileError(f"vocoder config: {k} = {v!r} out of range")
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gru_sizes"] = list(self.gru_sizes)
+        return d
+
+    @property
+    def sig_in(self) -> int:
+        return self.cond_size + PRED_SIZE + SUBFRAME + 1
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(rows, cols) of every dense layer (GRUs as ``g.ih`` / ``g.hh``)."""
+        c, side = self.cond_size, PRED_SIZE + SUBFRAME
+        g1, g2, g3 = self.gru_sizes
+        return {
+            "cond_dense1": (self.cond_dense1, NB_FEATURES + self.pembed_dim),
+            "cond_conv": (self.cond_conv, COND_CONV_K * self.cond_dense1),
+            "cond_dense2": (NB_SUB * c, self.cond_conv),
+            "gain_dense": (1, c),
+            "pgain_dense": (4, c),
+            "fwc": (self.fwc_size, 2 * self.sig_in),
+            "fwc_glu.gate": (self.fwc_size, self.fwc_size),
+            "gru1.ih": (3 * g1, self.fwc_size + side), "gru1.hh": (3 * g1, g1),
+            "gru2.ih": (3 * g2, g1 + side), "gru2.hh": (3 * g2, g2),
+            "gru3.ih": (3 * g3, g2 + side), "gru3.hh": (3 * g3, g3),
+            "glu1.gate": (g1, g1), "glu2.gate": (g2, g2), "glu3.gate": (g3, g3),
+            "skip_dense": (self.skip_size, self.fwc_size + g1 + g2 + g3 + side),
+            "skip_glu.gate": (self.skip_size, self.skip_size),
+            "out_dense": (SUBFRAME, self.skip_size),
+        }
+
+
+# ---------------------------------------------------------------- export
+
+def export_vocoder(params: Mapping[str, np.ndarray], config: Mapping[str, Any], path: str | os.PathLike, *,
+                   version: str = MODEL_VERSION, gru_density: float | None = None,
+                   extra_meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Quantize float vocoder parameters and write the weight file.
+
+    Parameters
+    ----------
+    params : mapping
+        ``Vocoder.state_dict()`` of ``training/vocoder_model.py`` as numpy
+        arrays (``cond_dense1.weight``, ``gru1.weight_ih``, ``feat_mean``, ...).
+    config : mapping
+        ``VocoderConfig.to_dict()`` (layer sizes).
+    path : path
+        Output file.
+    gru_density : float, optional
+        Keep this fraction of 8x4 blocks of the GRU recurrent matrices
+        (block-sparse kernel, dense diagonals); None = dense int8.
+    extra_meta : mapping, optional
+        Recorded in the file's metadata (e.g. the training step).
+
+    Returns
+    -------
+    dict
+        ``sha256``, ``bytes``, ``params`` (weights kept) and per-layer
+        relative quantization error.
+    """
+    from quantize import write_weights
+
+    shape = VocoderShape.from_dict(config)
+    p = {k: np.asarray(v, np.float32) for k, v in params.items()}
+
+    def get(k: str) -> np.ndarray:
+        if k not in p:
+            raise KeyError(f"vocoder parameters lack {k!r}")
+        return p[k]
+
+    arrays: dict[str, np.ndarray] = {
+        "feat_mean": get("feat_mean").reshape(NB_FEATURES),
+        "feat_std": get("feat_std").reshape(NB_FEATURES),
+        "pembed": get("pembed.weight").reshape(PITCH_MAX - PITCH_MIN + 1, shape.pembed_dim),
+    }
+    if np.any(arrays["feat_std"] <= 0):
+        raise ValueError("feat_std must be positive")
+    errs: dict[str, float] = {}
+    n_params = float(arrays["pembed"].size + 2 * NB_FEATURES)
+    for name in shape.linear_shapes():
+        if name.startswith("gru"):
+            continue
+        mode = "float" if name in _F32_LAYERS else "int8"
+        st = export_linear(arrays, name, get(f"{name}.weight"), get(f"{name}.bias"), mode=mode)
+        errs[name], n_params = st["rel_err"], n_params + st["params"]
+    for g in ("gru1", "gru2", "gru3"):
+        st = export_gru(arrays, g, get(f"{g}.weight_ih"), get(f"{g}.weight_hh"), get(f"{g}.bias_ih"),
+                        get(f"{g}.bias_hh"), rec_mode="sparse" if gru_density else "int8", density=gru_density)
+        errs[g], n_params = st["rel_err"], n_params + st["params"]
+    for name, (rows, cols) in shape.linear_shapes().items():
+        if linear_shape(arrays, name) != (rows, cols):
+            raise ValueError(f"{name}: shape {linear_shape(arrays, name)} does not match config ({rows}, {cols})")
+    meta = {"model": MODEL_NAME, "version": version, "config": shape.to_dict(),
+            "gru_density": gru_density, **dict(extra_meta or {})}
+    sha = write_weights(path, arrays, meta)
+    return {"sha256": sha, "bytes": os.path.getsize(path), "params": int(n_params), "rel_err": errs}
+
+
+def random_vocoder_params(shape: VocoderShape | Mapping[str, Any] | None = None, seed: int = 0,
+                          feat_mean: np.ndarray | None = None, feat_std: np.ndarray | None = None
+                          ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A randomly initialised vocoder (torch-like uniform init), for tests and benchmarks.
+
+    Returns ``(params, config)`` ready for :func:`export_vocoder`.
+    """
+    if shape is None:
+        shape = VocoderShape()
+    elif not isinstance(shape, VocoderShape):
+        shape = VocoderShape.from_dict(shape)
+    rng = np.random.default_rng(seed)
+    p: dict[str, np.ndarray] = {}
+    for name, (rows, cols) in shape.linear_shapes().items():
+        k = 1.0 / np.sqrt(cols)
+        if name.startswith("gru"):
+            g, part = name.split(".")
+            k = 1.0 / np.sqrt(rows // 3)
+            p[f"{g}.weight_{part}"] = rng.uniform(-k, k, (rows, cols)).astype(np.float32)
+            p[f"{g}.bias_{part}"] = rng.uniform(-k, k, rows).astype(np.float32)
+        else:
+            p[f"{name}.weight"] = rng.uniform(-k, k, (rows, cols)).astype(np.float32)
+            p[f"{name}.bias"] = rng.uniform(-k, k, rows).astype(np.float32)
+    p["gain_dense.bias"][:] = -4.0  # as the training code: start near speech level
+    p["pembed.weight"] = rng.normal(0, 1, (PITCH_MAX - PITCH_MIN + 1, shape.pembed_dim)).astype(np.float32)
+    p["feat_mean"] = np.zeros(NB_FEATURES, np.float32) if feat_mean is None else np.asarray(feat_mean, np.float32)
+    p["feat_std"] = np.ones(NB_FEATURES, np.float32) if feat_std is None else np.asarray(feat_std, np.float32)
+    return p, shape.to_dict()
+
+
+# ----------------------------------------------------------------- model
+
+class VocoderModel:
+    """Vocoder weights, shared read-only by any number of :class:`Vocoder` streams.
+
+    Parameters
+    ----------
+    arrays, meta : as returned by :func:`quantize.read_weights`.
+
+    Raises
+    ------
+    ModelFileError
+        Missing or mis-shaped arrays, bad config.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        if not isinstance(meta.get("config"), dict):
+            raise ModelFileError("vocoder weight file has no 'config' in its metadata")
+        self.shape = VocoderShape.from_dict(meta["config"])
+        self.meta = dict(meta)
+        self.arrays = dict(arrays)
+        try:
+            for name, want in self.shape.linear_shapes().items():
+                got = linear_shape(self.arrays, name)
+                if got != want:
+                    raise ModelFileError(f"vocoder layer {name} has shape {got}, config says {want}")
+            self.feat_mean = self._vec("feat_mean", (NB_FEATURES,))
+            self.feat_std = self._vec("feat_std", (NB_FEATURES,))
+            if np.any(self.feat_std <= 0):
+                raise ModelFileError("vocoder feat_std must be positive")
+            self.pembed = self._vec("pembed", (PITCH_MAX - PITCH_MIN + 1, self.shape.pembed_dim))
+            self._kernel: dict[str, Any] | None = None
+            self._float: dict[str, Any] | None = None
+            self.kernel_layers()  # validate int8 weights (pair rule, sparse index) now, not mid-stream
+        except LayerFileError as e:
+            raise ModelFileError(f"vocoder weights: {e}") from None
+
+    def _vec(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        a = self.arrays.get(name)
+        if a is None:
+            raise ModelFileError(f"vocoder weight file lacks {name!r}")
+        if a.shape != shape or not np.all(np.isfinite(a)):
+            raise ModelFileError(f"vocoder {name} must be finite with shape {shape}, got {a.shape}")
+        return np.asarray(a, np.float32)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None
+             ) -> "VocoderModel":
+        """Load the shipped model (manifest-checked), or the weight file at ``path``."""
+        arrays, meta = load_weight_file(MODEL_NAME, MODEL_VERSION, models_dir=models_dir, path=path)
+        return cls(arrays, meta)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all arrays (what the weight file holds)."""
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+    def kernel_layers(self) -> dict[str, Any]:
+        """Kernel Linear/GRUCell objects by layer name (built once)."""
+        if self._kernel is None:
+            k: dict[str, Any] = {}
+            for name in self.shape.linear_shapes():
+                if name.startswith("gru"):
+                    g = name.split(".")[0]
+                    if g not in k:
+                        k[g] = load_gru(self.arrays, g)
+                else:
+                    k[name] = load_linear(self.arrays, name)
+            self._kernel = k
+        return self._kernel
+
+    def float_layers(self) -> dict[str, Any]:
+        """Dequantized float64 layers by name (for :class:`VocoderReference`)."""
+        if self._float is None:
+            f: dict[str, Any] = {}
+            for name in self.shape.linear_shapes():
+                if name.startswith("gru"):
+                    g = name.split(".")[0]
+                    f[g] = float_gru(self.arrays, g)
+                else:
+                    f[name] = float_linear(self.arrays, name)
+            self._float = f
+        return self._float
+
+    def frame_inputs(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Conditioning-net inputs (normalised features + pitch embedding) and lags for (T, 20) features."""
+        lag = np.clip(np.round(feats[:, 18]), PITCH_MIN, PITCH_MAX).astype(np.int64)
+        x = (feats - self.feat_mean) / self.feat_std
+        return np.concatenate([x, self.pembed[lag - PITCH_MIN]], axis=1).astype(np.float32), lag
+
+
+def _pred_positions(lag: int) -> np.ndarray:
+    """History indices of the 44 pitch-prediction taps (future taps wrap back one lag)."""
+    pos = HIST - lag + np.arange(PRED_SIZE) - PRED_EXTRA
+    return np.where(pos >= HIST, pos - lag, pos)
+
+
+# De-emphasis x[n] = e[n] + a x[n-1] over a frame without a Python loop:
+# x[n] = a^n (a x[-1] + sum_{k<=n} a^-k e[k]).  a^-160 ~ 2e11 is harmless in
+# float64: each partial sum is dominated by its newest term, so the relative
+# error stays at float64 rounding (and no BLAS call: BLAS threads stall on
+# busy boards).
+_POW = PREEMPH ** np.arange(FRAME, dtype=np.float64)
+_INV_POW = 1.0 / _POW
+
+
+def _deemphasis(e: np.ndarray, x_prev: float) -> np.ndarray:
+    return _POW * (PREEMPH * x_prev + np.cumsum(e * _INV_POW))
+
+
+def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
+    f = np.asarray(feats)
+    if f.ndim != 2 or f.shape[1] != NB_FEATURES:
+        raise VocoderInputError(f"features must be (frames, {NB_FEATURES}), got {f.shape}")
+    if f.shape[0] < min_rows:
+        raise VocoderInputError(f"need at least {min_rows} feature frames, got {f.shape[0]}")
+    if f.shape[0] > MAX_FRAMES_PER_CALL:
+        raise VocoderInputError(f"{f.shape[0]} frames in one call (max {MAX_FRAMES_PER_CALL})")
+    f = f.astype(np.float32)
+    if not np.all(np.isfinite(f)) or np.any(np.abs(f) > 1e4):
+        raise VocoderInputError("features must be finite and within +-1e4")
+    return f
+
+
+# ---------------------------------------------------------------- streams
+
+class _VocoderStream:
+    """Shared orchestration: priming, pre/de-emphasis, frame loop."""
+
+    def __init__(self, model: VocoderModel | None = None) -> None:
+        self.model = model if model is not None else VocoderModel.load()
+        self.reset()
+
+    # subclasses implement these three
+    def _reset_state(self) -> None:
+        raise NotImplementedError
+
+    def _set_history(self, pe: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _frame(self, fin: np.ndarray, lag: int, teacher: np.ndarray | None) -> np.ndarray:
+        """One frame: conditioning + 4 subframes; returns 160 pre-emphasised samples."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Zero all state (as at the start of a stream)."""
+        self._reset_state()
+        self._x_mem = 0.0  # last output sample (de-emphasis memory), float scale
+        self.primed = False
+
+    def prime(self, pcm: np.ndarray, features: np.ndarray) -> None:
+        """Continue from real audio.
+
+        Parameters
+        ----------
+        pcm : np.ndarray
+            The most recent real samples (int16 scale), newest last; at least
+            ``prime_samples(len(features) - 2)`` of them.  Its last sample ends
+            the last feature frame.
+        features : np.ndarray
+            (n, 20) features of the last ``n >= 2`` frames of ``pcm`` (n = 5
+            recommended: 2 frames fill the conditioning conv history, the other
+            ``n - 2`` run teacher-forced to settle the recurrent states).
+        """
+        f = _check_features(features, 2)
+        n_tf = f.shape[0] - 2
+        need = prime_samples(n_tf)
+        x = np.asarray(pcm)
+        if x.ndim != 1 or x.shape[0] < need:
+            raise VocoderInputError(f"prime needs a 1-D history of at least {need} samples for {n_tf} "
+                                    f"teacher-forced frames, got shape {x.shape}")
+        x = x[-need:].astype(np.float64) / 32768.0
+        if not np.all(np.isfinite(x)) or np.any(np.abs(x) > 2.0):
+            raise VocoderInputError("pcm must be finite and on the int16 scale")
+        pe = x[1:] - PREEMPH * x[:-1]
+        self._reset_state()
+        fin, lag = self.model.frame_inputs(f)
+        for i in range(2):  # fill the conditioning conv history only
+            self._cond(fin[i])
+        self._set_history(pe[:HIST])
+        for i in range(n_tf):
+            seg = pe[HIST + i * FRAME: HIST + (i + 1) * FRAME]
+            self._frame(fin[2 + i], int(lag[2 + i]), seg)
+        self._x_mem = float(x[-1])
+        self.primed = True
+
+    def synthesize(self, features: np.ndarray) -> np.ndarray:
+        """Synthesise ``len(features)`` frames (free-running) as int16 PCM (T*160,)."""
+        f = _check_features(features)
+        fin, lag = self.model.frame_inputs(f)
+        out = np.empty(f.shape[0] * FRAME, np.int16)
+        for i in range(f.shape[0]):
+            e = self._frame(fin[i], int(lag[i]), None).astype(np.float64)
+            x = _deemphasis(e, self._x_mem)
+            self._x_mem = float(np.clip(x[-1], -1.0, 32767 / 32768))
+            out[i * FRAME:(i + 1) * FRAME] = np.clip(np.round(x * 32768.0), -32768, 32767)
+        return out
+
+    def _cond(self, fin: np.ndarray) -> Any:
+        raise NotImplementedError
+
+
+class Vocoder(_VocoderStream):
+    """One stream of the int8 vocoder on :mod:`cython_kernels`.
+
+    Parameters
+    ----------
+    model : VocoderModel, optional
+        Shared weights; default: the shipped model (loaded per call, so pass
+        one model to many streams).
+
+    Notes
+    -----
+    Not thread-safe; one instance per stream.  Per-stream memory is
+    :attr:`state_bytes` (buffers and scratch; the weights are shared).
+    """
+
+    def __init__(self, model: VocoderModel | None = None) -> None:
+        from cython_kernels import GLU, GRU, Conv1d, Dense, Network
+
+        model = model if model is not None else VocoderModel.load()
+        s = model.shape
+        k = model.kernel_layers()
+        c = s.cond_size
+        g1, g2, g3 = s.gru_sizes
+        cond_ops: list[Any] = [
+            Dense(["fin"], "d1", k["cond_dense1"], activation="tanh"),
+            Conv1d(["d1"], "cc", k["cond_conv"], kernel_size=COND_CONV_K, activation="tanh"),
+            Dense(["cc"], "cond", k["cond_dense2"], activation="tanh"),
+        ]
+        for j in range(NB_SUB):
+            sl = ("cond", j * c, (j + 1) * c)
+            cond_ops.append(Dense([sl], ("glog", j, j + 1), k["gain_dense"]))
+            cond_ops.append(Dense([sl], ("pg", 4 * j, 4 * j + 4), k["pgain_dense"], activation="sigmoid"))
+        self._cond_net = Network(buffers={"fin": NB_FEATURES + s.pembed_dim, "d1": s.cond_dense1,
+                                          "cc": s.cond_conv, "cond": NB_SUB * c, "glog": NB_SUB, "pg": 16},
+                                 ops=cond_ops)
+        side = ["pp", "prevn"]
+        self._sub_net = Network(
+            buffers={"cond": c, "glog": 1, "predn": PRED_SIZE, "prevn": SUBFRAME, "pp": 4 * PRED_SIZE,
+                     "f": s.fwc_size, "fg": s.fwc_size, "h1": g1, "o1": g1, "h2": g2, "o2": g2, "h3": g3,
+                     "o3": g3, "s": s.skip_size, "sg": s.skip_size, "y": SUBFRAME},
+            ops=[
+                Conv1d(["cond", "predn", "prevn", "glog"], "f", k["fwc"], kernel_size=2, activation="tanh"),
+                GLU(["f"], "fg", k["fwc_glu.gate"]),
+                GRU(["fg", ("pp", 0, PRED_SIZE), "prevn"], "h1", k["gru1"]),
+                GLU(["h1"], "o1", k["glu1.gate"]),
+                GRU(["o1", ("pp", PRED_SIZE, 2 * PRED_SIZE), "prevn"], "h2", k["gru2"]),
+                GLU(["h2"], "o2", k["glu2.gate"]),
+                GRU(["o2", ("pp", 2 * PRED_SIZE, 3 * PRED_SIZE), "prevn"], "h3", k["gru3"]),
+                GLU(["h3"], "o3", k["glu3.gate"]),
+                Dense(["fg", "o1", "o2", "o3", ("pp", 3 * PRED_SIZE, 4 * PRED_SIZE), "prevn"], "s",
+                      k["skip_dense"], activation="tanh"),
+                GLU(["s"], "sg", k["skip_glu.gate"]),
+                Dense(["sg"], "y", k["out_dense"], activation="tanh"),
+            ])
+        del side
+        self._hist = np.zeros(HIST, np.float32)
+        super().__init__(model)
+
+    @property
+    def state_bytes(self) -> int:
+        """Per-stream float buffers (states, histories, intermediates) in bytes."""
+        n = sum(self._cond_net.buffer(b).nbytes for b in self._cond_net.buffer_names)
+        n += sum(self._sub_net.buffer(b).nbytes for b in self._sub_net.buffer_names)
+        return int(n + self._hist.nbytes)
+
+    def _reset_state(self) -> None:
+        self._cond_net.reset()
+        self._sub_net.reset()
+        self._hist[:] = 0
+
+    def _set_history(self, pe: np.ndarray) -> None:
+        self._hist[:] = pe
+
+    def _cond(self, fin: np.ndarray) -> dict[str, np.ndarray]:
+        return self._cond_net.step({"fin": fin}, fetch=["cond", "glog", "pg"])
+
+    def _frame(self, fin: np.ndarray, lag: int, teacher: np.ndarray | None) -> np.ndarray:
+        r = self._cond(fin)
+        c = self.model.shape.cond_size
+        glog = r["glog"].astype(np.float64)
+        gain, inv = np.exp(glog).astype(np.float32), np.exp(-glog).astype(np.float32)
+        pg = r["pg"].reshape(NB_SUB, 4)
+        pos = _pred_positions(lag)
+        out = np.empty(FRAME, np.float32)
+        hist = self._hist
+        for j in range(NB_SUB):
+            predn = hist[pos] * inv[j]
+            feeds = {"cond": r["cond"][j * c:(j + 1) * c], "glog": glog[j:j + 1], "predn": predn,
+                     "prevn": hist[HIST - SUBFRAME:] * inv[j],
+                     "pp": (pg[j][:, None] * predn[None, :]).ravel()}
+            y = self._sub_net.step(feeds, fetch=["y"])["y"] * gain[j]
+            out[j * SUBFRAME:(j + 1) * SUBFRAME] = y
+            hist[:HIST - SUBFRAME] = hist[SUBFRAME:]
+            hist[HIST - SUBFRAME:] = y if teacher is None else teacher[j * SUBFRAME:(j + 1) * SUBFRAME]
+        return out
+
+
+class VocoderReference(_VocoderStream):
+    """The vocoder in float64 numpy with the model's dequantized weights (test oracle)."""
+
+    def _reset_state(self) -> None:
+        s = self.model.shape
+        self._st = {"hist": np.zeros(HIST), "fwc_mem": np.zeros(s.sig_in), "h1": np.zeros(s.gru_sizes[0]),
+                    "h2": np.zeros(s.gru_sizes[1]), "h3": np.zeros(s.gru_sizes[2]),
+                    "cond_hist": np.zeros((COND_CONV_K - 1, s.cond_dense1))}
+
+    def _set_history(self, pe: np.ndarray) -> None:
+        self._st["hist"] = np.asarray(pe, np.float64).copy()
+
+    def _cond(self, fin: np.ndarray) -> np.ndarray:
+        L, st = self.model.float_layers(), self._st
+        h = dense(L["cond_dense1"], fin, "tanh")
+        win = np.concatenate([st["cond_hist"].ravel(), h])
+        st["cond_hist"] = np.vstack([st["cond_hist"][1:], h[None]])
+        h = dense(L["cond_conv"], win, "tanh")
+        return dense(L["cond_dense2"], h, "tanh").reshape(NB_SUB, self.model.shape.cond_size)
+
+    def _frame(self, fin: np.ndarray, lag: int, teacher: np.ndarray | None) -> np.ndarray:
+        L, st = self.model.float_layers(), self._st
+        cond = self._cond(fin)
+        pos = _pred_positions(lag)
+        out = np.empty(FRAME)
+        for j in range(NB_SUB):
+            cj = cond[j]
+            glog = dense(L["gain_dense"], cj)
+            gain = np.exp(glog)
+            pg = dense(L["pgain_dense"], cj, "sigmoid")
+            hist = st["hist"]
+            pred = hist[pos] / gain
+            prev = hist[HIST - SUBFRAME:] / gain
+            x = np.concatenate([cj, pred, prev, glog])
+            f = np.tanh(L["fwc"][0] @ np.concatenate([st["fwc_mem"], x]) + L["fwc"][1])
+            st["fwc_mem"] = x
+            f = glu(L["fwc_glu.gate"], f)
+            st["h1"] = gru_step(L["gru1"], np.concatenate([f, pg[0] * pred, prev]), st["h1"])
+            o1 = glu(L["glu1.gate"], st["h1"])
+            st["h2"] = gru_step(L["gru2"], np.concatenate([o1, pg[1] * pred, prev]), st["h2"])
+            o2 = glu(L["glu2.gate"], st["h2"])
+            st["h3"] = gru_step(L["gru3"], np.concatenate([o2, pg[2] * pred, prev]), st["h3"])
+            o3 = glu(L["glu3.gate"], st["h3"])
+            s = dense(L["skip_dense"], np.concatenate([f, o1, o2, o3, pg[3] * pred, prev]), "tanh")
+            s = glu(L["skip_glu.gate"], s)
+            y = np.tanh(L["out_dense"][0] @ s + L["out_dense"][1]) * gain
+            out[j * SUBFRAME:(j + 1) * SUBFRAME] = y
+            fb = y if teacher is None else teacher[j * SUBFRAME:(j + 1) * SUBFRAME]
+            st["hist"] = np.concatenate([hist[SUBFRAME:], fb])
+        return out
