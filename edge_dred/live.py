@@ -284,6 +284,10 @@ def _status(t: float, sent: int | None, lost: int | None, rc: RecvCore, load: Lo
     parts = [f"t {t:6.1f}s"]
     if sent is not None:
         parts.append(f"sent {sent} lost {lost} ({100.0 * (lost or 0) / max(1, sent):.1f}%)")
+    else:  # receiver only: the loss it sees is the share of slots without a packet
+        s = rc.jb.stats
+        slots = s["played"] + s["missing"]
+        parts.append(f"slots {slots} missing {s['missing']} ({100.0 * s['missing'] / max(1, slots):.1f}%)")
     holes = {k: v for k, v in rc.decisions.items() if k != "regular"}
     parts.append(f"holes {sum(holes.values())}: " + (", ".join(f"{k} {v}" for k, v in sorted(holes.items()))
                                                      or "none"))
@@ -514,6 +518,7 @@ class RecvSession:
             "impairment_stats": dict(self.impairment.stats) if self.impairment else None,
             "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak,
             "underruns": self.playback.underruns,
+            # The sender's look-ahead is not signalled; 104 samples (6.5 ms) is libopus's at 16 kHz.
             "latency_budget_ms": latency_budget(self.config, 104),
             "recording": recording,
         })

@@ -89,7 +89,7 @@ def test_pacer_holds_real_time():
 
 
 def test_load_meter():
-    m = LoadMeter(0.01)
+    m = LoadMeter(0.01, warmup=0)
     for _ in range(3):
         m.start()
         time.sleep(0.002)

@@ -182,3 +182,22 @@ def test_cli_rejects_bad_arguments(tmp_path):
     assert main(["send", "--dest", "nonsense", "--device", "mock", "--seconds", "0.1"]) == 2
     assert main(["recv", "--listen", "127.0.0.1:99999", "--device", "mock", "--seconds", "0.1"]) == 2
     assert main(["live", "--device", "mock", "--seconds", "0.1", "--jitter-ms", "900"]) == 2
+
+
+def test_recv_core_counts_and_drops_hostile_datagrams():
+    from edge_dred.live import RecvCore
+    from edge_dred.transport.rtp import build_rtp
+
+    core = RecvCore(LiveConfig())
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        core.on_datagram(rng.integers(0, 256, rng.integers(0, 80), dtype=np.uint8).tobytes(), 0.0)
+    core.on_datagram(build_rtp(b"\x03\x00", 1, 960, 5), 0.0)  # RTP fine, Opus invalid (frame count 0)
+    core.on_datagram(build_rtp(b"\x18\x00\x00", 2, 1920, 5), 0.0)  # a valid 40 ms packet: unsupported
+    core.on_datagram(bytes(70000), 0.0)
+    c = core.counts
+    assert c["datagrams"] == 303
+    assert c["bad_opus"] >= 1 and c["unsupported_duration"] >= 1 and c["bad_rtp"] >= 250
+    assert core.report()["accounting"]["datagrams_balance_ok"]
+    frame = core.next_frame(1.0)
+    assert frame.shape == (320,) and frame.dtype == np.int16

@@ -101,11 +101,13 @@ class LoadMeter:
 
     Call :meth:`start` when the blocking device call returns and :meth:`stop`
     before the next one.  :attr:`load` is an exponential average,
-    :attr:`peak` the maximum, :attr:`mean` the overall average.
+    :attr:`peak` the maximum after the first ``warmup`` periods, :attr:`mean`
+    the overall average.
     """
 
-    def __init__(self, period_s: float, alpha: float = 0.05) -> None:
+    def __init__(self, period_s: float, alpha: float = 0.05, warmup: int = 3) -> None:
         self.period_s = period_s
+        self.warmup = warmup  # first periods (lazy imports, codec set-up) stay out of the peak
         self.alpha = alpha
         self.load = 0.0
         self.peak = 0.0
@@ -119,7 +121,8 @@ class LoadMeter:
     def stop(self) -> None:
         x = (time.perf_counter() - self._t0) / self.period_s
         self.load += self.alpha * (x - self.load)
-        self.peak = max(self.peak, x)
+        if self.periods >= self.warmup:
+            self.peak = max(self.peak, x)
         self._sum += x
         self.periods += 1
 
