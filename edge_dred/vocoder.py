@@ -386,7 +386,7 @@ class _VocoderStream:
         self._x_mem = 0.0  # last output sample (de-emphasis memory), float scale
         self.primed = False
 
-    def prime(self, pcm: np.ndarray, features: np.ndarray) -> None:
+    def prime(self, pcm: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Continue from real audio.
 
         Parameters
@@ -399,6 +399,13 @@ class _VocoderStream:
             (n, 20) features of the last ``n >= 2`` frames of ``pcm`` (n = 5
             recommended: 2 frames fill the conditioning conv history, the other
             ``n - 2`` run teacher-forced to settle the recurrent states).
+
+        Returns
+        -------
+        np.ndarray
+            The network's own one-step outputs during the teacher-forced frames
+            (pre-emphasised, float scale, ``(n - 2) * 160``): a cheap check of
+            how well the model predicts the real signal.
         """
         f = _check_features(features, 2)
         n_tf = f.shape[0] - 2
@@ -416,11 +423,13 @@ class _VocoderStream:
         for i in range(2):  # fill the conditioning conv history only
             self._cond(fin[i])
         self._set_history(pe[:HIST])
+        tf_out = np.empty(n_tf * FRAME, np.float32)
         for i in range(n_tf):
             seg = pe[HIST + i * FRAME: HIST + (i + 1) * FRAME]
-            self._frame(fin[2 + i], int(lag[2 + i]), seg)
+            tf_out[i * FRAME:(i + 1) * FRAME] = self._frame(fin[2 + i], int(lag[2 + i]), seg)
         self._x_mem = float(x[-1])
         self.primed = True
+        return tf_out
 
     def synthesize(self, features: np.ndarray) -> np.ndarray:
         """Synthesise ``len(features)`` frames (free-running) as int16 PCM (T*160,)."""

@@ -1,0 +1,433 @@
+"""Neural packet-loss concealment: feature prediction + vocoder continuation.
+
+Two parts:
+
+* :class:`FeaturePredictor` -- the int8 runtime of the PLC feature predictor
+  trained by ``training/train_plc.py`` (``dense(21 -> 96, tanh) -> GRU -> GRU ->
+  dense(-> 20)``).  Each 10 ms frame it consumes the frame's features
+  (normalised) and a "lost" flag and predicts the next frame's features.  For a
+  received frame it is fed the real features (flag 0); for a lost frame its own
+  prediction for that frame (flag 1), exactly as in training.
+  :class:`FeaturePredictorReference` is the same in float64 numpy.
+* :class:`NeuralPLC` -- the receiver plug-in (:class:`edge_dred.receiver.Concealer`).
+  It analyses every output slot with :class:`edge_dred.features.FeatureExtractor`
+  (``observe``), keeps the predictor running on real frames, and on a loss
+  primes :class:`edge_dred.vocoder.Vocoder` from the last real output samples
+  and synthesises the predicted frames.
+
+Edges (why each step exists)
+----------------------------
+* Loss start: the vocoder continues the real signal (its pitch-lag history,
+  previous subframe, de-emphasis memory and recurrent states come from the last
+  real samples); when the slot before the loss was decoded by libopus, the
+  first ``start_xfade`` samples also cross-fade from libopus's own
+  concealment, which is continuous with the last decoded sample by
+  construction.
+* Long losses: after ``fade_start_ms`` of continuous loss the output fades to
+  silence along a raised cosine over ``fade_ms`` (predictions drift the
+  further they go; silence is better than babble).  Once silent the vocoder
+  is not run.
+* Loss end (``handback``): the vocoder synthesises ``end_xfade`` more
+  samples from the predicted next frame, at the current fade gain, and the
+  first real samples cross-fade from them.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .models.loader import ModelFileError, load_weight_file
+from .nn_reference import LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, gru_step, \
+    linear_shape, load_gru, load_linear
+
+__all__ = [
+    "MODEL_NAME", "MODEL_VERSION", "PLCShape", "PLCModel", "FeaturePredictor", "FeaturePredictorReference",
+    "NeuralPLC", "PLCInputError", "export_plc", "random_plc_params", "default_models",
+]
+
+MODEL_NAME = "plc"
+MODEL_VERSION = "plc-int8-1"
+NB_FEATURES = 20
+FRAME = 160
+
+
+class PLCInputError(ValueError):
+    """Bad features or PCM handed to the PLC."""
+
+
+@dataclass(frozen=True)
+class PLCShape:
+    """Layer sizes (``config`` in the weight file's metadata)."""
+
+    dense_in: int = 96
+    gru1: int = 128
+    gru2: int = 128
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PLCShape":
+        try:
+            kw = {k: d[k] for k in ("dense_in", "gru1", "gru2")}
+        except (KeyError, TypeError) as e:
+            raise ModelFileError(f"PLC config is incomplete: {e!r}") from None
+        for k, v in kw.items():
+            if not isinstance(v, int) or not 1 <= v <= 4096:
+                raise ModelFileError(f"PLC config: {k} = {v!r} out of range")
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        return {
+            "dense_in": (self.dense_in, NB_FEATURES + 1),
+            "gru1.ih": (3 * self.gru1, self.dense_in), "gru1.hh": (3 * self.gru1, self.gru1),
+            "gru2.ih": (3 * self.gru2, self.gru1), "gru2.hh": (3 * self.gru2, self.gru2),
+            "out": (NB_FEATURES, self.gru1 + self.gru2),
+        }
+
+
+def export_plc(params: Mapping[str, np.ndarray], config: Mapping[str, Any], path: str | os.PathLike, *,
+               version: str = MODEL_VERSION, extra_meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Quantize float PLC parameters (torch ``state_dict`` names) and write the weight file.
+
+    The output layer stays float: its outputs are fed back as the next input
+    during a loss, so its error compounds (it is 5 k weights).
+
+    Returns
+    -------
+    dict
+        ``sha256``, ``bytes``, ``params`` and per-layer relative quantization error.
+    """
+    from quantize import write_weights
+
+    shape = PLCShape.from_dict(config)
+    p = {k: np.asarray(v, np.float32) for k, v in params.items()}
+
+    def get(k: str) -> np.ndarray:
+        if k not in p:
+            raise KeyError(f"PLC parameters lack {k!r}")
+        return p[k]
+
+    arrays: dict[str, np.ndarray] = {"feat_mean": get("feat_mean").reshape(NB_FEATURES),
+                                     "feat_std": get("feat_std").reshape(NB_FEATURES)}
+    if np.any(arrays["feat_std"] <= 0):
+        raise ValueError("feat_std must be positive")
+    errs, n = {}, 2 * NB_FEATURES
+    for name, mode in (("dense_in", "int8"), ("out", "float")):
+        st = export_linear(arrays, name, get(f"{name}.weight"), get(f"{name}.bias"), mode=mode)
+        errs[name], n = st["rel_err"], n + st["params"]
+    for g in ("gru1", "gru2"):
+        st = export_gru(arrays, g, get(f"{g}.weight_ih"), get(f"{g}.weight_hh"), get(f"{g}.bias_ih"),
+                        get(f"{g}.bias_hh"))
+        errs[g], n = st["rel_err"], n + st["params"]
+    for name, want in shape.linear_shapes().items():
+        if linear_shape(arrays, name) != want:
+            raise ValueError(f"{name}: shape {linear_shape(arrays, name)} does not match config {want}")
+    meta = {"model": MODEL_NAME, "version": version, "config": shape.to_dict(), **dict(extra_meta or {})}
+    sha = write_weights(path, arrays, meta)
+    return {"sha256": sha, "bytes": os.path.getsize(path), "params": int(n), "rel_err": errs}
+
+
+def random_plc_params(shape: PLCShape | Mapping[str, Any] | None = None, seed: int = 0,
+                      feat_mean: np.ndarray | None = None, feat_std: np.ndarray | None = None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A randomly initialised predictor (torch-like init), for tests and benchmarks."""
+    if shape is None:
+        shape = PLCShape()
+    elif not isinstance(shape, PLCShape):
+        shape = PLCShape.from_dict(shape)
+    rng = np.random.default_rng(seed)
+    p: dict[str, np.ndarray] = {}
+    for name, (rows, cols) in shape.linear_shapes().items():
+        if name.startswith("gru"):
+            g, part = name.split(".")
+            k = 1.0 / np.sqrt(rows // 3)
+            p[f"{g}.weight_{part}"] = rng.uniform(-k, k, (rows, cols)).astype(np.float32)
+            p[f"{g}.bias_{part}"] = rng.uniform(-k, k, rows).astype(np.float32)
+        else:
+            k = 1.0 / np.sqrt(cols)
+            p[f"{name}.weight"] = rng.uniform(-k, k, (rows, cols)).astype(np.float32)
+            p[f"{name}.bias"] = rng.uniform(-k, k, rows).astype(np.float32)
+    p["feat_mean"] = np.zeros(NB_FEATURES, np.float32) if feat_mean is None else np.asarray(feat_mean, np.float32)
+    p["feat_std"] = np.ones(NB_FEATURES, np.float32) if feat_std is None else np.asarray(feat_std, np.float32)
+    return p, shape.to_dict()
+
+
+class PLCModel:
+    """Predictor weights, shared read-only by any number of streams."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        if not isinstance(meta.get("config"), dict):
+            raise ModelFileError("PLC weight file has no 'config' in its metadata")
+        self.shape = PLCShape.from_dict(meta["config"])
+        self.meta = dict(meta)
+        self.arrays = dict(arrays)
+        try:
+            for name, want in self.shape.linear_shapes().items():
+                got = linear_shape(self.arrays, name)
+                if got != want:
+                    raise ModelFileError(f"PLC layer {name} has shape {got}, config says {want}")
+            for name in ("feat_mean", "feat_std"):
+                a = self.arrays.get(name)
+                if a is None or a.shape != (NB_FEATURES,) or not np.all(np.isfinite(a)):
+                    raise ModelFileError(f"PLC weight file needs a finite {name} of {NB_FEATURES} values")
+            self.feat_mean = np.asarray(self.arrays["feat_mean"], np.float32)
+            self.feat_std = np.asarray(self.arrays["feat_std"], np.float32)
+            if np.any(self.feat_std <= 0):
+                raise ModelFileError("PLC feat_std must be positive")
+            self.kernel = {"dense_in": load_linear(self.arrays, "dense_in"), "gru1": load_gru(self.arrays, "gru1"),
+                           "gru2": load_gru(self.arrays, "gru2"), "out": load_linear(self.arrays, "out")}
+            self._float: dict[str, Any] | None = None
+        except LayerFileError as e:
+            raise ModelFileError(f"PLC weights: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None) -> "PLCModel":
+        """Load the shipped model (manifest-checked), or the weight file at ``path``."""
+        arrays, meta = load_weight_file(MODEL_NAME, MODEL_VERSION, models_dir=models_dir, path=path)
+        return cls(arrays, meta)
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+    def float_layers(self) -> dict[str, Any]:
+        if self._float is None:
+            self._float = {"dense_in": float_linear(self.arrays, "dense_in"), "gru1": float_gru(self.arrays, "gru1"),
+                           "gru2": float_gru(self.arrays, "gru2"), "out": float_linear(self.arrays, "out")}
+        return self._float
+
+
+def _check_frame(f: np.ndarray) -> np.ndarray:
+    a = np.asarray(f, np.float32).ravel()
+    if a.shape != (NB_FEATURES,):
+        raise PLCInputError(f"a feature frame has {NB_FEATURES} values, got {np.shape(f)}")
+    if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1e4):
+        raise PLCInputError("features must be finite and within +-1e4")
+    return a
+
+
+class _PredictorBase:
+    def __init__(self, model: PLCModel | None = None) -> None:
+        self.model = model if model is not None else PLCModel.load()
+        self.reset()
+
+    def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reset_state(self) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Zero the state (the prediction before any input is the mean frame)."""
+        self._reset_state()
+        self._pred = np.zeros(NB_FEATURES, np.float32)  # normalised prediction of the next frame
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """Predicted features of the next frame (raw scale), without advancing."""
+        return (self._pred * self.model.feat_std + self.model.feat_mean).astype(np.float32)
+
+    def update(self, features: np.ndarray) -> None:
+        """Feed a received frame's real features."""
+        f = _check_frame(features)
+        self._pred = self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0)
+
+    def lost(self) -> np.ndarray:
+        """Conceal one frame: return its predicted features and feed them back as lost."""
+        out = self.prediction
+        self._pred = self._step(self._pred, 1.0)
+        return out
+
+
+class FeaturePredictor(_PredictorBase):
+    """One stream of the int8 PLC predictor on :mod:`cython_kernels`."""
+
+    def __init__(self, model: PLCModel | None = None) -> None:
+        from cython_kernels import GRU, Dense, Network
+
+        model = model if model is not None else PLCModel.load()
+        s, k = model.shape, model.kernel
+        self._net = Network(
+            buffers={"in": NB_FEATURES + 1, "d": s.dense_in, "h1": s.gru1, "h2": s.gru2, "y": NB_FEATURES},
+            ops=[Dense(["in"], "d", k["dense_in"], activation="tanh"), GRU(["d"], "h1", k["gru1"]),
+                 GRU(["h1"], "h2", k["gru2"]), Dense(["h1", "h2"], "y", k["out"])])
+        self._in = np.zeros(NB_FEATURES + 1, np.float32)
+        super().__init__(model)
+
+    @property
+    def state_bytes(self) -> int:
+        return int(sum(self._net.buffer(b).nbytes for b in self._net.buffer_names))
+
+    def _reset_state(self) -> None:
+        self._net.reset()
+
+    def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
+        self._in[:NB_FEATURES] = zin
+        self._in[NB_FEATURES] = lost
+        return self._net.step({"in": self._in}, fetch=["y"])["y"]
+
+
+class FeaturePredictorReference(_PredictorBase):
+    """The predictor in float64 numpy with the model's dequantized weights (test oracle)."""
+
+    def _reset_state(self) -> None:
+        self._h1 = np.zeros(self.model.shape.gru1)
+        self._h2 = np.zeros(self.model.shape.gru2)
+
+    def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
+        L = self.model.float_layers()
+        h = dense(L["dense_in"], np.concatenate([zin, [lost]]), "tanh")
+        self._h1 = gru_step(L["gru1"], h, self._h1)
+        self._h2 = gru_step(L["gru2"], self._h1, self._h2)
+        return dense(L["out"], np.concatenate([self._h1, self._h2])).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def default_models() -> tuple[Any, PLCModel]:
+    """The shipped (vocoder, PLC) models, loaded and checked once per process."""
+    from .vocoder import VocoderModel
+
+    return VocoderModel.load(), PLCModel.load()
+
+
+def _raised_cosine(n: int) -> np.ndarray:
+    """Weights falling smoothly from ~1 to ~0 over n samples (amplitude complementary)."""
+    return 0.5 + 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+
+
+class NeuralPLC:
+    """Receiver concealer plug-in: predicted features -> vocoder continuing the real signal.
+
+    Parameters
+    ----------
+    vocoder_model, plc_model : optional
+        Shared models (default: the shipped ones, loaded once per process).
+    fade_start_ms : float
+        Continuous loss after which the output starts fading.
+    fade_ms : float
+        Length of the raised-cosine fade to silence.
+    start_xfade, end_xfade : int
+        Cross-fade lengths in samples at the loss start (from libopus's
+        concealment) and at the hand-back to real audio.
+    reference : bool
+        Use the float64 numpy reference networks instead of the int8 kernels
+        (tests).
+
+    Notes
+    -----
+    Per slot cost outside losses: feature analysis of the output and two
+    predictor steps.  During a loss: two predictor steps and two vocoder
+    frames (plus priming, 3 frames, once per loss).
+    """
+
+    def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
+                 fade_start_ms: float = 100.0, fade_ms: float = 100.0, start_xfade: int = 80,
+                 end_xfade: int = 160, reference: bool = False) -> None:
+        from .features import FeatureExtractor
+        from .receiver import Decision
+        from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
+
+        if vocoder_model is None or plc_model is None:
+            dv, dp = default_models()
+            vocoder_model = vocoder_model or dv
+            plc_model = plc_model or dp
+        if not (0 <= fade_start_ms <= 60_000 and 1 <= fade_ms <= 60_000):
+            raise ValueError("fade_start_ms must be in [0, 60000] and fade_ms in [1, 60000]")
+        if not (0 <= start_xfade <= 320 and 0 <= end_xfade <= 320):
+            raise ValueError("cross-fade lengths must be in [0, 320] samples")
+        self.decision = Decision.NEURAL_PLC
+        self._decisions_real = (Decision.REGULAR, Decision.LBRR)
+        self._fx = FeatureExtractor()
+        self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
+        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model)
+        self._n_prime_feats = PRIME_FRAMES + 2
+        self._n_prime_pcm = prime_samples(PRIME_FRAMES)
+        self._feats = np.zeros((self._n_prime_feats, NB_FEATURES), np.float32)
+        self._fade_start = int(round(fade_start_ms * 16))
+        self._fade_len = int(round(fade_ms * 16))
+        self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
+        self._active = False       # the previous slot was ours
+        self._last_real = False    # the previous slot came from libopus (regular/LBRR)
+        self._lost = 0             # samples concealed in the current loss
+        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0}
+
+    # ------------------------------------------------------------- hooks
+    def observe(self, pcm: np.ndarray, decision: Any) -> None:
+        """Analyse every output slot; feed real frames to the predictor."""
+        feats = self._fx.process_block(np.asarray(pcm))
+        self._feats = np.concatenate([self._feats, feats])[-self._n_prime_feats:]
+        ours = decision == self.decision
+        if not ours:
+            # Any audio we did not invent (decoded, LBRR, DRED) counts as received.
+            for f in feats:
+                self._pred.update(f)
+            self._active = False
+        self._last_real = decision in self._decisions_real
+
+    def conceal(self, ctx: Any) -> np.ndarray:
+        """Fill one lost slot (20 ms)."""
+        n = len(ctx.opus_plc) if ctx.opus_plc is not None else 320
+        if n % FRAME:
+            raise PLCInputError(f"slot length {n} is not a multiple of {FRAME}")
+        first = not self._active
+        if first:
+            hist = np.asarray(ctx.history)
+            if hist.shape[0] < self._n_prime_pcm:
+                raise PLCInputError(f"receiver history has {hist.shape[0]} samples, need {self._n_prime_pcm}")
+            self._voc.prime(hist[-self._n_prime_pcm:], self._feats)
+            self._lost = 0
+            self._active = True
+            self.stats["losses"] += 1
+        self.stats["slots"] += 1
+        feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
+        gain = self._gain(self._lost, n)
+        if np.any(gain > 0):
+            y = self._voc.synthesize(feats).astype(np.float64) * gain
+        else:
+            y = np.zeros(n)
+            self.stats["silent_slots"] += 1
+        if first and self._last_real and ctx.opus_plc is not None and self.start_xfade:
+            w = _raised_cosine(self.start_xfade)
+            k = self.start_xfade
+            y[:k] = w * np.asarray(ctx.opus_plc[:k], np.float64) + (1.0 - w) * y[:k]
+        self._lost += n
+        return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+    def handback(self, pcm: np.ndarray) -> np.ndarray:
+        """Cross-fade from the synthetic continuation into the first real samples."""
+        out = np.asarray(pcm, np.int16).copy()
+        k = min(self.end_xfade, len(out))
+        if not self._active or k == 0:
+            return out
+        gain = self._gain(self._lost, k)
+        if np.any(gain > 0):
+            cont = self._voc.synthesize(self._pred.prediction[None])[:k].astype(np.float64) * gain
+        else:
+            cont = np.zeros(k)
+        w = _raised_cosine(k)
+        mixed = w * cont + (1.0 - w) * out[:k].astype(np.float64)
+        out[:k] = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+        return out
+
+    # ---------------------------------------------------------- helpers
+    def _gain(self, start: int, n: int) -> np.ndarray:
+        """Fade gain for samples [start, start + n) of a loss."""
+        t = np.arange(start, start + n) - self._fade_start
+        g = np.ones(n)
+        inside = (t >= 0) & (t < self._fade_len)
+        g[inside] = _raised_cosine(self._fade_len)[t[inside]]
+        g[t >= self._fade_len] = 0.0
+        return g
+
+    @property
+    def state_bytes(self) -> int:
+        """Approximate per-stream memory (buffers of predictor, vocoder, feature history)."""
+        n = self._feats.nbytes + getattr(self._pred, "state_bytes", 0) + getattr(self._voc, "state_bytes", 0)
+        fx = self._fx
+        n += sum(getattr(fx, a).nbytes for a in vars(fx) if isinstance(getattr(fx, a), np.ndarray))
+        return int(n)
