@@ -108,6 +108,14 @@ static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *
 }
 #endif
 
+/* One 8x4 block: acc[r] += sum_k w[4r+k] * x[k]; x hoisted into registers so
+ * plain C compilers keep the 8 accumulators in registers. */
+static inline void ck_block_ref(int32_t *acc, const int8_t *w, const int8_t *x)
+{
+    int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    for (int r = 0; r < 8; r++) acc[r] += w[4 * r] * x0 + w[4 * r + 1] * x1 + w[4 * r + 2] * x2 + w[4 * r + 3] * x3;
+}
+
 #ifndef CK_HAVE_I8GEMV
 static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
                       const int8_t *xq, float xs)
@@ -117,10 +125,7 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
         int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         float out[8];
         const int8_t *wg = w + (size_t)g * 8 * cols_pad;
-        for (int j = 0; j < cols_pad; j += 4, wg += 32) {
-            for (int r = 0; r < 8; r++)
-                for (int k = 0; k < 4; k++) acc[r] += (int32_t)wg[4 * r + k] * (int32_t)xq[j + k];
-        }
+        for (int j = 0; j < cols_pad; j += 4, wg += 32) ck_block_ref(acc, wg, xq + j);
         for (int r = 0; r < 8; r++) out[r] = (float)acc[r] * (scale[8 * g + r] * xs);
         ck_store_group(y, out, g, rows);
     }
@@ -136,11 +141,7 @@ static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float
         int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         float out[8];
         int nb = *idx++;
-        for (int b = 0; b < nb; b++, w += 32) {
-            int j = *idx++;
-            for (int r = 0; r < 8; r++)
-                for (int k = 0; k < 4; k++) acc[r] += (int32_t)w[4 * r + k] * (int32_t)xq[j + k];
-        }
+        for (int b = 0; b < nb; b++, w += 32) ck_block_ref(acc, w, xq + *idx++);
         for (int r = 0; r < 8; r++) out[r] = (float)acc[r] * (scale[8 * g + r] * xs);
         ck_store_group(y, out, g, rows);
     }

@@ -224,9 +224,37 @@ static inline void ck_finish(float *y, int32x4_t a0, int32x4_t a1, const float *
 static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
                       const int8_t *xq, float xs)
 {
-    int groups = (rows + 7) >> 3;
-    for (int g = 0; g < groups; g++) {
-        const int8_t *wg = w + (size_t)g * 8 * cols_pad;
+    const size_t gstride = (size_t)8 * cols_pad;
+    int groups = (rows + 7) >> 3, g = 0;
+    /* Two row groups per pass share each x broadcast; two block columns per
+     * iteration give 8 independent accumulators (sdot/sadalp latency). */
+    for (; g + 2 <= groups; g += 2) {
+        const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride;
+        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        int j = 0;
+        for (; j + 8 <= cols_pad; j += 8, w0 += 64, w1 += 64) {
+            int8x16_t x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
+            a0 = ck_dot16(a0, vld1q_s8(w0), x0);
+            a1 = ck_dot16(a1, vld1q_s8(w0 + 16), x0);
+            b0 = ck_dot16(b0, vld1q_s8(w1), x0);
+            b1 = ck_dot16(b1, vld1q_s8(w1 + 16), x0);
+            c0 = ck_dot16(c0, vld1q_s8(w0 + 32), x1);
+            c1 = ck_dot16(c1, vld1q_s8(w0 + 48), x1);
+            d0 = ck_dot16(d0, vld1q_s8(w1 + 32), x1);
+            d1 = ck_dot16(d1, vld1q_s8(w1 + 48), x1);
+        }
+        if (j < cols_pad) {
+            int8x16_t x0 = ck_bcast4(xq + j);
+            a0 = ck_dot16(a0, vld1q_s8(w0), x0);
+            a1 = ck_dot16(a1, vld1q_s8(w0 + 16), x0);
+            b0 = ck_dot16(b0, vld1q_s8(w1), x0);
+            b1 = ck_dot16(b1, vld1q_s8(w1 + 16), x0);
+        }
+        ck_finish(y, vaddq_s32(a0, c0), vaddq_s32(a1, c1), scale + 8 * g, xs, g, rows);
+        ck_finish(y, vaddq_s32(b0, d0), vaddq_s32(b1, d1), scale + 8 * (g + 1), xs, g + 1, rows);
+    }
+    for (; g < groups; g++) {
+        const int8_t *wg = w + g * gstride;
         int32x4_t a0 = vdupq_n_s32(0), a1 = vdupq_n_s32(0), b0 = vdupq_n_s32(0), b1 = vdupq_n_s32(0);
         int j = 0;
         for (; j + 8 <= cols_pad; j += 8, wg += 64) {
