@@ -113,15 +113,18 @@ def _vec_op(int which, x):
     cdef float[::1] yv = y
     cdef int n = a.shape[0]
     cdef const ck_kernels *k = ck_active()
+    cdef unsigned long saved
     if n == 0:
         return y.reshape(np.shape(x))
     with nogil:
+        saved = ck_ftz_enter()
         if which == 0:
             k.vec_tanh(&yv[0], &av[0], n)
         elif which == 1:
             k.vec_sigmoid(&yv[0], &av[0], n)
         else:
             k.vec_exp(&yv[0], &av[0], n)
+        ck_ftz_exit(saved)
     return y.reshape(np.shape(x))
 
 
@@ -306,10 +309,13 @@ cdef class Linear:
         cdef int8_t[::1] qv = q
         cdef const ck_kernels *k = ck_active()
         cdef long i
+        cdef unsigned long saved
         t0 = time.perf_counter()
         with nogil:
+            saved = ck_ftz_enter()
             for i in range(iters):
                 k.linear(&self.c, &yv[0], &xv[0], &qv[0])
+            ck_ftz_exit(saved)
         return (time.perf_counter() - t0) / iters
 
     cdef ck_linear *ptr(self):

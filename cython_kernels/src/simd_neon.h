@@ -165,26 +165,41 @@ static inline void ck_store8(float *y, float32x4_t lo, float32x4_t hi, int g, in
     }
 }
 
+#if defined(__aarch64__)
+#define CK_VMLA_LANE(acc, w, xv, l) vfmaq_laneq_f32(acc, w, xv, l)
+#else
+#define CK_VMLA_LANE(acc, w, xv, l) \
+    vmlaq_lane_f32(acc, w, (l) < 2 ? vget_low_f32(xv) : vget_high_f32(xv), (l) & 1)
+#endif
+
 static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *x)
 {
     int groups = (rows + 7) >> 3;
     for (int g = 0; g < groups; g++) {
         const float *wg = w + (size_t)g * 8 * cols;
-        float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), b0 = vdupq_n_f32(0), b1 = vdupq_n_f32(0);
+        /* One x load feeds four columns through lane-indexed multiply-adds;
+         * four accumulator pairs hide the FMA latency. */
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
         int c = 0;
-        for (; c + 2 <= cols; c += 2) {
-            float32x4_t x0 = vdupq_n_f32(x[c]), x1 = vdupq_n_f32(x[c + 1]);
-            a0 = CK_VMLA(a0, vld1q_f32(wg + 8 * c), x0);
-            a1 = CK_VMLA(a1, vld1q_f32(wg + 8 * c + 4), x0);
-            b0 = CK_VMLA(b0, vld1q_f32(wg + 8 * c + 8), x1);
-            b1 = CK_VMLA(b1, vld1q_f32(wg + 8 * c + 12), x1);
+        for (; c + 4 <= cols; c += 4) {
+            const float *p = wg + 8 * c;
+            float32x4_t xv = vld1q_f32(x + c);
+            a0 = CK_VMLA_LANE(a0, vld1q_f32(p), xv, 0);
+            a1 = CK_VMLA_LANE(a1, vld1q_f32(p + 4), xv, 0);
+            b0 = CK_VMLA_LANE(b0, vld1q_f32(p + 8), xv, 1);
+            b1 = CK_VMLA_LANE(b1, vld1q_f32(p + 12), xv, 1);
+            c0 = CK_VMLA_LANE(c0, vld1q_f32(p + 16), xv, 2);
+            c1 = CK_VMLA_LANE(c1, vld1q_f32(p + 20), xv, 2);
+            d0 = CK_VMLA_LANE(d0, vld1q_f32(p + 24), xv, 3);
+            d1 = CK_VMLA_LANE(d1, vld1q_f32(p + 28), xv, 3);
         }
-        if (c < cols) {
+        for (; c < cols; c++) {
             float32x4_t x0 = vdupq_n_f32(x[c]);
             a0 = CK_VMLA(a0, vld1q_f32(wg + 8 * c), x0);
             a1 = CK_VMLA(a1, vld1q_f32(wg + 8 * c + 4), x0);
         }
-        ck_store8(y, vaddq_f32(a0, b0), vaddq_f32(a1, b1), g, rows);
+        ck_store8(y, vaddq_f32(vaddq_f32(a0, b0), vaddq_f32(c0, d0)),
+                  vaddq_f32(vaddq_f32(a1, b1), vaddq_f32(c1, d1)), g, rows);
     }
 }
 
