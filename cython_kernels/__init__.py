@@ -25,8 +25,10 @@ Numerics
   is quantized per call to ``xq = round(x / xs)`` in [-127, 127]; ``xs`` is
   ``input_scale`` when > 0 (libopus uses 1/127 for inputs in [-1, 1]) or
   ``max|x| / 127`` when ``input_scale == 0`` (the default: safe for any
-  range). Integer sums are exact in every variant, so variants agree to
-  float rounding of the final scaling (tests: rtol 1e-6).
+  range); ``_kernels.quantize_input`` exposes it, ``quantize.quantize_input``
+  is its numpy model. Integer sums are exact and the final scaling uses the
+  same float operations in every variant, so int8 layers are bit-identical
+  across variants (tests assert equality).
 * float layers: variants differ only by summation order / FMA (tests: error
   <= 1e-5 * sum|w||x|).
 * ``vec_exp``: relative error < 4e-7 (inputs clamped to [-87, 88]);
@@ -70,7 +72,13 @@ history buffer "<output>.hist"), GLU (x * sigmoid(W x + b)), Act, Mul, Add.
 Buffers persist across calls, so streaming in chunks equals one shot.
 
 Errors: bad shapes, dtypes, names or indices raise :class:`KernelInputError`
-(a ``ValueError``).
+(a ``ValueError``). Sparse indices and all slices are validated once at
+construction (weight files are untrusted); kernels then run without checks.
+
+Speed: ``python benchmarks/bench_kernels.py`` (GMAC/s per variant vs numpy)
+and ``python benchmarks/qemu_icount.py`` (ARM instructions per call under qemu).
+C-level tests: ``tests/c/kernel_test.c`` (run natively and under qemu by
+``tests/test_cross_arm.py``).
 """
 from __future__ import annotations
 
