@@ -91,7 +91,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         notes.extend(loaded.notes)
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
     sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss)
-    receiver = Receiver(ReceiverConfig(lbrr=args.lbrr, concealment=args.concealment))
+    concealer = None
+    if args.neural_plc:
+        from .plc import NeuralPLC
+
+        concealer = NeuralPLC()  # loads the shipped models (manifest-checked)
+    receiver = Receiver(ReceiverConfig(lbrr=args.lbrr, concealment=args.concealment), concealer=concealer)
     n_packets = n_packets_for(len(pcm), sender.lookahead)
     loss = _build_loss(args)
     mask = loss.mask(n_packets)
@@ -111,7 +116,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "bitrate_bps": bitrate,
         "measured_total_bitrate_bps": res.total_bitrate_bps,
         "lbrr": args.lbrr,
-        "concealment": args.concealment,
+        "concealment": "neural_plc" if args.neural_plc else args.concealment,
         "decision_counts": counts,
         "packets": [
             {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "lost": bool(l), "decision": d}
@@ -174,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expected-loss", type=int, default=20, metavar="PCT",
                    help="loss percentage the encoder sizes LBRR for (default 20)")
     s.add_argument("--concealment", choices=("opus_plc", "zeros"), default="opus_plc")
+    s.add_argument("--neural-plc", action="store_true",
+                   help="conceal holes with the neural PLC (predicted features + vocoder) instead of --concealment")
     s.add_argument("-o", "--output", help="output WAV (default: <input>.recovered.wav)")
     s.add_argument("--report", help="write a JSON report with every packet's decision")
     s.set_defaults(func=cmd_simulate)

@@ -256,7 +256,7 @@ class FeaturePredictor(_PredictorBase):
             buffers={"in": NB_FEATURES + 1, "d": s.dense_in, "h1": s.gru1, "h2": s.gru2, "y": NB_FEATURES},
             ops=[Dense(["in"], "d", k["dense_in"], activation="tanh"), GRU(["d"], "h1", k["gru1"]),
                  GRU(["h1"], "h2", k["gru2"]), Dense(["h1", "h2"], "y", k["out"])])
-        self._in = np.zeros(NB_FEATURES + 1, np.float32)
+        self._in, self._y = self._net.buffer("in"), self._net.buffer("y")  # live views, no feed/fetch copies
         super().__init__(model)
 
     @property
@@ -269,7 +269,8 @@ class FeaturePredictor(_PredictorBase):
     def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
         self._in[:NB_FEATURES] = zin
         self._in[NB_FEATURES] = lost
-        return self._net.step({"in": self._in}, fetch=["y"])["y"]
+        self._net.run(steps=1)
+        return self._y.copy()
 
 
 class FeaturePredictorReference(_PredictorBase):

@@ -32,6 +32,9 @@ class Condition:
         What fills a hole nothing recovers: ``opus_plc`` or ``zeros``.
     lossless : bool
         Ignore the loss mask (the ``clean`` reference).
+    neural_plc : bool
+        Conceal with :class:`edge_dred.plc.NeuralPLC` (feature prediction +
+        vocoder) instead of ``concealment``.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Condition:
     lbrr: bool = False
     concealment: str = "opus_plc"
     lossless: bool = False
+    neural_plc: bool = False
 
 
 CONDITIONS: dict[str, Condition] = {
@@ -48,6 +52,8 @@ CONDITIONS: dict[str, Condition] = {
         Condition("zeros", concealment="zeros"),
         Condition("opus_plc"),
         Condition("lbrr", bitrate=40000, lbrr=True),
+        Condition("neural_plc", neural_plc=True),
+        Condition("lbrr+neural_plc", bitrate=40000, lbrr=True, neural_plc=True),
     )
 }
 
@@ -180,5 +186,11 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
             raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
         condition = CONDITIONS[condition]
     sender = Sender(bitrate or condition.bitrate, lbrr=condition.lbrr)
-    receiver = Receiver(ReceiverConfig(lbrr=condition.lbrr, concealment=condition.concealment))
+    concealer = None
+    if condition.neural_plc:
+        from .plc import NeuralPLC
+
+        concealer = NeuralPLC()
+    receiver = Receiver(ReceiverConfig(lbrr=condition.lbrr, concealment=condition.concealment),
+                        concealer=concealer)
     return simulate(pcm, None if condition.lossless else lost, sender, receiver, condition.name)

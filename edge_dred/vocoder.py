@@ -502,6 +502,11 @@ class Vocoder(_VocoderStream):
                 Dense(["sg"], "y", k["out_dense"], activation="tanh"),
             ])
         del side
+        # Live buffer views: inputs are written in place and the runner is
+        # called without feeds/fetches (the per-subframe Python cost matters).
+        self._sb = {b: self._sub_net.buffer(b) for b in ("cond", "glog", "predn", "prevn", "pp", "y")}
+        self._pp = self._sb["pp"].reshape(4, PRED_SIZE)
+        self._cb = {b: self._cond_net.buffer(b) for b in ("fin", "cond", "glog", "pg")}
         self._hist = np.zeros(HIST, np.float32)
         super().__init__(model)
 
@@ -520,25 +525,28 @@ class Vocoder(_VocoderStream):
     def _set_history(self, pe: np.ndarray) -> None:
         self._hist[:] = pe
 
-    def _cond(self, fin: np.ndarray) -> dict[str, np.ndarray]:
-        return self._cond_net.step({"fin": fin}, fetch=["cond", "glog", "pg"])
+    def _cond(self, fin: np.ndarray) -> None:
+        self._cb["fin"][:] = fin
+        self._cond_net.run(steps=1)
 
     def _frame(self, fin: np.ndarray, lag: int, teacher: np.ndarray | None) -> np.ndarray:
-        r = self._cond(fin)
+        self._cond(fin)
         c = self.model.shape.cond_size
-        glog = r["glog"].astype(np.float64)
+        cond, glog = self._cb["cond"], self._cb["glog"].astype(np.float64)
         gain, inv = np.exp(glog).astype(np.float32), np.exp(-glog).astype(np.float32)
-        pg = r["pg"].reshape(NB_SUB, 4)
+        pg = self._cb["pg"].reshape(NB_SUB, 4)
         pos = _pred_positions(lag)
         out = np.empty(FRAME, np.float32)
-        hist = self._hist
+        hist, sb, pp = self._hist, self._sb, self._pp
         for j in range(NB_SUB):
-            predn = hist[pos] * inv[j]
-            feeds = {"cond": r["cond"][j * c:(j + 1) * c], "glog": glog[j:j + 1], "predn": predn,
-                     "prevn": hist[HIST - SUBFRAME:] * inv[j],
-                     "pp": (pg[j][:, None] * predn[None, :]).ravel()}
-            y = self._sub_net.step(feeds, fetch=["y"])["y"] * gain[j]
-            out[j * SUBFRAME:(j + 1) * SUBFRAME] = y
+            sb["cond"][:] = cond[j * c:(j + 1) * c]
+            sb["glog"][0] = glog[j]
+            np.multiply(hist[pos], inv[j], out=sb["predn"])
+            np.multiply(hist[HIST - SUBFRAME:], inv[j], out=sb["prevn"])
+            np.multiply(pg[j][:, None], sb["predn"][None, :], out=pp)
+            self._sub_net.run(steps=1)
+            y = out[j * SUBFRAME:(j + 1) * SUBFRAME]
+            np.multiply(sb["y"], gain[j], out=y)
             hist[:HIST - SUBFRAME] = hist[SUBFRAME:]
             hist[HIST - SUBFRAME:] = y if teacher is None else teacher[j * SUBFRAME:(j + 1) * SUBFRAME]
         return out

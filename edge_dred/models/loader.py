@@ -172,6 +172,8 @@ def load_weight_file(name: str, expect_version: str, expect_arrays: Mapping[str,
 
     if path is None:
         path, _ = verify_model_file(name, expect_version, models_dir)
+    elif not os.path.isfile(path):
+        raise ModelFileError(f"model file {path} for {name!r} is missing")
     try:
         return read_weights(path, expect_model=name, expect_version=expect_version, expect_arrays=expect_arrays)
     except WeightFileError as e:

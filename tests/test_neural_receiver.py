@@ -1,0 +1,114 @@
+"""Neural PLC inside the receiver: conditions, CLI, edges, long bursts (shipped models)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import voiced
+from edge_dred import plc as plc_mod
+from edge_dred.audio.wavio import load_audio, write_wav
+from edge_dred.cli import main
+from edge_dred.models import loader
+from edge_dred.receiver import Receiver, ReceiverConfig
+from edge_dred.simulate import CONDITIONS, Sender, run_condition, simulate
+
+SLOT = 320
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return voiced(3.0, f0=125.0, seed=4)
+
+
+def _edges(lost: np.ndarray, lookahead: int) -> list[int]:
+    """Output sample indices where a loss starts or ends."""
+    d = np.diff(np.concatenate([[0], lost.astype(int), [0]]))
+    return [int(i) * SLOT - lookahead for i in np.nonzero(d)[0]]
+
+
+def test_conditions_registered():
+    assert CONDITIONS["neural_plc"].neural_plc and not CONDITIONS["neural_plc"].lbrr
+    c = CONDITIONS["lbrr+neural_plc"]
+    assert c.neural_plc and c.lbrr and c.bitrate == 40000
+    assert not CONDITIONS["opus_plc"].neural_plc
+
+
+def test_neural_plc_condition_conceals_smoothly(speech):
+    lost = np.zeros(160, bool)
+    lost[[20, 45, 46, 47, 90, 91]] = True
+    res = run_condition(speech, lost, "neural_plc")
+    clean = run_condition(speech, None, "clean")
+    assert len(res.audio) == len(speech)
+    dec = np.array(res.decisions)
+    assert np.all(dec[res.lost] == "neural_plc") and np.all(dec[~res.lost] == "regular")
+    own = np.abs(np.diff(clean.audio.astype(np.float64)))
+    y = res.audio.astype(np.float64)
+    la = Sender().lookahead
+    for e in _edges(res.lost, la):
+        if 0 < e < len(y):
+            local = own[max(0, e - 3200):e + 3200]
+            assert abs(y[e] - y[e - 1]) <= np.percentile(local, 99.5), e
+    # the concealed slots carry signal (not silence) and stay at the signal's level
+    for s in (20, 45, 90):
+        seg = y[s * SLOT - la:(s + 1) * SLOT - la]
+        ref = clean.audio[s * SLOT - la:(s + 1) * SLOT - la].astype(np.float64)
+        assert 0.05 < np.sqrt(np.mean(seg ** 2)) / np.sqrt(np.mean(ref ** 2)) < 3.0
+
+
+def test_lbrr_plus_neural_plc(speech):
+    lost = np.zeros(160, bool)
+    lost[[30, 60, 61, 62, 63]] = True
+    res = run_condition(speech, lost, "lbrr+neural_plc")
+    dec = np.array(res.decisions)
+    assert dec[30] == "lbrr" and dec[63] == "lbrr"  # the next packet carries the frame
+    assert set(dec[60:63]) == {"neural_plc"}
+
+
+def test_long_burst_fades_to_silence_and_hands_back(speech):
+    lost = np.zeros(160, bool)
+    lost[40:60] = True  # 400 ms
+    sender = Sender()
+    res = simulate(speech, lost, sender, Receiver(ReceiverConfig(), concealer=plc_mod.NeuralPLC()))
+    y = res.audio.astype(np.float64)
+    la = sender.lookahead
+    a, b = 40 * SLOT - la, 60 * SLOT - la
+    assert np.all(y[a + 3200:b] == 0)  # silence from 200 ms into the loss
+    assert np.sqrt(np.mean(y[a:a + 1600] ** 2)) > 100  # but not before
+    # the return is a fade-in: no jump at the edge, the first samples stay below the decoded level
+    assert abs(y[b] - y[b - 1]) < 200
+    assert np.max(np.abs(y[b:b + 16])) < np.max(np.abs(y[b + 160:b + 480]))
+
+
+def test_cli_simulate_neural_plc(tmp_path, speech, capsys):
+    wav, out, rep, tr = tmp_path / "in.wav", tmp_path / "o.wav", tmp_path / "r.json", tmp_path / "t.txt"
+    write_wav(wav, speech[:32000])
+    tr.write_text("0\n0\n0\n0\n1\n1\n0\n0\n0\n1\n" * 12)
+    assert main(["simulate", str(wav), "--trace", str(tr), "--neural-plc", "-o", str(out),
+                 "--report", str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    assert r["concealment"] == "neural_plc"
+    assert r["decision_counts"]["neural_plc"] == sum(p["lost"] for p in r["packets"]) > 0
+    assert len(load_audio(out).pcm) == 32000
+    assert "neural_plc" in capsys.readouterr().out
+
+
+def test_cli_reports_broken_model_cleanly(tmp_path, speech, monkeypatch, capsys):
+    wav = tmp_path / "in.wav"
+    write_wav(wav, speech[:8000])
+    d = tmp_path / "models"
+    d.mkdir()
+    for name in ("manifest.json", "vocoder.bin", "plc.bin"):
+        (d / name).write_bytes((loader.MODELS_DIR / name).read_bytes())
+    (d / "plc.bin").write_bytes((d / "plc.bin").read_bytes()[:5000])  # truncated
+    monkeypatch.setattr(loader, "MODELS_DIR", d)
+    plc_mod.default_models.cache_clear()
+    try:
+        rc = main(["simulate", str(wav), "--loss", "10", "--neural-plc", "-o", str(tmp_path / "o.wav")])
+    finally:
+        plc_mod.default_models.cache_clear()
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "plc.bin is truncated" in err
+    assert not (tmp_path / "o.wav").exists()

@@ -1,0 +1,246 @@
+"""Neural PLC: feature predictor runtime, fade to silence, edges, weight-file errors.
+
+The predictor tests use a tiny randomly initialised model exported through the
+real path (``export_plc`` -> weight file -> ``PLCModel.load``); the concealer
+tests drive :class:`NeuralPLC` directly with slots of a synthetic speech-like
+signal (no Opus, no ../shared).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import voiced
+from edge_dred.features import compute_features
+from edge_dred.models.loader import ModelFileError, load_manifest, update_manifest
+from edge_dred.plc import (MODEL_VERSION, FeaturePredictor, FeaturePredictorReference, NeuralPLC, PLCInputError,
+                           PLCModel, export_plc, random_plc_params)
+from edge_dred.receiver import Decision, SlotContext
+from edge_dred.vocoder import VocoderModel, export_vocoder, random_vocoder_params
+
+REPO = Path(__file__).resolve().parents[1]
+SLOT = 320
+
+
+@pytest.fixture(scope="module")
+def feats():
+    return compute_features(voiced(2.0, f0=150.0, seed=5))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, feats):
+    params, cfg = random_plc_params({"dense_in": 24, "gru1": 32, "gru2": 24}, seed=3,
+                                    feat_mean=feats.mean(0), feat_std=feats.std(0) + 1e-3)
+    path = tmp_path_factory.mktemp("plc") / "plc.bin"
+    info = export_plc(params, cfg, path)
+    return PLCModel.load(path=path), params, cfg, info
+
+
+@pytest.fixture(scope="module")
+def tiny_vocoder(tmp_path_factory, feats):
+    params, cfg = random_vocoder_params(dict(pembed_dim=4, cond_dense1=16, cond_conv=16, cond_size=16, fwc_size=16,
+                                             gru_sizes=[16, 16, 16], skip_size=16), seed=2,
+                                        feat_mean=feats.mean(0), feat_std=feats.std(0) + 1e-3)
+    path = tmp_path_factory.mktemp("voc") / "v.bin"
+    export_vocoder(params, cfg, path)
+    return VocoderModel.load(path=path)
+
+
+def _run(pred, feats, lost):
+    out = []
+    for t in range(len(feats)):
+        if lost[t]:
+            out.append(pred.lost())
+        else:
+            out.append(pred.prediction)
+            pred.update(feats[t])
+    return np.array(out)
+
+
+def _mask(n):
+    lost = np.zeros(n, bool)
+    lost[30:36] = lost[80:100] = lost[140:142] = True
+    return lost
+
+
+def test_predictor_shapes_semantics_and_determinism(tiny, feats):
+    model, *_ = tiny
+    a, b = FeaturePredictor(model), FeaturePredictor(model)
+    lost = _mask(len(feats))
+    pa = _run(a, feats, lost)
+    assert pa.shape == feats.shape and pa.dtype == np.float32
+    assert np.array_equal(pa, _run(b, feats, lost))
+    a.reset()
+    assert np.allclose(a.prediction, model.feat_mean)  # before any input: the mean frame
+    a.update(feats[0])
+    p = a.prediction
+    assert np.array_equal(a.lost(), p)  # a lost frame gets the pending prediction ...
+    assert not np.array_equal(a.prediction, p)  # ... and the predictor advances
+    assert a.state_bytes < 64 * 1024
+
+
+def test_predictor_int8_matches_float_reference(tiny, feats):
+    model, *_ = tiny
+    lost = _mask(len(feats))
+    q = _run(FeaturePredictor(model), feats, lost)
+    f = _run(FeaturePredictorReference(model), feats, lost)
+    scale = np.sqrt(np.mean((f - f.mean(0)) ** 2, axis=0)) + 1e-3
+    assert np.max(np.abs(q - f) / scale) < 0.1  # per-feature error < 10 % of its spread
+    assert np.sqrt(np.mean(((q - f) / scale) ** 2)) < 0.02
+
+
+def test_predictor_reference_equals_torch(tiny, feats):
+    torch = pytest.importorskip("torch")
+    model, params, cfg, _ = tiny
+    sys.path.insert(0, str(REPO / "training"))
+    try:
+        from plc_model import PLCConfig, PLCPredictor
+    finally:
+        sys.path.pop(0)
+    from edge_dred.nn_reference import float_gru, float_linear
+
+    m = PLCPredictor(PLCConfig.from_dict(cfg))  # float32: the training code's states are float32
+    sd = {"feat_mean": params["feat_mean"], "feat_std": params["feat_std"]}
+    for name in ("dense_in", "out"):
+        w, b = float_linear(model.arrays, name)
+        sd[f"{name}.weight"], sd[f"{name}.bias"] = w, b
+    for g in ("gru1", "gru2"):
+        for k, a in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), float_gru(model.arrays, g)):
+            sd[f"{g}.{k}"] = a
+    m.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in sd.items()})
+    lost = _mask(len(feats))
+    lost[0] = False
+    with torch.no_grad():
+        z = m.run(torch.from_numpy(feats.astype(np.float32))[None], torch.from_numpy(lost)[None])
+        want = m.denormalize(z)[0].numpy()
+    got = _run(FeaturePredictorReference(model), feats, lost)
+    assert np.allclose(got[1:], want[1:], rtol=1e-4, atol=1e-3)
+
+
+def test_predictor_bad_input(tiny, feats):
+    p = FeaturePredictor(tiny[0])
+    with pytest.raises(PLCInputError, match="20 values"):
+        p.update(feats[0, :19])
+    bad = feats[0].copy()
+    bad[3] = np.inf
+    with pytest.raises(PLCInputError, match="finite"):
+        p.update(bad)
+
+
+def test_plc_weight_file_errors(tmp_path, tiny):
+    _, params, cfg, _ = tiny
+    d = tmp_path / "m"
+    d.mkdir()
+    export_plc(params, cfg, d / "plc.bin")
+    update_manifest("plc", d / "plc.bin", MODEL_VERSION, models_dir=d)
+    PLCModel.load(models_dir=d)
+    p = d / "plc.bin"
+    good = p.read_bytes()
+    p.write_bytes(good[:-64])
+    with pytest.raises(ModelFileError, match="truncated"):
+        PLCModel.load(models_dir=d)
+    p.write_bytes(good)
+    man = json.loads((d / "manifest.json").read_text())
+    man["models"]["plc"]["version"] = "plc-int8-9"
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelFileError, match="version 'plc-int8-9'"):
+        PLCModel.load(models_dir=d)
+    p.unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        PLCModel.load(path=p)
+
+
+# ------------------------------------------------------------ the concealer
+
+def _drive(plc, pcm, loss_start, n_lost, opus_plc=True):
+    """Real slots up to ``loss_start``, ``n_lost`` concealed slots, then one handed-back slot.
+
+    Returns the output stream (real slots, concealment, handed-back slot) as float64.
+    """
+    out = []
+    hist = np.zeros(4096, np.int16)
+    for s in range(loss_start):
+        x = pcm[s * SLOT:(s + 1) * SLOT]
+        out.append(x)
+        hist = np.concatenate([hist[SLOT:], x])
+        plc.observe(x, Decision.REGULAR)
+    for k in range(n_lost):
+        s = loss_start + k
+        # Stand-in for libopus's concealment: a copy of the last real slot.
+        fake = pcm[(loss_start - 1) * SLOT: loss_start * SLOT] if opus_plc else None
+        ctx = SlotContext(s, [], hist, k + 1, fake)
+        y = plc.conceal(ctx)
+        assert y.shape == (SLOT,) and y.dtype == np.int16
+        out.append(y)
+        hist = np.concatenate([hist[SLOT:], y])
+        plc.observe(y, Decision.NEURAL_PLC)
+    s = loss_start + n_lost
+    back = plc.handback(pcm[s * SLOT:(s + 1) * SLOT])
+    plc.observe(back, Decision.REGULAR)
+    out.append(back)
+    return np.concatenate(out).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return voiced(3.0, f0=120.0, seed=11)
+
+
+@pytest.mark.parametrize("opus_plc", [True, False])
+def test_fade_to_silence_after_100ms(speech, tiny, tiny_vocoder, opus_plc):
+    plc = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=100, fade_ms=100)
+    start, n_lost = 50, 15  # 300 ms loss
+    y = _drive(plc, speech, start, n_lost, opus_plc)
+    loss = y[start * SLOT:(start + n_lost) * SLOT]
+    assert np.all(loss[3200:] == 0)  # silent from 200 ms on
+    assert plc.stats["silent_slots"] == 5  # and the vocoder is not run there
+    # The fade is the raised cosine applied to the continuation: unchanged up to 100 ms ...
+    ref = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=10_000)
+    y_full = _drive(ref, speech, start, n_lost, opus_plc)[start * SLOT:(start + n_lost) * SLOT]
+    assert np.array_equal(loss[:1600], y_full[:1600])
+    # ... then smoothly down: the ratio follows the monotone gain within int16 rounding.
+    t = np.arange(1600, 3200)
+    g = 0.5 + 0.5 * np.cos(np.pi * (t - 1600 + 0.5) / 1600)
+    assert np.max(np.abs(loss[1600:3200] - np.round(y_full[1600:3200] * g))) <= 1
+
+
+def test_fade_parameters_validated(tiny, tiny_vocoder):
+    with pytest.raises(ValueError, match="fade"):
+        NeuralPLC(tiny_vocoder, tiny[0], fade_ms=0)
+    with pytest.raises(ValueError, match="cross-fade"):
+        NeuralPLC(tiny_vocoder, tiny[0], end_xfade=1000)
+
+
+def test_int8_concealment_matches_reference(speech, tiny, tiny_vocoder):
+    a = _drive(NeuralPLC(tiny_vocoder, tiny[0]), speech, 40, 3)
+    b = _drive(NeuralPLC(tiny_vocoder, tiny[0], reference=True), speech, 40, 3)
+    seg = slice(40 * SLOT, 44 * SLOT)
+    err = np.sum((a[seg] - b[seg]) ** 2)
+    assert 10 * np.log10(np.sum(b[seg] ** 2) / max(err, 1e-9)) > 20.0
+
+
+def _edge_jump(y, i):
+    return abs(y[i] - y[i - 1])
+
+
+@pytest.mark.parametrize("opus_plc", [True, False])
+def test_shipped_models_edges_have_no_click(speech, opus_plc):
+    """Loss start and hand-back: the sample jump is within the real signal's own jumps."""
+    if "plc" not in load_manifest()["models"]:
+        pytest.fail("the shipped PLC model is missing from edge_dred/models")
+    plc = NeuralPLC()
+    own = np.abs(np.diff(speech.astype(np.float64)))
+    for start, n_lost in ((30, 1), (60, 3), (100, 8)):
+        plc = NeuralPLC()
+        y = _drive(plc, speech, start, n_lost, opus_plc)
+        local = own[(start - 10) * SLOT:(start + n_lost + 1) * SLOT]
+        a, b = start * SLOT, (start + n_lost) * SLOT
+        assert _edge_jump(y, a) <= np.percentile(local, 99.5), ("start", start)
+        assert _edge_jump(y, b) <= np.percentile(local, 99.5), ("end", start)
+        # no click anywhere in the concealed span or the cross-fade
+        assert np.max(np.abs(np.diff(y[a - 1:b + 320]))) <= 1.5 * local.max()
+    assert plc.state_bytes <= 64 * 1024
