@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -311,18 +310,11 @@ def print_table(rows: list[dict]) -> None:
     print(f"state: {rows[-1]['state_bits_per_packet']:.1f} bits/packet over {rows[-1]['packets']} packets")
 
 
-def sha256(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def update_manifest(entries: dict[str, dict]) -> None:
-    path = MODELS / "manifest.json"
-    man = json.loads(path.read_text()) if path.exists() else {}
-    models = man.setdefault("models", {})
-    models.update(entries)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def update_manifest(entries: dict[str, tuple[Path, dict]]) -> None:
+    """Merge our entries with the project's manifest writer (keeps other models')."""
+    from edge_dred.models.loader import update_manifest as _update
+    for name, (path, extra) in entries.items():
+        _update(name, path, VERSION, extra)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -335,6 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calib-frames", type=int, default=6000, help="train-set frames for calibration")
     ap.add_argument("--verify-frames", type=int, default=6000, help="dev frames for TFLite verification")
     ap.add_argument("--eval-only", action="store_true")
+    ap.add_argument("--decoder-format", choices=("npz", "bin"), default="npz",
+                    help="npz (what edge_dred/dred/decoder.py loads today) or the quantize.weightfile format")
+    ap.add_argument("--skip-table", action="store_true", help="skip the R/D table (quick export)")
     ap.add_argument("--json", type=Path, default=None, help="write the R/D table and checks here")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -342,11 +337,13 @@ def main(argv: list[str] | None = None) -> None:
     dev = dev_features(a.dev_files)
     print(f"dev features: {dev.shape[0]} frames ({dev.shape[0] / 6000:.1f} min)")
     t = time.time()
-    _, _, _, zdev, sdev = encoder_states(model, dev)
-    rows = rd_table(model, dev, zdev, sdev)
-    print(f"R/D table ({time.time() - t:.0f} s):")
-    print_table(rows)
-    report: dict = {"rd": rows}
+    _, _, _, zdev, sdev = encoder_states(model, dev if not a.skip_table else dev[:1000])
+    report: dict = {}
+    if not a.skip_table:
+        rows = rd_table(model, dev, zdev, sdev)
+        print(f"R/D table ({time.time() - t:.0f} s):")
+        print_table(rows)
+        report["rd"] = rows
     if a.eval_only:
         if a.json:
             a.json.write_text(json.dumps(report, indent=2))
@@ -355,9 +352,16 @@ def main(argv: list[str] | None = None) -> None:
     MODELS.mkdir(parents=True, exist_ok=True)
     # Decoder weights + tables, checked against the PyTorch decoder.
     arrs = decoder_arrays(model)
-    dec_path = MODELS / "dred_decoder.npz"
-    np.savez(dec_path, **arrs)
-    w = dict(np.load(dec_path))
+    if a.decoder_format == "npz":
+        dec_path = MODELS / "dred_decoder.npz"
+        np.savez(dec_path, **arrs)
+        w = dict(np.load(dec_path))
+    else:
+        from quantize.weightfile import read_weights, write_weights
+        dec_path = MODELS / "dred_decoder.bin"
+        write_weights(dec_path, {k: v for k, v in arrs.items() if v.dtype.kind != "U"},
+                      {"model": "dred_decoder", "version": VERSION})
+        w, _ = read_weights(dec_path, expect_model="dred_decoder", expect_version=VERSION)
     tab = model.stats.tables()
     zi = np.arange(2 * MAX_CHUNKS - 1, 0, -2)[:MAX_CHUNKS] + 200
     q = np.full(MAX_CHUNKS, 3)
@@ -365,8 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     ks = quantize_np(sdev[zi[0]], tab["state_quant_scale"], tab["state_dead_zone"])
     ref = decode_numpy(w, k, q, ks)
     with torch.no_grad():
-        tout = model.denormalize(model.decoder(torch.from_numpy((k / tab["quant_scale"][3])[None].astype(np.float32)),
-                                               torch.from_numpy((ks / tab["state_quant_scale"])[None].astype(np.float32))))
+        tout = model.decoder(torch.from_numpy((k / tab["quant_scale"][3])[None].astype(np.float32)),
+                             torch.from_numpy((ks / tab["state_quant_scale"])[None].astype(np.float32)))
+    tout = model.denormalize(tout.reshape(-1, NB_FEATURES))
     dec_err = float(np.abs(ref - tout.reshape(-1, NB_FEATURES).numpy()).max())
     print(f"numpy decoder vs PyTorch: max abs diff {dec_err:.2e}")
     if dec_err > 1e-3:
@@ -416,14 +421,12 @@ def main(argv: list[str] | None = None) -> None:
     norm = {"feature_mean": [float(v) for v in arrs["feature_mean"]],
             "feature_std": [float(v) for v in arrs["feature_std"]]}
     update_manifest({
-        "dred_encoder": {"file": enc_path.name, "version": VERSION, "sha256": sha256(enc_path),
-                         "bytes": enc_path.stat().st_size, "format": f"tflite ({a.recipe})",
-                         "latent_dim": cfg.latent_dim, "state_dim": cfg.state_dim, "gru_dim": cfg.enc_gru,
-                         "input": "normalised features (f - feature_mean) / feature_std, 2 frames older first",
-                         **norm},
-        "dred_decoder": {"file": dec_path.name, "version": VERSION, "sha256": sha256(dec_path),
-                         "bytes": dec_path.stat().st_size, "format": "npz float32 (quantize weight-file "
-                         "writer not available yet)", "latent_dim": cfg.latent_dim, "state_dim": cfg.state_dim},
+        "dred_encoder": (enc_path, {"format": f"tflite ({a.recipe})", "latent_dim": cfg.latent_dim,
+                                    "state_dim": cfg.state_dim, "gru_dim": cfg.enc_gru,
+                                    "input": "normalised features (f - feature_mean) / feature_std, "
+                                             "2 frames older first", **norm}),
+        "dred_decoder": (dec_path, {"format": f"{a.decoder_format} float32", "latent_dim": cfg.latent_dim,
+                                    "state_dim": cfg.state_dim}),
     })
     print(f"wrote {enc_path}, {dec_path}, manifest")
     if a.json:
