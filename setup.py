@@ -83,7 +83,7 @@ setup(
         "board_configs",
     ],
     package_data={
-        "edge_dred.models": ["*.bin", "*.tflite", "*.json"],
+        "edge_dred.models": ["*.bin", "*.npz", "*.tflite", "*.json"],
         "board_configs": ["*.toml"],
         "cython_kernels": ["*.pxd", "src/*.h", "src/*.c"],
     },

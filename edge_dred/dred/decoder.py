@@ -20,9 +20,9 @@ Network, per step ``j`` (GRUs in PyTorch's reset-after layout)::
     h1  = GRU1(x, h1);  h2 = GRU2([x, h1], h2)
     out = W_out [x, h1, h2] + b_out                               # 80 = 4 frames x 20, raw features
 
-Weights, entropy tables and the feature normalisation live in one ``.npz``
-(``edge_dred/models/dred_decoder.npz``), checked against the manifest's
-sha256 and version before use.
+Weights, entropy tables and the feature normalisation live in one file
+(``edge_dred/models/dred_decoder.npz``, or a :mod:`quantize.weightfile`
+``.bin``), checked against the manifest's sha256 and version before use.
 """
 from __future__ import annotations
 
@@ -159,7 +159,9 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     Parameters
     ----------
     path : path-like, optional
-        Defaults to the shipped ``edge_dred/models/dred_decoder.npz``.
+        Defaults to the shipped decoder named in ``manifest.json``
+        (``dred_decoder.npz``, or ``dred_decoder.bin`` in the
+        :mod:`quantize.weightfile` format).
     verify : bool, optional
         Check sha256/size/version against ``manifest.json`` next to the file;
         default: only for the shipped file.
@@ -177,16 +179,29 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     else:
         p = Path(path)
         if verify:
-            check_manifest_entry(MANIFEST_KEY, DECODER_VERSION, p.parent)
+            vp, _ = check_manifest_entry(MANIFEST_KEY, DECODER_VERSION, p.parent)
+            if vp.name != p.name:
+                raise DredModelError(f"the manifest's {MANIFEST_KEY} is {vp.name}, not {p.name}")
     if not p.is_file():
         raise DredModelError(f"DRED decoder file not found: {p} (run training/export_rdovae.py)")
     if p.stat().st_size > _MAX_FILE_BYTES:
         raise DredModelError(f"{p}: {p.stat().st_size} bytes is not a decoder file")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrs = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise DredModelError(f"{p}: not a readable decoder file ({e})") from None
+    if p.suffix == ".bin":
+        # quantize.weightfile format (header checksum, model name and version checked on read).
+        from quantize import WeightFileError, read_weights
+
+        try:
+            arrs, _ = read_weights(p, expect_model=MANIFEST_KEY, expect_version=DECODER_VERSION)
+        except (WeightFileError, OSError) as e:
+            raise DredModelError(f"{p}: {e}") from None
+        arrs = dict(arrs)
+        arrs.setdefault("version", np.array(DECODER_VERSION))
+    else:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arrs = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise DredModelError(f"{p}: not a readable decoder file ({e})") from None
     w = DecoderWeights.from_mapping(arrs)
     if w.version != DECODER_VERSION:
         raise DredModelError(f"{p}: version {w.version!r}, this runtime needs {DECODER_VERSION!r}")
