@@ -68,6 +68,45 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> list[tuple[str, st
     ]
 
 
+def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> list[tuple[str, str, np.ndarray]]:
+    """DRED per 20 ms packet: the sender's whole path and the receiver's decode of the newest 40 ms.
+
+    Sender: features, int8 TFLite encoder step, quantisation, rate control and
+    range coding of a 1.04 s / 80-byte payload.  Receiver: parse the payload
+    and run the decoder from the state through the newest latent (4 frames),
+    what a single lost packet costs before synthesis (the vocoder row above
+    gives the synthesis).  Skipped when the models or the TFLite runtime are
+    missing.
+    """
+    try:
+        from .dred.decoder import DredDecoder
+        from .dred.encoder import DredStreamEncoder
+        from .dred.payload import parse_payload
+
+        se = DredStreamEncoder(1040, 80)
+        dec = DredDecoder()
+    except (ImportError, ValueError):
+        return []
+    frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
+    payloads: list[bytes] = [b""] * n
+
+    def send(i: int) -> None:
+        payloads[i] = se.push_pcm(frames[i])
+
+    t_send = time_per_packet(send, n, 1)    # stateful stream: one pass
+    have = [p for p in payloads if p]
+    if not have:
+        return [("dred sender", "features + TFLite step + quantize + code", t_send)]
+
+    def recv(i: int) -> None:
+        dec.start_payload(parse_payload(have[i % len(have)], dec.tables)).frames(4)
+
+    return [
+        ("dred sender", "features + TFLite step + quantize + code", t_send),
+        ("dred receiver", "parse + decode newest 40 ms", time_per_packet(recv, len(have), repeat)),
+    ]
+
+
 def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     """Time every available stage and return a markdown table."""
     from .codec.opus import OpusDecoder, OpusEncoder
@@ -94,6 +133,7 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     rows.append(("receiver", "opus PLC", time_per_packet(lambda i: dec.decode(None, FRAME_SAMPLES), n, repeat)))
 
     rows.extend(_neural_plc_rows(pcm, n, repeat))
+    rows.extend(_dred_rows(pcm, n, repeat))
 
     budget = FRAME_MS / 1000.0
     lines = [

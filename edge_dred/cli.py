@@ -58,6 +58,26 @@ def _percent(s: str) -> float:
     return v
 
 
+def _dred_ms(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {s!r}") from None
+    if not (v == 0 or 40 <= v <= 1040):
+        raise argparse.ArgumentTypeError(f"DRED depth must be 0 or 40..1040 ms, got {v}")
+    return v
+
+
+def _jitter_ms(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {s!r}") from None
+    if not 0 <= v <= 10_000:
+        raise argparse.ArgumentTypeError(f"jitter-buffer depth must be 0..10000 ms, got {v}")
+    return v
+
+
 def _build_loss(args: argparse.Namespace):
     from .loss import GilbertElliott, NoLoss, TraceLoss, UniformLoss, load_trace
 
@@ -76,7 +96,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .audio.wavio import load_audio, write_wav
     from .loss import loss_stats
     from .receiver import Receiver, ReceiverConfig
-    from .simulate import Sender, n_packets_for, simulate
+    from .simulate import Sender, jitter_lookahead, n_packets_for, simulate
 
     notes: list[str] = []
     if args.input is None:
@@ -90,13 +110,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         pcm, src = loaded.pcm, str(args.input)
         notes.extend(loaded.notes)
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
-    sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss)
+    dred_ms = args.dred_ms if args.dred_ms is not None else (1040 if args.dred else 0)
+    sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss,
+                    dred_ms=dred_ms, dred_budget=args.dred_budget)
+    recoverers = []
+    if dred_ms:
+        from .dred.recovery import DredRecoverer
+
+        recoverers.append(DredRecoverer())  # shipped decoder + vocoder (manifest-checked)
     concealer = None
     if args.neural_plc:
         from .plc import NeuralPLC
 
         concealer = NeuralPLC()  # loads the shipped models (manifest-checked)
-    receiver = Receiver(ReceiverConfig(lbrr=args.lbrr, concealment=args.concealment), concealer=concealer)
+    lookahead = jitter_lookahead(args.jitter_ms, args.lbrr) if dred_ms else None
+    receiver = Receiver(ReceiverConfig(lbrr=args.lbrr, concealment=args.concealment, lookahead=lookahead),
+                        recoverers=recoverers, concealer=concealer)
     n_packets = n_packets_for(len(pcm), sender.lookahead)
     loss = _build_loss(args)
     mask = loss.mask(n_packets)
@@ -118,9 +147,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "lbrr": args.lbrr,
         "concealment": "neural_plc" if args.neural_plc else args.concealment,
         "decision_counts": counts,
+        "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "jitter_ms": args.jitter_ms,
+                  "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": recoverers[0].stats}
+                 if dred_ms else None),
         "packets": [
-            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "lost": bool(l), "decision": d}
-            for i, (b, l, d) in enumerate(zip(res.packet_bytes, res.lost, res.decisions))
+            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "dred_bytes": int(db), "lost": bool(l), "decision": d}
+            for i, (b, db, l, d) in enumerate(zip(res.packet_bytes, sender.dred_bytes, res.lost, res.decisions))
         ],
     }
     # Outputs are written only once everything succeeded, each atomically.
@@ -134,6 +166,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           f"mean burst {stats['mean_burst']:.2f}, longest {stats['max_burst']}")
     print(f"stream    {res.total_bitrate_bps / 1000:.1f} kb/s measured (target {bitrate / 1000:.0f} kb/s"
           f"{', LBRR on' if args.lbrr else ''})")
+    if dred_ms:
+        print(f"dred      {dred_ms} ms asked, {np.mean(sender.dred_bytes):.1f} bytes/packet on average "
+              f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), jitter buffer {args.jitter_ms} ms")
     print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"wrote     {out_path}" + (f" and {args.report}" if args.report else ""))
     return 0
@@ -181,8 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concealment", choices=("opus_plc", "zeros"), default="opus_plc")
     s.add_argument("--neural-plc", action="store_true",
                    help="conceal holes with the neural PLC (predicted features + vocoder) instead of --concealment")
+    s.add_argument("--dred", action="store_true", help="send Deep REDundancy (1040 ms unless --dred-ms) and recover "
+                   "lost packets from it")
+    s.add_argument("--dred-ms", type=_dred_ms, metavar="MS",
+                   help="DRED redundancy depth per packet, 40..1040 ms (implies --dred; 0 disables; default 1040)")
+    s.add_argument("--dred-budget", type=_positive_int, default=80, metavar="BYTES",
+                   help="largest DRED payload per packet (default 80: about 32 kb/s on top of Opus)")
+    s.add_argument("--jitter-ms", type=_jitter_ms, default=60, metavar="MS",
+                   help="jitter-buffer depth the receiver plays out with (default 60). A lost packet can only be "
+                        "rebuilt from DRED in a packet that arrives within this depth, so with 60 ms DRED fills "
+                        "bursts up to 3 packets and the last 60 ms of longer ones; libopus's own DRED evaluation "
+                        "assumes the first packet after a burst always arrives in time: --jitter-ms 1040")
     s.add_argument("-o", "--output", help="output WAV (default: <input>.recovered.wav)")
-    s.add_argument("--report", help="write a JSON report with every packet's decision")
+    s.add_argument("--report", help="write a JSON report with every packet's decision and DRED bytes")
     s.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="time each stage per 20 ms packet and print real-time factors")

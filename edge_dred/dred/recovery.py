@@ -1,0 +1,288 @@
+"""DRED in the receiver: a :class:`~edge_dred.receiver.Recoverer` plug-in.
+
+When a slot is lost, :class:`DredRecoverer` looks at the packets after it
+that the receiver already holds (``ctx.future``, bounded by its look-ahead,
+i.e. the jitter buffer), takes the *earliest* arrived one whose DRED payload
+reaches back over the lost 20 ms (it carries that audio with the finest
+quantizer and the shortest backward decode), decodes its latents backward
+only as far as needed, and synthesises the slot with the vocoder continuing
+from the receiver's last output.  Consecutive lost slots of one burst reuse
+the same decode (its frames are cached).  When real audio resumes,
+``handback`` cross-fades from one more synthesised frame into it.
+
+Payloads are hostile input: a malformed packet, padding or payload makes
+that packet count as "no DRED" (``stats['bad_payloads']``), never an error.
+
+Time alignment
+--------------
+Payload frames are in the sender's *input* time: packet ``p``'s chunk 0 ends
+at the end of input frame ``2p + 1 - offset`` (10 ms frames; see
+:mod:`edge_dred.dred.encoder`).  The receiver's output lags the input by the
+codec delay ``D`` (the Opus encoder look-ahead, 104 samples at 16 kHz), so
+output frame ``m`` shows input time ``m - D/160`` frames; its features are
+interpolated between the two input frames around it (cepstrum and
+correlation linearly, the pitch period from the nearer frame unless the two
+agree within 20 %).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from .. import FRAME_SAMPLES
+from ..codec.framing import extract_dred
+from ..features import FRAME_SIZE, NB_FEATURES, FeatureExtractor
+from .decoder import BackwardDecode, DredDecoder, sanitize_features
+from .payload import DredPayloadError, parse_payload
+
+__all__ = ["DredRecoverer", "DEFAULT_CODEC_DELAY", "output_frame_features", "payload_frame_span"]
+
+DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms SILK), samples
+_FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
+_PITCH_AGREE = 0.2
+
+
+def payload_frame_span(packet_slot: int, offset: int, n_chunks: int) -> tuple[int, int]:
+    """Input frames ``[first, last]`` (inclusive, 10 ms) a payload describes."""
+    last = 2 * packet_slot + 1 - offset
+    return last - 4 * n_chunks + 1, last
+
+
+def output_frame_features(frames_in: np.ndarray, first_in: int, m: np.ndarray, delay: int) -> np.ndarray:
+    """Features of output frames ``m`` from input-time features.
+
+    Parameters
+    ----------
+    frames_in : numpy.ndarray
+        (n, 20) input-time features, oldest first, frame ``first_in`` first.
+    first_in : int
+        Input frame index of ``frames_in[0]``.
+    m : numpy.ndarray of int
+        Output frame indices; every ``m - delay/160`` must lie within the
+        span (the older neighbour may be missing at the first frame: then
+        the newer one is used alone).
+    delay : int
+        Codec delay in samples (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(m), 20) float32.
+    """
+    pos = np.asarray(m, np.float64) - delay / FRAME_SIZE - first_in
+    i0 = np.floor(pos).astype(np.int64)
+    w = pos - i0
+    n = frames_in.shape[0]
+    i1 = np.minimum(i0 + 1, n - 1)
+    lo_missing = i0 < 0
+    i0 = np.where(lo_missing, i1, np.minimum(i0, n - 1))
+    w = np.where(lo_missing | (i0 == i1), 1.0, w)[:, None]
+    a, b = frames_in[i0].astype(np.float64), frames_in[i1].astype(np.float64)
+    out = (1.0 - w) * a + w * b
+    pa, pb = a[:, 18], b[:, 18]
+    near = np.where(w[:, 0] >= 0.5, pb, pa)
+    agree = np.abs(pa - pb) <= _PITCH_AGREE * np.minimum(pa, pb)
+    out[:, 18] = np.where(agree, out[:, 18], near)
+    return out.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_vocoder() -> Any:
+    from ..vocoder import VocoderModel
+
+    return VocoderModel.load()
+
+
+def _raised_cosine(n: int) -> np.ndarray:
+    """Weights falling smoothly from ~1 to ~0 over n samples."""
+    return 0.5 + 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+
+
+class _Source:
+    """One packet's parsed DRED: its frame span and a lazy backward decode."""
+
+    __slots__ = ("slot", "first", "last", "decode")
+
+    def __init__(self, slot: int, first: int, last: int, decode: BackwardDecode) -> None:
+        self.slot, self.first, self.last, self.decode = slot, first, last, decode
+
+    def covers(self, lo: int, hi: int) -> bool:
+        return self.first <= lo and hi <= self.last
+
+    def frames(self, lo: int, hi: int) -> np.ndarray:
+        """Input frames lo..hi (clipped to the span), oldest first; decodes back to ``lo`` only."""
+        lo = max(lo, self.first)
+        newest_first = self.decode.frames(self.last - lo + 1)
+        return newest_first[::-1][: hi - lo + 1] if hi < self.last else newest_first[::-1]
+
+
+class DredRecoverer:
+    """Recoverer plug-in that fills lost slots from DRED in later packets.
+
+    Parameters
+    ----------
+    decoder : DredDecoder, optional
+        Default: the shipped int8 decoder (its tables parse the payloads).
+    vocoder_model : optional
+        Shared :class:`edge_dred.vocoder.VocoderModel` (default: shipped).
+    codec_delay : int
+        Samples the decoded stream lags the sender's input (Opus look-ahead).
+    start_xfade, end_xfade : int
+        Cross-fade lengths (samples) from libopus's concealment into the
+        first synthesised slot, and from the synthesis into real audio.
+    reference : bool
+        Float numpy vocoder instead of the int8 kernels (tests).
+    keep_trace : bool
+        Record ``(slot, features)`` of every recovered slot in ``trace``
+        (analysis and tests; grows with the stream).
+
+    Attributes
+    ----------
+    stats : dict
+        ``slots`` recovered, ``bursts`` (runs of recovered slots),
+        ``bad_payloads`` (hostile/corrupt packets ignored), ``uncovered``
+        (lost slots with DRED packets in view that did not reach back far
+        enough), ``chunks_decoded``.
+    """
+
+    def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
+                 codec_delay: int = DEFAULT_CODEC_DELAY, start_xfade: int = 80, end_xfade: int = 160,
+                 reference: bool = False, keep_trace: bool = False) -> None:
+        from ..receiver import Decision
+        from ..vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
+
+        if not isinstance(codec_delay, int) or not 0 <= codec_delay <= 4 * FRAME_SIZE:
+            raise ValueError(f"codec_delay must be an int in [0, {4 * FRAME_SIZE}], got {codec_delay!r}")
+        if not (0 <= start_xfade <= FRAME_SAMPLES and 0 <= end_xfade <= FRAME_SIZE):
+            raise ValueError(f"start_xfade must be in [0, {FRAME_SAMPLES}] and end_xfade in [0, {FRAME_SIZE}]")
+        self.decision = Decision.DRED
+        self._real = (Decision.REGULAR, Decision.LBRR)
+        self.decoder = decoder if decoder is not None else DredDecoder()
+        self.tables = self.decoder.tables
+        if vocoder_model is None:
+            vocoder_model = _shipped_vocoder()
+        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model)
+        self.codec_delay = codec_delay
+        self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
+        self._fx = FeatureExtractor()
+        self._n_prime_feats = PRIME_FRAMES + 2
+        self._n_prime_pcm = prime_samples(PRIME_FRAMES)
+        self._hist_feats = np.zeros((self._n_prime_feats, NB_FEATURES), np.float32)
+        self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
+        self._active: _Source | None = None             # source of the previous slot, if it was ours
+        self._active_slot = -1
+        self._last_real = False
+        self.trace: list[tuple[int, np.ndarray]] | None = [] if keep_trace else None
+        self.stats = {"slots": 0, "bursts": 0, "bad_payloads": 0, "uncovered": 0, "chunks_decoded": 0}
+
+    # ------------------------------------------------------------- helpers
+    def _needed_input_frames(self, m: np.ndarray) -> tuple[int, int, int]:
+        """Input frames for output frames ``m``: (oldest used, oldest required, newest required).
+
+        The oldest used frame is only an interpolation neighbour: when a
+        payload stops just short of it, the next frame stands in.
+        """
+        pos = np.asarray(m, np.float64) - self.codec_delay / FRAME_SIZE
+        return int(np.floor(pos[0])), int(np.ceil(pos[0])), int(np.ceil(pos[-1]))
+
+    def _slot_frames(self, slot: int) -> np.ndarray:
+        return np.arange(_FRAMES_PER_SLOT * slot, _FRAMES_PER_SLOT * (slot + 1))
+
+    def _source(self, slot: int, packet: bytes) -> _Source | None:
+        """Parse (once) the DRED of the packet in ``slot``; None if absent or bad."""
+        if slot in self._sources:
+            return self._sources[slot]
+        src = None
+        try:
+            data = extract_dred(packet)
+            if data is not None:
+                p = parse_payload(data, self.tables)
+                first, last = payload_frame_span(slot, p.offset, len(p.latents_k))
+                src = _Source(slot, first, last, self.decoder.start_payload(p))
+        except (ValueError, DredPayloadError):
+            # MalformedPacketError / DredPayloadError are ValueErrors: hostile or corrupt input.
+            self.stats["bad_payloads"] += 1
+        self._sources[slot] = src
+        return src
+
+    def _prune(self, slot: int) -> None:
+        for s in [s for s in self._sources if s <= slot]:
+            del self._sources[s]
+
+    # --------------------------------------------------------------- hooks
+    def observe(self, pcm: np.ndarray, decision: Any) -> None:
+        """Track the features of every output slot (vocoder priming needs them)."""
+        feats = self._fx.process_block(np.asarray(pcm))
+        self._hist_feats = np.concatenate([self._hist_feats, feats])[-self._n_prime_feats:]
+        if decision != self.decision:
+            self._active = None
+        self._last_real = decision in self._real
+
+    def recover(self, ctx: Any) -> np.ndarray | None:
+        """Synthesise lost slot ``ctx.slot`` from DRED, or None if no packet in view covers it."""
+        slot = int(ctx.slot)
+        self._prune(slot)
+        m = self._slot_frames(slot)
+        lo, lo_req, hi = self._needed_input_frames(m)
+        src = None
+        have_dred = False
+        for i, pkt in enumerate(ctx.future):
+            if pkt is None:
+                continue
+            s = self._source(slot + 1 + i, pkt)
+            if s is None:
+                continue
+            have_dred = True
+            # The older interpolation neighbour may be missing; the newer frame must be there.
+            if s.covers(lo_req, hi):
+                src = s
+                break
+        if src is None:
+            if have_dred:
+                self.stats["uncovered"] += 1
+            return None
+        before = src.decode.chunks_decoded
+        fin = src.frames(lo, hi)
+        self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
+        first_in = max(lo, src.first)
+        feats = sanitize_features(output_frame_features(fin, first_in, m, self.codec_delay))
+        if self.trace is not None:
+            self.trace.append((slot, feats))
+
+        continuing = self._active is not None and self._active_slot == slot - 1
+        if not continuing:
+            hist = np.asarray(ctx.history)
+            if hist.shape[0] < self._n_prime_pcm:
+                return None
+            self._voc.prime(hist[-self._n_prime_pcm:], self._hist_feats)
+            self.stats["bursts"] += 1
+        y = self._voc.synthesize(feats).astype(np.float64)
+        n = y.shape[0]
+        if not continuing and self._last_real and ctx.opus_plc is not None and self.start_xfade:
+            # libopus's concealment continues the decoder's overlap exactly: fade from it.
+            k = min(self.start_xfade, n, len(ctx.opus_plc))
+            w = _raised_cosine(k)
+            y[:k] = w * np.asarray(ctx.opus_plc[:k], np.float64) + (1.0 - w) * y[:k]
+        self._active, self._active_slot = src, slot
+        self.stats["slots"] += 1
+        return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+    def handback(self, pcm: np.ndarray) -> np.ndarray:
+        """Cross-fade from one more synthesised frame into the first real samples."""
+        out = np.asarray(pcm, np.int16).copy()
+        src = self._active
+        k = min(self.end_xfade, len(out))
+        if src is None or k == 0:
+            return out
+        m = self._slot_frames(self._active_slot + 1)[:1]
+        lo, lo_req, hi = self._needed_input_frames(m)
+        if not src.covers(lo_req, hi):
+            return out
+        fin = src.frames(lo, hi)
+        feats = sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
+        cont = self._voc.synthesize(feats)[:k].astype(np.float64)
+        w = _raised_cosine(k)
+        out[:k] = np.clip(np.round(w * cont + (1.0 - w) * out[:k].astype(np.float64)), -32768, 32767)
+        return out.astype(np.int16)
