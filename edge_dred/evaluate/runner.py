@@ -192,7 +192,7 @@ def _init_worker(onnx_threads: int) -> None:
 
 def _run_item(
     path: str, rel: str, speaker: str, trace_name: str | None, trace: np.ndarray | None, condition: str,
-    metrics: tuple[str, ...], keep_audio: bool,
+    metrics: tuple[str, ...], keep_audio: bool, jitter_ms: int | None = None,
 ) -> dict[str, Any]:
     from ..simulate import run_condition
 
@@ -200,7 +200,8 @@ def _run_item(
     n_pk = -(-len(pcm) // FRAME_SAMPLES) + 8  # a few spare: the codec delay adds packets; extra are ignored
     mask = TraceLoss(trace).mask(n_pk) if trace is not None else np.zeros(n_pk, bool)
     t0 = time.perf_counter()
-    res = run_condition(pcm, mask, condition)
+    res = run_condition(pcm, mask, condition) if jitter_ms is None else run_condition(pcm, mask, condition,
+                                                                                        jitter_ms=jitter_ms)
     t1 = time.perf_counter()
     if res.audio.shape != pcm.shape:
         raise RuntimeError(f"{condition}: output has {res.audio.shape} samples, input {pcm.shape}")
@@ -360,6 +361,7 @@ def run_eval(
     progress: bool = True,
     metrics: Sequence[str] = DEFAULT_METRICS,
     plots: bool = True,
+    jitter_ms: int | None = None,
 ) -> EvalReport:
     """Run every speech file x trace x condition and write results, summary and plots.
 
@@ -385,6 +387,9 @@ def run_eval(
         Subset of ``("pesq", "stoi", "plcmos", "dnsmos")``.
     plots : bool
         Write the PNG plots (needs matplotlib).
+    jitter_ms : int, optional
+        Jitter-buffer depth of the DRED conditions (default
+        ``edge_dred.simulate.DEFAULT_JITTER_MS``).
 
     Returns
     -------
@@ -431,10 +436,10 @@ def run_eval(
         rel, spk = f.relative_to(root).as_posix(), _speaker(f, root)
         for c in conds:
             if _is_lossless(CONDITIONS, c):
-                items.append((str(f), rel, spk, None, None, c, mets, fi == 0))
+                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, jitter_ms))
             else:
                 for tn, tr in traces.items():
-                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0))
+                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, jitter_ms))
 
     t_start = time.perf_counter()
     results: list[dict[str, Any] | None] = [None] * len(items)
