@@ -68,7 +68,12 @@ single nogil C call:
 >>> net.buffer("h")                                # live state (numpy view); net.reset() zeroes all
 
 Ops: Dense, GRU (torch reset-after), Conv1d (causal, kernel_size, dilation,
-history buffer "<output>.hist"), GLU (x * sigmoid(W x + b)), Act, Mul, Add.
+history buffer "<output>.hist"), GLU (x * sigmoid(W x + b)), Act, Mul (also
+vector * one-float scalar), Add, and for autoregressive signal models (the
+vocoder's subframe loop runs whole frames in one call): Lag (gather taps
+around an integer pitch lag read from a buffer, scaled by a buffer float) and
+Shift (push new samples into a history buffer).  Activations: none, tanh,
+sigmoid, relu, exp.
 Buffers persist across calls, so streaming in chunks equals one shot.
 
 Errors: bad shapes, dtypes, names or indices raise :class:`KernelInputError`
@@ -91,7 +96,7 @@ from . import _kernels
 from ._kernels import (GRUCell, KernelInputError, Linear, activation_code, best_variant, compiled_variants,
                        ftz_probe, isa, vec_exp, vec_sigmoid, vec_tanh)
 from .layers import conv1d_matrix, linear_from_int8, make_gru, make_linear
-from .network import GLU, GRU, Act, Add, Conv1d, Dense, Mul, Network
+from .network import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
 
 KNOWN_VARIANTS = ("scalar", "sse41", "avx2", "avx2_vnni", "neon", "neon_dotprod", "armv7_neon")
 ENV_VAR = "EDGE_DRED_KERNELS"
@@ -153,8 +158,8 @@ def _apply_env() -> None:
 _apply_env()
 
 __all__ = [
-    "Act", "Add", "Conv1d", "Dense", "GLU", "GRU", "GRUCell", "KNOWN_VARIANTS", "KernelInputError", "Linear",
-    "Mul", "Network", "activation_code", "active_variant", "available_variants", "best_variant",
+    "Act", "Add", "Conv1d", "Dense", "GLU", "GRU", "GRUCell", "KNOWN_VARIANTS", "KernelInputError", "Lag", "Linear",
+    "Mul", "Network", "Shift", "activation_code", "active_variant", "available_variants", "best_variant",
     "compiled_variants", "conv1d_matrix", "ftz_probe", "isa", "linear_from_int8", "make_gru", "make_linear",
     "set_variant", "use_variant", "vec_exp", "vec_sigmoid", "vec_tanh",
 ]

@@ -20,7 +20,7 @@ class KernelInputError(ValueError):
 
 
 _ACT = {"none": CK_ACT_NONE, "linear": CK_ACT_NONE, "tanh": CK_ACT_TANH,
-        "sigmoid": CK_ACT_SIGMOID, "relu": CK_ACT_RELU}
+        "sigmoid": CK_ACT_SIGMOID, "relu": CK_ACT_RELU, "exp": CK_ACT_EXP}
 _KIND = {"float": CK_W_FLOAT, "int8": CK_W_INT8, "sparse": CK_W_SPARSE}
 _ERR = {CK_ERR_SHAPE: "inconsistent shapes", CK_ERR_INDEX: "invalid sparse index",
         CK_ERR_SCRATCH: "scratch too small", CK_ERR_SLICE: "buffer slice out of range",
@@ -28,7 +28,7 @@ _ERR = {CK_ERR_SHAPE: "inconsistent shapes", CK_ERR_INDEX: "invalid sparse index
 
 
 def activation_code(name) -> int:
-    """Map an activation name (none/linear/tanh/sigmoid/relu) to its C code."""
+    """Map an activation name (none/linear/tanh/sigmoid/relu/exp) to its C code."""
     try:
         return _ACT[name]
     except (KeyError, TypeError):
@@ -293,6 +293,8 @@ cdef class Linear:
                         for i in range(self.c.rows):
                             if not (yv[t, i] > 0):
                                 yv[t, i] = 0
+                    elif act == CK_ACT_EXP:
+                        k.vec_exp(&yv[t, 0], &yv[t, 0], self.c.rows)
                 ck_ftz_exit(saved)
         return y[0] if squeeze else y
 
@@ -410,7 +412,7 @@ cdef class GRUCell:
 # ---------------------------------------------------------------- network core
 
 _OPS = {"dense": CK_OP_DENSE, "gru": CK_OP_GRU, "conv1d": CK_OP_CONV1D, "glu": CK_OP_GLU,
-        "act": CK_OP_ACT, "mul": CK_OP_MUL, "add": CK_OP_ADD}
+        "act": CK_OP_ACT, "mul": CK_OP_MUL, "add": CK_OP_ADD, "lag": CK_OP_LAG, "shift": CK_OP_SHIFT}
 
 
 cdef class NetworkCore:
@@ -419,7 +421,7 @@ cdef class NetworkCore:
     Built by :class:`cython_kernels.network.Network`; ``ops`` is a list of
     dicts with keys type, activation, inputs [(buf, offset, len)], out
     (buf, offset, len), and per type: lin (Linear), gru (GRUCell),
-    kernel_size, dilation, hist (buf, offset, len)."""
+    kernel_size, dilation, hist (buf, offset, len); lag_pre, lag_min, lag_max."""
     cdef ck_net net
     cdef ck_op *ops
     cdef float **bufptr
@@ -487,6 +489,8 @@ cdef class NetworkCore:
                 op.dilation = d["dilation"]
                 if "hist" in d and d["hist"] is not None:
                     op.hist.buf, op.hist.offset, op.hist.len = d["hist"]
+            if t == "lag":
+                op.lag_pre, op.lag_min, op.lag_max = d["lag_pre"], d["lag_min"], d["lag_max"]
         cdef long ns = ck_net_scratch_floats(self.ops, no) + 16
         cdef long nq = ck_net_qscratch_bytes(self.ops, no) + 16
         self._scratch = np.zeros(ns, np.float32)

@@ -81,7 +81,7 @@ class Act:
 
 @dataclass
 class Mul:
-    """out = a * b (element-wise)."""
+    """out = a * b (element-wise; ``b`` of length 1 scales all of ``a``)."""
     inputs: Sequence[SliceSpec]
     output: SliceSpec
 
@@ -91,6 +91,34 @@ class Add:
     """out = a + b (element-wise)."""
     inputs: Sequence[SliceSpec]
     output: SliceSpec
+
+
+@dataclass
+class Lag:
+    """Pitch-lag gather from a signal history (e.g. a vocoder's own past output).
+
+    ``out[j] = s * h[H - L + j - pre]`` for ``j < len(out)``, where ``h`` is the
+    ``history`` slice (length H, newest sample last), ``L`` the value in the
+    one-float ``lag`` slice rounded half-to-even and clamped to
+    ``[lag_min, lag_max]`` (NaN -> ``lag_min``), and ``s`` the one-float
+    ``scale`` slice (1 without it).  Taps at or past ``H`` (the future) wrap
+    back by whole lags.  ``lag_max`` defaults to ``H - pre``, the largest lag
+    whose oldest tap is still inside the history.
+    """
+    history: SliceSpec
+    lag: SliceSpec
+    output: SliceSpec
+    scale: SliceSpec | None = None
+    pre: int = 0
+    lag_min: int = 1
+    lag_max: int | None = None
+
+
+@dataclass
+class Shift:
+    """History push: ``history <- [history[n:], concat(inputs)]`` (n = input length)."""
+    inputs: Sequence[SliceSpec]
+    history: SliceSpec
 
 
 @dataclass
@@ -142,11 +170,21 @@ class Network:
         return idx, int(start), int(stop - start)
 
     def _spec(self, i: int, op: object, bufs: Mapping[str, int]) -> dict:
-        ins = [self._slice(s, bufs) for s in op.inputs]
         where = f"op {i} ({type(op).__name__})"
-        if isinstance(op, GRU):
+        if isinstance(op, Lag):
+            srcs = [op.history, op.lag] + ([op.scale] if op.scale is not None else [])
+            ins = [self._slice(s, bufs) for s in srcs]
+            lag_max = ins[0][2] - int(op.pre) if op.lag_max is None else int(op.lag_max)
+            d = {"type": "lag", "inputs": ins, "out": self._slice(op.output, bufs), "lag_pre": int(op.pre),
+                 "lag_min": int(op.lag_min), "lag_max": lag_max}
+        elif isinstance(op, Shift):
+            ins = [self._slice(s, bufs) for s in op.inputs]
+            d = {"type": "shift", "inputs": ins, "out": self._slice(op.history, bufs)}
+        elif isinstance(op, GRU):
+            ins = [self._slice(s, bufs) for s in op.inputs]
             d = {"type": "gru", "inputs": ins, "out": self._slice(op.state, bufs), "gru": op.cell}
         else:
+            ins = [self._slice(s, bufs) for s in op.inputs]
             d = {"inputs": ins, "out": self._slice(op.output, bufs)}
             if isinstance(op, Dense):
                 d.update(type="dense", lin=op.linear, activation=op.activation)
@@ -248,5 +286,16 @@ def _check_shapes(d: dict) -> None:
                                f"{n_in} / output {out}")
     if t in ("act",) and out != n_in:
         raise KernelInputError(f"output length {out} != input length {n_in}")
-    if t in ("mul", "add") and not (d["inputs"][0][2] == d["inputs"][1][2] == out):
+    if t == "add" and not (d["inputs"][0][2] == d["inputs"][1][2] == out):
         raise KernelInputError("inputs and output must have equal lengths")
+    if t == "mul" and not (d["inputs"][0][2] == out and d["inputs"][1][2] in (out, 1)):
+        raise KernelInputError("output and first input must have equal lengths, the second the same or 1")
+    if t == "lag":
+        h = d["inputs"][0][2]
+        if any(s[2] != 1 for s in d["inputs"][1:]):
+            raise KernelInputError("lag and scale must be single floats")
+        if not (d["lag_pre"] >= 0 and 1 <= d["lag_min"] <= d["lag_max"] and d["lag_max"] + d["lag_pre"] <= h):
+            raise KernelInputError(f"need 0 <= pre, 1 <= lag_min <= lag_max and lag_max + pre <= history "
+                                   f"length {h}; got pre {d['lag_pre']}, lags [{d['lag_min']}, {d['lag_max']}]")
+    if t == "shift" and n_in > out:
+        raise KernelInputError(f"pushes {n_in} values into a history of {out}")

@@ -9,6 +9,7 @@ cdef extern from "nnet.h" nogil:
         CK_ACT_TANH
         CK_ACT_SIGMOID
         CK_ACT_RELU
+        CK_ACT_EXP
         CK_W_FLOAT
         CK_W_INT8
         CK_W_SPARSE
@@ -19,6 +20,8 @@ cdef extern from "nnet.h" nogil:
         CK_OP_ACT
         CK_OP_MUL
         CK_OP_ADD
+        CK_OP_LAG
+        CK_OP_SHIFT
         CK_OK
         CK_ERR_SHAPE
         CK_ERR_INDEX
@@ -58,6 +61,7 @@ cdef extern from "nnet.h" nogil:
         ck_gru gru
         int kernel_size, dilation
         ck_slice hist
+        int lag_pre, lag_min, lag_max
 
     ctypedef struct ck_net:
         int n_ops

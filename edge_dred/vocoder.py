@@ -363,21 +363,26 @@ def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------- streams
 
 class _VocoderStream:
-    """Shared orchestration: priming, pre/de-emphasis, frame loop."""
+    """Shared orchestration: priming, pre/de-emphasis."""
 
     def __init__(self, model: VocoderModel | None = None) -> None:
         self.model = model if model is not None else VocoderModel.load()
         self.reset()
 
-    # subclasses implement these three
+    # subclasses implement these four
     def _reset_state(self) -> None:
+        raise NotImplementedError
+
+    def _cond_history(self, fin: np.ndarray) -> None:
+        """Zero the state, then fill the conditioning conv history from 2 frames' inputs."""
         raise NotImplementedError
 
     def _set_history(self, pe: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _frame(self, fin: np.ndarray, lag: int, teacher: np.ndarray | None) -> np.ndarray:
-        """One frame: conditioning + 4 subframes; returns 160 pre-emphasised samples."""
+    def _frames(self, fin: np.ndarray, lag: np.ndarray, teacher: np.ndarray | None) -> np.ndarray:
+        """Run T frames (teacher: (T, 160) real signal fed back instead of the output);
+        returns (T, 160) pre-emphasised output."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -418,15 +423,12 @@ class _VocoderStream:
         if not np.all(np.isfinite(x)) or np.any(np.abs(x) > 2.0):
             raise VocoderInputError("pcm must be finite and on the int16 scale")
         pe = x[1:] - PREEMPH * x[:-1]
-        self._reset_state()
         fin, lag = self.model.frame_inputs(f)
-        for i in range(2):  # fill the conditioning conv history only
-            self._cond(fin[i])
+        self._cond_history(fin[:2])
         self._set_history(pe[:HIST])
-        tf_out = np.empty(n_tf * FRAME, np.float32)
-        for i in range(n_tf):
-            seg = pe[HIST + i * FRAME: HIST + (i + 1) * FRAME]
-            tf_out[i * FRAME:(i + 1) * FRAME] = self._frame(fin[2 + i], int(lag[2 + i]), seg)
+        tf_out = np.zeros(n_tf * FRAME, np.float32)
+        if n_tf:
+            tf_out[:] = self._frames(fin[2:], lag[2:], pe[HIST:].reshape(n_tf, FRAME)).ravel()
         self._x_mem = float(x[-1])
         self.primed = True
         return tf_out
@@ -434,27 +436,29 @@ class _VocoderStream:
     def synthesize(self, features: np.ndarray) -> np.ndarray:
         """Synthesise ``len(features)`` frames (free-running) as int16 PCM (T*160,)."""
         f = _check_features(features)
+        if f.shape[0] == 0:
+            return np.zeros(0, np.int16)
         fin, lag = self.model.frame_inputs(f)
-        out = np.empty(f.shape[0] * FRAME, np.int16)
-        for i in range(f.shape[0]):
-            e = self._frame(fin[i], int(lag[i]), None).astype(np.float64)
-            x = _deemphasis(e, self._x_mem)
-            self._x_mem = float(np.clip(x[-1], -1.0, 32767 / 32768))
-            out[i * FRAME:(i + 1) * FRAME] = np.clip(np.round(x * 32768.0), -32768, 32767)
-        return out
-
-    def _cond(self, fin: np.ndarray) -> Any:
-        raise NotImplementedError
+        e = self._frames(fin, lag, None).astype(np.float64)
+        x = np.empty(e.shape)
+        for i in range(e.shape[0]):  # per frame: the de-emphasis carries across frames
+            x[i] = _deemphasis(e[i], self._x_mem)
+            self._x_mem = float(np.clip(x[i, -1], -1.0, 32767 / 32768))
+        return np.clip(np.round(x.ravel() * 32768.0), -32768, 32767).astype(np.int16)
 
 
 class Vocoder(_VocoderStream):
     """One stream of the int8 vocoder on :mod:`cython_kernels`.
 
+    Every frame (conditioning net, the 4 subframes with their pitch-lag
+    gathers, gains and history pushes) runs inside one :class:`Network` step,
+    and :meth:`synthesize` runs all requested frames in one call into C.
+
     Parameters
     ----------
     model : VocoderModel, optional
-        Shared weights; default: the shipped model (loaded per call, so pass
-        one model to many streams).
+        Shared weights; default: the shipped model (pass one model to many
+        streams).
 
     Notes
     -----
@@ -463,93 +467,88 @@ class Vocoder(_VocoderStream):
     """
 
     def __init__(self, model: VocoderModel | None = None) -> None:
-        from cython_kernels import GLU, GRU, Conv1d, Dense, Network
+        from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift, make_linear
 
         model = model if model is not None else VocoderModel.load()
         s = model.shape
         k = model.kernel_layers()
         c = s.cond_size
         g1, g2, g3 = s.gru_sizes
-        cond_ops: list[Any] = [
+        P = PRED_SIZE
+        # (glog, -glog) in one float layer, so exp gives (gain, 1/gain).
+        wg, bg = float_linear(model.arrays, "gain_dense")
+        gain2 = make_linear(np.vstack([wg, -wg]), np.concatenate([bg, -bg]), mode="float")
+        ops: list[Any] = [
             Dense(["fin"], "d1", k["cond_dense1"], activation="tanh"),
             Conv1d(["d1"], "cc", k["cond_conv"], kernel_size=COND_CONV_K, activation="tanh"),
             Dense(["cc"], "cond", k["cond_dense2"], activation="tanh"),
         ]
         for j in range(NB_SUB):
-            sl = ("cond", j * c, (j + 1) * c)
-            cond_ops.append(Dense([sl], ("glog", j, j + 1), k["gain_dense"]))
-            cond_ops.append(Dense([sl], ("pg", 4 * j, 4 * j + 4), k["pgain_dense"], activation="sigmoid"))
-        self._cond_net = Network(buffers={"fin": NB_FEATURES + s.pembed_dim, "d1": s.cond_dense1,
-                                          "cc": s.cond_conv, "cond": NB_SUB * c, "glog": NB_SUB, "pg": 16},
-                                 ops=cond_ops)
-        side = ["pp", "prevn"]
-        self._sub_net = Network(
-            buffers={"cond": c, "glog": 1, "predn": PRED_SIZE, "prevn": SUBFRAME, "pp": 4 * PRED_SIZE,
-                     "f": s.fwc_size, "fg": s.fwc_size, "h1": g1, "o1": g1, "h2": g2, "o2": g2, "h3": g3,
-                     "o3": g3, "s": s.skip_size, "sg": s.skip_size, "y": SUBFRAME},
-            ops=[
-                Conv1d(["cond", "predn", "prevn", "glog"], "f", k["fwc"], kernel_size=2, activation="tanh"),
+            cj = ("cond", j * c, (j + 1) * c)
+            sub = ("frame", j * SUBFRAME, (j + 1) * SUBFRAME)
+            ops += [
+                Dense([cj], "g2", gain2),
+                Act(["g2"], "eg", "exp"),  # eg = (gain, 1/gain)
+                Dense([cj], "pg", k["pgain_dense"], activation="sigmoid"),
+                Lag("hist", "lag", "predn", scale=("eg", 1, 2), pre=PRED_EXTRA, lag_min=PITCH_MIN,
+                    lag_max=PITCH_MAX),
+                Mul([("hist", HIST - SUBFRAME, HIST), ("eg", 1, 2)], "prevn"),
+                *[Mul(["predn", ("pg", i, i + 1)], ("pp", i * P, (i + 1) * P)) for i in range(4)],
+                Conv1d([cj, "predn", "prevn", ("g2", 0, 1)], "f", k["fwc"], kernel_size=2, activation="tanh"),
                 GLU(["f"], "fg", k["fwc_glu.gate"]),
-                GRU(["fg", ("pp", 0, PRED_SIZE), "prevn"], "h1", k["gru1"]),
+                GRU(["fg", ("pp", 0, P), "prevn"], "h1", k["gru1"]),
                 GLU(["h1"], "o1", k["glu1.gate"]),
-                GRU(["o1", ("pp", PRED_SIZE, 2 * PRED_SIZE), "prevn"], "h2", k["gru2"]),
+                GRU(["o1", ("pp", P, 2 * P), "prevn"], "h2", k["gru2"]),
                 GLU(["h2"], "o2", k["glu2.gate"]),
-                GRU(["o2", ("pp", 2 * PRED_SIZE, 3 * PRED_SIZE), "prevn"], "h3", k["gru3"]),
+                GRU(["o2", ("pp", 2 * P, 3 * P), "prevn"], "h3", k["gru3"]),
                 GLU(["h3"], "o3", k["glu3.gate"]),
-                Dense(["fg", "o1", "o2", "o3", ("pp", 3 * PRED_SIZE, 4 * PRED_SIZE), "prevn"], "s",
-                      k["skip_dense"], activation="tanh"),
+                Dense(["fg", "o1", "o2", "o3", ("pp", 3 * P, 4 * P), "prevn"], "s", k["skip_dense"],
+                      activation="tanh"),
                 GLU(["s"], "sg", k["skip_glu.gate"]),
                 Dense(["sg"], "y", k["out_dense"], activation="tanh"),
-            ])
-        del side
-        # Live buffer views: inputs are written in place and the runner is
-        # called without feeds/fetches (the per-subframe Python cost matters).
-        self._sb = {b: self._sub_net.buffer(b) for b in ("cond", "glog", "predn", "prevn", "pp", "y")}
-        self._pp = self._sb["pp"].reshape(4, PRED_SIZE)
-        self._cb = {b: self._cond_net.buffer(b) for b in ("fin", "cond", "glog", "pg")}
-        self._hist = np.zeros(HIST, np.float32)
+                Mul(["y", ("eg", 0, 1)], sub),
+                # fed back: the output (fr = 1, teach = 0) or the real signal (fr = 0)
+                Mul([sub, "fr"], "fb"),
+                Add(["fb", ("teach", j * SUBFRAME, (j + 1) * SUBFRAME)], "fb"),
+                Shift(["fb"], "hist"),
+            ]
+        self._net = Network(
+            buffers={"fin": NB_FEATURES + s.pembed_dim, "lag": 1, "teach": FRAME, "fr": 1, "d1": s.cond_dense1,
+                     "cc": s.cond_conv, "cond": NB_SUB * c, "g2": 2, "eg": 2, "pg": 4, "predn": P,
+                     "prevn": SUBFRAME, "pp": 4 * P, "f": s.fwc_size, "fg": s.fwc_size, "h1": g1, "o1": g1,
+                     "h2": g2, "o2": g2, "h3": g3, "o3": g3, "s": s.skip_size, "sg": s.skip_size, "y": SUBFRAME,
+                     "fb": SUBFRAME, "hist": HIST, "frame": FRAME},
+            ops=ops)
         super().__init__(model)
 
     @property
     def state_bytes(self) -> int:
         """Per-stream float buffers (states, histories, intermediates) in bytes."""
-        n = sum(self._cond_net.buffer(b).nbytes for b in self._cond_net.buffer_names)
-        n += sum(self._sub_net.buffer(b).nbytes for b in self._sub_net.buffer_names)
-        return int(n + self._hist.nbytes)
+        return int(sum(self._net.buffer(b).nbytes for b in self._net.buffer_names))
 
     def _reset_state(self) -> None:
-        self._cond_net.reset()
-        self._sub_net.reset()
-        self._hist[:] = 0
+        self._net.reset()
+
+    def _cond_history(self, fin: np.ndarray) -> None:
+        self._net.reset()
+        self._net.run({"fin": fin, "lag": np.full((len(fin), 1), PITCH_MIN, np.float32)})
+        keep = self._net.buffer("cc.hist").copy()  # only the conditioning conv history survives
+        self._net.reset()
+        self._net.buffer("cc.hist")[:] = keep
 
     def _set_history(self, pe: np.ndarray) -> None:
-        self._hist[:] = pe
+        self._net.buffer("hist")[:] = pe
 
-    def _cond(self, fin: np.ndarray) -> None:
-        self._cb["fin"][:] = fin
-        self._cond_net.run(steps=1)
-
-    def _frame(self, fin: np.ndarray, lag: int, teacher: np.ndarray | None) -> np.ndarray:
-        self._cond(fin)
-        c = self.model.shape.cond_size
-        cond, glog = self._cb["cond"], self._cb["glog"].astype(np.float64)
-        gain, inv = np.exp(glog).astype(np.float32), np.exp(-glog).astype(np.float32)
-        pg = self._cb["pg"].reshape(NB_SUB, 4)
-        pos = _pred_positions(lag)
-        out = np.empty(FRAME, np.float32)
-        hist, sb, pp = self._hist, self._sb, self._pp
-        for j in range(NB_SUB):
-            sb["cond"][:] = cond[j * c:(j + 1) * c]
-            sb["glog"][0] = glog[j]
-            np.multiply(hist[pos], inv[j], out=sb["predn"])
-            np.multiply(hist[HIST - SUBFRAME:], inv[j], out=sb["prevn"])
-            np.multiply(pg[j][:, None], sb["predn"][None, :], out=pp)
-            self._sub_net.run(steps=1)
-            y = out[j * SUBFRAME:(j + 1) * SUBFRAME]
-            np.multiply(sb["y"], gain[j], out=y)
-            hist[:HIST - SUBFRAME] = hist[SUBFRAME:]
-            hist[HIST - SUBFRAME:] = y if teacher is None else teacher[j * SUBFRAME:(j + 1) * SUBFRAME]
-        return out
+    def _frames(self, fin: np.ndarray, lag: np.ndarray, teacher: np.ndarray | None) -> np.ndarray:
+        t = len(fin)
+        feeds = {"fin": fin, "lag": lag.astype(np.float32).reshape(t, 1)}
+        if teacher is None:
+            feeds["fr"] = np.ones((t, 1), np.float32)
+            feeds["teach"] = np.zeros((t, FRAME), np.float32)
+        else:
+            feeds["fr"] = np.zeros((t, 1), np.float32)
+            feeds["teach"] = np.asarray(teacher, np.float32)
+        return self._net.run(feeds, fetch=["frame"])["frame"]
 
 
 class VocoderReference(_VocoderStream):
@@ -563,6 +562,15 @@ class VocoderReference(_VocoderStream):
 
     def _set_history(self, pe: np.ndarray) -> None:
         self._st["hist"] = np.asarray(pe, np.float64).copy()
+
+    def _cond_history(self, fin: np.ndarray) -> None:
+        self._reset_state()
+        for row in fin:
+            self._cond(row)
+
+    def _frames(self, fin: np.ndarray, lag: np.ndarray, teacher: np.ndarray | None) -> np.ndarray:
+        return np.stack([self._frame(fin[i], int(lag[i]), None if teacher is None else teacher[i])
+                         for i in range(len(fin))])
 
     def _cond(self, fin: np.ndarray) -> np.ndarray:
         L, st = self.model.float_layers(), self._st

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 /* Activations. */
-enum { CK_ACT_NONE = 0, CK_ACT_TANH = 1, CK_ACT_SIGMOID = 2, CK_ACT_RELU = 3 };
+enum { CK_ACT_NONE = 0, CK_ACT_TANH = 1, CK_ACT_SIGMOID = 2, CK_ACT_RELU = 3, CK_ACT_EXP = 4 };
 
 /* Weight storage kinds of a ck_linear. */
 enum { CK_W_FLOAT = 1, CK_W_INT8 = 2, CK_W_SPARSE = 3 };
@@ -42,8 +42,12 @@ enum {
     CK_OP_CONV1D = 3, /* causal conv over time through a history buffer */
     CK_OP_GLU = 4,    /* out = x * sigmoid(W x + b) */
     CK_OP_ACT = 5,    /* out = act(x) */
-    CK_OP_MUL = 6,    /* out = in0 * in1 (elementwise, two inputs of equal length) */
-    CK_OP_ADD = 7     /* out = in0 + in1 */
+    CK_OP_MUL = 6,    /* out = in0 * in1 (elementwise, equal lengths; or in1 of length 1: scalar) */
+    CK_OP_ADD = 7,    /* out = in0 + in1 */
+    CK_OP_LAG = 8,    /* out[j] = s * h[H - L + j - lag_pre] from a history h (pitch-lag gather):
+                       * inputs h (length H), L (length 1, rounded, clamped to [lag_min, lag_max])
+                       * and optionally s (length 1, else 1); taps at or past H wrap back by L */
+    CK_OP_SHIFT = 9   /* history push: out <- [out[n:], x], x = concat(inputs) of length n <= len(out) */
 };
 
 /* Error codes returned by validation / run functions. */
@@ -96,6 +100,7 @@ typedef struct ck_op {
     ck_gru gru;                  /* gru */
     int kernel_size, dilation;   /* conv1d */
     ck_slice hist;               /* conv1d: (kernel_size-1)*dilation frames of input */
+    int lag_pre, lag_min, lag_max;  /* lag */
 } ck_op;
 
 typedef struct ck_net {

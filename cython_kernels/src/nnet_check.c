@@ -76,6 +76,7 @@ static long ck_op_scratch(const ck_op *op)
     case CK_OP_GLU: return 2 * n;
     case CK_OP_GRU: return n + 6L * op->gru.rec.cols;
     case CK_OP_CONV1D: return (long)op->kernel_size * n;
+    case CK_OP_LAG: return op->out.len > n ? op->out.len : n;
     default: return n;
     }
 }
@@ -125,7 +126,7 @@ int ck_net_check(const ck_net *net)
         for (int k = 0; k < op->n_in; k++)
             if (!ck_slice_ok(net, &op->in[k])) return CK_ERR_SLICE;
         if (!ck_slice_ok(net, &op->out)) return CK_ERR_SLICE;
-        if (op->activation < CK_ACT_NONE || op->activation > CK_ACT_RELU) return CK_ERR_OP;
+        if (op->activation < CK_ACT_NONE || op->activation > CK_ACT_EXP) return CK_ERR_OP;
         in_len = ck_op_in_len(op);
         switch (op->type) {
         case CK_OP_DENSE:
@@ -138,9 +139,25 @@ int ck_net_check(const ck_net *net)
             if (op->out.len != in_len) return CK_ERR_SHAPE;
             break;
         case CK_OP_MUL:
+            if (op->n_in != 2 || (op->in[1].len != op->in[0].len && op->in[1].len != 1) ||
+                op->out.len != op->in[0].len)
+                return CK_ERR_SHAPE;
+            break;
         case CK_OP_ADD:
             if (op->n_in != 2 || op->in[0].len != op->in[1].len || op->out.len != op->in[0].len)
                 return CK_ERR_SHAPE;
+            break;
+        case CK_OP_LAG:
+            /* Every tap must land inside the history: the oldest at
+             * H - lag_max - lag_pre >= 0; newer ones wrap below H. */
+            if ((op->n_in != 2 && op->n_in != 3) || op->in[1].len != 1 || (op->n_in == 3 && op->in[2].len != 1))
+                return CK_ERR_SHAPE;
+            if (op->lag_pre < 0 || op->lag_min < 1 || op->lag_max < op->lag_min ||
+                (long)op->lag_max + op->lag_pre > op->in[0].len || op->out.len > CK_MAX_DIM)
+                return CK_ERR_SHAPE;
+            break;
+        case CK_OP_SHIFT:
+            if (in_len > op->out.len) return CK_ERR_SHAPE;
             break;
         case CK_OP_GRU: {
             int H = op->gru.rec.cols;

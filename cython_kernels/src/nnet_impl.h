@@ -234,6 +234,7 @@ static void ck_activate(float *y, const float *x, int n, int act)
     case CK_ACT_RELU:
         for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
+    case CK_ACT_EXP: ck_vec_exp(y, x, n); break;
     default:
         if (y != x) memmove(y, x, (size_t)n * sizeof(float));
         break;
@@ -300,12 +301,47 @@ static void CK_FN(exec_op)(const ck_net *net, const ck_op *op)
         break;
     case CK_OP_MUL:
     case CK_OP_ADD:
-        n = ck_gather(net, op, xin) / 2;
-        if (op->type == CK_OP_MUL)
-            for (int i = 0; i < n; i++) out[i] = xin[i] * xin[n + i];
-        else
+        ck_gather(net, op, xin);
+        n = op->in[0].len;
+        if (op->type == CK_OP_ADD)
             for (int i = 0; i < n; i++) out[i] = xin[i] + xin[n + i];
+        else if (op->in[1].len == 1)
+            for (int i = 0; i < n; i++) out[i] = xin[i] * xin[n];
+        else
+            for (int i = 0; i < n; i++) out[i] = xin[i] * xin[n + i];
         break;
+    case CK_OP_LAG: {
+        const float *h = net->bufs[op->in[0].buf] + op->in[0].offset;
+        float lf = net->bufs[op->in[1].buf][op->in[1].offset];
+        float s = op->n_in == 3 ? net->bufs[op->in[2].buf][op->in[2].offset] : 1.0f;
+        int H = op->in[0].len, L, p;
+        /* round half to even (as numpy.round); NaN -> lag_min; no libm call */
+        if (!(lf >= (float)op->lag_min)) {
+            L = op->lag_min;
+        } else if (lf >= (float)op->lag_max) {
+            L = op->lag_max;
+        } else {
+            float d;
+            L = (int)lf;  /* lf >= lag_min >= 1: truncation is floor */
+            d = lf - (float)L;
+            if (d > 0.5f || (d == 0.5f && (L & 1))) L++;
+        }
+        /* Results go through scratch: out may overlap the history. */
+        for (int j = 0; j < op->out.len; j++) {
+            p = H - L + j - op->lag_pre;
+            while (p >= H) p -= L;
+            xin[j] = s * h[p];
+        }
+        memcpy(out, xin, (size_t)op->out.len * sizeof(float));
+        break;
+    }
+    case CK_OP_SHIFT: {
+        int H = op->out.len;
+        n = ck_gather(net, op, xin);
+        memmove(out, out + n, (size_t)(H - n) * sizeof(float));
+        memcpy(out + H - n, xin, (size_t)n * sizeof(float));
+        break;
+    }
     case CK_OP_GRU:
         n = ck_gather(net, op, xin);
         CK_FN(gru_step)(&op->gru, out, xin, xin + n, q);
