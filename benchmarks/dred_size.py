@@ -10,11 +10,11 @@ path exactly as in a call: features, the shipped int8 TFLite encoder, silence
 trimming, rate control and range coding, one payload per 20 ms packet.  The
 table shows, per requested depth (0.2 / 0.5 / 1.04 s):
 
-* mean and 95th-percentile payload bytes per packet with the byte budget
-  (the product bar: <= 80 bytes at 1.04 s), how much redundancy those
-  payloads really carry (the rate control shortens it to fit), and
-* the same without a budget cap (1000 bytes), i.e. what the full depth costs
-  at the finest quantizer schedule the rate control would pick then.
+* mean and 95th-percentile payload bytes per packet within the byte budget
+  (the product bar: <= 80 bytes at 1.04 s) and how much redundancy those
+  payloads really carry (the rate control shortens the depth to fit), and
+* what the full requested depth (after silence trimming) would cost at the
+  coarsest quantizer level for every chunk: the least any schedule needs.
 
 A second table gives the latent bit rate per second of active speech per
 quantizer level (exact range-coder code lengths; 25 latents per second carry
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 from edge_dred.dred.encoder import DredEncoder, DredStreamEncoder, chunk_activity
 from edge_dred.dred.quantizer import N_LEVELS, quantize
 from edge_dred.dred.ratecontrol import estimate_bits
@@ -50,18 +51,17 @@ def load(path: Path) -> np.ndarray:
 def run(files: list[Path], budget: int) -> dict:
     enc = DredEncoder()
     res: dict = {"files": len(files), "seconds": 0.0, "depths": {}}
-    stats = {(d, b): {"bytes": [], "chunks": [], "requested": [], "silent": 0, "short": 0}
-             for d in DEPTHS_MS for b in (budget, 1000)}
+    stats = {d: {"bytes": [], "chunks": [], "requested": [], "full_q15": [], "silent": 0, "short": 0}
+             for d in DEPTHS_MS}
     lat_bits = np.zeros(N_LEVELS)
     n_active = 0
     state_bits = []
-    tables = None
     for path in files:
         feats = compute_features(load(path))
         n = feats.shape[0] // 2
         res["seconds"] += n * 0.02
-        for (depth, b), st in stats.items():
-            se = DredStreamEncoder(depth, b, encoder=enc)
+        for depth, st in stats.items():
+            se = DredStreamEncoder(depth, budget, encoder=enc)
             tables = se.tables
             se.reset()
             for j in range(n):
@@ -72,25 +72,35 @@ def run(files: list[Path], budget: int) -> dict:
                 st["chunks"].append(dec.n_chunks)
                 st["silent"] += dec.reason == "silent"
                 st["short"] += dec.reason == "shortened"
-                if depth == DEPTHS_MS[0] and b == budget and j % 2 == 1:
+                # What the full (silence-trimmed) depth costs at the coarsest level, q = 15 for every chunk.
+                lat, act = se.current_inputs()
+                on = np.flatnonzero(act[:dec.requested_chunks])
+                m = int(on[-1]) + 1 if on.size else 0
+                ks = quantize(se.last_s, tables.state_quant_scale, tables.state_dead_zone)
+                if m:
+                    k = quantize(lat[None, :m], tables.quant_scale[:, None], tables.dead_zone[:, None])
+                    fixed, per = estimate_bits(ks, k.astype(np.int32), tables)
+                    st["full_q15"].append(int(np.ceil((fixed + per[15].sum() + 1) / 8)))
+                else:
+                    st["full_q15"].append(0)
+                if depth == DEPTHS_MS[0] and j % 2 == 1 and chunk_activity(feats[2 * j - 2:2 * j + 2, 0]):
                     # Every other step's latent covers the speech once: the per-second rate.
-                    if chunk_activity(feats[2 * j - 2:2 * j + 2, 0]):
-                        k = quantize(np.broadcast_to(se.last_z, (N_LEVELS, se.last_z.shape[0])),
-                                     tables.quant_scale, tables.dead_zone)
-                        ks = quantize(se.last_s, tables.state_quant_scale, tables.state_dead_zone)
-                        fixed, per = estimate_bits(ks, k[:, None, :].astype(np.int32), tables)
-                        lat_bits += per[:, 0]
-                        state_bits.append(fixed)
-                        n_active += 1
-    for (depth, b), st in stats.items():
+                    k = quantize(np.broadcast_to(se.last_z, (N_LEVELS, se.last_z.shape[0])),
+                                 tables.quant_scale, tables.dead_zone)
+                    fixed, per = estimate_bits(ks, k[:, None, :].astype(np.int32), tables)
+                    lat_bits += per[:, 0]
+                    state_bits.append(fixed)
+                    n_active += 1
+    for depth, st in stats.items():
         by = np.asarray(st["bytes"], float)
         ch = np.asarray(st["chunks"], float)
-        res["depths"][f"{depth}ms_budget{b}"] = {
-            "depth_ms": depth, "budget": b, "mean_bytes": float(by.mean()), "p95_bytes": float(np.percentile(by, 95)),
-            "max_bytes": int(by.max()), "mean_chunks": float(ch.mean()),
-            "mean_requested": float(np.mean(st["requested"])),
-            "carried_ms_mean": float(ch.mean() * 40), "silent_pct": 100.0 * st["silent"] / len(by),
-            "shortened_pct": 100.0 * st["short"] / len(by), "kbps": float(by.mean() * 8 * 50 / 1000)}
+        full = np.asarray(st["full_q15"], float)
+        res["depths"][f"{depth}ms"] = {
+            "depth_ms": depth, "budget": budget, "mean_bytes": float(by.mean()),
+            "p95_bytes": float(np.percentile(by, 95)), "max_bytes": int(by.max()), "mean_chunks": float(ch.mean()),
+            "mean_requested": float(np.mean(st["requested"])), "carried_ms_mean": float(ch.mean() * 40),
+            "silent_pct": 100.0 * st["silent"] / len(by), "shortened_pct": 100.0 * st["short"] / len(by),
+            "kbps": float(by.mean() * 8 * 50 / 1000), "full_depth_q15_mean_bytes": float(full.mean())}
     res["active_seconds"] = n_active * 0.04
     res["latent_bits_per_chunk"] = (lat_bits / max(n_active, 1)).tolist()
     res["latent_kbps_active_speech"] = (lat_bits / max(n_active, 1) * 25 / 1000).tolist()
@@ -115,11 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     r = run(files, a.budget)
     print(f"DRED payload sizes: {r['files']} files, {r['seconds']:.0f} s of audio "
           f"({r['active_seconds']:.0f} s active), {time.time() - t0:.0f} s\n")
-    print("| depth asked | budget B | mean B/packet | p95 B | kb/s | carried (mean) | silent % | shortened % |")
+    print(f"| depth asked | mean B/packet (budget {a.budget}) | p95 B | kb/s | carried (mean) | shortened % "
+          f"| silent % | full depth at q=15: mean B |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in r["depths"].values():
-        print(f"| {v['depth_ms']} ms | {v['budget']} | {v['mean_bytes']:.1f} | {v['p95_bytes']:.0f} | "
-              f"{v['kbps']:.1f} | {v['carried_ms_mean']:.0f} ms | {v['silent_pct']:.1f} | {v['shortened_pct']:.1f} |")
+        print(f"| {v['depth_ms']} ms | {v['mean_bytes']:.1f} | {v['p95_bytes']:.0f} | {v['kbps']:.1f} | "
+              f"{v['carried_ms_mean']:.0f} ms | {v['shortened_pct']:.1f} | {v['silent_pct']:.1f} | "
+              f"{v['full_depth_q15_mean_bytes']:.1f} |")
     print("\nLatent bit rate on active speech (one 40 ms latent per 40 ms of speech):\n")
     print("| q | bits/latent | kb/s |")
     print("|---:|---:|---:|")

@@ -304,13 +304,18 @@ class DredStreamEncoder:
         self._ring.append(_Step(z, act_now or self._prev_active))
         self._prev_active = act_now
         self.n_steps += 1
-        picks = list(self._ring)[::-1][::2]             # z_t, z_{t-2}, ... newest first
-        lat = np.stack([p.z for p in picks])
-        act = np.array([p.active for p in picks])
+        lat, act = self.current_inputs()
         dec = encode_dred(lat, s, self.tables, duration_ms=self.duration_ms, budget_bytes=self.budget_bytes,
                           active=act, offset=0)
         self.last_decision = dec
         return dec.payload
+
+    def current_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latents ``z_t, z_{t-2}, ...`` (newest first, at most 26) and their activity flags."""
+        picks = list(self._ring)[::-1][::2]
+        if not picks:
+            return np.zeros((0, self.encoder.latent_dim), np.float32), np.zeros(0, bool)
+        return np.stack([p.z for p in picks]), np.array([p.active for p in picks])
 
     def push_pcm(self, pcm: np.ndarray) -> bytes:
         """Advance by one packet of 320 int16 samples; return its DRED payload (``b""``: none)."""
