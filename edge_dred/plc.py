@@ -53,6 +53,7 @@ MODEL_NAME = "plc"
 MODEL_VERSION = "plc-int8-1"
 NB_FEATURES = 20
 FRAME = 160
+PRED_CLAMP = 8.0  # normalised units: a prediction fed back on itself must not run away
 
 
 class PLCInputError(ValueError):
@@ -235,12 +236,17 @@ class _PredictorBase:
     def update(self, features: np.ndarray) -> None:
         """Feed a received frame's real features."""
         f = _check_frame(features)
-        self._pred = self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0)
+        self._pred = np.clip(self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0),
+                             -PRED_CLAMP, PRED_CLAMP)
 
     def lost(self) -> np.ndarray:
-        """Conceal one frame: return its predicted features and feed them back as lost."""
+        """Conceal one frame: return its predicted features and feed them back as lost.
+
+        Predictions are clamped to +-8 standard deviations of the training
+        features, so a long loss can never hand the vocoder absurd features.
+        """
         out = self.prediction
-        self._pred = self._step(self._pred, 1.0)
+        self._pred = np.clip(self._step(self._pred, 1.0), -PRED_CLAMP, PRED_CLAMP)
         return out
 
 

@@ -244,3 +244,16 @@ def test_shipped_models_edges_have_no_click(speech, opus_plc):
         # no click anywhere in the concealed span or the cross-fade
         assert np.max(np.abs(np.diff(y[a - 1:b + 320]))) <= 1.5 * local.max()
     assert plc.state_bytes <= 64 * 1024
+
+
+def test_runaway_predictions_are_clamped(tmp_path, tiny, feats):
+    _, params, cfg, _ = tiny
+    p = dict(params)
+    p["out.bias"] = np.full(20, 1e3, np.float32)  # a predictor that explodes when fed its own output
+    export_plc(p, cfg, tmp_path / "x.bin")
+    model = PLCModel.load(path=tmp_path / "x.bin")
+    pred = FeaturePredictor(model)
+    pred.update(feats[10])
+    for _ in range(50):
+        f = pred.lost()
+        assert np.all(np.abs(f - model.feat_mean) <= 8.0 * model.feat_std + 1e-3)
