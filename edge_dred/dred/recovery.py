@@ -42,6 +42,7 @@ __all__ = ["DredRecoverer", "DEFAULT_CODEC_DELAY", "output_frame_features", "pay
 DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms SILK), samples
 _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
+_HISTORY_FRAMES = 20          # output frames analysed for vocoder priming at the start of a burst
 
 
 def payload_frame_span(packet_slot: int, offset: int, n_chunks: int) -> tuple[int, int]:
@@ -166,10 +167,8 @@ class DredRecoverer:
         self._voc = (VocoderReference if reference else Vocoder)(vocoder_model)
         self.codec_delay = codec_delay
         self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
-        self._fx = FeatureExtractor()
         self._n_prime_feats = PRIME_FRAMES + 2
         self._n_prime_pcm = prime_samples(PRIME_FRAMES)
-        self._hist_feats = np.zeros((self._n_prime_feats, NB_FEATURES), np.float32)
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
         self._active_slot = -1
@@ -189,6 +188,16 @@ class DredRecoverer:
 
     def _slot_frames(self, slot: int) -> np.ndarray:
         return np.arange(_FRAMES_PER_SLOT * slot, _FRAMES_PER_SLOT * (slot + 1))
+
+    def _history_features(self, hist: np.ndarray) -> np.ndarray:
+        """Features of the last output frames, analysed from the history only when a burst starts.
+
+        A fresh extractor over the last ~0.2 s settles its buffers and pitch
+        track well before the last frames, so the receiver pays nothing for
+        DRED while packets arrive.
+        """
+        n = min(hist.shape[0] // FRAME_SIZE, _HISTORY_FRAMES)
+        return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-self._n_prime_feats:]
 
     def _source(self, slot: int, packet: bytes) -> _Source | None:
         """Parse (once) the DRED of the packet in ``slot``; None if absent or bad."""
@@ -213,9 +222,7 @@ class DredRecoverer:
 
     # --------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
-        """Track the features of every output slot (vocoder priming needs them)."""
-        feats = self._fx.process_block(np.asarray(pcm))
-        self._hist_feats = np.concatenate([self._hist_feats, feats])[-self._n_prime_feats:]
+        """Note who produced each slot (nothing is computed while no packet is lost)."""
         if decision != self.decision:
             self._active = None
         self._last_real = decision in self._real
@@ -256,7 +263,7 @@ class DredRecoverer:
             hist = np.asarray(ctx.history)
             if hist.shape[0] < self._n_prime_pcm:
                 return None
-            self._voc.prime(hist[-self._n_prime_pcm:], self._hist_feats)
+            self._voc.prime(hist[-self._n_prime_pcm:], self._history_features(hist))
             self.stats["bursts"] += 1
         y = self._voc.synthesize(feats).astype(np.float64)
         n = y.shape[0]
