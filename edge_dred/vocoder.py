@@ -22,12 +22,12 @@ Signal conventions (identical to ``training/vocoder_model.py``)
   subframe gain ``exp(gain_dense(cond))``.
 
 Layers run on the int8 kernels except the two tiny gain layers (their output
-is exponentiated, so they stay float).  A whole frame -- conditioning net,
-then per subframe the gains, the pitch-lag gather (``Lag`` op), the network
-and the push of the output into the history (``Shift`` op) -- is one step of a
-single :class:`cython_kernels.Network`, so ``synthesize(T frames)`` is one call
-into C; numpy only prepares the inputs (normalisation, pitch embedding) and
-de-emphasises the output.  Dense int8 everywhere: 8x4 block sparsity of the
+is exponentiated, so they stay float).  The conditioning net runs all
+requested frames in one call into C; then one more call runs all their
+subframes, each a step of a :class:`cython_kernels.Network` doing the gains,
+the pitch-lag gather (``Lag`` op), the GRUs, the output and the push into the
+history (``Shift`` op).  numpy only prepares the inputs (normalisation, pitch
+embedding) and de-emphasises the output.  Dense int8 everywhere: 8x4 block sparsity of the
 GRU recurrent matrices (``export_vocoder(gru_density=...)``) was measured
 not to pay (no speed-up at these sizes, and the model was not trained
 sparse: teacher-forced int8-vs-float SNR drops from ~37 dB to ~22 dB at 50 %).
@@ -311,6 +311,11 @@ class VocoderModel:
                         k[g] = load_gru(self.arrays, g)
                 else:
                     k[name] = load_linear(self.arrays, name)
+            # (glog, -glog) in one float layer, so an exp gives (gain, 1/gain).
+            from cython_kernels import make_linear
+
+            wg, bg = float_linear(self.arrays, "gain_dense")
+            k["gain2"] = make_linear(np.vstack([wg, -wg]), np.concatenate([bg, -bg]), mode="float")
             self._kernel = k
         return self._kernel
 
@@ -457,9 +462,11 @@ class _VocoderStream:
 class Vocoder(_VocoderStream):
     """One stream of the int8 vocoder on :mod:`cython_kernels`.
 
-    Every frame (conditioning net, the 4 subframes with their pitch-lag
-    gathers, gains and history pushes) runs inside one :class:`Network` step,
-    and :meth:`synthesize` runs all requested frames in one call into C.
+    Two :class:`Network` objects: the conditioning net (one step per frame)
+    and the subframe net (one step per 40-sample subframe: gains, pitch-lag
+    gather, GRUs, output, push into the history).  :meth:`synthesize` runs the
+    conditioning of all requested frames in one call into C and then all
+    their subframes in a second one.
 
     Parameters
     ----------
@@ -469,12 +476,13 @@ class Vocoder(_VocoderStream):
 
     Notes
     -----
-    Not thread-safe; one instance per stream.  Per-stream memory is
-    :attr:`state_bytes` (buffers and scratch; the weights are shared).
+    Not thread-safe; one instance per stream.  Per-stream memory: the float
+    buffers (:attr:`state_bytes`), scratch and the op tables; the weights are
+    shared.
     """
 
     def __init__(self, model: VocoderModel | None = None) -> None:
-        from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift, make_linear
+        from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
 
         model = model if model is not None else VocoderModel.load()
         s = model.shape
@@ -482,26 +490,25 @@ class Vocoder(_VocoderStream):
         c = s.cond_size
         g1, g2, g3 = s.gru_sizes
         P = PRED_SIZE
-        # (glog, -glog) in one float layer, so exp gives (gain, 1/gain).
-        wg, bg = float_linear(model.arrays, "gain_dense")
-        gain2 = make_linear(np.vstack([wg, -wg]), np.concatenate([bg, -bg]), mode="float")
-        ops: list[Any] = [
-            Dense(["fin"], "d1", k["cond_dense1"], activation="tanh"),
-            Conv1d(["d1"], "cc", k["cond_conv"], kernel_size=COND_CONV_K, activation="tanh"),
-            Dense(["cc"], "cond", k["cond_dense2"], activation="tanh"),
-        ]
-        for j in range(NB_SUB):
-            cj = ("cond", j * c, (j + 1) * c)
-            sub = ("frame", j * SUBFRAME, (j + 1) * SUBFRAME)
-            ops += [
-                Dense([cj], "g2", gain2),
+        self._cond_net = Network(
+            buffers={"fin": NB_FEATURES + s.pembed_dim, "d1": s.cond_dense1, "cc": s.cond_conv, "cond": NB_SUB * c},
+            ops=[Dense(["fin"], "d1", k["cond_dense1"], activation="tanh"),
+                 Conv1d(["d1"], "cc", k["cond_conv"], kernel_size=COND_CONV_K, activation="tanh"),
+                 Dense(["cc"], "cond", k["cond_dense2"], activation="tanh")])
+        self._sub_net = Network(
+            buffers={"cond": c, "lag": 1, "teach": SUBFRAME, "fr": 1, "g2": 2, "eg": 2, "pg": 4, "predn": P,
+                     "prevn": SUBFRAME, "pp": 4 * P, "f": s.fwc_size, "fg": s.fwc_size, "h1": g1, "o1": g1,
+                     "h2": g2, "o2": g2, "h3": g3, "o3": g3, "s": s.skip_size, "sg": s.skip_size, "y": SUBFRAME,
+                     "out": SUBFRAME, "fb": SUBFRAME, "hist": HIST},
+            ops=[
+                Dense(["cond"], "g2", k["gain2"]),
                 Act(["g2"], "eg", "exp"),  # eg = (gain, 1/gain)
-                Dense([cj], "pg", k["pgain_dense"], activation="sigmoid"),
+                Dense(["cond"], "pg", k["pgain_dense"], activation="sigmoid"),
                 Lag("hist", "lag", "predn", scale=("eg", 1, 2), pre=PRED_EXTRA, lag_min=PITCH_MIN,
                     lag_max=PITCH_MAX),
                 Mul([("hist", HIST - SUBFRAME, HIST), ("eg", 1, 2)], "prevn"),
                 *[Mul(["predn", ("pg", i, i + 1)], ("pp", i * P, (i + 1) * P)) for i in range(4)],
-                Conv1d([cj, "predn", "prevn", ("g2", 0, 1)], "f", k["fwc"], kernel_size=2, activation="tanh"),
+                Conv1d(["cond", "predn", "prevn", ("g2", 0, 1)], "f", k["fwc"], kernel_size=2, activation="tanh"),
                 GLU(["f"], "fg", k["fwc_glu.gate"]),
                 GRU(["fg", ("pp", 0, P), "prevn"], "h1", k["gru1"]),
                 GLU(["h1"], "o1", k["glu1.gate"]),
@@ -513,49 +520,42 @@ class Vocoder(_VocoderStream):
                       activation="tanh"),
                 GLU(["s"], "sg", k["skip_glu.gate"]),
                 Dense(["sg"], "y", k["out_dense"], activation="tanh"),
-                Mul(["y", ("eg", 0, 1)], sub),
+                Mul(["y", ("eg", 0, 1)], "out"),
                 # fed back: the output (fr = 1, teach = 0) or the real signal (fr = 0)
-                Mul([sub, "fr"], "fb"),
-                Add(["fb", ("teach", j * SUBFRAME, (j + 1) * SUBFRAME)], "fb"),
+                Mul(["out", "fr"], "fb"),
+                Add(["fb", "teach"], "fb"),
                 Shift(["fb"], "hist"),
-            ]
-        self._net = Network(
-            buffers={"fin": NB_FEATURES + s.pembed_dim, "lag": 1, "teach": FRAME, "fr": 1, "d1": s.cond_dense1,
-                     "cc": s.cond_conv, "cond": NB_SUB * c, "g2": 2, "eg": 2, "pg": 4, "predn": P,
-                     "prevn": SUBFRAME, "pp": 4 * P, "f": s.fwc_size, "fg": s.fwc_size, "h1": g1, "o1": g1,
-                     "h2": g2, "o2": g2, "h3": g3, "o3": g3, "s": s.skip_size, "sg": s.skip_size, "y": SUBFRAME,
-                     "fb": SUBFRAME, "hist": HIST, "frame": FRAME},
-            ops=ops)
+            ])
         super().__init__(model)
 
     @property
     def state_bytes(self) -> int:
         """Per-stream float buffers (states, histories, intermediates) in bytes."""
-        return int(sum(self._net.buffer(b).nbytes for b in self._net.buffer_names))
+        return int(sum(n.buffer(b).nbytes for n in (self._cond_net, self._sub_net) for b in n.buffer_names))
 
     def _reset_state(self) -> None:
-        self._net.reset()
+        self._cond_net.reset()
+        self._sub_net.reset()
 
     def _cond_history(self, fin: np.ndarray) -> None:
-        self._net.reset()
-        self._net.run({"fin": fin, "lag": np.full((len(fin), 1), PITCH_MIN, np.float32)})
-        keep = self._net.buffer("cc.hist").copy()  # only the conditioning conv history survives
-        self._net.reset()
-        self._net.buffer("cc.hist")[:] = keep
+        self._reset_state()
+        self._cond_net.run({"fin": fin})
 
     def _set_history(self, pe: np.ndarray) -> None:
-        self._net.buffer("hist")[:] = pe
+        self._sub_net.buffer("hist")[:] = pe
 
     def _frames(self, fin: np.ndarray, lag: np.ndarray, teacher: np.ndarray | None) -> np.ndarray:
         t = len(fin)
-        feeds = {"fin": fin, "lag": lag.astype(np.float32).reshape(t, 1)}
+        n = t * NB_SUB
+        cond = self._cond_net.run({"fin": fin}, fetch=["cond"])["cond"].reshape(n, self.model.shape.cond_size)
+        feeds = {"cond": cond, "lag": np.repeat(lag.astype(np.float32), NB_SUB).reshape(n, 1)}
         if teacher is None:
-            feeds["fr"] = np.ones((t, 1), np.float32)
-            feeds["teach"] = np.zeros((t, FRAME), np.float32)
+            feeds["fr"] = np.ones((n, 1), np.float32)
+            feeds["teach"] = np.zeros((n, SUBFRAME), np.float32)
         else:
-            feeds["fr"] = np.zeros((t, 1), np.float32)
-            feeds["teach"] = np.asarray(teacher, np.float32)
-        return self._net.run(feeds, fetch=["frame"])["frame"]
+            feeds["fr"] = np.zeros((n, 1), np.float32)
+            feeds["teach"] = np.asarray(teacher, np.float32).reshape(n, SUBFRAME)
+        return self._sub_net.run(feeds, fetch=["out"])["out"].reshape(t, FRAME)
 
 
 class VocoderReference(_VocoderStream):
