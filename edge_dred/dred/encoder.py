@@ -106,7 +106,7 @@ class DredEncoder:
 
     Notes
     -----
-    The GRU states are plain arrays owned by this object (``h1``, ``h2``):
+    The GRU states are plain arrays owned by this object (:attr:`state`):
     fed in and read back every step, so the model itself is stateless.
     """
 
@@ -163,13 +163,35 @@ class DredEncoder:
                 raise DredModelError(f"{path}: {key} {have} but the manifest says {entry[key]}")
         self._in = [self._io_spec(d) for d in ind]
         self._out = [self._io_spec(d) for d in outd]
+        self._maps = self._state_maps()
         self.path = path
         self.reset()
 
     def reset(self) -> None:
         """Zero the GRU states (stream start)."""
-        self.h1 = np.zeros((1, self.gru_dim), np.float32)
-        self.h2 = np.zeros((1, self.gru_dim), np.float32)
+        zero = np.zeros((1, self.gru_dim), np.float32)
+        # States are kept in the *input* tensors' representation (int8 for the int8 model).
+        self._h = [self._q(zero, self._in[1]), self._q(zero, self._in[2])]
+
+    def _state_maps(self) -> list:
+        """Per state: a 256-entry table taking the int8 output code straight to the int8 input code.
+
+        Exactly dequantize-then-requantize (same float32 arithmetic), without
+        the float round trip per step.  None where either side is float.
+        """
+        maps = []
+        for o, i in ((self._out[2], self._in[1]), (self._out[3], self._in[2])):
+            if o[2] == 0.0 or i[2] == 0.0 or o[1] != np.int8:
+                maps.append(None)
+                continue
+            codes = np.arange(-128, 128, dtype=np.int8)
+            maps.append(self._q(self._dq(codes, o), i))
+        return maps
+
+    @property
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The two GRU states as float32 (1, H) arrays."""
+        return self._dq(self._h[0], self._in[1]), self._dq(self._h[1], self._in[2])
 
     @staticmethod
     def _io_spec(d: dict) -> tuple:
@@ -223,11 +245,18 @@ class DredEncoder:
         """
         x = self.normalize(frames)
         it = self._it
-        for spec, v in zip(self._in, (x, self.h1, self.h2)):
-            it.set_tensor(spec[0], self._q(v, spec))
+        it.set_tensor(self._in[0][0], self._q(x, self._in[0]))
+        it.set_tensor(self._in[1][0], self._h[0])
+        it.set_tensor(self._in[2][0], self._h[1])
         it.invoke()
-        z, s, h1, h2 = (self._dq(it.get_tensor(spec[0]), spec) for spec in self._out)
-        self.h1, self.h2 = h1.reshape(1, -1), h2.reshape(1, -1)
+        out = self._out
+        for k in range(2):
+            h = it.get_tensor(out[2 + k][0])
+            lut = self._maps[k]
+            self._h[k] = (lut[h.astype(np.int16) + 128] if lut is not None
+                          else self._q(self._dq(h, out[2 + k]), self._in[1 + k]))
+        z = self._dq(it.get_tensor(out[0][0]), out[0])
+        s = self._dq(it.get_tensor(out[1][0]), out[1])
         return z.reshape(-1), s.reshape(-1)
 
 
