@@ -15,7 +15,6 @@ from edge_dred.simulate import Sender, simulate
 
 from test_dred_runtime import speech_like
 
-pytest.importorskip("edge_dred.dred._entropy")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from edge_dred.dred.payload import DredPayload, encode_payload, parse_payload
 from edge_dred.dred.quantizer import N_LEVELS, chunk_levels, quantize
 from edge_dred.features import compute_features
 
-pytest.importorskip("edge_dred.dred._entropy")
 REPO = Path(__file__).resolve().parent.parent
 SR = 16000
 
