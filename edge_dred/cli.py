@@ -111,13 +111,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         notes.extend(loaded.notes)
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
     dred_ms = args.dred_ms if args.dred_ms is not None else (1040 if args.dred else 0)
-    sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss,
-                    dred_ms=dred_ms, dred_budget=args.dred_budget)
     recoverers = []
-    if dred_ms:
-        from .dred.recovery import DredRecoverer
+    try:
+        sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss,
+                        dred_ms=dred_ms, dred_budget=args.dred_budget)
+        if dred_ms:
+            from .dred.recovery import DredRecoverer
 
-        recoverers.append(DredRecoverer())  # shipped decoder + vocoder (manifest-checked)
+            recoverers.append(DredRecoverer())  # shipped decoder + vocoder (manifest-checked)
+    except ImportError as e:  # no TFLite runtime: say which package to install
+        raise CLIError(f"--dred: {e}") from None
     concealer = None
     if args.neural_plc:
         from .plc import NeuralPLC
