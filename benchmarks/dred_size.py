@@ -11,8 +11,10 @@ trimming, rate control and range coding, one payload per 20 ms packet.  The
 table shows, per requested depth (0.2 / 0.5 / 1.04 s):
 
 * mean and 95th-percentile payload bytes per packet within the byte budget
-  (the product bar: <= 80 bytes at 1.04 s) and how much redundancy those
-  payloads really carry (the rate control shortens the depth to fit), and
+  (the product bar: <= 80 bytes at 1.04 s), how much redundancy those
+  payloads really carry (the rate control shortens the depth to fit) and at
+  which quantizer schedule (it spends the budget on the finest that fits, so
+  short depths come out near the budget too, at finer levels), and
 * what the full requested depth (after silence trimming) would cost at the
   coarsest quantizer level for every chunk: the least any schedule needs.
 
@@ -51,7 +53,7 @@ def load(path: Path) -> np.ndarray:
 def run(files: list[Path], budget: int) -> dict:
     enc = DredEncoder()
     res: dict = {"files": len(files), "seconds": 0.0, "depths": {}}
-    stats = {d: {"bytes": [], "chunks": [], "requested": [], "full_q15": [], "silent": 0, "short": 0}
+    stats = {d: {"bytes": [], "chunks": [], "requested": [], "full_q15": [], "q0": [], "dq": [], "silent": 0, "short": 0}
              for d in DEPTHS_MS}
     lat_bits = np.zeros(N_LEVELS)
     n_active = 0
@@ -70,6 +72,9 @@ def run(files: list[Path], budget: int) -> dict:
                 st["bytes"].append(len(pay))
                 st["requested"].append(dec.requested_chunks)
                 st["chunks"].append(dec.n_chunks)
+                if pay:
+                    st["q0"].append(dec.q0)
+                    st["dq"].append(dec.dq)
                 st["silent"] += dec.reason == "silent"
                 st["short"] += dec.reason == "shortened"
                 # What the full (silence-trimmed) depth costs at the coarsest level, q = 15 for every chunk.
@@ -100,7 +105,9 @@ def run(files: list[Path], budget: int) -> dict:
             "p95_bytes": float(np.percentile(by, 95)), "max_bytes": int(by.max()), "mean_chunks": float(ch.mean()),
             "mean_requested": float(np.mean(st["requested"])), "carried_ms_mean": float(ch.mean() * 40),
             "silent_pct": 100.0 * st["silent"] / len(by), "shortened_pct": 100.0 * st["short"] / len(by),
-            "kbps": float(by.mean() * 8 * 50 / 1000), "full_depth_q15_mean_bytes": float(full.mean())}
+            "kbps": float(by.mean() * 8 * 50 / 1000), "full_depth_q15_mean_bytes": float(full.mean()),
+            "mean_q0": float(np.mean(st["q0"])) if st["q0"] else float("nan"),
+            "mean_dq": float(np.mean(st["dq"])) if st["dq"] else float("nan")}
     res["active_seconds"] = n_active * 0.04
     res["latent_bits_per_chunk"] = (lat_bits / max(n_active, 1)).tolist()
     res["latent_kbps_active_speech"] = (lat_bits / max(n_active, 1) * 25 / 1000).tolist()
@@ -126,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DRED payload sizes: {r['files']} files, {r['seconds']:.0f} s of audio "
           f"({r['active_seconds']:.0f} s active), {time.time() - t0:.0f} s\n")
     print(f"| depth asked | mean B/packet (budget {a.budget}) | p95 B | kb/s | carried (mean) | shortened % "
-          f"| silent % | full depth at q=15: mean B |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"| silent % | mean q0 / dQ | full depth at q=15: mean B |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in r["depths"].values():
         print(f"| {v['depth_ms']} ms | {v['mean_bytes']:.1f} | {v['p95_bytes']:.0f} | {v['kbps']:.1f} | "
               f"{v['carried_ms_mean']:.0f} ms | {v['shortened_pct']:.1f} | {v['silent_pct']:.1f} | "
-              f"{v['full_depth_q15_mean_bytes']:.1f} |")
+              f"{v['mean_q0']:.1f} / {v['mean_dq']:.1f} | {v['full_depth_q15_mean_bytes']:.1f} |")
     print("\nLatent bit rate on active speech (one 40 ms latent per 40 ms of speech):\n")
     print("| q | bits/latent | kb/s |")
     print("|---:|---:|---:|")
