@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-from vocoder_model import FRAME, HIST, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
+from vocoder_model import FRAME, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
 
 from edge_dred.evaluate import metrics  # noqa: E402
 from edge_dred.features import band_energies_from_cepstrum, band_weights, compute_features  # noqa: E402
@@ -71,11 +71,8 @@ def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prim
     e = x.copy()
     e[:, 1:] -= PREEMPH * x[:, :-1]
     ft = torch.from_numpy(f)
-    st = model.init_state(b)
-    hist = np.zeros((b, HIST + prime_frames * FRAME), np.float32)
-    hist[:, HIST:] = e[:, : prime_frames * FRAME]
-    # Priming: real history, teacher-forced over the prime frames.
-    st["hist"] = torch.from_numpy(hist[:, -HIST:]).clone()
+    st = model.init_state(b)  # silence before the file start
+    # Priming: teacher-forced over the first real frames, then free-running.
     if prime_frames:
         model.run(ft[:, :prime_frames], st, torch.from_numpy(e[:, : prime_frames * FRAME]), n_teacher=prime_frames)
     y = model.run(ft[:, prime_frames:], st).numpy()
