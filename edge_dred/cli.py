@@ -178,9 +178,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.estimate:
+        from .estimate import estimate_boards
+
+        # Emulation is ~100x slower than the board: 1 s of audio (50 packets) per stage by default.
+        names = [n.strip() for n in args.estimate.split(",") if n.strip()]
+        print(estimate_boards(names, seconds=args.seconds or 1.0, wheel=args.wheel))
+        return 0
     from .bench import run_bench
 
-    print(run_bench(seconds=args.seconds, repeat=args.repeat))
+    print(run_bench(seconds=args.seconds or 10.0, repeat=args.repeat))
     return 0
 
 
@@ -235,8 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="time each stage per 20 ms packet and print real-time factors")
-    b.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per measurement")
+    b.add_argument("--seconds", type=float, help="seconds of audio per measurement (default 10; 1 with --estimate)")
     b.add_argument("--repeat", type=_positive_int, default=3)
+    b.add_argument("--estimate", metavar="BOARD[,BOARD]",
+                   help="instead of timing here, count ARM instructions per stage under qemu on each board's core "
+                        "(cross-built wheel from scripts/build_wheels.sh) and estimate its real-time factor")
+    b.add_argument("--wheel", help="with --estimate: the ARM wheel to use (default: newest in dist/arm)")
     b.set_defaults(func=cmd_bench)
 
     bo = sub.add_parser("boards", help="list the board configs and the one detected here")

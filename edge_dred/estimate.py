@@ -1,0 +1,356 @@
+"""Real-time estimates for a board from instruction counts under qemu (``edge-dred bench --estimate``).
+
+No board at hand: run the very stages ``edge-dred bench`` times, but on the
+cross-built ARM package (the wheel from ``scripts/build_wheels.sh``, installed
+for the Debian bookworm sysroot's python3.11) under ``qemu-<arch>`` with the
+board's CPU model, and count the guest instructions each stage executes per
+20 ms packet.  An estimated time per packet is then
+
+    instructions per packet / the board's ``instructions_per_second``
+
+and the real-time factor is that over 20 ms.
+
+Counting uses a small TCG plugin (``scripts/qemu_insn_plugin.c``, compiled
+here on first use) that adds every executed translation block's instruction
+count to a counter, and the guest brackets each packet's work with marker
+syscalls (``umask`` with a magic value; see the plugin).  The plugin needs the
+dynamically linked qemu-user (Debian package ``qemu-user``): the ``-static``
+builds cannot load plugins.  Marker overhead is measured on an empty stage
+and subtracted.
+
+The assumption, stated in every table: the board sustains the
+``instructions_per_second`` of its TOML (clock × an IPC typical of int8
+kernels on that core) on this code.  Cache misses, memory bandwidth, the
+branch predictor, the OS and other processes are not modelled, and the
+dispatch picks the kernels that the *emulated* CPU model advertises.  It is an
+estimate to compare boards and stages, not a measurement.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import FRAME_MS
+
+__all__ = ["EstimateError", "StageCount", "estimate_boards", "format_estimate", "parse_marks", "count_stages"]
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_SRC = ROOT / "scripts" / "qemu_insn_plugin.c"
+MAGIC = 0x4E000000
+BEGIN, END, CALL_END = 1, 2, 3
+_ARCH = {"aarch64": ("arm64", "aarch64-linux-gnu", "qemu-aarch64"),
+         "armv7l": ("armhf", "arm-linux-gnueabihf", "qemu-arm")}
+_MAX_MARK_LINES = 5_000_000
+
+
+class EstimateError(ValueError):
+    """The estimate cannot run (missing tools, sysroot or wheel) or its output is inconsistent."""
+
+
+@dataclass(frozen=True)
+class StageCount:
+    """Instructions per packet for one bench stage."""
+
+    side: str
+    stage: str
+    insns: np.ndarray  # per packet, marker overhead removed
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.insns))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGE_DRED_CACHE", str(Path.home() / ".cache" / "edge-dred")))
+
+
+# --------------------------------------------------------------------------- parsing (pure, tested)
+
+def parse_marks(text: str) -> tuple[list[np.ndarray], int]:
+    """Per-call arrays of instructions between BEGIN and END markers, and the total count.
+
+    ``text`` is the plugin output: ``code count`` lines, then ``total count``.
+    """
+    calls: list[np.ndarray] = []
+    cur: list[int] = []
+    begin: int | None = None
+    total = -1
+    lines = text.splitlines()
+    if len(lines) > _MAX_MARK_LINES:
+        raise EstimateError(f"marker log too long ({len(lines)} lines)")
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise EstimateError(f"marker log line {n}: unexpected {line[:60]!r}")
+        if parts[0] == "total":
+            total = int(parts[1])
+            continue
+        if not parts[0].isdigit():
+            raise EstimateError(f"marker log line {n}: unexpected {line[:60]!r}")
+        code, count = int(parts[0]), int(parts[1])
+        if code == BEGIN:
+            if begin is not None:
+                raise EstimateError(f"marker log line {n}: BEGIN without END")
+            begin = count
+        elif code == END:
+            if begin is None or count < begin:
+                raise EstimateError(f"marker log line {n}: END without BEGIN")
+            cur.append(count - begin)
+            begin = None
+        elif code == CALL_END:
+            if begin is not None:
+                raise EstimateError(f"marker log line {n}: call ended inside a packet")
+            calls.append(np.array(cur, dtype=np.int64))
+            cur = []
+        else:
+            raise EstimateError(f"marker log line {n}: unknown marker code {code}")
+    if total < 0:
+        raise EstimateError("marker log has no total (did the guest crash?)")
+    if cur or begin is not None:
+        raise EstimateError("marker log ends inside a call")
+    return calls, total
+
+
+def parse_bench_rows(table: str) -> list[tuple[str, str]]:
+    """(side, stage) of every row of ``run_bench``'s markdown table, in order."""
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and line.startswith("|") and cells[0] not in ("side", "") and not cells[0].startswith("-"):
+            rows.append((cells[0], cells[1]))
+    return rows
+
+
+def count_stages(marks: str, table: str) -> tuple[list[StageCount], float, int]:
+    """Combine the plugin's marks and the guest's bench table: stage counts, marker overhead, total."""
+    calls, total = parse_marks(marks)
+    rows = parse_bench_rows(table)
+    if not calls:
+        raise EstimateError("no calibration call in the marker log")
+    cal, calls = calls[0], calls[1:]
+    if len(calls) != len(rows):
+        raise EstimateError(f"bench table has {len(rows)} rows but {len(calls)} stages were counted")
+    overhead = float(np.median(cal)) if len(cal) else 0.0
+    out = []
+    for (side, stage), c in zip(rows, calls):
+        if not len(c):
+            raise EstimateError(f"stage {stage!r}: no packets counted")
+        out.append(StageCount(side, stage, np.maximum(c - overhead, 0)))
+    return out, overhead, total
+
+
+# --------------------------------------------------------------------------- guest side
+
+# Runs inside the emulated python3.11: the bench's own stages, with its timer replaced by
+# per-packet markers.  Call 0 is an empty stage that measures the markers' own cost.
+_GUEST = r'''
+import json, os, sys
+import numpy as np
+import edge_dred.bench as bench
+
+MAGIC = {magic}
+def mark(code):
+    os.umask(MAGIC | (code << 12) | 0o022)
+
+def counted(fn, n_packets, repeat):
+    for i in range(n_packets):
+        mark({begin})
+        fn(i)
+        mark({end})
+    mark({call_end})
+    return np.full(n_packets, 1e-6)
+
+counted(lambda i: None, 16, 1)
+bench.time_per_packet = counted
+from cython_kernels import _kernels
+table = bench.run_bench(seconds={seconds}, repeat=1)
+print(json.dumps({{"table": table, "variant": _kernels.best_variant(), "numpy": np.__version__}}))
+'''
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, **kw)
+    except FileNotFoundError as e:
+        raise EstimateError(f"{cmd[0]}: not found") from e
+
+
+def build_plugin(qemu: str, work: Path, probe: list[str]) -> Path:
+    """Compile the counting plugin for this host (cached in ``work``) and check that ``qemu`` loads it.
+
+    ``probe`` is a short guest command for the check (qemu arguments after ``-plugin``, e.g.
+    ``["-L", sysroot, sysroot + "/bin/true"]``).
+    """
+    if not PLUGIN_SRC.exists():
+        raise EstimateError(f"{PLUGIN_SRC} not found: --estimate runs from a source checkout")
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if not cc:
+        raise EstimateError("no host C compiler (cc/gcc) to build the qemu plugin")
+    src_hash = hashlib.sha256(PLUGIN_SRC.read_bytes()).hexdigest()[:12]
+    work.mkdir(parents=True, exist_ok=True)
+    errors = []
+    # The plugin API version qemu accepts depends on the qemu release: try the known ones.
+    for version in (1, 2, 3, 4, 5):
+        lib = work / f"libedinsn-{src_hash}-v{version}.so"
+        if not lib.exists():
+            r = _run([cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", f"-DPLUGIN_API_VERSION={version}",
+                      "-o", str(lib), str(PLUGIN_SRC)])
+            if r.returncode:
+                raise EstimateError(f"building the qemu plugin failed:\n{r.stderr[-1500:]}")
+        out = work / "probe.txt"
+        out.unlink(missing_ok=True)
+        r = _run([qemu, "-plugin", f"{lib},out={out}", *probe], timeout=60)
+        if r.returncode == 0 and out.exists() and re.search(r"^total \d+$", out.read_text(), re.M):
+            return lib
+        errors.append(r.stderr.strip()[-300:])
+    raise EstimateError(f"{qemu} does not load the counting plugin (a qemu-user built with plugin support is "
+                        f"needed: Debian's 'qemu-user'):\n" + "\n".join(errors[:1] + errors[-1:]))
+
+
+def _find_wheel(arch: str, wheel: str | None) -> Path:
+    if wheel:
+        p = Path(wheel)
+        if not p.is_file():
+            raise EstimateError(f"wheel {wheel} not found")
+        return p
+    cands = sorted((ROOT / "dist" / "arm").glob(f"edge_dred-*manylinux*_{arch}.whl"), key=lambda p: p.stat().st_mtime)
+    if not cands:
+        raise EstimateError(f"no {arch} wheel in {ROOT / 'dist' / 'arm'}: run scripts/build_wheels.sh {arch} --no-test "
+                            "first (or pass --wheel)")
+    return cands[-1]
+
+
+def prepare_guest(arch: str, wheel: str | None = None) -> tuple[Path, Path, Path, Path]:
+    """(qemu, sysroot, site, work) for ``arch``: the sysroot from build_wheels.sh, the wheel installed."""
+    if arch not in _ARCH:
+        raise EstimateError(f"no emulated estimate for architecture {arch!r} (aarch64 or armv7l only)")
+    debarch, _, qemu_name = _ARCH[arch]
+    qemu = shutil.which(qemu_name)
+    if not qemu:
+        raise EstimateError(f"{qemu_name} (Debian package qemu-user, with TCG plugin support) is not installed")
+    sysroot = cache_dir() / f"sysroot-bookworm-{debarch}"
+    if not (sysroot / "usr" / "bin" / "python3.11").exists():
+        raise EstimateError(f"no sysroot at {sysroot}: run scripts/build_wheels.sh {arch} --no-test first")
+    whl = _find_wheel(arch, wheel)
+    work = cache_dir() / f"estimate-{debarch}"
+    site = work / "site"
+    stamp = work / "wheel.sha256"
+    digest = hashlib.sha256(whl.read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == digest and site.is_dir()):
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(site, ignore_errors=True)
+        plat = re.search(r"-(manylinux_[^-]+)\.whl$", whl.name)
+        if not plat:
+            raise EstimateError(f"{whl.name}: not a manylinux wheel")
+        r = _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site),
+                  "--platform", plat.group(1), "--python-version", "3.11", "--implementation", "cp", "--abi",
+                  "cp311", "--only-binary=:all:", str(whl)])
+        if r.returncode:
+            raise EstimateError(f"installing {whl.name} failed:\n{r.stderr[-1500:]}")
+        _run([sys.executable, "-m", "compileall", "-q", str(site)])
+        stamp.write_text(digest)
+    return Path(qemu), sysroot, site, work
+
+
+def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
+              timeout: float = 1800.0) -> tuple[list[StageCount], dict]:
+    """Count instructions per packet of every bench stage on ``cpu``; return stage counts and run info."""
+    qemu, sysroot, site, work = prepare_guest(arch, wheel)
+    plugin = build_plugin(str(qemu), work, ["-L", str(sysroot), str(sysroot / "bin" / "true")])
+    with tempfile.TemporaryDirectory(dir=work) as td:
+        driver = Path(td) / "driver.py"
+        driver.write_text(_GUEST.format(magic=MAGIC, begin=BEGIN, end=END, call_end=CALL_END, seconds=float(seconds)))
+        marks = Path(td) / "marks.txt"
+        env = {"PATH": "/usr/bin:/bin", "HOME": td, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+               "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1"}
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run([str(qemu), "-L", str(sysroot), "-cpu", cpu, "-plugin", f"{plugin},out={marks}",
+                                str(sysroot / "usr/bin/python3.11"), str(driver)], cwd=td, env=env,
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EstimateError(f"emulated bench on {cpu} took longer than {timeout:.0f} s") from None
+        wall = time.monotonic() - t0
+        if r.returncode:
+            raise EstimateError(f"emulated bench on {cpu} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
+        try:
+            info = json.loads(r.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            raise EstimateError(f"emulated bench printed no result:\n{r.stdout[-500:]}\n{r.stderr[-500:]}") from None
+        stages, overhead, total = count_stages(marks.read_text(), info["table"])
+    info.update(wall_s=wall, marker_overhead=overhead, total_insns=total, qemu=str(qemu), cpu=cpu)
+    return stages, info
+
+
+# --------------------------------------------------------------------------- report
+
+def format_estimate(board, stages: list[StageCount], info: dict) -> str:
+    """Markdown table for one board (``board`` is a BoardConfig)."""
+    ips = board.instructions_per_second
+    budget = FRAME_MS / 1000.0
+    lines = [
+        f"### {board.name}: {board.description}",
+        "",
+        f"qemu `-cpu {info['cpu']}`, kernels `{info['variant']}`, guest numpy {info['numpy']}; "
+        f"{info['total_insns'] / 1e9:.2f} G instructions counted in {info['wall_s']:.0f} s of emulation.",
+        f"Assumption: {ips / 1e9:.2f} G instructions/s sustained (board_configs/{board.name}.toml "
+        "`instructions_per_second`); caches, memory and the OS are not modelled.",
+        "",
+        "| side | stage | k instr/packet (min / median / max) | est. ms/packet | est. RTF |",
+        "|---|---|---:|---:|---:|",
+    ]
+    totals: dict[str, float] = {}
+    for s in stages:
+        med = s.median
+        totals[s.side] = totals.get(s.side, 0.0) + med
+        lines.append(f"| {s.side} | {s.stage} | {s.insns.min() / 1e3:.0f} / {med / 1e3:.0f} / {s.insns.max() / 1e3:.0f} "
+                     f"| {med / ips * 1e3:.3f} | {med / ips / budget:.4f} |")
+    lines.append("")
+    for side, tot in totals.items():
+        lines.append(f"{side}: {tot / 1e6:.2f} M instructions per packet, all stages summed -> est. RTF "
+                     f"{tot / ips / budget:.3f}")
+    return "\n".join(lines)
+
+
+def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = None) -> str:
+    """Run the emulated bench once per distinct (arch, CPU model) and format a table per board."""
+    from .boards import load_board
+
+    boards = [load_board(n) for n in names]
+    for b in boards:
+        if b.instructions_per_second <= 0 or not b.qemu_cpu:
+            raise EstimateError(f"board {b.name} has no qemu_cpu/instructions_per_second to estimate with")
+        if b.arch not in _ARCH:
+            raise EstimateError(f"board {b.name}: architecture {b.arch!r} cannot be emulated here")
+    if not 0.5 <= seconds <= 30:
+        raise EstimateError(f"--seconds for an estimate must be in [0.5, 30], got {seconds}")
+    runs: dict[tuple[str, str], tuple[list[StageCount], dict]] = {}
+    out = []
+    summary = ["| board | core | kernels | G instr/s | receiver RTF (all stages summed) | sender RTF |", "|---|---|---|---:|---:|---:|"]
+    for b in boards:
+        key = (b.arch, b.qemu_cpu)
+        if key not in runs:
+            print(f"edge-dred bench --estimate: counting on qemu {b.arch} -cpu {b.qemu_cpu} ...", file=sys.stderr, flush=True)
+            runs[key] = run_guest(b.arch, b.qemu_cpu, seconds, wheel)
+        stages, info = runs[key]
+        out.append(format_estimate(b, stages, info))
+        rtf = {side: sum(s.median for s in stages if s.side == side) / b.instructions_per_second / (FRAME_MS / 1000)
+               for side in {s.side for s in stages}}
+        recv = sum(v for k, v in rtf.items() if k != "sender")
+        summary.append(f"| {b.name} | {b.qemu_cpu} | {info['variant']} | {b.instructions_per_second / 1e9:.2f} | "
+                       f"{recv:.3f} | {rtf.get('sender', 0.0):.3f} |")
+    note = ("Receiver RTF sums every non-sender stage (decode, concealment, neural PLC, DRED): an upper bound, "
+            "since a slot is either decoded or concealed.")
+    return "\n\n".join(out + ["### Summary (est. real-time factor per 20 ms packet; < 1 keeps up)",
+                              "\n".join(summary), note])
