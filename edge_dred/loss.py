@@ -289,7 +289,8 @@ class GilbertElliott(LossModel):
         runs = np.concatenate(chunks)
         states = np.zeros(runs.size, dtype=bool)
         states[(0 if bad else 1)::2] = True
-        return np.repeat(states, runs)[:n]
+        # np.repeat wants intp counts: int64 does not cast 'safely' on 32-bit ARM.
+        return np.repeat(states, runs.astype(np.intp))[:n]
 
     def describe(self) -> str:
         """Describe the model."""
