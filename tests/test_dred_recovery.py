@@ -108,9 +108,13 @@ def test_500ms_burst_recovered_much_closer_than_opus_plc(models, stream):
     # Time alignment: the recovered features match the target better than a 20 ms shift of it does.
     shifted = f_clean[2 * first + 2:2 * (first + n) + 2]
     assert d_dred < np.sqrt(np.mean((f_dred[:, :18] - shifted[:, :18]) ** 2))
-    # The synthesised slots are real audio in the burst, finite and bounded (vocoder quality aside).
+    # And the audio the vocoder makes of them: closer to the clean decode than libopus PLC's
+    # (a milder bar: this also measures the vocoder, trained separately).
+    f_out = compute_features(out_d)[rows]
+    d_out = np.sqrt(np.mean((f_out[:, :18] - ref[:, :18]) ** 2))
+    assert d_out < 0.85 * d_plc, (d_out, d_plc)
     seg = out_d[320 * first:320 * (first + n)].astype(float)
-    assert np.abs(seg).mean() > 10 and np.all(np.abs(seg) <= 32767)
+    assert np.abs(seg).mean() > 0.3 * np.abs(out_c[320 * first:320 * (first + n)].astype(float)).mean()
 
 
 def test_handback_and_start_are_smooth(models, stream):
