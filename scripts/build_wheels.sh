@@ -163,12 +163,22 @@ wheel_tools() {
     fi
 }
 
-# One staging copy of the sources (tracked + untracked-but-not-ignored files, so no in-place
-# .so or generated .c leaks in), shared by both arches: Cython output is arch-independent.
+# A staging copy of the sources per arch (tracked + untracked-but-not-ignored files, so no
+# in-place .so or stale file leaks in), kept in the cache: tar restores the files' mtimes, so
+# Cython's generated .c files are reused while their .pyx is unchanged, and when no staged
+# file changed at all (content hash) the compiled extensions in build/ are reused too.
 stage_sources() {
-    STAGE="$(mktemp -d "${TMPDIR:-/tmp}/edge-dred-wheel.XXXXXX")"
-    trap 'rm -rf "$STAGE"' EXIT
+    STAGE="$CACHE/stage-$DEBARCH"
+    mkdir -p "$STAGE"
     local paths=(setup.py pyproject.toml README.md edge_dred cython_kernels quantize board_configs)
+    # Keep only build/ and Cython output (a .c next to a .pyx); everything else is re-extracted.
+    local files=() drop=() f
+    mapfile -t files < <(find "$STAGE" -mindepth 1 -path "$STAGE/build" -prune -o -path "$STAGE/.raw" -prune -o -type f -print)
+    for f in "${files[@]}"; do  # decide first, delete after: a .pyx must not vanish before its .c is judged
+        case "$f" in *.c) [ -f "${f%.c}.pyx" ] && continue ;; esac
+        drop+=("$f")
+    done
+    [ ${#drop[@]} -eq 0 ] || rm -f "${drop[@]}"
     if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         (cd "$ROOT" && git ls-files -co --exclude-standard -- "${paths[@]}" \
             | while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done \
@@ -176,6 +186,14 @@ stage_sources() {
     else  # not a git checkout: copy, leaving in-place builds behind
         (cd "$ROOT" && tar -cf - --exclude='*.so' --exclude='__pycache__' "${paths[@]}") | tar -xf - -C "$STAGE"
     fi
+    local digest
+    digest="$(cd "$STAGE" && find . -path ./build -prune -o -path ./.raw -prune -o -type f -print | LC_ALL=C sort \
+              | while IFS= read -r f; do case "$f" in *.c) [ -f "${f%.c}.pyx" ] && continue ;; esac; printf '%s\n' "$f"; done \
+              | xargs -d '\n' sha256sum | sha256sum | cut -c1-32)"
+    if [ "$(cat "$STAGE/build/.sources" 2>/dev/null)" != "$digest" ]; then
+        rm -rf "$STAGE/build"
+    fi
+    STAGE_DIGEST="$digest"
 }
 
 build_arch() {
@@ -186,11 +204,12 @@ build_arch() {
     make_sysroot
     numpy_headers
     wheel_tools
-    local scd="$STAGE/.sysconfig-$DEBARCH" sc="_sysconfigdata__linux_$TRIPLET"
+    stage_sources
+    local scd="$CACHE/sysconfig-$DEBARCH" sc="_sysconfigdata__linux_$TRIPLET"
     mkdir -p "$scd"
     cp "$SYSROOT/usr/lib/python3.11/$sc.py" "$scd/"
-    local raw="$STAGE/.raw-$DEBARCH" blog="$OUT_DIR/build-$arch.log"
-    rm -rf "$STAGE/build" "$raw"
+    local raw="$STAGE/.raw" blog="$OUT_DIR/build-$arch.log"
+    rm -rf "$raw"
     mkdir -p "$OUT_DIR"
     log "cross-compiling ($TRIPLET-gcc, sysroot $SYSROOT)"
     # CFLAGS replaces the target sysconfig's CFLAGS, so the usual -O2 -DNDEBUG -fwrapv are
@@ -208,7 +227,8 @@ build_arch() {
         export PKG_CONFIG_LIBDIR="$SYSROOT/usr/lib/$TRIPLET/pkgconfig:$SYSROOT/usr/share/pkgconfig"
         export PKG_CONFIG_SYSROOT_DIR="$SYSROOT"
         "$BUILD_PY" setup.py build_ext -j 2 bdist_wheel -d "$raw"
-    ) > "$blog" 2>&1 || { tail -30 "$blog" >&2; die "build for $arch failed (log: $blog)"; }
+    ) > "$blog" 2>&1 || { tail -30 "$blog" >&2; rm -rf "$STAGE/build"; die "build for $arch failed (log: $blog)"; }
+    echo "$STAGE_DIGEST" > "$STAGE/build/.sources"
     # An implicit declaration means the wrong NumPy (or Python) headers were picked up:
     # the module would fail at import (or worse) on the board.
     if grep -q "implicit declaration of function" "$blog"; then
@@ -235,7 +255,6 @@ build_arch() {
 }
 
 T_START=$SECONDS
-stage_sources
 case "$TARGET" in
     all) build_arch aarch64; build_arch armv7l ;;
     *) build_arch "$TARGET" ;;
