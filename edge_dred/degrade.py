@@ -45,6 +45,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .boards import BoardConfig
 
 __all__ = ["Level", "LoadGovernor", "GovernorError", "Transition"]
 
@@ -81,8 +85,11 @@ class Transition:
 
 
 def _check(name: str, v: float, lo: float, hi: float) -> float:
-    v = float(v)
-    if not (lo <= v <= hi) or math.isnan(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise GovernorError(f"{name} must be a number, got {v!r}") from None
+    if not (lo <= v <= hi):  # also rejects NaN
         raise GovernorError(f"{name} must be in [{lo}, {hi}], got {v}")
     return v
 
@@ -134,7 +141,8 @@ class LoadGovernor:
         self.reset()
 
     @classmethod
-    def from_board(cls, board, period_ms: int = 20, budget_fraction: float = 0.7, **kw) -> "LoadGovernor":
+    def from_board(cls, board: "BoardConfig", period_ms: int = 20, budget_fraction: float = 0.7,
+                   **kw) -> "LoadGovernor":
         """A governor for a :class:`~edge_dred.boards.BoardConfig`: budget = fraction × packet duration,
         ``FULL`` decodes the board's ``dred_ms``."""
         _check("budget_fraction", budget_fraction, 0.05, 1.0)

@@ -17,6 +17,10 @@ sysroot's python3 under ``qemu-<arch>-static`` (``QEMU_LD_PREFIX`` = sysroot,
    per-packet decisions must equal a run of the host build, and whose audio is compared
    with the host's (correlation; libopus's float encoder is not bit-exact across ISAs).
 
+4. with ``--tflite-qemu``, ``simulate --dred`` with the target's TFLite runtime installed
+   (:data:`TFLITE`) under that qemu (bookworm's 7.2 crashes in ai-edge-litert); DRED must
+   recover packets.
+
 It prints one table row per CPU and exits non-zero when anything failed.
 """
 from __future__ import annotations
@@ -164,6 +168,30 @@ def install(wheel: str, site: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(site)], capture_output=True)
 
 
+#: TFLite runtimes on PyPI for the target (see README): ai-edge-litert has no armv7l wheels, the
+#: older tflite-runtime does (built against NumPy 1.x: keep the sysroot's, --no-deps).
+TFLITE = {"aarch64": (["ai-edge-litert"], []), "armv7l": (["tflite-runtime"], ["--no-deps"])}
+
+
+def install_tflite(arch: str, site: Path) -> str:
+    """Install the target's TFLite runtime into ``site`` (cached); return what was installed."""
+    pkgs, extra = TFLITE[arch]
+    stamp = site / ".edge-dred-tflite"
+    if stamp.exists():
+        return stamp.read_text()
+    shutil.rmtree(site, ignore_errors=True)
+    plats = [f"--platform=manylinux{v}_{arch}" for v in ("2014", "_2_17", "_2_27", "_2_28", "_2_31", "_2_34", "_2_36")]
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(site), *plats,
+                        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:",
+                        *extra, *pkgs], capture_output=True, text=True)
+    if r.returncode:
+        raise SmokeError(f"pip install of {pkgs} for {arch} failed:\n{r.stderr[-2000:]}")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(site)], capture_output=True)
+    got = ", ".join(sorted(d.name.split(".dist-info")[0] for d in site.glob("*.dist-info")))
+    stamp.write_text(got)
+    return got
+
+
 @dataclass
 class Guest:
     """Runs the sysroot's python3 under qemu-user with one CPU model."""
@@ -175,12 +203,14 @@ class Guest:
     timeout: float = 600.0
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, cpu: str, args: list[str], timeout: float | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    def run(self, cpu: str, args: list[str], timeout: float | None = None, qemu: str | None = None,
+            extra_path: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+        path = f"{extra_path}:{self.site}" if extra_path else str(self.site)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.work), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "PYTHONPATH": str(self.site), "QEMU_LD_PREFIX": str(self.sysroot), "QEMU_CPU": cpu, **self.env}
+               "PYTHONPATH": path, "QEMU_LD_PREFIX": str(self.sysroot), "QEMU_CPU": cpu, **self.env}
         t0 = time.monotonic()
-        r = subprocess.run([self.qemu, str(self.sysroot / "usr/bin/python3.11"), *args], cwd=self.work, env=env,
-                           capture_output=True, text=True, timeout=timeout or self.timeout)
+        r = subprocess.run([qemu or self.qemu, str(self.sysroot / "usr/bin/python3.11"), *args], cwd=self.work,
+                           env=env, capture_output=True, text=True, timeout=timeout or self.timeout)
         return r, time.monotonic() - t0
 
 
@@ -235,6 +265,15 @@ def smoke(a: argparse.Namespace) -> int:
         ref = host_reference(clip, Path(td) / "host.wav", Path(td) / "host.json", sim_args)
         ref_audio = read_wav(Path(td) / "host.wav") if ref else None
 
+    dred_args = ["--loss", "20", "--burst", "3", "--seed", "1", "--dred"]
+    dref = dref_audio = tfl_site = None
+    if a.tflite_qemu:
+        tfl_site = work / "site-tflite"
+        print(f"  {a.arch}: TFLite runtime for the DRED step: {install_tflite(a.arch, tfl_site)}", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as td:
+            dref = host_reference(clip, Path(td) / "host.wav", Path(td) / "host.json", dred_args)
+            dref_audio = read_wav(Path(td) / "host.wav") if dref else None
+
     guest = Guest(a.qemu, Path(a.sysroot), site, work)
     rows, failures = [], []
     for i, cpu in enumerate(cpus):
@@ -288,11 +327,28 @@ def smoke(a: argparse.Namespace) -> int:
                 if len(mine_audio) != len(ref_audio) or c < 0.9:
                     failures.append(f"{cpu}: output does not match the host build (length {len(mine_audio)} vs "
                                     f"{len(ref_audio)}, correlation {c:.3f})")
+        # 4. DRED sender + receiver (TFLite encoder) under the qemu that runs the TFLite runtime
+        if a.tflite_qemu:
+            out, rep = work / f"dred_{cpu}.wav", work / f"dred_{cpu}.json"
+            rep.unlink(missing_ok=True)
+            r, dt = guest.run(cpu, ["-m", "edge_dred", "simulate", str(clip), *dred_args, "-o", str(out),
+                                    "--report", str(rep)], timeout=600, qemu=a.tflite_qemu, extra_path=tfl_site)
+            if r.returncode or not rep.exists():
+                failures.append(f"{cpu}: simulate --dred failed:\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}")
+                row["dred"] = "FAILED"
+            else:
+                counts = json.loads(rep.read_text())["decision_counts"]
+                row["dred"] = f"{dt:.0f} s, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                if not counts.get("dred"):
+                    failures.append(f"{cpu}: simulate --dred recovered no packet from DRED: {counts}")
+                if dref is not None:
+                    c = corr(dref_audio, read_wav(out))
+                    row["dred"] += f" (host: dred {dref['decision_counts'].get('dred', 0)}; corr {c:.3f})"
         rows.append(row)
         print(f"  {a.arch} {cpu}: " + "; ".join(f"{k} {v}" for k, v in row.items() if k != "cpu"),
               file=sys.stderr, flush=True)
 
-    cols = ["cpu", "variant", "pytest", "simulate", "vs host"]
+    cols = ["cpu", "variant", "pytest", "simulate", "vs host"] + (["dred"] if a.tflite_qemu else [])
     print(f"\n{a.arch} wheel {os.path.basename(a.wheel)} under {a.qemu} (sysroot python3.11):\n")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
@@ -320,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--work", required=True)
     s.add_argument("--cpus", help="comma-separated CPU models (default: the arch's board cores)")
     s.add_argument("--quick", action="store_true", help="CI mode: leave out the slowest emulated tests")
+    s.add_argument("--tflite-qemu", help="also run `simulate --dred` (TFLite encoder) with this qemu binary "
+                                         "(qemu 7.2 crashes ai-edge-litert; bookworm-backports' qemu 10 works)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "check-wheel":

