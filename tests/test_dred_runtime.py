@@ -147,15 +147,16 @@ def test_tflite_encoder_agrees_with_pytorch(encoder, weights, feats):
             ss.append(s[0].numpy())
     zt, st = np.stack(zs), np.stack(ss)
     rel = lambda a, b: float(np.sqrt(((a - b) ** 2).mean() / (b ** 2).mean()))  # noqa: E731
-    # int8 activations (per-tensor scales) cost ~8 % (z) and ~23 % (s) relative RMS on dev speech,
-    # ~15 % / ~27 % on this synthetic signal.
-    assert rel(zq, zt) < 0.25, rel(zq, zt)
-    assert rel(sq, st) < 0.4, rel(sq, st)
+    # Shipped recipe (int8 weights, dynamically quantised activations): ~1.4 % relative RMS on
+    # dev speech and on this signal.  The fully static int8 recipe measured ~8 % / ~23 % and
+    # 0.5 dB worse decoded LSD; it would fail here on purpose.
+    assert rel(zq, zt) < 0.05, rel(zq, zt)
+    assert rel(sq, st) < 0.05, rel(sq, st)
     tab = weights.tables
-    for q in (7, 15):
+    for q, bar in ((0, 0.06), (7, 0.03), (15, 0.01)):
         kt = quantize(zt, tab.quant_scale[q], tab.dead_zone[q])
         kq = quantize(zq, tab.quant_scale[q], tab.dead_zone[q])
-        assert np.mean(kt != kq) < 0.15
+        assert np.mean(kt != kq) < bar, (q, np.mean(kt != kq))
 
 
 # ------------------------------------------------------------------ payloads
