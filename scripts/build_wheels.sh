@@ -214,6 +214,18 @@ stage_sources() {
     else  # not a git checkout: copy, leaving in-place builds behind
         (cd "$ROOT" && tar -cf - --exclude='*.so' --exclude='__pycache__' "${paths[@]}") | tar -xf - -C "$STAGE"
     fi
+    # Cython output is the same for every arch: borrow it from another arch's stage when that
+    # one was generated from an identical .pyx (cp -p keeps it newer than the .pyx, so Cython skips it).
+    local other pyx c
+    for other in "$CACHE"/stage-*; do
+        [ "$other" = "$STAGE" ] && continue
+        while IFS= read -r pyx; do
+            c="${pyx%.pyx}.c"
+            if [ -f "$other/$c" ] && cmp -s "$other/$pyx" "$STAGE/$pyx" && [ ! "$STAGE/$c" -nt "$other/$c" ]; then
+                cp -p "$other/$c" "$STAGE/$c"
+            fi
+        done < <(cd "$STAGE" && find . -path ./build -prune -o -name '*.pyx' -print)
+    done
     local digest
     digest="$(cd "$STAGE" && find . -path ./build -prune -o -path ./.raw -prune -o -type f -print | LC_ALL=C sort \
               | while IFS= read -r f; do case "$f" in *.c) [ -f "${f%.c}.pyx" ] && continue ;; esac; printf '%s\n' "$f"; done \

@@ -69,8 +69,10 @@ def test_aarch64_wheel_builds_and_passes_emulated_smoke_test(built):
     assert set(rows) == {"cortex-a53", "cortex-a72", "cortex-a76"}, log[-3000:]
     assert "| neon_dotprod |" in rows["cortex-a76"] and "| neon |" in rows["cortex-a53"]
     for cpu, row in rows.items():
-        assert re.search(r"\d+ passed", row) and "failed" not in row, row
-        assert "regular" in row and "corr" in row, row
+        assert "failed" not in row and "FAILED" not in row, row
+        assert "regular" in row and "corr" in row, row  # simulate ran and matched the host's decisions
+    # the kernel tests ran once per variant (--quick: the A72 shares the A53's NEON code)
+    assert re.search(r"\d+ passed", rows["cortex-a53"]) and re.search(r"\d+ passed", rows["cortex-a76"])
     assert "aarch64: smoke test passed on cortex-a53, cortex-a72, cortex-a76" in log
 
 
