@@ -296,8 +296,17 @@ build_arch() {
 }
 
 T_START=$SECONDS
+mkdir -p "$CACHE"
 case "$TARGET" in
-    all) build_arch aarch64; build_arch armv7l ;;
+    all)
+        # The armhf sysroot (mostly download and unpacking) is made while aarch64 compiles.
+        (arch_facts armv7l; check_tools && make_sysroot) > "$CACHE/sysroot-armhf.bg.log" 2>&1 &
+        BG=$!
+        build_arch aarch64
+        wait "$BG" || { cat "$CACHE/sysroot-armhf.bg.log" >&2; die "armhf sysroot failed"; }
+        cat "$CACHE/sysroot-armhf.bg.log" >&2
+        build_arch armv7l
+        ;;
     *) build_arch "$TARGET" ;;
 esac
 log "all done in $((SECONDS - T_START)) s; wheels in $OUT_DIR"
