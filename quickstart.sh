@@ -52,7 +52,7 @@ echo "[quickstart] building edge-dred from source"
 case "$MODE" in
     demo)
         mkdir -p out
-        exec .venv/bin/edge-dred simulate --loss 20 --burst 3 -o out/demo.wav --report out/demo_report.json "$@"
+        exec .venv/bin/edge-dred simulate --loss 20 --burst 3 --lbrr --dred -o out/demo.wav --report out/demo_report.json "$@"
         ;;
     test)
         exec "$VPY" -m pytest -q "$@"
