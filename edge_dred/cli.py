@@ -38,34 +38,28 @@ def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def number_arg(cast: type, what: str, ok, rule: str):
+    """An argparse ``type=`` that parses with ``cast`` and checks ``ok(value)``.
+
+    Errors read ``expected <what>, got '<text>'`` or ``<rule>, got <value>``.
+    """
+
+    def parse(s: str):
+        try:
+            v = cast(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{rule}, got {v}")
+        return v
+
+    parse.__name__ = what
+    return parse
 
 
-def _percent(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {s!r}") from None
-    if not 0.0 <= v < 100.0:
-        raise argparse.ArgumentTypeError(f"loss percentage must be in [0, 100), got {v}")
-    return v
-
-
-def _dred_ms(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {s!r}") from None
-    if not (v == 0 or 40 <= v <= 1040):
-        raise argparse.ArgumentTypeError(f"DRED depth must be 0 or 40..1040 ms, got {v}")
-    return v
+_positive_int = number_arg(int, "an integer", lambda v: v > 0, "expected a positive integer")
+_percent = number_arg(float, "a percentage", lambda v: 0.0 <= v < 100.0, "loss percentage must be in [0, 100)")
+_dred_ms = number_arg(int, "milliseconds", lambda v: v == 0 or 40 <= v <= 1040, "DRED depth must be 0 or 40..1040 ms")
 
 
 def _jitter_ms(s: str) -> int:

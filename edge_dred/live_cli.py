@@ -14,6 +14,8 @@ import socket
 import sys
 from typing import Any
 
+from .cli import _atomic_write_text, _build_loss, _percent, _positive_int, number_arg
+
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
 
@@ -42,29 +44,11 @@ def parse_hostport(s: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     return host, p
 
 
-def _pct50(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {s!r}") from None
-    if not 0.0 <= v <= 50.0:
-        raise argparse.ArgumentTypeError(f"percentage must be in [0, 50], got {v}")
-    return v
-
-
-def _seconds(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {s!r}") from None
-    if not 0.0 < v <= 7 * 24 * 3600:
-        raise argparse.ArgumentTypeError(f"seconds must be in (0, 604800], got {v}")
-    return v
+_pct50 = number_arg(float, "a percentage", lambda v: 0.0 <= v <= 50.0, "percentage must be in [0, 50]")
+_seconds = number_arg(float, "seconds", lambda v: 0.0 < v <= 7 * 24 * 3600, "seconds must be in (0, 604800]")
 
 
 def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
-    from .cli import _percent, _positive_int
-
     p.add_argument("--board", help="board config (name or TOML path); default: detected, or EDGE_DRED_BOARD")
     p.add_argument("--device", help="audio device: ALSA PCM name, file:PATH.wav or mock (default: board config)")
     p.add_argument("--seconds", type=_seconds, default=10.0, help="how long to run (default 10)")
@@ -130,7 +114,6 @@ def _config(args: argparse.Namespace):
 
 
 def _impairment(args: argparse.Namespace, expected_packets: int):
-    from .cli import _build_loss
     from .transport.impair import Impairment
 
     loss = _build_loss(args)
@@ -147,7 +130,6 @@ def _pace(args: argparse.Namespace, spec: str | None) -> bool:
 
 def _write_report(path: str | None, report: dict) -> None:
     if path:
-        from .cli import _atomic_write_text
 
         _atomic_write_text(path, json.dumps(report, indent=1, default=str) + "\n")
 
@@ -185,8 +167,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     try:
         sess = SendSession(cap, (host, port), cfg, imp, args.record)
         if args.sdp:
-            from .cli import _atomic_write_text
-
+    
             _atomic_write_text(args.sdp, make_sdp(host, port, cfg.payload_type, useinbandfec=cfg.lbrr,
                                                   max_average_bitrate=cfg.bitrate))
         print(f"send      {cap.describe()} -> rtp://{host}:{port} pt {cfg.payload_type}, "
