@@ -345,8 +345,9 @@ class NeuralPLC:
             plc_model = plc_model or dp
         if not (0 <= fade_start_ms <= 60_000 and 1 <= fade_ms <= 60_000):
             raise ValueError("fade_start_ms must be in [0, 60000] and fade_ms in [1, 60000]")
-        if not (0 <= start_xfade <= 320 and 0 <= end_xfade <= 320):
-            raise ValueError("cross-fade lengths must be in [0, 320] samples")
+        # The hand-back continuation is one vocoder frame, so its fade cannot be longer.
+        if not (0 <= start_xfade <= 320 and 0 <= end_xfade <= FRAME):
+            raise ValueError(f"start_xfade must be in [0, 320] and end_xfade in [0, {FRAME}] samples")
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
         self._fx = FeatureExtractor()

@@ -211,8 +211,11 @@ def test_fade_to_silence_after_100ms(speech, tiny, tiny_vocoder, opus_plc):
 def test_fade_parameters_validated(tiny, tiny_vocoder):
     with pytest.raises(ValueError, match="fade"):
         NeuralPLC(tiny_vocoder, tiny[0], fade_ms=0)
-    with pytest.raises(ValueError, match="cross-fade"):
+    with pytest.raises(ValueError, match="end_xfade"):
         NeuralPLC(tiny_vocoder, tiny[0], end_xfade=1000)
+    # One frame of continuation is synthesised at hand-back: a longer fade used to crash there.
+    with pytest.raises(ValueError, match="end_xfade"):
+        NeuralPLC(tiny_vocoder, tiny[0], end_xfade=161)
 
 
 def test_int8_concealment_matches_reference(speech, tiny, tiny_vocoder):

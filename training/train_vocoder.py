@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -124,6 +125,21 @@ def mr_stft_loss(y: torch.Tensor, t: torch.Tensor, sizes: tuple[int, ...] = (64,
     return loss, {"sc": float(sc_tot.detach()), "logmag": float(lm_tot.detach())}
 
 
+def sync_power(y: torch.Tensor, sub: int = 40, eps: float = 1e-4) -> torch.Tensor:
+    """Power of the subframe-synchronous average of ``y`` (B, N), per sequence.
+
+    Every ``sub``-sample block is scaled to unit RMS and the blocks are averaged
+    position by position.  Real speech gives nearly nothing here (its waveform is
+    not locked to the 2.5 ms subframe grid: ~0.001-0.01), whereas a signal network
+    that repeats one fixed 40-sample pattern in quiet passages -- a 400 Hz buzz with
+    all its harmonics, which the spectral losses barely see at low level -- gives up
+    to 1.  ``N`` must be a multiple of ``sub`` and start on a subframe boundary.
+    """
+    b = y.reshape(y.shape[0], -1, sub)
+    rms = torch.sqrt((b**2).mean(-1, keepdim=True) + eps**2)
+    return ((b / rms).mean(1) ** 2).mean(-1)
+
+
 def atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -141,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-decay", type=float, default=2e-4, help="lr = lr0 / (1 + decay * step)")
     ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--sync-weight", type=float, default=5.0,
+                    help="weight of the subframe-buzz penalty relu(sync_power(y) - sync_power(target)); 0 = off")
     ap.add_argument("--threads", type=int, default=1, help="1 is far faster than 2 when the cores are shared (OpenMP barriers)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -202,6 +220,12 @@ def main(argv: list[str] | None = None) -> None:
         }
         atomic_save(obj, latest)
 
+    stop = {"flag": False}
+
+    def on_term(signum: int, frame: object) -> None:  # finish the step, save, exit
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
     last_ckpt = time.time()
     acc: dict[str, float] = {}
     nacc = 0
@@ -218,6 +242,10 @@ def main(argv: list[str] | None = None) -> None:
         y = model.run(feats[:, 2:], st, target, n_teacher=a.seq_frames if teacher_all else n_pre)
         a0 = n_pre * FRAME
         loss, parts = mr_stft_loss(y[:, a0:], target[:, a0:])
+        if a.sync_weight > 0:
+            sp = torch.relu(sync_power(y[:, a0:]) - sync_power(target[:, a0:])).mean()
+            loss = loss + a.sync_weight * sp
+            parts["sync"] = float(sp.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
@@ -227,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             log(f"non-finite gradient at step {step}; update skipped")
         sched.step()
         step += 1
-        parts["loss"] = float(loss)
+        parts["loss"] = float(loss.detach())
         parts["gnorm"] = float(gn)
         for k, v in parts.items():
             acc[k] = acc.get(k, 0.0) + v
@@ -252,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
             save()
             last_ckpt = time.time()
             log(f"checkpoint saved at step {step}")
-        if a.max_steps and step >= a.max_steps:
+        if (a.max_steps and step >= a.max_steps) or stop["flag"]:
             break
     save()
     log(f"finished at step {step} epoch {epoch}")
