@@ -37,7 +37,12 @@ How the receiver uses it (the integration point; one governor per stream)::
     status_line += " " + gov.status()             # e.g. "load 0.41 full"
 
 ``observe`` is O(1) and allocation-free apart from the bounded transition log,
-so it may run in the real-time path.
+so it may run in the real-time path.  ``status()`` and the query methods read
+only scalars, so another thread (the live status printer) may call them while
+the audio thread observes.
+
+``force_level`` pins the level (tests, ``edge-dred live --force-level``): the
+load is still measured and reported, but no transition happens.
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from .boards import BoardConfig
 
-__all__ = ["Level", "LoadGovernor", "GovernorError", "Transition"]
+__all__ = ["Level", "LoadGovernor", "GovernorError", "Transition", "parse_level"]
 
 #: DRED is carried in 40 ms chunks; caps are multiples of it.
 DRED_CHUNK_MS = 40
@@ -71,6 +76,29 @@ class Level(IntEnum):
     @property
     def label(self) -> str:
         return {0: "full", 1: "shorter DRED", 2: "classic PLC"}[int(self)]
+
+    @property
+    def key(self) -> str:
+        """Short machine-readable name (``full``, ``short``, ``classic``), as ``--force-level`` takes it."""
+        return {0: "full", 1: "short", 2: "classic"}[int(self)]
+
+
+def parse_level(name: "str | Level") -> Level:
+    """A :class:`Level` from its key (``full``/``short``/``classic``) or enum name (``SHORT_DRED``).
+
+    Raises
+    ------
+    GovernorError
+        For anything else.
+    """
+    if isinstance(name, Level):
+        return name
+    if isinstance(name, str) and len(name) <= 32:
+        k = name.strip().lower().replace("-", "_")
+        for lvl in Level:
+            if k in (lvl.key, lvl.name.lower()):
+                return lvl
+    raise GovernorError(f"unknown level {name!r}: expected one of {', '.join(l.key for l in Level)}")
 
 
 @dataclass(frozen=True)
@@ -116,11 +144,14 @@ class LoadGovernor:
         Two slots over the whole budget within this many slots degrade at once.
     max_backoff : int
         Largest multiplier of ``recover_slots``.
+    force_level : Level or str, optional
+        Pin the level (the load is still measured; no transitions).
     """
 
     def __init__(self, budget_s: float, dred_ms: int = 1040, short_dred_ms: int = 200, *, alpha: float = 0.1,
                  high: float = 0.85, low: float = 0.5, degrade_slots: int = 3, recover_slots: int = 150,
-                 probe_slots: int = 500, overrun_window: int = 10, max_backoff: int = 16) -> None:
+                 probe_slots: int = 500, overrun_window: int = 10, max_backoff: int = 16,
+                 force_level: "Level | str | None" = None) -> None:
         self.budget_s = _check("budget_s", budget_s, 1e-6, 10.0)
         for name, v in (("dred_ms", dred_ms), ("short_dred_ms", short_dred_ms)):
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 1040 or v % DRED_CHUNK_MS:
@@ -138,6 +169,7 @@ class LoadGovernor:
         self.short_dred_ms = min(short_dred_ms, dred_ms)
         self.degrade_slots, self.recover_slots, self.probe_slots = degrade_slots, recover_slots, probe_slots
         self.overrun_window, self.max_backoff = overrun_window, max_backoff
+        self.forced: Level | None = None if force_level is None else parse_level(force_level)
         self.reset()
 
     @classmethod
@@ -145,16 +177,24 @@ class LoadGovernor:
                    **kw) -> "LoadGovernor":
         """A governor for a :class:`~edge_dred.boards.BoardConfig`: budget = fraction × packet duration,
         ``FULL`` decodes the board's ``dred_ms``."""
+        return cls.for_dred_ms(board.dred_ms, period_ms, budget_fraction, **kw)
+
+    @classmethod
+    def for_dred_ms(cls, dred_ms: int, period_ms: int = 20, budget_fraction: float = 0.7,
+                    **kw) -> "LoadGovernor":
+        """Like :meth:`from_board` with the board's ``dred_ms`` given directly."""
         _check("budget_fraction", budget_fraction, 0.05, 1.0)
         if period_ms not in (10, 20, 40, 60):
             raise GovernorError(f"period_ms must be 10, 20, 40 or 60, got {period_ms!r}")
+        if not isinstance(dred_ms, int) or isinstance(dred_ms, bool) or not 0 <= dred_ms <= 1040:
+            raise GovernorError(f"dred_ms must be an integer in 0..1040, got {dred_ms!r}")
         # At most 200 ms, and at most half of the full length so the level really saves work.
-        kw.setdefault("short_dred_ms", min(200, board.dred_ms // 2 // DRED_CHUNK_MS * DRED_CHUNK_MS))
-        return cls(budget_fraction * period_ms / 1000.0, dred_ms=board.dred_ms, **kw)
+        kw.setdefault("short_dred_ms", min(200, dred_ms // 2 // DRED_CHUNK_MS * DRED_CHUNK_MS))
+        return cls(budget_fraction * period_ms / 1000.0, dred_ms=dred_ms, **kw)
 
     def reset(self) -> None:
-        """Back to ``FULL`` with no history."""
-        self.level = Level.FULL
+        """Back to ``FULL`` (or the forced level) with no history."""
+        self.level = Level.FULL if self.forced is None else self.forced
         self.ewma_s = 0.0
         self.slots = 0
         self._above = 0
@@ -164,6 +204,10 @@ class LoadGovernor:
         self._backoff = {lvl: 1 for lvl in Level}
         self._recovered_to: Level | None = None
         self.transitions: deque[Transition] = deque(maxlen=_MAX_LOG)
+        # Counted, not derived from `transitions`: the status thread must not iterate a deque
+        # the audio thread appends to (and the log is bounded; the counts are not).
+        self.downgrades = 0
+        self.upgrades = 0
         self.peak_s = 0.0
 
     # ------------------------------------------------------------------ queries
@@ -185,10 +229,24 @@ class LoadGovernor:
         s = f"load {self.load:.2f} {self.level.label}"
         if self.level == Level.SHORT_DRED:
             s += f" ({self.short_dred_ms} ms)"
-        downs = sum(1 for t in self.transitions if t.new > t.old)
+        if self.forced is not None:
+            s += " (forced)"
+        downs = self.downgrades
         if downs:
             s += f", {downs} downgrade{'s' if downs > 1 else ''}"
         return s
+
+    def report(self, slot_ms: float = 20.0) -> dict:
+        """JSON-ready summary: level, load, budget, transitions (slot index and time)."""
+        return {
+            "level": self.level.key, "label": self.level.label, "forced": self.forced is not None,
+            "load": round(self.load, 4), "budget_ms": self.budget_s * 1000.0, "peak_ms": self.peak_s * 1000.0,
+            "slots_observed": self.slots, "downgrades": self.downgrades, "upgrades": self.upgrades,
+            "dred_ms": {"full": self.dred_ms, "short": self.short_dred_ms, "classic": 0},
+            "transitions": [{"slot": t.slot, "t_s": round(t.slot * slot_ms / 1000.0, 3), "from": t.old.key,
+                             "to": t.new.key, "load": round(t.load, 4), "reason": t.reason}
+                            for t in list(self.transitions)],
+        }
 
     # ------------------------------------------------------------------ update
     def observe(self, seconds: float) -> Level:
@@ -209,6 +267,8 @@ class LoadGovernor:
         self._above = self._above + 1 if load > self.high else 0
         self._below = self._below + 1 if load < self.low else 0
 
+        if self.forced is not None:
+            return self.level
         burst = len(self._overruns) == 2 and self._overruns[1] - self._overruns[0] < self.overrun_window
         if self.level < Level.CLASSIC_PLC and (self._above >= self.degrade_slots or burst):
             self._change(self.level + 1, load, "overruns" if burst and self._above < self.degrade_slots else "load")
@@ -226,6 +286,10 @@ class LoadGovernor:
             # We came back to this level and it failed again soon: wait longer next time.
             self._backoff[self.level] = min(self._backoff[self.level] * 2, self.max_backoff)
         self.transitions.append(Transition(self.slots, self.level, new, load, reason))
+        if new > self.level:
+            self.downgrades += 1
+        else:
+            self.upgrades += 1
         self._recovered_to = new if new < self.level else None
         self._above = self._below = self._since_change = 0
         self._overruns.clear()

@@ -14,6 +14,19 @@ The audio thread follows the real-time contract of
 :mod:`edge_dred.audio.device`; recordings go through
 :class:`~edge_dred.transport.ogg.OggRecorder`.  Every packet is accounted for:
 :meth:`report` returns counters whose balance is checked in ``accounting``.
+
+Neural recovery.  With ``LiveConfig.dred_ms`` the sender runs a
+:class:`~edge_dred.dred.encoder.DredStreamEncoder` on the captured frames and
+attaches its payload to every packet.  With ``LiveConfig.dred`` /
+``neural_plc`` the receiver gets a
+:class:`~edge_dred.dred.recovery.DredRecoverer` / :class:`~edge_dred.plc.NeuralPLC`
+plug-in and, unless ``governor=False``, a
+:class:`~edge_dred.degrade.LoadGovernor` fed with every slot's busy time (the
+session's :class:`~edge_dred.audio.device.LoadMeter`).  DRED can only restore
+slots not yet played: the receiver holds ``recovery_ms`` of look-ahead (default
+60 ms with DRED, as in simulation), which is part of the latency budget.
+Models are loaded when a session is built -- a missing or corrupt model fails
+there, never in the audio thread -- and once per process.
 """
 from __future__ import annotations
 
@@ -29,18 +42,26 @@ import numpy as np
 from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .audio.device import AudioDevice, LoadMeter
 from .codec.framing import FramingError, attach_dred, parse_packet
+from .degrade import LoadGovernor, parse_level
 from .receiver import Decision, Receiver, ReceiverConfig
-from .simulate import Sender
+from .simulate import DEFAULT_JITTER_MS, Sender, jitter_lookahead
 from .transport.impair import Impairment
 from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
 from .transport.rtp import MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, parse_rtp
 
-__all__ = ["LiveConfig", "latency_budget", "SendCore", "RecvCore", "SendSession", "RecvSession", "LiveSession"]
+__all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "SendCore",
+           "RecvCore", "SendSession", "RecvSession", "LiveSession"]
 
 FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.
 RedundancyHook = Callable[[np.ndarray], "bytes | None"]
+#: Receiver look-ahead with DRED when none is asked for: simulation's jitter-buffer depth.
+DEFAULT_DRED_RECOVERY_MS = DEFAULT_JITTER_MS
+
+
+class LiveSetupError(ValueError):
+    """A live session cannot start: bad settings, or a model/runtime that does not load."""
 
 
 @dataclass
@@ -61,6 +82,24 @@ class LiveConfig:
         Jitter buffer settings.
     payload_type : int
         RTP payload type announced in the SDP.
+    dred_ms : int
+        Sender: DRED redundancy depth carried in every packet (0 = none, else 40..1040).
+    dred_budget : int
+        Sender: largest DRED payload per packet in bytes (on top of ``bitrate``).
+    dred : bool
+        Receiver: recover holes from DRED found in arriving packets.
+    neural_plc : bool
+        Receiver: conceal what nothing recovers with the neural PLC.
+    recovery_ms : int or None
+        Receiver look-ahead in ms (whole 20 ms slots): how long a slot waits for
+        later packets (LBRR needs 20, DRED fills bursts up to this length and
+        the end of longer ones).  Default: 60 with ``dred``, else 20 with LBRR, else 0.
+    decode_dred_ms : int
+        Longest DRED reconstruction at the governor's full level (the board's ``dred_ms``).
+    governor : bool
+        Govern the neural plug-ins by the measured load.
+    force_level : str or None
+        Pin the governor's level (``full``, ``short``, ``classic``; testing).
     """
 
     bitrate: int = 40000
@@ -73,16 +112,116 @@ class LiveConfig:
     payload_type: int = 96
     concealment: str = "opus_plc"
     playback_prefill_periods: int = 1
+    dred_ms: int = 0
+    dred_budget: int = 80
+    dred: bool = False
+    neural_plc: bool = False
+    recovery_ms: int | None = None
+    decode_dred_ms: int = 1040
+    governor: bool = True
+    force_level: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dred_ms", "dred_budget", "decode_dred_ms"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise LiveSetupError(f"{name} must be an integer, got {v!r}")
+        if not (self.dred_ms == 0 or 40 <= self.dred_ms <= 1040):
+            raise LiveSetupError(f"dred_ms must be 0 or 40..1040, got {self.dred_ms}")
+        if not 1 <= self.dred_budget <= 1000:
+            raise LiveSetupError(f"dred_budget must be 1..1000 bytes, got {self.dred_budget}")
+        if not 0 <= self.decode_dred_ms <= 1040 or self.decode_dred_ms % 40:
+            raise LiveSetupError(f"decode_dred_ms must be a multiple of 40 in 0..1040, got {self.decode_dred_ms}")
+        if self.recovery_ms is not None and (isinstance(self.recovery_ms, bool) or not isinstance(
+                self.recovery_ms, int) or not 0 <= self.recovery_ms <= 1040):
+            raise LiveSetupError(f"recovery_ms must be an integer in 0..1040, got {self.recovery_ms!r}")
+        if self.force_level is not None:
+            try:
+                parse_level(self.force_level)
+            except ValueError as e:
+                raise LiveSetupError(f"force_level: {e}") from None
 
     @classmethod
     def from_board(cls, board, **overrides) -> "LiveConfig":
-        """Defaults from a :class:`edge_dred.boards.BoardConfig`, then ``overrides``."""
-        base = dict(complexity=board.complexity, period_ms=board.period_ms, buffer_periods=board.buffer_periods)
+        """Defaults from a :class:`edge_dred.boards.BoardConfig`, then ``overrides``.
+
+        The board decides the audio settings and the governor's full DRED
+        length; neural recovery stays as asked (the CLI turns it on where the
+        board's ``dred_ms`` says it is sustained).
+        """
+        base = dict(complexity=board.complexity, period_ms=board.period_ms, buffer_periods=board.buffer_periods,
+                    decode_dred_ms=board.dred_ms)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
+    @property
+    def neural(self) -> bool:
+        """Whether the receiver runs any neural plug-in."""
+        return self.dred or self.neural_plc
+
     def receiver_config(self) -> ReceiverConfig:
-        return ReceiverConfig(lbrr=self.lbrr, concealment=self.concealment)
+        ms = self.recovery_ms
+        if ms is None and self.dred:
+            ms = DEFAULT_DRED_RECOVERY_MS
+        look = None if ms is None else jitter_lookahead(ms, self.lbrr)
+        return ReceiverConfig(lbrr=self.lbrr, concealment=self.concealment, lookahead=look)
+
+
+def dred_redundancy(config: LiveConfig) -> RedundancyHook | None:
+    """The sender's DRED hook for ``config.dred_ms`` (None when 0), built now.
+
+    Raises
+    ------
+    LiveSetupError
+        No TFLite runtime, or a missing/corrupt DRED model.
+    """
+    if not config.dred_ms:
+        return None
+    from .dred.encoder import DredStreamEncoder
+
+    try:
+        enc = DredStreamEncoder(config.dred_ms, config.dred_budget)
+        # First inference sets up the interpreter's buffers: pay for it here, not in the first slot.
+        enc.push_pcm(np.zeros(FRAME_SAMPLES, np.int16))
+        enc.reset()
+    except (ImportError, ValueError, OSError) as e:
+        raise LiveSetupError(f"DRED encoder: {e}") from None
+    return enc.push_pcm
+
+
+def build_receiver(config: LiveConfig, governor: LoadGovernor | None = None) -> Receiver:
+    """A :class:`Receiver` with the plug-ins and governor ``config`` asks for, models loaded now.
+
+    Parameters
+    ----------
+    config : LiveConfig
+    governor : LoadGovernor, optional
+        Use this governor instead of building one (``config.governor`` still
+        decides whether there is one at all).
+
+    Raises
+    ------
+    LiveSetupError
+        A missing or corrupt model.
+    """
+    recoverers, concealer = [], None
+    try:
+        if config.dred:
+            from .dred.recovery import DredRecoverer
+
+            recoverers.append(DredRecoverer())
+        if config.neural_plc:
+            from .plc import NeuralPLC
+
+            concealer = NeuralPLC()
+    except (ImportError, ValueError, OSError) as e:
+        raise LiveSetupError(f"neural recovery models: {e}") from None
+    if (recoverers or concealer is not None) and config.governor:
+        if governor is None:
+            governor = LoadGovernor.for_dred_ms(config.decode_dred_ms, FRAME_MS, force_level=config.force_level)
+    else:
+        governor = None
+    return Receiver(config.receiver_config(), recoverers, concealer, governor)
 
 
 def latency_budget(config: LiveConfig, codec_lookahead_samples: int) -> dict[str, float]:
@@ -108,7 +247,11 @@ def latency_budget(config: LiveConfig, codec_lookahead_samples: int) -> dict[str
 
 
 class SendCore:
-    """Encode and packetize 20 ms frames (no I/O)."""
+    """Encode and packetize 20 ms frames (no I/O).
+
+    ``redundancy`` defaults to :func:`dred_redundancy` of the config (DRED when
+    ``config.dred_ms`` > 0).
+    """
 
     def __init__(self, config: LiveConfig, redundancy: RedundancyHook | None = None,
                  record: str | None = None, packetizer: RtpPacketizer | None = None) -> None:
@@ -116,7 +259,9 @@ class SendCore:
         self.sender = Sender(config.bitrate, lbrr=config.lbrr, complexity=config.complexity,
                              expected_loss_pct=config.expected_loss_pct)
         self.rtp = packetizer or RtpPacketizer(FRAME_TS_48K, config.payload_type)
-        self.redundancy = redundancy
+        self.redundancy = redundancy if redundancy is not None else dred_redundancy(config)
+        self.redundancy_bytes = 0
+        self.redundancy_packets = 0
         self.recorder = OggRecorder(record, self.sender.lookahead * 3, comments={"ENCODER": "edge-dred send"}) \
             if record else None
         self.frames = 0
@@ -131,6 +276,8 @@ class SendCore:
             if payload:
                 try:
                     pkt = attach_dred(pkt, payload)
+                    self.redundancy_bytes += len(payload)
+                    self.redundancy_packets += 1
                 except FramingError:
                     self.redundancy_failures += 1  # too large for the packet: send it without
         if self.recorder is not None:
@@ -142,6 +289,13 @@ class SendCore:
     def close(self) -> dict | None:
         return self.recorder.close() if self.recorder is not None else None
 
+    def redundancy_report(self) -> dict:
+        """DRED the packets carried: depth asked, packets with a payload, mean payload bytes."""
+        return {"dred_ms": self.config.dred_ms if self.redundancy is not None else 0,
+                "packets_with_payload": self.redundancy_packets, "payload_bytes": self.redundancy_bytes,
+                "mean_payload_bytes": self.redundancy_bytes / max(1, self.frames),
+                "too_large": self.redundancy_failures}
+
 
 class RecvCore:
     """Datagrams in, 20 ms frames out: RTP parsing, jitter buffer, receiver (no I/O).
@@ -149,6 +303,10 @@ class RecvCore:
     Thread-safety: :meth:`on_datagram` (network thread) and
     :meth:`next_frame` (audio thread) share the jitter buffer under a lock
     held only for the buffer call itself.
+
+    The receiver defaults to :func:`build_receiver` of the config (plug-ins
+    and governor loaded here, at start-up).  The audio loop reports each
+    slot's busy time through :meth:`slot_done`, which feeds the governor.
     """
 
     _DECISION_TRIM = 1000
@@ -157,7 +315,9 @@ class RecvCore:
                  receiver: Receiver | None = None) -> None:
         self.config = config
         self.jb = JitterBuffer(config.jitter)
-        self.receiver = receiver or Receiver(config.receiver_config())
+        self.receiver = receiver if receiver is not None else build_receiver(config)
+        self.governor: LoadGovernor | None = self.receiver.governor
+        self._fed = False
         self.payload_type = payload_type
         self.lock = threading.Lock()
         # The sender's look-ahead is not signalled; 312 (6.5 ms at 48 kHz) is libopus's for
@@ -209,8 +369,19 @@ class RecvCore:
             pkt, kind = self.jb.pop(now)
         if kind is SlotKind.IDLE:
             self.counts["idle_frames"] += 1
+            self._fed = False
             return self.silence
+        self._fed = True
         return self._feed(pkt, kind.value)
+
+    def slot_done(self, busy_s: float) -> None:
+        """The audio thread's busy time (s) for the period that just called :meth:`next_frame`.
+
+        Feeds the load governor (idle periods before the stream starts are
+        not slots and are left out).
+        """
+        if self.governor is not None and self._fed:
+            self.governor.observe(busy_s)
 
     def _feed(self, pkt: bytes | None, kind: str) -> np.ndarray:
         if self.recorder is not None:
@@ -277,7 +448,41 @@ class RecvCore:
         }
         return {"rtp": dict(self.counts), "jitter": s, "jitter_delay_ms": self.jb.delay_ms,
                 "decisions": dict(self.decisions), "hole_decisions": self.hole_decisions,
-                "accounting": acct, "last_error": self.last_error}
+                "accounting": acct, "last_error": self.last_error, "recovery": self.recovery_report(),
+                "governor": self.governor_report()}
+
+    def recovery_report(self) -> dict:
+        """Which recovery ran: plug-ins, look-ahead, their counters."""
+        rx = self.receiver
+        plugins = {}
+        for p in [*rx.recoverers, *([rx.concealer] if rx.concealer is not None else [])]:
+            plugins[p.decision.value] = dict(getattr(p, "stats", {}))
+        return {"lbrr": rx.config.lbrr, "lookahead_slots": rx.lookahead, "plugins": plugins,
+                "governor": rx.governor is not None}
+
+    def governor_report(self) -> dict | None:
+        """The governor's level, load and transitions plus the slots decided at each level."""
+        if self.governor is None:
+            return None
+        r = self.governor.report(FRAME_MS)
+        by_level = {k: dict(v) for k, v in self.receiver.level_decisions.items()}
+        r["slots_by_level"] = {k: sum(v.values()) for k, v in by_level.items()}
+        r["decisions_by_level"] = {k: {d: n for d, n in v.items() if n} for k, v in by_level.items()}
+        r["holes_kept_from_plugins"] = self.receiver.governor_skips
+        return r
+
+    def governor_status(self) -> str | None:
+        """``load 0.41 full`` etc. plus slot counts per level once the level has changed; None without a governor."""
+        gov = self.governor
+        if gov is None:
+            return None
+        s = gov.status()
+        if gov.downgrades or gov.forced is not None:
+            from .degrade import Level
+
+            counts = {lvl: sum(self.receiver.level_decisions[lvl.key].values()) for lvl in Level}
+            s += " [" + ", ".join(f"{lvl.key} {n}" for lvl, n in counts.items()) + "]"
+        return s
 
 
 def _status(t: float, sent: int | None, lost: int | None, rc: RecvCore, load: LoadMeter, xruns: int) -> str:
@@ -294,6 +499,9 @@ def _status(t: float, sent: int | None, lost: int | None, rc: RecvCore, load: Lo
     s = rc.jb.stats
     parts.append(f"late {s['late']} dup {s['duplicates']} jb {rc.jb.delay_ms:.0f}ms")
     parts.append(f"RTF {load.load:.3f}")
+    gov = rc.governor_status()
+    if gov is not None:
+        parts.append(gov)
     parts.append(f"xruns {xruns}")
     return " | ".join(parts)
 
@@ -403,6 +611,7 @@ class SendSession:
             "impairment": self.impairment.describe(), "impairment_stats": dict(self.impairment.stats),
             "datagrams_sent": self.datagrams, "send_errors": self.send_errors,
             "bitrate_bps": self.core.bytes * 8 / max(1, self.core.frames) / (FRAME_MS / 1000.0),
+            "dred": self.core.redundancy_report(),
             "ssrc": self.core.rtp.ssrc, "first_sequence": self.core.rtp.first_sequence,
             "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak,
             "overruns": self.capture.overruns, "capture_periods": self.capture.periods,
@@ -427,15 +636,17 @@ class RecvSession:
         Ogg Opus file of the received stream (holes as TOC-only packets).
     payload_type : int, optional
         Accept only this RTP payload type.
+    receiver : Receiver, optional
+        Default: :func:`build_receiver` of ``config``.
     """
 
     def __init__(self, playback: AudioDevice, sock: socket.socket, config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
-                 payload_type: int | None = None) -> None:
+                 payload_type: int | None = None, receiver: Receiver | None = None) -> None:
         self.playback = playback
         self.sock = sock
         self.config = config
-        self.core = RecvCore(config, record, payload_type)
+        self.core = RecvCore(config, record, payload_type, receiver)
         self.impairment = impairment
         self.load = LoadMeter(FRAME_MS / 1000.0)
         self.stop_event = threading.Event()
@@ -496,7 +707,7 @@ class RecvSession:
                         break
                     self.load.start()
                     frame = self.core.next_frame(now)
-                    self.load.stop()
+                    self.core.slot_done(self.load.stop())  # decode + recovery of this slot
                     self.playback.play(frame)
                     self.frames_played += 1
             self.stop_event.set()
@@ -529,19 +740,22 @@ class LiveSession:
     """``edge-dred live``: capture -> encode -> impairment -> jitter buffer -> recovery -> playback.
 
     One audio thread, paced by the capture device.  Datagrams go through the
-    same RTP build/parse and jitter buffer as over a network.
+    same RTP build/parse and jitter buffer as over a network.  ``redundancy``
+    and ``receiver`` default to what ``config`` asks for (DRED sender hook,
+    :func:`build_receiver`).
     """
 
     def __init__(self, capture: AudioDevice, playback: AudioDevice, config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
-                 record_received: str | None = None, redundancy: RedundancyHook | None = None) -> None:
+                 record_received: str | None = None, redundancy: RedundancyHook | None = None,
+                 receiver: Receiver | None = None) -> None:
         self.capture = capture
         self.playback = playback
         self.config = config
         self.send = SendCore(config, redundancy, record)
         # Arrivals and pops share the capture clock here: no timing noise to keep a safety margin for.
         rconf = replace(config, jitter=replace(config.jitter, safety_ms=0.0))
-        self.recv = RecvCore(rconf, record_received)
+        self.recv = RecvCore(rconf, record_received, receiver=receiver)
         self.impairment = impairment or Impairment()
         self.load = LoadMeter(FRAME_MS / 1000.0)
         self.stop_event = threading.Event()
@@ -571,7 +785,8 @@ class LiveSession:
         for d in self.impairment.process(self.send.encode(self._frame)):
             self.recv.on_datagram(d, now)
         frame = self.recv.next_frame(now)
-        self.load.stop()
+        # Sender and receiver share this thread and its budget: the governor sees the whole period.
+        self.recv.slot_done(self.load.stop())
         self.playback.play(frame)
         self.frames_played += 1
 
@@ -610,6 +825,7 @@ class LiveSession:
             "role": "live", "frames": self.send.frames, "frames_played": self.frames_played,
             "impairment": self.impairment.describe(), "impairment_stats": dict(st),
             "bitrate_bps": self.send.bytes * 8 / max(1, self.send.frames) / (FRAME_MS / 1000.0),
+            "dred": self.send.redundancy_report(),
             "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak,
             "overruns": self.capture.overruns, "underruns": self.playback.underruns,
             "latency_budget_ms": latency_budget(self.config, self.send.sender.lookahead),

@@ -4,6 +4,12 @@ Registered into the main parser by :func:`register` (``edge_dred.cli`` calls it)
 
 Devices: ``--device`` takes an ALSA PCM name (default: the board config's),
 ``file:PATH.wav`` or ``mock``.  ALSA needs ``pip install 'edge-dred[alsa]'``.
+
+Neural recovery: ``send``/``live`` carry DRED (``--dred-ms``, default the board's
+``dred_ms``); ``recv``/``live`` use it (``--dred``) and the neural PLC
+(``--neural-plc``), both on by default where the board config gives a DRED
+length (``dred_ms`` > 0: the board sustains neural recovery), under the load
+governor (``--governor``, ``--force-level``).
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import socket
 import sys
 from typing import Any
 
-from .cli import _atomic_write_text, _build_loss, _percent, _positive_int, number_arg
+from .cli import _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, number_arg
 
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
@@ -46,6 +52,9 @@ def parse_hostport(s: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
 
 _pct50 = number_arg(float, "a percentage", lambda v: 0.0 <= v <= 50.0, "percentage must be in [0, 50]")
 _seconds = number_arg(float, "seconds", lambda v: 0.0 < v <= 7 * 24 * 3600, "seconds must be in (0, 604800]")
+_recovery_ms = number_arg(int, "milliseconds", lambda v: 0 <= v <= 1040, "recovery look-ahead must be 0..1040 ms")
+_dred_budget = number_arg(int, "bytes", lambda v: 1 <= v <= 1000, "DRED budget must be 1..1000 bytes")
+_LEVELS = ("full", "short", "classic")
 
 
 def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
@@ -75,12 +84,37 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
     p.add_argument("--payload-type", type=int, default=96, help="RTP payload type (default 96)")
 
 
+def _dred_send_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dred-ms", type=_dred_ms, metavar="MS",
+                   help="DRED redundancy depth carried in every packet, 40..1040 ms, 0 = off "
+                        "(default: the board config's dred_ms)")
+    p.add_argument("--dred-budget", type=_dred_budget, default=80, metavar="BYTES",
+                   help="largest DRED payload per packet, on top of --bitrate (default 80)")
+
+
+def _neural_recv_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dred", action=argparse.BooleanOptionalAction, default=None,
+                   help="recover holes from DRED in arriving packets (default: on where the board config has a "
+                        "DRED length)")
+    p.add_argument("--neural-plc", action=argparse.BooleanOptionalAction, default=None,
+                   help="conceal what nothing recovers with the neural PLC (default: on where the board config has "
+                        "a DRED length)")
+    p.add_argument("--recovery-ms", type=_recovery_ms, metavar="MS",
+                   help="receiver look-ahead: how long a slot waits for later packets' LBRR/DRED; adds to the "
+                        "latency (default 60 with DRED, else 20 with LBRR)")
+    p.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
+                   help="step neural recovery down when the measured load is too high (default on)")
+    p.add_argument("--force-level", choices=_LEVELS,
+                   help="pin the governor's level: full, short (shorter DRED) or classic (no neural work); testing")
+
+
 def register(sub: Any) -> None:
     """Add ``send``, ``recv`` and ``live`` to the ``edge-dred`` subparsers."""
     s = sub.add_parser("send", help="capture -> Opus (+LBRR) -> RTP over UDP, with optional impairment")
     s.add_argument("--dest", required=True, help="HOST:PORT of the receiver")
     s.add_argument("--sdp", metavar="FILE.sdp", help="write the stream's SDP (for ffmpeg and other players)")
     _common(s, impair_send=True)
+    _dred_send_args(s)
     s.set_defaults(func=cmd_send)
 
     r = sub.add_parser("recv", help="RTP over UDP -> jitter buffer -> recovery -> playback")
@@ -88,12 +122,15 @@ def register(sub: Any) -> None:
     r.add_argument("--idle-timeout", type=float, default=1.0, help="stop after this long without packets")
     r.add_argument("--wait", type=float, default=10.0, help="give up if nothing arrives within this long")
     _common(r, impair_send=False)
+    _neural_recv_args(r)
     r.set_defaults(func=cmd_recv)
 
     lv = sub.add_parser("live", help="full duplex on one board: capture -> encode -> impairment -> recover -> play")
     lv.add_argument("--playback-device", help="playback device if different from --device")
     lv.add_argument("--record-received", metavar="FILE.opus", help="also record the received stream")
     _common(lv, impair_send=True)
+    _dred_send_args(lv)
+    _neural_recv_args(lv)
     lv.set_defaults(func=cmd_live)
 
 
@@ -108,9 +145,36 @@ def _config(args: argparse.Namespace):
     if not 96 <= args.payload_type <= 127:
         raise LiveCLIError(f"--payload-type must be 96..127, got {args.payload_type}")
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
+    neural = _neural_settings(args, board)
     cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,
-                                jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type)
+                                jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type,
+                                **neural)
     return board, how, cfg
+
+
+def _neural_settings(args: argparse.Namespace, board) -> dict:
+    """DRED / neural PLC / governor settings from the flags and the board's defaults."""
+    sustained = board.dred_ms > 0  # the board config's statement that neural recovery fits
+    out: dict = {}
+    receives = hasattr(args, "neural_plc")
+    if receives:
+        dred = sustained if args.dred is None else bool(args.dred)
+        neural_plc = sustained if args.neural_plc is None else bool(args.neural_plc)
+        if args.force_level is not None and not args.governor:
+            raise LiveCLIError("--force-level needs the governor (drop --no-governor)")
+        if args.force_level is not None and not (dred or neural_plc):
+            raise LiveCLIError("--force-level needs --dred or --neural-plc: without them there is nothing to govern")
+        out.update(dred=dred, neural_plc=neural_plc, recovery_ms=args.recovery_ms, governor=bool(args.governor),
+                   force_level=args.force_level)
+    if hasattr(args, "dred_ms"):
+        if args.dred_ms is not None:
+            dred_ms = args.dred_ms
+        elif receives and not out["dred"]:
+            dred_ms = 0  # `live --no-dred`: nobody would use it
+        else:
+            dred_ms = board.dred_ms
+        out.update(dred_ms=dred_ms, dred_budget=args.dred_budget)
+    return out
 
 
 def _impairment(args: argparse.Namespace, expected_packets: int):
@@ -153,7 +217,7 @@ def _install_sigint(stop_event) -> None:
 
 def cmd_send(args: argparse.Namespace) -> int:
     from .audio.device import open_capture
-    from .live import SendSession
+    from .live import SendSession, dred_redundancy
     from .transport.sdp import make_sdp
 
     board, how, cfg = _config(args)
@@ -162,16 +226,18 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise LiveCLIError("--dest needs a port")
     n = int(args.seconds * 50) + 64
     imp = _impairment(args, n)
+    redundancy = dred_redundancy(cfg)  # models load before any device opens: errors come first
     cap = open_capture(args.device, default_alsa=board.capture_device, period_ms=cfg.period_ms,
                        buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
     try:
-        sess = SendSession(cap, (host, port), cfg, imp, args.record)
+        sess = SendSession(cap, (host, port), cfg, imp, args.record, redundancy=redundancy)
         if args.sdp:
     
             _atomic_write_text(args.sdp, make_sdp(host, port, cfg.payload_type, useinbandfec=cfg.lbrr,
                                                   max_average_bitrate=cfg.bitrate))
         print(f"send      {cap.describe()} -> rtp://{host}:{port} pt {cfg.payload_type}, "
-              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}; board {board.name} ({how})", flush=True)
+              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}; "
+              f"board {board.name} ({how})", flush=True)
         _install_sigint(sess.stop_event)
         rep = sess.run(args.seconds, args.status_interval, sys.stdout)
     finally:
@@ -183,7 +249,47 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"lost {st['lost']}, duplicated {st['duplicated']}, reordered {st['reordered']}; "
           f"datagrams {rep['datagrams_sent']}, send errors {rep['send_errors']}; overruns {rep['overruns']}; "
           f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
+    _print_dred_sent(rep["dred"])
     return 0
+
+
+def _dred_words(cfg) -> str:
+    return f" + DRED {cfg.dred_ms} ms (<= {cfg.dred_budget} B/packet)" if cfg.dred_ms else ""
+
+
+def _print_dred_sent(d: dict) -> None:
+    if d["dred_ms"]:
+        print(f"dred      {d['dred_ms']} ms asked; {d['packets_with_payload']} packets carried a payload, "
+              f"{d['mean_payload_bytes']:.1f} B/packet on average ({d['mean_payload_bytes'] * 0.4:.1f} kb/s); "
+              f"too large {d['too_large']}")
+
+
+def _recovery_words(cfg) -> str:
+    what = [w for w, on in (("LBRR", cfg.lbrr), ("DRED", cfg.dred), ("neural PLC", cfg.neural_plc)) if on]
+    look = cfg.receiver_config().effective_lookahead() * 20
+    s = f"recovery {' + '.join(what) or 'none'}, then {cfg.concealment}; look-ahead {look} ms"
+    if cfg.neural:
+        if not cfg.governor:
+            s += "; governor off"
+        else:
+            s += f"; governor on (full DRED {cfg.decode_dred_ms} ms" + (
+                f", forced {cfg.force_level})" if cfg.force_level else ")")
+    return s
+
+
+def _print_governor(rep: dict) -> None:
+    g = rep.get("governor")
+    if not g:
+        return
+    from .degrade import Level
+
+    labels = {lvl.key: lvl.label for lvl in Level}
+    slots = ", ".join(f"{labels[k]} {n}" for k, n in g["slots_by_level"].items())
+    moves = "; ".join(f"{t['t_s']:.2f}s {labels[t['from']]} -> {labels[t['to']]} ({t['reason']}, load {t['load']:.2f})"
+                      for t in g["transitions"][-6:]) or "no transitions"
+    print(f"governor  load {g['load']:.2f} {g['label']}{' (forced)' if g['forced'] else ''}, peak slot "
+          f"{g['peak_ms']:.1f} ms of {g['budget_ms']:.1f}; slots: {slots}; "
+          f"{g['downgrades']} down / {g['upgrades']} up: {moves}")
 
 
 def _summary(rep: dict) -> None:
@@ -194,18 +300,20 @@ def _summary(rep: dict) -> None:
           f"bad RTP {rep['rtp']['bad_rtp']}, bad Opus {rep['rtp']['bad_opus']}")
     print("holes     " + (", ".join(f"{k} {v}" for k, v in sorted(holes.items())) or "none")
           + f"; jitter buffer {rep['jitter_delay_ms']:.0f} ms")
+    _print_governor(rep)
     acct = rep["accounting"]
     print("accounted " + ("yes" if all(v for k, v in acct.items() if k.endswith("_ok")) else "NO: " + json.dumps(acct)))
 
 
 def cmd_recv(args: argparse.Namespace) -> int:
     from .audio.device import open_playback
-    from .live import RecvSession
+    from .live import RecvSession, build_receiver
 
     board, how, cfg = _config(args)
     host, port = parse_hostport(args.listen, default_host="0.0.0.0")
     has_impairment = args.loss is not None or args.trace is not None
     imp = _impairment(args, int(args.seconds * 50) + 64) if has_impairment else None
+    receiver = build_receiver(cfg)  # models load before the socket and device open: errors come first
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -218,8 +326,8 @@ def cmd_recv(args: argparse.Namespace) -> int:
     try:
         bound = sock.getsockname()
         print(f"listening on {bound[0]}:{bound[1]}", flush=True)
-        print(f"recv      -> {play.describe()}; board {board.name} ({how})", flush=True)
-        sess = RecvSession(play, sock, cfg, imp, args.record, args.payload_type)
+        print(f"recv      -> {play.describe()}; {_recovery_words(cfg)}; board {board.name} ({how})", flush=True)
+        sess = RecvSession(play, sock, cfg, imp, args.record, args.payload_type, receiver=receiver)
         _install_sigint(sess.stop_event)
         rep = sess.run(args.seconds, idle_timeout=args.idle_timeout, wait_timeout=args.wait,
                        status_interval=args.status_interval, status_stream=sys.stdout)
@@ -235,10 +343,13 @@ def cmd_recv(args: argparse.Namespace) -> int:
 
 def cmd_live(args: argparse.Namespace) -> int:
     from .audio.device import open_capture, open_playback
-    from .live import LiveSession
+    from .live import LiveSession, build_receiver, dred_redundancy
 
     board, how, cfg = _config(args)
     imp = _impairment(args, int(args.seconds * 50) + 64)
+    # Models load before any device opens: a missing or corrupt one is reported first.
+    redundancy = dred_redundancy(cfg)
+    receiver = build_receiver(cfg)
     pspec = args.playback_device or args.device
     cap = open_capture(args.device, default_alsa=board.capture_device, period_ms=cfg.period_ms,
                        buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
@@ -252,7 +363,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         print(f"live      {cap.describe()} -> {play.describe()}; impairment {imp.describe()}; "
               f"board {board.name} ({how})", flush=True)
-        sess = LiveSession(cap, play, cfg, imp, args.record, args.record_received)
+        print(f"neural    sender{_dred_words(cfg) or ' no DRED'}; {_recovery_words(cfg)}", flush=True)
+        sess = LiveSession(cap, play, cfg, imp, args.record, args.record_received, redundancy=redundancy,
+                           receiver=receiver)
         _install_sigint(sess.stop_event)
         rep = sess.run(args.seconds, args.status_interval, sys.stdout)
     finally:
@@ -263,6 +376,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     st = rep["impairment_stats"]
     print(f"sent      {st['packets']} packets ({rep['bitrate_bps'] / 1000:.1f} kb/s): lost {st['lost']}, "
           f"duplicated {st['duplicated']}, reordered {st['reordered']}")
+    _print_dred_sent(rep["dred"])
     _summary(rep)
     print(f"xruns     overruns {rep['overruns']}, underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}% "
           f"(peak {rep['cpu_load_peak'] * 100:.0f}%)")

@@ -25,19 +25,39 @@ Plug-in hooks (all optional methods, looked up once):
 
 While a plug-in fills a slot, libopus still runs its own PLC for that slot
 (``SlotContext.opus_plc``), so the decoder's internal state keeps moving and
-the first real packet afterwards decodes as libopus expects.
+the first real packet afterwards decodes as libopus expects.  ``handback`` is
+also called when a plug-in's slot is followed by one no plug-in produced
+(libopus PLC or zeros, e.g. the load governor stopped neural work mid-burst):
+libopus's concealment is not continuous with the plug-in's audio either.
+
+Load governor (optional, :class:`edge_dred.degrade.LoadGovernor`): consulted
+once per slot before any plug-in runs.
+
+* ``allow_neural()`` False: no plug-in is called at all -- no recoverer, no
+  concealer, no ``observe`` -- and holes get LBRR or the classic concealment;
+  the decision records what actually ran (``opus_plc``/``zeros``).
+* ``dred_ms_cap()``: passed to recoverers as ``SlotContext.dred_cap_ms``
+  (:class:`~edge_dred.dred.recovery.DredRecoverer` decodes no further back).
+* When neural work is allowed again the plug-ins first ``observe``
+  ``rewarm_slots`` slots (their feature history and vocoder priming went stale
+  while they were skipped) before they fill holes.
+
+The governor is *observed* by whoever times the slots (the live loop), not here.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
 from . import FRAME_SAMPLES, SAMPLE_RATE
 from .codec.opus import OpusDecoder, packet_has_lbrr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .degrade import LoadGovernor
 
 __all__ = ["Decision", "ReceiverConfig", "Receiver", "Recoverer", "Concealer", "SlotContext"]
 
@@ -68,6 +88,9 @@ class SlotContext:
     opus_plc : np.ndarray or None
         libopus's own concealment of this slot (already computed; the decoder
         state has advanced), usable as a fallback or for blending.
+    dred_cap_ms : int or None
+        Longest DRED reconstruction (ms, backward from a packet's newest
+        frame) a recoverer may decode for this slot; None = no cap.
     """
 
     slot: int
@@ -75,6 +98,7 @@ class SlotContext:
     history: np.ndarray
     loss_run: int
     opus_plc: np.ndarray | None = None
+    dred_cap_ms: int | None = None
 
 
 class Recoverer(Protocol):
@@ -135,6 +159,20 @@ class Receiver:
         Tried in order for a lost slot after LBRR.
     concealer : Concealer, optional
         Replaces the classic concealment named in ``config.concealment``.
+    governor : LoadGovernor, optional
+        Decides per slot whether plug-ins may run and how much DRED they may
+        decode (see the module docstring).
+    rewarm_slots : int
+        Slots the plug-ins observe, after the governor allowed neural work
+        again, before they fill holes.
+
+    Attributes
+    ----------
+    level_decisions : dict[str, dict[str, int]]
+        With a governor: per level key (``full``/``short``/``classic``), how
+        many slots were decided at that level, by decision.
+    governor_skips : int
+        Holes the governor kept from the plug-ins (including re-warm slots).
 
     Notes
     -----
@@ -147,10 +185,16 @@ class Receiver:
         config: ReceiverConfig | None = None,
         recoverers: Sequence[Recoverer] = (),
         concealer: Concealer | None = None,
+        governor: "LoadGovernor | None" = None,
+        rewarm_slots: int = 10,
     ) -> None:
         self.config = config or ReceiverConfig()
         if self.config.concealment not in ("opus_plc", "zeros"):
             raise ValueError(f"unknown concealment {self.config.concealment!r} (opus_plc, zeros)")
+        if isinstance(rewarm_slots, bool) or not isinstance(rewarm_slots, int) or not 1 <= rewarm_slots <= 1000:
+            raise ValueError(f"rewarm_slots must be an integer in 1..1000, got {rewarm_slots!r}")
+        if governor is not None and not all(hasattr(governor, a) for a in ("allow_neural", "dred_ms_cap", "level")):
+            raise TypeError(f"governor must be a LoadGovernor, got {type(governor).__name__}")
         self.lookahead = self.config.effective_lookahead()
         self.decoder = OpusDecoder(self.config.sample_rate, 1)
         self.recoverers = list(recoverers)
@@ -161,8 +205,19 @@ class Receiver:
         self._loss_run = 0
         self._history = np.zeros(self.config.history_samples, np.int16)
         plugins = [*self.recoverers, *([concealer] if concealer is not None else [])]
+        self._has_plugins = bool(plugins)
         self._observers = [p for p in plugins if hasattr(p, "observe")]
         self._last_plugin = None  # plug-in that produced the previous slot, if any
+        self.governor = governor
+        self.rewarm_slots = rewarm_slots
+        self._warm = rewarm_slots  # slots observed since plug-ins were last skipped (start: warm)
+        self.level_decisions: dict[str, dict[str, int]] = {}
+        if governor is not None:
+            from .degrade import Level
+
+            # Every key exists up front: a status thread may read this while slots are decided.
+            self.level_decisions = {lvl.key: {d.value: 0 for d in Decision} for lvl in Level}
+        self.governor_skips = 0
 
     @property
     def history(self) -> np.ndarray:
@@ -190,39 +245,63 @@ class Receiver:
         packet = self._pending.popleft()
         future = list(self._pending)
         n = self.config.frame_size
+        gov = self.governor
+        level = gov.level if gov is not None else None
+        allowed = gov is None or gov.allow_neural()
+        # Plug-ins fill holes only once their running state is fresh again (see rewarm_slots).
+        use_plugins = self._has_plugins and allowed and self._warm >= self.rewarm_slots
         plugin = None
         if packet is not None:
             pcm, decision = self.decoder.decode(packet, n), Decision.REGULAR
             self._loss_run = 0
         else:
             self._loss_run += 1
-            pcm, decision, plugin = self._fill_lost(future)
+            pcm, decision, plugin = self._fill_lost(future, use_plugins)
         pcm = np.asarray(pcm, np.int16)
         if pcm.shape != (n,):
             raise RuntimeError(f"slot {self._next_slot}: {decision.value} produced {pcm.shape}, expected ({n},)")
-        if plugin is None and self._last_plugin is not None and decision in (Decision.REGULAR, Decision.LBRR):
+        if plugin is None and self._last_plugin is not None:
+            # Real audio resumes, or libopus PLC takes over mid-burst (governor): neither is
+            # continuous with the plug-in's synthesis, so it cross-fades out of it.
             handback = getattr(self._last_plugin, "handback", None)
             if handback is not None:
                 pcm = np.asarray(handback(pcm), np.int16)
+                if pcm.shape != (n,):
+                    raise RuntimeError(f"slot {self._next_slot}: handback produced {pcm.shape}, expected ({n},)")
         self._last_plugin = plugin
         self.decisions.append(decision)
         self._next_slot += 1
         self._history = np.concatenate([self._history[n:], pcm])
-        for obs in self._observers:
-            obs.observe(pcm, decision)
+        if allowed:
+            for obs in self._observers:
+                obs.observe(pcm, decision)
+            self._warm = min(self._warm + 1, self.rewarm_slots)
+        else:
+            self._warm = 0  # the plug-ins miss this slot: their state is stale from here
+        if level is not None:
+            per = self.level_decisions[level.key]
+            per[decision.value] += 1
         return pcm
 
-    def _fill_lost(self, future: list[bytes | None]) -> tuple[np.ndarray, Decision, object]:
+    def _fill_lost(self, future: list[bytes | None], use_plugins: bool = True
+                   ) -> tuple[np.ndarray, Decision, object]:
         n = self.config.frame_size
         nxt = future[0] if future else None
         if self.config.lbrr and nxt is not None and packet_has_lbrr(nxt):
             return self.decoder.decode(nxt, n, fec=True), Decision.LBRR, None
-        if self.config.concealment == "zeros" and not self.recoverers and self.concealer is None:
+        if not use_plugins and self._has_plugins:
+            self.governor_skips += 1
+        if self.config.concealment == "zeros" and not self._has_plugins:
             return np.zeros(n, np.int16), Decision.ZEROS, None
+        # With plug-ins libopus conceals every hole, used or not, so its state does not depend
+        # on which slots the governor kept from them.
         opus_plc = self.decoder.decode(None, n)
-        if not self.recoverers and self.concealer is None:
+        if not (use_plugins and self._has_plugins):
+            if self.config.concealment == "zeros":
+                return np.zeros(n, np.int16), Decision.ZEROS, None
             return opus_plc, Decision.OPUS_PLC, None
-        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run, opus_plc)
+        cap = self.governor.dred_ms_cap() if self.governor is not None else None
+        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run, opus_plc, cap)
         for rec in self.recoverers:
             pcm = rec.recover(ctx)
             if pcm is not None:

@@ -118,13 +118,16 @@ class LoadMeter:
     def start(self) -> None:
         self._t0 = time.perf_counter()
 
-    def stop(self) -> None:
-        x = (time.perf_counter() - self._t0) / self.period_s
+    def stop(self) -> float:
+        """End the period's busy time; return it in seconds (the load governor's input)."""
+        busy = time.perf_counter() - self._t0
+        x = busy / self.period_s
         self.load += self.alpha * (x - self.load)
         if self.periods >= self.warmup:
             self.peak = max(self.peak, x)
         self._sum += x
         self.periods += 1
+        return busy
 
     @property
     def mean(self) -> float:

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import FRAME_SAMPLES
+from .. import FRAME_SAMPLES, SAMPLE_RATE
 from ..codec.framing import extract_dred
 from ..features import FRAME_SIZE, NB_FEATURES, FeatureExtractor
-from .decoder import BackwardDecode, DredDecoder, sanitize_features
+from .decoder import DEC_FRAMES, BackwardDecode, DredDecoder, sanitize_features
 from .payload import DredPayloadError, parse_payload
 
 __all__ = ["DredRecoverer", "DEFAULT_CODEC_DELAY", "output_frame_features", "payload_frame_span"]
@@ -42,6 +42,7 @@ __all__ = ["DredRecoverer", "DEFAULT_CODEC_DELAY", "output_frame_features", "pay
 DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms SILK), samples
 _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
+_CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
 _HISTORY_FRAMES = 20          # output frames analysed for vocoder priming at the start of a burst
 
 
@@ -145,7 +146,9 @@ class DredRecoverer:
         ``slots`` recovered, ``bursts`` (runs of recovered slots),
         ``bad_payloads`` (hostile/corrupt packets ignored), ``uncovered``
         (lost slots with DRED packets in view that did not reach back far
-        enough), ``chunks_decoded``.
+        enough), ``capped`` (lost slots left to the next plug-in because
+        recovering them would decode more than the ``max_ms`` cap),
+        ``chunks_decoded``.
     """
 
     def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
@@ -174,7 +177,7 @@ class DredRecoverer:
         self._active_slot = -1
         self._last_real = False
         self.trace: list[tuple[int, np.ndarray]] | None = [] if keep_trace else None
-        self.stats = {"slots": 0, "bursts": 0, "bad_payloads": 0, "uncovered": 0, "chunks_decoded": 0}
+        self.stats = {"slots": 0, "bursts": 0, "bad_payloads": 0, "uncovered": 0, "capped": 0, "chunks_decoded": 0}
 
     # ------------------------------------------------------------- helpers
     def _needed_input_frames(self, m: np.ndarray) -> tuple[int, int, int]:
@@ -227,8 +230,29 @@ class DredRecoverer:
             self._active = None
         self._last_real = decision in self._real
 
-    def recover(self, ctx: Any) -> np.ndarray | None:
-        """Synthesise lost slot ``ctx.slot`` from DRED, or None if no packet in view covers it."""
+    def recover(self, ctx: Any, max_ms: int | None = None) -> np.ndarray | None:
+        """Synthesise lost slot ``ctx.slot`` from DRED, or None if no packet in view covers it.
+
+        Parameters
+        ----------
+        ctx : SlotContext
+            The lost slot and the packets after it.
+        max_ms : int, optional
+            Decode at most this much DRED backward from a packet's newest
+            frame (whole 40 ms chunks; the load governor's cap).  A slot
+            further back than that behind the earliest packet covering it is
+            left to the next plug-in (None).  Default: ``ctx.dred_cap_ms``
+            when the context has one, else no cap.  0 = no DRED at all.
+        """
+        if max_ms is None:
+            max_ms = getattr(ctx, "dred_cap_ms", None)
+        max_chunks = None
+        if max_ms is not None:
+            if isinstance(max_ms, bool) or not isinstance(max_ms, (int, np.integer)) or not 0 <= max_ms <= 10_000:
+                raise ValueError(f"max_ms must be an integer in [0, 10000], got {max_ms!r}")
+            max_chunks = int(max_ms) // _CHUNK_MS
+            if max_chunks == 0:
+                return None  # nothing may be decoded: not even a payload is parsed
         slot = int(ctx.slot)
         self._prune(slot)
         m = self._slot_frames(slot)
@@ -250,6 +274,14 @@ class DredRecoverer:
             if have_dred:
                 self.stats["uncovered"] += 1
             return None
+        if max_chunks is not None:
+            # The earliest covering packet needs the shortest decode; if even it reaches back
+            # further than the cap, every later one would too.
+            if -(-(src.last - lo_req + 1) // DEC_FRAMES) > max_chunks:
+                self.stats["capped"] += 1
+                return None
+            if -(-(src.last - max(lo, src.first) + 1) // DEC_FRAMES) > max_chunks:
+                lo = lo_req  # drop the optional older interpolation neighbour rather than decode a chunk more
         before = src.decode.chunks_decoded
         fin = src.frames(lo, hi)
         self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
