@@ -157,7 +157,7 @@ def test_send_and_recv_commands_as_processes_with_alsa_file_plugins(tmp_path):
     holes = sum(v for k, v in r["decisions"].items() if k != "regular")
     assert holes >= st["lost"] - r["jitter"]["dropped_empty"]
     assert set(r["decisions"]) <= {"regular", "lbrr", "dred", "neural_plc", "opus_plc"}
-    assert r["governor"]["slots_observed"] > 0 and "| load 0." in out
+    assert r["governor"]["slots_observed"] > 0 and "| load " in out
     assert len(read_ogg_opus(tmp_path / "s.opus").packets) == 100
     assert "a=rtpmap:96 opus/48000/2" in (tmp_path / "s.sdp").read_text()
     played = np.frombuffer((tmp_path / "out.raw").read_bytes(), "<i2")

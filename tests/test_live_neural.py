@@ -53,7 +53,8 @@ def test_live_session_carries_and_recovers_with_dred():
     """Bursts of 3 with LBRR and a 60 ms look-ahead: LBRR takes each burst's last slot, DRED the two before."""
     src = voiced(3.0, seed=2)
     lost = _bursts(150, 12, 3)
-    cfg = LiveConfig(dred_ms=520, dred=True, neural_plc=True)
+    # Pinned at full: the real slot times of a busy test machine must not change what runs.
+    cfg = LiveConfig(dred_ms=520, dred=True, neural_plc=True, force_level="full")
     sess = LiveSession(MockDevice("capture", source=src, loop=False), MockDevice("playback"), cfg,
                        Impairment(TraceLoss(lost)))
     rep = sess.run(3.0)
@@ -81,7 +82,7 @@ def test_send_and_recv_sessions_with_dred_over_loopback():
     rsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rsock.bind(("127.0.0.1", 0))
     play = MockDevice("playback", pace=True)
-    recv = RecvSession(play, rsock, LiveConfig(lbrr=False, dred=True, neural_plc=True))
+    recv = RecvSession(play, rsock, LiveConfig(lbrr=False, dred=True, neural_plc=True, force_level="full"))
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(recv.run(5.0, idle_timeout=0.4, wait_timeout=5)))
     t.start()
