@@ -260,9 +260,10 @@ class Receiver:
         pcm = np.asarray(pcm, np.int16)
         if pcm.shape != (n,):
             raise RuntimeError(f"slot {self._next_slot}: {decision.value} produced {pcm.shape}, expected ({n},)")
-        if plugin is None and self._last_plugin is not None:
-            # Real audio resumes, or libopus PLC takes over mid-burst (governor): neither is
-            # continuous with the plug-in's synthesis, so it cross-fades out of it.
+        if self._last_plugin is not None and plugin is not self._last_plugin:
+            # Real audio resumes, libopus PLC takes over mid-burst (governor), or another plug-in
+            # does (neural PLC -> DRED once a packet that covers the hole arrives): none is
+            # continuous with the previous plug-in's synthesis, so it cross-fades out of it.
             handback = getattr(self._last_plugin, "handback", None)
             if handback is not None:
                 pcm = np.asarray(handback(pcm), np.int16)

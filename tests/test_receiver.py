@@ -135,3 +135,39 @@ def test_plugin_hooks_observe_conceal_and_handback():
     assert probe.handbacks == 2  # after slots 6 and 20
     assert len(probe.seen) == len(packets) and probe.seen[5] == Decision.NEURAL_PLC
     assert np.all(out[5] == 7) and rx.decisions[20] == Decision.NEURAL_PLC
+
+
+class _LateRecoverer(_Probe):
+    """A recoverer that covers only from the third slot of a burst on (like DRED whose
+    covering packet arrives mid-burst)."""
+
+    decision = __import__("edge_dred.receiver", fromlist=["Decision"]).Decision.DRED
+
+    def recover(self, ctx):
+        if ctx.loss_run < 3:
+            return None
+        self.runs.append(ctx.loss_run)
+        return np.full(320, 9, np.int16)
+
+
+class _FadingProbe(_Probe):
+    def handback(self, pcm):
+        self.handbacks += 1
+        out = pcm.copy()
+        out[:4] = 1  # marks the cross-fade region so the test can see who produced it
+        return out
+
+
+def test_plugin_to_plugin_switch_hands_back():
+    pcm = voiced(1.0)
+    packets = Sender(24000).encode_stream(pcm)
+    conc, rec = _FadingProbe(), _LateRecoverer()
+    rx = Receiver(ReceiverConfig(), recoverers=[rec], concealer=conc)
+    out = []
+    for i, p in enumerate(packets):
+        out.extend(rx.push(None if 10 <= i < 15 else p))
+    out.extend(rx.flush())
+    assert [d.value for d in rx.decisions[10:16]] == ["neural_plc"] * 2 + ["dred"] * 3 + ["regular"]
+    # neural PLC -> DRED at slot 12: the concealer fades out into the recoverer's first slot
+    assert conc.handbacks == 1 and list(out[12][:4]) == [1] * 4 and np.all(out[12][4:] == 9)
+    assert rec.handbacks == 1  # and DRED hands back to the real audio at slot 15
