@@ -2,7 +2,11 @@
 
 A benchmark prints a table; it never asserts on speed (timed tests are flaky
 on shared machines).  Each stage is timed over every packet of a synthetic
-voiced signal, and min/median/max per packet are reported.
+voiced signal, and min/median/max per packet are reported.  A stage that
+cannot run here (a model or runtime missing) gets a ``not run`` row and a
+``not run:`` line with the reason under the table; it is never left out
+silently.  ``note:`` lines say where a stage's input came from when that is
+not obvious (the DRED receiver's payloads).
 """
 from __future__ import annotations
 
@@ -14,11 +18,36 @@ import numpy as np
 
 from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
-__all__ = ["run_bench", "time_per_packet"]
+__all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES"]
+
+#: Cell text of a stage that could not run (``edge_dred.estimate`` parses it).
+NOT_RUN = "not run"
+#: (side, stage) of the DRED rows, sender first.
+DRED_STAGES = (("dred sender", "TFLite encoder step"),
+               ("dred sender", "quantize + rate control + range code"),
+               ("dred receiver", "parse + decode newest 40 ms"))
+
+Row = tuple[str, str, np.ndarray]
+Skip = tuple[str, str, str]   # side, stage, reason
 
 
 def time_per_packet(fn: Callable[[int], object], n_packets: int, repeat: int) -> np.ndarray:
-    """Call ``fn(i)`` for every packet index, ``repeat`` times; return seconds per call (best run per packet)."""
+    """Call ``fn(i)`` for every packet index, ``repeat`` times; return seconds per call (best run per packet).
+
+    Parameters
+    ----------
+    fn : callable
+        Work of one packet, given its index.
+    n_packets : int
+        Packets per pass.
+    repeat : int
+        Passes; the fastest time per packet is kept.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_packets,) seconds.
+    """
     best = np.full(n_packets, np.inf)
     for _ in range(repeat):
         for i in range(n_packets):
@@ -36,21 +65,27 @@ def _signal(seconds: float) -> np.ndarray:
     return np.clip(x + rng.normal(0, 30, len(x)), -32768, 32767).astype(np.int16)
 
 
-def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> list[tuple[str, str, np.ndarray]]:
+def _why(e: BaseException) -> str:
+    """One line for a ``not run`` note."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg[:300]}" if msg else type(e).__name__
+
+
+def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Skip]]:
     """Neural PLC per 20 ms slot: vocoder (2 frames), predictor (2 frames), output analysis (2 frames).
 
     Their sum is the cost of a concealed slot (``conceal`` + ``observe``);
-    received slots pay only the analysis and the predictor.  Skipped (no
-    rows) when the shipped models cannot be loaded.
+    received slots pay only the analysis and the predictor.
     """
+    names = ("vocoder (2 x 10 ms)", "PLC predictor (2 frames)", "output features (2 x 10 ms)")
     try:
         from .features import FeatureExtractor, compute_features
         from .plc import FeaturePredictor, default_models
         from .vocoder import PRIME_FRAMES, Vocoder, prime_samples
 
         vm, pm = default_models()
-    except (ImportError, ValueError):
-        return []
+    except (ImportError, ValueError) as e:
+        return [], [("neural plc", nm, f"models not loadable ({_why(e)})") for nm in names]
     feats = compute_features(pcm)
     voc, pred, fx = Vocoder(vm), FeaturePredictor(pm), FeatureExtractor()
     k = PRIME_FRAMES + 3
@@ -62,67 +97,175 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> list[tuple[str, st
         pred.lost()
 
     return [
-        ("neural plc", "vocoder (2 x 10 ms)", time_per_packet(lambda i: voc.synthesize(feats[2 * i:2 * i + 2]), n, repeat)),
-        ("neural plc", "PLC predictor (2 frames)", time_per_packet(predictor, n, repeat)),
-        ("neural plc", "output features (2 x 10 ms)", time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)),
-    ]
+        ("neural plc", names[0], time_per_packet(lambda i: voc.synthesize(feats[2 * i:2 * i + 2]), n, repeat)),
+        ("neural plc", names[1], time_per_packet(predictor, n, repeat)),
+        ("neural plc", names[2], time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)),
+    ], []
 
 
-def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> list[tuple[str, str, np.ndarray]]:
-    """DRED per 20 ms packet: the sender's whole path and the receiver's decode of the newest 40 ms.
+def sampled_latents(tables, n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-packet (latent, state) pairs drawn from the entropy model the decoder file ships.
 
-    Sender: features, int8 TFLite encoder step, quantisation, rate control and
-    range coding of a 1.04 s / 80-byte payload.  Receiver: parse the payload
-    and run the decoder from the state through the newest latent (4 frames),
-    what a single lost packet costs before synthesis (the vocoder row above
-    gives the synthesis).  Skipped when the models or the TFLite runtime are
-    missing.
+    Each latent dimension (and each state dimension) is drawn from a Laplace
+    whose scale ``b = -1 / (quant_scale * ln(decay))`` is what the tables'
+    ``decay`` implies at each quantizer level (median over the 16 levels for
+    the latents).  Stands in for the TFLite encoder's output where no TFLite
+    runtime is installed, so that payload coding and the receiver's decode
+    can still be timed: the symbol statistics are the trained model's prior,
+    not those of a particular utterance.
+
+    Parameters
+    ----------
+    tables : EntropyTables
+        The decoder file's tables (``DredDecoder().tables``).
+    n : int
+        Packets, >= 1.
+    seed : int
+        Random seed (deterministic for a seed).
+
+    Returns
+    -------
+    list of (numpy.ndarray, numpy.ndarray)
+        ``n`` pairs of float32 ``z`` (D,) and ``s`` (S,).
     """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    b_lat = np.median(-1.0 / (tables.quant_scale * np.log(tables.decay)), axis=0)
+    b_st = -1.0 / (tables.state_quant_scale * np.log(tables.state_decay))
+    rng = np.random.default_rng(seed)
+    z = rng.laplace(0.0, b_lat, (n, tables.latent_dim)).astype(np.float32)
+    s = rng.laplace(0.0, b_st, (n, tables.state_dim)).astype(np.float32)
+    return list(zip(z, s))
+
+
+class _Replay:
+    """Stands in for :class:`~edge_dred.dred.encoder.DredEncoder`: returns given (z, s), one per step.
+
+    Lets the sender's quantize/rate-control/range-code work be timed on its
+    own, on the latents the TFLite step produced (or sampled ones).
+    """
+
+    def __init__(self, zs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.zs = zs
+        self.latent_dim, self.state_dim = len(zs[0][0]), len(zs[0][1])
+        self.i = 0
+
+    def reset(self) -> None:
+        self.i = 0
+
+    def step(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z, s = self.zs[self.i % len(self.zs)]
+        self.i += 1
+        return z, s
+
+
+def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Skip], list[str]]:
+    """DRED per 20 ms packet: the sender's encoder step and payload coding, the receiver's decode.
+
+    Sender (the features have their own row): the int8 TFLite encoder step,
+    one pass in stream order (its GRU state carries over); then activity,
+    quantisation, rate control and range coding of a 1.04 s / 80-byte
+    payload (``DredStreamEncoder.push_features`` minus the step), on the
+    latents that step produced, timed on a second pass over them so that
+    every timed packet has a full 26-chunk history (steady state, as in a
+    call longer than 1 s).  Without a TFLite runtime the step row says
+    ``not run`` and the coding runs on :func:`sampled_latents` instead.
+
+    Receiver: parse one of those payloads and run the decoder from its state
+    through the newest latent (4 frames), what a single lost packet costs
+    before synthesis (the vocoder row gives the synthesis).
+    """
+    (ss, step_name), (_, code_name), (rs, recv_name) = DRED_STAGES
     try:
         from .dred.decoder import DredDecoder
-        from .dred.encoder import DredStreamEncoder
+        from .dred.encoder import DredEncoder, DredStreamEncoder, TFLiteUnavailableError
         from .dred.payload import parse_payload
+        from .features import FeatureExtractor
 
-        se = DredStreamEncoder(1040, 80)
         dec = DredDecoder()
-    except (ImportError, ValueError):
-        return []
-    frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
-    payloads: list[bytes] = [b""] * n
+    except (ImportError, ValueError) as e:
+        why = f"DRED decoder or compiled parts not loadable ({_why(e)})"
+        return [], [(side, name, why) for side, name in DRED_STAGES], []
+    rows: list[Row] = []
+    skips: list[Skip] = []
+    notes: list[str] = []
+    fx = FeatureExtractor()
+    feats = [fx.process_block(f) for f in pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)]
+    try:
+        enc = DredEncoder()
+    except (ImportError, ValueError) as e:
+        skips.append((ss, step_name, "no TFLite runtime: neither ai_edge_litert nor tflite_runtime imports "
+                      "(pip install ai-edge-litert; tflite-runtime on 32-bit ARM)"
+                      if isinstance(e, TFLiteUnavailableError) else f"encoder not loadable ({_why(e)})"))
+        zs = sampled_latents(dec.tables, n)
+        notes.append(f"{ss} / {code_name}: on latents sampled from the decoder file's entropy model "
+                     "(the TFLite encoder step did not run), not on encoded speech")
+    else:
+        zs = [None] * n  # type: ignore[list-item]
 
-    def send(i: int) -> None:
-        payloads[i] = se.push_pcm(frames[i])
+        def step(i: int) -> None:
+            zs[i] = enc.step(feats[i])
 
-    t_send = time_per_packet(send, n, 1)    # stateful stream: one pass
-    have = [p for p in payloads if p]
-    if not have:
-        return [("dred sender", "features + TFLite step + quantize + code", t_send)]
+        rows.append((ss, step_name, time_per_packet(step, n, 1)))   # stateful: one pass
+    se = DredStreamEncoder(1040, 80, encoder=_Replay(zs), tables=dec.tables)
+    for f in feats:                                                  # fill the 26-chunk history, untimed
+        se.push_features(f)
+    sent: list[bytes] = [b""] * n
+
+    def code(i: int) -> None:
+        sent[i] = se.push_features(feats[i])
+
+    rows.append((ss, code_name, time_per_packet(code, n, 1)))
+    payloads = [p for p in sent if p]
+    if not payloads:
+        skips.append((rs, recv_name, "the sender made no payload (silent signal)"))
+        return rows, skips, notes
+    notes.append(f"{rs}: the {len(payloads)} non-empty payloads of the sender's coding row "
+                 f"(median {int(np.median([len(p) for p in payloads]))} bytes)")
 
     def recv(i: int) -> None:
-        dec.start_payload(parse_payload(have[i % len(have)], dec.tables)).frames(4)
+        dec.start_payload(parse_payload(payloads[i], dec.tables)).frames(4)
 
-    return [
-        ("dred sender", "features + TFLite step + quantize + code", t_send),
-        ("dred receiver", "parse + decode newest 40 ms", time_per_packet(recv, len(have), repeat)),
-    ]
+    rows.append((rs, recv_name, time_per_packet(recv, len(payloads), repeat)))
+    return rows, skips, notes
 
 
 def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
-    """Time every available stage and return a markdown table."""
+    """Time every stage and return a markdown table.
+
+    Parameters
+    ----------
+    seconds : float
+        Audio per measurement (at least 1 s is used), > 0.
+    repeat : int
+        Passes over stateless stages (the best time per packet is kept), >= 1.
+
+    Returns
+    -------
+    str
+        The table, then ``not run:`` lines for stages that could not run
+        here, ``note:`` lines, and one real-time factor per side.
+    """
+    if not isinstance(seconds, (int, float)) or not np.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    if not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be a positive int, got {repeat!r}")
     from .codec.opus import OpusDecoder, OpusEncoder
 
     pcm = _signal(seconds)
     n = len(pcm) // FRAME_SAMPLES
     frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
-    rows: list[tuple[str, str, np.ndarray]] = []
+    rows: list[Row] = []
+    skips: list[Skip] = []
+    notes: list[str] = []
 
     try:
         from .features import FeatureExtractor
 
         fx = FeatureExtractor()
         rows.append(("sender", "features (2 x 10 ms)", time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)))
-    except ImportError:
-        pass
+    except ImportError as e:
+        skips.append(("sender", "features (2 x 10 ms)", _why(e)))
 
     enc = OpusEncoder(SAMPLE_RATE, 1, bitrate=24000)
     packets = [enc.encode(f) for f in frames]
@@ -132,9 +275,17 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     rows.append(("receiver", "opus decode", time_per_packet(lambda i: dec.decode(packets[i], FRAME_SAMPLES), n, repeat)))
     rows.append(("receiver", "opus PLC", time_per_packet(lambda i: dec.decode(None, FRAME_SAMPLES), n, repeat)))
 
-    rows.extend(_neural_plc_rows(pcm, n, repeat))
-    rows.extend(_dred_rows(pcm, n, repeat))
+    r, s = _neural_plc_rows(pcm, n, repeat)
+    rows += r
+    skips += s
+    r, s, nt = _dred_rows(pcm, n, repeat)
+    rows += r
+    skips += s
+    notes += nt
+    return _format(rows, skips, notes, n, repeat)
 
+
+def _format(rows: list[Row], skips: list[Skip], notes: list[str], n: int, repeat: int) -> str:
     budget = FRAME_MS / 1000.0
     lines = [
         f"edge-dred bench: {platform.machine()} ({platform.processor() or 'unknown cpu'}), "
@@ -148,7 +299,10 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
         med = float(np.median(t))
         totals[side] = totals.get(side, 0.0) + med
         lines.append(f"| {side} | {name} | {t.min() * 1e6:.1f} | {med * 1e6:.1f} | {t.max() * 1e6:.1f} | {med / budget:.4f} |")
+    lines += [f"| {side} | {name} | {NOT_RUN} | - | - | - |" for side, name, _ in skips]
     lines.append("")
+    lines += [f"{NOT_RUN}: {side} / {name}: {why}" for side, name, why in skips]
+    lines += [f"note: {x}" for x in notes]
     for side, tot in totals.items():
         if side == "receiver":
             # a slot is either decoded or concealed, not both

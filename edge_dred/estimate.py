@@ -18,6 +18,17 @@ dynamically linked qemu-user (Debian package ``qemu-user``): the ``-static``
 builds cannot load plugins.  Marker overhead is measured on an empty stage
 and subtracted.
 
+DRED's TFLite encoder step needs the target's TFLite runtime in the guest
+(``ai-edge-litert`` on aarch64, ``tflite-runtime`` on armv7l; installed with
+``scripts/arm_smoke.py``'s helper into the smoke test's cache).  Bookworm's
+qemu 7.2 crashes inside ai-edge-litert; bookworm-backports' qemu 10 (what
+``scripts/build_wheels.sh --dred`` unpacks) runs it, so counting uses that
+qemu when it loads TCG plugins.  Whether the runtime really works under the
+counting qemu and core is probed once (cached); when it does not, or when it
+cannot be installed, the guest runs without it: the bench then reports the
+TFLite step as ``not run`` and codes latents sampled from the decoder's
+entropy model instead, and every table says why.
+
 The assumption, stated in every table: the board sustains the
 ``instructions_per_second`` of its TOML (clock × an IPC typical of int8
 kernels on that core) on this code.  Cache misses, memory bandwidth, the
@@ -28,6 +39,7 @@ estimate to compare boards and stages, not a measurement.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -43,10 +55,14 @@ import numpy as np
 
 from . import FRAME_MS
 
-__all__ = ["EstimateError", "StageCount", "estimate_boards", "format_estimate", "parse_marks", "count_stages"]
+__all__ = ["EstimateError", "StageCount", "GuestRuntime", "estimate_boards", "format_estimate", "parse_marks",
+           "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SRC = ROOT / "scripts" / "qemu_insn_plugin.c"
+SMOKE_SRC = ROOT / "scripts" / "arm_smoke.py"
+#: Bench sides whose stages run on the sender; every other side is the receiver's.
+SENDER_SIDES = ("sender", "dred sender")
 MAGIC = 0x4E000000
 BEGIN, END, CALL_END = 1, 2, 3
 _ARCH = {"aarch64": ("arm64", "aarch64-linux-gnu", "qemu-aarch64"),
@@ -72,7 +88,21 @@ class StageCount:
 
 
 def cache_dir() -> Path:
+    """The build cache shared with ``scripts/build_wheels.sh`` (``$EDGE_DRED_CACHE``)."""
     return Path(os.environ.get("EDGE_DRED_CACHE", str(Path.home() / ".cache" / "edge-dred")))
+
+
+def _smoke():
+    """``scripts/arm_smoke.py`` as a module: its TFLite-install and qemu-bpo helpers are shared, not copied."""
+    mod = sys.modules.get("edge_dred_arm_smoke")
+    if mod is None:
+        if not SMOKE_SRC.is_file():
+            raise EstimateError(f"{SMOKE_SRC} not found: --estimate runs from a source checkout")
+        spec = importlib.util.spec_from_file_location("edge_dred_arm_smoke", SMOKE_SRC)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod   # dataclasses look their module up while the class is built
+        spec.loader.exec_module(mod)
+    return mod
 
 
 # --------------------------------------------------------------------------- parsing (pure, tested)
@@ -123,17 +153,59 @@ def parse_marks(text: str) -> tuple[list[np.ndarray], int]:
 
 
 def parse_bench_rows(table: str) -> list[tuple[str, str]]:
-    """(side, stage) of every row of ``run_bench``'s markdown table, in order."""
+    """(side, stage) of every measured row of ``run_bench``'s markdown table, in order.
+
+    Rows marked ``not run`` were not timed (so not counted either) and are left out; see
+    :func:`parse_bench_notes`.
+    """
+    from .bench import NOT_RUN
+
     rows = []
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and line.startswith("|") and cells[0] not in ("side", "") and not cells[0].startswith("-"):
+        if len(cells) >= 3 and line.startswith("|") and cells[0] not in ("side", "") and not cells[0].startswith("-") \
+                and cells[2] != NOT_RUN:
             rows.append((cells[0], cells[1]))
     return rows
 
 
+def parse_bench_notes(table: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The stages ``run_bench`` could not run, as (side, stage, reason), and its ``note:`` lines.
+
+    Raises
+    ------
+    EstimateError
+        On a ``not run:`` line that is not ``not run: SIDE / STAGE: REASON``.
+    """
+    from .bench import NOT_RUN
+
+    skipped, notes = [], []
+    for line in table.splitlines():
+        if line.startswith(f"{NOT_RUN}: "):
+            m = re.match(rf"{NOT_RUN}: (.+?) / (.+?): (.+)$", line)
+            if not m:
+                raise EstimateError(f"bench note {line[:80]!r}: expected '{NOT_RUN}: SIDE / STAGE: REASON'")
+            skipped.append((m.group(1), m.group(2), m.group(3)))
+        elif line.startswith("note: "):
+            notes.append(line[len("note: "):])
+    return skipped, notes
+
+
 def count_stages(marks: str, table: str) -> tuple[list[StageCount], float, int]:
-    """Combine the plugin's marks and the guest's bench table: stage counts, marker overhead, total."""
+    """Combine the plugin's marks and the guest's bench table: stage counts, marker overhead, total.
+
+    Parameters
+    ----------
+    marks : str
+        The plugin's log (:func:`parse_marks`): a calibration call, then one call per measured stage.
+    table : str
+        ``run_bench``'s output in the guest; its measured rows name the calls in order.
+
+    Returns
+    -------
+    (list of StageCount, float, int)
+        Stages with the marker overhead removed, that overhead (instructions), the run's total.
+    """
     calls, total = parse_marks(marks)
     rows = parse_bench_rows(table)
     if not calls:
@@ -231,14 +303,14 @@ def _find_wheel(arch: str, wheel: str | None) -> Path:
     return cands[-1]
 
 
-def prepare_guest(arch: str, wheel: str | None = None) -> tuple[Path, Path, Path, Path]:
-    """(qemu, sysroot, site, work) for ``arch``: the sysroot from build_wheels.sh, the wheel installed."""
+def prepare_guest(arch: str, wheel: str | None = None) -> tuple[Path, Path, Path]:
+    """(sysroot, site, work) for ``arch``: the sysroot from build_wheels.sh, the wheel installed in ``site``.
+
+    ``work/wheel.sha256`` holds the installed wheel's digest.
+    """
     if arch not in _ARCH:
         raise EstimateError(f"no emulated estimate for architecture {arch!r} (aarch64 or armv7l only)")
-    debarch, _, qemu_name = _ARCH[arch]
-    qemu = shutil.which(qemu_name)
-    if not qemu:
-        raise EstimateError(f"{qemu_name} (Debian package qemu-user, with TCG plugin support) is not installed")
+    debarch = _ARCH[arch][0]
     sysroot = cache_dir() / f"sysroot-bookworm-{debarch}"
     if not (sysroot / "usr" / "bin" / "python3.11").exists():
         raise EstimateError(f"no sysroot at {sysroot}: run scripts/build_wheels.sh {arch} --no-test first")
@@ -260,23 +332,171 @@ def prepare_guest(arch: str, wheel: str | None = None) -> tuple[Path, Path, Path
             raise EstimateError(f"installing {whl.name} failed:\n{r.stderr[-1500:]}")
         _run([sys.executable, "-m", "compileall", "-q", str(site)])
         stamp.write_text(digest)
-    return Path(qemu), sysroot, site, work
+    return sysroot, site, work
+
+
+# --------------------------------------------------------------------------- which qemu, which TFLite
+
+def qemu_version(qemu: str | os.PathLike) -> str:
+    """The release a qemu binary reports (``7.2.22``), or ``unknown``."""
+    r = _run([str(qemu), "--version"], timeout=30)
+    m = re.search(r"version (\S+)", r.stdout)
+    return m.group(1) if m else "unknown"
+
+
+def supports_plugins(qemu: str | os.PathLike) -> bool:
+    """Whether a qemu-user binary was built with TCG plugin support (``-plugin`` among its options).
+
+    Debian's static builds (``qemu-user-static``; every ``qemu-user`` from 10.0 on) have none.
+    """
+    r = _run([str(qemu), "-h"], timeout=30)
+    return bool(re.search(r"^-plugin\b", r.stdout, re.M))
+
+
+@dataclass(frozen=True)
+class GuestRuntime:
+    """How a guest is run for counting: the qemu binary, its version, the TFLite site (or None) and why.
+
+    ``why_no_tflite`` is a one-line reason when ``tflite_site`` is None, else empty.
+    """
+
+    qemu: Path
+    version: str
+    tflite_site: Path | None
+    notes: tuple[str, ...]
+    why_no_tflite: str = ""
+
+
+# One 20 ms encoder step on the shipped model, as the bench runs it: does the runtime work here?
+_TFLITE_PROBE = """
+import json, numpy as np
+from edge_dred.dred.encoder import DredEncoder, interpreter_class
+z, s = DredEncoder().step(np.zeros((2, 20), np.float32))
+print(json.dumps({"runtime": interpreter_class().__module__.split(".")[0], "finite": bool(np.isfinite(z).all())}))
+"""
+
+
+def _probe_tflite(qemu: Path, cpu: str, sysroot: Path, site: Path, tsite: Path, work: Path,
+                  key: str) -> tuple[bool, str]:
+    """(works, detail) for the TFLite runtime in ``tsite`` under ``qemu -cpu cpu``; cached by ``key``."""
+    cache = work / "tflite-probe.json"
+    try:
+        known = json.loads(cache.read_text()) if cache.exists() else {}
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return bool(known[key][0]), str(known[key][1])
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8", "PYTHONPATH": f"{tsite}:{site}"}
+    try:
+        r = subprocess.run([str(qemu), "-L", str(sysroot), "-cpu", cpu, str(sysroot / "usr/bin/python3.11"),
+                            "-c", _TFLITE_PROBE], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        ok, detail = False, "one encoder step took over 900 s"
+    else:
+        try:
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            res = None
+        if r.returncode == 0 and isinstance(res, dict) and res.get("finite"):
+            ok, detail = True, f"{res.get('runtime')} ran an encoder step"
+        else:
+            last = (r.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            how = f"killed by signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
+            ok, detail = False, f"{how}: {last}"
+    known[key] = [ok, detail]
+    cache.write_text(json.dumps(known, indent=1))
+    return ok, detail
+
+
+def plan_runtime(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> GuestRuntime:
+    """Pick the counting qemu and decide whether the guest gets the TFLite runtime.
+
+    bookworm-backports' qemu 10 (cached by ``build_wheels.sh --dred``) runs ai-edge-litert, which
+    bookworm's 7.2 crashes in, so it counts when it loads plugins; otherwise the system's
+    ``qemu-<arch>`` (Debian ``qemu-user``, dynamic, plugin-capable) does.  The runtime is
+    installed with ``arm_smoke.install_tflite`` into the smoke test's cache and probed with one
+    encoder step under the counting qemu and ``cpu`` (result cached); it is left out of the
+    guest when it cannot be installed or does not run, with the reason in ``notes``.
+
+    Parameters
+    ----------
+    arch : str
+        ``aarch64`` or ``armv7l``.
+    cpu : str
+        qemu CPU model of the board.
+    sysroot, site, work : Path
+        From :func:`prepare_guest`.
+
+    Returns
+    -------
+    GuestRuntime
+    """
+    sm = _smoke()
+    debarch, _, qemu_name = _ARCH[arch]
+    notes: list[str] = []
+    qemu: Path | None = None
+    bpo = sm.bpo_qemu(cache_dir(), arch)
+    no_bpo = ""   # why bookworm-backports' qemu does not count, for the not-run reason
+    if bpo is None:
+        no_bpo = "no bookworm-backports qemu cached"
+        notes.append(f"{no_bpo} in {cache_dir() / 'qemu-bpo'} (`scripts/build_wheels.sh {arch} --dred` fetches it)")
+    elif supports_plugins(bpo):
+        qemu = bpo
+    else:
+        no_bpo = f"bookworm-backports' qemu {qemu_version(bpo)} has no plugin support"
+        notes.append(f"bookworm-backports' {qemu_name} {qemu_version(bpo)} ({bpo}) has no TCG plugin support "
+                     "(no -plugin option: Debian builds its qemu-user 10 as static binaries only), so it cannot count")
+    if qemu is None:
+        found = shutil.which(qemu_name)
+        if not found:
+            raise EstimateError(f"{qemu_name} (Debian package qemu-user, with TCG plugin support) is not installed")
+        qemu = Path(found)
+    version = qemu_version(qemu)
+    notes.append(f"counted under {qemu} (qemu {version})")
+    pkgs = " / ".join(sm.TFLITE[arch][0])
+    tsite = sm.tflite_site(cache_dir() / f"smoke-{debarch}")
+    try:
+        got = sm.install_tflite(arch, tsite)
+    except sm.SmokeError as e:
+        last = [ln for ln in str(e).splitlines() if ln.strip()][-1][:200]
+        notes.append(f"TFLite runtime not in the guest: {pkgs} for {arch} could not be installed ({last})")
+        return GuestRuntime(qemu, version, None, tuple(notes), f"{pkgs} could not be installed for the guest")
+    stamp = work / "wheel.sha256"
+    key = hashlib.sha256(f"{qemu}|{version}|{cpu}|{got}|{stamp.read_text() if stamp.exists() else ''}"
+                         .encode()).hexdigest()[:16]
+    ok, detail = _probe_tflite(qemu, cpu, sysroot, site, tsite, work, key)
+    runtime = got.split(",")[0]
+    if ok:
+        notes.append(f"TFLite runtime in the guest: {runtime} ({detail})")
+        return GuestRuntime(qemu, version, tsite, tuple(notes))
+    notes.append(f"TFLite runtime not in the guest: {runtime} fails under qemu {version} -cpu {cpu} ({detail})")
+    why = f"{runtime} fails under the counting qemu {version} ({detail.split(':')[0]})"
+    if no_bpo:
+        why += f"; {no_bpo}"
+    return GuestRuntime(qemu, version, None, tuple(notes), why)
 
 
 def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
               timeout: float = 1800.0) -> tuple[list[StageCount], dict]:
-    """Count instructions per packet of every bench stage on ``cpu``; return stage counts and run info."""
-    qemu, sysroot, site, work = prepare_guest(arch, wheel)
-    plugin = build_plugin(str(qemu), work, ["-L", str(sysroot), str(sysroot / "bin" / "true")])
+    """Count instructions per packet of every bench stage on ``cpu``; return stage counts and run info.
+
+    ``info`` holds the guest's kernel variant and numpy, the counting qemu and its version, the
+    marker overhead, the total count, ``not_run`` ((side, stage, reason) of stages the guest
+    could not run) and ``notes`` (how the guest was set up, then the bench's own notes).
+    """
+    sysroot, site, work = prepare_guest(arch, wheel)
+    rt = plan_runtime(arch, cpu, sysroot, site, work)
+    plugin = build_plugin(str(rt.qemu), work, ["-L", str(sysroot), str(sysroot / "bin" / "true")])
     with tempfile.TemporaryDirectory(dir=work) as td:
         driver = Path(td) / "driver.py"
         driver.write_text(_GUEST.format(magic=MAGIC, begin=BEGIN, end=END, call_end=CALL_END, seconds=float(seconds)))
         marks = Path(td) / "marks.txt"
+        path = f"{rt.tflite_site}:{site}" if rt.tflite_site else str(site)
         env = {"PATH": "/usr/bin:/bin", "HOME": td, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "PYTHONPATH": str(site), "OPENBLAS_NUM_THREADS": "1"}
+               "PYTHONPATH": path, "OPENBLAS_NUM_THREADS": "1"}
         t0 = time.monotonic()
         try:
-            r = subprocess.run([str(qemu), "-L", str(sysroot), "-cpu", cpu, "-plugin", f"{plugin},out={marks}",
+            r = subprocess.run([str(rt.qemu), "-L", str(sysroot), "-cpu", cpu, "-plugin", f"{plugin},out={marks}",
                                 str(sysroot / "usr/bin/python3.11"), str(driver)], cwd=td, env=env,
                                capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -289,20 +509,44 @@ def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
         except (json.JSONDecodeError, IndexError):
             raise EstimateError(f"emulated bench printed no result:\n{r.stdout[-500:]}\n{r.stderr[-500:]}") from None
         stages, overhead, total = count_stages(marks.read_text(), info["table"])
-    info.update(wall_s=wall, marker_overhead=overhead, total_insns=total, qemu=str(qemu), cpu=cpu)
+    skipped, bench_notes = parse_bench_notes(info["table"])
+    if rt.why_no_tflite:
+        # the guest only saw the runtime missing; say why it was left out
+        skipped = [(sd, st, rt.why_no_tflite if why.startswith("no TFLite runtime") else why)
+                   for sd, st, why in skipped]
+    info.update(wall_s=wall, marker_overhead=overhead, total_insns=total, qemu=str(rt.qemu), qemu_version=rt.version,
+                cpu=cpu, not_run=skipped, notes=list(rt.notes) + bench_notes)
     return stages, info
 
 
 # --------------------------------------------------------------------------- report
 
 def format_estimate(board, stages: list[StageCount], info: dict) -> str:
-    """Markdown table for one board (``board`` is a BoardConfig)."""
+    """Markdown table for one board.
+
+    Parameters
+    ----------
+    board : BoardConfig
+        Gives ``instructions_per_second``, name and description.
+    stages : list of StageCount
+        Counted stages (:func:`run_guest`).
+    info : dict
+        :func:`run_guest`'s run info; ``qemu_version``, ``not_run`` and ``notes`` are optional.
+
+    Returns
+    -------
+    str
+        Heading, assumption, one row per counted stage, a ``not run`` row with its reason per
+        stage the guest could not run, the notes and the per-side sums.
+    """
     ips = board.instructions_per_second
     budget = FRAME_MS / 1000.0
+    not_run = info.get("not_run", [])
+    qv = f"qemu {info['qemu_version']} " if info.get("qemu_version") else "qemu "
     lines = [
         f"### {board.name}: {board.description}",
         "",
-        f"qemu `-cpu {info['cpu']}`, kernels `{info['variant']}`, guest numpy {info['numpy']}; "
+        f"{qv}`-cpu {info['cpu']}`, kernels `{info['variant']}`, guest numpy {info['numpy']}; "
         f"{info['total_insns'] / 1e9:.2f} G instructions counted in {info['wall_s']:.0f} s of emulation.",
         f"Assumption: {ips / 1e9:.2f} G instructions/s sustained (board_configs/{board.name}.toml "
         "`instructions_per_second`); caches, memory and the OS are not modelled.",
@@ -316,15 +560,35 @@ def format_estimate(board, stages: list[StageCount], info: dict) -> str:
         totals[s.side] = totals.get(s.side, 0.0) + med
         lines.append(f"| {s.side} | {s.stage} | {s.insns.min() / 1e3:.0f} / {med / 1e3:.0f} / {s.insns.max() / 1e3:.0f} "
                      f"| {med / ips * 1e3:.3f} | {med / ips / budget:.4f} |")
+    lines += [f"| {side} | {stage} | not run: {why} | - | - |" for side, stage, why in not_run]
     lines.append("")
+    if info.get("notes"):
+        lines += [f"- {n}" for n in info["notes"]] + [""]
     for side, tot in totals.items():
+        missing = [st for sd, st, _ in not_run if sd == side]
         lines.append(f"{side}: {tot / 1e6:.2f} M instructions per packet, all stages summed -> est. RTF "
-                     f"{tot / ips / budget:.3f}")
+                     f"{tot / ips / budget:.3f}" + (f" (without {', '.join(missing)}: not run)" if missing else ""))
     return "\n".join(lines)
 
 
 def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = None) -> str:
-    """Run the emulated bench once per distinct (arch, CPU model) and format a table per board."""
+    """Run the emulated bench once per distinct (arch, CPU model) and format a table per board.
+
+    Parameters
+    ----------
+    names : list of str
+        Board names (``board_configs/*.toml``) with an ARM ``arch``, ``qemu_cpu`` and
+        ``instructions_per_second``.
+    seconds : float
+        Audio per stage in the guest, 0.5..30 s.
+    wheel : str, optional
+        The cross-built wheel (default: the newest in ``dist/arm`` for the board's arch).
+
+    Returns
+    -------
+    str
+        One table per board, then a summary.
+    """
     from .boards import load_board
 
     boards = [load_board(n) for n in names]
@@ -337,7 +601,8 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
         raise EstimateError(f"--seconds for an estimate must be in [0.5, 30], got {seconds}")
     runs: dict[tuple[str, str], tuple[list[StageCount], dict]] = {}
     out = []
-    summary = ["| board | core | kernels | G instr/s | receiver RTF (all stages summed) | sender RTF |", "|---|---|---|---:|---:|---:|"]
+    summary = ["| board | core | kernels | G instr/s | receiver RTF (all stages summed) | sender RTF | not run |",
+               "|---|---|---|---:|---:|---:|---|"]
     for b in boards:
         key = (b.arch, b.qemu_cpu)
         if key not in runs:
@@ -345,12 +610,14 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
             runs[key] = run_guest(b.arch, b.qemu_cpu, seconds, wheel)
         stages, info = runs[key]
         out.append(format_estimate(b, stages, info))
-        rtf = {side: sum(s.median for s in stages if s.side == side) / b.instructions_per_second / (FRAME_MS / 1000)
-               for side in {s.side for s in stages}}
-        recv = sum(v for k, v in rtf.items() if k != "sender")
+        per_packet = b.instructions_per_second * (FRAME_MS / 1000)
+        send = sum(s.median for s in stages if s.side in SENDER_SIDES) / per_packet
+        recv = sum(s.median for s in stages if s.side not in SENDER_SIDES) / per_packet
+        skipped = ", ".join(st for _, st, _ in info.get("not_run", [])) or "-"
         summary.append(f"| {b.name} | {b.qemu_cpu} | {info['variant']} | {b.instructions_per_second / 1e9:.2f} | "
-                       f"{recv:.3f} | {rtf.get('sender', 0.0):.3f} |")
-    note = ("Receiver RTF sums every non-sender stage (decode, concealment, neural PLC, DRED): an upper bound, "
-            "since a slot is either decoded or concealed.")
+                       f"{recv:.3f} | {send:.3f} | {skipped} |")
+    note = ("Receiver RTF sums every receiver-side stage (decode, concealment, neural PLC, DRED decode): an upper "
+            "bound, since a slot is either decoded or concealed. Sender RTF sums features, Opus encode and the "
+            "DRED sender stages. A stage under 'not run' is in neither sum (each board's notes say why).")
     return "\n\n".join(out + ["### Summary (est. real-time factor per 20 ms packet; < 1 keeps up)",
                               "\n".join(summary), note])

@@ -43,11 +43,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Per target: GNU triplet, ELF e_machine, CPU models (board cores) and the kernel variant each must pick.
+#: Per target: GNU triplet, ELF e_machine, qemu-user binary name, CPU models (board cores) and the
+#: kernel variant each must pick.
 ARCHES = {
-    "aarch64": dict(triplet="aarch64-linux-gnu", e_machine=183,
+    "aarch64": dict(triplet="aarch64-linux-gnu", e_machine=183, qemu="qemu-aarch64",
                     cpus={"cortex-a53": "neon", "cortex-a72": "neon", "cortex-a76": "neon_dotprod"}),
-    "armv7l": dict(triplet="arm-linux-gnueabihf", e_machine=40,
+    "armv7l": dict(triplet="arm-linux-gnueabihf", e_machine=40, qemu="qemu-arm",
                    cpus={"cortex-a7": "armv7_neon", "cortex-a15": "armv7_neon"}),
 }
 
@@ -196,6 +197,21 @@ def install_tflite(arch: str, site: Path) -> str:
     return got
 
 
+def bpo_qemu(cache: Path, arch: str) -> Path | None:
+    """bookworm-backports' qemu-user for ``arch`` where ``build_wheels.sh --dred`` unpacked it, or None.
+
+    ``cache`` is the build cache (``$EDGE_DRED_CACHE``, default ``~/.cache/edge-dred``); the
+    binaries live under ``qemu-bpo/usr/bin`` there (also used by ``edge-dred bench --estimate``).
+    """
+    p = Path(cache) / "qemu-bpo" / "usr" / "bin" / ARCHES[arch]["qemu"]
+    return p if p.is_file() and os.access(p, os.X_OK) else None
+
+
+def tflite_site(work: Path) -> Path:
+    """Where :func:`install_tflite` keeps the target's TFLite runtime for a smoke-test work dir."""
+    return Path(work) / "site-tflite"
+
+
 @dataclass
 class Guest:
     """Runs the sysroot's python3 under qemu-user with one CPU model."""
@@ -272,7 +288,7 @@ def smoke(a: argparse.Namespace) -> int:
     dred_args = ["--loss", "20", "--burst", "3", "--seed", "1", "--dred"]
     dref = dref_audio = tfl_site = None
     if a.tflite_qemu:
-        tfl_site = work / "site-tflite"
+        tfl_site = tflite_site(work)
         print(f"  {a.arch}: TFLite runtime for the DRED step: {install_tflite(a.arch, tfl_site)}", file=sys.stderr)
         with tempfile.TemporaryDirectory() as td:
             dref = host_reference(clip, Path(td) / "host.wav", Path(td) / "host.json", dred_args)

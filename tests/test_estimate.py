@@ -1,14 +1,21 @@
-"""edge_dred.estimate: marker-log parsing, stage accounting, the report, and the qemu counting
-plugin itself on a static aarch64 program whose instruction count is known exactly."""
+"""edge_dred.estimate and edge_dred.bench: marker-log parsing, stage accounting, the report, the
+bench's DRED rows (with and without a TFLite runtime), the choice of qemu and TFLite for the guest,
+and the qemu counting plugin itself on a static aarch64 program whose instruction count is known
+exactly."""
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import shutil
 import subprocess
+import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+from edge_dred import bench
 from edge_dred import estimate as est
 from edge_dred.boards import load_board
 
@@ -82,6 +89,148 @@ def test_format_estimate_converts_with_board_rate():
     assert "| receiver | vocoder | 2400 / 4800 / 7200 | 2.000 | 0.1000 |" in text
     assert "2.40 G instructions/s" in text and "rpi4.toml" in text
     assert "est. RTF 0.100" in text
+
+
+TABLE_DRED = TABLE.replace("\n\nsender real-time", """
+| dred receiver | parse + decode newest 40 ms | 1.0 | 1.0 | 1.0 | 0.0001 |
+| dred sender | TFLite encoder step | not run | - | - | - |
+
+not run: dred sender / TFLite encoder step: no TFLite runtime: neither imports
+note: dred receiver: the 3 non-empty payloads of the sender's coding row (median 80 bytes)
+sender real-time""")
+
+
+def test_not_run_rows_are_not_counted_but_reported():
+    log = marks([[40] * 16, [1040, 1240, 1140], [140, 140, 190], [540, 640, 590]])
+    stages, _, _ = est.count_stages(log, TABLE_DRED)
+    assert [s.stage for s in stages] == ["opus encode 24 kb/s", "opus decode", "parse + decode newest 40 ms"]
+    assert stages[2].insns.tolist() == [500, 600, 550]
+    skipped, notes = est.parse_bench_notes(TABLE_DRED)
+    assert skipped == [("dred sender", "TFLite encoder step", "no TFLite runtime: neither imports")]
+    assert notes == ["dred receiver: the 3 non-empty payloads of the sender's coding row (median 80 bytes)"]
+    with pytest.raises(est.EstimateError, match="SIDE / STAGE"):
+        est.parse_bench_notes("not run: no separator here")
+
+
+def test_format_estimate_lists_stages_not_run_with_the_reason():
+    board = load_board("rpi4")
+    stages = [est.StageCount("dred sender", "quantize + rate control + range code", np.array([4.8e6] * 3))]
+    info = dict(cpu="cortex-a72", variant="neon", numpy="1.24.2", total_insns=3e9, wall_s=10.0, qemu_version="7.2.22",
+                not_run=[("dred sender", "TFLite encoder step", "ai_edge_litert-2.3.0 fails (killed by signal 11)")],
+                notes=["counted under /usr/bin/qemu-aarch64 (qemu 7.2.22)"])
+    text = est.format_estimate(board, stages, info)
+    assert ("| dred sender | TFLite encoder step | not run: ai_edge_litert-2.3.0 fails (killed by signal 11) "
+            "| - | - |") in text
+    assert "- counted under /usr/bin/qemu-aarch64 (qemu 7.2.22)" in text and "qemu 7.2.22 `-cpu cortex-a72`" in text
+    # 4.8 M / 2.4 G/s = 2 ms = RTF 0.1, and the sum says what it leaves out
+    assert "dred sender: 4.80 M instructions per packet, all stages summed -> est. RTF 0.100 " \
+           "(without TFLite encoder step: not run)" in text
+
+
+# ------------------------------------------------------------------ the bench's DRED rows
+
+def _tflite_importable() -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime"))
+
+
+def _payload_note(table: str) -> tuple[int, int]:
+    m = re.search(r"^note: dred receiver: the (\d+) non-empty payloads .*\(median (\d+) bytes\)$", table, re.M)
+    assert m, table
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_bench_table_has_the_dred_stages():
+    table = bench.run_bench(seconds=1.0, repeat=1)
+    rows = est.parse_bench_rows(table)
+    skipped, _ = est.parse_bench_notes(table)
+    measured = {}
+    for side, stage in rows:   # the median column of each measured row
+        m = re.search(rf"^\| {re.escape(side)} \| {re.escape(stage)} \| [\d.]+ \| ([\d.]+) \|", table, re.M)
+        measured[(side, stage)] = float(m.group(1))
+    for stage in bench.DRED_STAGES:
+        assert (stage in rows) != any(s[:2] == stage for s in skipped), stage  # counted or reported, never both
+    code, recv = bench.DRED_STAGES[1], bench.DRED_STAGES[2]
+    assert code in rows and recv in rows       # neither needs a TFLite runtime
+    assert measured[code] > 0 and measured[recv] > 0
+    assert (bench.DRED_STAGES[0] in rows) == _tflite_importable()
+    n, median_bytes = _payload_note(table)
+    assert 25 <= n <= 50 and 10 <= median_bytes <= 80   # 1 s = 50 packets; the 80-byte budget holds
+    assert rows.index(recv) > rows.index(code)
+
+
+def test_bench_says_when_the_tflite_runtime_is_missing(monkeypatch):
+    for m in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(sys.modules, m, None)   # import of either runtime now fails
+    table = bench.run_bench(seconds=1.0, repeat=1)
+    rows = est.parse_bench_rows(table)
+    skipped, notes = est.parse_bench_notes(table)
+    step, code, recv = bench.DRED_STAGES
+    assert step not in rows and code in rows and recv in rows
+    assert [s for s in skipped if s[:2] == step][0][2].startswith("no TFLite runtime")
+    assert f"| {step[0]} | {step[1]} | {bench.NOT_RUN} | - | - | - |" in table
+    assert any("latents sampled from the decoder file's entropy model" in n for n in notes)
+    n, median_bytes = _payload_note(table)
+    assert n >= 25 and median_bytes <= 80
+
+
+def test_sampled_latents_code_into_full_length_payloads():
+    from edge_dred.dred.decoder import shipped_decoder_weights
+    from edge_dred.dred.payload import parse_payload
+    from edge_dred.dred.ratecontrol import encode_dred
+
+    tables = shipped_decoder_weights().tables
+    zs = bench.sampled_latents(tables, 26, seed=3)
+    assert len(zs) == 26 and zs[0][0].shape == (tables.latent_dim,) and zs[0][1].shape == (tables.state_dim,)
+    again = bench.sampled_latents(tables, 26, seed=3)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(zs, again))
+    z = np.stack([p[0] for p in zs])
+    dec = encode_dred(z, zs[0][1], tables, budget_bytes=80)
+    assert dec.payload and len(dec.payload) <= 80 and dec.n_chunks == 26   # the model's prior fits 1.04 s
+    assert parse_payload(dec.payload, tables).n_chunks == 26
+    with pytest.raises(ValueError, match="positive"):
+        bench.sampled_latents(tables, 0)
+
+
+def test_run_bench_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="seconds"):
+        bench.run_bench(seconds=0)
+    with pytest.raises(ValueError, match="repeat"):
+        bench.run_bench(seconds=1.0, repeat=0)
+
+
+# ------------------------------------------------------------------ which qemu counts, TFLite or not
+
+def _fake_qemu(path, version: str, plugins: bool) -> None:
+    """A stand-in qemu-user that answers --version and -h like the real one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    help_line = "-plugin   QEMU_PLUGIN   [file=]<file>" if plugins else "-strace   QEMU_STRACE"
+    path.write_text(f"#!/bin/sh\ncase \"$1\" in --version) echo '{path.name} version {version} (fake)';; "
+                    f"-h) echo 'usage: {path.name} [options] program [arguments...]'; echo '{help_line}';; esac\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("bpo_plugins", [False, True])
+def test_plan_runtime_prefers_backports_qemu_only_with_plugins(tmp_path, monkeypatch, bpo_plugins):
+    _fake_qemu(tmp_path / "bin" / "qemu-aarch64", "7.2.22", plugins=True)
+    _fake_qemu(tmp_path / "cache" / "qemu-bpo" / "usr" / "bin" / "qemu-aarch64", "10.0.2", plugins=bpo_plugins)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("EDGE_DRED_CACHE", str(tmp_path / "cache"))
+    sm = est._smoke()
+
+    def no_wheel(arch, site):
+        raise sm.SmokeError("pip install of ['ai-edge-litert'] for aarch64 failed:\nERROR: No matching distribution")
+
+    monkeypatch.setattr(sm, "install_tflite", no_wheel)
+    assert est.supports_plugins(tmp_path / "bin" / "qemu-aarch64")
+    rt = est.plan_runtime("aarch64", "cortex-a72", tmp_path / "sysroot", tmp_path / "site", tmp_path / "work")
+    notes = "\n".join(rt.notes)
+    if bpo_plugins:
+        assert rt.qemu == tmp_path / "cache" / "qemu-bpo" / "usr" / "bin" / "qemu-aarch64" and rt.version == "10.0.2"
+    else:
+        assert rt.qemu == tmp_path / "bin" / "qemu-aarch64" and rt.version == "7.2.22"
+        assert "qemu-aarch64 10.0.2" in notes and "no TCG plugin support" in notes
+    assert rt.tflite_site is None and "could not be installed" in rt.why_no_tflite
+    assert "No matching distribution" in notes
 
 
 def test_estimate_rejects_boards_it_cannot_emulate():

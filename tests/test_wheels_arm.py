@@ -91,3 +91,10 @@ def test_estimate_counts_stages_on_the_built_wheel(built):
     assert 10e3 < by_name["opus decode"].median < 2e6
     assert by_name["opus encode 24 kb/s"].median > 3 * by_name["opus decode"].median
     assert info["total_insns"] > sum(s.insns.sum() for s in stages)
+    # DRED: payload coding and the receiver's decode are counted with or without a TFLite runtime in
+    # the guest; the encoder step is counted or listed as not run, with the reason
+    assert by_name["quantize + rate control + range code"].median > 0
+    assert by_name["parse + decode newest 40 ms"].median > 0
+    not_run = {st: why for _, st, why in info["not_run"]}
+    assert ("TFLite encoder step" in by_name) != ("TFLite encoder step" in not_run)
+    assert all(why for why in not_run.values())
