@@ -4,13 +4,20 @@ For N dev files: features = ``edge_dred.features.compute_features(pcm)``; the
 float vocoder is primed on the first ``--prime-frames`` frames of real audio
 (history = those samples; default 2 frames = 20 ms) and then runs free over the
 rest of the file.  Scores: STOI and PESQ-WB against the original, DNSMOS OVRL
-of the output; the same for a band-shaped-noise baseline vocoder (white noise
-shaped per 10 ms frame by the 18-band envelope of the cepstrum, sine-window
-overlap-add) and DNSMOS of the original for reference.
+and PLCMOS (v2) of the output; the same for a band-shaped-noise baseline
+vocoder (white noise shaped per 10 ms frame by the 18-band envelope of the
+cepstrum, sine-window overlap-add) and DNSMOS/PLCMOS of the original for
+reference.  ``--metrics`` picks a subset (PESQ and DNSMOS are the slow ones).
+
+``--speech`` (alias ``--dev-dir``) points at another speech folder: quick model
+comparisons should use training speech (e.g.
+``../shared/data/speech/train/vcc2016``) so nothing gets tuned on the dev set.
 
 Usage::
 
     .venv/bin/python training/eval_copy_synthesis.py --ckpt training/checkpoints/vocoder/latest.pt --n-files 8
+    .venv/bin/python training/eval_copy_synthesis.py --ckpt CKPT --speech ../shared/data/speech/train/vcc2016 \
+        --n-files 6 --metrics plcmos --no-baseline
 """
 from __future__ import annotations
 
@@ -102,18 +109,37 @@ def noise_vocoder(feats: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarra
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
-def score(ref: np.ndarray, deg: np.ndarray) -> dict[str, float]:
-    return {
-        "stoi": metrics.stoi(ref, deg),
-        "pesq": metrics.pesq_wb(ref, deg),
-        "ovrl": metrics.dnsmos(deg)["OVRL"],
-    }
+METRICS = ("stoi", "pesq", "ovrl", "plcmos")
+
+
+def score(ref: np.ndarray, deg: np.ndarray, which: tuple[str, ...] = METRICS) -> dict[str, float]:
+    """Selected metrics of int16 ``deg`` (``ref`` is needed by STOI and PESQ only)."""
+    out: dict[str, float] = {}
+    if "stoi" in which:
+        out["stoi"] = metrics.stoi(ref, deg)
+    if "pesq" in which:
+        out["pesq"] = metrics.pesq_wb(ref, deg)
+    if "ovrl" in which:
+        out["ovrl"] = metrics.dnsmos(deg)["OVRL"]
+    if "plcmos" in which:
+        out["plcmos"] = metrics.plcmos(deg.astype(np.float32) / 32768.0)
+    return out
+
+
+def parse_metrics(s: str) -> tuple[str, ...]:
+    which = tuple(m.strip() for m in s.split(",") if m.strip())
+    bad = [m for m in which if m not in METRICS]
+    if bad or not which:
+        raise argparse.ArgumentTypeError(f"metrics must be a comma list of {','.join(METRICS)}")
+    return which
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="copy-synthesis evaluation of the vocoder")
     ap.add_argument("--ckpt", type=Path, default=HERE / "checkpoints" / "vocoder" / "latest.pt")
-    ap.add_argument("--dev-dir", type=Path, default=DEV)
+    ap.add_argument("--speech", "--dev-dir", dest="speech", type=Path, default=DEV,
+                    help="speech folder (default: the dev set; use training speech for quick comparisons)")
+    ap.add_argument("--metrics", type=parse_metrics, default=METRICS, help="comma list of " + ",".join(METRICS))
     ap.add_argument("--n-files", type=int, default=8)
     ap.add_argument("--prime-frames", type=int, default=2)
     ap.add_argument("--no-baseline", action="store_true")
@@ -124,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     import soundfile as sf
 
     model, step = load_model(a.ckpt)
-    files = pick_files(a.dev_dir, a.n_files)
+    files = pick_files(a.speech, a.n_files)
     pcms = []
     for p in files:
         x, fs = sf.read(str(p), dtype="int16", always_2d=True)
@@ -137,29 +163,33 @@ def main(argv: list[str] | None = None) -> None:
     outs = vocode(model, pcms, feats, a.prime_frames)
     dt = time.time() - t0
     audio_s = sum(len(p) for p in pcms) / 16000
-    rows = {"vocoder": [], "noise": [], "orig_ovrl": []}
+    which = a.metrics
+    orig_which = tuple(m for m in which if m in ("ovrl", "plcmos"))  # the non-intrusive ones
+    rows: dict[str, list[dict[str, float]]] = {"vocoder": [], "noise": [], "original": []}
     for i, (p, f, y) in enumerate(zip(pcms, feats, outs)):
-        rows["vocoder"].append(score(p, y))
+        rows["vocoder"].append(score(p, y, which))
         if not a.no_baseline:
-            rows["noise"].append(score(p, noise_vocoder(f, len(p), seed=i)))
-        rows["orig_ovrl"].append(metrics.dnsmos(p)["OVRL"])
+            rows["noise"].append(score(p, noise_vocoder(f, len(p), seed=i), which))
+        if orig_which:
+            rows["original"].append(score(p, p, orig_which))
         if a.save_wav:
             a.save_wav.mkdir(parents=True, exist_ok=True)
             sf.write(str(a.save_wav / f"{i:02d}_vocoded.wav"), y, 16000)
-    res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "n_files": len(files),
+    res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "speech": str(a.speech), "n_files": len(files),
                               "synth_rtf": dt / audio_s, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for k in ("vocoder", "noise"):
+    for k in ("vocoder", "noise", "original"):
         if rows[k]:
-            res[k] = {m: float(np.nanmean([r[m] for r in rows[k]])) for m in ("stoi", "pesq", "ovrl")}
-    res["orig_ovrl"] = float(np.mean(rows["orig_ovrl"]))
-    print(f"checkpoint {a.ckpt} step {step}: {len(files)} dev files, {audio_s:.0f} s audio, "
+            res[k] = {m: float(np.nanmean([r[m] for r in rows[k]])) for m in rows[k][0]}
+    if "ovrl" in orig_which:
+        res["orig_ovrl"] = res["original"]["ovrl"]  # key kept for older log readers
+    print(f"checkpoint {a.ckpt} step {step}: {len(files)} files from {a.speech}, {audio_s:.0f} s audio, "
           f"synthesis {dt:.1f} s ({dt / audio_s:.3f} x real time, batched)")
-    print(f"{'':10s} {'STOI':>6s} {'PESQ-WB':>8s} {'OVRL':>6s}")
-    for k in ("vocoder", "noise"):
+    names = {"stoi": "STOI", "pesq": "PESQ-WB", "ovrl": "OVRL", "plcmos": "PLCMOS"}
+    print(f"{'':10s} " + " ".join(f"{names[m]:>8s}" for m in which))
+    for k in ("vocoder", "noise", "original"):
         if k in res:
             r = res[k]
-            print(f"{k:10s} {r['stoi']:6.3f} {r['pesq']:8.3f} {r['ovrl']:6.3f}")
-    print(f"{'original':10s} {'':6s} {'':8s} {res['orig_ovrl']:6.3f}")
+            print(f"{k:10s} " + " ".join(f"{r[m]:8.3f}" if m in r else f"{'':8s}" for m in which))
     a.log.parent.mkdir(parents=True, exist_ok=True)
     with open(a.log, "a") as fh:
         fh.write(json.dumps(res) + "\n")

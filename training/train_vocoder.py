@@ -140,6 +140,39 @@ def sync_power(y: torch.Tensor, sub: int = 40, eps: float = 1e-4) -> torch.Tenso
     return ((b / rms).mean(1) ** 2).mean(-1)
 
 
+def free_running_batch(
+    model: Vocoder, feats: torch.Tensor, sig: torch.Tensor, n_teacher: int, n_skip: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one batch from ``SequenceSampler.batch`` the way training does.
+
+    The history is filled with the first ``HIST`` real samples, the conv history
+    from the 2 leading feature frames, the first ``n_teacher`` frames are
+    teacher-forced and the rest run free (gradients flow through the loop).
+
+    Returns
+    -------
+    (y, target) : synthesised and real pre-emphasised signal (B, N) from frame
+        ``n_skip`` on (the part the losses see).
+    """
+    st = model.init_state(feats.shape[0])
+    _, st["cond_hist"] = model.cond_frames(feats[:, :2], None)
+    st["hist"] = sig[:, :HIST]
+    target = sig[:, HIST:]
+    y = model.run(feats[:, 2:], st, target, n_teacher=n_teacher)
+    a0 = n_skip * FRAME
+    return y[:, a0:], target[:, a0:]
+
+
+def spectral_sync_loss(y: torch.Tensor, t: torch.Tensor, sync_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """MR-STFT loss plus ``sync_weight`` times the excess subframe-buzz power over the target's."""
+    loss, parts = mr_stft_loss(y, t)
+    if sync_weight > 0:
+        sp = torch.relu(sync_power(y) - sync_power(t)).mean()
+        loss = loss + sync_weight * sp
+        parts["sync"] = float(sp.detach())
+    return loss, parts
+
+
 def atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -235,17 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         feats, sig = sampler.batch(a.batch)
         n_pre = a.n_teacher
         teacher_all = step < a.tf_warmup_steps
-        st = model.init_state(a.batch)
-        _, st["cond_hist"] = model.cond_frames(feats[:, :2], None)
-        st["hist"] = sig[:, :HIST]
-        target = sig[:, HIST:]
-        y = model.run(feats[:, 2:], st, target, n_teacher=a.seq_frames if teacher_all else n_pre)
-        a0 = n_pre * FRAME
-        loss, parts = mr_stft_loss(y[:, a0:], target[:, a0:])
-        if a.sync_weight > 0:
-            sp = torch.relu(sync_power(y[:, a0:]) - sync_power(target[:, a0:])).mean()
-            loss = loss + a.sync_weight * sp
-            parts["sync"] = float(sp.detach())
+        y, target = free_running_batch(model, feats, sig, a.seq_frames if teacher_all else n_pre, n_pre)
+        loss, parts = spectral_sync_loss(y, target, a.sync_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
