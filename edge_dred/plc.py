@@ -320,7 +320,10 @@ class NeuralPLC:
         Length of the raised-cosine fade to silence.
     start_xfade, end_xfade : int
         Cross-fade lengths in samples at the loss start (from libopus's
-        concealment) and at the hand-back to real audio.
+        concealment) and at the hand-back to real audio.  The default start fade spans the
+        whole first slot (320): on training speech under synthetic bursty loss it
+        scored higher (PESQ-WB and PLCMOS) than a 5 ms fade, since libopus's first
+        concealed 20 ms continues its own decoder state exactly.
     reference : bool
         Use the float64 numpy reference networks instead of the int8 kernels
         (tests).
@@ -333,7 +336,7 @@ class NeuralPLC:
     """
 
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
-                 fade_start_ms: float = 100.0, fade_ms: float = 100.0, start_xfade: int = 80,
+                 fade_start_ms: float = 100.0, fade_ms: float = 100.0, start_xfade: int = 320,
                  end_xfade: int = 160, reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision

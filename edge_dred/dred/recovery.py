@@ -133,7 +133,10 @@ class DredRecoverer:
         Samples the decoded stream lags the sender's input (Opus look-ahead).
     start_xfade, end_xfade : int
         Cross-fade lengths (samples) from libopus's concealment into the
-        first synthesised slot, and from the synthesis into real audio.
+        first synthesised slot, and from the synthesis into real audio.  The default start fade spans the
+        whole first slot (320): on training speech under synthetic bursty loss it
+        scored higher (PESQ-WB and PLCMOS) than a 5 ms fade, since libopus's first
+        concealed 20 ms continues its own decoder state exactly.
     reference : bool
         Float numpy vocoder instead of the int8 kernels (tests).
     keep_trace : bool
@@ -152,7 +155,7 @@ class DredRecoverer:
     """
 
     def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
-                 codec_delay: int = DEFAULT_CODEC_DELAY, start_xfade: int = 80, end_xfade: int = 160,
+                 codec_delay: int = DEFAULT_CODEC_DELAY, start_xfade: int = 320, end_xfade: int = 160,
                  reference: bool = False, keep_trace: bool = False) -> None:
         from ..receiver import Decision
         from ..vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
