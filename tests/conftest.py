@@ -21,3 +21,20 @@ def voiced(seconds: float = 2.0, f0: float = 140.0, sr: int = 16000, seed: int =
 @pytest.fixture
 def speechlike() -> np.ndarray:
     return voiced()
+
+
+@pytest.fixture
+def truncated_plc_models(tmp_path, monkeypatch):
+    """The shipped models with ``plc.bin`` cut short, installed as the models directory."""
+    from edge_dred import plc as plc_mod
+    from edge_dred.models import loader
+
+    d = tmp_path / "models"
+    d.mkdir()
+    for name in ("manifest.json", "vocoder.bin", "plc.bin"):
+        (d / name).write_bytes((loader.MODELS_DIR / name).read_bytes())
+    (d / "plc.bin").write_bytes((d / "plc.bin").read_bytes()[:5000])
+    monkeypatch.setattr(loader, "MODELS_DIR", d)
+    plc_mod.default_models.cache_clear()
+    yield d
+    plc_mod.default_models.cache_clear()  # the next test loads the real models again

@@ -336,24 +336,11 @@ def test_live_command_rejects_bad_neural_flags(capsys):
             main(base + bad)
 
 
-def test_broken_model_is_reported_at_start_up(tmp_path, monkeypatch, capsys):
-    from edge_dred import plc as plc_mod
-    from edge_dred.models import loader
-
-    d = tmp_path / "models"
-    d.mkdir()
-    for name in ("manifest.json", "vocoder.bin", "plc.bin"):
-        (d / name).write_bytes((loader.MODELS_DIR / name).read_bytes())
-    (d / "plc.bin").write_bytes((d / "plc.bin").read_bytes()[:5000])  # truncated
-    monkeypatch.setattr(loader, "MODELS_DIR", d)
-    plc_mod.default_models.cache_clear()
+def test_broken_model_is_reported_at_start_up(truncated_plc_models, monkeypatch, capsys):
     opened = []
     monkeypatch.setattr(device_mod, "open_capture", lambda *a, **k: opened.append(a))
-    try:
-        rc = main(["live", "--device", "mock", "--no-pace", "--seconds", "0.2", "--no-dred", "--neural-plc",
-                   "--dred-ms", "0"])
-    finally:
-        plc_mod.default_models.cache_clear()
+    rc = main(["live", "--device", "mock", "--no-pace", "--seconds", "0.2", "--no-dred", "--neural-plc",
+               "--dred-ms", "0"])
     assert rc == 2 and not opened  # failed before any device was opened
     err = capsys.readouterr().err
     assert "neural recovery models" in err and "plc.bin is truncated" in err

@@ -10,7 +10,6 @@ from conftest import voiced
 from edge_dred import plc as plc_mod
 from edge_dred.audio.wavio import load_audio, write_wav
 from edge_dred.cli import main
-from edge_dred.models import loader
 from edge_dred.receiver import Receiver, ReceiverConfig
 from edge_dred.simulate import CONDITIONS, Sender, run_condition, simulate
 
@@ -94,20 +93,10 @@ def test_cli_simulate_neural_plc(tmp_path, speech, capsys):
     assert "neural_plc" in capsys.readouterr().out
 
 
-def test_cli_reports_broken_model_cleanly(tmp_path, speech, monkeypatch, capsys):
+def test_cli_reports_broken_model_cleanly(tmp_path, speech, truncated_plc_models, capsys):
     wav = tmp_path / "in.wav"
     write_wav(wav, speech[:8000])
-    d = tmp_path / "models"
-    d.mkdir()
-    for name in ("manifest.json", "vocoder.bin", "plc.bin"):
-        (d / name).write_bytes((loader.MODELS_DIR / name).read_bytes())
-    (d / "plc.bin").write_bytes((d / "plc.bin").read_bytes()[:5000])  # truncated
-    monkeypatch.setattr(loader, "MODELS_DIR", d)
-    plc_mod.default_models.cache_clear()
-    try:
-        rc = main(["simulate", str(wav), "--loss", "10", "--neural-plc", "-o", str(tmp_path / "o.wav")])
-    finally:
-        plc_mod.default_models.cache_clear()
+    rc = main(["simulate", str(wav), "--loss", "10", "--neural-plc", "-o", str(tmp_path / "o.wav")])
     assert rc == 2
     err = capsys.readouterr().err
     assert "plc.bin is truncated" in err

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+from common import atomic_save, open_log, restore_rng, rng_state  # noqa: E402
 from plc_model import NB_FEATURES, PLCConfig, PLCPredictor  # noqa: E402
 
 DATA = HERE / "data"
@@ -145,13 +145,6 @@ def dev_set(seq: int, n_files: int, cache: Path) -> np.ndarray:
     return arr
 
 
-def atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the neural PLC feature predictor")
     ap.add_argument("--epochs", type=int, default=200)
@@ -173,14 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.seq % 2 or a.seq < 2 * WARM_PACKETS + 4:
         raise SystemExit("--seq must be even and > 2*WARM_PACKETS")
     torch.set_num_threads(a.threads)
-    a.run_dir.mkdir(parents=True, exist_ok=True)
-    logf = open(a.run_dir / "log.txt", "a")
-
-    def log(msg: str) -> None:
-        line = time.strftime("%H:%M:%S ") + msg
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
+    log = open_log(a.run_dir)
 
     latest = a.ckpt_dir / "latest.pt"
     ck = torch.load(latest, weights_only=False) if a.resume and latest.exists() else None
@@ -197,9 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         step, epoch = ck["step"], ck["epoch"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        rng.bit_generator.state = ck["rng"]["numpy"]
-        random.setstate(ck["rng"]["python"])
+        restore_rng(ck["rng"], rng)
         log(f"resumed from {latest} at step {step} epoch {epoch}")
     else:
         torch.manual_seed(a.seed)
@@ -226,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic_save({
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "step": step, "epoch": epoch,
-            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+            "rng": rng_state(rng),
             "config": {"model": cfg.to_dict(), "train": {k: str(v) for k, v in vars(a).items()}},
         }, latest)
 

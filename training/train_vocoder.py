@@ -10,9 +10,10 @@ spectral convergence + log magnitude, FFT sizes 64..1024) is computed on the
 free-running part only.  The first ``--tf-warmup-steps`` steps are fully
 teacher-forced to learn the signal structure quickly.
 
-Resumable: ``--resume`` continues from ``training/checkpoints/vocoder/latest.pt``
-(model, optimizer, scheduler, step, epoch, RNG states, config), written
-atomically every ``--ckpt-minutes``.  Progress goes to stdout and
+Resumable: ``--resume`` continues from ``training/runs/vocoder/latest_full.pt``
+(model, optimizer, scheduler, step, epoch, RNG states, config), or from the
+committed weights-only ``training/checkpoints/vocoder/latest.pt`` with a fresh
+optimizer; both written atomically every ``--ckpt-minutes`` (``common.py``).  Progress goes to stdout and
 ``training/runs/vocoder/log.txt``.
 
 Usage::
@@ -24,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
 from vocoder_model import FRAME, HIST, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
 
 DATA = HERE / "data"
@@ -173,13 +173,6 @@ def spectral_sync_loss(y: torch.Tensor, t: torch.Tensor, sync_weight: float) -> 
     return loss, parts
 
 
-def atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the FARGAN-like vocoder")
     ap.add_argument("--epochs", type=int, default=100)
@@ -204,34 +197,23 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
 
     torch.set_num_threads(a.threads)
-    a.run_dir.mkdir(parents=True, exist_ok=True)
-    logf = open(a.run_dir / "log.txt", "a")
-
-    def log(msg: str) -> None:
-        line = time.strftime("%H:%M:%S ") + msg
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
-
-    latest = a.ckpt_dir / "latest.pt"
-    ck = torch.load(latest, weights_only=False) if a.resume and latest.exists() else None
+    log = open_log(a.run_dir)
+    ck, ck_path = load_resume(a.ckpt_dir, a.run_dir) if a.resume else (None, None)
     cfg = VocoderConfig.from_dict(ck["config"]["model"]) if ck else VocoderConfig()
     model = Vocoder(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.95), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * s))
+    # A slim checkpoint has no scheduler state: its step offsets the decay instead.
+    step0 = int(ck["step"]) if ck and "optimizer" not in ck else 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * (s + step0)))
     rng = np.random.default_rng(a.seed)
     sampler = SequenceSampler(a.data, a.seq_frames, rng)
     steps_per_epoch = max(1, sampler.clean_frames // (a.batch * (a.seq_frames - a.n_teacher)))
     step, epoch = 0, 0
     if ck:
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         step, epoch = ck["step"], ck["epoch"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        rng.bit_generator.state = ck["rng"]["numpy"]
-        random.setstate(ck["rng"]["python"])
-        log(f"resumed from {latest} at step {step} epoch {epoch}")
+        full = restore_full_state(ck, rng, {"optimizer": opt, "scheduler": sched})
+        log(f"resumed from {ck_path} at step {step} epoch {epoch}{'' if full else ' (weights only: fresh optimizer)'}")
     else:
         torch.manual_seed(a.seed)
         random.seed(a.seed)
@@ -248,17 +230,12 @@ def main(argv: list[str] | None = None) -> None:
             "scheduler": sched.state_dict(),
             "step": step,
             "epoch": epoch,
-            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+            "rng": rng_state(rng),
             "config": {"model": cfg.to_dict(), "train": {k: str(v) for k, v in vars(a).items()}},
         }
-        atomic_save(obj, latest)
+        save_checkpoint(obj, a.ckpt_dir, a.run_dir, ("model", "step", "epoch", "config"))
 
-    stop = {"flag": False}
-
-    def on_term(signum: int, frame: object) -> None:  # finish the step, save, exit
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop = stop_on_sigterm()
     last_ckpt = time.time()
     acc: dict[str, float] = {}
     nacc = 0

@@ -26,8 +26,9 @@ the excitation, not the envelope and level that the spectral loss already
 learnt.  The first ``--d-warmup-steps`` steps train only the discriminator so
 the generator is not pushed around by a random one.
 
-Outputs: resumable ``training/checkpoints/vocoder_gan/latest.pt`` (model,
-discriminator, both optimizers, step, RNG states, config) every
+Outputs: resumable ``training/runs/vocoder_gan/latest_full.pt`` (model,
+discriminator, both optimizers, step, RNG states, config) and the committed
+weights-only ``training/checkpoints/vocoder_gan/latest.pt`` every
 ``--ckpt-minutes`` and on exit (SIGTERM, ``--max-minutes``, ``--max-steps``);
 model-only snapshots and ``log.txt`` in ``training/runs/vocoder_gan/``.
 
@@ -41,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -57,11 +57,11 @@ from train_vocoder import (  # noqa: E402
     DATA,
     FS,
     SequenceSampler,
-    atomic_save,
     free_running_batch,
     spectral_sync_loss,
     stft_mag,
 )
+from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
 from vocoder_model import FRAME, Vocoder, VocoderConfig  # noqa: E402
 
 INIT = HERE / "checkpoints" / "vocoder" / "latest.pt"
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--snapshot-every", type=int, default=250, help="model-only copy every N steps in the run dir")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no limit)")
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this much wall time in this run")
-    ap.add_argument("--resume", action="store_true", help="continue from <ckpt-dir>/latest.pt when it exists")
+    ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/latest_full.pt, else <ckpt-dir>/latest.pt (weights only)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
     ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
@@ -169,17 +169,8 @@ def main(argv: list[str] | None = None) -> None:
 
     t_start = time.time()
     torch.set_num_threads(a.threads)
-    a.run_dir.mkdir(parents=True, exist_ok=True)
-    logf = open(a.run_dir / "log.txt", "a")
-
-    def log(msg: str) -> None:
-        line = time.strftime("%H:%M:%S ") + msg
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
-
-    latest = a.ckpt_dir / "latest.pt"
-    ck = torch.load(latest, weights_only=False) if a.resume and latest.exists() else None
+    log = open_log(a.run_dir)
+    ck, ck_path = load_resume(a.ckpt_dir, a.run_dir) if a.resume else (None, None)
     init = ck if ck else torch.load(a.init, map_location="cpu", weights_only=False)
     cfg = VocoderConfig.from_dict(init["config"]["model"])
     model = Vocoder(cfg)
@@ -203,14 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     init_info = {"path": str(a.init), "step": int(init.get("step", -1))}
     if ck:
         disc.load_state_dict(ck["disc"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
         step = ck["step"]
         init_info = ck.get("init", init_info)
-        torch.set_rng_state(ck["rng"]["torch"])
-        rng.bit_generator.state = ck["rng"]["numpy"]
-        random.setstate(ck["rng"]["python"])
-        log(f"resumed from {latest} at step {step} (initialised from {init_info})")
+        full = restore_full_state(ck, rng, {"opt_g": opt_g, "opt_d": opt_d})
+        log(f"resumed from {ck_path} at step {step} (initialised from {init_info})"
+            f"{'' if full else ' (weights only: fresh optimizers)'}")
     else:
         torch.manual_seed(a.seed)
         random.seed(a.seed)
@@ -231,18 +219,13 @@ def main(argv: list[str] | None = None) -> None:
             "opt_d": opt_d.state_dict(),
             "step": step,
             "init": init_info,
-            "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+            "rng": rng_state(rng),
             "config": {"model": cfg.to_dict(), "disc": disc.config(),
                        "train": {k: str(v) for k, v in vars(a).items()}},
         }
-        atomic_save(obj, latest)
+        save_checkpoint(obj, a.ckpt_dir, a.run_dir, ("model", "disc", "step", "init", "config"))
 
-    stop = {"flag": False}
-
-    def on_term(signum: int, frame: object) -> None:  # finish the step, save, exit
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop = stop_on_sigterm()
     last_ckpt = time.time()
     acc: dict[str, float] = {}
     nacc = 0

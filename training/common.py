@@ -1,0 +1,92 @@
+"""Run plumbing shared by the trainers: logging, RNG state, checkpoints, SIGTERM.
+
+Checkpoints come in two parts.  The full resumable state (optimizers, RNG,
+discriminator...) goes to ``<run-dir>/latest_full.pt``, which is git-ignored;
+the committed ``<ckpt-dir>/latest.pt`` keeps only the keys needed to go on
+training with fresh optimizers (weights, config, step), so the repository
+holds a few MB rather than the Adam moments.  Resuming prefers the full
+state and falls back to the slim one.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+FULL_NAME = "latest_full.pt"
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    """``torch.save`` through a temporary file, so a kill never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def open_log(run_dir: Path) -> Callable[[str], None]:
+    """A ``log(msg)`` that prints with a time stamp and appends to ``run_dir/log.txt``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(run_dir / "log.txt", "a")
+
+    def log(msg: str) -> None:
+        line = time.strftime("%H:%M:%S ") + msg
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    return log
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()}
+
+
+def restore_rng(state: dict[str, Any], rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    rng.bit_generator.state = state["numpy"]
+    random.setstate(state["python"])
+
+
+def restore_full_state(ck: dict, rng: np.random.Generator, stateful: dict[str, Any]) -> bool:
+    """Load optimizer/scheduler states (``stateful``: checkpoint key -> object) and the RNGs.
+
+    Returns False, touching nothing, for a slim (weights-only) checkpoint.
+    """
+    if not all(k in ck for k in stateful):
+        return False
+    for k, obj in stateful.items():
+        obj.load_state_dict(ck[k])
+    restore_rng(ck["rng"], rng)
+    return True
+
+
+def load_resume(ckpt_dir: Path, run_dir: Path) -> tuple[dict | None, Path | None]:
+    """The newest resumable state: the full one in ``run_dir`` if present, else the slim one."""
+    for p in (run_dir / FULL_NAME, ckpt_dir / "latest.pt"):
+        if p.exists():
+            return torch.load(p, weights_only=False), p
+    return None, None
+
+
+def save_checkpoint(obj: dict, ckpt_dir: Path, run_dir: Path, slim_keys: Iterable[str]) -> None:
+    """Full state to ``run_dir``, the ``slim_keys`` subset to the committed ``ckpt_dir/latest.pt``."""
+    atomic_save(obj, run_dir / FULL_NAME)
+    atomic_save({k: obj[k] for k in slim_keys if k in obj}, ckpt_dir / "latest.pt")
+
+
+def stop_on_sigterm() -> dict[str, bool]:
+    """A flag set by SIGTERM: the loop finishes its step, saves and exits."""
+    stop = {"flag": False}
+
+    def on_term(signum: int, frame: object) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    return stop
