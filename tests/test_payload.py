@@ -317,3 +317,50 @@ def test_rate_control_validation():
     bad[0, 0] = np.inf
     with pytest.raises(RateControlError):
         encode_dred(bad, s, TABLES)
+
+
+def _brute_force_schedule(per_chunk, fixed, qmax, grid, budget):
+    """Numpy reference of the compiled search: every candidate's size for every prefix."""
+    n = per_chunk.shape[1]
+    q0s = np.repeat(np.arange(16), len(grid))
+    dqs = np.tile(np.asarray(grid), 16)
+    j = np.arange(n)
+    levels = np.minimum(qmax, q0s[:, None] + (dqs[:, None] * j[None, :] + 4) // 8)
+    est = np.ceil((fixed + np.cumsum(per_chunk[levels, j[None, :]], axis=1) + 1.0) / 8.0).astype(np.int64)
+    fits = est <= budget
+    ms = [m for m in range(n, 0, -1) if fits[:, m - 1].any()]
+    if not ms:
+        return 0, [], [], []
+    m = ms[0]
+    ok = np.flatnonzero(fits[:, m - 1])
+    return m, list(ok), list(levels[ok, :m].sum(axis=1)), list(est[ok, m - 1])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 26), st.integers(0, 15), st.integers(1, 1000), st.integers(0, 2**32 - 1),
+       st.lists(st.integers(0, 7), min_size=1, max_size=8, unique=True))
+def test_compiled_schedule_search_matches_brute_force(n, qmax, budget, seed, grid):
+    from edge_dred.dred import _entropy
+
+    rng = np.random.default_rng(seed)
+    per_chunk = np.sort(rng.uniform(0, 90, (16, n)), axis=0)[::-1].copy()   # finer levels cost more
+    fixed = float(rng.uniform(20, 120))
+    got = _entropy.rank_schedules(per_chunk, fixed, qmax, np.asarray(grid, np.int64), budget)
+    want = _brute_force_schedule(per_chunk, fixed, qmax, grid, budget)
+    assert got[0] == want[0]
+    for a, b in zip(got[1:], want[1:]):
+        assert list(a) == list(b)
+
+
+def test_cached_quantization_gives_identical_payloads():
+    from edge_dred.dred.ratecontrol import quantize_chunks
+
+    rng = np.random.default_rng(5)
+    for budget in (40, 80, 300):
+        z, s = laplace_latents(rng)
+        active = rng.random(26) < 0.9
+        plain = encode_dred(z, s, TABLES, budget_bytes=budget, active=active)
+        cached = encode_dred(z, s, TABLES, budget_bytes=budget, active=active, quantized=quantize_chunks(z, TABLES))
+        assert plain == cached and plain.payload
+    with pytest.raises(RateControlError):
+        encode_dred(z, s, TABLES, quantized=quantize_chunks(z[:3], TABLES))

@@ -33,7 +33,7 @@ the decoder.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport floor, log2
+from libc.math cimport ceil, floor, log2
 
 import numpy as np
 
@@ -941,3 +941,89 @@ def quantize_levels(const double[:, :] z, const float[:, :] scale, const float[:
                         a = _MAX_ABS_K
                     o[l, j, i] = <int32_t>(-a if x < 0 else a)
     return out
+
+
+def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, const int64_t[:] dq_grid,
+                   int64_t budget_bytes):
+    """Rate control's search: every (q0, dq) schedule against a byte budget, in one pass.
+
+    Candidate ``c = q0 * len(dq_grid) + g`` codes chunk ``j`` at level
+    ``min(qmax, q0 + (dq * j + 4) // 8)``; its size for a prefix of ``m``
+    chunks is ``ceil((fixed_bits + sum_{j<m} chunk_bits[level, j] + 1) / 8)``
+    bytes (the range coder's final length, see ``ratecontrol``), summed in the
+    same order as a numpy ``cumsum`` so the two agree exactly.  Code lengths
+    are non-negative, so a candidate that fits ``m`` chunks fits every shorter
+    prefix: the longest carried prefix is the largest ``m`` any candidate fits.
+
+    Parameters
+    ----------
+    chunk_bits : float64 array (L, n)
+        Model bits of chunk ``j`` at level ``l``.
+    fixed_bits : float
+        Header and state bits.
+    qmax : int
+        Coarsest level, 0..L-1.
+    dq_grid : int64 array
+        dQ values searched.
+    budget_bytes : int
+        Largest payload.
+
+    Returns
+    -------
+    (int, numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        ``m`` (0: nothing fits) and, for the candidates that fit ``m`` chunks,
+        their index ``c``, level sum over the ``m`` chunks and estimated bytes.
+    """
+    cdef Py_ssize_t nl = chunk_bits.shape[0], n = chunk_bits.shape[1], ng = dq_grid.shape[0]
+    cdef Py_ssize_t nc = nl * ng, c, j, q0, best_m = 0, cnt = 0
+    cdef int64_t lev, dq, sumlev
+    cdef double acc
+    if qmax < 0 or qmax >= nl:
+        raise EntropyError("qmax out of range")
+    for j in range(ng):
+        if dq_grid[j] < 0 or dq_grid[j] > 64:
+            raise EntropyError("dq out of range")
+    fits = np.zeros(nc, dtype=np.int64)
+    cdef int64_t[:] fm = fits
+    with nogil:
+        for c in range(nc):
+            q0 = c // ng
+            dq = dq_grid[c % ng]
+            acc = 0.0
+            for j in range(n):
+                lev = q0 + (dq * j + 4) // 8
+                if lev > qmax:
+                    lev = qmax
+                acc = acc + chunk_bits[lev, j]
+                if <int64_t>ceil((fixed_bits + acc + 1.0) / 8.0) > budget_bytes:
+                    break
+                fm[c] = j + 1
+            if fm[c] > best_m:
+                best_m = fm[c]
+        for c in range(nc):
+            if best_m > 0 and fm[c] >= best_m:
+                cnt += 1
+    idx = np.empty(cnt, dtype=np.int64)
+    lsum = np.empty(cnt, dtype=np.int64)
+    est = np.empty(cnt, dtype=np.int64)
+    cdef int64_t[:] oi = idx, ol = lsum, oe = est
+    cdef Py_ssize_t k = 0
+    with nogil:
+        for c in range(nc):
+            if best_m == 0 or fm[c] < best_m:
+                continue
+            q0 = c // ng
+            dq = dq_grid[c % ng]
+            acc = 0.0
+            sumlev = 0
+            for j in range(best_m):
+                lev = q0 + (dq * j + 4) // 8
+                if lev > qmax:
+                    lev = qmax
+                acc = acc + chunk_bits[lev, j]
+                sumlev += lev
+            oi[k] = c
+            ol[k] = sumlev
+            oe[k] = <int64_t>ceil((fixed_bits + acc + 1.0) / 8.0)
+            k += 1
+    return int(best_m), idx, lsum, est

@@ -43,7 +43,7 @@ from ..features import NB_FEATURES, FeatureExtractor
 from .decoder import DredModelError, check_manifest_entry, shipped_decoder_weights
 from .payload import MAX_CHUNKS
 from .quantizer import EntropyTables
-from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, encode_dred
+from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, encode_dred, quantize_chunks
 
 __all__ = ["DredEncoder", "DredStreamEncoder", "TFLiteUnavailableError", "interpreter_class",
            "ENCODER_VERSION", "DEFAULT_SILENCE_C0", "chunk_activity"]
@@ -264,6 +264,8 @@ class DredEncoder:
 class _Step:
     z: np.ndarray
     active: bool
+    k: np.ndarray      # (16, D) symbols at every level, quantized once
+    bits: np.ndarray   # (16,) their model bits
 
 
 class DredStreamEncoder:
@@ -330,12 +332,16 @@ class DredStreamEncoder:
         self.last_z, self.last_s = z, s
         # z_t covers this packet and the previous one: active if any of their 4 frames is.
         act_now = chunk_activity(np.asarray(frames)[:, 0], self.silence_c0)
-        self._ring.append(_Step(z, act_now or self._prev_active))
+        k, bits = quantize_chunks(z[None], self.tables)
+        self._ring.append(_Step(z, act_now or self._prev_active, k[:, 0], bits[:, 0]))
         self._prev_active = act_now
         self.n_steps += 1
-        lat, act = self.current_inputs()
+        picks = list(self._ring)[::-1][::2]
+        lat = np.stack([p.z for p in picks])
+        act = np.array([p.active for p in picks])
+        cached = (np.stack([p.k for p in picks], axis=1), np.stack([p.bits for p in picks], axis=1))
         dec = encode_dred(lat, s, self.tables, duration_ms=self.duration_ms, budget_bytes=self.budget_bytes,
-                          active=act, offset=0)
+                          active=act, offset=0, quantized=cached)
         self.last_decision = dec
         return dec.payload
 

@@ -110,10 +110,36 @@ def _bytes_from_bits(bits: np.ndarray) -> np.ndarray:
     return np.ceil((bits + 1.0) / 8.0).astype(np.int64)
 
 
+def quantize_chunks(latents: np.ndarray, tables: EntropyTables) -> tuple[np.ndarray, np.ndarray]:
+    """Every latent at every quantizer level, with its model bits.
+
+    A stream sends each latent in up to 26 packets: quantizing it once, when
+    it is made, and handing the cached result to `encode_dred` (``quantized=``)
+    keeps the per-packet cost independent of the redundancy depth.
+
+    Parameters
+    ----------
+    latents : float array (N, D)
+        Finite latent vectors.
+    tables : EntropyTables
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        int32 symbols (16, N, D) and float64 model bits (16, N).
+    """
+    z = np.ascontiguousarray(latents, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != tables.latent_dim:
+        raise RateControlError(f"latents must be (N, {tables.latent_dim}), got {z.shape}")
+    k = _entropy.quantize_levels(z, tables.quant_scale, tables.dead_zone)
+    return k, _entropy.vector_costs(k, _cost_luts(tables)[0])
+
+
 def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *,
                 duration_ms: float = MAX_DURATION_MS, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                 active: np.ndarray | None = None, offset: int = 0, qmax: int = N_LEVELS - 1,
-                dq_grid: tuple[int, ...] = tuple(range(MAX_DQ + 1))) -> RateDecision:
+                dq_grid: tuple[int, ...] = tuple(range(MAX_DQ + 1)),
+                quantized: tuple[np.ndarray, np.ndarray] | None = None) -> RateDecision:
     """Choose the quantizer schedule and build one DRED payload.
 
     Parameters
@@ -136,6 +162,9 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         Coarsest level allowed, 0..15.
     dq_grid : tuple of int
         dQ values searched (each 0..7).
+    quantized : (numpy.ndarray, numpy.ndarray), optional
+        `quantize_chunks` of (at least the first N of) these latents, cached
+        by the caller; computed here when absent.
 
     Returns
     -------
@@ -183,35 +212,41 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         return empty("silent")
 
     state_k = quantize(s, tables.state_quant_scale, tables.state_dead_zone)
-    chunk_k = _entropy.quantize_levels(np.ascontiguousarray(z[:n]), tables.quant_scale, tables.dead_zone)
-    fixed, per_chunk = estimate_bits(state_k, chunk_k, tables)
+    if quantized is None:
+        chunk_k, per_chunk = quantize_chunks(z[:n], tables)
+    else:
+        chunk_k, per_chunk = quantized
+        if chunk_k.shape[:2] != (N_LEVELS, z.shape[0]) or per_chunk.shape != (N_LEVELS, z.shape[0]):
+            raise RateControlError(f"quantized must be ({N_LEVELS}, {z.shape[0]}, D) symbols and "
+                                   f"({N_LEVELS}, {z.shape[0]}) bits")
+    lat_lut, st_lut = _cost_luts(tables)
+    fixed = HEADER_BITS + float(_entropy.vector_costs(state_k.reshape(1, 1, -1), st_lut[None])[0, 0])
 
-    # Every (q0, dq) candidate's level per chunk, and its size for every prefix length.
-    q0s = np.repeat(np.arange(N_LEVELS), len(grid))
-    dqs = np.tile(np.asarray(grid, dtype=np.int64), N_LEVELS)
+    # Every (q0, dq) candidate's size for every prefix length (compiled search): the longest
+    # prefix any candidate fits first (duration is what the caller asked for), then the
+    # finest schedule; an estimate that the real encode overshoots falls back to the next.
+    grid_a = np.asarray(grid, dtype=np.int64)
+    ng = len(grid)
     j = np.arange(n)
-    levels = np.minimum(qmax, q0s[:, None] + (dqs[:, None] * j[None, :] + 4) // 8)  # (C, n)
-    prefix_bits = fixed + np.cumsum(per_chunk[levels, j[None, :]], axis=1)         # (C, n)
-    est = _bytes_from_bits(prefix_bits)
-    fits = est <= budget_bytes
-    mean_level = np.cumsum(levels, axis=1) / (j + 1)[None, :]
-
     encodes = 0
-    # Longest prefix first (duration is what the caller asked for), then the finest schedule.
-    for m in range(n, 0, -1):
-        ok = np.flatnonzero(fits[:, m - 1])
-        if ok.size == 0:
-            continue
-        order = ok[np.lexsort((dqs[ok], q0s[ok], mean_level[ok, m - 1]))]
-        for c in order[:_MAX_VERIFY_ENCODES]:
-            q0, dq = int(q0s[c]), int(dqs[c])
-            lv = levels[c, :m]
+    limit = n
+    while limit > 0:
+        m, cand, lsum, est = _entropy.rank_schedules(np.ascontiguousarray(per_chunk[:, :limit]), fixed, int(qmax),
+                                                      grid_a, int(budget_bytes))
+        if m == 0:
+            break
+        order = np.lexsort((grid_a[cand % ng], cand // ng, lsum))
+        for i in order[:_MAX_VERIFY_ENCODES]:
+            c = int(cand[i])
+            q0, dq = c // ng, int(grid_a[c % ng])
+            lv = np.minimum(qmax, q0 + (dq * j[:m] + 4) // 8)
             encodes += 1
             # Values come from quantize() and are valid by construction: code directly.
             data = encode_validated(tables, q0, dq, int(qmax), int(offset), state_k, chunk_k[lv, j[:m]])
             if data is None:   # over the 1000-byte format limit
                 continue
             if len(data) <= budget_bytes:
-                return RateDecision(data, q0, dq, int(qmax), m, requested, int(est[c, m - 1]), encodes,
+                return RateDecision(data, q0, dq, int(qmax), m, requested, int(est[i]), encodes,
                                     "ok" if m == n else "shortened")
+        limit = m - 1
     return empty("budget")
