@@ -208,6 +208,21 @@ def test_stream_encoder_payloads(encoder, weights):
         DredStreamEncoder(0, encoder=encoder, tables=weights.tables)
 
 
+def test_stream_encoder_cache_equals_fresh_rate_control(encoder, weights):
+    """The per-latent quantization cache and ring give what encode_dred computes from scratch."""
+    from edge_dred.dred.encoder import DredStreamEncoder
+    from edge_dred.dred.ratecontrol import encode_dred
+
+    se = DredStreamEncoder(1040, 80, encoder=encoder, tables=weights.tables)
+    pcm = speech_like(2.4, seed=5)          # > 51 steps: the ring wraps
+    for i in range(0, len(pcm) - 319, 320):
+        got = se.push_pcm(pcm[i:i + 320])
+        lat, act = se.current_inputs()
+        assert len(lat) == min((se.n_steps + 1) // 2, 26)
+        want = encode_dred(lat, se.last_s, weights.tables, budget_bytes=80, active=act)
+        assert got == want.payload == se.last_decision.payload
+
+
 # ------------------------------------------------------------------ decoder
 
 def test_decoder_kernels_match_reference(weights):

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +40,7 @@ import numpy as np
 from ..features import NB_FEATURES, FeatureExtractor
 from .decoder import DredModelError, check_manifest_entry, shipped_decoder_weights
 from .payload import MAX_CHUNKS
-from .quantizer import EntropyTables
+from .quantizer import N_LEVELS, EntropyTables
 from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, encode_dred, quantize_chunks
 
 __all__ = ["DredEncoder", "DredStreamEncoder", "TFLiteUnavailableError", "interpreter_class",
@@ -260,14 +258,6 @@ class DredEncoder:
         return z.reshape(-1), s.reshape(-1)
 
 
-@dataclass
-class _Step:
-    z: np.ndarray
-    active: bool
-    k: np.ndarray      # (16, D) symbols at every level, quantized once
-    bits: np.ndarray   # (16,) their model bits
-
-
 class DredStreamEncoder:
     """Per-stream DRED state of a sender: features, encoder, latent ring, rate control.
 
@@ -305,7 +295,13 @@ class DredStreamEncoder:
         self.budget_bytes = budget_bytes
         self.silence_c0 = float(silence_c0)
         self.features = FeatureExtractor()
-        self._ring: deque[_Step] = deque(maxlen=2 * MAX_CHUNKS - 1)
+        # Ring of the last 2 * 26 - 1 steps (every other one is sent), preallocated: each latent
+        # is quantized at every level once, when it is made, and reused by the 26 packets carrying it.
+        ring, d = 2 * MAX_CHUNKS - 1, self.encoder.latent_dim
+        self._z = np.zeros((ring, d), np.float32)
+        self._act = np.zeros(ring, bool)
+        self._k = np.zeros((N_LEVELS, ring, d), np.int32)
+        self._bits = np.zeros((N_LEVELS, ring))
         self._prev_active = False
         self.last_decision: RateDecision | None = None
         self.last_z = self.last_s = None
@@ -315,7 +311,6 @@ class DredStreamEncoder:
         """Restart the stream (features, encoder state, latent history)."""
         self.features.reset()
         self.encoder.reset()
-        self._ring.clear()
         self._prev_active = False
         self.last_decision = None
         self.n_steps = 0
@@ -332,25 +327,29 @@ class DredStreamEncoder:
         self.last_z, self.last_s = z, s
         # z_t covers this packet and the previous one: active if any of their 4 frames is.
         act_now = chunk_activity(np.asarray(frames)[:, 0], self.silence_c0)
+        i = self.n_steps % self._z.shape[0]
         k, bits = quantize_chunks(z[None], self.tables)
-        self._ring.append(_Step(z, act_now or self._prev_active, k[:, 0], bits[:, 0]))
+        self._z[i], self._act[i] = z, act_now or self._prev_active
+        self._k[:, i], self._bits[:, i] = k[:, 0], bits[:, 0]
         self._prev_active = act_now
         self.n_steps += 1
-        picks = list(self._ring)[::-1][::2]
-        lat = np.stack([p.z for p in picks])
-        act = np.array([p.active for p in picks])
-        cached = (np.stack([p.k for p in picks], axis=1), np.stack([p.bits for p in picks], axis=1))
-        dec = encode_dred(lat, s, self.tables, duration_ms=self.duration_ms, budget_bytes=self.budget_bytes,
-                          active=act, offset=0, quantized=cached)
+        picks = self._picks()
+        dec = encode_dred(self._z[picks], s, self.tables, duration_ms=self.duration_ms,
+                          budget_bytes=self.budget_bytes, active=self._act[picks], offset=0,
+                          quantized=(self._k[:, picks], self._bits[:, picks]))
         self.last_decision = dec
         return dec.payload
 
     def current_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """Latents ``z_t, z_{t-2}, ...`` (newest first, at most 26) and their activity flags."""
-        picks = list(self._ring)[::-1][::2]
-        if not picks:
-            return np.zeros((0, self.encoder.latent_dim), np.float32), np.zeros(0, bool)
-        return np.stack([p.z for p in picks]), np.array([p.active for p in picks])
+        picks = self._picks()
+        return self._z[picks].copy(), self._act[picks].copy()
+
+    def _picks(self) -> np.ndarray:
+        """Ring indices of z_t, z_{t-2}, ... newest first."""
+        ring = self._z.shape[0]
+        n = (min(self.n_steps, ring) + 1) // 2
+        return (self.n_steps - 1 - 2 * np.arange(n)) % ring
 
     def push_pcm(self, pcm: np.ndarray) -> bytes:
         """Advance by one packet of 320 int16 samples; return its DRED payload (``b""``: none)."""

@@ -211,7 +211,8 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
     if n == 0:
         return empty("silent")
 
-    state_k = quantize(s, tables.state_quant_scale, tables.state_dead_zone)
+    # (The same arithmetic as quantizer.quantize, without re-validating the loaded tables.)
+    state_k = _entropy.quantize_levels(s[None], tables.state_quant_scale[None], tables.state_dead_zone[None])[0, 0]
     if quantized is None:
         chunk_k, per_chunk = quantize_chunks(z[:n], tables)
     else:
