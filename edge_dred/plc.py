@@ -324,6 +324,11 @@ class NeuralPLC:
         whole first slot (320): on training speech under synthetic bursty loss it
         scored higher (PESQ-WB and PLCMOS) than a 5 ms fade, since libopus's first
         concealed 20 ms continues its own decoder state exactly.
+    opus_lead_ms : int
+        The first ``opus_lead_ms`` of every loss (a multiple of 20) are
+        libopus's own concealment, untouched; the vocoder, primed from that
+        output, takes over after it with the ``start_xfade``.  0 = neural
+        from the first lost sample.
     reference : bool
         Use the float64 numpy reference networks instead of the int8 kernels
         (tests).
@@ -337,7 +342,8 @@ class NeuralPLC:
 
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
                  fade_start_ms: float = 100.0, fade_ms: float = 100.0, start_xfade: int = 320,
-                 end_xfade: int = 160, reference: bool = False) -> None:
+                 end_xfade: int = 160, opus_lead_ms: int = 0, fade_to: str = "silence",
+                 reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision
         from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
@@ -351,6 +357,10 @@ class NeuralPLC:
         # The hand-back continuation is one vocoder frame, so its fade cannot be longer.
         if not (0 <= start_xfade <= 320 and 0 <= end_xfade <= FRAME):
             raise ValueError(f"start_xfade must be in [0, 320] and end_xfade in [0, {FRAME}] samples")
+        if fade_to not in ("silence", "opus"):
+            raise ValueError(f"fade_to must be 'silence' or 'opus', got {fade_to!r}")
+        if isinstance(opus_lead_ms, bool) or not isinstance(opus_lead_ms, int) or opus_lead_ms not in range(0, 1001, 20):
+            raise ValueError(f"opus_lead_ms must be a multiple of 20 in [0, 1000], got {opus_lead_ms!r}")
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
         self._fx = FeatureExtractor()
@@ -362,10 +372,13 @@ class NeuralPLC:
         self._fade_start = int(round(fade_start_ms * 16))
         self._fade_len = int(round(fade_ms * 16))
         self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
+        self._lead = int(opus_lead_ms) * 16
+        self.fade_to = fade_to
         self._active = False       # the previous slot was ours
+        self._primed = False       # the vocoder runs in the current loss (past the libopus lead)
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
         self._lost = 0             # samples concealed in the current loss
-        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0}
+        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0}
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
@@ -385,24 +398,37 @@ class NeuralPLC:
         n = len(ctx.opus_plc) if ctx.opus_plc is not None else 320
         if n % FRAME:
             raise PLCInputError(f"slot length {n} is not a multiple of {FRAME}")
-        first = not self._active
+        if not self._active:
+            self._lost = 0
+            self._active = True
+            self._primed = False
+            self.stats["losses"] += 1
+        self.stats["slots"] += 1
+        feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
+        if ctx.opus_plc is not None and self._lost < self._lead:
+            # libopus's concealment leads: it continues its own decoder state exactly and is
+            # hard to beat for the first tens of ms; the predictor still advances over the slot.
+            self._lost += n
+            self.stats["lead_slots"] += 1
+            return np.asarray(ctx.opus_plc, np.int16).copy()
+        first = not self._primed
         if first:
+            # Primed from the output so far (real audio, or libopus's lead): continuous with it.
             hist = np.asarray(ctx.history)
             if hist.shape[0] < self._n_prime_pcm:
                 raise PLCInputError(f"receiver history has {hist.shape[0]} samples, need {self._n_prime_pcm}")
             self._voc.prime(hist[-self._n_prime_pcm:], self._feats)
-            self._lost = 0
-            self._active = True
-            self.stats["losses"] += 1
-        self.stats["slots"] += 1
-        feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
+            self._primed = True
         gain = self._gain(self._lost, n)
         if np.any(gain > 0):
             y = self._voc.synthesize(feats).astype(np.float64) * gain
         else:
             y = np.zeros(n)
             self.stats["silent_slots"] += 1
-        if first and self._last_real and ctx.opus_plc is not None and self.start_xfade:
+        if self.fade_to == "opus" and ctx.opus_plc is not None:
+            # Fade into libopus's own (decaying) concealment rather than to silence.
+            y += (1.0 - gain) * np.asarray(ctx.opus_plc, np.float64)
+        if first and (self._last_real or self._lost > 0) and ctx.opus_plc is not None and self.start_xfade:
             w = _raised_cosine(self.start_xfade)
             k = self.start_xfade
             y[:k] = w * np.asarray(ctx.opus_plc[:k], np.float64) + (1.0 - w) * y[:k]
@@ -413,7 +439,8 @@ class NeuralPLC:
         """Cross-fade from the synthetic continuation into the first real samples."""
         out = np.asarray(pcm, np.int16).copy()
         k = min(self.end_xfade, len(out))
-        if not self._active or k == 0:
+        if not self._active or not self._primed or k == 0:
+            # (A loss that ended inside the libopus lead was libopus's own concealment.)
             return out
         gain = self._gain(self._lost, k)
         if np.any(gain > 0):
@@ -421,6 +448,9 @@ class NeuralPLC:
         else:
             cont = np.zeros(k)
         w = _raised_cosine(k)
+        if self.fade_to == "opus":
+            # The faded-out share was libopus's concealment, which the real decode continues.
+            w = w * gain
         mixed = w * cont + (1.0 - w) * out[:k].astype(np.float64)
         out[:k] = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
         return out

@@ -218,6 +218,39 @@ def test_fade_parameters_validated(tiny, tiny_vocoder):
         NeuralPLC(tiny_vocoder, tiny[0], end_xfade=161)
 
 
+def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):
+    start, n_lost = 50, 10
+    fake = speech[(start - 1) * SLOT:start * SLOT].astype(np.float64)   # _drive's libopus stand-in
+    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40, fade_start_ms=60, fade_ms=60, fade_to="opus")
+    y = _drive(plc, speech, start, n_lost)
+    loss = y[start * SLOT:(start + n_lost) * SLOT]
+    # libopus leads for 40 ms untouched ...
+    assert np.array_equal(loss[:640], np.tile(fake, 2)) and plc.stats["lead_slots"] == 2
+    # ... the vocoder takes over in between ...
+    assert not np.array_equal(loss[640:1920], np.tile(fake, 4))
+    # ... and once faded (60 + 60 ms) the output is libopus's concealment again, and so is the hand-back.
+    assert np.array_equal(loss[1920:], np.tile(fake, n_lost)[1920:])
+    back = slice((start + n_lost) * SLOT, (start + n_lost + 1) * SLOT)
+    assert np.array_equal(y[back], speech[back])
+    # A loss that ends inside the lead is libopus's concealment alone: nothing to cross-fade.
+    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40)
+    y = _drive(plc, speech, start, 2)
+    assert np.array_equal(y[start * SLOT:(start + 2) * SLOT], np.tile(fake, 2))
+    assert np.array_equal(y[(start + 2) * SLOT:], speech[(start + 2) * SLOT:(start + 3) * SLOT])
+    assert plc.stats["slots"] == 2 and plc.stats["lead_slots"] == 2
+    # Without libopus's concealment there is nothing to lead with: the vocoder starts at once.
+    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40)
+    _drive(plc, speech, start, 3, opus_plc=False)
+    assert plc.stats["lead_slots"] == 0
+
+
+def test_lead_and_fade_target_validated(tiny, tiny_vocoder):
+    for kw in ({"opus_lead_ms": 30}, {"opus_lead_ms": -20}, {"opus_lead_ms": 1020}, {"opus_lead_ms": True},
+               {"fade_to": "noise"}):
+        with pytest.raises(ValueError):
+            NeuralPLC(tiny_vocoder, tiny[0], **kw)
+
+
 def test_int8_concealment_matches_reference(speech, tiny, tiny_vocoder):
     a = _drive(NeuralPLC(tiny_vocoder, tiny[0]), speech, 40, 3)
     b = _drive(NeuralPLC(tiny_vocoder, tiny[0], reference=True), speech, 40, 3)

@@ -1,0 +1,150 @@
+"""Compare concealment / recovery settings on *training* speech under synthetic loss.
+
+Receiver-side knobs (cross-fades, hand-over from libopus's concealment, fades)
+are chosen here, never on the dev set: every file comes from
+``../shared/data/speech/train`` and every loss mask from seeded
+Gilbert-Elliott models, so the dev speech and the real traces stay unseen.
+
+Each file is encoded once per sender configuration; every variant is a
+different receiver over the same packets and the same mask, so differences
+are paired.  Prints a table of PESQ-WB and PLCMOS means (and the paired
+difference to the first variant) per loss model.
+
+Usage::
+
+    .venv/bin/python training/tune_concealment.py --files 24 --variants plc
+    .venv/bin/python training/tune_concealment.py --files 24 --variants dred
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
+# (loss %, mean burst in packets): sparse single losses, moderate bursts, long bursts.
+LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
+
+# name -> (sender kind, receiver factory spec)
+PLC_VARIANTS: dict[str, dict] = {
+    "opus_plc": {"kind": "plain"},
+    "neural": {"kind": "plain", "plc": {}},
+    "lead20_fade60": {"kind": "plain", "plc": {"opus_lead_ms": 20, "fade_start_ms": 60, "fade_ms": 60}},
+    "lead40": {"kind": "plain", "plc": {"opus_lead_ms": 40}},
+    "lead20_fo60": {"kind": "plain", "plc": {"opus_lead_ms": 20, "fade_start_ms": 60, "fade_ms": 60,
+                                             "fade_to": "opus"}},
+    "lead20_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 20, "fade_to": "opus"}},
+    "lead40_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_to": "opus"}},
+    "fo100": {"kind": "plain", "plc": {"fade_to": "opus"}},
+}
+DRED_VARIANTS: dict[str, dict] = {
+    "lbrr": {"kind": "lbrr"},
+    "lbrr+dred": {"kind": "lbrr+dred", "dred": {}},
+    "lbrr+dred+plc": {"kind": "lbrr+dred", "dred": {}, "plc": {}},
+    "lbrr+dred+plc_lead20": {"kind": "lbrr+dred", "dred": {}, "plc": {"opus_lead_ms": 20}},
+}
+
+
+def _files(n: int) -> list[Path]:
+    spk = sorted(p for p in TRAIN.iterdir() if p.is_dir())
+    per = [sorted(p.glob("*.flac")) for p in spk]
+    out, i = [], 0
+    while len(out) < n:  # round robin over speakers, spread over each speaker's list
+        lst = per[i % len(per)]
+        out.append(lst[(37 * (i // len(per)) + 11) % len(lst)])
+        i += 1
+    return out
+
+
+def _pcm(path: Path) -> np.ndarray:
+    from edge_dred.audio.wavio import load_audio
+
+    return load_audio(str(path)).pcm
+
+
+def _run(args: tuple) -> list[dict]:
+    path, variants, jitter_ms = args
+    from edge_dred.evaluate import metrics as M
+    from edge_dred.loss import GilbertElliott
+    from edge_dred.plc import NeuralPLC
+    from edge_dred.receiver import Receiver, ReceiverConfig
+    from edge_dred.simulate import Sender, jitter_lookahead, simulate
+
+    M.set_onnx_threads(1)
+    pcm = _pcm(path)
+    # Three seconds of VCC speech are too short for PLCMOS to settle: play the file twice.
+    pcm = np.concatenate([pcm, pcm])
+    rows = []
+    senders: dict[str, object] = {}
+    for li, (pct, burst) in enumerate(LOSS_MODELS):
+        seed = (zlib.crc32(path.name.encode()) & 0xFFFF) * 7 + li
+        for name, spec in variants.items():
+            kind = spec["kind"]
+            lbrr = kind.startswith("lbrr")
+            dred = kind.endswith("dred")
+            if kind not in senders:
+                senders[kind] = Sender(40000 if lbrr else 24000, lbrr=lbrr, dred_ms=1040 if dred else 0)
+            sender = senders[kind]
+            mask = GilbertElliott(pct, burst, seed=seed).mask(len(pcm) // 320 + 8)
+            recs = []
+            if "dred" in spec:
+                from edge_dred.dred.recovery import DredRecoverer
+                from edge_dred.simulate import dred_recoverer
+
+                recs = [DredRecoverer(**spec["dred"])] if spec["dred"] else [dred_recoverer()]
+            conc = NeuralPLC(**spec["plc"]) if "plc" in spec else None
+            look = jitter_lookahead(jitter_ms, lbrr) if dred else None
+            rx = Receiver(ReceiverConfig(lbrr=lbrr, lookahead=look), recoverers=recs, concealer=conc)
+            res = simulate(pcm, mask, sender, rx, name)
+            rows.append({"file": f"{path.parent.name}/{path.name}", "loss": f"{pct:g}%/{burst:g}", "variant": name,
+                         "pesq": M.pesq_wb(pcm, res.audio), "plcmos": M.plcmos(res.audio)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=24)
+    ap.add_argument("--variants", choices=["plc", "dred"], default="plc")
+    ap.add_argument("--only", type=str, default="", help="comma list of variant names (default: all)")
+    ap.add_argument("--jitter-ms", type=int, default=60)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    variants = PLC_VARIANTS if a.variants == "plc" else DRED_VARIANTS
+    if a.only:
+        variants = {k: variants[k] for k in a.only.split(",")}
+    t0 = time.time()
+    jobs = [(p, variants, a.jitter_ms) for p in _files(a.files)]
+    with Pool(a.jobs) as pool:
+        rows = [r for rs in pool.imap_unordered(_run, jobs) for r in rs]
+    if a.json:
+        a.json.write_text(json.dumps(rows))
+    base = next(iter(variants))
+    losses = [f"{p:g}%/{b:g}" for p, b in LOSS_MODELS]
+    print(f"{len(jobs)} files x {len(losses)} loss models, {time.time() - t0:.0f} s; diff = paired vs {base}")
+    print("| variant | " + " | ".join(f"PESQ {l} | PLCMOS {l}" for l in losses) + " | PESQ all | PLCMOS all |")
+    print("|---" * (2 * len(losses) + 3) + "|")
+    for v in variants:
+        cells = []
+        for l in losses + [None]:
+            sel = [r for r in rows if r["variant"] == v and (l is None or r["loss"] == l)]
+            ref = {(r["file"], r["loss"]): r for r in rows if r["variant"] == base and (l is None or r["loss"] == l)}
+            for m in ("pesq", "plcmos"):
+                mean = np.mean([r[m] for r in sel])
+                d = np.mean([r[m] - ref[(r["file"], r["loss"])][m] for r in sel])
+                cells.append(f"{mean:.3f} ({d:+.3f})")
+        print(f"| {v} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
