@@ -65,11 +65,26 @@ def test_lbrr_plus_neural_plc(speech):
     assert set(dec[60:63]) == {"neural_plc"}
 
 
-def test_long_burst_fades_to_silence_and_hands_back(speech):
+def test_long_burst_fades_into_libopus_concealment(speech):
+    """Default: libopus leads 20 ms, the vocoder fills 20..120 ms, then libopus's concealment again."""
     lost = np.zeros(160, bool)
     lost[40:60] = True  # 400 ms
     sender = Sender()
     res = simulate(speech, lost, sender, Receiver(ReceiverConfig(), concealer=plc_mod.NeuralPLC()))
+    opus = simulate(speech, lost, Sender(), Receiver(ReceiverConfig()))
+    y, o = res.audio.astype(np.float64), opus.audio.astype(np.float64)
+    a = 40 * SLOT - sender.lookahead
+    assert np.array_equal(y[:a + 320], o[:a + 320])          # the lead is libopus's own concealment
+    assert not np.array_equal(y[a + 320:a + 1920], o[a + 320:a + 1920])
+    assert np.array_equal(y[a + 1920:], o[a + 1920:])        # faded out: libopus's, and its hand-back
+
+
+def test_long_burst_fades_to_silence_and_hands_back(speech):
+    lost = np.zeros(160, bool)
+    lost[40:60] = True  # 400 ms
+    sender = Sender()
+    plc = plc_mod.NeuralPLC(opus_lead_ms=0, fade_start_ms=100, fade_ms=100, fade_to="silence")
+    res = simulate(speech, lost, sender, Receiver(ReceiverConfig(), concealer=plc))
     y = res.audio.astype(np.float64)
     la = sender.lookahead
     a, b = 40 * SLOT - la, 60 * SLOT - la

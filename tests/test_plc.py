@@ -192,14 +192,14 @@ def speech():
 
 @pytest.mark.parametrize("opus_plc", [True, False])
 def test_fade_to_silence_after_100ms(speech, tiny, tiny_vocoder, opus_plc):
-    plc = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=100, fade_ms=100)
+    plc = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=100, fade_ms=100, opus_lead_ms=0, fade_to="silence")
     start, n_lost = 50, 15  # 300 ms loss
     y = _drive(plc, speech, start, n_lost, opus_plc)
     loss = y[start * SLOT:(start + n_lost) * SLOT]
     assert np.all(loss[3200:] == 0)  # silent from 200 ms on
     assert plc.stats["silent_slots"] == 5  # and the vocoder is not run there
     # The fade is the raised cosine applied to the continuation: unchanged up to 100 ms ...
-    ref = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=10_000)
+    ref = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=10_000, opus_lead_ms=0, fade_to="silence")
     y_full = _drive(ref, speech, start, n_lost, opus_plc)[start * SLOT:(start + n_lost) * SLOT]
     assert np.array_equal(loss[:1600], y_full[:1600])
     # ... then smoothly down: the ratio follows the monotone gain within int16 rounding.

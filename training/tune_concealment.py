@@ -38,20 +38,23 @@ LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
 # name -> (sender kind, receiver factory spec)
 PLC_VARIANTS: dict[str, dict] = {
     "opus_plc": {"kind": "plain"},
-    "neural": {"kind": "plain", "plc": {}},
-    "lead20_fade60": {"kind": "plain", "plc": {"opus_lead_ms": 20, "fade_start_ms": 60, "fade_ms": 60}},
-    "lead40": {"kind": "plain", "plc": {"opus_lead_ms": 40}},
-    "lead20_fo60": {"kind": "plain", "plc": {"opus_lead_ms": 20, "fade_start_ms": 60, "fade_ms": 60,
-                                             "fade_to": "opus"}},
-    "lead20_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 20, "fade_to": "opus"}},
-    "lead40_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_to": "opus"}},
-    "fo100": {"kind": "plain", "plc": {"fade_to": "opus"}},
+    "neural": {"kind": "plain", "plc": {}},   # NeuralPLC's defaults (= lead20_fo60)
+    "neural_0_100_silence": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 100, "fade_ms": 100,
+                                                      "fade_to": "silence"}},   # the defaults before 2026-12-03
+    "lead20_fade60": {"kind": "plain", "plc": {"fade_to": "silence"}},
+    "lead40": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_start_ms": 100, "fade_ms": 100,
+                                        "fade_to": "silence"}},
+    "lead20_fo100": {"kind": "plain", "plc": {"fade_start_ms": 100, "fade_ms": 100}},
+    "lead40_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_start_ms": 100, "fade_ms": 100}},
+    # Diagnostics: the predictor's output replaced by the true features of the lost frames
+    # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
+    "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
+    "oracle_cep": {"kind": "plain", "plc": {}, "oracle": list(range(18))},
 }
 DRED_VARIANTS: dict[str, dict] = {
     "lbrr": {"kind": "lbrr"},
     "lbrr+dred": {"kind": "lbrr+dred", "dred": {}},
     "lbrr+dred+plc": {"kind": "lbrr+dred", "dred": {}, "plc": {}},
-    "lbrr+dred+plc_lead20": {"kind": "lbrr+dred", "dred": {}, "plc": {"opus_lead_ms": 20}},
 }
 
 
@@ -70,6 +73,46 @@ def _pcm(path: Path) -> np.ndarray:
     from edge_dred.audio.wavio import load_audio
 
     return load_audio(str(path)).pcm
+
+
+class _OracleFeatures:
+    """Predictor stand-in: the true features (``dims``) of the frame being concealed."""
+
+    def __init__(self, inner, feats: np.ndarray, dims: list[int]) -> None:
+        self.inner, self.feats, self.dims, self.frame = inner, feats, dims, 0
+
+    def _mix(self, p: np.ndarray) -> np.ndarray:
+        p = p.copy()
+        p[self.dims] = self.feats[min(self.frame, len(self.feats) - 1)][self.dims]
+        return p
+
+    def update(self, f: np.ndarray) -> None:
+        self.inner.update(f)
+
+    def lost(self) -> np.ndarray:
+        out = self._mix(self.inner.lost())
+        self.frame += 1
+        return out
+
+    @property
+    def prediction(self) -> np.ndarray:
+        return self._mix(self.inner.prediction)
+
+
+def _oracle_plc(feats: np.ndarray, dims: list[int], **kw):
+    from edge_dred.plc import NeuralPLC
+
+    class OraclePLC(NeuralPLC):
+        def __init__(self) -> None:
+            super().__init__(**kw)
+            self._pred = _OracleFeatures(self._pred, feats, dims)
+
+        def conceal(self, ctx):
+            if not self._active:
+                self._pred.frame = 2 * ctx.slot   # output frame index of the slot's first frame
+            return super().conceal(ctx)
+
+    return OraclePLC()
 
 
 def _run(args: tuple) -> list[dict]:
@@ -102,7 +145,15 @@ def _run(args: tuple) -> list[dict]:
                 from edge_dred.simulate import dred_recoverer
 
                 recs = [DredRecoverer(**spec["dred"])] if spec["dred"] else [dred_recoverer()]
-            conc = NeuralPLC(**spec["plc"]) if "plc" in spec else None
+            if "oracle" in spec:
+                # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.
+                from edge_dred.features import compute_features
+
+                pad = np.zeros(sender.lookahead, np.int16)
+                feats = compute_features(np.concatenate([pad, pcm, np.zeros(3200, np.int16)]))
+                conc = _oracle_plc(feats, spec["oracle"], **spec["plc"])
+            else:
+                conc = NeuralPLC(**spec["plc"]) if "plc" in spec else None
             look = jitter_lookahead(jitter_ms, lbrr) if dred else None
             rx = Receiver(ReceiverConfig(lbrr=lbrr, lookahead=look), recoverers=recs, concealer=conc)
             res = simulate(pcm, mask, sender, rx, name)
