@@ -943,6 +943,12 @@ def quantize_levels(const double[:, :] z, const float[:, :] scale, const float[:
     return out
 
 
+cdef inline int64_t _sched_level(int64_t q0, int64_t dq, int64_t j, int64_t qmax) noexcept nogil:
+    """Quantizer level of chunk j (the contract's chunk_levels)."""
+    cdef int64_t lev = q0 + (dq * j + 4) // 8
+    return qmax if lev > qmax else lev
+
+
 def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, const int64_t[:] dq_grid,
                    int64_t budget_bytes):
     """Rate control's search: every (q0, dq) schedule against a byte budget, in one pass.
@@ -991,9 +997,7 @@ def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, c
             dq = dq_grid[c % ng]
             acc = 0.0
             for j in range(n):
-                lev = q0 + (dq * j + 4) // 8
-                if lev > qmax:
-                    lev = qmax
+                lev = _sched_level(q0, dq, j, qmax)
                 acc = acc + chunk_bits[lev, j]
                 if <int64_t>ceil((fixed_bits + acc + 1.0) / 8.0) > budget_bytes:
                     break
@@ -1017,9 +1021,7 @@ def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, c
             acc = 0.0
             sumlev = 0
             for j in range(best_m):
-                lev = q0 + (dq * j + 4) // 8
-                if lev > qmax:
-                    lev = qmax
+                lev = _sched_level(q0, dq, j, qmax)
                 acc = acc + chunk_bits[lev, j]
                 sumlev += lev
             oi[k] = c
