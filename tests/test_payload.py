@@ -364,3 +364,26 @@ def test_cached_quantization_gives_identical_payloads():
         assert plain == cached and plain.payload
     with pytest.raises(RateControlError):
         encode_dred(z, s, TABLES, quantized=quantize_chunks(z[:3], TABLES))
+
+
+def test_rate_control_prefer_newest():
+    """'newest' takes the finest newest chunk that still carries the most chunks."""
+    rng = np.random.default_rng(21)
+    for budget in (50, 80, 160):
+        z, s = laplace_latents(rng)
+        mean = encode_dred(z, s, TABLES, budget_bytes=budget, prefer="mean")
+        new = encode_dred(z, s, TABLES, budget_bytes=budget, prefer="newest")
+        assert new.n_chunks == mean.n_chunks and len(new.payload) <= budget
+        assert new.q0 <= mean.q0
+        p = parse_payload(new.payload, TABLES)
+        assert (p.q0, p.dq, p.n_chunks) == (new.q0, new.dq, new.n_chunks)
+        # No schedule with a finer newest chunk would have fit.
+        if new.q0 > 0:
+            for dq in range(8):
+                finer = DredPayload(q0=new.q0 - 1, dq=dq, qmax=new.qmax, offset=0,
+                                    state_k=quantize(s, TABLES.state_quant_scale, TABLES.state_dead_zone),
+                                    latents_k=[quantize(z[j], TABLES.quant_scale[q], TABLES.dead_zone[q])
+                                               for j, q in enumerate(chunk_levels(26, new.q0 - 1, dq, new.qmax))])
+                assert len(encode_payload(finer, TABLES)) > budget - 1
+    with pytest.raises(RateControlError):
+        encode_dred(z, s, TABLES, prefer="oldest")

@@ -55,6 +55,9 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr": {"kind": "lbrr"},
     "lbrr+dred": {"kind": "lbrr+dred", "dred": {}},
     "lbrr+dred+plc": {"kind": "lbrr+dred", "dred": {}, "plc": {}},
+    "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control before 2026-12-03
+    "dred": {"kind": "dred", "dred": {}},
+    "dred_mean": {"kind": "dred:mean", "dred": {}},
 }
 
 
@@ -134,9 +137,11 @@ def _run(args: tuple) -> list[dict]:
         for name, spec in variants.items():
             kind = spec["kind"]
             lbrr = kind.startswith("lbrr")
-            dred = kind.endswith("dred")
+            dred = "dred" in kind
             if kind not in senders:
                 senders[kind] = Sender(40000 if lbrr else 24000, lbrr=lbrr, dred_ms=1040 if dred else 0)
+                if kind.endswith(":mean"):   # rate control: lowest mean level first
+                    senders[kind].dred.prefer = "mean"
             sender = senders[kind]
             mask = GilbertElliott(pct, burst, seed=seed).mask(len(pcm) // 320 + 8)
             recs = []

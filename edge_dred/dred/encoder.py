@@ -277,11 +277,14 @@ class DredStreamEncoder:
         Frames with c0 at or below this are silence (see
         :data:`DEFAULT_SILENCE_C0`); chunks of silence at the old end of a
         payload are not sent, and a packet of silence alone carries nothing.
+    prefer : {"newest", "mean"}
+        Rate control's choice among the schedules that fit (see
+        :func:`~edge_dred.dred.ratecontrol.encode_dred`).
     """
 
     def __init__(self, duration_ms: float = MAX_DURATION_MS, budget_bytes: int = DEFAULT_BUDGET_BYTES, *,
                  encoder: DredEncoder | None = None, tables: EntropyTables | None = None,
-                 silence_c0: float = DEFAULT_SILENCE_C0) -> None:
+                 silence_c0: float = DEFAULT_SILENCE_C0, prefer: str = "newest") -> None:
         if not (isinstance(duration_ms, (int, float)) and 0 < duration_ms <= MAX_DURATION_MS):
             raise ValueError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
         if not isinstance(budget_bytes, int) or not 1 <= budget_bytes <= 1000:
@@ -294,6 +297,9 @@ class DredStreamEncoder:
         self.duration_ms = float(duration_ms)
         self.budget_bytes = budget_bytes
         self.silence_c0 = float(silence_c0)
+        if prefer not in ("mean", "newest"):
+            raise ValueError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
+        self.prefer = prefer
         self.features = FeatureExtractor()
         # Ring of the last 2 * 26 - 1 steps (every other one is sent), preallocated: each latent
         # is quantized at every level once, when it is made, and reused by the 26 packets carrying it.
@@ -336,7 +342,7 @@ class DredStreamEncoder:
         picks = self._picks()
         dec = encode_dred(self._z[picks], s, self.tables, duration_ms=self.duration_ms,
                           budget_bytes=self.budget_bytes, active=self._act[picks], offset=0,
-                          quantized=(self._k[:, picks], self._bits[:, picks]))
+                          quantized=(self._k[:, picks], self._bits[:, picks]), prefer=self.prefer)
         self.last_decision = dec
         return dec.payload
 
