@@ -346,7 +346,7 @@ class NeuralPLC:
     Gilbert-Elliott loss (24 files x 3 loss models), against the previous
     ``0 / 100 / 100 / silence``: PESQ-WB +0.012, PLCMOS +0.12 on average.
     With these weights the predicted spectral envelope, not the vocoder,
-    limits the quality (true features in its place raise PLCMOS by ~0.6),
+    limits the quality (true features in its place raise PLCMOS by 0.4-0.7),
     so the vocoder is kept to the part of a loss where it helps.
 
     Per slot cost outside losses: feature analysis of the output and two
