@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _entropy
 from .payload import HEADER_BITS, MAX_CHUNKS, MAX_OFFSET, MAX_PAYLOAD_BYTES, encode_validated
-from .quantizer import MAX_DQ, N_LEVELS, EntropyTables, quantize
+from .quantizer import MAX_DQ, N_LEVELS, EntropyTables, chunk_levels
 
 CHUNK_MS = 40
 MAX_DURATION_MS = CHUNK_MS * MAX_CHUNKS  # 1040
@@ -99,15 +99,13 @@ def estimate_bits(state_k: np.ndarray, chunk_k: np.ndarray, tables: EntropyTable
     (float, numpy.ndarray)
         Header + state bits, and the (16, n) bits of chunk j at level q.
     """
-    lat_lut, st_lut = _cost_luts(tables)
-    fixed = HEADER_BITS + float(_entropy.vector_costs(state_k.reshape(1, 1, -1), st_lut[None])[0, 0])
-    return fixed, _entropy.vector_costs(chunk_k, lat_lut)
+    return _fixed_bits(state_k, tables), _entropy.vector_costs(chunk_k, _cost_luts(tables)[0])
 
 
-def _bytes_from_bits(bits: np.ndarray) -> np.ndarray:
-    # The coder's tell() is the information rounded up plus at most one
-    # flush bit; the output is ceil(tell / 8) bytes.
-    return np.ceil((bits + 1.0) / 8.0).astype(np.int64)
+def _fixed_bits(state_k: np.ndarray, tables: EntropyTables) -> float:
+    """Header + state model bits of one payload."""
+    st_lut = _cost_luts(tables)[1]
+    return HEADER_BITS + float(_entropy.vector_costs(state_k.reshape(1, 1, -1), st_lut[None])[0, 0])
 
 
 def quantize_chunks(latents: np.ndarray, tables: EntropyTables) -> tuple[np.ndarray, np.ndarray]:
@@ -229,15 +227,15 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         if chunk_k.shape[:2] != (N_LEVELS, z.shape[0]) or per_chunk.shape != (N_LEVELS, z.shape[0]):
             raise RateControlError(f"quantized must be ({N_LEVELS}, {z.shape[0]}, D) symbols and "
                                    f"({N_LEVELS}, {z.shape[0]}) bits")
-    lat_lut, st_lut = _cost_luts(tables)
-    fixed = HEADER_BITS + float(_entropy.vector_costs(state_k.reshape(1, 1, -1), st_lut[None])[0, 0])
+    fixed = _fixed_bits(state_k, tables)
 
-    # Every (q0, dq) candidate's size for every prefix length (compiled search): the longest
-    # prefix any candidate fits first (duration is what the caller asked for), then the
-    # finest schedule; an estimate that the real encode overshoots falls back to the next.
+    # Every (q0, dq) candidate's size for every prefix length (compiled search; a size is
+    # ceil((bits + 1) / 8) bytes: the coder's tell() is the information rounded up plus at most
+    # one flush bit): the longest prefix any candidate fits first (duration is what the caller
+    # asked for), then the finest schedule; an estimate that the real encode overshoots falls
+    # back to the next.
     grid_a = np.asarray(grid, dtype=np.int64)
     ng = len(grid)
-    j = np.arange(n)
     encodes = 0
     limit = n
     while limit > 0:
@@ -250,10 +248,10 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         for i in order[:_MAX_VERIFY_ENCODES]:
             c = int(cand[i])
             q0, dq = c // ng, int(grid_a[c % ng])
-            lv = np.minimum(qmax, q0 + (dq * j[:m] + 4) // 8)
             encodes += 1
-            # Values come from quantize() and are valid by construction: code directly.
-            data = encode_validated(tables, q0, dq, int(qmax), int(offset), state_k, chunk_k[lv, j[:m]])
+            # Values come from the quantizer and are valid by construction: code directly.
+            data = encode_validated(tables, q0, dq, int(qmax), int(offset), state_k,
+                                    chunk_k[chunk_levels(m, q0, dq, qmax), np.arange(m)])
             if data is None:   # over the 1000-byte format limit
                 continue
             if len(data) <= budget_bytes:
