@@ -68,6 +68,76 @@ def ncc_fine(const double[::1] u, const Py_ssize_t[::1] starts,
                 out[r, j] = xc / sqrt((es + reg) * (ep + reg))
 
 
+def coarse_peaks(const double[::1] u, const Py_ssize_t[::1] starts, Py_ssize_t buflen,
+                 Py_ssize_t seg, Py_ssize_t lag_min, Py_ssize_t lag_max, double reg,
+                 double margin, double[:, ::1] ncc, double[:, ::1] cp):
+    """Coarse 8 kHz pitch search: ncc per lag, then peak heights capped by the double lag.
+
+    Row ``r`` uses ``d = u[starts[r] : starts[r] + buflen][1::2]``; the last
+    ``seg`` samples of ``d`` are compared with the ``seg`` samples ``L``
+    earlier for ``L = lag_min .. lag_max`` (column ``L - lag_min`` of
+    ``ncc``).  ``cp`` gets what ``_double_check(_peaks_only(ncc), ncc)``
+    computes in numpy.  Direct sums instead of the numpy version's FFT: for
+    one or two frames per call the FFT set-up costs more than it saves.
+    """
+    cdef Py_ssize_t n_rows = starts.shape[0]
+    cdef Py_ssize_t n_lag = lag_max - lag_min + 1
+    cdef Py_ssize_t nd = buflen // 2
+    cdef Py_ssize_t r, j, i, L, s0, p0, half, j2
+    cdef double es, xc, ep, sv, pv, a, b, c, den, h, c2
+    if n_lag < 3 or lag_min < 1 or nd < seg + lag_max or seg < 1:
+        raise ValueError("coarse_peaks: bad sizes")
+    if ncc.shape[0] != n_rows or cp.shape[0] != n_rows or ncc.shape[1] != n_lag or cp.shape[1] != n_lag:
+        raise ValueError("coarse_peaks: shape mismatch")
+    for r in range(n_rows):
+        if starts[r] < 0 or starts[r] + buflen > u.shape[0]:
+            raise ValueError("coarse_peaks: buffer out of range")
+    half = (lag_max - 1) // 2
+    with nogil:
+        for r in range(n_rows):
+            # d[k] = u[starts[r] + 1 + 2 k]
+            s0 = starts[r] + 1 + 2 * (nd - seg)
+            es = 0.0
+            for i in range(seg):
+                sv = u[s0 + 2 * i]
+                es = es + sv * sv
+            for j in range(n_lag):
+                L = lag_min + j
+                p0 = s0 - 2 * L
+                xc = 0.0
+                ep = 0.0
+                for i in range(seg):
+                    pv = u[p0 + 2 * i]
+                    xc = xc + u[s0 + 2 * i] * pv
+                    ep = ep + pv * pv
+                ncc[r, j] = xc / sqrt((es + reg) * (ep + reg))
+            cp[r, 0] = -1.0
+            cp[r, n_lag - 1] = -1.0
+            for j in range(1, n_lag - 1):
+                a = ncc[r, j - 1]
+                b = ncc[r, j]
+                c = ncc[r, j + 1]
+                if b >= a and b >= c:
+                    den = a - 2.0 * b + c
+                    h = b
+                    if den < 0:
+                        h = b - (a - c) * (a - c) / (8.0 * den)
+                    cp[r, j] = h if h < 1.0 else 1.0
+                else:
+                    cp[r, j] = -1.0
+            for L in range(lag_min, half + 1):
+                j = L - lag_min
+                if cp[r, j] > -1.0:
+                    j2 = 2 * L - lag_min
+                    c2 = ncc[r, j2 - 1]
+                    if ncc[r, j2] > c2:
+                        c2 = ncc[r, j2]
+                    if ncc[r, j2 + 1] > c2:
+                        c2 = ncc[r, j2 + 1]
+                    if c2 + margin < cp[r, j]:
+                        cp[r, j] = c2 + margin
+
+
 def track(const double[:, ::1] cp, const Py_ssize_t[::1] indep,
           Py_ssize_t prev, Py_ssize_t gap, Py_ssize_t lag_min,
           double window, double margin, Py_ssize_t max_gap,

@@ -312,7 +312,7 @@ def _ncc_coarse(buf16: np.ndarray) -> np.ndarray:
     """Normalised cross-correlation at 8 kHz for lags 15..135.
 
     buf16: (n, _BUF16) low-passed 16 kHz history ending at each frame end.
-    Returns (n, _N_LAG8), column j is lag 16 + j.
+    Returns (n, _N_LAG8), column j is lag _LAG8_MIN + j.
     """
     d = buf16[:, 1::2]  # 8 kHz, last sample = last 16 kHz sample
     span = _SEG8 + _LAG8_MAX
@@ -471,7 +471,10 @@ class FeatureExtractor:
 
         # Spectrum: windows end at each frame end.
         y_ext = np.concatenate([self._y_hist, y])
-        frames = np.lib.stride_tricks.sliding_window_view(y_ext, WINDOW_SIZE)[::FRAME_SIZE]
+        if n <= 4:  # the streaming case: plain slices beat building a strided view
+            frames = np.stack([y_ext[i * FRAME_SIZE:i * FRAME_SIZE + WINDOW_SIZE] for i in range(n)])
+        else:
+            frames = np.lib.stride_tricks.sliding_window_view(y_ext, WINDOW_SIZE)[::FRAME_SIZE]
         spec = np.fft.rfft(frames * _WINDOW, axis=1)
         power = (spec.real ** 2 + spec.imag ** 2) / _WIN_POWER
         cep = _cepstrum(power @ _BAND_WN_T)
@@ -489,7 +492,8 @@ class FeatureExtractor:
                 u += _LOWPASS[k] * lp_in[_LP_TAPS - 1 - k:_LP_TAPS - 1 - k + m]
         self._lp_hist = lp_in[-(_LP_TAPS - 1):].copy()
         u_ext = np.concatenate([self._u_hist, u])
-        buf16 = np.lib.stride_tricks.sliding_window_view(u_ext, _BUF16)[::FRAME_SIZE]
+        # Per-frame views only for the numpy fallback; the compiled kernels index u_ext.
+        buf16 = np.lib.stride_tricks.sliding_window_view(u_ext, _BUF16)[::FRAME_SIZE] if _ck is None else None
         self._u_hist = u_ext[-(_BUF16 - FRAME_SIZE):].copy()
 
         def fine(rows: np.ndarray, lags: np.ndarray) -> np.ndarray:
@@ -500,8 +504,13 @@ class FeatureExtractor:
                          _BUF16, _SEG16, _REG * _SEG16, res)
             return res
 
-        raw_ncc = _ncc_coarse(buf16)
-        ncc = _double_check(_peaks_only(raw_ncc), raw_ncc)
+        if _ck is None:
+            raw_ncc = _ncc_coarse(buf16)
+            ncc = _double_check(_peaks_only(raw_ncc), raw_ncc)
+        else:
+            raw_ncc, ncc = np.empty((n, _N_LAG8)), np.empty((n, _N_LAG8))
+            _ck.coarse_peaks(u_ext, np.arange(0, n * FRAME_SIZE, FRAME_SIZE, dtype=np.intp), _BUF16, _SEG8,
+                             _LAG8_MIN, _LAG8_MAX, _REG * _SEG8, _DOUBLE_MARGIN, raw_ncc, ncc)
         indep = _octave_guard(ncc)
         lag8, voiced = self._track(ncc, indep)
 

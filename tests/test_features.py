@@ -308,3 +308,25 @@ def test_formant_like_noise_is_mostly_unvoiced(fc):
         x[i] = e[i] + a1 * x[i - 1] + a2 * x[i - 2]
     f = compute_features(x / np.std(x) * 2000)
     assert np.mean(f[5:, 19] > 0.5) < 0.1
+
+
+def test_compiled_coarse_search_matches_numpy():
+    """The direct-sum coarse search equals the FFT one, peaks and double-lag cap included."""
+    if fm._ck is None:
+        pytest.skip("edge_dred._features not built")
+    rng = np.random.default_rng(5)
+    n = 5
+    t = np.arange(fm._BUF16 + (n - 1) * FRAME_SIZE)
+    u = 2000 * np.sin(2 * np.pi * t / 97.3) + rng.normal(0, 200, t.size)
+    u[:300] = 0.0  # a silent start exercises the regularised denominators
+    buf16 = np.lib.stride_tricks.sliding_window_view(u, fm._BUF16)[::FRAME_SIZE]
+    raw = fm._ncc_coarse(buf16)
+    want = fm._double_check(fm._peaks_only(raw), raw)
+    ncc, cp = np.empty((n, fm._N_LAG8)), np.empty((n, fm._N_LAG8))
+    starts = np.arange(0, n * FRAME_SIZE, FRAME_SIZE, dtype=np.intp)
+    fm._ck.coarse_peaks(u, starts, fm._BUF16, fm._SEG8, fm._LAG8_MIN, fm._LAG8_MAX, fm._REG * fm._SEG8,
+                        fm._DOUBLE_MARGIN, ncc, cp)
+    np.testing.assert_allclose(ncc, raw, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(cp, want, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="out of range"):
+        fm._ck.coarse_peaks(u, starts + 10_000, fm._BUF16, fm._SEG8, fm._LAG8_MIN, fm._LAG8_MAX, 160.0, 0.2, ncc, cp)
