@@ -165,7 +165,12 @@ class Sender:
                                           tables=dred_tables)
 
     def encode_stream(self, pcm: np.ndarray) -> list[bytes]:
-        """Encode a whole signal, padded at the end so the codec delay is flushed."""
+        """Encode a whole signal, padded at the end so the codec delay is flushed.
+
+        Starts from a fresh encoder state, so the packets depend on ``pcm``
+        alone (a Sender reused across runs gives every run the same packets).
+        """
+        self.encoder.reset()
         n = n_packets_for(len(pcm), self.lookahead)
         padded = np.zeros(n * FRAME_SAMPLES, np.int16)
         padded[: len(pcm)] = pcm
