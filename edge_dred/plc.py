@@ -330,6 +330,10 @@ class NeuralPLC:
         libopus's own concealment, untouched; the vocoder, primed from that
         output, takes over after it with the ``start_xfade``.  0 = neural
         from the first lost sample.
+    lead_input : {"predicted", "observed"}
+        What the predictor is fed for the libopus lead: its own predictions
+        (flagged lost, as in training), or the features of libopus's
+        concealment as if received.
     fade_to : {"opus", "silence"}
         What the vocoder fades into: libopus's concealment of the same
         samples (which itself decays to silence within about 100 ms) or
@@ -357,7 +361,7 @@ class NeuralPLC:
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
                  fade_start_ms: float = 60.0, fade_ms: float = 60.0, start_xfade: int = 320,
                  end_xfade: int = 160, opus_lead_ms: int = 20, fade_to: str = "opus",
-                 reference: bool = False) -> None:
+                 lead_input: str = "predicted", reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision
         from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
@@ -373,6 +377,8 @@ class NeuralPLC:
             raise ValueError(f"start_xfade must be in [0, 320] and end_xfade in [0, {FRAME}] samples")
         if fade_to not in ("silence", "opus"):
             raise ValueError(f"fade_to must be 'silence' or 'opus', got {fade_to!r}")
+        if lead_input not in ("predicted", "observed"):
+            raise ValueError(f"lead_input must be 'predicted' or 'observed', got {lead_input!r}")
         if isinstance(opus_lead_ms, bool) or not isinstance(opus_lead_ms, int) or opus_lead_ms not in range(0, 1001, 20):
             raise ValueError(f"opus_lead_ms must be a multiple of 20 in [0, 1000], got {opus_lead_ms!r}")
         self.decision = Decision.NEURAL_PLC
@@ -388,6 +394,8 @@ class NeuralPLC:
         self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
         self._lead = int(opus_lead_ms) * 16
         self.fade_to = fade_to
+        self.lead_input = lead_input
+        self._lead_pending = False  # the last slot was a libopus lead slot whose features the predictor takes
         self._active = False       # the previous slot was ours
         self._primed = False       # the vocoder runs in the current loss (past the libopus lead)
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
@@ -400,7 +408,12 @@ class NeuralPLC:
         feats = self._fx.process_block(np.asarray(pcm))
         self._feats = np.concatenate([self._feats, feats])[-self._n_prime_feats:]
         ours = decision == self.decision
-        if not ours:
+        if ours and self._lead_pending:
+            # lead_input="observed": libopus's concealment of the lead counts as received input.
+            for f in feats:
+                self._pred.update(f)
+            self._lead_pending = False
+        elif not ours:
             # Any audio we did not invent (decoded, LBRR, DRED) counts as received.
             for f in feats:
                 self._pred.update(f)
@@ -418,13 +431,19 @@ class NeuralPLC:
             self._primed = False
             self.stats["losses"] += 1
         self.stats["slots"] += 1
-        feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
         if ctx.opus_plc is not None and self._lost < self._lead:
             # libopus's concealment leads: it continues its own decoder state exactly and is
-            # hard to beat for the first tens of ms; the predictor still advances over the slot.
+            # hard to beat for the first tens of ms.  The predictor advances over the slot on
+            # its own predictions, or (lead_input="observed") on the features of this output.
+            if self.lead_input == "observed":
+                self._lead_pending = True
+            else:
+                for _ in range(n // FRAME):
+                    self._pred.lost()
             self._lost += n
             self.stats["lead_slots"] += 1
             return np.asarray(ctx.opus_plc, np.int16).copy()
+        feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
         first = not self._primed
         if first:
             # Primed from the output so far (real audio, or libopus's lead): continuous with it.

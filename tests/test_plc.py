@@ -244,9 +244,34 @@ def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):
     assert plc.stats["lead_slots"] == 0
 
 
+@pytest.mark.parametrize("lead_input", ["predicted", "observed"])
+def test_lead_input_feeds_the_predictor(speech, tiny, lead_input, tiny_vocoder):
+    """During the libopus lead the predictor runs on its own predictions, or on the lead's features."""
+    start = 30
+    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=20, lead_input=lead_input)
+    hist = np.zeros(4096, np.int16)
+    for s in range(start):
+        x = speech[s * SLOT:(s + 1) * SLOT]
+        hist = np.concatenate([hist[SLOT:], x])
+        plc.observe(x, Decision.REGULAR)
+    fake = speech[(start - 1) * SLOT:start * SLOT]
+    y = plc.conceal(SlotContext(start, [], hist, 1, fake))
+    assert np.array_equal(y, fake)  # the lead is libopus's output either way
+    plc.observe(y, Decision.NEURAL_PLC)
+    ref = FeaturePredictor(tiny[0])
+    if lead_input == "observed":
+        for f in compute_features(np.concatenate([speech[:start * SLOT], fake])):
+            ref.update(f)
+    else:
+        for f in compute_features(speech[:start * SLOT]):
+            ref.update(f)
+        ref.lost(), ref.lost()
+    np.testing.assert_array_equal(plc._pred.prediction, ref.prediction)
+
+
 def test_lead_and_fade_target_validated(tiny, tiny_vocoder):
     for kw in ({"opus_lead_ms": 30}, {"opus_lead_ms": -20}, {"opus_lead_ms": 1020}, {"opus_lead_ms": True},
-               {"fade_to": "noise"}):
+               {"fade_to": "noise"}, {"lead_input": "opus"}):
         with pytest.raises(ValueError):
             NeuralPLC(tiny_vocoder, tiny[0], **kw)
 

@@ -1,6 +1,8 @@
 """Export the trained neural-PLC feature predictor to the shipped int8 weight file.
 
-Reads ``training/checkpoints/plc/latest.pt`` (``plc_model.PLCPredictor``),
+Reads ``training/checkpoints/plc_band/latest.pt`` (``plc_model.PLCPredictor``;
+the shipped predictor since session 4, band-domain loss; the first one,
+plain L1, is ``training/checkpoints/plc/latest.pt``),
 writes ``edge_dred/models/plc.bin`` with :func:`edge_dred.plc.export_plc`
 (int8; the 5 k-weight output layer stays float because its output is fed
 back during a loss) and merges the ``plc`` entry into
@@ -114,7 +116,7 @@ def verify(model: PLCModel, tmodel: PLCPredictor, feats_list: list[np.ndarray], 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="export the PLC predictor to int8 and verify it")
-    ap.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "plc" / "latest.pt")
+    ap.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "plc_band" / "latest.pt")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--no-manifest", action="store_true")
     ap.add_argument("--verify-files", type=int, default=8)

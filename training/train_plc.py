@@ -6,9 +6,19 @@ Gilbert-Elliott chain at 20 ms packet granularity (loss rate 0..50 %, mean
 burst 1..8 packets, every lost packet = 2 feature frames, the first 200 ms
 always received); lost frames' inputs are replaced by the model's own
 predictions plus a lost flag, with gradients through the feedback.  Loss: L1
-in normalised feature space, per-dimension weights favouring the cepstrum
-(c0 x2) and the pitch period (x2, scaled by the true voicing), frames weighted
-1.0 when lost and 0.3 when received.
+``--loss l1`` (the first model): L1 in normalised feature space, per-dimension
+weights favouring the cepstrum (c0 x2) and the pitch period (x2, scaled by the
+true voicing).  ``--loss band`` (default since session 4): the cepstral error
+is taken back to the 18 log10 band energies (the orthonormal DCT's inverse)
+and scored there with L1 plus an extra penalty on *over*-estimated bands
+(a concealed frame that is louder than the truth is heard as a burst, one that
+is a little quieter is not); a small normalised-cepstrum L1 keeps the
+high quefrencies in check; the pitch period is scored with a clamped L1 that
+saturates at 50 samples (an octave error costs no more than a slightly larger
+one, so the model commits to one pitch instead of averaging two) plus a
+sharper term below 15 samples, both scaled by the true voicing; the pitch
+correlation with L1 plus a penalty on under-estimating it.  Frames are
+weighted 1.0 when lost and 0.3 when received.
 
 Validation: dev-speaker features (evaluation only) with fixed seeded masks;
 reports the loss on lost frames and the same for a "repeat the last received
@@ -18,6 +28,8 @@ Usage::
 
     nohup .venv/bin/python training/train_plc.py --epochs 200 --resume \
         > training/runs/plc/stdout.txt 2>&1 &
+    # start from another checkpoint's weights (fresh optimizer), e.g. to change the loss:
+    .venv/bin/python training/train_plc.py --init training/checkpoints/plc/latest.pt --ckpt-dir DIR --run-dir DIR
 """
 from __future__ import annotations
 
@@ -78,6 +90,68 @@ def weighted_l1(pred: torch.Tensor, target: torch.Tensor, lost: torch.Tensor, vo
     train = (err * fw).sum() / fw.sum()
     lost_only = (err * lf).sum() / lf.sum().clamp_min(1.0)
     return train, lost_only
+
+
+def _band_matrix() -> torch.Tensor:
+    """(18, 18) map of a cepstral difference to log10 band-energy differences (rows: coefficients)."""
+    sys.path.insert(0, str(REPO))
+    from edge_dred.features import band_energies_from_cepstrum
+
+    base = band_energies_from_cepstrum(np.zeros((1, 18)), log10=True)
+    return torch.from_numpy((band_energies_from_cepstrum(np.eye(18), log10=True) - base).astype(np.float32))
+
+
+class BandLoss:
+    """Per-frame loss in band-energy / pitch units (see the module docstring)."""
+
+    def __init__(self, feat_std: torch.Tensor, over_weight: float = 1.0) -> None:
+        self.m = _band_matrix()
+        self.std = feat_std.clone()
+        self.over = over_weight
+
+    def frame_terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs are normalised (B, T, 20); returns (B, T) terms."""
+        e = (pred - target) * self.std  # raw units: log10 cepstrum, samples, correlation
+        eb = e[..., :18] @ self.m
+        return {
+            "band": eb.abs().mean(-1),
+            "over": torch.relu(eb).mean(-1),
+            "cep": (pred[..., :18] - target[..., :18]).abs().mean(-1),
+            "pitch": (e[..., 18].abs() / 50.0).clamp(max=1.0) + 2.0 * (e[..., 18].abs() / 50.0).clamp(max=0.3),
+            "corr": e[..., 19].abs() + 0.5 * torch.relu(-e[..., 19]),
+        }
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+        t = self.frame_terms(pred, target)
+        return t["band"] + self.over * t["over"] + 0.25 * t["cep"] + voicing * t["pitch"] + t["corr"]
+
+
+def burst_position(lost: torch.Tensor) -> torch.Tensor:
+    """(B, T) index of each lost frame within its burst (0 = first lost frame); 0 where received."""
+    pos = torch.zeros(lost.shape, dtype=torch.int64)
+    run = torch.zeros(lost.shape[0], dtype=torch.int64)
+    for t in range(lost.shape[1]):
+        run = torch.where(lost[:, t], run + 1, torch.zeros_like(run))
+        pos[:, t] = (run - 1).clamp(min=0)
+    return pos
+
+
+def masked_mean(err: torch.Tensor, lost: torch.Tensor, received_weight: float, early_frames: int = 0,
+                late_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) per-frame errors -> (training loss, mean over lost frames); frame 0 is skipped.
+
+    With ``early_frames`` > 0, lost frames at burst position >= early_frames
+    weigh ``late_weight`` in the training loss (the receiver fades the vocoder
+    out after ~120 ms, so later predictions are barely heard).
+    """
+    lf = lost.float()
+    if early_frames > 0:
+        lw = torch.where(burst_position(lost) < early_frames, lf, late_weight * lf)
+    else:
+        lw = lf
+    err, lf, lw = err[:, 1:], lf[:, 1:], lw[:, 1:]
+    fw = lw + received_weight * (1.0 - lf)
+    return (err * fw).sum() / fw.sum(), (err * lf).sum() / lf.sum().clamp_min(1.0)
 
 
 def repeat_baseline(z: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
@@ -159,6 +233,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dev-files", type=int, default=40)
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights and config")
+    ap.add_argument("--loss", choices=["band", "l1"], default="band")
+    ap.add_argument("--over-weight", type=float, default=1.0, help="band loss: extra weight on over-estimation")
+    ap.add_argument("--early-frames", type=int, default=0,
+                    help="band loss: lost frames past this burst position weigh --late-weight (0: all equal)")
+    ap.add_argument("--late-weight", type=float, default=0.25)
+    ap.add_argument("--dense-in", type=int, default=0, help="layer sizes of a new model (0: PLCConfig default)")
+    ap.add_argument("--gru1", type=int, default=0)
+    ap.add_argument("--gru2", type=int, default=0)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
     ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
@@ -170,7 +253,12 @@ def main(argv: list[str] | None = None) -> None:
 
     latest = a.ckpt_dir / "latest.pt"
     ck = torch.load(latest, weights_only=False) if a.resume and latest.exists() else None
-    cfg = PLCConfig.from_dict(ck["config"]["model"]) if ck else PLCConfig()
+    init = torch.load(a.init, weights_only=False) if a.init is not None and ck is None else None
+    if ck or init:
+        cfg = PLCConfig.from_dict((ck or init)["config"]["model"])
+    else:
+        d = PLCConfig()
+        cfg = PLCConfig(dense_in=a.dense_in or d.dense_in, gru1=a.gru1 or d.gru1, gru2=a.gru2 or d.gru2)
     model = PLCPredictor(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * s))
@@ -185,12 +273,26 @@ def main(argv: list[str] | None = None) -> None:
         step, epoch = ck["step"], ck["epoch"]
         restore_rng(ck["rng"], rng)
         log(f"resumed from {latest} at step {step} epoch {epoch}")
+    elif init:
+        torch.manual_seed(a.seed)
+        random.seed(a.seed)
+        model.load_state_dict(init["model"])
+        log(f"initialised from {a.init} (step {init.get('step')})")
     else:
         torch.manual_seed(a.seed)
         random.seed(a.seed)
         f = sampler.feats[0]
         model.feat_mean.copy_(torch.from_numpy(f.mean(0)))
         model.feat_std.copy_(torch.from_numpy(f.std(0) + 1e-3))
+    band = BandLoss(model.feat_std.detach(), a.over_weight)
+
+    def loss_fn(pred: torch.Tensor, feats: torch.Tensor, lost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = model.normalize(feats)
+        v = feats[..., 19].clamp(0.2, 1.0)
+        if a.loss == "l1":
+            return weighted_l1(pred, z, lost, v, a.received_weight)
+        return masked_mean(band(pred, z, v), lost, a.received_weight, a.early_frames, a.late_weight)
+
     dev = torch.from_numpy(dev_set(a.seq, a.dev_files, a.data / "plc_dev.npy"))
     dev_lost = torch.from_numpy(ge_masks(len(dev), a.seq // 2, np.random.default_rng(1234)))
     log(f"params {model.param_count()} MFLOPS {model.flops_per_second() / 1e6:.2f} steps/epoch {steps_per_epoch} "
@@ -198,11 +300,18 @@ def main(argv: list[str] | None = None) -> None:
 
     @torch.no_grad()
     def validate() -> tuple[float, float]:
+        """Old weighted-L1 metric (comparable across losses) on lost frames; logs band-domain terms too."""
         model.eval()
         z = model.normalize(dev)
         v = dev[..., 19].clamp(0.2, 1.0)
-        _, lo = weighted_l1(model.run(dev, dev_lost), z, dev_lost, v, a.received_weight)
-        _, base = weighted_l1(repeat_baseline(z, dev_lost), z, dev_lost, v, a.received_weight)
+        pred, rep = model.run(dev, dev_lost), repeat_baseline(z, dev_lost)
+        _, lo = weighted_l1(pred, z, dev_lost, v, a.received_weight)
+        _, base = weighted_l1(rep, z, dev_lost, v, a.received_weight)
+        for name, p in (("model", pred), ("repeat", rep)):
+            t = band.frame_terms(p, z)
+            parts = {k: float(masked_mean(t[k], dev_lost, 0.0)[1]) for k in ("band", "over", "pitch", "corr")}
+            log(f"  {name} on lost frames: band L1 {10 * parts['band']:.2f} dB, over-estimate "
+                f"{10 * parts['over']:.2f} dB, pitch {parts['pitch']:.3f}, corr {parts['corr']:.3f}")
         model.train()
         return float(lo), float(base)
 
@@ -222,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         feats = sampler.batch(a.batch)
         lost = torch.from_numpy(ge_masks(a.batch, a.seq // 2, rng))
         pred = model.run(feats, lost)
-        tr, lo = weighted_l1(pred, model.normalize(feats), lost, feats[..., 19].clamp(0.2, 1.0), a.received_weight)
+        tr, lo = loss_fn(pred, feats, lost)
         opt.zero_grad(set_to_none=True)
         tr.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

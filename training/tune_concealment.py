@@ -14,6 +14,8 @@ Usage::
 
     .venv/bin/python training/tune_concealment.py --files 24 --variants plc
     .venv/bin/python training/tune_concealment.py --files 24 --variants dred
+    # candidate predictors (weight files from export_plc.py --out ... --no-manifest):
+    .venv/bin/python training/tune_concealment.py --only opus_plc,neural --plc-weights band=/tmp/plc_band.bin
 """
 from __future__ import annotations
 
@@ -46,6 +48,11 @@ PLC_VARIANTS: dict[str, dict] = {
                                         "fade_to": "silence"}},
     "lead20_fo100": {"kind": "plain", "plc": {"fade_start_ms": 100, "fade_ms": 100}},
     "lead40_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_start_ms": 100, "fade_ms": 100}},
+    "fo40": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 40}},
+    "lead40_fo60": {"kind": "plain", "plc": {"opus_lead_ms": 40}},
+    "lead_observed": {"kind": "plain", "plc": {"lead_input": "observed"}},
+    "fo40_80": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 80}},
+    "fo80": {"kind": "plain", "plc": {"fade_start_ms": 80, "fade_ms": 80}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
@@ -150,15 +157,22 @@ def _run(args: tuple) -> list[dict]:
                 from edge_dred.simulate import dred_recoverer
 
                 recs = [DredRecoverer(**spec["dred"])] if spec["dred"] else [dred_recoverer()]
+            model = None
+            if "plc_weights" in spec:
+                from edge_dred.plc import PLCModel
+
+                model = PLCModel.load(path=spec["plc_weights"])
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.
                 from edge_dred.features import compute_features
 
                 pad = np.zeros(sender.lookahead, np.int16)
                 feats = compute_features(np.concatenate([pad, pcm, np.zeros(3200, np.int16)]))
-                conc = _oracle_plc(feats, spec["oracle"], **spec["plc"])
+                conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **spec["plc"])
+            elif "plc" in spec:
+                conc = NeuralPLC(plc_model=model, **spec["plc"])
             else:
-                conc = NeuralPLC(**spec["plc"]) if "plc" in spec else None
+                conc = None
             look = jitter_lookahead(jitter_ms, lbrr) if dred else None
             rx = Receiver(ReceiverConfig(lbrr=lbrr, lookahead=look), recoverers=recs, concealer=conc)
             res = simulate(pcm, mask, sender, rx, name)
@@ -175,10 +189,24 @@ def main() -> None:
     ap.add_argument("--jitter-ms", type=int, default=60)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--plc-weights", action="append", default=[], metavar="NAME=PATH",
+                    help="add a variant 'neural@NAME': NeuralPLC defaults with this predictor weight file")
+    ap.add_argument("--weights-for-all", type=Path, default=None, metavar="PATH",
+                    help="predictor weight file for every neural variant (e.g. to retune the fades for it)")
     a = ap.parse_args()
-    variants = PLC_VARIANTS if a.variants == "plc" else DRED_VARIANTS
+    variants = dict(PLC_VARIANTS if a.variants == "plc" else DRED_VARIANTS)
     if a.only:
         variants = {k: variants[k] for k in a.only.split(",")}
+    for item in a.plc_weights:
+        name, _, path = item.partition("=")
+        if not path or not Path(path).is_file():
+            raise SystemExit(f"--plc-weights wants NAME=PATH of an existing file, got {item!r}")
+        variants[f"neural@{name}"] = {"kind": "plain", "plc": {}, "plc_weights": path}
+    if a.weights_for_all is not None:
+        if not a.weights_for_all.is_file():
+            raise SystemExit(f"--weights-for-all: no such file {a.weights_for_all}")
+        variants = {k: (dict(v, plc_weights=str(a.weights_for_all)) if "plc" in v and "plc_weights" not in v else v)
+                    for k, v in variants.items()}
     t0 = time.time()
     jobs = [(p, variants, a.jitter_ms) for p in _files(a.files)]
     with Pool(a.jobs) as pool:
