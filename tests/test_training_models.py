@@ -121,3 +121,27 @@ def test_ge_masks_packet_aligned() -> None:
     assert not m[:, : 2 * WARM_PACKETS].any()
     assert np.array_equal(m[:, 0::2], m[:, 1::2])
     assert 0.05 < m.mean() < 0.4
+
+
+def test_plc_band_loss_and_burst_positions():
+    import train_plc as tp
+
+    lost = torch.tensor([[False, True, True, True, False, True]])
+    assert tp.burst_position(lost).tolist() == [[0, 0, 1, 2, 0, 0]]
+    std = torch.ones(20)
+    loss = tp.BandLoss(std, over_weight=1.0)
+    target = torch.zeros(1, 1, 20)
+    up, down = target.clone(), target.clone()
+    up[..., 0], down[..., 0] = 1.0, -1.0  # +-1 in c0: every band louder / quieter by the same amount
+    v = torch.ones(1, 1)
+    assert float(loss(up, target, v)) > float(loss(down, target, v)) > 0.0
+    # An octave pitch error costs no more than a large one (the clamped term saturates).
+    p1, p2 = target.clone(), target.clone()
+    p1[..., 18], p2[..., 18] = 60.0, 120.0
+    assert float(loss(p1, target, v)) == pytest.approx(float(loss(p2, target, v)))
+    # Lost frames past early_frames weigh less in the training loss, not in the lost-frame mean.
+    err = torch.tensor([[0.0, 1.0, 1.0, 5.0, 0.0, 1.0]])
+    tr_all, lo_all = tp.masked_mean(err, lost, 0.0)
+    tr_early, lo_early = tp.masked_mean(err, lost, 0.0, early_frames=2, late_weight=0.0)
+    assert float(lo_all) == float(lo_early) == pytest.approx(2.0)
+    assert float(tr_early) == pytest.approx(1.0) and float(tr_all) == pytest.approx(2.0)
