@@ -471,10 +471,7 @@ class FeatureExtractor:
 
         # Spectrum: windows end at each frame end.
         y_ext = np.concatenate([self._y_hist, y])
-        if n <= 4:  # the streaming case: plain slices beat building a strided view
-            frames = np.stack([y_ext[i * FRAME_SIZE:i * FRAME_SIZE + WINDOW_SIZE] for i in range(n)])
-        else:
-            frames = np.lib.stride_tricks.sliding_window_view(y_ext, WINDOW_SIZE)[::FRAME_SIZE]
+        frames = np.lib.stride_tricks.sliding_window_view(y_ext, WINDOW_SIZE)[::FRAME_SIZE]
         spec = np.fft.rfft(frames * _WINDOW, axis=1)
         power = (spec.real ** 2 + spec.imag ** 2) / _WIN_POWER
         cep = _cepstrum(power @ _BAND_WN_T)

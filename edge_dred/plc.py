@@ -395,7 +395,6 @@ class NeuralPLC:
         self._lead = int(opus_lead_ms) * 16
         self.fade_to = fade_to
         self.lead_input = lead_input
-        self._lead_pending = False  # the last slot was a libopus lead slot whose features the predictor takes
         self._active = False       # the previous slot was ours
         self._primed = False       # the vocoder runs in the current loss (past the libopus lead)
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
@@ -408,15 +407,12 @@ class NeuralPLC:
         feats = self._fx.process_block(np.asarray(pcm))
         self._feats = np.concatenate([self._feats, feats])[-self._n_prime_feats:]
         ours = decision == self.decision
-        if ours and self._lead_pending:
-            # lead_input="observed": libopus's concealment of the lead counts as received input.
+        # Audio we did not invent (decoded, LBRR, DRED) counts as received; so does libopus's
+        # lead (a slot of ours before the vocoder is primed) with lead_input="observed".
+        if not ours or (self.lead_input == "observed" and not self._primed):
             for f in feats:
                 self._pred.update(f)
-            self._lead_pending = False
-        elif not ours:
-            # Any audio we did not invent (decoded, LBRR, DRED) counts as received.
-            for f in feats:
-                self._pred.update(f)
+        if not ours:
             self._active = False
         self._last_real = decision in self._decisions_real
 
@@ -435,9 +431,7 @@ class NeuralPLC:
             # libopus's concealment leads: it continues its own decoder state exactly and is
             # hard to beat for the first tens of ms.  The predictor advances over the slot on
             # its own predictions, or (lead_input="observed") on the features of this output.
-            if self.lead_input == "observed":
-                self._lead_pending = True
-            else:
+            if self.lead_input == "predicted":
                 for _ in range(n // FRAME):
                     self._pred.lost()
             self._lost += n

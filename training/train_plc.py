@@ -26,8 +26,8 @@ frame" baseline.
 
 Usage::
 
-    nohup .venv/bin/python training/train_plc.py --epochs 200 --resume \
-        > training/runs/plc/stdout.txt 2>&1 &
+    nohup .venv/bin/python training/train_plc.py --loss l1 --epochs 200 --resume \
+        > training/runs/plc/stdout.txt 2>&1 &          # the first (L1) model
     # start from another checkpoint's weights (fresh optimizer), e.g. to change the loss:
     .venv/bin/python training/train_plc.py --init training/checkpoints/plc/latest.pt --ckpt-dir DIR --run-dir DIR
 """
@@ -273,17 +273,16 @@ def main(argv: list[str] | None = None) -> None:
         step, epoch = ck["step"], ck["epoch"]
         restore_rng(ck["rng"], rng)
         log(f"resumed from {latest} at step {step} epoch {epoch}")
-    elif init:
-        torch.manual_seed(a.seed)
-        random.seed(a.seed)
-        model.load_state_dict(init["model"])
-        log(f"initialised from {a.init} (step {init.get('step')})")
     else:
         torch.manual_seed(a.seed)
         random.seed(a.seed)
-        f = sampler.feats[0]
-        model.feat_mean.copy_(torch.from_numpy(f.mean(0)))
-        model.feat_std.copy_(torch.from_numpy(f.std(0) + 1e-3))
+        if init:
+            model.load_state_dict(init["model"])
+            log(f"initialised from {a.init} (step {init.get('step')})")
+        else:
+            f = sampler.feats[0]
+            model.feat_mean.copy_(torch.from_numpy(f.mean(0)))
+            model.feat_std.copy_(torch.from_numpy(f.std(0) + 1e-3))
     band = BandLoss(model.feat_std.detach(), a.over_weight)
 
     def loss_fn(pred: torch.Tensor, feats: torch.Tensor, lost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

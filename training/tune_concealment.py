@@ -125,6 +125,18 @@ def _oracle_plc(feats: np.ndarray, dims: list[int], **kw):
     return OraclePLC()
 
 
+_PLC_MODELS: dict[str, object] = {}
+
+
+def _plc_model(path: str):
+    """A predictor weight file, loaded once per worker process (models are shared read-only)."""
+    if path not in _PLC_MODELS:
+        from edge_dred.plc import PLCModel
+
+        _PLC_MODELS[path] = PLCModel.load(path=path)
+    return _PLC_MODELS[path]
+
+
 def _run(args: tuple) -> list[dict]:
     path, variants, jitter_ms = args
     from edge_dred.evaluate import metrics as M
@@ -157,11 +169,7 @@ def _run(args: tuple) -> list[dict]:
                 from edge_dred.simulate import dred_recoverer
 
                 recs = [DredRecoverer(**spec["dred"])] if spec["dred"] else [dred_recoverer()]
-            model = None
-            if "plc_weights" in spec:
-                from edge_dred.plc import PLCModel
-
-                model = PLCModel.load(path=spec["plc_weights"])
+            model = _plc_model(spec["plc_weights"]) if "plc_weights" in spec else None
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.
                 from edge_dred.features import compute_features
