@@ -145,3 +145,36 @@ def test_plc_band_loss_and_burst_positions():
     tr_early, lo_early = tp.masked_mean(err, lost, 0.0, early_frames=2, late_weight=0.0)
     assert float(lo_all) == float(lo_early) == pytest.approx(2.0)
     assert float(tr_early) == pytest.approx(1.0) and float(tr_all) == pytest.approx(2.0)
+
+
+def test_plc_observed_inputs_drive_received_frames_only() -> None:
+    torch.manual_seed(0)
+    m = PLCPredictor()
+    f = _feats(1, 20)
+    lost = torch.zeros(1, 20, dtype=torch.bool)
+    lost[0, 8:12] = True
+    assert torch.allclose(m.run(f, lost, f), m.run(f, lost))
+    obs = f.clone()
+    obs[0, 9] += 5.0  # lost frame: its observation is never read
+    assert torch.allclose(m.run(f, lost, obs), m.run(f, lost))
+    obs[0, 5] += 5.0  # received frame: the prediction follows the observation, not the target
+    p = m.run(f, lost, obs)
+    assert torch.allclose(p[:, :6], m.run(f, lost)[:, :6])
+    assert not torch.allclose(p[:, 6:], m.run(f, lost)[:, 6:])
+
+
+def test_plc_sampler_pairs_decoded_inputs_with_targets(tmp_path: Path) -> None:
+    import train_plc as tp
+
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((300, 20)).astype(np.float32)
+    np.savez(tmp_path / "vocoder_0.npz", feats=feats, offsets=np.array([0, 140, 300]), pcm=np.zeros(1, np.int16))
+    with pytest.raises(SystemExit, match="prepare_plc_inputs"):
+        tp.FeatureSampler(tmp_path, 40, np.random.default_rng(1), "decoded")
+    np.savez(tmp_path / "plc_inputs_0.npz", feats=feats + 100.0)
+    s = tp.FeatureSampler(tmp_path, 40, np.random.default_rng(1), "decoded")
+    tgt, inp = s.batch(16)
+    assert tgt.shape == inp.shape == (16, 40, 20)
+    assert torch.allclose(inp - 100.0, tgt, atol=1e-4)  # the same frames of both
+    tgt_c, inp_c = tp.FeatureSampler(tmp_path, 40, np.random.default_rng(1)).batch(4)
+    assert torch.equal(tgt_c, inp_c)

@@ -65,13 +65,16 @@ class PLCPredictor(nn.Module):
         st[1] = self.gru2(st[0], st[1])
         return self.out(torch.cat([st[0], st[1]], -1))
 
-    def run(self, feats: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
+    def run(self, feats: torch.Tensor, lost: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Predictions for frames ``1..T`` of a sequence under a loss mask.
 
         Parameters
         ----------
         feats : (B, T, 20) real features (only read where not lost).
         lost : (B, T) bool; ``lost[:, 0]`` must be False (start after real audio).
+        inputs : (B, T, 20), optional
+            What the received frames are observed as (e.g. features of the
+            Opus-decoded speech, as at run time); default ``feats``.
 
         Returns
         -------
@@ -79,7 +82,7 @@ class PLCPredictor(nn.Module):
         frames ``< t`` (row 0 is the prediction before any input: zeros).
         """
         b, t, _ = feats.shape
-        z = self.normalize(feats)
+        z = self.normalize(feats if inputs is None else inputs)
         st = self.init_state(b)
         preds = [torch.zeros(b, NB_FEATURES)]
         for i in range(t - 1):

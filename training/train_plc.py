@@ -20,9 +20,15 @@ sharper term below 15 samples, both scaled by the true voicing; the pitch
 correlation with L1 plus a penalty on under-estimating it.  Frames are
 weighted 1.0 when lost and 0.3 when received.
 
-Validation: dev-speaker features (evaluation only) with fixed seeded masks;
-reports the loss on lost frames and the same for a "repeat the last received
-frame" baseline.
+Inputs: ``--inputs clean`` feeds the received frames' clean features (the
+first models); ``--inputs decoded`` feeds the features of the same speech
+after Opus (``prepare_plc_inputs.py``, random bit rate per file), which is
+what the receiver observes at run time.  Targets are the clean features.
+
+Validation: dev-speaker features (evaluation only) with fixed seeded masks,
+received frames observed after Opus at 24 kb/s (and, logged, clean); reports
+the loss on lost frames and the same for a "repeat the last received frame"
+baseline.
 
 Usage::
 
@@ -166,14 +172,25 @@ def repeat_baseline(z: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureSampler:
-    def __init__(self, data_dir: Path, seq: int, rng: np.random.Generator) -> None:
-        self.feats, starts = [], []
+    """Random even-aligned sequences of the clean features and, with ``inputs="decoded"``,
+    the aligned features of the same speech after Opus (``prepare_plc_inputs.py``)."""
+
+    def __init__(self, data_dir: Path, seq: int, rng: np.random.Generator, inputs: str = "clean") -> None:
+        self.feats, self.inputs, starts = [], [], []
         for p in sorted(data_dir.glob("vocoder_*.npz")):
             if ".tmp" in p.name:
                 continue
             d = np.load(p)
             c = len(self.feats)
             self.feats.append(d["feats"])
+            if inputs == "decoded":
+                q = data_dir / p.name.replace("vocoder_", "plc_inputs_")
+                if not q.exists():
+                    raise SystemExit(f"{q} is missing: run training/prepare_plc_inputs.py")
+                dec = np.load(q)["feats"]
+                if dec.shape != d["feats"].shape:
+                    raise SystemExit(f"{q.name}: shape {dec.shape} does not match {p.name} {d['feats'].shape}")
+                self.inputs.append(dec)
             offs = d["offsets"]
             for a, b in zip(offs[:-1], offs[1:]):
                 n = (int(b - a) - seq) // 2  # even starts keep packets aligned
@@ -186,31 +203,41 @@ class FeatureSampler:
         self.seq, self.rng = seq, rng
         self.clean_frames = len(self.feats[0])
 
-    def batch(self, b: int) -> torch.Tensor:
+    def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets, inputs), each (b, seq, 20); the inputs are the targets unless decoded inputs are loaded."""
         idx = self.rng.choice(len(self.starts), size=b, p=self.p)
         out = np.empty((b, self.seq, NB_FEATURES), np.float32)
+        inp = np.empty_like(out) if self.inputs else out
         for j, i in enumerate(idx):
             c, a, n = self.starts[i]
             s = a + 2 * int(self.rng.integers(0, n))
             out[j] = self.feats[c][s : s + self.seq]
-        return torch.from_numpy(out)
+            if self.inputs:
+                inp[j] = self.inputs[c][s : s + self.seq]
+        return torch.from_numpy(out), torch.from_numpy(inp)
 
 
-def dev_set(seq: int, n_files: int, cache: Path) -> np.ndarray:
-    """(N, seq, 20) dev feature sequences, cached in training/data (never trained on)."""
+def dev_set(seq: int, n_files: int, cache: Path, bitrate: int = 0) -> np.ndarray:
+    """(N, seq, 20) dev feature sequences, cached in training/data (never trained on).
+
+    ``bitrate`` > 0: features of the same speech after Opus at that rate
+    (the same sequences, frame-aligned with ``bitrate=0``).
+    """
     if cache.exists():
         return np.load(cache)
     sys.path.insert(0, str(REPO))
     import soundfile as sf
 
     from edge_dred.features import compute_features
+    from prepare_plc_inputs import decoded_features
 
     files = sorted(DEV.rglob("*.flac"))
     idx = np.linspace(0, len(files) - 1, min(n_files, len(files))).round().astype(int)
     seqs = []
     for i in idx:
         x, _ = sf.read(str(files[i]), dtype="int16")
-        f = compute_features(x[: len(x) // 160 * 160])
+        x = x[: len(x) // 160 * 160]
+        f = decoded_features(x, bitrate, 9) if bitrate else compute_features(x)
         for s in range(0, len(f) - seq + 1, seq):
             seqs.append(f[s : s + seq])
     arr = np.stack(seqs).astype(np.float32)
@@ -235,6 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights and config")
     ap.add_argument("--loss", choices=["band", "l1"], default="band")
+    ap.add_argument("--inputs", choices=["clean", "decoded"], default="clean",
+                    help="received frames' inputs: clean features, or those of Opus-decoded speech "
+                         "(prepare_plc_inputs.py), as at run time; the targets are always clean")
     ap.add_argument("--over-weight", type=float, default=1.0, help="band loss: extra weight on over-estimation")
     ap.add_argument("--early-frames", type=int, default=0,
                     help="band loss: lost frames past this burst position weigh --late-weight (0: all equal)")
@@ -263,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * s))
     rng = np.random.default_rng(a.seed)
-    sampler = FeatureSampler(a.data, a.seq, rng)
+    sampler = FeatureSampler(a.data, a.seq, rng, a.inputs)
     steps_per_epoch = max(1, sampler.clean_frames // (a.batch * a.seq))
     step, epoch = 0, 0
     if ck:
@@ -293,26 +323,31 @@ def main(argv: list[str] | None = None) -> None:
         return masked_mean(band(pred, z, v), lost, a.received_weight, a.early_frames, a.late_weight)
 
     dev = torch.from_numpy(dev_set(a.seq, a.dev_files, a.data / "plc_dev.npy"))
+    # What the receiver observes: the same dev speech after Opus at 24 kb/s.
+    dev_dec = torch.from_numpy(dev_set(a.seq, a.dev_files, a.data / "plc_dev_dec24.npy", bitrate=24000))
     dev_lost = torch.from_numpy(ge_masks(len(dev), a.seq // 2, np.random.default_rng(1234)))
     log(f"params {model.param_count()} MFLOPS {model.flops_per_second() / 1e6:.2f} steps/epoch {steps_per_epoch} "
         f"dev seqs {len(dev)} args {json.dumps({k: str(v) for k, v in vars(a).items()})}")
 
     @torch.no_grad()
     def validate() -> tuple[float, float]:
-        """Old weighted-L1 metric (comparable across losses) on lost frames; logs band-domain terms too."""
+        """Old weighted-L1 metric (comparable across losses) on lost frames, the received frames
+        observed after Opus (as at run time); logs band-domain terms for clean and decoded inputs."""
         model.eval()
         z = model.normalize(dev)
         v = dev[..., 19].clamp(0.2, 1.0)
-        pred, rep = model.run(dev, dev_lost), repeat_baseline(z, dev_lost)
-        _, lo = weighted_l1(pred, z, dev_lost, v, a.received_weight)
-        _, base = weighted_l1(rep, z, dev_lost, v, a.received_weight)
-        for name, p in (("model", pred), ("repeat", rep)):
-            t = band.frame_terms(p, z)
-            parts = {k: float(masked_mean(t[k], dev_lost, 0.0)[1]) for k in ("band", "over", "pitch", "corr")}
-            log(f"  {name} on lost frames: band L1 {10 * parts['band']:.2f} dB, over-estimate "
-                f"{10 * parts['over']:.2f} dB, pitch {parts['pitch']:.3f}, corr {parts['corr']:.3f}")
+        res = {}
+        for src, obs in (("clean", dev), ("opus24", dev_dec)):
+            pred, rep = model.run(dev, dev_lost, obs), repeat_baseline(model.normalize(obs), dev_lost)
+            res[src] = (weighted_l1(pred, z, dev_lost, v, a.received_weight)[1],
+                        weighted_l1(rep, z, dev_lost, v, a.received_weight)[1])
+            for name, p in (("model", pred), ("repeat", rep)):
+                t = band.frame_terms(p, z)
+                parts = {k: float(masked_mean(t[k], dev_lost, 0.0)[1]) for k in ("band", "over", "pitch", "corr")}
+                log(f"  {name} on lost frames, {src} inputs: band L1 {10 * parts['band']:.2f} dB, over-estimate "
+                    f"{10 * parts['over']:.2f} dB, pitch {parts['pitch']:.3f}, corr {parts['corr']:.3f}")
         model.train()
-        return float(lo), float(base)
+        return float(res["opus24"][0]), float(res["opus24"][1])
 
     def save() -> None:
         atomic_save({
@@ -323,13 +358,13 @@ def main(argv: list[str] | None = None) -> None:
         }, latest)
 
     lo, base = validate()
-    log(f"validation at step {step}: lost-frame loss {lo:.4f} (repeat-last baseline {base:.4f})")
+    log(f"validation at step {step}: lost-frame loss, opus24 inputs, {lo:.4f} (repeat-last baseline {base:.4f})")
     last_ckpt, t_log = time.time(), time.time()
     acc_t, acc_l, nacc = 0.0, 0.0, 0
     while epoch < a.epochs:
-        feats = sampler.batch(a.batch)
+        feats, obs = sampler.batch(a.batch)
         lost = torch.from_numpy(ge_masks(a.batch, a.seq // 2, rng))
-        pred = model.run(feats, lost)
+        pred = model.run(feats, lost, obs)
         tr, lo = loss_fn(pred, feats, lost)
         opt.zero_grad(set_to_none=True)
         tr.backward()
@@ -348,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         if step % steps_per_epoch == 0:
             epoch += 1
             lo, base = validate()
-            log(f"epoch {epoch} validation: lost-frame loss {lo:.4f} (repeat-last baseline {base:.4f})")
+            log(f"epoch {epoch} validation: lost-frame loss, opus24 inputs, {lo:.4f} (repeat-last baseline {base:.4f})")
         if time.time() - last_ckpt > a.ckpt_minutes * 60:
             save()
             last_ckpt = time.time()
@@ -356,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
             break
     save()
     lo, base = validate()
-    log(f"finished at step {step}: lost-frame loss {lo:.4f} (repeat-last baseline {base:.4f})")
+    log(f"finished at step {step}: lost-frame loss, opus24 inputs, {lo:.4f} (repeat-last baseline {base:.4f})")
 
 
 if __name__ == "__main__":
