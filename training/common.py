@@ -22,11 +22,25 @@ import torch
 FULL_NAME = "latest_full.pt"
 
 
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor inside (dicts, lists, tuples) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def atomic_save(obj: dict, path: Path) -> None:
-    """``torch.save`` through a temporary file, so a kill never leaves half a checkpoint."""
+    """``torch.save`` through a temporary file, so a kill never leaves half a checkpoint.
+
+    Tensors are saved from the CPU, so a checkpoint written on a GPU loads anywhere.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    torch.save(to_cpu(obj), tmp)
     os.replace(tmp, path)
 
 
@@ -71,7 +85,7 @@ def load_resume(ckpt_dir: Path, run_dir: Path) -> tuple[dict | None, Path | None
     """The newest resumable state: the full one in ``run_dir`` if present, else the slim one."""
     for p in (run_dir / FULL_NAME, ckpt_dir / "latest.pt"):
         if p.exists():
-            return torch.load(p, weights_only=False), p
+            return torch.load(p, map_location="cpu", weights_only=False), p
     return None, None
 
 

@@ -154,7 +154,7 @@ def free_running_batch(
     (y, target) : synthesised and real pre-emphasised signal (B, N) from frame
         ``n_skip`` on (the part the losses see).
     """
-    st = model.init_state(feats.shape[0])
+    st = model.init_state(feats.shape[0], feats.device)
     _, st["cond_hist"] = model.cond_frames(feats[:, :2], None)
     st["hist"] = sig[:, :HIST]
     target = sig[:, HIST:]
@@ -190,17 +190,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--snapshot-every", type=int, default=500, help="keep a model-only copy every N steps in runs/")
     ap.add_argument("--max-steps", type=int, default=0, help="debug: stop after N steps")
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this much wall time in this run")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (checkpoints are saved from the CPU either way)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
     ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
     a = ap.parse_args(argv)
 
+    t_start = time.time()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
     log = open_log(a.run_dir)
     ck, ck_path = load_resume(a.ckpt_dir, a.run_dir) if a.resume else (None, None)
     cfg = VocoderConfig.from_dict(ck["config"]["model"]) if ck else VocoderConfig()
-    model = Vocoder(cfg)
+    model = Vocoder(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.95), weight_decay=0.0)
     # A slim checkpoint has no scheduler state: its step offsets the decay instead.
     step0 = int(ck["step"]) if ck and "optimizer" not in ck else 0
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     t_log = time.time()
     model.train()
     while epoch < a.epochs:
-        feats, sig = sampler.batch(a.batch)
+        feats, sig = (x.to(dev) for x in sampler.batch(a.batch))
         n_pre = a.n_teacher
         teacher_all = step < a.tf_warmup_steps
         y, target = free_running_batch(model, feats, sig, a.seq_frames if teacher_all else n_pre, n_pre)
@@ -281,7 +285,9 @@ def main(argv: list[str] | None = None) -> None:
             save()
             last_ckpt = time.time()
             log(f"checkpoint saved at step {step}")
-        if (a.max_steps and step >= a.max_steps) or stop["flag"]:
+        if (a.max_steps and step >= a.max_steps) or stop["flag"] or (
+            a.max_minutes and time.time() - t_start > a.max_minutes * 60
+        ):
             break
     save()
     log(f"finished at step {step} epoch {epoch}")

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no limit)")
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this much wall time in this run")
     ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/latest_full.pt, else <ckpt-dir>/latest.pt (weights only)")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (checkpoints are saved from the CPU either way)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
     ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
@@ -169,18 +170,21 @@ def main(argv: list[str] | None = None) -> None:
 
     t_start = time.time()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
     log = open_log(a.run_dir)
     ck, ck_path = load_resume(a.ckpt_dir, a.run_dir) if a.resume else (None, None)
     init = ck if ck else torch.load(a.init, map_location="cpu", weights_only=False)
     cfg = VocoderConfig.from_dict(init["config"]["model"])
     model = Vocoder(cfg)
     model.load_state_dict(init["model"])
-    if ck:
+    if ck and "disc" in ck:
         dcfg = ck["config"]["disc"]
         disc = MultiResDisc(tuple(dcfg["sizes"]), tuple(dcfg["channels"]))
-    else:
+    else:  # fresh run, or a generator-only checkpoint (e.g. a snapshot from another machine)
         disc = MultiResDisc(tuple(int(s) for s in a.disc_sizes.split(",")),
                             tuple(int(c) for c in a.disc_channels.split(",")))
+    model.to(dev)
+    disc.to(dev)
     if not a.train_cond:
         for mod in (model.pembed, model.cond_dense1, model.cond_conv, model.cond_dense2, model.gain_dense):
             for p in mod.parameters():
@@ -193,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     step = 0
     init_info = {"path": str(a.init), "step": int(init.get("step", -1))}
     if ck:
-        disc.load_state_dict(ck["disc"])
+        if "disc" in ck:
+            disc.load_state_dict(ck["disc"])
+        else:  # new discriminator: train it alone first, as in a fresh run
+            a.d_warmup_steps += int(ck["step"])
+            log(f"{ck_path} has no discriminator: a new one is trained alone for the first steps")
         step = ck["step"]
         init_info = ck.get("init", init_info)
         full = restore_full_state(ck, rng, {"opt_g": opt_g, "opt_d": opt_d})
@@ -234,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     disc.train()
     while True:
         warm = step < a.d_warmup_steps
-        feats, sig = sampler.batch(a.batch)
+        feats, sig = (x.to(dev) for x in sampler.batch(a.batch))
         with torch.set_grad_enabled(not warm):
             y, target = free_running_batch(model, feats, sig, a.n_teacher, a.n_teacher)
 
