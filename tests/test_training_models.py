@@ -178,3 +178,17 @@ def test_plc_sampler_pairs_decoded_inputs_with_targets(tmp_path: Path) -> None:
     assert torch.allclose(inp - 100.0, tgt, atol=1e-4)  # the same frames of both
     tgt_c, inp_c = tp.FeatureSampler(tmp_path, 40, np.random.default_rng(1)).batch(4)
     assert torch.equal(tgt_c, inp_c)
+
+
+def test_checkpoint_save_is_cpu_and_detached(tmp_path: Path) -> None:
+    import torch
+    from common import atomic_save, load_resume
+
+    w = torch.ones(3, requires_grad=True) * 2.0  # non-leaf with grad history
+    obj = {"model": {"w": w}, "opt": [(torch.zeros(2), 5)], "step": 7}
+    atomic_save(obj, tmp_path / "ck" / "latest.pt")
+    ck, path = load_resume(tmp_path / "ck", tmp_path / "run")
+    assert path == tmp_path / "ck" / "latest.pt" and ck["step"] == 7
+    assert not ck["model"]["w"].requires_grad and ck["model"]["w"].device.type == "cpu"
+    assert isinstance(ck["opt"], list) and isinstance(ck["opt"][0], tuple) and ck["opt"][0][1] == 5
+    assert torch.equal(ck["model"]["w"], torch.full((3,), 2.0))
