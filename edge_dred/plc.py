@@ -344,14 +344,14 @@ class NeuralPLC:
 
     Notes
     -----
-    Defaults (``opus_lead_ms=20, fade_start_ms=60, fade_ms=60, fade_to="opus"``:
-    the vocoder fills 20..120 ms of a loss) were chosen with
+    Defaults (``opus_lead_ms=20, fade_start_ms=40, fade_ms=40, fade_to="opus"``:
+    the vocoder fills 20..80 ms of a loss) were chosen with
     ``training/tune_concealment.py`` on training speech under seeded
-    Gilbert-Elliott loss (24 files x 3 loss models), against the previous
-    ``0 / 100 / 100 / silence``: PESQ-WB +0.012, PLCMOS +0.12 on average.
-    With these weights the predicted spectral envelope, not the vocoder,
-    limits the quality (true features in its place raise PLCMOS by 0.4-0.7),
-    so the vocoder is kept to the part of a loss where it helps.
+    Gilbert-Elliott loss (32 files x 3 loss models).  Against ``20 / 60 / 60``
+    they score PLCMOS +0.037 and PESQ-WB -0.008, and they stay above libopus's
+    concealment on PESQ-WB.  With these weights the predicted spectral envelope,
+    not the vocoder, limits the quality (true features in its place raise PLCMOS
+    by 0.4-0.7), so the vocoder is kept to the part of a loss where it helps.
 
     Per slot cost outside losses: feature analysis of the output and two
     predictor steps.  During a loss: two predictor steps and two vocoder
@@ -359,7 +359,7 @@ class NeuralPLC:
     """
 
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
-                 fade_start_ms: float = 60.0, fade_ms: float = 60.0, start_xfade: int = 320,
+                 fade_start_ms: float = 40.0, fade_ms: float = 40.0, start_xfade: int = 320,
                  end_xfade: int = 160, opus_lead_ms: int = 20, fade_to: str = "opus",
                  lead_input: str = "predicted", reference: bool = False) -> None:
         from .features import FeatureExtractor

@@ -53,6 +53,11 @@ PLC_VARIANTS: dict[str, dict] = {
     "lead_observed": {"kind": "plain", "plc": {"lead_input": "observed"}},
     "fo40_80": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 80}},
     "fo80": {"kind": "plain", "plc": {"fade_start_ms": 80, "fade_ms": 80}},
+    "fo40_20": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 20}},
+    "fo40_60": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 60}},
+    "fo60_40": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 40}},
+    "fo20_40": {"kind": "plain", "plc": {"fade_start_ms": 20, "fade_ms": 40}},
+    "lead0_fo40": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 40, "fade_ms": 40}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
