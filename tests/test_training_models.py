@@ -96,13 +96,17 @@ def test_noise_vocoder_level() -> None:
     assert abs(20 * np.log10(r_out / r_in)) < 2.0
 
 
-@torch.no_grad()
-def test_plc_causal_and_ignores_lost_inputs() -> None:
+def _plc_case() -> tuple[PLCPredictor, torch.Tensor, torch.Tensor]:
+    """A seeded predictor, 20 frames of features and a loss of frames 8..11."""
     torch.manual_seed(0)
-    m = PLCPredictor()
-    f = _feats(1, 20)
     lost = torch.zeros(1, 20, dtype=torch.bool)
     lost[0, 8:12] = True
+    return PLCPredictor(), _feats(1, 20), lost
+
+
+@torch.no_grad()
+def test_plc_causal_and_ignores_lost_inputs() -> None:
+    m, f, lost = _plc_case()
     p = m.run(f, lost)
     assert p.shape == (1, 20, 20)
     g = f.clone()
@@ -147,20 +151,18 @@ def test_plc_band_loss_and_burst_positions():
     assert float(tr_early) == pytest.approx(1.0) and float(tr_all) == pytest.approx(2.0)
 
 
+@torch.no_grad()
 def test_plc_observed_inputs_drive_received_frames_only() -> None:
-    torch.manual_seed(0)
-    m = PLCPredictor()
-    f = _feats(1, 20)
-    lost = torch.zeros(1, 20, dtype=torch.bool)
-    lost[0, 8:12] = True
-    assert torch.allclose(m.run(f, lost, f), m.run(f, lost))
+    m, f, lost = _plc_case()
+    base = m.run(f, lost)
+    assert torch.allclose(m.run(f, lost, f), base)
     obs = f.clone()
     obs[0, 9] += 5.0  # lost frame: its observation is never read
-    assert torch.allclose(m.run(f, lost, obs), m.run(f, lost))
+    assert torch.allclose(m.run(f, lost, obs), base)
     obs[0, 5] += 5.0  # received frame: the prediction follows the observation, not the target
     p = m.run(f, lost, obs)
-    assert torch.allclose(p[:, :6], m.run(f, lost)[:, :6])
-    assert not torch.allclose(p[:, 6:], m.run(f, lost)[:, 6:])
+    assert torch.allclose(p[:, :6], base[:, :6])
+    assert not torch.allclose(p[:, 6:], base[:, 6:])
 
 
 def test_plc_sampler_pairs_decoded_inputs_with_targets(tmp_path: Path) -> None:

@@ -35,16 +35,17 @@ DATA = HERE / "data"
 BITRATES = (16000, 20000, 24000, 32000, 40000, 64000)
 COMPLEXITIES = (5, 9, 10)
 
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from edge_dred.features import compute_features  # noqa: E402
+from edge_dred.receiver import Receiver  # noqa: E402
+from edge_dred.simulate import Sender, simulate  # noqa: E402
+
 _pcm: np.ndarray | None = None
 
 
 def decoded_features(pcm: np.ndarray, bitrate: int, complexity: int) -> np.ndarray:
     """Features of ``pcm`` after a lossless trip through the Opus sender and receiver."""
-    sys.path.insert(0, str(REPO))
-    from edge_dred.features import compute_features
-    from edge_dred.receiver import Receiver
-    from edge_dred.simulate import Sender, simulate
-
     out = simulate(pcm, None, Sender(bitrate, complexity=complexity), Receiver()).audio
     return np.asarray(compute_features(out[: len(pcm) // 160 * 160]), np.float32)
 

@@ -195,14 +195,15 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(a.seed)
     sampler = SequenceSampler(a.data, a.seq_frames, rng)
     step = 0
+    d_warm_until = a.d_warmup_steps  # discriminator-only steps end here
     init_info = {"path": str(a.init), "step": int(init.get("step", -1))}
     if ck:
+        step = ck["step"]
         if "disc" in ck:
             disc.load_state_dict(ck["disc"])
         else:  # new discriminator: train it alone first, as in a fresh run
-            a.d_warmup_steps += int(ck["step"])
-            log(f"{ck_path} has no discriminator: a new one is trained alone for the first steps")
-        step = ck["step"]
+            d_warm_until = step + a.d_warmup_steps
+            log(f"{ck_path} has no discriminator: a new one is trained alone for {a.d_warmup_steps} steps")
         init_info = ck.get("init", init_info)
         full = restore_full_state(ck, rng, {"opt_g": opt_g, "opt_d": opt_d})
         log(f"resumed from {ck_path} at step {step} (initialised from {init_info})"
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     model.train()
     disc.train()
     while True:
-        warm = step < a.d_warmup_steps
+        warm = step < d_warm_until
         feats, sig = (x.to(dev) for x in sampler.batch(a.batch))
         with torch.set_grad_enabled(not warm):
             y, target = free_running_batch(model, feats, sig, a.n_teacher, a.n_teacher)
