@@ -17,6 +17,9 @@ Two parts:
 
 Edges (why each step exists)
 ----------------------------
+* Which losses: only those that start in voiced speech (``voiced_gate`` on
+  the pitch correlation of the last frame played); after unvoiced frames or
+  silence libopus conceals the whole loss and the vocoder is not run.
 * Loss start: libopus's concealment leads for ``opus_lead_ms``; then the
   vocoder continues the output so far (its pitch-lag history,
   previous subframe, de-emphasis memory and recurrent states come from the last
@@ -330,6 +333,11 @@ class NeuralPLC:
         libopus's own concealment, untouched; the vocoder, primed from that
         output, takes over after it with the ``start_xfade``.  0 = neural
         from the first lost sample.
+    voiced_gate : float or None
+        The vocoder takes over a loss only when the last frame played before
+        it is voiced (pitch correlation >= ``voiced_gate``); any other loss is
+        libopus's concealment throughout and the vocoder is not run.  None:
+        every loss.
     lead_input : {"predicted", "observed"}
         What the predictor is fed for the libopus lead: its own predictions
         (flagged lost, as in training), or the features of libopus's
@@ -345,13 +353,14 @@ class NeuralPLC:
     Notes
     -----
     Defaults (``opus_lead_ms=20, fade_start_ms=40, fade_ms=40, fade_to="opus"``:
-    the vocoder fills 20..80 ms of a loss) were chosen with
+    the vocoder fills 20..80 ms of a loss; ``voiced_gate=0.5``) were chosen with
     ``training/tune_concealment.py`` on training speech under seeded
-    Gilbert-Elliott loss (32 files x 3 loss models).  Against ``20 / 60 / 60``
-    they score PLCMOS +0.037 and PESQ-WB -0.008, and they stay above libopus's
-    concealment on PESQ-WB.  With these weights the predicted spectral envelope,
-    not the vocoder, limits the quality (true features in its place raise PLCMOS
-    by 0.4-0.7), so the vocoder is kept to the part of a loss where it helps.
+    Gilbert-Elliott loss (32 files x 3 loss models).  The vocoder beats
+    libopus's pitch-repeating concealment when a loss starts in voiced speech
+    and loses to it after unvoiced frames or silence (where libopus's decaying
+    noise is hard to improve on), hence the gate: it moved PLCMOS against
+    libopus from -0.040 to +0.008 with the previous predictor.  Longer vocoder
+    windows (60/60, 80/80) or no lead scored lower.
 
     Per slot cost outside losses: feature analysis of the output and two
     predictor steps.  During a loss: two predictor steps and two vocoder
@@ -361,7 +370,8 @@ class NeuralPLC:
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
                  fade_start_ms: float = 40.0, fade_ms: float = 40.0, start_xfade: int = 320,
                  end_xfade: int = 160, opus_lead_ms: int = 20, fade_to: str = "opus",
-                 lead_input: str = "predicted", reference: bool = False) -> None:
+                 lead_input: str = "predicted", voiced_gate: float | None = 0.5,
+                 reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision
         from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
@@ -381,6 +391,10 @@ class NeuralPLC:
             raise ValueError(f"lead_input must be 'predicted' or 'observed', got {lead_input!r}")
         if isinstance(opus_lead_ms, bool) or not isinstance(opus_lead_ms, int) or opus_lead_ms not in range(0, 1001, 20):
             raise ValueError(f"opus_lead_ms must be a multiple of 20 in [0, 1000], got {opus_lead_ms!r}")
+        if voiced_gate is not None and (isinstance(voiced_gate, bool) or not isinstance(voiced_gate, (int, float))
+                                        or not 0.0 <= voiced_gate <= 1.0):
+            raise ValueError(f"voiced_gate must be None or in [0, 1], got {voiced_gate!r}")
+        self.voiced_gate = None if voiced_gate is None else float(voiced_gate)
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
         self._fx = FeatureExtractor()
@@ -399,7 +413,8 @@ class NeuralPLC:
         self._primed = False       # the vocoder runs in the current loss (past the libopus lead)
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
         self._lost = 0             # samples concealed in the current loss
-        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0}
+        self._gated = False        # the current loss is left to libopus (voiced_gate)
+        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0}
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
@@ -426,8 +441,11 @@ class NeuralPLC:
             self._active = True
             self._primed = False
             self.stats["losses"] += 1
+            # _feats[-1]: the last frame played before the loss.
+            self._gated = self.voiced_gate is not None and float(self._feats[-1][19]) < self.voiced_gate
+            self.stats["gated_losses"] += int(self._gated)
         self.stats["slots"] += 1
-        if ctx.opus_plc is not None and self._lost < self._lead:
+        if ctx.opus_plc is not None and (self._lost < self._lead or self._gated):
             # libopus's concealment leads: it continues its own decoder state exactly and is
             # hard to beat for the first tens of ms.  The predictor advances over the slot on
             # its own predictions, or (lead_input="observed") on the features of this output.

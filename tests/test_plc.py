@@ -244,6 +244,33 @@ def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):
     assert plc.stats["lead_slots"] == 0
 
 
+def test_voicing_gate_leaves_unvoiced_losses_to_libopus(speech, tiny, tiny_vocoder):
+    start, n_lost = 50, 5
+    pcm = speech.copy()
+    rng = np.random.default_rng(3)
+    # Noise for the 100 ms before the loss: the last frame played is unvoiced.
+    pcm[(start - 5) * SLOT:start * SLOT] = np.clip(rng.normal(0, 2000, 5 * SLOT), -32768, 32767).astype(np.int16)
+    fake = pcm[(start - 1) * SLOT:start * SLOT].astype(np.float64)
+    loss = slice(start * SLOT, (start + n_lost) * SLOT)
+    back = slice((start + n_lost) * SLOT, (start + n_lost + 1) * SLOT)
+    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
+    y = _drive(plc, pcm, start, n_lost)
+    assert np.array_equal(y[loss], np.tile(fake, n_lost))   # libopus throughout ...
+    assert np.array_equal(y[back], pcm[back])                 # ... and nothing to cross-fade from
+    assert plc.stats["gated_losses"] == 1 and plc.stats["losses"] == 1
+    # Ungated, or after voiced speech, the vocoder takes over after the lead.
+    y = _drive(NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=None), pcm, start, n_lost)
+    assert not np.array_equal(y[loss], np.tile(fake, n_lost))
+    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
+    y = _drive(plc, speech, start, n_lost)
+    assert plc.stats["gated_losses"] == 0
+    assert not np.array_equal(y[loss], np.tile(speech[(start - 1) * SLOT:start * SLOT].astype(np.float64), n_lost))
+    # Without libopus's concealment there is nothing to leave the loss to: the vocoder runs.
+    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
+    _drive(plc, pcm, start, 2, opus_plc=False)
+    assert plc.stats["lead_slots"] == 0 and plc.stats["silent_slots"] == 0
+
+
 @pytest.mark.parametrize("lead_input", ["predicted", "observed"])
 def test_lead_input_feeds_the_predictor(speech, tiny, lead_input, tiny_vocoder):
     """During the libopus lead the predictor runs on its own predictions, or on the lead's features."""
@@ -271,7 +298,8 @@ def test_lead_input_feeds_the_predictor(speech, tiny, lead_input, tiny_vocoder):
 
 def test_lead_and_fade_target_validated(tiny, tiny_vocoder):
     for kw in ({"opus_lead_ms": 30}, {"opus_lead_ms": -20}, {"opus_lead_ms": 1020}, {"opus_lead_ms": True},
-               {"fade_to": "noise"}, {"lead_input": "opus"}):
+               {"fade_to": "noise"}, {"lead_input": "opus"}, {"voiced_gate": 1.5}, {"voiced_gate": -0.1},
+               {"voiced_gate": "0.5"}):
         with pytest.raises(ValueError):
             NeuralPLC(tiny_vocoder, tiny[0], **kw)
 

@@ -151,6 +151,24 @@ def test_plc_band_loss_and_burst_positions():
     assert float(tr_early) == pytest.approx(1.0) and float(tr_all) == pytest.approx(2.0)
 
 
+def test_plc_critic_judges_played_frames() -> None:
+    import train_plc as tp
+
+    lost = torch.tensor([[False, True, True, True, True, False, True, True, True]])
+    # Burst positions 2..3 only: the third and fourth lost frames of a burst.
+    assert tp.adv_frames(lost, 2, 4).tolist() == [[0, 0, 0, 1, 1, 0, 0, 0, 1]]
+    z = torch.zeros(1, 9, 20)
+    pred = torch.ones(1, 9, 20)
+    seq = tp.played(pred, z, lost)
+    assert torch.equal(seq[0, :, 0], lost[0].float())  # predictions exactly where lost
+    torch.manual_seed(0)
+    critic = tp.FeatureCritic(ch=8)
+    out = critic(seq, lost)
+    assert out.shape == (1, 9) and torch.isfinite(out).all()
+    # The critic sees the lost flag: the same features judged as received score differently.
+    assert not torch.allclose(out, critic(seq, torch.zeros_like(lost)))
+
+
 @torch.no_grad()
 def test_plc_observed_inputs_drive_received_frames_only() -> None:
     m, f, lost = _plc_case()

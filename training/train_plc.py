@@ -25,6 +25,17 @@ first models); ``--inputs decoded`` feeds the features of the same speech
 after Opus (``prepare_plc_inputs.py``, random bit rate per file), which is
 what the receiver observes at run time.  Targets are the clean features.
 
+Adversarial fine-tune (``--adv-weight``, the shipped predictor since session
+7): any regression loss pulls an uncertain prediction towards the mean of its
+candidates, a blurred spectral envelope that a listener hears as muffled.  A
+small critic (:class:`FeatureCritic`, dilated 1-D convolutions, spectral norm)
+sees whole feature sequences with the lost mask and learns to tell real lost
+frames from the predictor's; the predictor adds a least-squares adversarial
+term on the frames the receiver's vocoder plays (burst positions 2..7 by
+default: 20-80 ms into a loss) to the band loss.  The critic trains alone for
+``--adv-warmup`` steps first.  It raises the band L1 (a committed guess that is
+wrong costs more than the mean) and raises PLCMOS; see training/README.md.
+
 Validation: dev-speaker features (evaluation only) with fixed seeded masks,
 received frames observed after Opus at 24 kb/s (and, logged, clean); reports
 the loss on lost frames and the same for a "repeat the last received frame"
@@ -34,6 +45,9 @@ Usage::
 
     nohup .venv/bin/python training/train_plc.py --loss l1 --epochs 200 --resume \
         > training/runs/plc/stdout.txt 2>&1 &          # the first (L1) model
+    # the shipped predictor: adversarial fine-tune of plc_dec on decoded inputs
+    .venv/bin/python training/train_plc.py --init training/checkpoints/plc_dec/latest.pt --inputs decoded \
+        --lr 3e-4 --adv-weight 0.1 --max-steps 1917 --ckpt-dir training/checkpoints/plc_adv --run-dir training/runs/plc_adv
     # start from another checkpoint's weights (fresh optimizer), e.g. to change the loss:
     .venv/bin/python training/train_plc.py --init training/checkpoints/plc/latest.pt --ckpt-dir DIR --run-dir DIR
 """
@@ -160,6 +174,42 @@ def masked_mean(err: torch.Tensor, lost: torch.Tensor, received_weight: float, e
     return (err * fw).sum() / fw.sum(), (err * lf).sum() / lf.sum().clamp_min(1.0)
 
 
+class FeatureCritic(torch.nn.Module):
+    """Per-frame critic of feature sequences for ``--adv-weight``: is a lost frame's content real?
+
+    Input: normalised features (B, T, 20) and the lost mask; dilated 1-D
+    convolutions see about 290 ms around each frame, so the critic judges a
+    concealed frame in the context of the real ones before it.  Used in
+    training only (the receiver never runs it).
+    """
+
+    def __init__(self, ch: int = 64) -> None:
+        super().__init__()
+        layers, cin = [], NB_FEATURES + 1
+        for d in (1, 2, 4, 8):
+            layers += [torch.nn.utils.parametrizations.spectral_norm(
+                torch.nn.Conv1d(cin, ch, 5, padding=2 * d, dilation=d)), torch.nn.LeakyReLU(0.2)]
+            cin = ch
+        layers.append(torch.nn.Conv1d(ch, 1, 1))
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([z, lost.float().unsqueeze(-1)], -1).transpose(1, 2)
+        return self.net(x).squeeze(1)
+
+
+def played(pred: torch.Tensor, z: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
+    """The feature sequence a listener gets: real frames where received, predictions where lost."""
+    lf = lost.float().unsqueeze(-1)
+    return lf * pred + (1.0 - lf) * z
+
+
+def adv_frames(lost: torch.Tensor, first: int, last: int) -> torch.Tensor:
+    """(B, T) float weights of the lost frames at burst positions [first, last): those the vocoder plays."""
+    pos = burst_position(lost)
+    return (lost & (pos >= first) & (pos < last)).float()
+
+
 def repeat_baseline(z: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
     """Prediction of a frame = the last received frame before it (normalised)."""
     out = torch.zeros_like(z)
@@ -272,6 +322,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dense-in", type=int, default=0, help="layer sizes of a new model (0: PLCConfig default)")
     ap.add_argument("--gru1", type=int, default=0)
     ap.add_argument("--gru2", type=int, default=0)
+    ap.add_argument("--adv-weight", type=float, default=0.0,
+                    help="weight of a least-squares adversarial loss from a feature-sequence critic on the "
+                         "lost frames the receiver's vocoder plays (0: off)")
+    ap.add_argument("--adv-positions", type=str, default="2:8",
+                    help="burst positions (frames, first:last) the critic judges; default: 20-80 ms of a loss")
+    ap.add_argument("--adv-warmup", type=int, default=200, help="critic-only steps before the predictor sees it")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
     ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
@@ -314,6 +370,15 @@ def main(argv: list[str] | None = None) -> None:
             model.feat_mean.copy_(torch.from_numpy(f.mean(0)))
             model.feat_std.copy_(torch.from_numpy(f.std(0) + 1e-3))
     band = BandLoss(model.feat_std.detach(), a.over_weight)
+    critic = opt_c = None
+    if a.adv_weight > 0:
+        critic = FeatureCritic()
+        opt_c = torch.optim.AdamW(critic.parameters(), lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)
+        if ck and "critic" in ck:
+            critic.load_state_dict(ck["critic"])
+            opt_c.load_state_dict(ck["critic_optimizer"])
+        adv_lo, adv_hi = (int(x) for x in a.adv_positions.split(":"))
+    adv_step0 = step
 
     def loss_fn(pred: torch.Tensor, feats: torch.Tensor, lost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = model.normalize(feats)
@@ -326,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     # What the receiver observes: the same dev speech after Opus at 24 kb/s.
     dev_dec = torch.from_numpy(dev_set(a.seq, a.dev_files, a.data / "plc_dev_dec24.npy", bitrate=24000))
     dev_lost = torch.from_numpy(ge_masks(len(dev), a.seq // 2, np.random.default_rng(1234)))
+    dev_played = adv_frames(dev_lost, 2, 8)
     log(f"params {model.param_count()} MFLOPS {model.flops_per_second() / 1e6:.2f} steps/epoch {steps_per_epoch} "
         f"dev seqs {len(dev)} args {json.dumps({k: str(v) for k, v in vars(a).items()})}")
 
@@ -344,8 +410,11 @@ def main(argv: list[str] | None = None) -> None:
             for name, p in (("model", pred), ("repeat", rep)):
                 t = band.frame_terms(p, z)
                 parts = {k: float(masked_mean(t[k], dev_lost, 0.0)[1]) for k in ("band", "over", "pitch", "corr")}
+                # The frames the receiver's vocoder plays (20-80 ms into a loss).
+                played_band = float((t["band"] * dev_played).sum() / dev_played.sum().clamp_min(1.0))
                 log(f"  {name} on lost frames, {src} inputs: band L1 {10 * parts['band']:.2f} dB, over-estimate "
-                    f"{10 * parts['over']:.2f} dB, pitch {parts['pitch']:.3f}, corr {parts['corr']:.3f}")
+                    f"{10 * parts['over']:.2f} dB, pitch {parts['pitch']:.3f}, corr {parts['corr']:.3f}; "
+                    f"band L1 at 20-80 ms {10 * played_band:.2f} dB")
         model.train()
         return float(res["opus24"][0]), float(res["opus24"][1])
 
@@ -354,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "step": step, "epoch": epoch,
             "rng": rng_state(rng),
+            **({"critic": critic.state_dict(), "critic_optimizer": opt_c.state_dict()} if critic is not None else {}),
             "config": {"model": cfg.to_dict(), "train": {k: str(v) for k, v in vars(a).items()}},
         }, latest)
 
@@ -361,11 +431,28 @@ def main(argv: list[str] | None = None) -> None:
     log(f"validation at step {step}: lost-frame loss, opus24 inputs, {lo:.4f} (repeat-last baseline {base:.4f})")
     last_ckpt, t_log = time.time(), time.time()
     acc_t, acc_l, nacc = 0.0, 0.0, 0
+    acc_c = acc_g = 0.0
     while epoch < a.epochs:
         feats, obs = sampler.batch(a.batch)
         lost = torch.from_numpy(ge_masks(a.batch, a.seq // 2, rng))
         pred = model.run(feats, lost, obs)
         tr, lo = loss_fn(pred, feats, lost)
+        if critic is not None:
+            z = model.normalize(feats)
+            wf = adv_frames(lost, adv_lo, adv_hi)
+            nf = wf.sum().clamp_min(1.0)
+            # Critic: real sequences -> 1, played sequences -> 0, scored on the judged frames only.
+            d_real = critic(z, lost)
+            d_fake = critic(played(pred.detach(), z, lost), lost)
+            lc = (((d_real - 1.0) ** 2 + d_fake ** 2) * wf).sum() / nf
+            opt_c.zero_grad(set_to_none=True)
+            lc.backward()
+            opt_c.step()
+            acc_c += float(lc.detach())
+            if step - adv_step0 >= a.adv_warmup:
+                lg = (((critic(played(pred, z, lost), lost) - 1.0) ** 2) * wf).sum() / nf
+                tr = tr + a.adv_weight * lg
+                acc_g += float(lg.detach())
         opt.zero_grad(set_to_none=True)
         tr.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -377,9 +464,11 @@ def main(argv: list[str] | None = None) -> None:
         nacc += 1
         if step % 50 == 0:
             el = time.time() - t_log
-            log(f"step {step} epoch {epoch} loss {acc_t / nacc:.4f} lost {acc_l / nacc:.4f} "
+            adv = f" critic {acc_c / nacc:.4f} adv {acc_g / nacc:.4f}" if critic is not None else ""
+            log(f"step {step} epoch {epoch} loss {acc_t / nacc:.4f} lost {acc_l / nacc:.4f}{adv} "
                 f"lr {sched.get_last_lr()[0]:.2e} {el / nacc:.2f} s/step")
             acc_t, acc_l, nacc, t_log = 0.0, 0.0, 0, time.time()
+            acc_c = acc_g = 0.0
         if step % steps_per_epoch == 0:
             epoch += 1
             lo, base = validate()

@@ -40,7 +40,7 @@ LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
 # name -> (sender kind, receiver factory spec)
 PLC_VARIANTS: dict[str, dict] = {
     "opus_plc": {"kind": "plain"},
-    "neural": {"kind": "plain", "plc": {}},   # NeuralPLC's defaults (= lead20_fo60)
+    "neural": {"kind": "plain", "plc": {}},   # NeuralPLC's defaults
     "neural_0_100_silence": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 100, "fade_ms": 100,
                                                       "fade_to": "silence"}},   # the defaults before 2026-12-03
     "lead20_fade60": {"kind": "plain", "plc": {"fade_to": "silence"}},
@@ -60,6 +60,19 @@ PLC_VARIANTS: dict[str, dict] = {
     "lead0_fo40": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 40, "fade_ms": 40}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
+    # Diagnostics: the vocoder only for losses that start after a frame with
+    # feature[i] above (">") or below ("<") a threshold; libopus conceals the others.
+    # (The voicing gate on every variant's losses is NeuralPLC's voiced_gate; these run without it.)
+    "gate_unvoiced": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(19, "<", 0.5)]},
+    "gate_loud": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(0, ">", -1.0)]},
+    "gate_quiet": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(0, "<", -1.0)]},
+    "gate_voiced_loud": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(19, ">", 0.5), (0, ">", -1.0)]},
+    # NeuralPLC's voicing gate (default 0.5 since 2026-12-04): off, or other thresholds.
+    "ungated": {"kind": "plain", "plc": {"voiced_gate": None}},
+    "vg30": {"kind": "plain", "plc": {"voiced_gate": 0.3}},
+    "vg70": {"kind": "plain", "plc": {"voiced_gate": 0.7}},
+    "vg85": {"kind": "plain", "plc": {"voiced_gate": 0.85}},
+    "fo60": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 60}},
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
     "oracle_cep": {"kind": "plain", "plc": {}, "oracle": list(range(18))},
 }
@@ -130,6 +143,25 @@ def _oracle_plc(feats: np.ndarray, dims: list[int], **kw):
     return OraclePLC()
 
 
+def _gated_plc(gate: list[tuple[int, str, float]], **kw):
+    from edge_dred.plc import FRAME, NeuralPLC
+
+    class GatedPLC(NeuralPLC):
+        def conceal(self, ctx):
+            if not self._active:
+                f = self._feats[-1]
+                self._skip = not all(f[d] > t if op == ">" else f[d] < t for d, op, t in gate)
+            if self._skip:
+                if not self._active:
+                    self._active, self._primed, self._lost = True, False, 0
+                for _ in range(len(ctx.opus_plc) // FRAME):
+                    self._pred.lost()
+                return np.asarray(ctx.opus_plc, np.int16).copy()
+            return super().conceal(ctx)
+
+    return GatedPLC(**kw)
+
+
 _PLC_MODELS: dict[str, object] = {}
 
 
@@ -182,6 +214,8 @@ def _run(args: tuple) -> list[dict]:
                 pad = np.zeros(sender.lookahead, np.int16)
                 feats = compute_features(np.concatenate([pad, pcm, np.zeros(3200, np.int16)]))
                 conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **spec["plc"])
+            elif "gate" in spec:
+                conc = _gated_plc(list(spec["gate"]), plc_model=model, **spec["plc"])
             elif "plc" in spec:
                 conc = NeuralPLC(plc_model=model, **spec["plc"])
             else:
