@@ -144,6 +144,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "lbrr": args.lbrr,
         "concealment": "neural_plc" if args.neural_plc else args.concealment,
         "decision_counts": counts,
+        # What the neural PLC did inside its slots: libopus lead, losses left to libopus by the gate.
+        "neural_plc": dict(concealer.stats) if concealer is not None else None,
         "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "jitter_ms": args.jitter_ms,
                   "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": recoverers[0].stats}
                  if dred_ms else None),
@@ -167,6 +169,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"dred      {dred_ms} ms asked, {np.mean(sender.dred_bytes):.1f} bytes/packet on average "
               f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), jitter buffer {args.jitter_ms} ms")
     print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if concealer is not None:
+        st = concealer.stats
+        print(f"neural    {st['losses']} losses, {st['gated_losses']} left to libopus (unvoiced start); "
+              f"slots: {st['lead_slots']} libopus lead, {st['gated_slots']} gated, "
+              f"{st['slots'] - st['lead_slots'] - st['gated_slots']} vocoder")
     print(f"wrote     {out_path}" + (f" and {args.report}" if args.report else ""))
     return 0
 

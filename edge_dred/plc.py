@@ -414,7 +414,8 @@ class NeuralPLC:
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
         self._lost = 0             # samples concealed in the current loss
         self._gated = False        # the current loss is left to libopus (voiced_gate)
-        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0}
+        self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0,
+                      "gated_slots": 0}
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
@@ -453,7 +454,7 @@ class NeuralPLC:
                 for _ in range(n // FRAME):
                     self._pred.lost()
             self._lost += n
-            self.stats["lead_slots"] += 1
+            self.stats["gated_slots" if self._gated else "lead_slots"] += 1
             return np.asarray(ctx.opus_plc, np.int16).copy()
         feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
         first = not self._primed

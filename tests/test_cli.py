@@ -32,6 +32,23 @@ def test_simulate_end_to_end_with_report(tmp_path, wav, capsys):
     assert "decisions" in capsys.readouterr().out
 
 
+def test_simulate_neural_plc_reports_what_it_did(tmp_path, wav, capsys):
+    tr = tmp_path / "t.txt"
+    tr.write_text("0\n" * 12 + "1\n1\n1\n0\n0\n0\n" * 12)
+    rep = tmp_path / "r.json"
+    assert main(["simulate", str(wav), "--trace", str(tr), "--neural-plc", "-o", str(tmp_path / "o.wav"),
+                 "--report", str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    st = r["neural_plc"]
+    assert r["decision_counts"]["neural_plc"] == st["slots"] > 0
+    # Every loss has its 20 ms libopus lead, or the voicing gate left all of it to libopus.
+    assert st["lead_slots"] == st["losses"] - st["gated_losses"]
+    assert st["slots"] - st["lead_slots"] - st["gated_slots"] > 0  # voiced input: the vocoder ran
+    assert "neural " in capsys.readouterr().out
+    assert main(["simulate", str(wav), "--trace", str(tr), "-o", str(tmp_path / "p.wav"), "--report", str(rep)]) == 0
+    assert json.loads(rep.read_text())["neural_plc"] is None
+
+
 def test_simulate_with_trace(tmp_path, wav):
     tr = tmp_path / "t.txt"
     tr.write_text("0\n0\n1\n1\n0\n" * 20)

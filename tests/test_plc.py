@@ -258,6 +258,7 @@ def test_voicing_gate_leaves_unvoiced_losses_to_libopus(speech, tiny, tiny_vocod
     assert np.array_equal(y[loss], np.tile(fake, n_lost))   # libopus throughout ...
     assert np.array_equal(y[back], pcm[back])                 # ... and nothing to cross-fade from
     assert plc.stats["gated_losses"] == 1 and plc.stats["losses"] == 1
+    assert plc.stats["gated_slots"] == n_lost and plc.stats["lead_slots"] == 0
     # Ungated, or after voiced speech, the vocoder takes over after the lead.
     y = _drive(NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=None), pcm, start, n_lost)
     assert not np.array_equal(y[loss], np.tile(fake, n_lost))

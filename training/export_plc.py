@@ -1,9 +1,10 @@
 """Export the trained neural-PLC feature predictor to the shipped int8 weight file.
 
-Reads ``training/checkpoints/plc_dec/latest.pt`` (``plc_model.PLCPredictor``;
-the shipped predictor since session 6: band-domain loss, received frames
-observed after Opus as at run time; before it ``plc_band`` (clean inputs) and,
-first, plain L1 ``plc``),
+Reads ``training/checkpoints/plc_adv/latest.pt`` (``plc_model.PLCPredictor``;
+the shipped predictor since session 7: ``plc_dec`` fine-tuned with a
+feature-sequence critic (``train_plc.py --adv-weight 0.1``); ``plc_dec``
+(session 6): band-domain loss, received frames observed after Opus as at run
+time; before it ``plc_band`` (clean inputs) and, first, plain L1 ``plc``),
 writes ``edge_dred/models/plc.bin`` with :func:`edge_dred.plc.export_plc`
 (int8; the 5 k-weight output layer stays float because its output is fed
 back during a loss) and merges the ``plc`` entry into
@@ -117,7 +118,7 @@ def verify(model: PLCModel, tmodel: PLCPredictor, feats_list: list[np.ndarray], 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="export the PLC predictor to int8 and verify it")
-    ap.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "plc_dec" / "latest.pt")
+    ap.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "plc_adv" / "latest.pt")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--no-manifest", action="store_true")
     ap.add_argument("--verify-files", type=int, default=8)
