@@ -47,7 +47,7 @@ Usage::
         > training/runs/plc/stdout.txt 2>&1 &          # the first (L1) model
     # the shipped predictor: adversarial fine-tune of plc_dec on decoded inputs
     .venv/bin/python training/train_plc.py --init training/checkpoints/plc_dec/latest.pt --inputs decoded \
-        --lr 3e-4 --adv-weight 0.1 --max-steps 1917 --ckpt-dir training/checkpoints/plc_adv --run-dir training/runs/plc_adv
+        --lr 3e-4 --adv-weight 0.1 --epochs 60 --ckpt-dir training/checkpoints/plc_adv --run-dir training/runs/plc_adv
     # start from another checkpoint's weights (fresh optimizer), e.g. to change the loss:
     .venv/bin/python training/train_plc.py --init training/checkpoints/plc/latest.pt --ckpt-dir DIR --run-dir DIR
 """
@@ -178,8 +178,8 @@ class FeatureCritic(torch.nn.Module):
     """Per-frame critic of feature sequences for ``--adv-weight``: is a lost frame's content real?
 
     Input: normalised features (B, T, 20) and the lost mask; dilated 1-D
-    convolutions see about 290 ms around each frame, so the critic judges a
-    concealed frame in the context of the real ones before it.  Used in
+    convolutions see +-300 ms around each frame, so the critic judges a
+    concealed frame in the context of the real ones around it.  Used in
     training only (the receiver never runs it).
     """
 
@@ -374,11 +374,15 @@ def main(argv: list[str] | None = None) -> None:
     if a.adv_weight > 0:
         critic = FeatureCritic()
         opt_c = torch.optim.AdamW(critic.parameters(), lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)
-        if ck and "critic" in ck:
-            critic.load_state_dict(ck["critic"])
-            opt_c.load_state_dict(ck["critic_optimizer"])
-        adv_lo, adv_hi = (int(x) for x in a.adv_positions.split(":"))
-    adv_step0 = step
+        try:
+            adv_lo, adv_hi = (int(x) for x in a.adv_positions.split(":"))
+        except ValueError:
+            raise SystemExit(f"--adv-positions wants FIRST:LAST frames, got {a.adv_positions!r}") from None
+    adv_step0 = step   # the predictor sees the critic from adv_step0 + adv_warmup on
+    if critic is not None and ck and "critic" in ck:
+        critic.load_state_dict(ck["critic"])
+        opt_c.load_state_dict(ck["critic_optimizer"])
+        adv_step0 -= a.adv_warmup   # a resumed critic is warm already
 
     def loss_fn(pred: torch.Tensor, feats: torch.Tensor, lost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = model.normalize(feats)
