@@ -86,9 +86,12 @@ DRED_VARIANTS: dict[str, dict] = {
 }
 
 
-def _files(n: int) -> list[Path]:
-    spk = sorted(p for p in TRAIN.iterdir() if p.is_dir())
+def _files(n: int, root: Path = TRAIN) -> list[Path]:
+    spk = sorted(p for p in root.iterdir() if p.is_dir()) or [root]
     per = [sorted(p.glob("*.flac")) for p in spk]
+    per = [lst for lst in per if lst]
+    if not per:
+        raise SystemExit(f"no .flac files under {root}")
     out, i = [], 0
     while len(out) < n:  # round robin over speakers, spread over each speaker's list
         lst = per[i % len(per)]
@@ -233,6 +236,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=24)
     ap.add_argument("--variants", choices=["plc", "dred"], default="plc")
     ap.add_argument("--only", type=str, default="", help="comma list of variant names (default: all)")
+    ap.add_argument("--speech", type=Path, default=TRAIN,
+                    help="training speech to draw files from (a folder of speaker folders or of .flac files); "
+                         "default train/vcc2016")
     ap.add_argument("--jitter-ms", type=int, default=60)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
@@ -255,7 +261,7 @@ def main() -> None:
         variants = {k: (dict(v, plc_weights=str(a.weights_for_all)) if "plc" in v and "plc_weights" not in v else v)
                     for k, v in variants.items()}
     t0 = time.time()
-    jobs = [(p, variants, a.jitter_ms) for p in _files(a.files)]
+    jobs = [(p, variants, a.jitter_ms) for p in _files(a.files, a.speech)]
     with Pool(a.jobs) as pool:
         rows = [r for rs in pool.imap_unordered(_run, jobs) for r in rs]
     if a.json:
