@@ -58,6 +58,7 @@ MODEL_VERSION = "plc-int8-1"
 NB_FEATURES = 20
 FRAME = 160
 PRED_CLAMP = 8.0  # normalised units: a prediction fed back on itself must not run away
+PITCH_CORR = 19   # index of the pitch correlation (voicing) among the 20 features
 
 
 class PLCInputError(ValueError):
@@ -444,8 +445,7 @@ class NeuralPLC:
             self._active = True
             self._primed = False
             self.stats["losses"] += 1
-            # _feats[-1]: the last frame played before the loss.
-            self._gated = self.voiced_gate is not None and float(self._feats[-1][19]) < self.voiced_gate
+            self._gated = self._leave_to_libopus(self._feats[-1])   # the last frame played before the loss
             self.stats["gated_losses"] += int(self._gated)
         self.stats["slots"] += 1
         if ctx.opus_plc is not None and (self._lost < self._lead or self._gated):
@@ -504,6 +504,10 @@ class NeuralPLC:
         return out
 
     # ---------------------------------------------------------- helpers
+    def _leave_to_libopus(self, last_frame: np.ndarray) -> bool:
+        """The voicing gate: whether a loss after this frame is libopus's concealment throughout."""
+        return self.voiced_gate is not None and float(last_frame[PITCH_CORR]) < self.voiced_gate
+
     def _gain(self, start: int, n: int) -> np.ndarray:
         """Fade gain for samples [start, start + n) of a loss."""
         t = np.arange(start, start + n) - self._fade_start

@@ -58,21 +58,21 @@ PLC_VARIANTS: dict[str, dict] = {
     "fo60_40": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 40}},
     "fo20_40": {"kind": "plain", "plc": {"fade_start_ms": 20, "fade_ms": 40}},
     "lead0_fo40": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 40, "fade_ms": 40}},
-    # Diagnostics: the predictor's output replaced by the true features of the lost frames
-    # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     # Diagnostics: the vocoder only for losses that start after a frame with
-    # feature[i] above (">") or below ("<") a threshold; libopus conceals the others.
-    # (The voicing gate on every variant's losses is NeuralPLC's voiced_gate; these run without it.)
-    "gate_unvoiced": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(19, "<", 0.5)]},
-    "gate_loud": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(0, ">", -1.0)]},
-    "gate_quiet": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(0, "<", -1.0)]},
-    "gate_voiced_loud": {"kind": "plain", "plc": {"voiced_gate": None}, "gate": [(19, ">", 0.5), (0, ">", -1.0)]},
+    # feature[i] above (">") or below ("<") a threshold; libopus conceals the others
+    # (these conditions replace NeuralPLC's voicing gate).
+    "gate_unvoiced": {"kind": "plain", "plc": {}, "gate": [(19, "<", 0.5)]},
+    "gate_loud": {"kind": "plain", "plc": {}, "gate": [(0, ">", -1.0)]},
+    "gate_quiet": {"kind": "plain", "plc": {}, "gate": [(0, "<", -1.0)]},
+    "gate_voiced_loud": {"kind": "plain", "plc": {}, "gate": [(19, ">", 0.5), (0, ">", -1.0)]},
     # NeuralPLC's voicing gate (default 0.5 since 2026-12-04): off, or other thresholds.
     "ungated": {"kind": "plain", "plc": {"voiced_gate": None}},
     "vg30": {"kind": "plain", "plc": {"voiced_gate": 0.3}},
     "vg70": {"kind": "plain", "plc": {"voiced_gate": 0.7}},
     "vg85": {"kind": "plain", "plc": {"voiced_gate": 0.85}},
     "fo60": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 60}},
+    # Diagnostics: the predictor's output replaced by the true features of the lost frames
+    # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
     "oracle_cep": {"kind": "plain", "plc": {}, "oracle": list(range(18))},
 }
@@ -147,20 +147,12 @@ def _oracle_plc(feats: np.ndarray, dims: list[int], **kw):
 
 
 def _gated_plc(gate: list[tuple[int, str, float]], **kw):
-    from edge_dred.plc import FRAME, NeuralPLC
+    """NeuralPLC whose gate is ``gate`` (all conditions must hold for the vocoder to run)."""
+    from edge_dred.plc import NeuralPLC
 
     class GatedPLC(NeuralPLC):
-        def conceal(self, ctx):
-            if not self._active:
-                f = self._feats[-1]
-                self._skip = not all(f[d] > t if op == ">" else f[d] < t for d, op, t in gate)
-            if self._skip:
-                if not self._active:
-                    self._active, self._primed, self._lost = True, False, 0
-                for _ in range(len(ctx.opus_plc) // FRAME):
-                    self._pred.lost()
-                return np.asarray(ctx.opus_plc, np.int16).copy()
-            return super().conceal(ctx)
+        def _leave_to_libopus(self, last_frame: np.ndarray) -> bool:
+            return not all(last_frame[d] > t if op == ">" else last_frame[d] < t for d, op, t in gate)
 
     return GatedPLC(**kw)
 
