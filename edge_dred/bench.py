@@ -77,17 +77,23 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     Their sum is the cost of a concealed slot (``conceal`` + ``observe``);
     received slots pay only the analysis and the predictor.
     """
-    names = ("vocoder (2 x 10 ms)", "PLC predictor (2 frames)", "output features (2 x 10 ms)")
+    names = ("vocoder (2 x 10 ms)", "vocoder postfilter (2 x 10 ms)", "PLC predictor (2 frames)",
+             "output features (2 x 10 ms)")
     try:
         from .features import FeatureExtractor, compute_features
         from .plc import FeaturePredictor, default_models
+        from .postfilter import EnvelopePostfilter
         from .vocoder import PRIME_FRAMES, Vocoder, prime_samples
 
         vm, pm = default_models()
     except (ImportError, ValueError) as e:
         return [], [("neural plc", nm, f"models not loadable ({_why(e)})") for nm in names]
     feats = compute_features(pcm)
-    voc, pred, fx = Vocoder(vm), FeaturePredictor(pm), FeatureExtractor()
+    # The postfilter gets its own row (the vocoder row is the network alone).
+    voc, pred, fx = Vocoder(vm, postfilter=False), FeaturePredictor(pm), FeatureExtractor()
+    pf = EnvelopePostfilter()
+    pe = pcm[: n * FRAME_SAMPLES].astype(np.float64) / 32768.0
+    pe = np.concatenate([pe[:1], pe[1:] - 0.85 * pe[:-1]]).reshape(-1, 160)
     k = PRIME_FRAMES + 3
     voc.prime(pcm[: k * 160][-prime_samples():], feats[1:k])
     frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
@@ -98,8 +104,10 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
 
     return [
         ("neural plc", names[0], time_per_packet(lambda i: voc.synthesize(feats[2 * i:2 * i + 2]), n, repeat)),
-        ("neural plc", names[1], time_per_packet(predictor, n, repeat)),
-        ("neural plc", names[2], time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)),
+        ("neural plc", names[1], time_per_packet(lambda i: pf.process(pe[2 * i:2 * i + 2], feats[2 * i:2 * i + 2]),
+                                                 n, repeat)),
+        ("neural plc", names[2], time_per_packet(predictor, n, repeat)),
+        ("neural plc", names[3], time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)),
     ], []
 
 

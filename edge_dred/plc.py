@@ -347,6 +347,9 @@ class NeuralPLC:
         What the vocoder fades into: libopus's concealment of the same
         samples (which itself decays to silence within about 100 ms) or
         silence.
+    postfilter : bool
+        Pass the vocoder's output through :mod:`edge_dred.postfilter` (towards
+        the predicted features' band energies).
     reference : bool
         Use the float64 numpy reference networks instead of the int8 kernels
         (tests).
@@ -374,7 +377,7 @@ class NeuralPLC:
                  fade_start_ms: float = 40.0, fade_ms: float = 40.0, start_xfade: int = 320,
                  end_xfade: int = 160, opus_lead_ms: int = 20, fade_to: str = "opus",
                  lead_input: str = "predicted", voiced_gate: float | None = 0.5,
-                 reference: bool = False) -> None:
+                 postfilter: bool = True, reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision
         from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
@@ -402,7 +405,7 @@ class NeuralPLC:
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
         self._fx = FeatureExtractor()
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
-        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model)
+        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model, postfilter=postfilter)
         self._n_prime_feats = PRIME_FRAMES + 2
         self._n_prime_pcm = prime_samples(PRIME_FRAMES)
         self._feats = np.zeros((self._n_prime_feats, NB_FEATURES), np.float32)

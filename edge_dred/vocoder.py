@@ -51,6 +51,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .models.loader import ModelFileError, load_weight_file
+from .postfilter import EnvelopePostfilter
 from .nn_reference import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
                            gru_step, linear_shape, load_gru, load_linear)
 
@@ -377,8 +378,12 @@ def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
 class _VocoderStream:
     """Shared orchestration: priming, pre/de-emphasis."""
 
-    def __init__(self, model: VocoderModel | None = None) -> None:
+    def __init__(self, model: VocoderModel | None = None, postfilter: bool | EnvelopePostfilter = True) -> None:
         self.model = model if model is not None else VocoderModel.load()
+        if postfilter is True:
+            postfilter = EnvelopePostfilter()
+        # Outside the feedback loop: the network keeps seeing its own unfiltered output.
+        self.postfilter: EnvelopePostfilter | None = postfilter or None
         self.reset()
 
     # subclasses implement these four
@@ -401,6 +406,8 @@ class _VocoderStream:
         """Zero all state (as at the start of a stream)."""
         self._reset_state()
         self._x_mem = 0.0  # last output sample (de-emphasis memory), float scale
+        if self.postfilter is not None:
+            self.postfilter.reset()
         self.primed = False
 
     def prime(self, pcm: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -442,6 +449,8 @@ class _VocoderStream:
         if n_tf:
             tf_out[:] = self._frames(fin[2:], lag[2:], pe[HIST:].reshape(n_tf, FRAME)).ravel()
         self._x_mem = float(x[-1])
+        if self.postfilter is not None:
+            self.postfilter.prime(pe)
         self.primed = True
         return tf_out
 
@@ -452,6 +461,8 @@ class _VocoderStream:
             return np.zeros(0, np.int16)
         fin, lag = self.model.frame_inputs(f)
         e = self._frames(fin, lag, None).astype(np.float64)
+        if self.postfilter is not None:
+            e = self.postfilter.process(e, f)
         x = np.empty(e.shape)
         for i in range(e.shape[0]):  # per frame: the de-emphasis carries across frames
             x[i] = _deemphasis(e[i], self._x_mem)
@@ -473,6 +484,10 @@ class Vocoder(_VocoderStream):
     model : VocoderModel, optional
         Shared weights; default: the shipped model (pass one model to many
         streams).
+    postfilter : bool or EnvelopePostfilter
+        Filter the output towards the features' band energies
+        (:mod:`edge_dred.postfilter`, no added delay); default on.  False
+        gives the network's raw output.
 
     Notes
     -----
@@ -481,7 +496,7 @@ class Vocoder(_VocoderStream):
     shared.
     """
 
-    def __init__(self, model: VocoderModel | None = None) -> None:
+    def __init__(self, model: VocoderModel | None = None, postfilter: bool | EnvelopePostfilter = True) -> None:
         from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
 
         model = model if model is not None else VocoderModel.load()
@@ -526,12 +541,13 @@ class Vocoder(_VocoderStream):
                 Add(["fb", "teach"], "fb"),
                 Shift(["fb"], "hist"),
             ])
-        super().__init__(model)
+        super().__init__(model, postfilter)
 
     @property
     def state_bytes(self) -> int:
-        """Per-stream float buffers (states, histories, intermediates) in bytes."""
-        return int(sum(n.buffer(b).nbytes for n in (self._cond_net, self._sub_net) for b in n.buffer_names))
+        """Per-stream float buffers (states, histories, intermediates, postfilter) in bytes."""
+        n = sum(n.buffer(b).nbytes for n in (self._cond_net, self._sub_net) for b in n.buffer_names)
+        return int(n + (self.postfilter.state_bytes if self.postfilter is not None else 0))
 
     def _reset_state(self) -> None:
         self._cond_net.reset()

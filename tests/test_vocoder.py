@@ -322,3 +322,24 @@ def test_mis_shaped_layer_is_refused(tmp_path, tiny):
 
 def test_prime_samples_constant():
     assert prime_samples() == 320 + 1 + PRIME_FRAMES * FRAME
+
+
+def test_postfilter_is_outside_the_loop_and_optional(tiny, signal):
+    """The postfilter changes the output, not the network's state; strength 0 is the raw output."""
+    from edge_dred.postfilter import EnvelopePostfilter
+
+    model, *_ = tiny
+    pcm, f = signal
+    raw, on, zero = Vocoder(model, postfilter=False), Vocoder(model), Vocoder(model, postfilter=EnvelopePostfilter(0.0))
+    assert raw.postfilter is None and on.postfilter is not None
+    assert on.state_bytes == raw.state_bytes + on.postfilter.state_bytes
+    for v in (raw, on, zero):
+        _prime_at(v, pcm, f, 50)
+    y_raw, y_on, y_zero = (v.synthesize(f[50:58]).astype(int) for v in (raw, on, zero))
+    assert np.max(np.abs(y_zero - y_raw)) <= 1
+    assert np.any(y_on != y_raw)
+    # The network fed back its own unfiltered output: with the filter removed, the filtered
+    # stream continues exactly as the raw one (after the de-emphasis memory has decayed).
+    on.postfilter = None
+    nxt_on, nxt_raw = on.synthesize(f[58:60]).astype(int), raw.synthesize(f[58:60]).astype(int)
+    assert np.max(np.abs(nxt_on[FRAME:] - nxt_raw[FRAME:])) <= 1

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 from vocoder_model import FRAME, HIST, PREEMPH, Vocoder as TorchVocoder, VocoderConfig  # noqa: E402
 
 from edge_dred.features import compute_features  # noqa: E402
+from edge_dred.postfilter import EnvelopePostfilter  # noqa: E402
 from edge_dred.models.loader import update_manifest  # noqa: E402
 from edge_dred.vocoder import MODEL_NAME, MODEL_VERSION, PRIME_FRAMES, Vocoder, VocoderModel, export_vocoder, \
     prime_samples  # noqa: E402
@@ -67,8 +68,9 @@ def load_checkpoint(path: Path) -> tuple[TorchVocoder, dict]:
 class TorchStream:
     """The float PyTorch model driven exactly like ``edge_dred.vocoder.Vocoder``."""
 
-    def __init__(self, model: TorchVocoder) -> None:
+    def __init__(self, model: TorchVocoder, postfilter: bool = True) -> None:
         self.m = model
+        self.pf = EnvelopePostfilter() if postfilter else None
 
     @torch.no_grad()
     def prime(self, pcm: np.ndarray, feats: np.ndarray) -> np.ndarray:
@@ -82,11 +84,15 @@ class TorchStream:
         y = self.m.run(f[:, 2:], st, pe[:, HIST:], n_teacher=n_tf)
         self.st = st
         self.x_mem = float(x[-1])
+        if self.pf is not None:
+            self.pf.prime(pe[0].numpy())
         return y[0].numpy()
 
     @torch.no_grad()
     def synthesize(self, feats: np.ndarray) -> np.ndarray:
         e = self.m.run(torch.from_numpy(feats.astype(np.float32))[None], self.st)[0].numpy().astype(np.float64)
+        if self.pf is not None and len(e):
+            e = self.pf.process(e.reshape(-1, FRAME), feats).ravel()
         out = np.empty_like(e)
         xm = self.x_mem
         for i in range(0, len(e), FRAME):  # de-emphasis; frames keep the loop short

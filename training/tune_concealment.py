@@ -71,6 +71,9 @@ PLC_VARIANTS: dict[str, dict] = {
     "vg70": {"kind": "plain", "plc": {"voiced_gate": 0.7}},
     "vg85": {"kind": "plain", "plc": {"voiced_gate": 0.85}},
     "fo60": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 60}},
+    # The vocoder's raw output, without the envelope postfilter (default since 2026-12-04).
+    "nopf": {"kind": "plain", "plc": {"postfilter": False}},
+    "nopf_ungated": {"kind": "plain", "plc": {"postfilter": False, "voiced_gate": None}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
@@ -80,6 +83,7 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr": {"kind": "lbrr"},
     "lbrr+dred": {"kind": "lbrr+dred", "dred": {}},
     "lbrr+dred+plc": {"kind": "lbrr+dred", "dred": {}, "plc": {}},
+    "lbrr+dred_nopf": {"kind": "lbrr+dred", "dred": {"postfilter": False}},
     "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control before 2026-12-03
     "dred": {"kind": "dred", "dred": {}},
     "dred_mean": {"kind": "dred:mean", "dred": {}},

@@ -137,6 +137,9 @@ class DredRecoverer:
         whole first slot (320): on training speech under synthetic bursty loss it
         scored higher (PESQ-WB and PLCMOS) than a 5 ms fade, since libopus's first
         concealed 20 ms continues its own decoder state exactly.
+    postfilter : bool
+        Pass the vocoder's output through :mod:`edge_dred.postfilter` (towards
+        the decoded features' band energies).
     reference : bool
         Float numpy vocoder instead of the int8 kernels (tests).
     keep_trace : bool
@@ -156,7 +159,7 @@ class DredRecoverer:
 
     def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
                  codec_delay: int = DEFAULT_CODEC_DELAY, start_xfade: int = 320, end_xfade: int = 160,
-                 reference: bool = False, keep_trace: bool = False) -> None:
+                 postfilter: bool = True, reference: bool = False, keep_trace: bool = False) -> None:
         from ..receiver import Decision
         from ..vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
 
@@ -170,7 +173,7 @@ class DredRecoverer:
         self.tables = self.decoder.tables
         if vocoder_model is None:
             vocoder_model = _shipped_vocoder()
-        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model)
+        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model, postfilter=postfilter)
         self.codec_delay = codec_delay
         self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
         self._n_prime_feats = PRIME_FRAMES + 2
