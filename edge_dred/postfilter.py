@@ -35,14 +35,14 @@ class PostfilterInputError(ValueError):
     """Frames or features of the wrong shape, or non-finite values."""
 
 
-def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np.ndarray]:
     """Matrices for band log-gains -> minimum-phase FIR of ``taps`` coefficients.
 
     The folded real cepstrum of the interpolated log magnitude gives the
     minimum-phase spectrum: ``h = irfft(exp(rfft(g @ fold)))[:taps]``.  The
     first and last steps are linear and precomputed here (``fold`` (18, NFFT)
-    and the truncated inverse transform split into real and imaginary parts),
-    so a frame costs one FFT.  Truncation is harmless because the gains are
+    and the truncated inverse transform as one complex (NFFT/2+1, taps)
+    matrix), so a frame costs one FFT.  Truncation is harmless because the gains are
     smooth across frequency (interpolated from 18 bands).
     """
     c = np.fft.irfft(interp, NFFT, axis=-1)                   # (18, NFFT) real cepstra of each band's shape
@@ -53,7 +53,7 @@ def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np
     eye = np.eye(NFFT // 2 + 1)
     inv_re = np.fft.irfft(eye, NFFT, axis=-1)[:, :taps]          # irfft is linear in re and im separately
     inv_im = np.fft.irfft(1j * eye, NFFT, axis=-1)[:, :taps]
-    return fold, inv_re, inv_im
+    return fold, inv_re - 1j * inv_im                            # Re(S @ this) = Re(S) @ inv_re + Im(S) @ inv_im
 
 
 class EnvelopePostfilter:
@@ -98,7 +98,10 @@ class EnvelopePostfilter:
         end *= np.sqrt(np.sum(sine ** 2) / np.sum(end ** 2))   # same noise power as the sine window
         self._windows = np.stack([sine, end])
         self._ramp = (np.arange(FRAME) + 0.5) / FRAME
-        self._fold, self._inv_re, self._inv_im = _minimum_phase_design(self._interp, self.taps)
+        self._fold, self._inv = _minimum_phase_design(self._interp, self.taps)
+        # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
+        self._w_scaled = (w / self._w_sum[:, None]).T * (32768.0 ** 2 / FRAME)
+        self._half_strength = 0.5 * self.strength
         self.reset()
 
     def reset(self) -> None:
@@ -144,19 +147,17 @@ class EnvelopePostfilter:
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(f))):
             raise PostfilterInputError("frames and features must be finite")
         out = np.empty((x.shape[0], FRAME))
-        taps = self.taps
         n_hist = self._hist.shape[0]
         for t in range(x.shape[0]):
             buf = np.concatenate([self._hist, x[t]])
-            power = np.abs(np.fft.rfft(buf[-NFFT:] * 32768.0 * self._windows, axis=-1)) ** 2 / FRAME   # (2, 161)
-            bands = power @ self._w.T / self._w_sum                                                  # (2, 18)
-            target = np.log(band_energies_from_cepstrum(f[t:t + 1, :NB_BANDS])[0] + 1.0)   # int16^2 units
-            log_gain = np.clip(0.5 * self.strength * (target - np.log(bands + 1.0)), self._lo, self._hi)
-            spec = np.exp(np.fft.rfft(log_gain @ self._fold, axis=-1))                    # minimum phase
-            h = spec.real @ self._inv_re + spec.imag @ self._inv_im                        # (2, taps)
-            # both filters over the frame at once (row k: the taps input samples ending at sample k)
-            win = np.lib.stride_tricks.sliding_window_view(buf[FRAME:], taps)             # (160, taps)
-            y = win @ h[:, ::-1].T                                                         # (160, 2)
-            out[t] = y[:, 0] + self._ramp * (y[:, 1] - y[:, 0])
+            power = np.abs(np.fft.rfft(buf[-NFFT:] * self._windows, axis=-1)) ** 2   # (2, 161), float scale
+            bands = (power @ self._w_scaled) + 1.0                                     # (2, 18), int16^2 + 1
+            target = band_energies_from_cepstrum(f[t, :NB_BANDS]) + 1.0
+            log_gain = np.clip(self._half_strength * np.log(target / bands), self._lo, self._hi)
+            spec = np.exp(np.fft.rfft(log_gain @ self._fold, axis=-1))                 # minimum phase
+            h = (spec @ self._inv).real                                                 # (2, taps)
+            src = buf[FRAME:]                                                           # taps - 1 + 160 samples
+            a = np.convolve(src, h[0], "valid")
+            out[t] = a + self._ramp * (np.convolve(src, h[1], "valid") - a)
             self._hist = buf[-n_hist:]
         return out

@@ -63,14 +63,14 @@ def load_model(path: Path) -> tuple[Vocoder, int]:
 
 @torch.no_grad()
 def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prime_frames: int = 2,
-           postfilter: bool = True) -> list[np.ndarray]:
+           postfilter: float | None = 0.5) -> list[np.ndarray]:
     """Free-running copy synthesis of several files at once (batched, padded).
 
     The first ``prime_frames`` frames of each output are the real samples; the
-    model history is primed with them (zeros before the file start).  With
-    ``postfilter`` the free-running frames pass through the runtime's
-    :class:`edge_dred.postfilter.EnvelopePostfilter` (primed with the real
-    frames), as :class:`edge_dred.vocoder.Vocoder` does.
+    model history is primed with them (zeros before the file start).  Unless
+    ``postfilter`` is None the free-running frames pass through the runtime's
+    :class:`edge_dred.postfilter.EnvelopePostfilter` of that strength (primed
+    with the real frames), as :class:`edge_dred.vocoder.Vocoder` does.
     """
     b = len(pcms)
     t = max(len(f) for f in feats)
@@ -88,9 +88,9 @@ def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prim
     if prime_frames:
         model.run(ft[:, :prime_frames], st, torch.from_numpy(e[:, : prime_frames * FRAME]), n_teacher=prime_frames)
     y = model.run(ft[:, prime_frames:], st).numpy().astype(np.float64)
-    if postfilter:
+    if postfilter is not None:
         for i, ff in enumerate(feats):
-            pf = EnvelopePostfilter()
+            pf = EnvelopePostfilter(strength=postfilter)
             pf.prime(e[i, : prime_frames * FRAME])
             n = max(len(ff) - prime_frames, 0)
             y[i, : n * FRAME] = pf.process(y[i, : n * FRAME].reshape(n, FRAME), ff[prime_frames:]).ravel()
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prime-frames", type=int, default=2)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--no-postfilter", action="store_true", help="score the network's raw output")
+    ap.add_argument("--postfilter-strength", type=float, default=EnvelopePostfilter().strength)
     ap.add_argument("--save-wav", type=Path, default=None, help="write outputs here (never commit them)")
     ap.add_argument("--log", type=Path, default=HERE / "runs" / "vocoder" / "eval.jsonl")
     a = ap.parse_args(argv)
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         pcms.append(x[: len(x) // FRAME * FRAME])
     feats = [compute_features(p) for p in pcms]
     t0 = time.time()
-    outs = vocode(model, pcms, feats, a.prime_frames, postfilter=not a.no_postfilter)
+    pf_strength = None if a.no_postfilter else a.postfilter_strength
+    outs = vocode(model, pcms, feats, a.prime_frames, postfilter=pf_strength)
     dt = time.time() - t0
     audio_s = sum(len(p) for p in pcms) / 16000
     which = a.metrics
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
             a.save_wav.mkdir(parents=True, exist_ok=True)
             sf.write(str(a.save_wav / f"{i:02d}_vocoded.wav"), y, 16000)
     res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "speech": str(a.speech), "n_files": len(files),
-                              "synth_rtf": dt / audio_s, "postfilter": not a.no_postfilter, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+                              "synth_rtf": dt / audio_s, "postfilter": pf_strength, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     for k in ("vocoder", "noise", "original"):
         if rows[k]:
             res[k] = {m: float(np.nanmean([r[m] for r in rows[k]])) for m in rows[k][0]}
