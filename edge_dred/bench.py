@@ -83,7 +83,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
         from .features import FeatureExtractor, compute_features
         from .plc import FeaturePredictor, default_models
         from .postfilter import EnvelopePostfilter
-        from .vocoder import PRIME_FRAMES, Vocoder, prime_samples
+        from .vocoder import PREEMPH, PRIME_FRAMES, Vocoder, prime_samples
 
         vm, pm = default_models()
     except (ImportError, ValueError) as e:
@@ -93,7 +93,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     voc, pred, fx = Vocoder(vm, postfilter=False), FeaturePredictor(pm), FeatureExtractor()
     pf = EnvelopePostfilter()
     pe = pcm[: n * FRAME_SAMPLES].astype(np.float64) / 32768.0
-    pe = np.concatenate([pe[:1], pe[1:] - 0.85 * pe[:-1]]).reshape(-1, 160)
+    pe = np.concatenate([pe[:1], pe[1:] - PREEMPH * pe[:-1]]).reshape(-1, 160)   # stands in for the network's output
     k = PRIME_FRAMES + 3
     voc.prime(pcm[: k * 160][-prime_samples():], feats[1:k])
     frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)

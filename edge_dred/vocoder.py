@@ -376,7 +376,7 @@ def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------- streams
 
 class _VocoderStream:
-    """Shared orchestration: priming, pre/de-emphasis."""
+    """Shared orchestration: priming, pre/de-emphasis, the postfilter."""
 
     def __init__(self, model: VocoderModel | None = None, postfilter: bool | EnvelopePostfilter = True) -> None:
         self.model = model if model is not None else VocoderModel.load()
