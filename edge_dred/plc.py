@@ -45,6 +45,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .models.loader import ModelFileError, load_weight_file
+from .postfilter import EnvelopePostfilter
 from .nn_reference import LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, gru_step, \
     linear_shape, load_gru, load_linear
 
@@ -377,7 +378,7 @@ class NeuralPLC:
                  fade_start_ms: float = 40.0, fade_ms: float = 40.0, start_xfade: int = 320,
                  end_xfade: int = 160, opus_lead_ms: int = 20, fade_to: str = "opus",
                  lead_input: str = "predicted", voiced_gate: float | None = 0.5,
-                 postfilter: bool = True, reference: bool = False) -> None:
+                 shape_gated: float | None = 0.5, postfilter: bool = True, reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision
         from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
@@ -400,6 +401,9 @@ class NeuralPLC:
         if voiced_gate is not None and (isinstance(voiced_gate, bool) or not isinstance(voiced_gate, (int, float))
                                         or not 0.0 <= voiced_gate <= 1.0):
             raise ValueError(f"voiced_gate must be None or in [0, 1], got {voiced_gate!r}")
+        if shape_gated is not None and (isinstance(shape_gated, bool) or not isinstance(shape_gated, (int, float))
+                                        or not 0.0 < shape_gated <= 1.0):
+            raise ValueError(f"shape_gated must be None or in (0, 1], got {shape_gated!r}")
         self.voiced_gate = None if voiced_gate is None else float(voiced_gate)
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
@@ -420,8 +424,10 @@ class NeuralPLC:
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
         self._lost = 0             # samples concealed in the current loss
         self._gated = False        # the current loss is left to libopus (voiced_gate)
+        self._shaper = None if shape_gated is None else EnvelopePostfilter(strength=float(shape_gated))
+        self._shaping = False      # the current loss is gated and its libopus output shaped
         self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0,
-                      "gated_slots": 0}
+                      "gated_slots": 0, "shaped_slots": 0}
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
@@ -449,6 +455,7 @@ class NeuralPLC:
             self._primed = False
             self.stats["losses"] += 1
             self._gated = self._leave_to_libopus(self._feats[-1])   # the last frame played before the loss
+            self._shaping = False
             self.stats["gated_losses"] += int(self._gated)
         self.stats["slots"] += 1
         if ctx.opus_plc is not None and (self._lost < self._lead or self._gated):
@@ -456,11 +463,19 @@ class NeuralPLC:
             # hard to beat for the first tens of ms.  The predictor advances over the slot on
             # its own predictions, or (lead_input="observed") on the features of this output.
             if self.lead_input == "predicted":
-                for _ in range(n // FRAME):
-                    self._pred.lost()
+                feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
+            else:
+                feats = np.repeat(self._pred.prediction[None], n // FRAME, axis=0)
+            out = np.asarray(ctx.opus_plc, np.int16).copy()
+            if self._gated and self._shaper is not None:
+                if self._lost == 0:   # primed from the real output before the loss
+                    self._shaper.prime_pcm(np.asarray(ctx.history))
+                    self._shaping = True
+                out = self._shaper.process_pcm(out, feats)
+                self.stats["shaped_slots"] += 1
             self._lost += n
             self.stats["gated_slots" if self._gated else "lead_slots"] += 1
-            return np.asarray(ctx.opus_plc, np.int16).copy()
+            return out
         feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
         first = not self._primed
         if first:
@@ -490,6 +505,15 @@ class NeuralPLC:
         """Cross-fade from the synthetic continuation into the first real samples."""
         out = np.asarray(pcm, np.int16).copy()
         k = min(self.end_xfade, len(out))
+        if self._active and self._shaping:
+            # The real decode continues libopus's unshaped concealment: fade the shaping out
+            # over the first frame (the same filter runs on across the boundary).
+            self._shaping = False
+            if k and len(out) >= FRAME:
+                shaped = self._shaper.process_pcm(out[:FRAME], self._pred.prediction[None]).astype(np.float64)[:k]
+                w = _raised_cosine(k)
+                out[:k] = np.clip(np.round(w * shaped + (1.0 - w) * out[:k]), -32768, 32767).astype(np.int16)
+            return out
         if not self._active or not self._primed or k == 0:
             # (A loss that ended inside the libopus lead was libopus's own concealment.)
             return out

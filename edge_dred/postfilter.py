@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import band_energies_from_cepstrum, band_weights
+from .features import PREEMPHASIS, band_energies_from_cepstrum, band_weights
 
 __all__ = ["EnvelopePostfilter", "PostfilterInputError"]
 
 FRAME = 160
 NFFT = 2 * FRAME
 NB_BANDS = 18
+_POW = PREEMPHASIS ** np.arange(1, FRAME + 1)   # de-emphasis of one frame in closed form
 
 
 class PostfilterInputError(ValueError):
@@ -114,6 +115,7 @@ class EnvelopePostfilter:
     def reset(self) -> None:
         """Zero the history (as at the start of a stream)."""
         self._hist = np.zeros(FRAME + self.taps - 1)
+        self._x_last = self._y_last = 0.0   # process_pcm's pre-/de-emphasis memories
 
     def prime(self, history: np.ndarray) -> None:
         """Set the history from real signal (pre-emphasised, float scale), newest last."""
@@ -124,6 +126,34 @@ class EnvelopePostfilter:
         self.reset()
         if n:
             self._hist[-n:] = h[-n:]
+
+    def prime_pcm(self, history: np.ndarray) -> None:
+        """Set the history from real PCM (int16 scale, newest last), for :meth:`process_pcm`."""
+        h = np.asarray(history, np.float64).ravel()[-(FRAME + self.taps):] / 32768.0
+        if not np.all(np.isfinite(h)):
+            raise PostfilterInputError("history must be finite")
+        self.prime(h[1:] - PREEMPHASIS * h[:-1])
+        self._x_last = self._y_last = float(h[-1]) if h.size else 0.0
+
+    def process_pcm(self, pcm: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Filter plain PCM (int16 scale, whole 10 ms frames) towards ``features``.
+
+        Pre-emphasis, :meth:`process` and de-emphasis, each continuing from
+        the previous call (or :meth:`prime_pcm`).  Returns int16.
+        """
+        x = np.asarray(pcm, np.float64).ravel() / 32768.0
+        if x.shape[0] % FRAME:
+            raise PostfilterInputError(f"pcm length {x.shape[0]} is not a multiple of {FRAME}")
+        pe = x - PREEMPHASIS * np.concatenate([[self._x_last], x[:-1]])
+        e = self.process(pe.reshape(-1, FRAME), features)
+        y = np.empty_like(e)
+        m = self._y_last
+        for t in range(e.shape[0]):
+            y[t] = _POW * (m + np.cumsum(e[t] / _POW))   # y[n] = e[n] + a y[n-1]
+            m = float(y[t, -1])
+        if x.shape[0]:
+            self._x_last, self._y_last = float(x[-1]), m
+        return np.clip(np.round(y.ravel() * 32768.0), -32768, 32767).astype(np.int16)
 
     @property
     def state_bytes(self) -> int:

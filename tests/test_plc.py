@@ -253,12 +253,12 @@ def test_voicing_gate_leaves_unvoiced_losses_to_libopus(speech, tiny, tiny_vocod
     fake = pcm[(start - 1) * SLOT:start * SLOT].astype(np.float64)
     loss = slice(start * SLOT, (start + n_lost) * SLOT)
     back = slice((start + n_lost) * SLOT, (start + n_lost + 1) * SLOT)
-    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
+    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5, shape_gated=None)
     y = _drive(plc, pcm, start, n_lost)
     assert np.array_equal(y[loss], np.tile(fake, n_lost))   # libopus throughout ...
     assert np.array_equal(y[back], pcm[back])                 # ... and nothing to cross-fade from
     assert plc.stats["gated_losses"] == 1 and plc.stats["losses"] == 1
-    assert plc.stats["gated_slots"] == n_lost and plc.stats["lead_slots"] == 0
+    assert plc.stats["gated_slots"] == n_lost and plc.stats["lead_slots"] == 0 and plc.stats["shaped_slots"] == 0
     # Ungated, or after voiced speech, the vocoder takes over after the lead.
     y = _drive(NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=None), pcm, start, n_lost)
     assert not np.array_equal(y[loss], np.tile(fake, n_lost))
@@ -270,6 +270,44 @@ def test_voicing_gate_leaves_unvoiced_losses_to_libopus(speech, tiny, tiny_vocod
     plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
     _drive(plc, pcm, start, 2, opus_plc=False)
     assert plc.stats["lead_slots"] == 0 and plc.stats["silent_slots"] == 0
+
+
+def test_gated_losses_are_shaped_and_handed_back_smoothly(tiny, tiny_vocoder):
+    """libopus's concealment of a gated loss is pulled towards the predicted features,
+    within the filter's gain bounds, and the shaping fades out over the first real frame."""
+    rng = np.random.default_rng(5)
+    n_slots, start, n_lost = 60, 40, 4
+    # Unvoiced and continuous: the stand-in for libopus's concealment is the true signal itself,
+    # so any jump at the loss edges comes from the shaping.
+    pcm = np.convolve(rng.normal(0, 3000, n_slots * SLOT), np.ones(4) / 4, "same").astype(np.int16)
+    own = np.abs(np.diff(pcm.astype(np.float64)))
+    plc = NeuralPLC(tiny_vocoder, tiny[0])     # voiced_gate=0.5, shape_gated=0.5
+    hist = np.zeros(4096, np.int16)
+    out = []
+    for s in range(n_slots):
+        x = pcm[s * SLOT:(s + 1) * SLOT]
+        if start <= s < start + n_lost:
+            y = plc.conceal(SlotContext(s, [], hist, s - start + 1, x))
+            dec = Decision.NEURAL_PLC
+        else:
+            y = plc.handback(x) if s == start + n_lost else x
+            dec = Decision.REGULAR
+        out.append(y)
+        hist = np.concatenate([hist[SLOT:], y])
+        plc.observe(y, dec)
+    y = np.concatenate(out).astype(np.float64)
+    assert plc.stats["gated_losses"] == 1 and plc.stats["shaped_slots"] == n_lost
+    a, b = start * SLOT, (start + n_lost) * SLOT
+    ratio = np.sqrt(np.sum(y[a:b] ** 2) / np.sum(pcm[a:b].astype(np.float64) ** 2))
+    assert not np.array_equal(y[a:b], pcm[a:b]) and 0.25 < ratio < 2.0
+    # the first real frame fades out of the shaping; the rest of the slot is untouched
+    assert not np.array_equal(y[b:b + 160], pcm[b:b + 160])
+    assert np.array_equal(y[b + 160:], pcm[b + 160:])
+    limit = np.percentile(own, 99.5)
+    assert abs(y[a] - y[a - 1]) <= limit and abs(y[b] - y[b - 1]) <= limit
+    assert np.max(np.abs(np.diff(y[a - 1:b + 160]))) <= 1.5 * own.max()
+    with pytest.raises(ValueError, match="shape_gated"):
+        NeuralPLC(tiny_vocoder, tiny[0], shape_gated=0.0)
 
 
 @pytest.mark.parametrize("lead_input", ["predicted", "observed"])

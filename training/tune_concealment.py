@@ -74,13 +74,11 @@ PLC_VARIANTS: dict[str, dict] = {
     # The vocoder's raw output, without the envelope postfilter (default since 2026-12-04).
     "nopf": {"kind": "plain", "plc": {"postfilter": False}},
     "nopf_ungated": {"kind": "plain", "plc": {"postfilter": False, "voiced_gate": None}},
-    # Diagnostic: libopus's slots (lead, gated losses) pulled towards the predicted features.
-    "shape_libopus": {"kind": "plain", "plc": {}, "shape": 0.5},
-    "shape_lead": {"kind": "plain", "plc": {}, "shape": 0.5, "shape_slots": ("lead_slots",)},
-    "shape_gated": {"kind": "plain", "plc": {}, "shape": 0.5, "shape_slots": ("gated_slots",)},
-    "shape_libopus_25": {"kind": "plain", "plc": {}, "shape": 0.25},
-    "shape_gated_25": {"kind": "plain", "plc": {}, "shape": 0.25, "shape_slots": ("gated_slots",)},
-    "shape_gated_75": {"kind": "plain", "plc": {}, "shape": 0.75, "shape_slots": ("gated_slots",)},
+    # libopus's concealment of gated losses pulled towards the predicted features (default since
+    # 2026-12-04): off, or other strengths.  Shaping the lead of voiced losses too (or instead) was
+    # worse: the "shape_*" diagnostics of commit 0fb72ad.
+    "noshape": {"kind": "plain", "plc": {"shape_gated": None}},
+    "shape25": {"kind": "plain", "plc": {"shape_gated": 0.25}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
@@ -157,59 +155,6 @@ def _oracle_plc(feats: np.ndarray, dims: list[int], **kw):
     return OraclePLC()
 
 
-def _shaped_plc(strength: float, which: tuple[str, ...] = ("gated_slots", "lead_slots"), **kw):
-    """Diagnostic: NeuralPLC whose libopus slots (lead, gated losses) are pulled towards the
-    predicted features by the vocoder's envelope postfilter."""
-    from edge_dred.plc import NeuralPLC
-    from edge_dred.postfilter import EnvelopePostfilter
-    from edge_dred.vocoder import PREEMPH
-
-    class Recorder:
-        def __init__(self, inner) -> None:
-            self.inner, self.last = inner, []
-
-        def update(self, f):
-            self.inner.update(f)
-
-        def lost(self):
-            p = self.inner.lost()
-            self.last.append(p)
-            return p
-
-        @property
-        def prediction(self):
-            return self.inner.prediction
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-    class ShapedPLC(NeuralPLC):
-        def __init__(self) -> None:
-            super().__init__(**kw)
-            self._pred = Recorder(self._pred)
-            self._pf = EnvelopePostfilter(strength)
-
-        def conceal(self, ctx):
-            before = sum(self.stats[k] for k in which)
-            self._pred.last = []
-            y = super().conceal(ctx)
-            if sum(self.stats[k] for k in which) == before or len(self._pred.last) != len(y) // 160:
-                return y
-            hist = np.asarray(ctx.history, np.float64)[-(self._pf.taps + 160 + 1):]
-            x = np.concatenate([hist, y.astype(np.float64)]) / 32768.0
-            pe = x[1:] - PREEMPH * x[:-1]
-            self._pf.prime(pe[:-len(y)])
-            e = self._pf.process(pe[-len(y):].reshape(-1, 160), np.stack(self._pred.last)).ravel()
-            out = np.empty_like(e)
-            m = x[-len(y) - 1]
-            for i, v in enumerate(e):
-                m = v + PREEMPH * m
-                out[i] = m
-            return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
-
-    return ShapedPLC()
-
-
 def _gated_plc(gate: list[tuple[int, str, float]], **kw):
     """NeuralPLC whose gate is ``gate`` (all conditions must hold for the vocoder to run)."""
     from edge_dred.plc import NeuralPLC
@@ -275,9 +220,6 @@ def _run(args: tuple) -> list[dict]:
                 conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **spec["plc"])
             elif "gate" in spec:
                 conc = _gated_plc(list(spec["gate"]), plc_model=model, **spec["plc"])
-            elif "shape" in spec:
-                conc = _shaped_plc(spec["shape"], spec.get("shape_slots", ("gated_slots", "lead_slots")),
-                                   plc_model=model, **spec["plc"])
             elif "plc" in spec:
                 conc = NeuralPLC(plc_model=model, **spec["plc"])
             else:
