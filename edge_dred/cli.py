@@ -172,7 +172,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if concealer is not None:
         st = concealer.stats
         print(f"neural    {st['losses']} losses, {st['gated_losses']} left to libopus (unvoiced start); "
-              f"slots: {st['lead_slots']} libopus lead, {st['gated_slots']} gated, "
+              f"slots: {st['lead_slots']} libopus lead, {st['gated_slots']} gated ({st['shaped_slots']} shaped), "
               f"{st['slots'] - st['lead_slots'] - st['gated_slots']} vocoder")
     print(f"wrote     {out_path}" + (f" and {args.report}" if args.report else ""))
     return 0

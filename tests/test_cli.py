@@ -44,6 +44,7 @@ def test_simulate_neural_plc_reports_what_it_did(tmp_path, wav, capsys):
     # Every loss has its 20 ms libopus lead, or the voicing gate left all of it to libopus.
     assert st["lead_slots"] == st["losses"] - st["gated_losses"]
     assert st["slots"] - st["lead_slots"] - st["gated_slots"] > 0  # voiced input: the vocoder ran
+    assert st["shaped_slots"] == st["gated_slots"]   # shape_gated is on by default
     assert "neural " in capsys.readouterr().out
     assert main(["simulate", str(wav), "--trace", str(tr), "-o", str(tmp_path / "p.wav"), "--report", str(rep)]) == 0
     assert json.loads(rep.read_text())["neural_plc"] is None
