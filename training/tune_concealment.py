@@ -79,8 +79,9 @@ PLC_VARIANTS: dict[str, dict] = {
     # worse: the "shape_*" diagnostics of commit 0fb72ad.
     "noshape": {"kind": "plain", "plc": {"shape_gated": None}},
     "shape25": {"kind": "plain", "plc": {"shape_gated": 0.25}},
-    # Diagnostic: libopus's concealment past the vocoder's fade shaped as well.
-    "shape_tail": {"kind": "plain", "plc": {}, "tail": True},
+    # libopus's concealment past the vocoder's fade shaped as well (default since 2026-12-04;
+    # measured first as the "shape_tail" diagnostic of commit 0d35cb2).
+    "notail": {"kind": "plain", "plc": {"shape_tail": False}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
@@ -157,57 +158,6 @@ def _oracle_plc(feats: np.ndarray, dims: list[int], **kw):
     return OraclePLC()
 
 
-def _tail_shaped_plc(**kw):
-    """Diagnostic: past the vocoder's fade (libopus's concealment alone), shape libopus's output
-    towards the predicted features as for gated losses, fading the shaping in over one frame."""
-    from edge_dred.plc import NeuralPLC, _raised_cosine
-
-    class Recorder:
-        def __init__(self, inner) -> None:
-            self.inner, self.last = inner, []
-
-        def update(self, f):
-            self.inner.update(f)
-
-        def lost(self):
-            p = self.inner.lost()
-            self.last.append(p)
-            return p
-
-        @property
-        def prediction(self):
-            return self.inner.prediction
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-    class TailShaped(NeuralPLC):
-        def __init__(self) -> None:
-            super().__init__(**kw)
-            self._pred = Recorder(self._pred)
-
-        def conceal(self, ctx):
-            self._pred.last = []
-            start = self._lost if self._active else 0
-            y = super().conceal(ctx)
-            n = len(y)
-            tail = (not self._gated and self._primed and ctx.opus_plc is not None and self._shaper is not None
-                    and not np.any(self._gain(start, n) > 0) and len(self._pred.last) == n // 160)
-            if not tail:
-                return y
-            first = not self._shaping
-            if first:
-                self._shaper.prime_pcm(np.asarray(ctx.history))
-                self._shaping = True
-            shaped = self._shaper.process_pcm(y, np.stack(self._pred.last)).astype(np.float64)
-            if first:
-                w = 1.0 - _raised_cosine(160)
-                shaped[:160] = w * shaped[:160] + (1.0 - w) * y[:160]
-            return np.clip(np.round(shaped), -32768, 32767).astype(np.int16)
-
-    return TailShaped()
-
-
 def _gated_plc(gate: list[tuple[int, str, float]], **kw):
     """NeuralPLC whose gate is ``gate`` (all conditions must hold for the vocoder to run)."""
     from edge_dred.plc import NeuralPLC
@@ -273,8 +223,6 @@ def _run(args: tuple) -> list[dict]:
                 conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **spec["plc"])
             elif "gate" in spec:
                 conc = _gated_plc(list(spec["gate"]), plc_model=model, **spec["plc"])
-            elif spec.get("tail"):
-                conc = _tail_shaped_plc(plc_model=model, **spec["plc"])
             elif "plc" in spec:
                 conc = NeuralPLC(plc_model=model, **spec["plc"])
             else:
