@@ -66,17 +66,21 @@ def test_lbrr_plus_neural_plc(speech):
 
 
 def test_long_burst_fades_into_libopus_concealment(speech):
-    """Default: libopus leads 20 ms, the vocoder fills 20..120 ms, then libopus's concealment again."""
+    """Default: libopus leads 20 ms, the vocoder fills 20..80 ms, then libopus's concealment again,
+    shaped towards the predicted features (``shape_tail``) until the hand-back frame."""
     lost = np.zeros(160, bool)
     lost[40:60] = True  # 400 ms
     sender = Sender()
     res = simulate(speech, lost, sender, Receiver(ReceiverConfig(), concealer=plc_mod.NeuralPLC()))
+    raw = simulate(speech, lost, Sender(), Receiver(ReceiverConfig(), concealer=plc_mod.NeuralPLC(shape_tail=False)))
     opus = simulate(speech, lost, Sender(), Receiver(ReceiverConfig()))
-    y, o = res.audio.astype(np.float64), opus.audio.astype(np.float64)
-    a = 40 * SLOT - sender.lookahead
+    y, r, o = (x.audio.astype(np.float64) for x in (res, raw, opus))
+    a, b = 40 * SLOT - sender.lookahead, 60 * SLOT - sender.lookahead
     assert np.array_equal(y[:a + 320], o[:a + 320])          # the lead is libopus's own concealment
-    assert not np.array_equal(y[a + 320:a + 1920], o[a + 320:a + 1920])
-    assert np.array_equal(y[a + 1920:], o[a + 1920:])        # faded out: libopus's, and its hand-back
+    assert not np.array_equal(y[a + 320:a + 1280], o[a + 320:a + 1280])
+    assert np.array_equal(r[a + 1280:], o[a + 1280:])        # faded out: libopus's, and its hand-back
+    assert not np.array_equal(y[a + 1280:b], o[a + 1280:b])  # ... shaped by default
+    assert np.array_equal(y[b + 160:], o[b + 160:])          # after the hand-back frame: the same decode
 
 
 def test_long_burst_fades_to_silence_and_hands_back(speech):

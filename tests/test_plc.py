@@ -221,7 +221,8 @@ def test_fade_parameters_validated(tiny, tiny_vocoder):
 def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):
     start, n_lost = 50, 10
     fake = speech[(start - 1) * SLOT:start * SLOT].astype(np.float64)   # _drive's libopus stand-in
-    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40, fade_start_ms=60, fade_ms=60, fade_to="opus")
+    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40, fade_start_ms=60, fade_ms=60, fade_to="opus",
+                    shape_tail=False)
     y = _drive(plc, speech, start, n_lost)
     loss = y[start * SLOT:(start + n_lost) * SLOT]
     # libopus leads for 40 ms untouched ...
@@ -308,6 +309,38 @@ def test_gated_losses_are_shaped_and_handed_back_smoothly(tiny, tiny_vocoder):
     assert np.max(np.abs(np.diff(y[a - 1:b + 160]))) <= 1.5 * own.max()
     with pytest.raises(ValueError, match="shape_gated"):
         NeuralPLC(tiny_vocoder, tiny[0], shape_gated=0.0)
+
+
+def test_tail_of_a_voiced_loss_is_shaped_and_handed_back_smoothly(speech, tiny, tiny_vocoder):
+    """Past the vocoder's fade libopus's concealment is shaped; the shaping fades in over one
+    frame and out over the first real frame."""
+    start, n_lost = 50, 8
+    own = np.abs(np.diff(speech.astype(np.float64)))
+    plc = NeuralPLC(tiny_vocoder, tiny[0])     # lead 20 ms, vocoder fades out by 80 ms
+    hist = np.zeros(4096, np.int16)
+    out = []
+    for s in range(start + n_lost + 2):
+        x = speech[s * SLOT:(s + 1) * SLOT]
+        if start <= s < start + n_lost:
+            # stand-in for libopus's concealment: the true signal, so the edges are continuous
+            y = plc.conceal(SlotContext(s, [], hist, s - start + 1, x))
+            dec = Decision.NEURAL_PLC
+        else:
+            y = plc.handback(x) if s == start + n_lost else x
+            dec = Decision.REGULAR
+        out.append(y)
+        hist = np.concatenate([hist[SLOT:], y])
+        plc.observe(y, dec)
+    y = np.concatenate(out).astype(np.float64)
+    assert plc.stats["gated_losses"] == 0 and plc.stats["shaped_slots"] == n_lost - 4   # from 80 ms on
+    t0, b = (start + 4) * SLOT, (start + n_lost) * SLOT
+    assert not np.array_equal(y[t0:b], speech[t0:b])
+    ratio = np.sqrt(np.sum(y[t0:b] ** 2) / np.sum(speech[t0:b].astype(np.float64) ** 2))
+    assert 0.25 < ratio < 2.0
+    assert np.array_equal(y[b + 160:], speech[b + 160:(start + n_lost + 2) * SLOT])
+    limit = np.percentile(own, 99.5)
+    assert abs(y[t0] - y[t0 - 1]) <= limit and abs(y[b] - y[b - 1]) <= limit
+    assert np.max(np.abs(np.diff(y[t0 - 1:b + 160]))) <= 1.5 * own.max()
 
 
 @pytest.mark.parametrize("lead_input", ["predicted", "observed"])
