@@ -581,8 +581,9 @@ class NeuralPLC:
 
     @property
     def state_bytes(self) -> int:
-        """Approximate per-stream memory (buffers of predictor, vocoder, feature history)."""
+        """Approximate per-stream memory (buffers of predictor, vocoder, shaping filter, feature history)."""
         n = self._feats.nbytes + getattr(self._pred, "state_bytes", 0) + getattr(self._voc, "state_bytes", 0)
+        n += self._shaper.state_bytes if self._shaper is not None else 0
         fx = self._fx
         n += sum(getattr(fx, a).nbytes for a in vars(fx) if isinstance(getattr(fx, a), np.ndarray))
         return int(n)
