@@ -484,17 +484,11 @@ class NeuralPLC:
             # libopus's concealment leads: it continues its own decoder state exactly and is
             # hard to beat for the first tens of ms.  The predictor advances over the slot on
             # its own predictions, or (lead_input="observed") on the features of this output.
-            if self.lead_input == "predicted":
-                feats = np.stack([self._pred.lost() for _ in range(n // FRAME)])
-            else:
-                feats = np.repeat(self._pred.prediction[None], n // FRAME, axis=0)
+            steps = [self._pred.lost() for _ in range(n // FRAME)] if self.lead_input == "predicted" else None
             out = np.asarray(ctx.opus_plc, np.int16).copy()
             if self._gated and self._shaper is not None:
-                if self._lost == 0:   # primed from the real output before the loss
-                    self._shaper.prime_pcm(np.asarray(ctx.history))
-                    self._shaping = True
-                out = self._shaper.process_pcm(out, feats)
-                self.stats["shaped_slots"] += 1
+                feats = np.stack(steps) if steps else np.repeat(self._pred.prediction[None], n // FRAME, axis=0)
+                out = self._shape_opus(ctx, feats)[0]
             self._lost += n
             self.stats["gated_slots" if self._gated else "lead_slots"] += 1
             return out
@@ -519,16 +513,12 @@ class NeuralPLC:
             if self.shape_tail and self._shaper is not None and not np.any(gain > 0):
                 # Past the vocoder's fade: libopus's concealment alone, shaped as for gated
                 # losses; the shaping fades in over the first frame.
-                first_tail = not self._shaping
-                if first_tail:
-                    self._shaper.prime_pcm(np.asarray(ctx.history))
-                    self._shaping = True
-                shaped = self._shaper.process_pcm(np.asarray(ctx.opus_plc, np.int16), feats).astype(np.float64)
+                shaped, first_tail = self._shape_opus(ctx, feats)
+                shaped = shaped.astype(np.float64)
                 if first_tail:
                     w = _raised_cosine(FRAME)
                     shaped[:FRAME] = w * y[:FRAME] + (1.0 - w) * shaped[:FRAME]
                 y = shaped
-                self.stats["shaped_slots"] += 1
         if first and (self._last_real or self._lost > 0) and ctx.opus_plc is not None and self.start_xfade:
             w = _raised_cosine(self.start_xfade)
             k = self.start_xfade
@@ -566,6 +556,16 @@ class NeuralPLC:
         return out
 
     # ---------------------------------------------------------- helpers
+    def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:
+        """libopus's concealment of this slot pulled towards ``feats``; the filter is primed
+        from the output so far on its first slot in a loss (second value True)."""
+        first = not self._shaping
+        if first:
+            self._shaper.prime_pcm(np.asarray(ctx.history))
+            self._shaping = True
+        self.stats["shaped_slots"] += 1
+        return self._shaper.process_pcm(np.asarray(ctx.opus_plc, np.int16), feats), first
+
     def _leave_to_libopus(self, last_frame: np.ndarray) -> bool:
         """The voicing gate: whether a loss after this frame is libopus's concealment throughout."""
         return self.voiced_gate is not None and float(last_frame[PITCH_CORR]) < self.voiced_gate

@@ -273,16 +273,10 @@ def test_voicing_gate_leaves_unvoiced_losses_to_libopus(speech, tiny, tiny_vocod
     assert plc.stats["lead_slots"] == 0 and plc.stats["silent_slots"] == 0
 
 
-def test_gated_losses_are_shaped_and_handed_back_smoothly(tiny, tiny_vocoder):
-    """libopus's concealment of a gated loss is pulled towards the predicted features,
-    within the filter's gain bounds, and the shaping fades out over the first real frame."""
-    rng = np.random.default_rng(5)
-    n_slots, start, n_lost = 60, 40, 4
-    # Unvoiced and continuous: the stand-in for libopus's concealment is the true signal itself,
-    # so any jump at the loss edges comes from the shaping.
-    pcm = np.convolve(rng.normal(0, 3000, n_slots * SLOT), np.ones(4) / 4, "same").astype(np.int16)
-    own = np.abs(np.diff(pcm.astype(np.float64)))
-    plc = NeuralPLC(tiny_vocoder, tiny[0])     # voiced_gate=0.5, shape_gated=0.5
+def _drive_continuous(plc, pcm, start, n_lost, n_slots):
+    """Like :func:`_drive`, but libopus's stand-in is the true signal of each lost slot, so the
+    concealment is continuous with what follows and any jump at the loss edges is the plug-in's.
+    Runs ``n_slots`` slots (the one after the loss is handed back); returns float64."""
     hist = np.zeros(4096, np.int16)
     out = []
     for s in range(n_slots):
@@ -296,7 +290,20 @@ def test_gated_losses_are_shaped_and_handed_back_smoothly(tiny, tiny_vocoder):
         out.append(y)
         hist = np.concatenate([hist[SLOT:], y])
         plc.observe(y, dec)
-    y = np.concatenate(out).astype(np.float64)
+    return np.concatenate(out).astype(np.float64)
+
+
+def test_gated_losses_are_shaped_and_handed_back_smoothly(tiny, tiny_vocoder):
+    """libopus's concealment of a gated loss is pulled towards the predicted features,
+    within the filter's gain bounds, and the shaping fades out over the first real frame."""
+    rng = np.random.default_rng(5)
+    n_slots, start, n_lost = 60, 40, 4
+    # Unvoiced and continuous: the stand-in for libopus's concealment is the true signal itself,
+    # so any jump at the loss edges comes from the shaping.
+    pcm = np.convolve(rng.normal(0, 3000, n_slots * SLOT), np.ones(4) / 4, "same").astype(np.int16)
+    own = np.abs(np.diff(pcm.astype(np.float64)))
+    plc = NeuralPLC(tiny_vocoder, tiny[0])     # voiced_gate=0.5, shape_gated=0.5
+    y = _drive_continuous(plc, pcm, start, n_lost, n_slots)
     assert plc.stats["gated_losses"] == 1 and plc.stats["shaped_slots"] == n_lost
     a, b = start * SLOT, (start + n_lost) * SLOT
     ratio = np.sqrt(np.sum(y[a:b] ** 2) / np.sum(pcm[a:b].astype(np.float64) ** 2))
@@ -317,21 +324,7 @@ def test_tail_of_a_voiced_loss_is_shaped_and_handed_back_smoothly(speech, tiny, 
     start, n_lost = 50, 8
     own = np.abs(np.diff(speech.astype(np.float64)))
     plc = NeuralPLC(tiny_vocoder, tiny[0])     # lead 20 ms, vocoder fades out by 80 ms
-    hist = np.zeros(4096, np.int16)
-    out = []
-    for s in range(start + n_lost + 2):
-        x = speech[s * SLOT:(s + 1) * SLOT]
-        if start <= s < start + n_lost:
-            # stand-in for libopus's concealment: the true signal, so the edges are continuous
-            y = plc.conceal(SlotContext(s, [], hist, s - start + 1, x))
-            dec = Decision.NEURAL_PLC
-        else:
-            y = plc.handback(x) if s == start + n_lost else x
-            dec = Decision.REGULAR
-        out.append(y)
-        hist = np.concatenate([hist[SLOT:], y])
-        plc.observe(y, dec)
-    y = np.concatenate(out).astype(np.float64)
+    y = _drive_continuous(plc, speech, start, n_lost, start + n_lost + 2)
     assert plc.stats["gated_losses"] == 0 and plc.stats["shaped_slots"] == n_lost - 4   # from 80 ms on
     t0, b = (start + 4) * SLOT, (start + n_lost) * SLOT
     assert not np.array_equal(y[t0:b], speech[t0:b])
