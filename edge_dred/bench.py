@@ -82,7 +82,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     try:
         from .features import FeatureExtractor, compute_features
         from .plc import FeaturePredictor, default_models
-        from .postfilter import EnvelopePostfilter
+        from .postfilter import VocoderPostfilter
         from .vocoder import PREEMPH, PRIME_FRAMES, Vocoder, prime_samples
 
         vm, pm = default_models()
@@ -91,7 +91,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     feats = compute_features(pcm)
     # The postfilter gets its own row (the vocoder row is the network alone).
     voc, pred, fx = Vocoder(vm, postfilter=False), FeaturePredictor(pm), FeatureExtractor()
-    pf = EnvelopePostfilter()
+    pf = VocoderPostfilter()
     pe = pcm[: n * FRAME_SAMPLES].astype(np.float64) / 32768.0
     pe = np.concatenate([pe[:1], pe[1:] - PREEMPH * pe[:-1]]).reshape(-1, 160)   # stands in for the network's output
     k = PRIME_FRAMES + 3

@@ -363,9 +363,9 @@ class NeuralPLC:
         What the vocoder fades into: libopus's concealment of the same
         samples (which itself decays to silence within about 100 ms) or
         silence.
-    postfilter : bool
+    postfilter : bool or a postfilter from :mod:`edge_dred.postfilter`
         Pass the vocoder's output through :mod:`edge_dred.postfilter` (towards
-        the predicted features' band energies).
+        the predicted features' band energies, then their pitch).
     reference : bool
         Use the float64 numpy reference networks instead of the int8 kernels
         (tests).
@@ -398,7 +398,7 @@ class NeuralPLC:
                  fade_start_ms: float = 40.0, fade_ms: float = 40.0, start_xfade: int = 320,
                  end_xfade: int = 160, opus_lead_ms: int = 20, fade_to: str = "opus",
                  lead_input: str = "predicted", voiced_gate: float | None = 0.5,
-                 shape_gated: float | None = 0.5, shape_tail: bool = True, postfilter: bool = True,
+                 shape_gated: float | None = 0.5, shape_tail: bool = True, postfilter: Any = True,
                  reference: bool = False) -> None:
         from .features import FeatureExtractor
         from .receiver import Decision

@@ -1,5 +1,13 @@
-"""Envelope postfilter: pulls the vocoder's output towards the features' spectral envelope.
+"""The vocoder's postfilters: towards the features' spectral envelope, then their pitch.
 
+Two stages, chained by :class:`VocoderPostfilter` (the vocoder's default):
+:class:`EnvelopePostfilter` corrects the band energies, then
+:class:`PitchPostfilter` reinforces the harmonics.  Both run outside the
+vocoder's feedback loop (the network keeps seeing its own unfiltered output)
+and add no delay.
+
+Envelope
+--------
 The vocoder follows its conditioning only loosely: on training speech its output
 band energies miss the 18 band energies of the features by about 2.4 dB per
 band (mean absolute).  This stage measures the band energies of each 10 ms
@@ -17,10 +25,15 @@ instead (one frame late) lost most of the gain in DNSMOS.
 Copy synthesis with the float vocoder on 24 + 24 training files (VCC2016,
 LJSpeech; ``training/eval_copy_synthesis.py --postfilter-strength``):
 PESQ-WB +0.08 / +0.10, STOI +0.013 / +0.016, PLCMOS +0.14 / +0.20, DNSMOS
-OVRL +0.08 / +0.16; strength 0.5 scored best of 0.3, 0.5, 0.7 and 1.0.  In
-the receiver (neural PLC, DRED) the effect is within +-0.01 on both
+OVRL +0.08 / +0.16; strength 0.5 scored best of 0.3, 0.5, 0.7 and 1.0 for
+this stage alone (0.7 followed by the pitch stage).  In the receiver (neural PLC, DRED) the effect is within +-0.01 on both
 metrics: there the features are predicted, or decoded from about 0.5 kb/s
 of latents, and pulling towards them matters less.
+
+Pitch
+-----
+See :class:`PitchPostfilter`: a causal comb at the features' pitch period,
+gain proportional to their pitch correlation, energy kept.
 
 Signals are pre-emphasised (as the features and the vocoder's own output are)
 and on the float scale (int16 / 32768).
@@ -31,12 +44,13 @@ import numpy as np
 
 from .features import PREEMPHASIS, band_energies_from_cepstrum, band_weights
 
-__all__ = ["EnvelopePostfilter", "PostfilterInputError"]
+__all__ = ["EnvelopePostfilter", "PitchPostfilter", "VocoderPostfilter", "PostfilterInputError"]
 
 FRAME = 160
 NFFT = 2 * FRAME
 NB_BANDS = 18
 _POW = PREEMPHASIS ** np.arange(1, FRAME + 1)   # de-emphasis of one frame in closed form
+PITCH_MIN, PITCH_MAX = 32.0, 267.0               # the features' pitch period range (samples)
 
 
 class PostfilterInputError(ValueError):
@@ -198,3 +212,168 @@ class EnvelopePostfilter:
             out[t] = a + self._ramp * (np.convolve(src, h[1], "valid") - a)
             self._hist = buf[-n_hist:]
         return out
+
+
+def _check_frames(frames: np.ndarray, features: np.ndarray, n_feat: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(frames, np.float64)
+    f = np.asarray(features, np.float64)
+    if x.ndim != 2 or x.shape[1] != FRAME:
+        raise PostfilterInputError(f"frames must have shape (T, {FRAME}), got {x.shape}")
+    if f.ndim != 2 or f.shape[0] != x.shape[0] or f.shape[1] not in n_feat:
+        raise PostfilterInputError(f"features must have shape ({x.shape[0]}, 20), got {f.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(f))):
+        raise PostfilterInputError("frames and features must be finite")
+    return x, f
+
+
+class PitchPostfilter:
+    """Streaming pitch (comb) postfilter, one 10 ms frame at a time.
+
+    The vocoder's voiced output is less periodic than the speech its features
+    describe (noise between the harmonics).  Each frame is mixed with itself
+    one pitch period earlier, ``y[n] = x[n] + g * (h * x)[n - T]``, where
+    ``T`` is the frame's (fractional) pitch period from the features, ``h`` a
+    3-tap low-pass ``[1/4, 1/2, 1/4]`` (the comb weakens towards high
+    frequencies, whose harmonics are less regular) and ``g = strength *
+    pitch correlation``.  Then the frame is scaled back to its input energy,
+    so the envelope stage before it keeps its job.  Both the gain and the
+    energy scale move linearly across each frame from the previous frame's
+    value: no steps at frame edges.  No look-ahead, no added delay (the
+    filter is a causal FIR on its own input).
+
+    Copy synthesis of 16 + 16 training files (VCC2016, LJSpeech), after the
+    envelope stage at 0.5: PESQ-WB +0.08 / +0.09, PLCMOS +0.17 / +0.17,
+    STOI -0.006 / -0.006.  Strength 0.3 gave less, 0.7 little more for
+    more STOI lost; a whole-band comb (no low-pass), an integer lag, or an
+    energy scale that steps at frame edges each scored lower.
+
+    Parameters
+    ----------
+    strength : float
+        Comb gain at pitch correlation 1, in [0, 1].
+
+    Notes
+    -----
+    State: the last ``PITCH_MAX + 3`` input samples, the previous gain and
+    energy scale.  ``process`` of a signal cut into any frame-aligned chunks
+    equals one call on the whole signal.
+    """
+
+    def __init__(self, strength: float = 0.5) -> None:
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        self.strength = float(strength)
+        self._n_hist = int(PITCH_MAX) + 3
+        self._ramp = (np.arange(FRAME) + 0.5) / FRAME
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the history (as at the start of a stream)."""
+        self._hist = np.zeros(self._n_hist)
+        self._g = 0.0
+        self._scale = 1.0
+
+    def prime(self, history: np.ndarray) -> None:
+        """Set the history from real signal (pre-emphasised, float scale), newest last.
+
+        The comb then starts from gain 0: the real signal was not filtered.
+        """
+        h = np.asarray(history, np.float64).ravel()
+        if not np.all(np.isfinite(h)):
+            raise PostfilterInputError("history must be finite")
+        self.reset()
+        n = min(h.shape[0], self._n_hist)
+        if n:
+            self._hist[-n:] = h[-n:]
+
+    @property
+    def state_bytes(self) -> int:
+        """Per-stream memory in bytes."""
+        return int(self._hist.nbytes + 16)
+
+    def process(self, frames: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Filter ``T`` frames with the pitch of their ``T`` feature vectors.
+
+        Parameters
+        ----------
+        frames : numpy.ndarray
+            (T, 160) pre-emphasised output, float scale.
+        features : numpy.ndarray
+            (T, 20): the features the frames were made from (pitch period,
+            pitch correlation).
+
+        Returns
+        -------
+        numpy.ndarray
+            (T, 160) float64, filtered.
+        """
+        x, f = _check_frames(frames, features, (20,))
+        out = np.empty((x.shape[0], FRAME))
+        h = self._n_hist
+        for t in range(x.shape[0]):
+            buf = np.concatenate([self._hist, x[t]])
+            period = float(np.clip(f[t, 18], PITCH_MIN, PITCH_MAX))
+            lag = int(period)
+            frac = period - lag
+            g = self.strength * float(np.clip(f[t, 19], 0.0, 1.0))
+            # x delayed by lag + frac (linear interpolation) at frame samples -1..160, then the low-pass
+            s = (1.0 - frac) * buf[h - lag - 1:h - lag + FRAME + 1] + frac * buf[h - lag - 2:h - lag + FRAME]
+            d = 0.25 * s[:-2] + 0.5 * s[1:-1] + 0.25 * s[2:]
+            y = x[t] + (self._g + (g - self._g) * self._ramp) * d
+            e_in, e_out = float(x[t] @ x[t]), float(y @ y)
+            scale = np.sqrt((e_in + 1e-12) / (e_out + 1e-12))
+            out[t] = y * (self._scale + (scale - self._scale) * self._ramp)
+            self._g, self._scale = g, scale
+            self._hist = buf[-h:]
+        return out
+
+
+class VocoderPostfilter:
+    """The vocoder's postfilter chain: :class:`EnvelopePostfilter`, then :class:`PitchPostfilter`.
+
+    Same streaming interface as its stages (``reset``, ``prime``,
+    ``process``, ``state_bytes``).  The comb goes after the envelope
+    correction: before it, it gained a third as much PESQ-WB.  With the comb
+    the envelope stage is best a little stronger than alone (0.7 instead of
+    0.5).  Copy synthesis of 16 + 16 training files (VCC2016, LJSpeech),
+    against the envelope stage alone at 0.5: PESQ-WB +0.09 / +0.12, PLCMOS
+    +0.19 / +0.18, DNSMOS OVRL +0.02 / +0.03, STOI -0.004 / -0.003
+    (envelope 0.85 or 1.0 were level on PESQ-WB, lower on PLCMOS; comb 0.7
+    cost STOI and DNSMOS).
+
+    Parameters
+    ----------
+    envelope : float
+        :class:`EnvelopePostfilter` strength (0 turns the stage off).
+    pitch : float
+        :class:`PitchPostfilter` strength (0 turns the stage off).
+    """
+
+    def __init__(self, envelope: float = 0.7, pitch: float = 0.5) -> None:
+        if not (0.0 <= envelope <= 1.0 and 0.0 <= pitch <= 1.0):
+            raise ValueError(f"strengths must be in [0, 1], got envelope={envelope}, pitch={pitch}")
+        self.envelope = EnvelopePostfilter(strength=envelope) if envelope > 0 else None
+        self.pitch = PitchPostfilter(strength=pitch) if pitch > 0 else None
+        self._stages = [s for s in (self.envelope, self.pitch) if s is not None]
+
+    def reset(self) -> None:
+        """Zero every stage's history."""
+        for s in self._stages:
+            s.reset()
+
+    def prime(self, history: np.ndarray) -> None:
+        """Set every stage's history from real signal (pre-emphasised, float scale)."""
+        for s in self._stages:
+            s.prime(history)
+
+    @property
+    def state_bytes(self) -> int:
+        """Per-stream memory in bytes."""
+        return int(sum(s.state_bytes for s in self._stages))
+
+    def process(self, frames: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Filter ``T`` frames (T, 160) with their ``T`` feature vectors (T, 20); float64 out."""
+        x, f = _check_frames(frames, features, (20,))
+        for s in self._stages:
+            x = s.process(x, f)
+        return x

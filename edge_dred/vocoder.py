@@ -51,7 +51,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .models.loader import ModelFileError, load_weight_file
-from .postfilter import EnvelopePostfilter
+from .postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter
 from .nn_reference import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
                            gru_step, linear_shape, load_gru, load_linear)
 
@@ -375,15 +375,21 @@ def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
 
 # ---------------------------------------------------------------- streams
 
+Postfilter = VocoderPostfilter | EnvelopePostfilter | PitchPostfilter
+
+
 class _VocoderStream:
     """Shared orchestration: priming, pre/de-emphasis, the postfilter."""
 
-    def __init__(self, model: VocoderModel | None = None, postfilter: bool | EnvelopePostfilter = True) -> None:
+    def __init__(self, model: VocoderModel | None = None, postfilter: bool | Postfilter = True) -> None:
         self.model = model if model is not None else VocoderModel.load()
         if postfilter is True:
-            postfilter = EnvelopePostfilter()
+            postfilter = VocoderPostfilter()
+        elif postfilter is not False and not isinstance(postfilter, (VocoderPostfilter, EnvelopePostfilter,
+                                                                     PitchPostfilter)):
+            raise TypeError(f"postfilter must be a bool or a postfilter from edge_dred.postfilter, got {postfilter!r}")
         # Outside the feedback loop: the network keeps seeing its own unfiltered output.
-        self.postfilter: EnvelopePostfilter | None = postfilter or None
+        self.postfilter: Postfilter | None = postfilter or None
         self.reset()
 
     # subclasses implement these four
@@ -484,10 +490,10 @@ class Vocoder(_VocoderStream):
     model : VocoderModel, optional
         Shared weights; default: the shipped model (pass one model to many
         streams).
-    postfilter : bool or EnvelopePostfilter
-        Filter the output towards the features' band energies
-        (:mod:`edge_dred.postfilter`, no added delay); default on.  False
-        gives the network's raw output.
+    postfilter : bool or a postfilter from :mod:`edge_dred.postfilter`
+        Filter the output towards the features' band energies, then their
+        pitch (:class:`edge_dred.postfilter.VocoderPostfilter`, no added
+        delay); default on.  False gives the network's raw output.
 
     Notes
     -----
@@ -496,7 +502,7 @@ class Vocoder(_VocoderStream):
     shared.
     """
 
-    def __init__(self, model: VocoderModel | None = None, postfilter: bool | EnvelopePostfilter = True) -> None:
+    def __init__(self, model: VocoderModel | None = None, postfilter: bool | Postfilter = True) -> None:
         from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
 
         model = model if model is not None else VocoderModel.load()

@@ -1,11 +1,11 @@
-"""Envelope postfilter: streaming, direction of the correction, bounds, errors."""
+"""Vocoder postfilters (envelope, pitch, the chain): streaming, direction of the correction, bounds, errors."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edge_dred.features import band_energies_from_cepstrum, compute_features
-from edge_dred.postfilter import FRAME, EnvelopePostfilter, PostfilterInputError
+from edge_dred.postfilter import FRAME, EnvelopePostfilter, PitchPostfilter, PostfilterInputError, VocoderPostfilter
 from edge_dred.vocoder import PREEMPH
 
 NF = 60
@@ -113,3 +113,108 @@ def test_bad_inputs_raise_clear_errors(shaped):
         with pytest.raises(ValueError):
             EnvelopePostfilter(**kw)
     assert pf.process(np.zeros((0, FRAME)), np.zeros((0, 20))).shape == (0, FRAME)
+
+
+# ------------------------------------------------------------------ pitch stage
+
+def _voiced(period: float = 100.0, corr: float = 1.0, noise: float = 2.0, seed: int = 5):
+    """Pre-emphasised pulse train plus white noise, and features that say (period, corr)."""
+    rng = np.random.default_rng(seed)
+    n = NF * FRAME
+    pulses = np.zeros(n)
+    pulses[(np.arange(0, n, period)).astype(int)] = 1.0
+    x = np.convolve(pulses, np.hanning(7), "same") * 0.2 + rng.normal(0, 0.2 * noise / np.sqrt(period), n)
+    f = np.zeros((NF, 20))
+    f[:, 18], f[:, 19] = period, corr
+    return x.reshape(NF, FRAME), f
+
+
+def _ncc(x: np.ndarray, lag: int) -> float:
+    a, b = x[lag:], x[:-lag]
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def test_pitch_chunked_equals_one_call():
+    frames, f = _voiced(period=97.3)
+    f[::7, 19] = 0.2   # the gain moves
+    for make in (PitchPostfilter, VocoderPostfilter):
+        one = make().process(frames, f)
+        pf = make()
+        parts = [pf.process(frames[i:i + k], f[i:i + k]) for i, k in ((0, 1), (1, 7), (8, 20), (28, NF - 28))]
+        assert np.array_equal(one, np.concatenate(parts))
+
+
+def test_pitch_reinforces_the_period_and_keeps_the_energy():
+    frames, f = _voiced(period=100.0)
+    y = PitchPostfilter(0.5).process(frames, f)
+    s = slice(5 * FRAME, None)   # after the history has filled
+    x_, y_ = frames.ravel()[s], y.ravel()[s]
+    assert _ncc(y_, 100) > _ncc(x_, 100) + 0.1
+    ratio = np.sum(y[5:] ** 2, axis=1) / np.sum(frames[5:] ** 2, axis=1)
+    assert np.all(np.abs(ratio - 1.0) < 0.15)   # per frame, up to the scale's ramp
+    assert abs(np.sum(y[5:] ** 2) / np.sum(frames[5:] ** 2) - 1.0) < 0.02
+    # the wrong period does not help
+    wrong = f.copy()
+    wrong[:, 18] = 73.0
+    z = PitchPostfilter(0.5).process(frames, wrong).ravel()[s]
+    assert _ncc(z, 100) < _ncc(y_, 100) - 0.05
+
+
+def test_pitch_leaves_unvoiced_frames_and_strength_zero_alone():
+    frames, f = _voiced()
+    f[:, 19] = 0.0
+    assert np.array_equal(PitchPostfilter(0.5).process(frames, f), frames)
+    f[:, 19] = 1.0
+    assert np.array_equal(PitchPostfilter(0.0).process(frames, f), frames)
+
+
+def test_pitch_prime_continues_the_history_and_fades_the_comb_in():
+    frames, f = _voiced(period=120.0)
+    a = PitchPostfilter()
+    a.prime(frames[:10].ravel())
+    y = a.process(frames[10:12], f[10:12])
+    # gain and scale start from the real signal's (0 and 1): the first samples are nearly untouched
+    assert np.max(np.abs(y[0, :8] - frames[10, :8])) < 0.02 * np.max(np.abs(frames))
+    b = PitchPostfilter()
+    b.prime(frames[:10].ravel())
+    assert np.array_equal(b.process(frames[10:12], f[10:12]), y)
+    a.reset()
+    assert not np.any(a._hist) and a._g == 0.0 and a._scale == 1.0
+
+
+def test_chain_is_the_stages_in_order(shaped):
+    x, own, target = shaped
+    frames = _preemph(x).reshape(NF, FRAME)
+    want = PitchPostfilter(0.5).process(EnvelopePostfilter(0.7).process(frames, target), target)
+    chain = VocoderPostfilter(envelope=0.7, pitch=0.5)
+    assert np.array_equal(chain.process(frames, target), want)
+    assert chain.state_bytes == EnvelopePostfilter().state_bytes + PitchPostfilter().state_bytes
+    only_env = VocoderPostfilter(envelope=0.7, pitch=0.0)
+    assert only_env.pitch is None
+    assert np.array_equal(only_env.process(frames, target), EnvelopePostfilter(0.7).process(frames, target))
+    assert np.array_equal(VocoderPostfilter(0.0, 0.0).process(frames, target), frames)
+
+
+def test_pitch_and_chain_bad_inputs_raise_clear_errors():
+    frames, f = _voiced()
+    for pf in (PitchPostfilter(), VocoderPostfilter()):
+        with pytest.raises(PostfilterInputError, match="features"):
+            pf.process(frames[:3], f[:3, :18])   # the pitch stage needs the pitch entries
+        bad = f[:2].copy()
+        bad[1, 18] = np.nan
+        with pytest.raises(PostfilterInputError, match="finite"):
+            pf.process(frames[:2], bad)
+        with pytest.raises(PostfilterInputError, match="finite"):
+            pf.prime(np.array([np.inf]))
+    # hostile pitch values are clamped to the features' range, never read outside the history
+    wild = f[:4].copy()
+    wild[:, 18] = [1e4, -5.0, 0.0, 3.0]
+    wild[:, 19] = [9.0, -3.0, 1.0, 1.0]
+    y = PitchPostfilter().process(frames[:4], wild)
+    assert np.all(np.isfinite(y))
+    for kw in ({"strength": -0.1}, {"strength": 1.01}):
+        with pytest.raises(ValueError):
+            PitchPostfilter(**kw)
+    for kw in ({"envelope": 1.5}, {"pitch": -1.0}):
+        with pytest.raises(ValueError):
+            VocoderPostfilter(**kw)

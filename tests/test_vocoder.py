@@ -343,3 +343,15 @@ def test_postfilter_is_outside_the_loop_and_optional(tiny, signal):
     on.postfilter = None
     nxt_on, nxt_raw = on.synthesize(f[58:60]).astype(int), raw.synthesize(f[58:60]).astype(int)
     assert np.max(np.abs(nxt_on[FRAME:] - nxt_raw[FRAME:])) <= 1
+
+
+def test_default_postfilter_is_the_chain_and_others_are_refused(tiny):
+    from edge_dred.postfilter import PitchPostfilter, VocoderPostfilter
+
+    model, *_ = tiny
+    v = Vocoder(model)
+    assert isinstance(v.postfilter, VocoderPostfilter)
+    assert v.postfilter.envelope is not None and v.postfilter.pitch is not None
+    assert isinstance(Vocoder(model, postfilter=PitchPostfilter()).postfilter, PitchPostfilter)
+    with pytest.raises(TypeError, match="postfilter"):
+        Vocoder(model, postfilter="on")

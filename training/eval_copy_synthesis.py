@@ -38,7 +38,7 @@ from vocoder_model import FRAME, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
 
 from edge_dred.evaluate import metrics  # noqa: E402
 from edge_dred.features import band_energies_from_cepstrum, band_weights, compute_features  # noqa: E402
-from edge_dred.postfilter import EnvelopePostfilter  # noqa: E402
+from edge_dred.postfilter import VocoderPostfilter  # noqa: E402
 
 DEV = REPO.parent / "shared" / "data" / "speech" / "dev"
 
@@ -63,14 +63,15 @@ def load_model(path: Path) -> tuple[Vocoder, int]:
 
 @torch.no_grad()
 def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prime_frames: int = 2,
-           postfilter: float | None = 0.5) -> list[np.ndarray]:
+           postfilter: tuple[float, float] | None = (0.7, 0.5)) -> list[np.ndarray]:
     """Free-running copy synthesis of several files at once (batched, padded).
 
     The first ``prime_frames`` frames of each output are the real samples; the
     model history is primed with them (zeros before the file start).  Unless
     ``postfilter`` is None the free-running frames pass through the runtime's
-    :class:`edge_dred.postfilter.EnvelopePostfilter` of that strength (primed
-    with the real frames), as :class:`edge_dred.vocoder.Vocoder` does.
+    :class:`edge_dred.postfilter.VocoderPostfilter` with these (envelope,
+    pitch) strengths (primed with the real frames), as
+    :class:`edge_dred.vocoder.Vocoder` does.
     """
     b = len(pcms)
     t = max(len(f) for f in feats)
@@ -90,7 +91,7 @@ def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prim
     y = model.run(ft[:, prime_frames:], st).numpy().astype(np.float64)
     if postfilter is not None:
         for i, ff in enumerate(feats):
-            pf = EnvelopePostfilter(strength=postfilter)
+            pf = VocoderPostfilter(*postfilter)
             pf.prime(e[i, : prime_frames * FRAME])
             n = max(len(ff) - prime_frames, 0)
             y[i, : n * FRAME] = pf.process(y[i, : n * FRAME].reshape(n, FRAME), ff[prime_frames:]).ravel()
@@ -155,7 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prime-frames", type=int, default=2)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--no-postfilter", action="store_true", help="score the network's raw output")
-    ap.add_argument("--postfilter-strength", type=float, default=EnvelopePostfilter().strength)
+    ap.add_argument("--postfilter-strength", type=float, default=VocoderPostfilter().envelope.strength,
+                    help="envelope stage (0 = off)")
+    ap.add_argument("--pitch-strength", type=float, default=VocoderPostfilter().pitch.strength,
+                    help="pitch (comb) stage after it (0 = off)")
     ap.add_argument("--save-wav", type=Path, default=None, help="write outputs here (never commit them)")
     ap.add_argument("--log", type=Path, default=HERE / "runs" / "vocoder" / "eval.jsonl")
     a = ap.parse_args(argv)
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         pcms.append(x[: len(x) // FRAME * FRAME])
     feats = [compute_features(p) for p in pcms]
     t0 = time.time()
-    pf_strength = None if a.no_postfilter else a.postfilter_strength
+    pf_strength = None if a.no_postfilter else (a.postfilter_strength, a.pitch_strength)
     outs = vocode(model, pcms, feats, a.prime_frames, postfilter=pf_strength)
     dt = time.time() - t0
     audio_s = sum(len(p) for p in pcms) / 16000

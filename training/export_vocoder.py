@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from vocoder_model import FRAME, HIST, PREEMPH, Vocoder as TorchVocoder, VocoderConfig  # noqa: E402
 
 from edge_dred.features import compute_features  # noqa: E402
-from edge_dred.postfilter import EnvelopePostfilter  # noqa: E402
+from edge_dred.postfilter import VocoderPostfilter  # noqa: E402
 from edge_dred.models.loader import update_manifest  # noqa: E402
 from edge_dred.vocoder import MODEL_NAME, MODEL_VERSION, PRIME_FRAMES, Vocoder, VocoderModel, export_vocoder, \
     prime_samples  # noqa: E402
@@ -70,7 +70,7 @@ class TorchStream:
 
     def __init__(self, model: TorchVocoder, postfilter: bool = True) -> None:
         self.m = model
-        self.pf = EnvelopePostfilter() if postfilter else None
+        self.pf = VocoderPostfilter() if postfilter else None
 
     @torch.no_grad()
     def prime(self, pcm: np.ndarray, feats: np.ndarray) -> np.ndarray:

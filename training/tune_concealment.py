@@ -74,6 +74,9 @@ PLC_VARIANTS: dict[str, dict] = {
     # The vocoder's raw output, without the envelope postfilter (default since 2026-12-04).
     "nopf": {"kind": "plain", "plc": {"postfilter": False}},
     "nopf_ungated": {"kind": "plain", "plc": {"postfilter": False, "voiced_gate": None}},
+    # The vocoder postfilter before the pitch stage (default since 2026-12-05): envelope 0.5 alone;
+    # a (envelope, pitch) pair builds a VocoderPostfilter per receiver.
+    "pf_env50": {"kind": "plain", "plc": {"postfilter": (0.5, 0.0)}},
     # libopus's concealment of gated losses pulled towards the predicted features (default since
     # 2026-12-04): off, or other strengths.  Shaping the lead of voiced losses too (or instead) was
     # worse: the "shape_*" diagnostics of commit 0fb72ad.
@@ -92,6 +95,7 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred": {"kind": "lbrr+dred", "dred": {}},
     "lbrr+dred+plc": {"kind": "lbrr+dred", "dred": {}, "plc": {}},
     "lbrr+dred_nopf": {"kind": "lbrr+dred", "dred": {"postfilter": False}},
+    "lbrr+dred_pf_env50": {"kind": "lbrr+dred", "dred": {"postfilter": (0.5, 0.0)}},
     "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control before 2026-12-03
     "dred": {"kind": "dred", "dred": {}},
     "dred_mean": {"kind": "dred:mean", "dred": {}},
@@ -181,6 +185,14 @@ def _plc_model(path: str):
     return _PLC_MODELS[path]
 
 
+def _fresh(kw: dict) -> dict:
+    """Receiver keyword arguments with a new postfilter per receiver where one is given as strengths."""
+    from edge_dred.postfilter import VocoderPostfilter
+
+    pf = kw.get("postfilter")
+    return dict(kw, postfilter=VocoderPostfilter(*pf)) if isinstance(pf, tuple) else dict(kw)
+
+
 def _run(args: tuple) -> list[dict]:
     path, variants, jitter_ms = args
     from edge_dred.evaluate import metrics as M
@@ -212,7 +224,7 @@ def _run(args: tuple) -> list[dict]:
                 from edge_dred.dred.recovery import DredRecoverer
                 from edge_dred.simulate import dred_recoverer
 
-                recs = [DredRecoverer(**spec["dred"])] if spec["dred"] else [dred_recoverer()]
+                recs = [DredRecoverer(**_fresh(spec["dred"]))] if spec["dred"] else [dred_recoverer()]
             model = _plc_model(spec["plc_weights"]) if "plc_weights" in spec else None
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.
@@ -220,11 +232,11 @@ def _run(args: tuple) -> list[dict]:
 
                 pad = np.zeros(sender.lookahead, np.int16)
                 feats = compute_features(np.concatenate([pad, pcm, np.zeros(3200, np.int16)]))
-                conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **spec["plc"])
+                conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **_fresh(spec["plc"]))
             elif "gate" in spec:
-                conc = _gated_plc(list(spec["gate"]), plc_model=model, **spec["plc"])
+                conc = _gated_plc(list(spec["gate"]), plc_model=model, **_fresh(spec["plc"]))
             elif "plc" in spec:
-                conc = NeuralPLC(plc_model=model, **spec["plc"])
+                conc = NeuralPLC(plc_model=model, **_fresh(spec["plc"]))
             else:
                 conc = None
             look = jitter_lookahead(jitter_ms, lbrr) if dred else None

@@ -137,9 +137,9 @@ class DredRecoverer:
         whole first slot (320): on training speech under synthetic bursty loss it
         scored higher (PESQ-WB and PLCMOS) than a 5 ms fade, since libopus's first
         concealed 20 ms continues its own decoder state exactly.
-    postfilter : bool
+    postfilter : bool or a postfilter from :mod:`edge_dred.postfilter`
         Pass the vocoder's output through :mod:`edge_dred.postfilter` (towards
-        the decoded features' band energies).
+        the decoded features' band energies, then their pitch).
     reference : bool
         Float numpy vocoder instead of the int8 kernels (tests).
     keep_trace : bool
@@ -159,7 +159,7 @@ class DredRecoverer:
 
     def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
                  codec_delay: int = DEFAULT_CODEC_DELAY, start_xfade: int = 320, end_xfade: int = 160,
-                 postfilter: bool = True, reference: bool = False, keep_trace: bool = False) -> None:
+                 postfilter: Any = True, reference: bool = False, keep_trace: bool = False) -> None:
         from ..receiver import Decision
         from ..vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
 
