@@ -308,23 +308,29 @@ class PitchPostfilter:
             (T, 160) float64, filtered.
         """
         x, f = _check_frames(frames, features, (20,))
-        out = np.empty((x.shape[0], FRAME))
+        n = x.shape[0]
+        if n == 0:
+            return np.empty((0, FRAME))
+        # All frames at once (the comb reads its input only, never its output): a handful of
+        # numpy calls per call rather than per frame.  Row-wise sums, no BLAS, so any
+        # frame-aligned chunking gives the same bits.
         h = self._n_hist
-        for t in range(x.shape[0]):
-            buf = np.concatenate([self._hist, x[t]])
-            period = float(np.clip(f[t, 18], PITCH_MIN, PITCH_MAX))
-            lag = int(period)
-            frac = period - lag
-            g = self.strength * float(np.clip(f[t, 19], 0.0, 1.0))
-            # x delayed by lag + frac (linear interpolation) at frame samples -1..160, then the low-pass
-            s = (1.0 - frac) * buf[h - lag - 1:h - lag + FRAME + 1] + frac * buf[h - lag - 2:h - lag + FRAME]
-            d = 0.25 * s[:-2] + 0.5 * s[1:-1] + 0.25 * s[2:]
-            y = x[t] + (self._g + (g - self._g) * self._ramp) * d
-            e_in, e_out = float(x[t] @ x[t]), float(y @ y)
-            scale = np.sqrt((e_in + 1e-12) / (e_out + 1e-12))
-            out[t] = y * (self._scale + (scale - self._scale) * self._ramp)
-            self._g, self._scale = g, scale
-            self._hist = buf[-h:]
+        buf = np.concatenate([self._hist, x.ravel()])
+        period = np.clip(f[:, 18], PITCH_MIN, PITCH_MAX)
+        lag = period.astype(np.int64)
+        frac = (period - lag)[:, None]
+        # x delayed by lag + frac (linear interpolation) at frame samples -1..160, then the low-pass
+        idx = (h + FRAME * np.arange(n) - lag - 1)[:, None] + np.arange(FRAME + 2)
+        s = (1.0 - frac) * buf[idx] + frac * buf[idx - 1]
+        d = 0.25 * s[:, :-2] + 0.5 * s[:, 1:-1] + 0.25 * s[:, 2:]
+        g = self.strength * np.clip(f[:, 19], 0.0, 1.0)
+        g0 = np.concatenate([[self._g], g[:-1]])
+        y = x + (g0[:, None] + (g - g0)[:, None] * self._ramp) * d
+        scale = np.sqrt((np.sum(x * x, axis=1) + 1e-12) / (np.sum(y * y, axis=1) + 1e-12))
+        s0 = np.concatenate([[self._scale], scale[:-1]])
+        out = y * (s0[:, None] + (scale - s0)[:, None] * self._ramp)
+        self._g, self._scale = float(g[-1]), float(scale[-1])
+        self._hist = buf[-h:]
         return out
 
 
