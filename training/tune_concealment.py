@@ -194,7 +194,7 @@ def _fresh(kw: dict) -> dict:
 
 
 def _run(args: tuple) -> list[dict]:
-    path, variants, jitter_ms = args
+    path, variants, jitter_ms, loss_models = args
     from edge_dred.evaluate import metrics as M
     from edge_dred.loss import GilbertElliott
     from edge_dred.plc import NeuralPLC
@@ -207,7 +207,7 @@ def _run(args: tuple) -> list[dict]:
     pcm = np.concatenate([pcm, pcm])
     rows = []
     senders: dict[str, object] = {}
-    for li, (pct, burst) in enumerate(LOSS_MODELS):
+    for li, (pct, burst) in enumerate(loss_models):
         seed = (zlib.crc32(path.name.encode()) & 0xFFFF) * 7 + li
         for name, spec in variants.items():
             kind = spec["kind"]
@@ -247,6 +247,20 @@ def _run(args: tuple) -> list[dict]:
     return rows
 
 
+def _loss_models(text: str) -> list[tuple[float, float]]:
+    out = []
+    for item in text.split(","):
+        pct, _, burst = item.partition("/")
+        try:
+            pct_f, burst_f = float(pct), float(burst)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"loss model {item!r} is not PCT/BURST") from None
+        if not (0.0 < pct_f < 100.0 and burst_f >= 1.0):
+            raise argparse.ArgumentTypeError(f"loss model {item!r}: want 0 < PCT < 100 and BURST >= 1")
+        out.append((pct_f, burst_f))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=24)
@@ -256,6 +270,9 @@ def main() -> None:
                     help="training speech to draw files from (a folder of speaker folders or of .flac files); "
                          "default train/vcc2016")
     ap.add_argument("--jitter-ms", type=int, default=60)
+    ap.add_argument("--loss-models", type=_loss_models, default=LOSS_MODELS, metavar="PCT/BURST[,...]",
+                    help="Gilbert-Elliott loss models (loss %%, mean burst in packets); default "
+                         + ",".join(f"{p:g}/{b:g}" for p, b in LOSS_MODELS))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plc-weights", action="append", default=[], metavar="NAME=PATH",
@@ -277,13 +294,13 @@ def main() -> None:
         variants = {k: (dict(v, plc_weights=str(a.weights_for_all)) if "plc" in v and "plc_weights" not in v else v)
                     for k, v in variants.items()}
     t0 = time.time()
-    jobs = [(p, variants, a.jitter_ms) for p in _files(a.files, a.speech)]
+    jobs = [(p, variants, a.jitter_ms, a.loss_models) for p in _files(a.files, a.speech)]
     with Pool(a.jobs) as pool:
         rows = [r for rs in pool.imap_unordered(_run, jobs) for r in rs]
     if a.json:
         a.json.write_text(json.dumps(rows))
     base = next(iter(variants))
-    losses = [f"{p:g}%/{b:g}" for p, b in LOSS_MODELS]
+    losses = [f"{p:g}%/{b:g}" for p, b in a.loss_models]
     print(f"{len(jobs)} files x {len(losses)} loss models, {time.time() - t0:.0f} s; diff = paired vs {base}")
     print("| variant | " + " | ".join(f"PESQ {l} | PLCMOS {l}" for l in losses) + " | PESQ all | PLCMOS all |")
     print("|---" * (2 * len(losses) + 3) + "|")
