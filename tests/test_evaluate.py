@@ -243,11 +243,32 @@ def test_run_eval_end_to_end(tiny_tree, sim):
     assert {(s["trace"], s["condition"]) for s in summ} == {(t, c) for t in ("t1", "all") for c in conds}
     md = (out / "summary.md").read_text()
     assert "## All traces" in md and "t1" in md and conds[1] in md
+    paired = list(csv.DictReader(open(out / "paired.csv")))
+    assert {(d["trace"], d["condition"], d["base"]) for d in paired} == {(t, conds[1], conds[0]) for t in ("t1", "all")}
+    assert f"## Paired differences against `{conds[0]}`" in md
+    if "pesq" in mets:
+        want = np.mean([by[(f, conds[1])] - by[(f, conds[0])] for f in ("spk_a/a1.wav", "spk_b/b1.wav")])
+        got = [float(d["pesq_wb"]) for d in paired if d["trace"] == "t1"][0]
+        assert abs(got - want) < 1e-4 and got < 0
     if plots:
         for name in ["spectrogram_t1.png"] + [f"scores_{c}.png" for c in ("pesq_wb", "stoi", "plcmos", "dnsmos_ovrl")
                                               if any(c in M.METRIC_NAMES[m] for m in mets)]:
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert not list(out.glob(".tmp_*"))
+
+
+def test_paired_differences_pair_by_file_and_skip_missing_scores():
+    rows = []
+    for f, a, b in (("x", 1.0, 1.5), ("y", 2.0, 2.1), ("z", 3.0, float("nan"))):
+        for c, v in (("base", a), ("new", b)):
+            rows.append({"file": f, "trace": "t", "condition": c, "pesq_wb": v})
+    rows.append({"file": "w", "trace": "t", "condition": "base", "pesq_wb": 9.0})   # unpaired: left out
+    d = R.paired_differences(rows, ["t"], ["base", "new"], ["pesq_wb"])
+    assert [(x["trace"], x["condition"], x["base"]) for x in d] == [("t", "new", "base"), ("all", "new", "base")]
+    assert d[0]["pesq_wb_n"] == 2
+    assert abs(d[0]["pesq_wb"] - 0.3) < 1e-12
+    assert abs(d[0]["pesq_wb_se"] - np.std([0.5, 0.1], ddof=1) / np.sqrt(2)) < 1e-12
+    assert R.paired_differences(rows, ["t"], ["base"], ["pesq_wb"]) == []
 
 
 @need_pesq

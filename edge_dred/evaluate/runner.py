@@ -284,6 +284,39 @@ def summarise(rows: list[dict[str, Any]], traces: Sequence[str], conditions: Seq
     return out
 
 
+def paired_differences(rows: list[dict[str, Any]], traces: Sequence[str], conditions: Sequence[str],
+                       score_cols: Sequence[str]) -> list[dict[str, Any]]:
+    """Each condition after the first against the first, paired per file (and trace).
+
+    Conditions run on the same files under the same traces, so the per-file
+    difference is far less noisy than the difference of two means.  Per
+    trace (and ``all``) x condition: the mean difference of every score, its
+    standard error and the number of pairs (files where both scores are
+    finite).
+    """
+    out: list[dict[str, Any]] = []
+    if len(conditions) < 2:
+        return out
+    base = conditions[0]
+    by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault((r["file"], r["trace"]), {})[r["condition"]] = r
+    for tr in list(traces) + ["all"]:
+        for c in conditions[1:]:
+            pairs = [(v[base], v[c]) for (_, t), v in by.items() if (tr == "all" or t == tr) and base in v and c in v]
+            if not pairs:
+                continue
+            d: dict[str, Any] = {"trace": tr, "condition": c, "base": base}
+            for col in score_cols:
+                diff = np.array([float(b.get(col, np.nan)) - float(a.get(col, np.nan)) for a, b in pairs])
+                diff = diff[np.isfinite(diff)]
+                d[col] = float(diff.mean()) if diff.size else float("nan")
+                d[f"{col}_se"] = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("nan")
+                d[f"{col}_n"] = int(diff.size)
+            out.append(d)
+    return out
+
+
 _LABELS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "plcmos": "PLCMOS", "dnsmos_ovrl": "DNSMOS OVRL",
            "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_p808": "DNSMOS P.808"}
 _MD_COLS = ("pesq_wb", "stoi", "plcmos", "dnsmos_ovrl")
@@ -294,7 +327,8 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def _summary_md(summary: list[dict[str, Any]], traces: dict[str, np.ndarray], conditions: Sequence[str],
-                score_cols: Sequence[str], info: dict[str, Any]) -> str:
+                score_cols: Sequence[str], info: dict[str, Any],
+                paired: Sequence[dict[str, Any]] = ()) -> str:
     cols = [c for c in _MD_COLS if c in score_cols]
     head = "| condition | n | " + " | ".join(_LABELS[c] for c in cols) + " | loss % | kb/s |"
     sep = "|---|---:|" + "---:|" * len(cols) + "---:|---:|"
@@ -321,6 +355,16 @@ def _summary_md(summary: list[dict[str, Any]], traces: dict[str, np.ndarray], co
                f"{tr.size} packets, {100 * st['loss_rate']:.1f}% lost, mean burst {st['mean_burst']:.1f}, "
                f"longest {st['max_burst']} (the loss % column is over the packets actually sent).", ""]
         md += block(name)
+    if paired:
+        md += ["", f"## Paired differences against `{conditions[0]}`", "",
+               "Per file (same file, same trace), mean ± standard error (`paired.csv`).", "",
+               "| trace | condition | n | " + " | ".join(_LABELS[c] for c in cols) + " |",
+               "|---|---|---:|" + "---:|" * len(cols)]
+        for d in paired:
+            n = max((d.get(f"{c}_n", 0) for c in cols), default=0)
+            cells = " | ".join("–" if not math.isfinite(d[c]) else
+                               f"{d[c]:+.3f} ± {_fmt(d[f'{c}_se'])}" for c in cols)
+            md.append(f"| {d['trace']} | {d['condition']} | {n} | {cells} |")
     md += ["", "## Bit rates", "", "| condition | mean total kb/s | std |", "|---|---:|---:|"]
     for s in summary:
         if s["trace"] == "all":
@@ -374,7 +418,8 @@ def run_eval(
         ``*.txt`` loss traces (one 0/1 per 20 ms packet).
     out_dir : path
         Receives ``results.csv``, ``summary.csv``, ``summary.md``,
-        ``scores_<metric>.png`` and ``spectrogram_<trace>.png``.
+        ``paired.csv`` (with two or more conditions: each against the first,
+        paired per file), ``scores_<metric>.png`` and ``spectrogram_<trace>.png``.
     conditions : sequence of str, optional
         Names from ``edge_dred.simulate.CONDITIONS`` (default: all of them).
     max_files : int, optional
@@ -498,6 +543,7 @@ def run_eval(
     tidx = {t: i for i, t in enumerate(traces)}
     rows.sort(key=lambda r: (r["file"], tidx[r["trace"]], order[r["condition"]]))
     summary = summarise(rows, list(traces), conds, score_cols)
+    paired = paired_differences(rows, list(traces), conds, score_cols)
     wall = time.perf_counter() - t_start
 
     speakers = {r["speaker"] for r in rows}
@@ -521,8 +567,13 @@ def run_eval(
     outputs: dict[str, bytes] = {
         "results.csv": _csv_bytes(rows, [c for c in RESULT_COLUMNS if c not in SCORE_COLUMNS or c in score_cols]),
         "summary.csv": _csv_bytes(summary, sum_cols),
-        "summary.md": _summary_md(summary, traces, conds, score_cols, info).encode(),
+        "summary.md": _summary_md(summary, traces, conds, score_cols, info, paired).encode(),
     }
+    if paired:
+        pair_cols = ["trace", "condition", "base"]
+        for c in score_cols:
+            pair_cols += [c, f"{c}_se", f"{c}_n"]
+        outputs["paired.csv"] = _csv_bytes(paired, pair_cols)
     if plots:
         from . import plots as P
 
