@@ -35,6 +35,11 @@ class Condition:
     neural_plc : bool
         Conceal with :class:`edge_dred.plc.NeuralPLC` (feature prediction +
         vocoder) instead of ``concealment``.
+    copy_synthesis : bool
+        No packets at all: the clean input's own features through the
+        shipped vocoder (:func:`edge_dred.vocoder.copy_synthesis`), the
+        ceiling of neural concealment (the ``vocoder`` condition; lossless,
+        0 b/s).
     dred_ms : int
         DRED redundancy depth the sender puts in every packet (0: none); the
         receiver then recovers with :class:`edge_dred.dred.recovery.DredRecoverer`
@@ -50,6 +55,7 @@ class Condition:
     lossless: bool = False
     neural_plc: bool = False
     dred_ms: int = 0
+    copy_synthesis: bool = False
 
 
 CONDITIONS: dict[str, Condition] = {
@@ -63,6 +69,7 @@ CONDITIONS: dict[str, Condition] = {
         Condition("lbrr+neural_plc", bitrate=40000, lbrr=True, neural_plc=True),
         Condition("dred", dred_ms=1040),
         Condition("lbrr+dred", bitrate=40000, lbrr=True, dred_ms=1040),
+        Condition("vocoder", bitrate=0, lossless=True, copy_synthesis=True),
     )
 }
 
@@ -260,6 +267,13 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
         condition = CONDITIONS[condition]
+    if condition.copy_synthesis:
+        from .vocoder import copy_synthesis
+
+        audio = copy_synthesis(np.asarray(pcm))
+        n = n_packets_for(len(audio))
+        return SimResult(audio=audio, lost=np.zeros(n, bool), decisions=["vocoder"] * n, total_bitrate_bps=0.0,
+                         packet_bytes=np.zeros(n, np.int32), condition=condition.name)
     sender = Sender(bitrate or condition.bitrate, lbrr=condition.lbrr, dred_ms=condition.dred_ms)
     concealer = None
     if condition.neural_plc:

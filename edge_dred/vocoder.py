@@ -41,6 +41,8 @@ Public API
 :class:`VocoderReference`  the same maths in float64 numpy (the test oracle).
 :func:`export_vocoder`  float parameters (torch ``state_dict`` names) -> weight file.
 :func:`random_vocoder_params`  a randomly initialised model (tests, benchmarks).
+:func:`copy_synthesis`  a whole signal resynthesised from its own features (the
+    vocoder's ceiling; the ``vocoder`` condition of ``edge-dred eval``).
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ from .nn_reference import (LayerFileError, dense, export_gru, export_linear, flo
 __all__ = [
     "MODEL_NAME", "MODEL_VERSION", "VocoderShape", "VocoderModel", "Vocoder", "VocoderReference",
     "VocoderInputError", "export_vocoder", "random_vocoder_params", "PRIME_FRAMES", "prime_samples",
+    "copy_synthesis",
 ]
 
 MODEL_NAME = "vocoder"
@@ -639,3 +642,38 @@ class VocoderReference(_VocoderStream):
             fb = y if teacher is None else teacher[j * SUBFRAME:(j + 1) * SUBFRAME]
             st["hist"] = np.concatenate([hist[SUBFRAME:], fb])
         return out
+
+
+def copy_synthesis(pcm: np.ndarray, vocoder: "_VocoderStream | None" = None) -> np.ndarray:
+    """Resynthesise a signal from its own features, free-running from its start.
+
+    What the vocoder makes of perfect features: the ceiling of every neural
+    concealment.  The stream is primed on silence before the signal, so not
+    one real sample is fed back; the output is sample-aligned with the input.
+
+    Parameters
+    ----------
+    pcm : numpy.ndarray
+        int16 mono 16 kHz, at least one sample.
+    vocoder : Vocoder or VocoderReference, optional
+        The stream to use (it is primed afresh); default a new :class:`Vocoder`
+        on the shipped model with its default postfilter.
+
+    Returns
+    -------
+    numpy.ndarray
+        int16, the same length as ``pcm``.
+    """
+    from .features import compute_features
+
+    x = np.asarray(pcm)
+    if x.ndim != 1 or x.dtype != np.int16 or x.shape[0] == 0:
+        raise VocoderInputError(f"copy_synthesis needs non-empty 1-D int16 PCM, got {x.dtype} {x.shape}")
+    pad = -(-prime_samples() // FRAME) * FRAME          # whole frames of silence to prime on
+    tail = -x.shape[0] % FRAME                           # the last partial frame gets features too
+    padded = np.concatenate([np.zeros(pad, np.int16), x, np.zeros(tail, np.int16)])
+    f = compute_features(padded)
+    k = pad // FRAME
+    v = vocoder if vocoder is not None else Vocoder()
+    v.prime(padded[:pad], f[k - PRIME_FRAMES - 2:k])
+    return v.synthesize(f[k:])[:x.shape[0]]

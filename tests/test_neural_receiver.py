@@ -34,6 +34,22 @@ def test_conditions_registered():
     assert not CONDITIONS["opus_plc"].neural_plc
 
 
+def test_vocoder_condition_is_copy_synthesis(speech):
+    from edge_dred.vocoder import copy_synthesis
+
+    c = CONDITIONS["vocoder"]
+    assert c.lossless and c.copy_synthesis
+    lost = np.ones(10, bool)   # ignored: no packets
+    res = run_condition(speech, lost, "vocoder")
+    assert np.array_equal(res.audio, copy_synthesis(speech))
+    assert not res.lost.any() and set(res.decisions) == {"vocoder"} and res.total_bitrate_bps == 0.0
+    # the resynthesis follows the input (same loudness, correlated envelope), it is not silence
+    a, b = speech.astype(np.float64), res.audio.astype(np.float64)
+    assert 0.5 < np.std(b) / np.std(a) < 2.0
+    env = lambda z: np.sqrt(np.mean(z[: len(z) // 320 * 320].reshape(-1, 320) ** 2, axis=1))  # noqa: E731
+    assert np.corrcoef(env(a), env(b))[0, 1] > 0.8
+
+
 def test_neural_plc_condition_conceals_smoothly(speech):
     lost = np.zeros(160, bool)
     lost[[20, 45, 46, 47, 90, 91]] = True

@@ -345,6 +345,31 @@ def test_postfilter_is_outside_the_loop_and_optional(tiny, signal):
     assert np.max(np.abs(nxt_on[FRAME:] - nxt_raw[FRAME:])) <= 1
 
 
+def test_copy_synthesis_is_aligned_free_running_and_checks_its_input(tiny, signal):
+    from edge_dred.vocoder import copy_synthesis
+
+    model, *_ = tiny
+    pcm, _ = signal
+    x = pcm[:7 * FRAME + 37]                    # a partial last frame
+    y = copy_synthesis(x, Vocoder(model))
+    assert y.dtype == np.int16 and y.shape == x.shape
+    # the same as priming on silence and running free by hand
+    pad = np.zeros(-(-prime_samples() // FRAME) * FRAME, np.int16)
+    padded = np.concatenate([pad, x, np.zeros(-len(x) % FRAME, np.int16)])
+    f = compute_features(padded)
+    v = Vocoder(model)
+    _prime_at(v, padded, f, len(pad) // FRAME)
+    assert np.array_equal(y, v.synthesize(f[len(pad) // FRAME:])[:len(x)])
+    # a stream that was busy elsewhere is primed afresh
+    busy = Vocoder(model)
+    _prime_at(busy, pcm, compute_features(pcm), 40)
+    busy.synthesize(compute_features(pcm)[40:50])
+    assert np.array_equal(copy_synthesis(x, busy), y)
+    for bad in (x.astype(np.float32), x[None], x[:0]):
+        with pytest.raises(VocoderInputError, match="int16"):
+            copy_synthesis(bad, Vocoder(model))
+
+
 def test_default_postfilter_is_the_chain_and_others_are_refused(tiny):
     from edge_dred.postfilter import PitchPostfilter, VocoderPostfilter
 
