@@ -244,8 +244,9 @@ class PitchPostfilter:
     Copy synthesis of 16 + 16 training files (VCC2016, LJSpeech), after the
     envelope stage at 0.5: PESQ-WB +0.08 / +0.09, PLCMOS +0.17 / +0.17,
     STOI -0.006 / -0.006.  Strength 0.3 gave less, 0.7 little more for
-    more STOI lost; a whole-band comb (no low-pass), an integer lag, or an
-    energy scale that steps at frame edges each scored lower.
+    more STOI lost; an integer lag or an energy scale that steps at frame
+    edges scored lower, a whole-band comb (no low-pass) no higher, and an
+    IIR comb much lower (``training/README.md``, session 9).
 
     Parameters
     ----------
