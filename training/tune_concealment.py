@@ -77,6 +77,9 @@ PLC_VARIANTS: dict[str, dict] = {
     # The vocoder postfilter before the pitch stage (default since 2026-12-05): envelope 0.5 alone;
     # a (envelope, pitch) pair builds a VocoderPostfilter per receiver.
     "pf_env50": {"kind": "plain", "plc": {"postfilter": (0.5, 0.0)}},
+    "pf_e70p70": {"kind": "plain", "plc": {"postfilter": (0.7, 0.7)}},
+    "pf_e70p30": {"kind": "plain", "plc": {"postfilter": (0.7, 0.3)}},
+    "pf_e100p50": {"kind": "plain", "plc": {"postfilter": (1.0, 0.5)}},
     # libopus's concealment of gated losses pulled towards the predicted features (default since
     # 2026-12-04): off, or other strengths.  Shaping the lead of voiced losses too (or instead) was
     # worse: the "shape_*" diagnostics of commit 0fb72ad.
