@@ -116,6 +116,7 @@ __all__ = [
     "band_weights",
     "band_energies_from_cepstrum",
     "cepstrum_from_band_energies",
+    "deemphasis",
 ]
 
 SAMPLE_RATE = 16000
@@ -127,6 +128,13 @@ PITCH_MIN = 32
 PITCH_MAX = 267
 PREEMPHASIS = 0.85
 C0_OFFSET = 18.0
+# De-emphasis x[n] = e[n] + a x[n-1] over a frame without a Python loop:
+# x[n] = a^n (a x[-1] + sum_{k<=n} a^-k e[k]).  a^-160 ~ 2e11 is harmless in
+# float64: each partial sum is dominated by its newest term, so the relative
+# error stays at float64 rounding (and no BLAS call: BLAS threads stall on
+# busy boards).
+_DEEMPH_POW = PREEMPHASIS ** np.arange(FRAME_SIZE, dtype=np.float64)
+_DEEMPH_INV_POW = 1.0 / _DEEMPH_POW
 BAND_EDGES_HZ = (0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 2000, 2400,
                  2800, 3200, 4000, 4800, 5600, 6800, 8000)
 
@@ -254,6 +262,11 @@ def band_energies_from_cepstrum(cep: np.ndarray, log10: bool = False) -> np.ndar
     if log10:
         return logs
     return np.maximum(10.0 ** np.minimum(logs, 30.0) - _ENERGY_FLOOR, 0.0)
+
+
+def deemphasis(e: np.ndarray, x_prev: float) -> np.ndarray:
+    """Undo the pre-emphasis over one frame (160 samples), continuing from the last output ``x_prev``."""
+    return _DEEMPH_POW * (PREEMPHASIS * x_prev + np.cumsum(e * _DEEMPH_INV_POW))
 
 
 def cepstrum_from_band_energies(energies: np.ndarray) -> np.ndarray:

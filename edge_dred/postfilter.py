@@ -43,15 +43,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import PREEMPHASIS, band_energies_from_cepstrum, band_weights
+from .features import PITCH_MAX, PITCH_MIN, PREEMPHASIS, band_energies_from_cepstrum, band_weights, deemphasis
 
 __all__ = ["EnvelopePostfilter", "PitchPostfilter", "VocoderPostfilter", "PostfilterInputError"]
 
 FRAME = 160
 NFFT = 2 * FRAME
 NB_BANDS = 18
-_POW = PREEMPHASIS ** np.arange(1, FRAME + 1)   # de-emphasis of one frame in closed form
-PITCH_MIN, PITCH_MAX = 32.0, 267.0               # the features' pitch period range (samples)
 
 
 class PostfilterInputError(ValueError):
@@ -77,6 +75,26 @@ def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np
     inv_re = np.fft.irfft(eye, NFFT, axis=-1)[:, :taps]          # irfft is linear in re and im separately
     inv_im = np.fft.irfft(1j * eye, NFFT, axis=-1)[:, :taps]
     return fold, inv_re - 1j * inv_im                            # Re(S @ this) = Re(S) @ inv_re + Im(S) @ inv_im
+
+
+def _check_frames(frames: np.ndarray, features: np.ndarray, n_feat: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(frames, np.float64)
+    f = np.asarray(features, np.float64)
+    if x.ndim != 2 or x.shape[1] != FRAME:
+        raise PostfilterInputError(f"frames must have shape (T, {FRAME}), got {x.shape}")
+    if f.ndim != 2 or f.shape[0] != x.shape[0] or f.shape[1] not in n_feat:
+        raise PostfilterInputError(f"features must have shape ({x.shape[0]}, 20), got {f.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(f))):
+        raise PostfilterInputError("frames and features must be finite")
+    return x, f
+
+
+def _last_samples(history: np.ndarray, n: int) -> np.ndarray:
+    """The newest ``n`` (or fewer) samples of a finite 1-D history, float64."""
+    h = np.asarray(history, np.float64).ravel()
+    if not np.all(np.isfinite(h)):
+        raise PostfilterInputError("history must be finite")
+    return h[max(h.shape[0] - n, 0):]
 
 
 class EnvelopePostfilter:
@@ -112,8 +130,6 @@ class EnvelopePostfilter:
         self._hi = max_boost_db * np.log(10.0) / 20.0   # natural-log amplitude bounds
         self._lo = -max_cut_db * np.log(10.0) / 20.0
         w = band_weights()
-        self._w = w
-        self._w_sum = w.sum(axis=1)
         self._interp = w / w.sum(axis=0, keepdims=True)   # 18 band gains -> 161 bins
         sine = np.sin(np.pi * (np.arange(NFFT) + 0.5) / NFFT)   # the features' analysis window
         end = np.zeros(NFFT)
@@ -123,7 +139,7 @@ class EnvelopePostfilter:
         self._ramp = (np.arange(FRAME) + 0.5) / FRAME
         self._fold, self._inv = _minimum_phase_design(self._interp, self.taps)
         # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
-        self._w_scaled = (w / self._w_sum[:, None]).T * (32768.0 ** 2 / FRAME)
+        self._w_scaled = (w / w.sum(axis=1, keepdims=True)).T * (32768.0 ** 2 / FRAME)
         self._half_strength = 0.5 * self.strength
         self.reset()
 
@@ -134,19 +150,13 @@ class EnvelopePostfilter:
 
     def prime(self, history: np.ndarray) -> None:
         """Set the history from real signal (pre-emphasised, float scale), newest last."""
-        h = np.asarray(history, np.float64).ravel()
-        if not np.all(np.isfinite(h)):
-            raise PostfilterInputError("history must be finite")
-        n = min(h.shape[0], self._hist.shape[0])
+        h = _last_samples(history, self._hist.shape[0])
         self.reset()
-        if n:
-            self._hist[-n:] = h[-n:]
+        self._hist[self._hist.shape[0] - h.shape[0]:] = h
 
     def prime_pcm(self, history: np.ndarray) -> None:
         """Set the history from real PCM (int16 scale, newest last), for :meth:`process_pcm`."""
-        h = np.asarray(history, np.float64).ravel()[-(FRAME + self.taps):] / 32768.0
-        if not np.all(np.isfinite(h)):
-            raise PostfilterInputError("history must be finite")
+        h = _last_samples(history, FRAME + self.taps) / 32768.0
         self.prime(h[1:] - PREEMPHASIS * h[:-1])
         self._x_last = self._y_last = float(h[-1]) if h.size else 0.0
 
@@ -164,7 +174,7 @@ class EnvelopePostfilter:
         y = np.empty_like(e)
         m = self._y_last
         for t in range(e.shape[0]):
-            y[t] = _POW * (m + np.cumsum(e[t] / _POW))   # y[n] = e[n] + a y[n-1]
+            y[t] = deemphasis(e[t], m)
             m = float(y[t, -1])
         if x.shape[0]:
             self._x_last, self._y_last = float(x[-1]), m
@@ -190,14 +200,9 @@ class EnvelopePostfilter:
         numpy.ndarray
             (T, 160) float64, filtered.
         """
-        x = np.asarray(frames, np.float64)
-        f = np.asarray(features, np.float64)
-        if x.ndim != 2 or x.shape[1] != FRAME:
-            raise PostfilterInputError(f"frames must have shape (T, {FRAME}), got {x.shape}")
-        if f.ndim != 2 or f.shape[0] != x.shape[0] or f.shape[1] not in (NB_BANDS, 20):
-            raise PostfilterInputError(f"features must have shape ({x.shape[0]}, 20), got {f.shape}")
-        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(f))):
-            raise PostfilterInputError("frames and features must be finite")
+        return self._filter(*_check_frames(frames, features, (NB_BANDS, 20)))
+
+    def _filter(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
         out = np.empty((x.shape[0], FRAME))
         n_hist = self._hist.shape[0]
         for t in range(x.shape[0]):
@@ -213,18 +218,6 @@ class EnvelopePostfilter:
             out[t] = a + self._ramp * (np.convolve(src, h[1], "valid") - a)
             self._hist = buf[-n_hist:]
         return out
-
-
-def _check_frames(frames: np.ndarray, features: np.ndarray, n_feat: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(frames, np.float64)
-    f = np.asarray(features, np.float64)
-    if x.ndim != 2 or x.shape[1] != FRAME:
-        raise PostfilterInputError(f"frames must have shape (T, {FRAME}), got {x.shape}")
-    if f.ndim != 2 or f.shape[0] != x.shape[0] or f.shape[1] not in n_feat:
-        raise PostfilterInputError(f"features must have shape ({x.shape[0]}, 20), got {f.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(f))):
-        raise PostfilterInputError("frames and features must be finite")
-    return x, f
 
 
 class PitchPostfilter:
@@ -281,13 +274,9 @@ class PitchPostfilter:
 
         The comb then starts from gain 0: the real signal was not filtered.
         """
-        h = np.asarray(history, np.float64).ravel()
-        if not np.all(np.isfinite(h)):
-            raise PostfilterInputError("history must be finite")
+        h = _last_samples(history, self._n_hist)
         self.reset()
-        n = min(h.shape[0], self._n_hist)
-        if n:
-            self._hist[-n:] = h[-n:]
+        self._hist[self._n_hist - h.shape[0]:] = h
 
     @property
     def state_bytes(self) -> int:
@@ -310,7 +299,9 @@ class PitchPostfilter:
         numpy.ndarray
             (T, 160) float64, filtered.
         """
-        x, f = _check_frames(frames, features, (20,))
+        return self._filter(*_check_frames(frames, features, (20,)))
+
+    def _filter(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         if n == 0:
             return np.empty((0, FRAME))
@@ -385,6 +376,6 @@ class VocoderPostfilter:
     def process(self, frames: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Filter ``T`` frames (T, 160) with their ``T`` feature vectors (T, 20); float64 out."""
         x, f = _check_frames(frames, features, (20,))
-        for s in self._stages:
-            x = s.process(x, f)
+        for s in self._stages:   # checked once for the chain
+            x = s._filter(x, f)
         return x

@@ -52,6 +52,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .features import deemphasis
 from .models.loader import ModelFileError, load_weight_file
 from .postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter
 from .nn_reference import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
@@ -349,19 +350,6 @@ def _pred_positions(lag: int) -> np.ndarray:
     return np.where(pos >= HIST, pos - lag, pos)
 
 
-# De-emphasis x[n] = e[n] + a x[n-1] over a frame without a Python loop:
-# x[n] = a^n (a x[-1] + sum_{k<=n} a^-k e[k]).  a^-160 ~ 2e11 is harmless in
-# float64: each partial sum is dominated by its newest term, so the relative
-# error stays at float64 rounding (and no BLAS call: BLAS threads stall on
-# busy boards).
-_POW = PREEMPH ** np.arange(FRAME, dtype=np.float64)
-_INV_POW = 1.0 / _POW
-
-
-def _deemphasis(e: np.ndarray, x_prev: float) -> np.ndarray:
-    return _POW * (PREEMPH * x_prev + np.cumsum(e * _INV_POW))
-
-
 def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
     f = np.asarray(feats)
     if f.ndim != 2 or f.shape[1] != NB_FEATURES:
@@ -388,8 +376,7 @@ class _VocoderStream:
         self.model = model if model is not None else VocoderModel.load()
         if postfilter is True:
             postfilter = VocoderPostfilter()
-        elif postfilter is not False and not isinstance(postfilter, (VocoderPostfilter, EnvelopePostfilter,
-                                                                     PitchPostfilter)):
+        elif postfilter is not False and not isinstance(postfilter, Postfilter):
             raise TypeError(f"postfilter must be a bool or a postfilter from edge_dred.postfilter, got {postfilter!r}")
         # Outside the feedback loop: the network keeps seeing its own unfiltered output.
         self.postfilter: Postfilter | None = postfilter or None
@@ -474,7 +461,7 @@ class _VocoderStream:
             e = self.postfilter.process(e, f)
         x = np.empty(e.shape)
         for i in range(e.shape[0]):  # per frame: the de-emphasis carries across frames
-            x[i] = _deemphasis(e[i], self._x_mem)
+            x[i] = deemphasis(e[i], self._x_mem)
             self._x_mem = float(np.clip(x[i, -1], -1.0, 32767 / 32768))
         return np.clip(np.round(x.ravel() * 32768.0), -32768, 32767).astype(np.int16)
 
