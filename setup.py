@@ -56,7 +56,7 @@ extensions = [
         library_dirs=opus_libdirs,
         libraries=opus_libs or ["opus"],
     ),
-    Extension("edge_dred._features", ["edge_dred/_features.pyx"]),
+    Extension("edge_dred.dsp._features", ["edge_dred/dsp/_features.pyx"]),
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
 ] + _load_kernel_extensions()
 
@@ -72,7 +72,11 @@ for ext in extensions:
 setup(
     packages=[
         "edge_dred",
+        "edge_dred.cli",
         "edge_dred.codec",
+        "edge_dred.dsp",
+        "edge_dred.neural",
+        "edge_dred.tools",
         "edge_dred.dred",
         "edge_dred.audio",
         "edge_dred.transport",

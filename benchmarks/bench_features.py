@@ -6,7 +6,7 @@ Usage::
 
 With audio files (16 kHz mono, read with ``soundfile``) those are used;
 otherwise a synthetic mix of harmonic tones and noise.  Prints a table for the
-compiled path (``edge_dred._features``) and the numpy fallback.
+compiled path (``edge_dred.dsp._features``) and the numpy fallback.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from edge_dred import features as fm
+from edge_dred.dsp import features as fm
 
 
 def synthetic(seconds: float, seed: int = 0) -> np.ndarray:

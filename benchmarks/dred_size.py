@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from edge_dred.dred.encoder import DredEncoder, DredStreamEncoder, chunk_activity
 from edge_dred.dred.quantizer import N_LEVELS, quantize
 from edge_dred.dred.ratecontrol import estimate_bits
-from edge_dred.features import compute_features
+from edge_dred.dsp.features import compute_features
 
 DEPTHS_MS = (200, 500, 1040)
 

@@ -39,12 +39,12 @@ from typing import Callable
 
 import numpy as np
 
-from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .audio.device import AudioDevice, LoadMeter
 from .codec.framing import FramingError, attach_dred, parse_packet
 from .degrade import LoadGovernor, parse_level
-from .receiver import Decision, Receiver, ReceiverConfig
-from .simulate import DEFAULT_JITTER_MS, Sender, jitter_lookahead
+from .receiver import DEFAULT_RECOVERY_MS, Decision, Receiver, ReceiverConfig, build_receiver as _build, recovery_lookahead
+from .sender import Sender
 from .transport.impair import Impairment
 from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
@@ -56,8 +56,6 @@ __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", 
 FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.
 RedundancyHook = Callable[[np.ndarray], "bytes | None"]
-#: Receiver look-ahead with DRED when none is asked for: simulation's jitter-buffer depth.
-DEFAULT_DRED_RECOVERY_MS = DEFAULT_JITTER_MS
 
 
 class LiveSetupError(ValueError):
@@ -162,8 +160,8 @@ class LiveConfig:
     def receiver_config(self) -> ReceiverConfig:
         ms = self.recovery_ms
         if ms is None and self.dred:
-            ms = DEFAULT_DRED_RECOVERY_MS
-        look = None if ms is None else jitter_lookahead(ms, self.lbrr)
+            ms = DEFAULT_RECOVERY_MS
+        look = None if ms is None else recovery_lookahead(ms, self.lbrr)
         return ReceiverConfig(lbrr=self.lbrr, concealment=self.concealment, lookahead=look)
 
 
@@ -204,24 +202,16 @@ def build_receiver(config: LiveConfig, governor: LoadGovernor | None = None) -> 
     LiveSetupError
         A missing or corrupt model.
     """
-    recoverers, concealer = [], None
-    try:
-        if config.dred:
-            from .dred.recovery import DredRecoverer
-
-            recoverers.append(DredRecoverer())
-        if config.neural_plc:
-            from .plc import NeuralPLC
-
-            concealer = NeuralPLC()
-    except (ImportError, ValueError, OSError) as e:
-        raise LiveSetupError(f"neural recovery models: {e}") from None
-    if (recoverers or concealer is not None) and config.governor:
+    if config.neural and config.governor:
         if governor is None:
             governor = LoadGovernor.for_dred_ms(config.decode_dred_ms, FRAME_MS, force_level=config.force_level)
     else:
         governor = None
-    return Receiver(config.receiver_config(), recoverers, concealer, governor)
+    try:
+        return _build(lbrr=config.lbrr, concealment=config.concealment, dred=config.dred,
+                      neural_plc=config.neural_plc, recovery_ms=config.recovery_ms, governor=governor)
+    except (ImportError, ValueError, OSError) as e:
+        raise LiveSetupError(f"neural recovery models: {e}") from None
 
 
 def latency_budget(config: LiveConfig, codec_lookahead_samples: int) -> dict[str, float]:

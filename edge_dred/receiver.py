@@ -53,13 +53,30 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
-from . import FRAME_SAMPLES, SAMPLE_RATE
+from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .codec.opus import OpusDecoder, packet_has_lbrr
 
 if TYPE_CHECKING:  # pragma: no cover
     from .degrade import LoadGovernor
 
-__all__ = ["Decision", "ReceiverConfig", "Receiver", "Recoverer", "Concealer", "SlotContext"]
+__all__ = ["Decision", "ReceiverConfig", "Receiver", "Recoverer", "Concealer", "SlotContext", "build_receiver",
+           "recovery_lookahead", "DEFAULT_RECOVERY_MS"]
+
+#: How long the receiver holds a slot for redundancy in later packets (DRED), in ms.  DRED
+#: can only rebuild audio not yet played: a lost packet is recovered only from a packet
+#: arriving at most ``recovery_ms / 20`` packets later, so with 60 ms (a typical adaptive
+#: jitter-buffer depth on a good network) DRED fills bursts up to 3 packets and the last
+#: 60 ms of longer ones.  libopus's own DRED evaluation assumes the first packet after a
+#: burst always arrives in time; 1040 ms reproduces that (best case, not a live figure).
+DEFAULT_RECOVERY_MS = 60
+
+
+def recovery_lookahead(recovery_ms: int, lbrr: bool = False) -> int:
+    """Receiver look-ahead in 20 ms slots for a recovery window in ms (LBRR needs >= 1)."""
+    if isinstance(recovery_ms, bool) or not isinstance(recovery_ms, (int, np.integer)) \
+            or not 0 <= recovery_ms <= 10_000:
+        raise ValueError(f"recovery_ms must be an integer in [0, 10000], got {recovery_ms!r}")
+    return max(int(recovery_ms) // FRAME_MS, 1 if lbrr else 0)
 
 
 class Decision(str, Enum):
@@ -312,3 +329,47 @@ class Receiver:
         if self.config.concealment == "zeros":
             return np.zeros(n, np.int16), Decision.ZEROS, None
         return opus_plc, Decision.OPUS_PLC, None
+
+
+def build_receiver(*, lbrr: bool = False, concealment: str = "opus_plc", dred: bool = False,
+                   neural_plc: bool = False, recovery_ms: int | None = None,
+                   governor: "LoadGovernor | None" = None) -> Receiver:
+    """The receiver every command assembles: the plug-ins asked for, on the shipped models.
+
+    Parameters
+    ----------
+    lbrr : bool
+        Use LBRR copies in the next packet.
+    concealment : {"opus_plc", "zeros"}
+        What fills a hole no plug-in fills.
+    dred : bool
+        Recover lost slots from DRED in later packets
+        (:class:`~edge_dred.dred.recovery.DredRecoverer`).
+    neural_plc : bool
+        Conceal the rest with :class:`~edge_dred.plc.NeuralPLC`.
+    recovery_ms : int, optional
+        How long a slot waits for DRED (default :data:`DEFAULT_RECOVERY_MS`
+        with DRED; without it the look-ahead is LBRR's).
+    governor : LoadGovernor, optional
+        Load governor consulted per slot.
+
+    Raises
+    ------
+    edge_dred.models.loader.ModelFileError, ImportError
+        A missing or corrupt model, or no TFLite runtime.
+    """
+    recoverers: list[Recoverer] = []
+    concealer = None
+    if dred:
+        from .dred.recovery import DredRecoverer
+
+        recoverers.append(DredRecoverer())
+    if neural_plc:
+        from .plc import NeuralPLC
+
+        concealer = NeuralPLC()
+    if recovery_ms is None and dred:
+        recovery_ms = DEFAULT_RECOVERY_MS
+    lookahead = None if recovery_ms is None else recovery_lookahead(recovery_ms, lbrr)
+    return Receiver(ReceiverConfig(lbrr=lbrr, concealment=concealment, lookahead=lookahead),
+                    recoverers, concealer, governor)

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
-from .codec.opus import OpusEncoder
-from .receiver import Receiver, ReceiverConfig
+from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .receiver import DEFAULT_RECOVERY_MS, Receiver, build_receiver
+from .sender import Sender, n_packets_for
 
-__all__ = ["Condition", "CONDITIONS", "SimResult", "Sender", "run_condition", "simulate", "n_packets_for"]
+__all__ = ["Condition", "CONDITIONS", "SimResult", "run_condition", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,14 @@ class Condition:
         vocoder) instead of ``concealment``.
     copy_synthesis : bool
         No packets at all: the clean input's own features through the
-        shipped vocoder (:func:`edge_dred.vocoder.copy_synthesis`), the
+        shipped vocoder (:func:`edge_dred.neural.vocoder.copy_synthesis`), the
         ceiling of neural concealment (the ``vocoder`` condition; lossless,
         0 b/s).
     dred_ms : int
         DRED redundancy depth the sender puts in every packet (0: none); the
         receiver then recovers with :class:`edge_dred.dred.recovery.DredRecoverer`
-        from packets that arrive within the jitter-buffer depth
-        (``run_condition(jitter_ms=...)``).  The payload rides on top of
+        from packets that arrive within the recovery window
+        (``run_condition(recovery_ms=...)``).  The payload rides on top of
         ``bitrate``.
     """
 
@@ -73,16 +73,6 @@ CONDITIONS: dict[str, Condition] = {
     )
 }
 
-#: Jitter-buffer depth assumed when DRED recovers in simulation.  A slot is
-#: played ``jitter_ms`` after its packet was due, so only packets at most
-#: ``jitter_ms / 20`` slots later can help it: DRED fills the *end* of a longer
-#: burst (and all of a burst up to that length).  60 ms is a typical adaptive
-#: jitter-buffer depth on a good network.  libopus's own DRED evaluation
-#: instead assumes the first packet after the burst always arrives in time;
-#: ``jitter_ms = 1040`` reproduces that assumption.
-DEFAULT_JITTER_MS = 60
-
-DEFAULT_EXPECTED_LOSS_PCT = 20  # tells libopus how strong to make LBRR
 
 
 @dataclass
@@ -116,84 +106,6 @@ class SimResult:
         for d in self.decisions:
             out[d] = out.get(d, 0) + 1
         return out
-
-
-def _lookahead_of(enc: OpusEncoder) -> int:
-    return int(enc.lookahead)
-
-
-def n_packets_for(n_samples: int, lookahead: int = 104) -> int:
-    """Packets needed so the decoded stream covers ``n_samples`` after the codec delay."""
-    return -(-(n_samples + lookahead) // FRAME_SAMPLES)
-
-
-class Sender:
-    """Encode 20 ms frames into Opus packets, with a DRED payload when asked.
-
-    Parameters
-    ----------
-    bitrate : int
-        Opus bit rate in b/s (DRED comes on top).
-    lbrr : bool
-        Enable in-band FEC with ``expected_loss_pct``.
-    complexity : int
-        libopus complexity 0..10.
-    dred_ms : int
-        DRED redundancy depth per packet in ms (0 = no DRED, max 1040).
-    dred_budget : int
-        Largest DRED payload per packet in bytes.
-    dred_encoder, dred_tables : optional
-        Shared :class:`~edge_dred.dred.encoder.DredEncoder` / entropy tables
-        (default: the shipped models).
-
-    Attributes
-    ----------
-    dred_bytes : list of int
-        DRED payload bytes of every packet of the last ``encode_stream``.
-    """
-
-    def __init__(self, bitrate: int = 24000, lbrr: bool = False, complexity: int = 9,
-                 expected_loss_pct: int = DEFAULT_EXPECTED_LOSS_PCT, dtx: bool = False, *,
-                 dred_ms: int = 0, dred_budget: int | None = None, dred_encoder=None, dred_tables=None) -> None:
-        self.encoder = OpusEncoder(
-            SAMPLE_RATE, 1, bitrate=bitrate, complexity=complexity, vbr=True, dtx=dtx,
-            fec=lbrr, packet_loss_perc=expected_loss_pct if lbrr else 0, application="voip",
-        )
-        self.lookahead = _lookahead_of(self.encoder)
-        self.dred = None
-        self.dred_bytes: list[int] = []
-        if not isinstance(dred_ms, int) or not 0 <= dred_ms <= 1040:
-            raise ValueError(f"dred_ms must be an integer in [0, 1040], got {dred_ms!r}")
-        if dred_ms:
-            from .dred.encoder import DredStreamEncoder
-            from .dred.ratecontrol import DEFAULT_BUDGET_BYTES
-
-            self.dred = DredStreamEncoder(dred_ms, dred_budget or DEFAULT_BUDGET_BYTES, encoder=dred_encoder,
-                                          tables=dred_tables)
-
-    def encode_stream(self, pcm: np.ndarray) -> list[bytes]:
-        """Encode a whole signal, padded at the end so the codec delay is flushed.
-
-        Starts from a fresh encoder state, so the packets depend on ``pcm``
-        alone (a Sender reused across runs gives every run the same packets).
-        """
-        self.encoder.reset()
-        n = n_packets_for(len(pcm), self.lookahead)
-        padded = np.zeros(n * FRAME_SAMPLES, np.int16)
-        padded[: len(pcm)] = pcm
-        frames = [padded[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES] for i in range(n)]
-        packets = [self.encoder.encode(f) for f in frames]
-        self.dred_bytes = [0] * n
-        if self.dred is not None:
-            from .codec.framing import attach_dred
-
-            self.dred.reset()
-            for i, f in enumerate(frames):
-                payload = self.dred.push_pcm(f)
-                if payload:
-                    packets[i] = attach_dred(packets[i], payload)
-                    self.dred_bytes[i] = len(payload)
-        return packets
 
 
 def _fit_mask(lost: np.ndarray | None, n: int) -> np.ndarray:
@@ -232,22 +144,8 @@ def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver:
     )
 
 
-def jitter_lookahead(jitter_ms: int, lbrr: bool = False) -> int:
-    """Receiver look-ahead in 20 ms slots for a jitter-buffer depth (LBRR needs >= 1)."""
-    if not isinstance(jitter_ms, (int, np.integer)) or not 0 <= jitter_ms <= 10_000:
-        raise ValueError(f"jitter_ms must be an integer in [0, 10000], got {jitter_ms!r}")
-    return max(int(jitter_ms) // FRAME_MS, 1 if lbrr else 0)
-
-
-def dred_recoverer():
-    """A :class:`~edge_dred.dred.recovery.DredRecoverer` on the shipped models (loaded once per process)."""
-    from .dred.recovery import DredRecoverer
-
-    return DredRecoverer()
-
-
 def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Condition,
-                  bitrate: int | None = None, jitter_ms: int = DEFAULT_JITTER_MS) -> SimResult:
+                  bitrate: int | None = None, recovery_ms: int = DEFAULT_RECOVERY_MS) -> SimResult:
     """Simulate one named condition.
 
     Parameters
@@ -260,28 +158,23 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
         One of :data:`CONDITIONS` (or a Condition object).
     bitrate : int, optional
         Override the condition's total bit rate.
-    jitter_ms : int
-        Jitter-buffer depth for DRED conditions (see :data:`DEFAULT_JITTER_MS`).
+    recovery_ms : int
+        How long a slot waits for DRED in later packets, for DRED conditions
+        (see :data:`edge_dred.receiver.DEFAULT_RECOVERY_MS`).
     """
     if isinstance(condition, str):
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; valid: {', '.join(CONDITIONS)}")
         condition = CONDITIONS[condition]
     if condition.copy_synthesis:
-        from .vocoder import copy_synthesis
+        from .neural.vocoder import copy_synthesis
 
         audio = copy_synthesis(np.asarray(pcm))
         n = n_packets_for(len(audio))
         return SimResult(audio=audio, lost=np.zeros(n, bool), decisions=["vocoder"] * n, total_bitrate_bps=0.0,
                          packet_bytes=np.zeros(n, np.int32), condition=condition.name)
     sender = Sender(bitrate or condition.bitrate, lbrr=condition.lbrr, dred_ms=condition.dred_ms)
-    concealer = None
-    if condition.neural_plc:
-        from .plc import NeuralPLC
-
-        concealer = NeuralPLC()
-    recoverers = [dred_recoverer()] if condition.dred_ms else []
-    lookahead = jitter_lookahead(jitter_ms, condition.lbrr) if condition.dred_ms else None
-    receiver = Receiver(ReceiverConfig(lbrr=condition.lbrr, concealment=condition.concealment, lookahead=lookahead),
-                        recoverers=recoverers, concealer=concealer)
+    dred = bool(condition.dred_ms)
+    receiver = build_receiver(lbrr=condition.lbrr, concealment=condition.concealment, dred=dred,
+                              neural_plc=condition.neural_plc, recovery_ms=recovery_ms if dred else None)
     return simulate(pcm, None if condition.lossless else lost, sender, receiver, condition.name)

@@ -53,7 +53,7 @@ ARCHES = {
 }
 
 #: Extension modules every wheel must carry.
-EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/_features", "edge_dred/dred/_entropy", "cython_kernels/_kernels"]
+EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dred/_entropy", "cython_kernels/_kernels"]
 
 #: The "fast part" of the suite: pure-package tests (no torch, ffmpeg, ALSA or ../shared) that
 #: exercise the compiled code. CPU_TESTS depend on the core (kernel variants vs their scalar twin,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_dred.audio.wavio import load_audio, write_wav
-from edge_dred.cli import main
+from edge_dred.cli.main import main
 
 from conftest import voiced
 

@@ -9,9 +9,10 @@ import pytest
 
 from edge_dred.codec.framing import attach_dred, extract_dred
 from edge_dred.dred.recovery import DredRecoverer, output_frame_features, payload_frame_span
-from edge_dred.features import compute_features
+from edge_dred.dsp.features import compute_features
 from edge_dred.receiver import Receiver, ReceiverConfig
-from edge_dred.simulate import Sender, simulate
+from edge_dred.sender import Sender
+from edge_dred.simulate import simulate
 
 from test_dred_runtime import speech_like
 
@@ -21,7 +22,7 @@ from test_dred_runtime import speech_like
 def models():
     from edge_dred.dred.decoder import DredDecoder
     from edge_dred.dred.encoder import DredEncoder
-    from edge_dred.vocoder import VocoderModel
+    from edge_dred.neural.vocoder import VocoderModel
 
     return DredEncoder(), DredDecoder(), VocoderModel.load()
 

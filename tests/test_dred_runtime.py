@@ -17,7 +17,7 @@ from edge_dred.dred.decoder import (DecoderWeights, DredDecoder, DredModelError,
                                     reference_decode)
 from edge_dred.dred.payload import DredPayload, encode_payload, parse_payload
 from edge_dred.dred.quantizer import N_LEVELS, chunk_levels, quantize
-from edge_dred.features import compute_features
+from edge_dred.dsp.features import compute_features
 
 REPO = Path(__file__).resolve().parent.parent
 SR = 16000

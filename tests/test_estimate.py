@@ -1,4 +1,4 @@
-"""edge_dred.estimate and edge_dred.bench: marker-log parsing, stage accounting, the report, the
+"""edge_dred.tools.estimate and edge_dred.tools.bench: marker-log parsing, stage accounting, the report, the
 bench's DRED rows (with and without a TFLite runtime), the choice of qemu and TFLite for the guest,
 and the qemu counting plugin itself on a static aarch64 program whose instruction count is known
 exactly."""
@@ -15,8 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from edge_dred import bench
-from edge_dred import estimate as est
+from edge_dred.tools import bench
+from edge_dred.tools import estimate as est
 from edge_dred.boards import load_board
 
 TABLE = """edge-dred bench: aarch64 (unknown cpu), 3 packets of 20 ms, best of 1
@@ -243,7 +243,7 @@ def test_estimate_rejects_boards_it_cannot_emulate():
 
 
 def test_cli_estimate_error_is_clean(capsys):
-    from edge_dred.cli import main
+    from edge_dred.cli.main import main
 
     assert main(["bench", "--estimate", "x86_64"]) == 2
     err = capsys.readouterr().err

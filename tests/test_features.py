@@ -1,11 +1,11 @@
-"""Tests for edge_dred.features on synthetic signals only."""
+"""Tests for edge_dred.dsp.features on synthetic signals only."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge_dred import features as fm
-from edge_dred.features import (
+from edge_dred.dsp import features as fm
+from edge_dred.dsp.features import (
     C0_OFFSET,
     FRAME_SIZE,
     NB_BANDS,
@@ -288,7 +288,7 @@ def test_streaming_bad_sizes_raise():
 
 def test_compiled_and_numpy_paths_agree(monkeypatch):
     if fm._ck is None:
-        pytest.skip("edge_dred._features not built")
+        pytest.skip("edge_dred.dsp._features not built")
     x = mixed_signal(14)
     compiled = compute_features(x)
     monkeypatch.setattr(fm, "_ck", None)
@@ -313,7 +313,7 @@ def test_formant_like_noise_is_mostly_unvoiced(fc):
 def test_compiled_coarse_search_matches_numpy():
     """The direct-sum coarse search equals the FFT one, peaks and double-lag cap included."""
     if fm._ck is None:
-        pytest.skip("edge_dred._features not built")
+        pytest.skip("edge_dred.dsp._features not built")
     rng = np.random.default_rng(5)
     n = 5
     t = np.arange(fm._BUF16 + (n - 1) * FRAME_SIZE)

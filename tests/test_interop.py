@@ -15,7 +15,7 @@ from edge_dred.audio.wavio import load_audio, write_wav
 from edge_dred.codec.framing import attach_dred, extract_dred
 from edge_dred.codec.opus import OpusDecoder
 from edge_dred.live import LiveConfig, SendSession
-from edge_dred.simulate import Sender
+from edge_dred.sender import Sender
 from edge_dred.transport.ogg import OggOpusWriter, read_ogg_opus
 from edge_dred.transport.sdp import make_sdp
 

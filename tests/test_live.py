@@ -185,7 +185,7 @@ def test_live_command_with_alsa_file_plugins(tmp_path):
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
-    from edge_dred.cli import main
+    from edge_dred.cli.main import main
 
     assert main(["send", "--dest", "nonsense", "--device", "mock", "--seconds", "0.1"]) == 2
     assert main(["recv", "--listen", "127.0.0.1:99999", "--device", "mock", "--seconds", "0.1"]) == 2

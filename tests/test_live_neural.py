@@ -17,12 +17,12 @@ import pytest
 from conftest import voiced
 from edge_dred.audio import device as device_mod
 from edge_dred.audio.device import MockDevice
-from edge_dred.cli import main
+from edge_dred.cli.main import main
 from edge_dred.degrade import Level, LoadGovernor
 from edge_dred.live import LiveConfig, LiveSession, LiveSetupError, RecvSession, SendSession, build_receiver
 from edge_dred.loss import TraceLoss
 from edge_dred.receiver import Decision, Receiver, ReceiverConfig
-from edge_dred.simulate import Sender
+from edge_dred.sender import Sender
 from edge_dred.transport.impair import Impairment
 
 SLOT = 320
@@ -255,7 +255,7 @@ def test_plugins_rewarm_before_filling_holes_again(plc_models):
 def dred_stream():
     from edge_dred.dred.decoder import DredDecoder
     from edge_dred.dred.encoder import DredEncoder
-    from edge_dred.vocoder import VocoderModel
+    from edge_dred.neural.vocoder import VocoderModel
 
     dec = DredDecoder()
     pcm = voiced(2.4, seed=3)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edge_dred.codec.framing import attach_dred
 from edge_dred.codec.opus import OpusDecoder
-from edge_dred.simulate import Sender
+from edge_dred.sender import Sender
 from edge_dred.transport.ogg import (
     OggError,
     OggOpusWriter,

@@ -7,6 +7,7 @@ signal (no Opus, no ../shared).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,15 +16,21 @@ import numpy as np
 import pytest
 
 from conftest import voiced
-from edge_dred.features import compute_features
+from edge_dred.dsp.features import compute_features
 from edge_dred.models.loader import ModelFileError, load_manifest, update_manifest
-from edge_dred.plc import (MODEL_VERSION, FeaturePredictor, FeaturePredictorReference, NeuralPLC, PLCInputError,
-                           PLCModel, export_plc, random_plc_params)
+from edge_dred.neural.predictor import (MODEL_VERSION, FeaturePredictor, FeaturePredictorReference, PLCInputError,
+                                        PLCModel, export_plc, random_plc_params)
+from edge_dred.plc import POLICY, ConcealmentPolicy, NeuralPLC
 from edge_dred.receiver import Decision, SlotContext
-from edge_dred.vocoder import VocoderModel, export_vocoder, random_vocoder_params
+from edge_dred.neural.vocoder import VocoderModel, export_vocoder, random_vocoder_params
 
 REPO = Path(__file__).resolve().parents[1]
 SLOT = 320
+
+
+def _plc(vocoder_model, plc_model, **policy):
+    """A NeuralPLC with the shipped policy changed in ``policy`` (as the tuning script does)."""
+    return NeuralPLC(vocoder_model, plc_model, _policy=dataclasses.replace(POLICY, **policy))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +108,7 @@ def test_predictor_reference_equals_torch(tiny, feats):
         from plc_model import PLCConfig, PLCPredictor
     finally:
         sys.path.pop(0)
-    from edge_dred.nn_reference import float_gru, float_linear
+    from edge_dred.neural.layers import float_gru, float_linear
 
     m = PLCPredictor(PLCConfig.from_dict(cfg))  # float32: the training code's states are float32
     sd = {"feat_mean": params["feat_mean"], "feat_std": params["feat_std"]}
@@ -190,16 +197,17 @@ def speech():
     return voiced(3.0, f0=120.0, seed=11)
 
 
-@pytest.mark.parametrize("opus_plc", [True, False])
-def test_fade_to_silence_after_100ms(speech, tiny, tiny_vocoder, opus_plc):
-    plc = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=100, fade_ms=100, opus_lead_ms=0, fade_to="silence")
+def test_fade_to_silence_after_100ms(speech, tiny, tiny_vocoder):
+    """Without libopus's concealment to fade into, the continuation fades to silence."""
+    opus_plc = False
+    plc = _plc(tiny_vocoder, tiny[0], fade_start_ms=100, fade_ms=100, opus_lead_ms=0)
     start, n_lost = 50, 15  # 300 ms loss
     y = _drive(plc, speech, start, n_lost, opus_plc)
     loss = y[start * SLOT:(start + n_lost) * SLOT]
     assert np.all(loss[3200:] == 0)  # silent from 200 ms on
     assert plc.stats["silent_slots"] == 5  # and the vocoder is not run there
     # The fade is the raised cosine applied to the continuation: unchanged up to 100 ms ...
-    ref = NeuralPLC(tiny_vocoder, tiny[0], fade_start_ms=10_000, opus_lead_ms=0, fade_to="silence")
+    ref = _plc(tiny_vocoder, tiny[0], fade_start_ms=10_000, opus_lead_ms=0)
     y_full = _drive(ref, speech, start, n_lost, opus_plc)[start * SLOT:(start + n_lost) * SLOT]
     assert np.array_equal(loss[:1600], y_full[:1600])
     # ... then smoothly down: the ratio follows the monotone gain within int16 rounding.
@@ -210,19 +218,19 @@ def test_fade_to_silence_after_100ms(speech, tiny, tiny_vocoder, opus_plc):
 
 def test_fade_parameters_validated(tiny, tiny_vocoder):
     with pytest.raises(ValueError, match="fade"):
-        NeuralPLC(tiny_vocoder, tiny[0], fade_ms=0)
+        _plc(tiny_vocoder, tiny[0], fade_ms=0)
     with pytest.raises(ValueError, match="end_xfade"):
-        NeuralPLC(tiny_vocoder, tiny[0], end_xfade=1000)
+        _plc(tiny_vocoder, tiny[0], end_xfade=1000)
     # One frame of continuation is synthesised at hand-back: a longer fade used to crash there.
     with pytest.raises(ValueError, match="end_xfade"):
-        NeuralPLC(tiny_vocoder, tiny[0], end_xfade=161)
+        _plc(tiny_vocoder, tiny[0], end_xfade=161)
 
 
 def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):
     start, n_lost = 50, 10
     fake = speech[(start - 1) * SLOT:start * SLOT].astype(np.float64)   # _drive's libopus stand-in
-    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40, fade_start_ms=60, fade_ms=60, fade_to="opus",
-                    shape_tail=False)
+    plc = _plc(tiny_vocoder, tiny[0], opus_lead_ms=40, fade_start_ms=60, fade_ms=60,
+               shape_tail=False)
     y = _drive(plc, speech, start, n_lost)
     loss = y[start * SLOT:(start + n_lost) * SLOT]
     # libopus leads for 40 ms untouched ...
@@ -234,13 +242,13 @@ def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):
     back = slice((start + n_lost) * SLOT, (start + n_lost + 1) * SLOT)
     assert np.array_equal(y[back], speech[back])
     # A loss that ends inside the lead is libopus's concealment alone: nothing to cross-fade.
-    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40)
+    plc = _plc(tiny_vocoder, tiny[0], opus_lead_ms=40)
     y = _drive(plc, speech, start, 2)
     assert np.array_equal(y[start * SLOT:(start + 2) * SLOT], np.tile(fake, 2))
     assert np.array_equal(y[(start + 2) * SLOT:], speech[(start + 2) * SLOT:(start + 3) * SLOT])
     assert plc.stats["slots"] == 2 and plc.stats["lead_slots"] == 2
     # Without libopus's concealment there is nothing to lead with: the vocoder starts at once.
-    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=40)
+    plc = _plc(tiny_vocoder, tiny[0], opus_lead_ms=40)
     _drive(plc, speech, start, 3, opus_plc=False)
     assert plc.stats["lead_slots"] == 0
 
@@ -254,21 +262,21 @@ def test_voicing_gate_leaves_unvoiced_losses_to_libopus(speech, tiny, tiny_vocod
     fake = pcm[(start - 1) * SLOT:start * SLOT].astype(np.float64)
     loss = slice(start * SLOT, (start + n_lost) * SLOT)
     back = slice((start + n_lost) * SLOT, (start + n_lost + 1) * SLOT)
-    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5, shape_gated=None)
+    plc = _plc(tiny_vocoder, tiny[0], voiced_gate=0.5, shape_gated=None)
     y = _drive(plc, pcm, start, n_lost)
     assert np.array_equal(y[loss], np.tile(fake, n_lost))   # libopus throughout ...
     assert np.array_equal(y[back], pcm[back])                 # ... and nothing to cross-fade from
     assert plc.stats["gated_losses"] == 1 and plc.stats["losses"] == 1
     assert plc.stats["gated_slots"] == n_lost and plc.stats["lead_slots"] == 0 and plc.stats["shaped_slots"] == 0
     # Ungated, or after voiced speech, the vocoder takes over after the lead.
-    y = _drive(NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=None), pcm, start, n_lost)
+    y = _drive(_plc(tiny_vocoder, tiny[0], voiced_gate=None), pcm, start, n_lost)
     assert not np.array_equal(y[loss], np.tile(fake, n_lost))
-    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
+    plc = _plc(tiny_vocoder, tiny[0], voiced_gate=0.5)
     y = _drive(plc, speech, start, n_lost)
     assert plc.stats["gated_losses"] == 0
     assert not np.array_equal(y[loss], np.tile(speech[(start - 1) * SLOT:start * SLOT].astype(np.float64), n_lost))
     # Without libopus's concealment there is nothing to leave the loss to: the vocoder runs.
-    plc = NeuralPLC(tiny_vocoder, tiny[0], voiced_gate=0.5)
+    plc = _plc(tiny_vocoder, tiny[0], voiced_gate=0.5)
     _drive(plc, pcm, start, 2, opus_plc=False)
     assert plc.stats["lead_slots"] == 0 and plc.stats["silent_slots"] == 0
 
@@ -314,8 +322,6 @@ def test_gated_losses_are_shaped_and_handed_back_smoothly(tiny, tiny_vocoder):
     limit = np.percentile(own, 99.5)
     assert abs(y[a] - y[a - 1]) <= limit and abs(y[b] - y[b - 1]) <= limit
     assert np.max(np.abs(np.diff(y[a - 1:b + 160]))) <= 1.5 * own.max()
-    with pytest.raises(ValueError, match="shape_gated"):
-        NeuralPLC(tiny_vocoder, tiny[0], shape_gated=0.0)
 
 
 def test_tail_of_a_voiced_loss_is_shaped_and_handed_back_smoothly(speech, tiny, tiny_vocoder):
@@ -336,11 +342,10 @@ def test_tail_of_a_voiced_loss_is_shaped_and_handed_back_smoothly(speech, tiny, 
     assert np.max(np.abs(np.diff(y[t0 - 1:b + 160]))) <= 1.5 * own.max()
 
 
-@pytest.mark.parametrize("lead_input", ["predicted", "observed"])
-def test_lead_input_feeds_the_predictor(speech, tiny, lead_input, tiny_vocoder):
-    """During the libopus lead the predictor runs on its own predictions, or on the lead's features."""
+def test_lead_feeds_the_predictor_its_predictions(speech, tiny, tiny_vocoder):
+    """During the libopus lead the predictor runs on its own predictions (flagged lost), as in training."""
     start = 30
-    plc = NeuralPLC(tiny_vocoder, tiny[0], opus_lead_ms=20, lead_input=lead_input)
+    plc = _plc(tiny_vocoder, tiny[0], opus_lead_ms=20)
     hist = np.zeros(4096, np.int16)
     for s in range(start):
         x = speech[s * SLOT:(s + 1) * SLOT]
@@ -351,22 +356,19 @@ def test_lead_input_feeds_the_predictor(speech, tiny, lead_input, tiny_vocoder):
     assert np.array_equal(y, fake)  # the lead is libopus's output either way
     plc.observe(y, Decision.NEURAL_PLC)
     ref = FeaturePredictor(tiny[0])
-    if lead_input == "observed":
-        for f in compute_features(np.concatenate([speech[:start * SLOT], fake])):
-            ref.update(f)
-    else:
-        for f in compute_features(speech[:start * SLOT]):
-            ref.update(f)
-        ref.lost(), ref.lost()
+    for f in compute_features(speech[:start * SLOT]):
+        ref.update(f)
+    ref.lost(), ref.lost()
     np.testing.assert_array_equal(plc._pred.prediction, ref.prediction)
 
 
-def test_lead_and_fade_target_validated(tiny, tiny_vocoder):
+def test_policy_validated(tiny, tiny_vocoder):
     for kw in ({"opus_lead_ms": 30}, {"opus_lead_ms": -20}, {"opus_lead_ms": 1020}, {"opus_lead_ms": True},
-               {"fade_to": "noise"}, {"lead_input": "opus"}, {"voiced_gate": 1.5}, {"voiced_gate": -0.1},
-               {"voiced_gate": "0.5"}):
+               {"voiced_gate": 1.5}, {"voiced_gate": -0.1}, {"voiced_gate": "0.5"}, {"shape_gated": 0.0}):
         with pytest.raises(ValueError):
-            NeuralPLC(tiny_vocoder, tiny[0], **kw)
+            ConcealmentPolicy(**kw)
+    with pytest.raises(TypeError, match="_policy"):
+        NeuralPLC(tiny_vocoder, tiny[0], _policy={"opus_lead_ms": 20})
 
 
 def test_int8_concealment_matches_reference(speech, tiny, tiny_vocoder):

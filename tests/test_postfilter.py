@@ -4,16 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_dred.features import band_energies_from_cepstrum, compute_features
-from edge_dred.postfilter import FRAME, EnvelopePostfilter, PitchPostfilter, PostfilterInputError, VocoderPostfilter
-from edge_dred.vocoder import PREEMPH
+from edge_dred.dsp.features import band_energies_from_cepstrum, compute_features
+from edge_dred.constants import FRAME_SIZE as FRAME, PREEMPHASIS
+from edge_dred.dsp.postfilter import EnvelopePostfilter, PitchPostfilter, PostfilterInputError, VocoderPostfilter
 
 NF = 60
 
 
 def _preemph(x: np.ndarray) -> np.ndarray:
     y = x.astype(np.float64) / 32768.0
-    return np.concatenate([y[:1], y[1:] - PREEMPH * y[:-1]])
+    return np.concatenate([y[:1], y[1:] - PREEMPHASIS * y[:-1]])
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _band_db(pe: np.ndarray) -> np.ndarray:
     x = np.zeros_like(pe)
     m = 0.0
     for i, v in enumerate(pe):
-        m = v + PREEMPH * m
+        m = v + PREEMPHASIS * m
         x[i] = m
     f = compute_features(np.clip(x * 32768.0, -32768, 32767))
     return 10 * band_energies_from_cepstrum(f[:, :18], log10=True)

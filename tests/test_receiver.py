@@ -3,7 +3,8 @@ import pytest
 
 from edge_dred.codec.opus import OpusDecoder, packet_has_lbrr
 from edge_dred.receiver import Decision, Receiver, ReceiverConfig
-from edge_dred.simulate import CONDITIONS, Sender, run_condition, simulate
+from edge_dred.sender import Sender
+from edge_dred.simulate import CONDITIONS, run_condition, simulate
 
 from conftest import voiced
 

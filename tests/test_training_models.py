@@ -86,7 +86,7 @@ def test_noise_vocoder_level() -> None:
     """Band-shaped noise reproduces the level of a noise input within 2 dB."""
     from eval_copy_synthesis import noise_vocoder
 
-    from edge_dred.features import compute_features
+    from edge_dred.dsp.features import compute_features
 
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(16000) * 1000).astype(np.int16)

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import voiced
-from edge_dred.features import compute_features
+from edge_dred.dsp.features import compute_features
 from edge_dred.models.loader import ModelFileError, load_manifest, update_manifest
-from edge_dred.vocoder import (FRAME, MODEL_VERSION, PRIME_FRAMES, Vocoder, VocoderInputError, VocoderModel,
+from edge_dred.constants import FRAME_SIZE as FRAME
+from edge_dred.neural.vocoder import (MODEL_VERSION, PRIME_FRAMES, Vocoder, VocoderInputError, VocoderModel,
                                VocoderReference, export_vocoder, prime_samples, random_vocoder_params)
 
 TINY = dict(pembed_dim=4, cond_dense1=16, cond_conv=24, cond_size=16, fwc_size=16, gru_sizes=[24, 16, 16],
@@ -326,7 +327,7 @@ def test_prime_samples_constant():
 
 def test_postfilter_is_outside_the_loop_and_optional(tiny, signal):
     """The postfilter changes the output, not the network's state; strength 0 is the raw output."""
-    from edge_dred.postfilter import EnvelopePostfilter
+    from edge_dred.dsp.postfilter import EnvelopePostfilter
 
     model, *_ = tiny
     pcm, f = signal
@@ -346,7 +347,7 @@ def test_postfilter_is_outside_the_loop_and_optional(tiny, signal):
 
 
 def test_copy_synthesis_is_aligned_free_running_and_checks_its_input(tiny, signal):
-    from edge_dred.vocoder import copy_synthesis
+    from edge_dred.neural.vocoder import copy_synthesis
 
     model, *_ = tiny
     pcm, _ = signal
@@ -371,7 +372,7 @@ def test_copy_synthesis_is_aligned_free_running_and_checks_its_input(tiny, signa
 
 
 def test_default_postfilter_is_the_chain_and_others_are_refused(tiny):
-    from edge_dred.postfilter import PitchPostfilter, VocoderPostfilter
+    from edge_dred.dsp.postfilter import PitchPostfilter, VocoderPostfilter
 
     model, *_ = tiny
     v = Vocoder(model)

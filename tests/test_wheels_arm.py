@@ -80,7 +80,7 @@ def test_estimate_counts_stages_on_the_built_wheel(built):
     out, _ = built
     if shutil.which("qemu-aarch64") is None:
         pytest.skip("qemu-aarch64 (Debian qemu-user, with TCG plugin support) not installed")
-    from edge_dred.estimate import run_guest
+    from edge_dred.tools.estimate import run_guest
 
     wheel = str(next(out.glob("*_aarch64.whl")))
     stages, info = run_guest("aarch64", "cortex-a53", seconds=1.0, wheel=wheel)

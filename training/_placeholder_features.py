@@ -1,4 +1,4 @@
-"""Crude stand-in for ``edge_dred.features.compute_features``.
+"""Crude stand-in for ``edge_dred.dsp.features.compute_features``.
 
 Only used to test the training code before the real module landed
 (``prepare_data.py --placeholder``); never for data the shipped models train on.

@@ -1,6 +1,6 @@
 """Copy-synthesis evaluation of a vocoder checkpoint on dev speech.
 
-For N dev files: features = ``edge_dred.features.compute_features(pcm)``; the
+For N dev files: features = ``edge_dred.dsp.features.compute_features(pcm)``; the
 float vocoder is primed on the first ``--prime-frames`` frames of real audio
 (history = those samples; default 2 frames = 20 ms) and then runs free over the
 rest of the file.  Scores: STOI and PESQ-WB against the original, DNSMOS OVRL
@@ -34,11 +34,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-from vocoder_model import FRAME, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
+from vocoder_model import FRAME, PREEMPHASIS, Vocoder, VocoderConfig  # noqa: E402
 
 from edge_dred.evaluate import metrics  # noqa: E402
-from edge_dred.features import band_energies_from_cepstrum, band_weights, compute_features  # noqa: E402
-from edge_dred.postfilter import VocoderPostfilter  # noqa: E402
+from edge_dred.dsp.features import band_energies_from_cepstrum, band_weights, compute_features  # noqa: E402
+from edge_dred.dsp.postfilter import VocoderPostfilter  # noqa: E402
 
 DEV = REPO.parent / "shared" / "data" / "speech" / "dev"
 
@@ -69,9 +69,9 @@ def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prim
     The first ``prime_frames`` frames of each output are the real samples; the
     model history is primed with them (zeros before the file start).  Unless
     ``postfilter`` is None the free-running frames pass through the runtime's
-    :class:`edge_dred.postfilter.VocoderPostfilter` with these (envelope,
+    :class:`edge_dred.dsp.postfilter.VocoderPostfilter` with these (envelope,
     pitch) strengths (primed with the real frames), as
-    :class:`edge_dred.vocoder.Vocoder` does.
+    :class:`edge_dred.neural.vocoder.Vocoder` does.
     """
     b = len(pcms)
     t = max(len(f) for f in feats)
@@ -82,7 +82,7 @@ def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prim
         f[i, : len(ff)] = ff
         x[i, : len(p)] = p.astype(np.float32) / 32768.0
     e = x.copy()
-    e[:, 1:] -= PREEMPH * x[:, :-1]
+    e[:, 1:] -= PREEMPHASIS * x[:, :-1]
     ft = torch.from_numpy(f)
     st = model.init_state(b)  # silence before the file start
     # Priming: teacher-forced over the first real frames, then free-running.
@@ -98,7 +98,7 @@ def vocode(model: Vocoder, pcms: list[np.ndarray], feats: list[np.ndarray], prim
     y = np.concatenate([e[:, : prime_frames * FRAME], y], 1)
     from scipy.signal import lfilter
 
-    out = lfilter([1.0], [1.0, -PREEMPH], y.astype(np.float64), axis=1)
+    out = lfilter([1.0], [1.0, -PREEMPHASIS], y.astype(np.float64), axis=1)
     return [np.clip(np.round(out[i, : len(p)] * 32768), -32768, 32767).astype(np.int16) for i, p in enumerate(pcms)]
 
 
@@ -117,7 +117,7 @@ def noise_vocoder(feats: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarra
     e = out[FRAME : FRAME + n_samples]  # frame i's window spans [160 i - 160, 160 i + 160)
     from scipy.signal import lfilter
 
-    x = lfilter([1.0], [1.0, -PREEMPH], e)
+    x = lfilter([1.0], [1.0, -PREEMPHASIS], e)
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 from plc_model import PLCConfig, PLCPredictor  # noqa: E402
 
-from edge_dred.features import compute_features  # noqa: E402
+from edge_dred.dsp.features import compute_features  # noqa: E402
 from edge_dred.models.loader import update_manifest  # noqa: E402
 from edge_dred.plc import MODEL_NAME, MODEL_VERSION, FeaturePredictor, PLCModel, export_plc  # noqa: E402
 

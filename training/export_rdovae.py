@@ -90,7 +90,7 @@ def dev_features(n_files: int) -> np.ndarray:
         f = np.load(DEV_CACHE)
         return f
     import soundfile as sf
-    from edge_dred.features import compute_features
+    from edge_dred.dsp.features import compute_features
     files = sorted(DEV_DIR.rglob("*.flac"))
     if not files:
         raise FileNotFoundError(f"no dev files under {DEV_DIR}")

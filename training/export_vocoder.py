@@ -1,7 +1,7 @@
 """Export the trained vocoder to the shipped int8 weight file and check it.
 
 Reads the trainer's checkpoint (``training/checkpoints/vocoder/latest.pt`` by
-default), quantizes it with :func:`edge_dred.vocoder.export_vocoder` (int8;
+default), quantizes it with :func:`edge_dred.neural.vocoder.export_vocoder` (int8;
 ``--gru-density`` makes the GRU recurrent matrices 8x4 block-sparse), writes
 ``edge_dred/models/vocoder.bin`` and merges its entry into
 ``edge_dred/models/manifest.json``.
@@ -43,12 +43,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-from vocoder_model import FRAME, HIST, PREEMPH, Vocoder as TorchVocoder, VocoderConfig  # noqa: E402
+from vocoder_model import FRAME, HIST, PREEMPHASIS, Vocoder as TorchVocoder, VocoderConfig  # noqa: E402
 
-from edge_dred.features import compute_features  # noqa: E402
-from edge_dred.postfilter import VocoderPostfilter  # noqa: E402
+from edge_dred.dsp.features import compute_features  # noqa: E402
+from edge_dred.dsp.postfilter import VocoderPostfilter  # noqa: E402
 from edge_dred.models.loader import update_manifest  # noqa: E402
-from edge_dred.vocoder import MODEL_NAME, MODEL_VERSION, PRIME_FRAMES, Vocoder, VocoderModel, export_vocoder, \
+from edge_dred.neural.vocoder import MODEL_NAME, MODEL_VERSION, PRIME_FRAMES, Vocoder, VocoderModel, export_vocoder, \
     prime_samples  # noqa: E402
 
 DEV = REPO.parent / "shared" / "data" / "speech" / "dev"
@@ -66,7 +66,7 @@ def load_checkpoint(path: Path) -> tuple[TorchVocoder, dict]:
 
 
 class TorchStream:
-    """The float PyTorch model driven exactly like ``edge_dred.vocoder.Vocoder``."""
+    """The float PyTorch model driven exactly like ``edge_dred.neural.vocoder.Vocoder``."""
 
     def __init__(self, model: TorchVocoder, postfilter: bool = True) -> None:
         self.m = model
@@ -76,7 +76,7 @@ class TorchStream:
     def prime(self, pcm: np.ndarray, feats: np.ndarray) -> np.ndarray:
         n_tf = feats.shape[0] - 2
         x = pcm[-prime_samples(n_tf):].astype(np.float64) / 32768.0
-        pe = torch.from_numpy((x[1:] - PREEMPH * x[:-1]).astype(np.float32))[None]
+        pe = torch.from_numpy((x[1:] - PREEMPHASIS * x[:-1]).astype(np.float32))[None]
         f = torch.from_numpy(feats.astype(np.float32))[None]
         st = self.m.init_state(1)
         _, st["cond_hist"] = self.m.cond_frames(f[:, :2], st["cond_hist"])
@@ -97,7 +97,7 @@ class TorchStream:
         xm = self.x_mem
         for i in range(0, len(e), FRAME):  # de-emphasis; frames keep the loop short
             seg = e[i:i + FRAME]
-            p = PREEMPH ** np.arange(1, len(seg) + 1)
+            p = PREEMPHASIS ** np.arange(1, len(seg) + 1)
             out[i:i + FRAME] = p * (xm + np.cumsum(seg / p))
             xm = float(np.clip(out[i + len(seg) - 1], -1.0, 32767 / 32768))
         self.x_mem = xm

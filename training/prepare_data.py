@@ -4,7 +4,7 @@ Writes ``training/data/vocoder_{i}.npz`` for ``i = 0..K`` (0 = clean original,
 1..K = seeded augmented copies), each holding
 
 * ``pcm``     int16, all files concatenated, each trimmed to whole 10 ms frames;
-* ``feats``   float32 (n_frames, 20), ``edge_dred.features.compute_features``
+* ``feats``   float32 (n_frames, 20), ``edge_dred.dsp.features.compute_features``
   of exactly that int16 signal (what the receiver computes at run time);
 * ``offsets`` int64 frame offset of each file (plus the total at the end).
 
@@ -46,7 +46,7 @@ def _init_worker(placeholder: bool) -> None:
         from _placeholder_features import compute_features
     else:
         sys.path.insert(0, str(REPO))
-        from edge_dred.features import compute_features
+        from edge_dred.dsp.features import compute_features
     _compute = compute_features
 
 

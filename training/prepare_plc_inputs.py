@@ -37,9 +37,10 @@ COMPLEXITIES = (5, 9, 10)
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from edge_dred.features import compute_features  # noqa: E402
+from edge_dred.dsp.features import compute_features  # noqa: E402
 from edge_dred.receiver import Receiver  # noqa: E402
-from edge_dred.simulate import Sender, simulate  # noqa: E402
+from edge_dred.sender import Sender  # noqa: E402
+from edge_dred.simulate import simulate  # noqa: E402
 
 _pcm: np.ndarray | None = None
 

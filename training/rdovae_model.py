@@ -7,7 +7,7 @@ code and sizes are our own and restricted to ops the int8 C kernels run
 
 Conventions (shared with ``edge_dred`` through /work/notes/dred_contract.md)
 ---------------------------------------------------------------------------
-* Features: rows of ``edge_dred.features.compute_features`` (20 per 10 ms
+* Features: rows of ``edge_dred.dsp.features.compute_features`` (20 per 10 ms
   frame).  Networks see *normalised* features ``(f - feature_mean) /
   feature_std`` (per-dimension constants exported with the models).
 * Encoder: one step per 20 ms.  Step ``j`` reads frames ``2j, 2j+1``

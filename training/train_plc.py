@@ -115,7 +115,7 @@ def weighted_l1(pred: torch.Tensor, target: torch.Tensor, lost: torch.Tensor, vo
 def _band_matrix() -> torch.Tensor:
     """(18, 18) map of a cepstral difference to log10 band-energy differences (rows: coefficients)."""
     sys.path.insert(0, str(REPO))
-    from edge_dred.features import band_energies_from_cepstrum
+    from edge_dred.dsp.features import band_energies_from_cepstrum
 
     base = band_energies_from_cepstrum(np.zeros((1, 18)), log10=True)
     return torch.from_numpy((band_energies_from_cepstrum(np.eye(18), log10=True) - base).astype(np.float32))
@@ -278,7 +278,7 @@ def dev_set(seq: int, n_files: int, cache: Path, bitrate: int = 0) -> np.ndarray
     sys.path.insert(0, str(REPO))
     import soundfile as sf
 
-    from edge_dred.features import compute_features
+    from edge_dred.dsp.features import compute_features
     from prepare_plc_inputs import decoded_features
 
     files = sorted(DEV.rglob("*.flac"))

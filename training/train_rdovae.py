@@ -68,7 +68,7 @@ def compute_train_features(train_dir: Path, out: Path) -> None:
     """Fallback when prepare_data.py output is missing: clean features of every train FLAC."""
     import soundfile as sf
     sys.path.insert(0, str(HERE.parent))
-    from edge_dred.features import compute_features
+    from edge_dred.dsp.features import compute_features
     files = sorted(train_dir.rglob("*.flac"))
     if not files:
         raise FileNotFoundError(f"no .flac files under {train_dir}")

@@ -36,7 +36,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
-from vocoder_model import FRAME, HIST, PREEMPH, Vocoder, VocoderConfig  # noqa: E402
+from vocoder_model import FRAME, HIST, PREEMPHASIS, Vocoder, VocoderConfig  # noqa: E402
 
 DATA = HERE / "data"
 CKPT_DIR = HERE / "checkpoints" / "vocoder"
@@ -100,7 +100,7 @@ class SequenceSampler:
             feats[j] = f[s - 2 : s + self.t]
             a = s * FRAME - HIST
             x = pcm[a - 1 : s * FRAME + self.t * FRAME].astype(np.float32) / 32768.0
-            sig[j] = x[1:] - PREEMPH * x[:-1]
+            sig[j] = x[1:] - PREEMPHASIS * x[:-1]
         return torch.from_numpy(feats), torch.from_numpy(sig)
 
 

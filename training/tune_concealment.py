@@ -37,27 +37,19 @@ TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
 # (loss %, mean burst in packets): sparse single losses, moderate bursts, long bursts.
 LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
 
-# name -> (sender kind, receiver factory spec)
+# name -> (sender kind, receiver spec).  "plc" holds changes to the shipped ConcealmentPolicy
+# (edge_dred.plc.POLICY); "dred" holds DredRecoverer's private postfilter ("postfilter").  The
+# measurements behind the shipped policy are in docs/measurements.md.
 PLC_VARIANTS: dict[str, dict] = {
     "opus_plc": {"kind": "plain"},
-    "neural": {"kind": "plain", "plc": {}},   # NeuralPLC's defaults
-    "neural_0_100_silence": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 100, "fade_ms": 100,
-                                                      "fade_to": "silence"}},   # the defaults before 2026-12-03
-    "lead20_fade60": {"kind": "plain", "plc": {"fade_to": "silence"}},
-    "lead40": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_start_ms": 100, "fade_ms": 100,
-                                        "fade_to": "silence"}},
-    "lead20_fo100": {"kind": "plain", "plc": {"fade_start_ms": 100, "fade_ms": 100}},
-    "lead40_fo100": {"kind": "plain", "plc": {"opus_lead_ms": 40, "fade_start_ms": 100, "fade_ms": 100}},
-    "fo40": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 40}},
-    "lead40_fo60": {"kind": "plain", "plc": {"opus_lead_ms": 40}},
-    "lead_observed": {"kind": "plain", "plc": {"lead_input": "observed"}},
-    "fo40_80": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 80}},
+    "neural": {"kind": "plain", "plc": {}},   # the shipped policy
+    # How long the vocoder plays: libopus's lead, fade start and length.
+    "lead0_fo40": {"kind": "plain", "plc": {"opus_lead_ms": 0}},
+    "lead40": {"kind": "plain", "plc": {"opus_lead_ms": 40}},
+    "fo60": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 60}},
     "fo80": {"kind": "plain", "plc": {"fade_start_ms": 80, "fade_ms": 80}},
-    "fo40_20": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 20}},
-    "fo40_60": {"kind": "plain", "plc": {"fade_start_ms": 40, "fade_ms": 60}},
-    "fo60_40": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 40}},
-    "fo20_40": {"kind": "plain", "plc": {"fade_start_ms": 20, "fade_ms": 40}},
-    "lead0_fo40": {"kind": "plain", "plc": {"opus_lead_ms": 0, "fade_start_ms": 40, "fade_ms": 40}},
+    "fo40_80": {"kind": "plain", "plc": {"fade_ms": 80}},
+    "fo100": {"kind": "plain", "plc": {"fade_start_ms": 100, "fade_ms": 100}},
     # Diagnostics: the vocoder only for losses that start after a frame with
     # feature[i] above (">") or below ("<") a threshold; libopus conceals the others
     # (these conditions replace NeuralPLC's voicing gate).
@@ -65,31 +57,23 @@ PLC_VARIANTS: dict[str, dict] = {
     "gate_loud": {"kind": "plain", "plc": {}, "gate": [(0, ">", -1.0)]},
     "gate_quiet": {"kind": "plain", "plc": {}, "gate": [(0, "<", -1.0)]},
     "gate_voiced_loud": {"kind": "plain", "plc": {}, "gate": [(19, ">", 0.5), (0, ">", -1.0)]},
-    # NeuralPLC's voicing gate (default 0.5 since 2026-12-04): off, or other thresholds.
+    # The voicing gate: off, or other thresholds.
     "ungated": {"kind": "plain", "plc": {"voiced_gate": None}},
     "vg30": {"kind": "plain", "plc": {"voiced_gate": 0.3}},
     "vg70": {"kind": "plain", "plc": {"voiced_gate": 0.7}},
-    "vg85": {"kind": "plain", "plc": {"voiced_gate": 0.85}},
-    "fo60": {"kind": "plain", "plc": {"fade_start_ms": 60, "fade_ms": 60}},
-    # The vocoder's raw output, without the envelope postfilter (default since 2026-12-04).
+    # The vocoder postfilter: off, or an (envelope, pitch) pair of strengths (a new
+    # VocoderPostfilter per receiver).
     "nopf": {"kind": "plain", "plc": {"postfilter": False}},
-    "nopf_ungated": {"kind": "plain", "plc": {"postfilter": False, "voiced_gate": None}},
-    # The vocoder postfilter before the pitch stage (default since 2026-12-05): envelope 0.5 alone;
-    # a (envelope, pitch) pair builds a VocoderPostfilter per receiver.
     "pf_env50": {"kind": "plain", "plc": {"postfilter": (0.5, 0.0)}},
     "pf_e70p70": {"kind": "plain", "plc": {"postfilter": (0.7, 0.7)}},
     "pf_e70p30": {"kind": "plain", "plc": {"postfilter": (0.7, 0.3)}},
-    "pf_e100p50": {"kind": "plain", "plc": {"postfilter": (1.0, 0.5)}},
-    # libopus's concealment of gated losses pulled towards the predicted features (default since
-    # 2026-12-04): off, or other strengths.  Shaping the lead of voiced losses too (or instead) was
-    # worse: the "shape_*" diagnostics of commit 0fb72ad.
+    # libopus's concealment of gated losses (and past the vocoder's fade) pulled towards the
+    # predicted features: off, or another strength.
     "noshape": {"kind": "plain", "plc": {"shape_gated": None}},
     "shape25": {"kind": "plain", "plc": {"shape_gated": 0.25}},
-    # libopus's concealment past the vocoder's fade shaped as well (default since 2026-12-04;
-    # measured first as the "shape_tail" diagnostic of commit 0d35cb2).
     "notail": {"kind": "plain", "plc": {"shape_tail": False}},
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
-    # (all 20, or the 18 cepstral ones), same NeuralPLC settings as "neural".
+    # (all 20, or the 18 cepstral ones), same policy as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
     "oracle_cep": {"kind": "plain", "plc": {}, "oracle": list(range(18))},
 }
@@ -99,7 +83,7 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred+plc": {"kind": "lbrr+dred", "dred": {}, "plc": {}},
     "lbrr+dred_nopf": {"kind": "lbrr+dred", "dred": {"postfilter": False}},
     "lbrr+dred_pf_env50": {"kind": "lbrr+dred", "dred": {"postfilter": (0.5, 0.0)}},
-    "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control before 2026-12-03
+    "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control: lowest mean level first
     "dred": {"kind": "dred", "dred": {}},
     "dred_mean": {"kind": "dred:mean", "dred": {}},
 }
@@ -182,18 +166,29 @@ _PLC_MODELS: dict[str, object] = {}
 def _plc_model(path: str):
     """A predictor weight file, loaded once per worker process (models are shared read-only)."""
     if path not in _PLC_MODELS:
-        from edge_dred.plc import PLCModel
+        from edge_dred.neural.predictor import PLCModel
 
         _PLC_MODELS[path] = PLCModel.load(path=path)
     return _PLC_MODELS[path]
 
 
-def _fresh(kw: dict) -> dict:
-    """Receiver keyword arguments with a new postfilter per receiver where one is given as strengths."""
-    from edge_dred.postfilter import VocoderPostfilter
+def _postfilter(pf):
+    """A new postfilter per receiver where one is given as (envelope, pitch) strengths."""
+    from edge_dred.dsp.postfilter import VocoderPostfilter
 
-    pf = kw.get("postfilter")
-    return dict(kw, postfilter=VocoderPostfilter(*pf)) if isinstance(pf, tuple) else dict(kw)
+    return VocoderPostfilter(*pf) if isinstance(pf, tuple) else pf
+
+
+def _policy(changes: dict):
+    """The shipped concealment policy with ``changes`` (the private ``_policy`` of NeuralPLC)."""
+    from dataclasses import replace
+
+    from edge_dred.plc import POLICY
+
+    kw = dict(changes)
+    if "postfilter" in kw:
+        kw["postfilter"] = _postfilter(kw["postfilter"])
+    return replace(POLICY, **kw)
 
 
 def _run(args: tuple) -> list[dict]:
@@ -202,7 +197,9 @@ def _run(args: tuple) -> list[dict]:
     from edge_dred.loss import GilbertElliott
     from edge_dred.plc import NeuralPLC
     from edge_dred.receiver import Receiver, ReceiverConfig
-    from edge_dred.simulate import Sender, jitter_lookahead, simulate
+    from edge_dred.sender import Sender
+    from edge_dred.receiver import recovery_lookahead
+    from edge_dred.simulate import simulate
 
     M.set_onnx_threads(1)
     pcm = _pcm(path)
@@ -225,24 +222,23 @@ def _run(args: tuple) -> list[dict]:
             recs = []
             if "dred" in spec:
                 from edge_dred.dred.recovery import DredRecoverer
-                from edge_dred.simulate import dred_recoverer
 
-                recs = [DredRecoverer(**_fresh(spec["dred"]))] if spec["dred"] else [dred_recoverer()]
+                recs = [DredRecoverer(_postfilter=_postfilter(spec["dred"].get("postfilter", True)))]
             model = _plc_model(spec["plc_weights"]) if "plc_weights" in spec else None
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.
-                from edge_dred.features import compute_features
+                from edge_dred.dsp.features import compute_features
 
                 pad = np.zeros(sender.lookahead, np.int16)
                 feats = compute_features(np.concatenate([pad, pcm, np.zeros(3200, np.int16)]))
-                conc = _oracle_plc(feats, spec["oracle"], plc_model=model, **_fresh(spec["plc"]))
+                conc = _oracle_plc(feats, spec["oracle"], plc_model=model, _policy=_policy(spec["plc"]))
             elif "gate" in spec:
-                conc = _gated_plc(list(spec["gate"]), plc_model=model, **_fresh(spec["plc"]))
+                conc = _gated_plc(list(spec["gate"]), plc_model=model, _policy=_policy(spec["plc"]))
             elif "plc" in spec:
-                conc = NeuralPLC(plc_model=model, **_fresh(spec["plc"]))
+                conc = NeuralPLC(plc_model=model, _policy=_policy(spec["plc"]))
             else:
                 conc = None
-            look = jitter_lookahead(jitter_ms, lbrr) if dred else None
+            look = recovery_lookahead(jitter_ms, lbrr) if dred else None
             rx = Receiver(ReceiverConfig(lbrr=lbrr, lookahead=look), recoverers=recs, concealer=conc)
             res = simulate(pcm, mask, sender, rx, name)
             rows.append({"file": f"{path.parent.name}/{path.name}", "loss": f"{pct:g}%/{burst:g}", "variant": name,

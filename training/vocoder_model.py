@@ -4,11 +4,11 @@ Signal conventions (the runtime must replicate these exactly)
 -------------------------------------------------------------
 * Audio is 16 kHz mono; the model works on ``x = pcm_int16 / 32768``.
 * The network synthesises the *pre-emphasised* signal
-  ``e[n] = x[n] - PREEMPH * x[n-1]`` (PREEMPH = 0.85, the same constant the
+  ``e[n] = x[n] - PREEMPHASIS * x[n-1]`` (PREEMPHASIS = 0.85, the same constant the
   feature extractor uses), because its spectrum is flatter and a tanh output
   stage times one gain per subframe models it well.  Output PCM is recovered by
-  de-emphasis ``x[n] = e[n] + PREEMPH * x[n-1]`` and clipping to int16.
-* Features: ``edge_dred.features.compute_features`` rows, one per 10 ms frame,
+  de-emphasis ``x[n] = e[n] + PREEMPHASIS * x[n-1]`` and clipping to int16.
+* Features: ``edge_dred.dsp.features.compute_features`` rows, one per 10 ms frame,
   frame ``i`` describing samples ``[160 i, 160 i + 160)``.  The vocoder
   synthesises frame ``i`` from features ``i, i-1, i-2`` (causal conv).
 * Each frame is 4 subframes of 40 samples.  Per subframe the network sees the
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-PREEMPH = 0.85
+PREEMPHASIS = 0.85
 FRAME = 160
 SUBFRAME = 40
 NB_SUB = FRAME // SUBFRAME
@@ -286,9 +286,9 @@ class Vocoder(nn.Module):
 
 
 def preemphasis(x: torch.Tensor, mem: torch.Tensor | None = None) -> torch.Tensor:
-    """``e[n] = x[n] - PREEMPH x[n-1]`` along the last axis (mem = x[-1] before)."""
+    """``e[n] = x[n] - PREEMPHASIS x[n-1]`` along the last axis (mem = x[-1] before)."""
     prev = torch.cat([mem if mem is not None else torch.zeros_like(x[..., :1]), x[..., :-1]], -1)
-    return x - PREEMPH * prev
+    return x - PREEMPHASIS * prev
 
 
 def deemphasis(e: torch.Tensor, mem: torch.Tensor | None = None) -> torch.Tensor:
@@ -297,9 +297,9 @@ def deemphasis(e: torch.Tensor, mem: torch.Tensor | None = None) -> torch.Tensor
     from scipy.signal import lfilter
 
     arr = e.detach().cpu().numpy().astype(np.float64)
-    zi = None if mem is None else (PREEMPH * mem.detach().cpu().numpy().astype(np.float64))
+    zi = None if mem is None else (PREEMPHASIS * mem.detach().cpu().numpy().astype(np.float64))
     if zi is None:
-        y = lfilter([1.0], [1.0, -PREEMPH], arr, axis=-1)
+        y = lfilter([1.0], [1.0, -PREEMPHASIS], arr, axis=-1)
     else:
-        y, _ = lfilter([1.0], [1.0, -PREEMPH], arr, axis=-1, zi=zi.reshape(arr.shape[:-1] + (1,)))
+        y, _ = lfilter([1.0], [1.0, -PREEMPHASIS], arr, axis=-1, zi=zi.reshape(arr.shape[:-1] + (1,)))
     return torch.from_numpy(y.astype(np.float32))

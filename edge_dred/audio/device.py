@@ -42,7 +42,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 
 __all__ = [
     "AudioDeviceError",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 from .resample import resample
 
 __all__ = ["AudioFormatError", "LoadedAudio", "read_wav", "write_wav", "load_audio", "to_int16"]

@@ -35,7 +35,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..features import NB_FEATURES, PITCH_MAX, PITCH_MIN
+from ..constants import NB_FEATURES, PITCH_MAX, PITCH_MIN
+from ..neural.layers import gru_step
 from ..models.loader import MODELS_DIR, ModelFileError, verify_model_file
 from .payload import MAX_CHUNKS, DredPayload
 from .quantizer import EntropyTables, QuantizerError, chunk_levels
@@ -238,20 +239,6 @@ def dequantize_payload(p: DredPayload, tables: EntropyTables) -> tuple[np.ndarra
 
 # --------------------------------------------------------------------- numpy reference
 
-def _sig(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _gru(x, h, w_ih, w_hh, b_ih, b_hh):
-    gi = w_ih @ x + b_ih
-    gh = w_hh @ h + b_hh
-    n = h.shape[0]
-    r = _sig(gi[:n] + gh[:n])
-    u = _sig(gi[n:2 * n] + gh[n:2 * n])
-    c = np.tanh(gi[2 * n:] + r * gh[2 * n:])
-    return (1 - u) * c + u * h
-
-
 def reference_decode(w: DecoderWeights, state_hat: np.ndarray, latents_hat: np.ndarray) -> np.ndarray:
     """Float64 numpy decode (the truth the kernel version is tested against).
 
@@ -273,12 +260,13 @@ def reference_decode(w: DecoderWeights, state_hat: np.ndarray, latents_hat: np.n
     z_all = np.asarray(latents_hat, np.float64).reshape(-1, w.latent_dim)
     g = np.tanh(a["dec_init2_weight"] @ np.tanh(a["dec_init1_weight"] @ s + a["dec_init1_bias"]) + a["dec_init2_bias"])
     h1, h2 = g[:w.gru], g[w.gru:]
+    gru1, gru2 = ((a[f"dec_{n}_w_ih"], a[f"dec_{n}_w_hh"], a[f"dec_{n}_b_ih"], a[f"dec_{n}_b_hh"])
+                  for n in ("gru1", "gru2"))
     out = []
     for z in z_all:
         x = np.tanh(a["dec_dense_in_weight"] @ z + a["dec_dense_in_bias"])
-        h1 = _gru(x, h1, a["dec_gru1_w_ih"], a["dec_gru1_w_hh"], a["dec_gru1_b_ih"], a["dec_gru1_b_hh"])
-        h2 = _gru(np.concatenate([x, h1]), h2, a["dec_gru2_w_ih"], a["dec_gru2_w_hh"], a["dec_gru2_b_ih"],
-                  a["dec_gru2_b_hh"])
+        h1 = gru_step(gru1, x, h1)
+        h2 = gru_step(gru2, np.concatenate([x, h1]), h2)
         out.append(a["dec_out_weight"] @ np.concatenate([x, h1, h2]) + a["dec_out_bias"])
     if not out:
         return np.zeros((0, NB_FEATURES), np.float32)

@@ -2,7 +2,7 @@
 
 Every 20 ms the sender has the packet's 320 samples.  :class:`DredStreamEncoder`
 turns them into the 2 feature frames of that packet
-(:class:`~edge_dred.features.FeatureExtractor`), runs one encoder step
+(:class:`~edge_dred.dsp.features.FeatureExtractor`), runs one encoder step
 (:class:`DredEncoder`, the int8 ``dred_encoder.tflite`` with its GRU states
 kept here as explicit tensors) and gets the latent ``z_t`` (the 40 ms ending
 at the end of this packet) and the decoder state ``s_t``.  It keeps the last
@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import NB_FEATURES, FeatureExtractor
+from ..constants import NB_FEATURES
+from ..dsp.features import FeatureExtractor
 from .decoder import DredModelError, check_manifest_entry, shipped_decoder_weights
 from .payload import MAX_CHUNKS
 from .quantizer import N_LEVELS, EntropyTables
@@ -49,7 +50,7 @@ __all__ = ["DredEncoder", "DredStreamEncoder", "TFLiteUnavailableError", "interp
 ENCODER_VERSION = "rdovae-1"
 MANIFEST_KEY = "dred_encoder"
 ENC_FRAMES = 2
-#: c0 (see edge_dred.features) at or below which a 10 ms frame counts as silence.
+#: c0 (see edge_dred.dsp.features) at or below which a 10 ms frame counts as silence.
 #: Digital silence gives c0 = -18, white noise at -70 / -60 dBFS about -11 / -7,
 #: LibriSpeech speech a median of -1 (its quietest 8 % of frames fall below).
 DEFAULT_SILENCE_C0 = -9.0

@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import FRAME_SAMPLES, SAMPLE_RATE
 from ..codec.framing import extract_dred
-from ..features import FRAME_SIZE, NB_FEATURES, FeatureExtractor
+from ..constants import FRAME_SAMPLES, FRAME_SIZE, SAMPLE_RATE
+from ..dsp.features import FeatureExtractor
+from ..neural.continuation import Continuation, fade_from, to_int16
 from .decoder import DEC_FRAMES, BackwardDecode, DredDecoder, sanitize_features
 from .payload import DredPayloadError, parse_payload
 
@@ -44,6 +45,8 @@ _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
 _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
 _HISTORY_FRAMES = 20          # output frames analysed for vocoder priming at the start of a burst
+START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
+END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
 
 
 def payload_frame_span(packet_slot: int, offset: int, n_chunks: int) -> tuple[int, int]:
@@ -92,14 +95,9 @@ def output_frame_features(frames_in: np.ndarray, first_in: int, m: np.ndarray, d
 
 @functools.lru_cache(maxsize=1)
 def _shipped_vocoder() -> Any:
-    from ..vocoder import VocoderModel
+    from ..neural.vocoder import VocoderModel
 
     return VocoderModel.load()
-
-
-def _raised_cosine(n: int) -> np.ndarray:
-    """Weights falling smoothly from ~1 to ~0 over n samples."""
-    return 0.5 + 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
 
 
 class _Source:
@@ -128,18 +126,9 @@ class DredRecoverer:
     decoder : DredDecoder, optional
         Default: the shipped int8 decoder (its tables parse the payloads).
     vocoder_model : optional
-        Shared :class:`edge_dred.vocoder.VocoderModel` (default: shipped).
+        Shared :class:`edge_dred.neural.vocoder.VocoderModel` (default: shipped).
     codec_delay : int
         Samples the decoded stream lags the sender's input (Opus look-ahead).
-    start_xfade, end_xfade : int
-        Cross-fade lengths (samples) from libopus's concealment into the
-        first synthesised slot, and from the synthesis into real audio.  The default start fade spans the
-        whole first slot (320): on training speech under synthetic bursty loss it
-        scored higher (PESQ-WB and PLCMOS) than a 5 ms fade, since libopus's first
-        concealed 20 ms continues its own decoder state exactly.
-    postfilter : bool or a postfilter from :mod:`edge_dred.postfilter`
-        Pass the vocoder's output through :mod:`edge_dred.postfilter` (towards
-        the decoded features' band energies, then their pitch).
     reference : bool
         Float numpy vocoder instead of the int8 kernels (tests).
     keep_trace : bool
@@ -158,26 +147,20 @@ class DredRecoverer:
     """
 
     def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
-                 codec_delay: int = DEFAULT_CODEC_DELAY, start_xfade: int = 320, end_xfade: int = 160,
-                 postfilter: Any = True, reference: bool = False, keep_trace: bool = False) -> None:
+                 codec_delay: int = DEFAULT_CODEC_DELAY, reference: bool = False, keep_trace: bool = False,
+                 _postfilter: Any = True) -> None:
         from ..receiver import Decision
-        from ..vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
 
         if not isinstance(codec_delay, int) or not 0 <= codec_delay <= 4 * FRAME_SIZE:
             raise ValueError(f"codec_delay must be an int in [0, {4 * FRAME_SIZE}], got {codec_delay!r}")
-        if not (0 <= start_xfade <= FRAME_SAMPLES and 0 <= end_xfade <= FRAME_SIZE):
-            raise ValueError(f"start_xfade must be in [0, {FRAME_SAMPLES}] and end_xfade in [0, {FRAME_SIZE}]")
         self.decision = Decision.DRED
         self._real = (Decision.REGULAR, Decision.LBRR)
         self.decoder = decoder if decoder is not None else DredDecoder()
         self.tables = self.decoder.tables
         if vocoder_model is None:
             vocoder_model = _shipped_vocoder()
-        self._voc = (VocoderReference if reference else Vocoder)(vocoder_model, postfilter=postfilter)
+        self._cont = Continuation(vocoder_model, postfilter=_postfilter, reference=reference)
         self.codec_delay = codec_delay
-        self.start_xfade, self.end_xfade = int(start_xfade), int(end_xfade)
-        self._n_prime_feats = PRIME_FRAMES + 2
-        self._n_prime_pcm = prime_samples(PRIME_FRAMES)
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
         self._active_slot = -1
@@ -206,7 +189,7 @@ class DredRecoverer:
         DRED while packets arrive.
         """
         n = min(hist.shape[0] // FRAME_SIZE, _HISTORY_FRAMES)
-        return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-self._n_prime_feats:]
+        return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
 
     def _source(self, slot: int, packet: bytes) -> _Source | None:
         """Parse (once) the DRED of the packet in ``slot``; None if absent or bad."""
@@ -299,26 +282,23 @@ class DredRecoverer:
         continuing = self._active is not None and self._active_slot == slot - 1
         if not continuing:
             hist = np.asarray(ctx.history)
-            if hist.shape[0] < self._n_prime_pcm:
+            if hist.shape[0] < Continuation.history_samples:
                 return None
-            self._voc.prime(hist[-self._n_prime_pcm:], self._history_features(hist))
+            self._cont.start(hist, self._history_features(hist))
             self.stats["bursts"] += 1
-        y = self._voc.synthesize(feats).astype(np.float64)
-        n = y.shape[0]
-        if not continuing and self._last_real and ctx.opus_plc is not None and self.start_xfade:
+        y = self._cont.synthesize(feats)
+        if not continuing and self._last_real and ctx.opus_plc is not None:
             # libopus's concealment continues the decoder's overlap exactly: fade from it.
-            k = min(self.start_xfade, n, len(ctx.opus_plc))
-            w = _raised_cosine(k)
-            y[:k] = w * np.asarray(ctx.opus_plc[:k], np.float64) + (1.0 - w) * y[:k]
+            fade_from(y, ctx.opus_plc, min(START_XFADE, y.shape[0], len(ctx.opus_plc)))
         self._active, self._active_slot = src, slot
         self.stats["slots"] += 1
-        return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+        return to_int16(y)
 
     def handback(self, pcm: np.ndarray) -> np.ndarray:
         """Cross-fade from one more synthesised frame into the first real samples."""
         out = np.asarray(pcm, np.int16).copy()
         src = self._active
-        k = min(self.end_xfade, len(out))
+        k = min(END_XFADE, len(out))
         if src is None or k == 0:
             return out
         m = self._slot_frames(self._active_slot + 1)[:1]
@@ -327,7 +307,4 @@ class DredRecoverer:
             return out
         fin = src.frames(lo, hi)
         feats = sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
-        cont = self._voc.synthesize(feats)[:k].astype(np.float64)
-        w = _raised_cosine(k)
-        out[:k] = np.clip(np.round(w * cont + (1.0 - w) * out[:k].astype(np.float64)), -32768, 32767)
-        return out.astype(np.int16)
+        return self._cont.handback(out, feats, k)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 
 __all__ = [
     "MissingEvalExtraError",

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import FRAME_SAMPLES, SAMPLE_RATE
+from ..constants import FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = ["scores_png", "spectrogram_png"]
 

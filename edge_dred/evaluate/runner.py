@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .. import FRAME_SAMPLES, SAMPLE_RATE
+from ..constants import FRAME_SAMPLES, SAMPLE_RATE
 from ..loss import TraceLoss, load_trace, loss_stats
 from . import metrics as M
 
@@ -201,7 +201,7 @@ def _run_item(
     mask = TraceLoss(trace).mask(n_pk) if trace is not None else np.zeros(n_pk, bool)
     t0 = time.perf_counter()
     res = run_condition(pcm, mask, condition) if jitter_ms is None else run_condition(pcm, mask, condition,
-                                                                                        jitter_ms=jitter_ms)
+                                                                                        recovery_ms=jitter_ms)
     t1 = time.perf_counter()
     if res.audio.shape != pcm.shape:
         raise RuntimeError(f"{condition}: output has {res.audio.shape} samples, input {pcm.shape}")
@@ -434,7 +434,7 @@ def run_eval(
         Write the PNG plots (needs matplotlib).
     jitter_ms : int, optional
         Jitter-buffer depth of the DRED conditions (default
-        ``edge_dred.simulate.DEFAULT_JITTER_MS``).
+        ``edge_dred.receiver.DEFAULT_RECOVERY_MS``).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """``edge-dred send``, ``recv`` and ``live``: the live-voice commands.
 
-Registered into the main parser by :func:`register` (``edge_dred.cli`` calls it).
+Registered into the main parser by :func:`register` (``edge_dred.cli.main`` calls it).
 
 Devices: ``--device`` takes an ALSA PCM name (default: the board config's),
 ``file:PATH.wav`` or ``mock``.  ALSA needs ``pip install 'edge-dred[alsa]'``.
@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Any
 
-from .cli import _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, number_arg
+from .args import _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, number_arg
 
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
@@ -135,9 +135,9 @@ def register(sub: Any) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from .boards import detect_board
-    from .live import LiveConfig
-    from .transport.jitter import JitterConfig
+    from ..boards import detect_board
+    from ..live import LiveConfig
+    from ..transport.jitter import JitterConfig
 
     board, how = detect_board(args.board)
     if not 0.0 <= args.jitter_ms <= 300.0:
@@ -178,7 +178,7 @@ def _neural_settings(args: argparse.Namespace, board) -> dict:
 
 
 def _impairment(args: argparse.Namespace, expected_packets: int):
-    from .transport.impair import Impairment
+    from ..transport.impair import Impairment
 
     loss = _build_loss(args)
     return Impairment(loss, reorder_pct=getattr(args, "reorder", 0.0), reorder_gap=getattr(args, "reorder_gap", 1),
@@ -216,9 +216,9 @@ def _install_sigint(stop_event) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from .audio.device import open_capture
-    from .live import SendSession, dred_redundancy
-    from .transport.sdp import make_sdp
+    from ..audio.device import open_capture
+    from ..live import SendSession, dred_redundancy
+    from ..transport.sdp import make_sdp
 
     board, how, cfg = _config(args)
     host, port = parse_hostport(args.dest)
@@ -281,7 +281,7 @@ def _print_governor(rep: dict) -> None:
     g = rep.get("governor")
     if not g:
         return
-    from .degrade import Level
+    from ..degrade import Level
 
     labels = {lvl.key: lvl.label for lvl in Level}
     slots = ", ".join(f"{labels[k]} {n}" for k, n in g["slots_by_level"].items())
@@ -306,8 +306,8 @@ def _summary(rep: dict) -> None:
 
 
 def cmd_recv(args: argparse.Namespace) -> int:
-    from .audio.device import open_playback
-    from .live import RecvSession, build_receiver
+    from ..audio.device import open_playback
+    from ..live import RecvSession, build_receiver
 
     board, how, cfg = _config(args)
     host, port = parse_hostport(args.listen, default_host="0.0.0.0")
@@ -342,8 +342,8 @@ def cmd_recv(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from .audio.device import open_capture, open_playback
-    from .live import LiveSession, build_receiver, dred_redundancy
+    from ..audio.device import open_capture, open_playback
+    from ..live import LiveSession, build_receiver, dred_redundancy
 
     board, how, cfg = _config(args)
     imp = _impairment(args, int(args.seconds * 50) + 64)

@@ -15,86 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from . import FRAME_MS, __version__
+from .. import __version__
+from ..constants import FRAME_MS
+from .args import CLIError, _atomic_write_text, _build_loss, _dred_ms, _jitter_ms, _percent, _positive_int
 
 __all__ = ["main", "build_parser"]
 
 
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
-
-
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def number_arg(cast: type, what: str, ok, rule: str):
-    """An argparse ``type=`` that parses with ``cast`` and checks ``ok(value)``.
-
-    Errors read ``expected <what>, got '<text>'`` or ``<rule>, got <value>``.
-    """
-
-    def parse(s: str):
-        try:
-            v = cast(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        if not ok(v):
-            raise argparse.ArgumentTypeError(f"{rule}, got {v}")
-        return v
-
-    parse.__name__ = what
-    return parse
-
-
-_positive_int = number_arg(int, "an integer", lambda v: v > 0, "expected a positive integer")
-_percent = number_arg(float, "a percentage", lambda v: 0.0 <= v < 100.0, "loss percentage must be in [0, 100)")
-_dred_ms = number_arg(int, "milliseconds", lambda v: v == 0 or 40 <= v <= 1040, "DRED depth must be 0 or 40..1040 ms")
-
-
-def _jitter_ms(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {s!r}") from None
-    if not 0 <= v <= 10_000:
-        raise argparse.ArgumentTypeError(f"jitter-buffer depth must be 0..10000 ms, got {v}")
-    return v
-
-
-def _build_loss(args: argparse.Namespace):
-    from .loss import GilbertElliott, NoLoss, TraceLoss, UniformLoss, load_trace
-
-    if args.trace is not None:
-        return TraceLoss(load_trace(args.trace))
-    if args.loss is None:
-        if args.burst is not None:
-            raise CLIError("--burst needs --loss PCT")
-        return NoLoss()
-    if args.burst is not None and args.burst > 1:
-        return GilbertElliott(args.loss, args.burst, seed=args.seed)
-    return UniformLoss(args.loss, seed=args.seed)
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .audio.wavio import load_audio, write_wav
-    from .loss import loss_stats
-    from .receiver import Receiver, ReceiverConfig
-    from .simulate import Sender, jitter_lookahead, n_packets_for, simulate
+    from ..audio.wavio import load_audio, write_wav
+    from ..loss import loss_stats
+    from ..receiver import build_receiver
+    from ..sender import Sender, n_packets_for
+    from ..simulate import simulate
 
     notes: list[str] = []
     if args.input is None:
-        from .demo_audio import make_demo_clip
+        from ..tools.demo_audio import make_demo_clip
 
         pcm, how = make_demo_clip()
         notes.append(how)
@@ -105,24 +42,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         notes.extend(loaded.notes)
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
     dred_ms = args.dred_ms if args.dred_ms is not None else (1040 if args.dred else 0)
-    recoverers = []
     try:
         sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss,
                         dred_ms=dred_ms, dred_budget=args.dred_budget)
-        if dred_ms:
-            from .dred.recovery import DredRecoverer
-
-            recoverers.append(DredRecoverer())  # shipped decoder + vocoder (manifest-checked)
+        # Shipped models, manifest-checked.
+        receiver = build_receiver(lbrr=args.lbrr, concealment=args.concealment, dred=bool(dred_ms),
+                                  neural_plc=args.neural_plc, recovery_ms=args.jitter_ms if dred_ms else None)
     except ImportError as e:  # no TFLite runtime: say which package to install
         raise CLIError(f"--dred: {e}") from None
-    concealer = None
-    if args.neural_plc:
-        from .plc import NeuralPLC
-
-        concealer = NeuralPLC()  # loads the shipped models (manifest-checked)
-    lookahead = jitter_lookahead(args.jitter_ms, args.lbrr) if dred_ms else None
-    receiver = Receiver(ReceiverConfig(lbrr=args.lbrr, concealment=args.concealment, lookahead=lookahead),
-                        recoverers=recoverers, concealer=concealer)
     n_packets = n_packets_for(len(pcm), sender.lookahead)
     loss = _build_loss(args)
     mask = loss.mask(n_packets)
@@ -145,9 +72,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "concealment": "neural_plc" if args.neural_plc else args.concealment,
         "decision_counts": counts,
         # What the neural PLC did inside its slots: libopus lead, losses left to libopus by the gate.
-        "neural_plc": dict(concealer.stats) if concealer is not None else None,
+        "neural_plc": dict(receiver.concealer.stats) if receiver.concealer is not None else None,
         "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "jitter_ms": args.jitter_ms,
-                  "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": recoverers[0].stats}
+                  "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": receiver.recoverers[0].stats}
                  if dred_ms else None),
         "packets": [
             {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "dred_bytes": int(db), "lost": bool(l), "decision": d}
@@ -169,8 +96,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"dred      {dred_ms} ms asked, {np.mean(sender.dred_bytes):.1f} bytes/packet on average "
               f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), jitter buffer {args.jitter_ms} ms")
     print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if concealer is not None:
-        st = concealer.stats
+    if receiver.concealer is not None:
+        st = receiver.concealer.stats
         print(f"neural    {st['losses']} losses, {st['gated_losses']} left to libopus (unvoiced start); "
               f"slots: {st['lead_slots']} libopus lead, {st['gated_slots']} gated ({st['shaped_slots']} shaped), "
               f"{st['slots'] - st['lead_slots'] - st['gated_slots']} vocoder")
@@ -180,20 +107,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.estimate:
-        from .estimate import estimate_boards
+        from ..tools.estimate import estimate_boards
 
         # Emulation is ~100x slower than the board: 1 s of audio (50 packets) per stage by default.
         names = [n.strip() for n in args.estimate.split(",") if n.strip()]
         print(estimate_boards(names, seconds=args.seconds or 1.0, wheel=args.wheel))
         return 0
-    from .bench import run_bench
+    from ..tools.bench import run_bench
 
     print(run_bench(seconds=args.seconds or 10.0, repeat=args.repeat))
     return 0
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
-    from .boards import detect_board, list_boards
+    from ..boards import detect_board, list_boards
 
     here, how = detect_board(args.board)
     print("| board | arch | cpu | kernels | period ms | DRED ms | complexity |")
@@ -258,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands implemented elsewhere register themselves (eval; send/recv/live).
     import importlib
 
-    for mod in ("edge_dred.evaluate.cli", "edge_dred.live_cli"):
+    for mod in ("edge_dred.evaluate.cli", "edge_dred.cli.live"):
         try:
             importlib.import_module(mod).register(sub)
         except ModuleNotFoundError as e:

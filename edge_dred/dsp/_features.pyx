@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, language_level=3
-"""Compiled hot loops for :mod:`edge_dred.features`.
+"""Compiled hot loops for :mod:`edge_dred.dsp.features`.
 
 Each function mirrors a numpy fallback in ``features.py``; the numpy and the
 compiled results agree to rounding (not bit for bit), while batch and

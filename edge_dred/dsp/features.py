@@ -60,7 +60,7 @@ Pitch
 
 Pitch estimator
 ---------------
-The hot loops have compiled versions in ``edge_dred._features`` (built by
+The hot loops have compiled versions in ``edge_dred.dsp._features`` (built by
 ``setup.py``); without it the same arithmetic runs in numpy.  The two agree to
 rounding; batch and streaming with one implementation agree exactly.
 
@@ -94,8 +94,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..constants import FRAME_SIZE, NB_BANDS, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS, SAMPLE_RATE
+
 try:  # compiled hot loops; the numpy versions below are the fallback
-    from edge_dred import _features as _ck
+    from edge_dred.dsp import _features as _ck
 except ImportError:  # pragma: no cover - depends on the build
     _ck = None
 
@@ -119,14 +121,7 @@ __all__ = [
     "deemphasis",
 ]
 
-SAMPLE_RATE = 16000
-NB_BANDS = 18
-NB_FEATURES = 20
-FRAME_SIZE = 160
-WINDOW_SIZE = 320
-PITCH_MIN = 32
-PITCH_MAX = 267
-PREEMPHASIS = 0.85
+WINDOW_SIZE = 2 * FRAME_SIZE
 C0_OFFSET = 18.0
 # De-emphasis x[n] = e[n] + a x[n-1] over a frame without a Python loop:
 # x[n] = a^n (a x[-1] + sum_{k<=n} a^-k e[k]).  a^-160 ~ 2e11 is harmless in

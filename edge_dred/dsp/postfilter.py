@@ -43,13 +43,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import PITCH_MAX, PITCH_MIN, PREEMPHASIS, band_energies_from_cepstrum, band_weights, deemphasis
+from ..constants import FRAME_SIZE, NB_BANDS, PITCH_MAX, PITCH_MIN, PREEMPHASIS
+from .features import band_energies_from_cepstrum, band_weights, deemphasis
 
 __all__ = ["EnvelopePostfilter", "PitchPostfilter", "VocoderPostfilter", "PostfilterInputError"]
 
-FRAME = 160
-NFFT = 2 * FRAME
-NB_BANDS = 18
+NFFT = 2 * FRAME_SIZE
 
 
 class PostfilterInputError(ValueError):
@@ -80,8 +79,8 @@ def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np
 def _check_frames(frames: np.ndarray, features: np.ndarray, n_feat: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(frames, np.float64)
     f = np.asarray(features, np.float64)
-    if x.ndim != 2 or x.shape[1] != FRAME:
-        raise PostfilterInputError(f"frames must have shape (T, {FRAME}), got {x.shape}")
+    if x.ndim != 2 or x.shape[1] != FRAME_SIZE:
+        raise PostfilterInputError(f"frames must have shape (T, {FRAME_SIZE}), got {x.shape}")
     if f.ndim != 2 or f.shape[0] != x.shape[0] or f.shape[1] not in n_feat:
         raise PostfilterInputError(f"features must have shape ({x.shape[0]}, 20), got {f.shape}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(f))):
@@ -112,7 +111,7 @@ class EnvelopePostfilter:
 
     Notes
     -----
-    State: the last ``FRAME + taps - 1`` input samples (float64).  Not
+    State: the last ``FRAME_SIZE + taps - 1`` input samples (float64).  Not
     thread-safe; one instance per stream.  ``process`` of a signal cut into
     any frame-aligned chunks equals one call on the whole signal.
     """
@@ -121,8 +120,8 @@ class EnvelopePostfilter:
                  max_cut_db: float = 12.0) -> None:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
-        if not 16 <= taps <= FRAME:
-            raise ValueError(f"taps must be in [16, {FRAME}], got {taps}")
+        if not 16 <= taps <= FRAME_SIZE:
+            raise ValueError(f"taps must be in [16, {FRAME_SIZE}], got {taps}")
         if not (0.0 <= max_boost_db <= 24.0 and 0.0 <= max_cut_db <= 40.0):
             raise ValueError("max_boost_db must be in [0, 24] and max_cut_db in [0, 40]")
         self.strength = float(strength)
@@ -133,19 +132,19 @@ class EnvelopePostfilter:
         self._interp = w / w.sum(axis=0, keepdims=True)   # 18 band gains -> 161 bins
         sine = np.sin(np.pi * (np.arange(NFFT) + 0.5) / NFFT)   # the features' analysis window
         end = np.zeros(NFFT)
-        end[FRAME:] = np.sin(0.5 * np.pi * (np.arange(FRAME) + 0.5) / FRAME)   # the frame alone, rising
+        end[FRAME_SIZE:] = np.sin(0.5 * np.pi * (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE)   # the frame alone, rising
         end *= np.sqrt(np.sum(sine ** 2) / np.sum(end ** 2))   # same noise power as the sine window
         self._windows = np.stack([sine, end])
-        self._ramp = (np.arange(FRAME) + 0.5) / FRAME
+        self._ramp = (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE
         self._fold, self._inv = _minimum_phase_design(self._interp, self.taps)
         # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
-        self._w_scaled = (w / w.sum(axis=1, keepdims=True)).T * (32768.0 ** 2 / FRAME)
+        self._w_scaled = (w / w.sum(axis=1, keepdims=True)).T * (32768.0 ** 2 / FRAME_SIZE)
         self._half_strength = 0.5 * self.strength
         self.reset()
 
     def reset(self) -> None:
         """Zero the history (as at the start of a stream)."""
-        self._hist = np.zeros(FRAME + self.taps - 1)
+        self._hist = np.zeros(FRAME_SIZE + self.taps - 1)
         self._x_last = self._y_last = 0.0   # process_pcm's pre-/de-emphasis memories
 
     def prime(self, history: np.ndarray) -> None:
@@ -156,7 +155,7 @@ class EnvelopePostfilter:
 
     def prime_pcm(self, history: np.ndarray) -> None:
         """Set the history from real PCM (int16 scale, newest last), for :meth:`process_pcm`."""
-        h = _last_samples(history, FRAME + self.taps) / 32768.0
+        h = _last_samples(history, FRAME_SIZE + self.taps) / 32768.0
         self.prime(h[1:] - PREEMPHASIS * h[:-1])
         self._x_last = self._y_last = float(h[-1]) if h.size else 0.0
 
@@ -167,10 +166,10 @@ class EnvelopePostfilter:
         the previous call (or :meth:`prime_pcm`).  Returns int16.
         """
         x = np.asarray(pcm, np.float64).ravel() / 32768.0
-        if x.shape[0] % FRAME:
-            raise PostfilterInputError(f"pcm length {x.shape[0]} is not a multiple of {FRAME}")
+        if x.shape[0] % FRAME_SIZE:
+            raise PostfilterInputError(f"pcm length {x.shape[0]} is not a multiple of {FRAME_SIZE}")
         pe = x - PREEMPHASIS * np.concatenate([[self._x_last], x[:-1]])
-        e = self.process(pe.reshape(-1, FRAME), features)
+        e = self.process(pe.reshape(-1, FRAME_SIZE), features)
         y = np.empty_like(e)
         m = self._y_last
         for t in range(e.shape[0]):
@@ -203,7 +202,7 @@ class EnvelopePostfilter:
         return self._filter(*_check_frames(frames, features, (NB_BANDS, 20)))
 
     def _filter(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
-        out = np.empty((x.shape[0], FRAME))
+        out = np.empty((x.shape[0], FRAME_SIZE))
         n_hist = self._hist.shape[0]
         for t in range(x.shape[0]):
             buf = np.concatenate([self._hist, x[t]])
@@ -213,7 +212,7 @@ class EnvelopePostfilter:
             log_gain = np.clip(self._half_strength * np.log(target / bands), self._lo, self._hi)
             spec = np.exp(np.fft.rfft(log_gain @ self._fold, axis=-1))                 # minimum phase
             h = (spec @ self._inv).real                                                 # (2, taps)
-            src = buf[FRAME:]                                                           # taps - 1 + 160 samples
+            src = buf[FRAME_SIZE:]                                                           # taps - 1 + 160 samples
             a = np.convolve(src, h[0], "valid")
             out[t] = a + self._ramp * (np.convolve(src, h[1], "valid") - a)
             self._hist = buf[-n_hist:]
@@ -260,7 +259,7 @@ class PitchPostfilter:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         self.strength = float(strength)
         self._n_hist = int(PITCH_MAX) + 3
-        self._ramp = (np.arange(FRAME) + 0.5) / FRAME
+        self._ramp = (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE
         self.reset()
 
     def reset(self) -> None:
@@ -304,7 +303,7 @@ class PitchPostfilter:
     def _filter(self, x: np.ndarray, f: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         if n == 0:
-            return np.empty((0, FRAME))
+            return np.empty((0, FRAME_SIZE))
         # All frames at once (the comb reads its input only, never its output): a handful of
         # numpy calls per call rather than per frame.  Row-wise sums, no BLAS, so any
         # frame-aligned chunking gives the same bits.
@@ -314,7 +313,7 @@ class PitchPostfilter:
         lag = period.astype(np.int64)
         frac = (period - lag)[:, None]
         # x delayed by lag + frac (linear interpolation) at frame samples -1..160, then the low-pass
-        idx = (h + FRAME * np.arange(n) - lag - 1)[:, None] + np.arange(FRAME + 2)
+        idx = (h + FRAME_SIZE * np.arange(n) - lag - 1)[:, None] + np.arange(FRAME_SIZE + 2)
         s = (1.0 - frac) * buf[idx] + frac * buf[idx - 1]
         d = 0.25 * s[:, :-2] + 0.5 * s[:, 1:-1] + 0.25 * s[:, 2:]
         g = self.strength * np.clip(f[:, 19], 0.0, 1.0)

@@ -2,7 +2,7 @@
 
 The model (trained by ``training/train_vocoder.py``, exported by
 ``training/export_vocoder.py``) turns 20 LPCNet features per 10 ms frame
-(:mod:`edge_dred.features`) into 160 samples of 16 kHz speech.  It continues
+(:mod:`edge_dred.dsp.features`) into 160 samples of 16 kHz speech.  It continues
 from real audio: :meth:`Vocoder.prime` loads the history buffers from the last
 real samples and runs a few real frames teacher-forced so the recurrent state
 matches the signal, then :meth:`Vocoder.synthesize` produces the following
@@ -52,11 +52,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .features import deemphasis
-from .models.loader import ModelFileError, load_weight_file
-from .postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter
-from .nn_reference import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
-                           gru_step, linear_shape, load_gru, load_linear)
+from ..constants import FRAME_SIZE, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS
+from ..dsp.features import deemphasis
+from ..dsp.postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter
+from ..models.loader import ModelFileError, load_weight_file
+from .layers import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
+                     gru_step, linear_shape, load_gru, load_linear)
 
 __all__ = [
     "MODEL_NAME", "MODEL_VERSION", "VocoderShape", "VocoderModel", "Vocoder", "VocoderReference",
@@ -67,13 +68,8 @@ __all__ = [
 MODEL_NAME = "vocoder"
 MODEL_VERSION = "fargan-int8-1"  # weight layout this runtime understands
 
-PREEMPH = 0.85
-FRAME = 160
 SUBFRAME = 40
-NB_SUB = FRAME // SUBFRAME
-NB_FEATURES = 20
-PITCH_MIN = 32
-PITCH_MAX = 267
+NB_SUB = FRAME_SIZE // SUBFRAME
 PRED_EXTRA = 2
 PRED_SIZE = SUBFRAME + 2 * PRED_EXTRA
 HIST = 320
@@ -91,7 +87,7 @@ class VocoderInputError(ValueError):
 
 def prime_samples(n_teacher: int = PRIME_FRAMES) -> int:
     """PCM samples :meth:`Vocoder.prime` needs for ``n_teacher`` teacher-forced frames."""
-    return HIST + 1 + n_teacher * FRAME
+    return HIST + 1 + n_teacher * FRAME_SIZE
 
 
 @dataclass(frozen=True)
@@ -377,7 +373,7 @@ class _VocoderStream:
         if postfilter is True:
             postfilter = VocoderPostfilter()
         elif postfilter is not False and not isinstance(postfilter, Postfilter):
-            raise TypeError(f"postfilter must be a bool or a postfilter from edge_dred.postfilter, got {postfilter!r}")
+            raise TypeError(f"postfilter must be a bool or a postfilter from edge_dred.dsp.postfilter, got {postfilter!r}")
         # Outside the feedback loop: the network keeps seeing its own unfiltered output.
         self.postfilter: Postfilter | None = postfilter or None
         self.reset()
@@ -437,13 +433,13 @@ class _VocoderStream:
         x = x[-need:].astype(np.float64) / 32768.0
         if not np.all(np.isfinite(x)) or np.any(np.abs(x) > 2.0):
             raise VocoderInputError("pcm must be finite and on the int16 scale")
-        pe = x[1:] - PREEMPH * x[:-1]
+        pe = x[1:] - PREEMPHASIS * x[:-1]
         fin, lag = self.model.frame_inputs(f)
         self._cond_history(fin[:2])
         self._set_history(pe[:HIST])
-        tf_out = np.zeros(n_tf * FRAME, np.float32)
+        tf_out = np.zeros(n_tf * FRAME_SIZE, np.float32)
         if n_tf:
-            tf_out[:] = self._frames(fin[2:], lag[2:], pe[HIST:].reshape(n_tf, FRAME)).ravel()
+            tf_out[:] = self._frames(fin[2:], lag[2:], pe[HIST:].reshape(n_tf, FRAME_SIZE)).ravel()
         self._x_mem = float(x[-1])
         if self.postfilter is not None:
             self.postfilter.prime(pe)
@@ -480,9 +476,9 @@ class Vocoder(_VocoderStream):
     model : VocoderModel, optional
         Shared weights; default: the shipped model (pass one model to many
         streams).
-    postfilter : bool or a postfilter from :mod:`edge_dred.postfilter`
+    postfilter : bool or a postfilter from :mod:`edge_dred.dsp.postfilter`
         Filter the output towards the features' band energies, then their
-        pitch (:class:`edge_dred.postfilter.VocoderPostfilter`, no added
+        pitch (:class:`edge_dred.dsp.postfilter.VocoderPostfilter`, no added
         delay); default on.  False gives the network's raw output.
 
     Notes
@@ -567,7 +563,7 @@ class Vocoder(_VocoderStream):
         else:
             feeds["fr"] = np.zeros((n, 1), np.float32)
             feeds["teach"] = np.asarray(teacher, np.float32).reshape(n, SUBFRAME)
-        return self._sub_net.run(feeds, fetch=["out"])["out"].reshape(t, FRAME)
+        return self._sub_net.run(feeds, fetch=["out"])["out"].reshape(t, FRAME_SIZE)
 
 
 class VocoderReference(_VocoderStream):
@@ -603,7 +599,7 @@ class VocoderReference(_VocoderStream):
         L, st = self.model.float_layers(), self._st
         cond = self._cond(fin)
         pos = _pred_positions(lag)
-        out = np.empty(FRAME)
+        out = np.empty(FRAME_SIZE)
         for j in range(NB_SUB):
             cj = cond[j]
             glog = dense(L["gain_dense"], cj)
@@ -651,16 +647,16 @@ def copy_synthesis(pcm: np.ndarray, vocoder: "_VocoderStream | None" = None) -> 
     numpy.ndarray
         int16, the same length as ``pcm``.
     """
-    from .features import compute_features
+    from ..dsp.features import compute_features
 
     x = np.asarray(pcm)
     if x.ndim != 1 or x.dtype != np.int16 or x.shape[0] == 0:
         raise VocoderInputError(f"copy_synthesis needs non-empty 1-D int16 PCM, got {x.dtype} {x.shape}")
-    pad = -(-prime_samples() // FRAME) * FRAME          # whole frames of silence to prime on
-    tail = -x.shape[0] % FRAME                           # the last partial frame gets features too
+    pad = -(-prime_samples() // FRAME_SIZE) * FRAME_SIZE          # whole frames of silence to prime on
+    tail = -x.shape[0] % FRAME_SIZE                           # the last partial frame gets features too
     padded = np.concatenate([np.zeros(pad, np.int16), x, np.zeros(tail, np.int16)])
     f = compute_features(padded)
-    k = pad // FRAME
+    k = pad // FRAME_SIZE
     v = vocoder if vocoder is not None else Vocoder()
     v.prime(padded[:pad], f[k - PRIME_FRAMES - 2:k])
     return v.synthesize(f[k:])[:x.shape[0]]

@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from ..constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES"]
 
-#: Cell text of a stage that could not run (``edge_dred.estimate`` parses it).
+#: Cell text of a stage that could not run (``edge_dred.tools.estimate`` parses it).
 NOT_RUN = "not run"
 #: (side, stage) of the DRED rows, sender first.
 DRED_STAGES = (("dred sender", "TFLite encoder step"),
@@ -80,10 +80,11 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     names = ("vocoder (2 x 10 ms)", "vocoder postfilter (2 x 10 ms)", "PLC predictor (2 frames)",
              "output features (2 x 10 ms)")
     try:
-        from .features import FeatureExtractor, compute_features
-        from .plc import FeaturePredictor, default_models
-        from .postfilter import VocoderPostfilter
-        from .vocoder import PREEMPH, PRIME_FRAMES, Vocoder, prime_samples
+        from ..dsp.features import FeatureExtractor, compute_features
+        from ..plc import FeaturePredictor, default_models
+        from ..dsp.postfilter import VocoderPostfilter
+        from ..constants import PREEMPHASIS
+        from ..neural.vocoder import PRIME_FRAMES, Vocoder, prime_samples
 
         vm, pm = default_models()
     except (ImportError, ValueError) as e:
@@ -93,7 +94,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     voc, pred, fx = Vocoder(vm, postfilter=False), FeaturePredictor(pm), FeatureExtractor()
     pf = VocoderPostfilter()
     pe = pcm[: n * FRAME_SAMPLES].astype(np.float64) / 32768.0
-    pe = np.concatenate([pe[:1], pe[1:] - PREEMPH * pe[:-1]]).reshape(-1, 160)   # stands in for the network's output
+    pe = np.concatenate([pe[:1], pe[1:] - PREEMPHASIS * pe[:-1]]).reshape(-1, 160)   # stands in for the network's output
     k = PRIME_FRAMES + 3
     voc.prime(pcm[: k * 160][-prime_samples():], feats[1:k])
     frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
@@ -185,10 +186,10 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Sk
     """
     (ss, step_name), (_, code_name), (rs, recv_name) = DRED_STAGES
     try:
-        from .dred.decoder import DredDecoder
-        from .dred.encoder import DredEncoder, DredStreamEncoder, TFLiteUnavailableError
-        from .dred.payload import parse_payload
-        from .features import FeatureExtractor
+        from ..dred.decoder import DredDecoder
+        from ..dred.encoder import DredEncoder, DredStreamEncoder, TFLiteUnavailableError
+        from ..dred.payload import parse_payload
+        from ..dsp.features import FeatureExtractor
 
         dec = DredDecoder()
     except (ImportError, ValueError) as e:
@@ -258,7 +259,7 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
         raise ValueError(f"seconds must be a positive number, got {seconds!r}")
     if not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be a positive int, got {repeat!r}")
-    from .codec.opus import OpusDecoder, OpusEncoder
+    from ..codec.opus import OpusDecoder, OpusEncoder
 
     pcm = _signal(seconds)
     n = len(pcm) // FRAME_SAMPLES
@@ -268,7 +269,7 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     notes: list[str] = []
 
     try:
-        from .features import FeatureExtractor
+        from ..dsp.features import FeatureExtractor
 
         fx = FeatureExtractor()
         rows.append(("sender", "features (2 x 10 ms)", time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)))

@@ -53,12 +53,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import FRAME_MS
+from ..constants import FRAME_MS
 
 __all__ = ["EstimateError", "StageCount", "GuestRuntime", "estimate_boards", "format_estimate", "parse_marks",
            "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_SRC = ROOT / "scripts" / "qemu_insn_plugin.c"
 SMOKE_SRC = ROOT / "scripts" / "arm_smoke.py"
 #: Bench sides whose stages run on the sender; every other side is the receiver's.
@@ -229,7 +229,7 @@ def count_stages(marks: str, table: str) -> tuple[list[StageCount], float, int]:
 _GUEST = r'''
 import json, os, sys
 import numpy as np
-import edge_dred.bench as bench
+import edge_dred.tools.bench as bench
 
 MAGIC = {magic}
 def mark(code):
@@ -589,7 +589,7 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
     str
         One table per board, then a summary.
     """
-    from .boards import load_board
+    from ..boards import load_board
 
     boards = [load_board(n) for n in names]
     for b in boards:

@@ -13,8 +13,8 @@ import tempfile
 
 import numpy as np
 
-from . import SAMPLE_RATE
-from .audio.wavio import AudioFormatError, load_audio, to_int16
+from ..constants import SAMPLE_RATE
+from ..audio.wavio import AudioFormatError, load_audio, to_int16
 
 __all__ = ["make_demo_clip"]
 

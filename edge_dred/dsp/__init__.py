@@ -1,0 +1,1 @@
+"""Signal processing without networks: feature analysis and the vocoder's postfilter."""

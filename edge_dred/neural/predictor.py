@@ -1,0 +1,269 @@
+"""The PLC feature predictor: int8 runtime, float reference, export.
+
+The network trained by ``training/train_plc.py`` (``dense(21 -> 96, tanh) ->
+GRU -> GRU -> dense(-> 20)``).  Each 10 ms frame it consumes the frame's
+features (normalised) and a "lost" flag and predicts the next frame's
+features.  For a received frame it is fed the real features (flag 0); for a
+lost frame its own prediction for that frame (flag 1), exactly as in training.
+:class:`FeaturePredictor` runs on the int8 kernels;
+:class:`FeaturePredictorReference` is the same in float64 numpy.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..constants import NB_FEATURES
+from ..models.loader import ModelFileError, load_weight_file
+from .layers import LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, gru_step, \
+    linear_shape, load_gru, load_linear
+
+__all__ = [
+    "MODEL_NAME", "MODEL_VERSION", "PLCShape", "PLCModel", "FeaturePredictor", "FeaturePredictorReference",
+    "NeuralPLC", "PLCInputError", "export_plc", "random_plc_params", "default_models",
+]
+
+MODEL_NAME = "plc"
+MODEL_VERSION = "plc-int8-1"
+PRED_CLAMP = 8.0  # normalised units: a prediction fed back on itself must not run away
+
+
+class PLCInputError(ValueError):
+    """Bad features or PCM handed to the PLC."""
+
+
+@dataclass(frozen=True)
+class PLCShape:
+    """Layer sizes (``config`` in the weight file's metadata)."""
+
+    dense_in: int = 96
+    gru1: int = 128
+    gru2: int = 128
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PLCShape":
+        try:
+            kw = {k: d[k] for k in ("dense_in", "gru1", "gru2")}
+        except (KeyError, TypeError) as e:
+            raise ModelFileError(f"PLC config is incomplete: {e!r}") from None
+        for k, v in kw.items():
+            if not isinstance(v, int) or not 1 <= v <= 4096:
+                raise ModelFileError(f"PLC config: {k} = {v!r} out of range")
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        return {
+            "dense_in": (self.dense_in, NB_FEATURES + 1),
+            "gru1.ih": (3 * self.gru1, self.dense_in), "gru1.hh": (3 * self.gru1, self.gru1),
+            "gru2.ih": (3 * self.gru2, self.gru1), "gru2.hh": (3 * self.gru2, self.gru2),
+            "out": (NB_FEATURES, self.gru1 + self.gru2),
+        }
+
+
+def export_plc(params: Mapping[str, np.ndarray], config: Mapping[str, Any], path: str | os.PathLike, *,
+               version: str = MODEL_VERSION, extra_meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Quantize float PLC parameters (torch ``state_dict`` names) and write the weight file.
+
+    The output layer stays float: its outputs are fed back as the next input
+    during a loss, so its error compounds (it is 5 k weights).
+
+    Returns
+    -------
+    dict
+        ``sha256``, ``bytes``, ``params`` and per-layer relative quantization error.
+    """
+    from quantize import write_weights
+
+    shape = PLCShape.from_dict(config)
+    p = {k: np.asarray(v, np.float32) for k, v in params.items()}
+
+    def get(k: str) -> np.ndarray:
+        if k not in p:
+            raise KeyError(f"PLC parameters lack {k!r}")
+        return p[k]
+
+    arrays: dict[str, np.ndarray] = {"feat_mean": get("feat_mean").reshape(NB_FEATURES),
+                                     "feat_std": get("feat_std").reshape(NB_FEATURES)}
+    if np.any(arrays["feat_std"] <= 0):
+        raise ValueError("feat_std must be positive")
+    errs, n = {}, 2 * NB_FEATURES
+    for name, mode in (("dense_in", "int8"), ("out", "float")):
+        st = export_linear(arrays, name, get(f"{name}.weight"), get(f"{name}.bias"), mode=mode)
+        errs[name], n = st["rel_err"], n + st["params"]
+    for g in ("gru1", "gru2"):
+        st = export_gru(arrays, g, get(f"{g}.weight_ih"), get(f"{g}.weight_hh"), get(f"{g}.bias_ih"),
+                        get(f"{g}.bias_hh"))
+        errs[g], n = st["rel_err"], n + st["params"]
+    for name, want in shape.linear_shapes().items():
+        if linear_shape(arrays, name) != want:
+            raise ValueError(f"{name}: shape {linear_shape(arrays, name)} does not match config {want}")
+    meta = {"model": MODEL_NAME, "version": version, "config": shape.to_dict(), **dict(extra_meta or {})}
+    sha = write_weights(path, arrays, meta)
+    return {"sha256": sha, "bytes": os.path.getsize(path), "params": int(n), "rel_err": errs}
+
+
+def random_plc_params(shape: PLCShape | Mapping[str, Any] | None = None, seed: int = 0,
+                      feat_mean: np.ndarray | None = None, feat_std: np.ndarray | None = None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A randomly initialised predictor (torch-like init), for tests and benchmarks."""
+    if shape is None:
+        shape = PLCShape()
+    elif not isinstance(shape, PLCShape):
+        shape = PLCShape.from_dict(shape)
+    rng = np.random.default_rng(seed)
+    p: dict[str, np.ndarray] = {}
+    for name, (rows, cols) in shape.linear_shapes().items():
+        if name.startswith("gru"):
+            g, part = name.split(".")
+            k = 1.0 / np.sqrt(rows // 3)
+            p[f"{g}.weight_{part}"] = rng.uniform(-k, k, (rows, cols)).astype(np.float32)
+            p[f"{g}.bias_{part}"] = rng.uniform(-k, k, rows).astype(np.float32)
+        else:
+            k = 1.0 / np.sqrt(cols)
+            p[f"{name}.weight"] = rng.uniform(-k, k, (rows, cols)).astype(np.float32)
+            p[f"{name}.bias"] = rng.uniform(-k, k, rows).astype(np.float32)
+    p["feat_mean"] = np.zeros(NB_FEATURES, np.float32) if feat_mean is None else np.asarray(feat_mean, np.float32)
+    p["feat_std"] = np.ones(NB_FEATURES, np.float32) if feat_std is None else np.asarray(feat_std, np.float32)
+    return p, shape.to_dict()
+
+
+class PLCModel:
+    """Predictor weights, shared read-only by any number of streams."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        if not isinstance(meta.get("config"), dict):
+            raise ModelFileError("PLC weight file has no 'config' in its metadata")
+        self.shape = PLCShape.from_dict(meta["config"])
+        self.meta = dict(meta)
+        self.arrays = dict(arrays)
+        try:
+            for name, want in self.shape.linear_shapes().items():
+                got = linear_shape(self.arrays, name)
+                if got != want:
+                    raise ModelFileError(f"PLC layer {name} has shape {got}, config says {want}")
+            for name in ("feat_mean", "feat_std"):
+                a = self.arrays.get(name)
+                if a is None or a.shape != (NB_FEATURES,) or not np.all(np.isfinite(a)):
+                    raise ModelFileError(f"PLC weight file needs a finite {name} of {NB_FEATURES} values")
+            self.feat_mean = np.asarray(self.arrays["feat_mean"], np.float32)
+            self.feat_std = np.asarray(self.arrays["feat_std"], np.float32)
+            if np.any(self.feat_std <= 0):
+                raise ModelFileError("PLC feat_std must be positive")
+            self.kernel = {"dense_in": load_linear(self.arrays, "dense_in"), "gru1": load_gru(self.arrays, "gru1"),
+                           "gru2": load_gru(self.arrays, "gru2"), "out": load_linear(self.arrays, "out")}
+            self._float: dict[str, Any] | None = None
+        except LayerFileError as e:
+            raise ModelFileError(f"PLC weights: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None) -> "PLCModel":
+        """Load the shipped model (manifest-checked), or the weight file at ``path``."""
+        arrays, meta = load_weight_file(MODEL_NAME, MODEL_VERSION, models_dir=models_dir, path=path)
+        return cls(arrays, meta)
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+    def float_layers(self) -> dict[str, Any]:
+        if self._float is None:
+            self._float = {"dense_in": float_linear(self.arrays, "dense_in"), "gru1": float_gru(self.arrays, "gru1"),
+                           "gru2": float_gru(self.arrays, "gru2"), "out": float_linear(self.arrays, "out")}
+        return self._float
+
+
+def _check_frame(f: np.ndarray) -> np.ndarray:
+    a = np.asarray(f, np.float32).ravel()
+    if a.shape != (NB_FEATURES,):
+        raise PLCInputError(f"a feature frame has {NB_FEATURES} values, got {np.shape(f)}")
+    if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1e4):
+        raise PLCInputError("features must be finite and within +-1e4")
+    return a
+
+
+class _PredictorBase:
+    def __init__(self, model: PLCModel | None = None) -> None:
+        self.model = model if model is not None else PLCModel.load()
+        self.reset()
+
+    def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reset_state(self) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Zero the state (the prediction before any input is the mean frame)."""
+        self._reset_state()
+        self._pred = np.zeros(NB_FEATURES, np.float32)  # normalised prediction of the next frame
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """Predicted features of the next frame (raw scale), without advancing."""
+        return (self._pred * self.model.feat_std + self.model.feat_mean).astype(np.float32)
+
+    def update(self, features: np.ndarray) -> None:
+        """Feed a received frame's real features."""
+        f = _check_frame(features)
+        self._pred = np.clip(self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0),
+                             -PRED_CLAMP, PRED_CLAMP)
+
+    def lost(self) -> np.ndarray:
+        """Conceal one frame: return its predicted features and feed them back as lost.
+
+        Predictions are clamped to +-8 standard deviations of the training
+        features, so a long loss can never hand the vocoder absurd features.
+        """
+        out = self.prediction
+        self._pred = np.clip(self._step(self._pred, 1.0), -PRED_CLAMP, PRED_CLAMP)
+        return out
+
+
+class FeaturePredictor(_PredictorBase):
+    """One stream of the int8 PLC predictor on :mod:`cython_kernels`."""
+
+    def __init__(self, model: PLCModel | None = None) -> None:
+        from cython_kernels import GRU, Dense, Network
+
+        model = model if model is not None else PLCModel.load()
+        s, k = model.shape, model.kernel
+        self._net = Network(
+            buffers={"in": NB_FEATURES + 1, "d": s.dense_in, "h1": s.gru1, "h2": s.gru2, "y": NB_FEATURES},
+            ops=[Dense(["in"], "d", k["dense_in"], activation="tanh"), GRU(["d"], "h1", k["gru1"]),
+                 GRU(["h1"], "h2", k["gru2"]), Dense(["h1", "h2"], "y", k["out"])])
+        self._in, self._y = self._net.buffer("in"), self._net.buffer("y")  # live views, no feed/fetch copies
+        super().__init__(model)
+
+    @property
+    def state_bytes(self) -> int:
+        return int(sum(self._net.buffer(b).nbytes for b in self._net.buffer_names))
+
+    def _reset_state(self) -> None:
+        self._net.reset()
+
+    def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
+        self._in[:NB_FEATURES] = zin
+        self._in[NB_FEATURES] = lost
+        self._net.run(steps=1)
+        return self._y.copy()
+
+
+class FeaturePredictorReference(_PredictorBase):
+    """The predictor in float64 numpy with the model's dequantized weights (test oracle)."""
+
+    def _reset_state(self) -> None:
+        self._h1 = np.zeros(self.model.shape.gru1)
+        self._h2 = np.zeros(self.model.shape.gru2)
+
+    def _step(self, zin: np.ndarray, lost: float) -> np.ndarray:
+        L = self.model.float_layers()
+        h = dense(L["dense_in"], np.concatenate([zin, [lost]]), "tanh")
+        self._h1 = gru_step(L["gru1"], h, self._h1)
+        self._h2 = gru_step(L["gru2"], self._h1, self._h2)
+        return dense(L["out"], np.concatenate([self._h1, self._h2])).astype(np.float32)

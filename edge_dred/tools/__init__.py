@@ -1,0 +1,1 @@
+"""Developer tools behind commands: benchmarks, ARM estimates, the demo clip."""
