@@ -1,0 +1,108 @@
+"""The vocoder continuation shared by the neural PLC and DRED (shipped vocoder, synthetic speech)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import voiced
+from edge_dred.constants import FRAME_SIZE
+from edge_dred.dsp.features import compute_features
+from edge_dred.neural.continuation import Continuation, ContinuationError, fade_from, raised_cosine, to_int16
+from edge_dred.neural.vocoder import VocoderModel
+from edge_dred.receiver import build_receiver
+from edge_dred.sender import Sender
+from edge_dred.simulate import simulate
+
+START = 100  # frame where the synthesis takes over
+
+
+@pytest.fixture(scope="module")
+def model():
+    return VocoderModel.load()
+
+
+def _started(model, x: np.ndarray, feats: np.ndarray) -> Continuation:
+    c = Continuation(model)
+    c.start(x[:START * FRAME_SIZE], feats[START - Continuation.history_frames:START])
+    return c
+
+
+@pytest.mark.parametrize("f0", [110.0, 220.0])
+def test_start_continues_the_phase_and_level(model, f0):
+    x = voiced(2.0, f0=f0, seed=3)
+    feats = compute_features(x)
+    y = _started(model, x, feats).synthesize(feats[START:START + 4])
+    true = x[START * FRAME_SIZE:(START + 4) * FRAME_SIZE].astype(np.float64)
+    # Phase continuity: the first 10 ms line up with the real continuation at lag 0.
+    a, b = y[:FRAME_SIZE], true[:FRAME_SIZE]
+    assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.8
+    # No discontinuity above the signal's own sample-to-sample level at the edge.
+    own = np.abs(np.diff(x.astype(np.float64)))
+    assert abs(y[0] - x[START * FRAME_SIZE - 1]) <= np.percentile(own, 99)
+    assert 0.5 < np.sqrt(np.mean(y ** 2) / np.mean(true ** 2)) < 2.0
+
+
+def test_handback_ends_in_the_real_signal(model):
+    x = voiced(2.0, f0=140.0, seed=7)
+    feats = compute_features(x)
+    c = _started(model, x, feats)
+    y = c.synthesize(feats[START:START + 4])
+    end = (START + 4) * FRAME_SIZE
+    real = x[end:end + 2 * FRAME_SIZE]
+    out = c.handback(real, feats[START + 4:START + 5], FRAME_SIZE)
+    assert np.array_equal(out[FRAME_SIZE:], real[FRAME_SIZE:])   # only the fade is touched
+    own = np.abs(np.diff(x.astype(np.float64)))
+    assert abs(float(out[0]) - y[-1]) <= np.percentile(own, 99)
+    assert np.max(np.abs(np.diff(out.astype(np.float64)))) <= 1.5 * own.max()
+
+
+def test_gain_mixes_libopus_under_and_skips_the_vocoder_at_zero(model):
+    x = voiced(2.0, f0=140.0, seed=2)
+    feats = compute_features(x)
+    under = x[START * FRAME_SIZE:(START + 2) * FRAME_SIZE]
+    a, b = _started(model, x, feats), _started(model, x, feats)
+    full = a.synthesize(feats[START:START + 2])
+    g = np.linspace(1.0, 0.0, 2 * FRAME_SIZE)
+    mixed = b.synthesize(feats[START:START + 2], g, under=under)
+    np.testing.assert_allclose(mixed, full * g + (1.0 - g) * under)
+    # At gain 0 nothing is synthesised and the state does not advance: the next call matches
+    # a continuation that never saw those frames.
+    c = _started(model, x, feats)
+    silent = c.synthesize(feats[START:START + 2], np.zeros(2 * FRAME_SIZE), under=under)
+    assert np.array_equal(silent, under.astype(np.float64))
+    np.testing.assert_array_equal(c.synthesize(feats[START:START + 2]), full)
+
+
+def test_edges_and_errors(model):
+    c = Continuation(model)
+    with pytest.raises(ContinuationError, match="history"):
+        c.start(np.zeros(10, np.int16), np.zeros((Continuation.history_frames, 20), np.float32))
+    w = raised_cosine(8)
+    assert np.all(np.diff(w) < 0) and np.allclose(w + w[::-1], 1.0)
+    y = np.zeros(16)
+    fade_from(y, np.full(16, 100.0), 8)
+    assert y[0] > 95 and np.all(y[8:] == 0)
+    assert to_int16(np.array([40000.0, -40000.0, 1.4])).tolist() == [32767, -32768, 1]
+
+
+def test_plc_and_dred_both_go_through_the_continuation(monkeypatch):
+    """One burst: DRED rebuilds its end (recovery window), the neural PLC conceals its start;
+    both synthesise through Continuation."""
+    calls: dict[int, int] = {}
+    orig = Continuation.synthesize
+
+    def counting(self, *a, **kw):
+        calls[id(self)] = calls.get(id(self), 0) + 1
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(Continuation, "synthesize", counting)
+    x = voiced(3.0, f0=130.0, seed=9)
+    lost = np.zeros(160, bool)
+    lost[60:70] = True   # 200 ms: longer than the 60 ms recovery window
+    rx = build_receiver(dred=True, neural_plc=True)
+    res = simulate(x, lost, Sender(dred_ms=1040), rx)
+    dec = res.decisions[60:70]
+    assert "dred" in dec and "neural_plc" in dec
+    dred_cont, plc_cont = rx.recoverers[0]._cont, rx.concealer._cont
+    assert isinstance(dred_cont, Continuation) and isinstance(plc_cont, Continuation)
+    assert calls.get(id(dred_cont), 0) > 0 and calls.get(id(plc_cont), 0) > 0
