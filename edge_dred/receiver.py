@@ -9,9 +9,9 @@ hole can be explained afterwards.
 Order of preference for a lost slot:
 
 1. ``lbrr``    the next packet carries an LBRR copy of this frame (libopus FEC decode);
-2. recoverers  plug-ins consulted in order (DRED arrives here in a later issue);
+2. recoverers  plug-ins consulted in order (DRED: :mod:`edge_dred.dred.recovery`);
 3. concealment ``opus_plc`` (libopus PLC), ``zeros``, or a concealer plug-in
-   (neural PLC arrives here in a later issue).
+   (the neural PLC: :mod:`edge_dred.plc`).
 
 The receiver only orchestrates: decoding is libopus, recovery and concealment
 are objects behind the small :class:`Recoverer` / :class:`Concealer` protocols.

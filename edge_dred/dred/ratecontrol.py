@@ -164,9 +164,7 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         Among the schedules that carry the most chunks: the lowest q0, i.e.
         the finest newest chunk (then the lowest mean level), or the lowest
         mean level (then the lowest q0).  Short bursts are the common case
-        and use only the newest chunks: on training speech under seeded
-        bursty loss "newest" scored higher than "mean" on every loss model
-        (``training/tune_concealment.py --variants dred``).
+        and use only the newest chunks, hence "newest" by default.
     quantized : (numpy.ndarray, numpy.ndarray), optional
         `quantize_chunks` of (at least the first N of) these latents, cached
         by the caller; computed here when absent.

@@ -8,28 +8,20 @@ and add no delay.
 
 Envelope
 --------
-The vocoder follows its conditioning only loosely: on training speech its output
-band energies miss the 18 band energies of the features by about 2.4 dB per
-band (mean absolute).  This stage measures the band energies of each 10 ms
+The vocoder follows its conditioning only loosely: its output band energies
+miss the features' 18 band energies by a few dB per band.  This stage measures the band energies of each 10 ms
 frame it is given, compares them with the frame's features and filters the
 frame with a short minimum-phase FIR that closes part of the gap
-(``strength`` = 0.5: half of it, in dB).  It runs outside the vocoder's
+(``strength``: that share of it, in dB).  It runs outside the vocoder's
 feedback loop, so the network still sees its own unfiltered output.
 
 No look-ahead and no added delay: each frame is filtered with a cross-fade
 between two filters, one from the analysis window the features use (centred
 on the frame's start, ending at the frame's end) and one from a window over
 the frame alone (its end).  A filter from the previous frame's analysis
-instead (one frame late) lost most of the gain in DNSMOS.
+instead (one frame late) would correct the wrong frame at every onset.
 
-Copy synthesis with the float vocoder on 24 + 24 training files (VCC2016,
-LJSpeech; ``training/eval_copy_synthesis.py --postfilter-strength``):
-PESQ-WB +0.08 / +0.10, STOI +0.013 / +0.016, PLCMOS +0.14 / +0.20, DNSMOS
-OVRL +0.08 / +0.16; strength 0.5 scored best of 0.3, 0.5, 0.7 and 1.0 for
-this stage alone (0.7 when the pitch stage follows).  In the receiver
-(neural PLC, DRED) the effect is within +-0.01 on both metrics: there the
-features are predicted, or decoded from about 0.5 kb/s of latents, and
-pulling towards them matters less.
+Strengths were chosen on training speech (``docs/measurements.md``).
 
 Pitch
 -----
@@ -234,14 +226,6 @@ class PitchPostfilter:
     value: no steps at frame edges.  No look-ahead, no added delay (the
     filter is a causal FIR on its own input).
 
-    Copy synthesis of 16 + 16 training files (VCC2016, LJSpeech;
-    ``training/eval_copy_synthesis.py --pitch-strength``), after the
-    envelope stage at 0.5: PESQ-WB +0.07 / +0.09, PLCMOS +0.16 / +0.17,
-    STOI -0.006 / -0.006.  Strength 0.3 gave less, 0.7 little more for
-    more STOI lost; an integer lag or an energy scale that steps at frame
-    edges scored lower, a whole-band comb (no low-pass) no higher, and an
-    IIR comb much lower (``training/README.md``, session 9).
-
     Parameters
     ----------
     strength : float
@@ -332,15 +316,7 @@ class VocoderPostfilter:
 
     Same streaming interface as its stages (``reset``, ``prime``,
     ``process``, ``state_bytes``).  The comb goes after the envelope
-    correction: before it, it gained a third as much PESQ-WB.  With the comb
-    the envelope stage is best a little stronger than alone (0.7 instead of
-    0.5).  Copy synthesis of 16 + 16 training files (VCC2016, LJSpeech),
-    against the envelope stage alone at 0.5: PESQ-WB +0.08 / +0.12, PLCMOS
-    +0.18 / +0.18, DNSMOS OVRL +0.04 / +0.03, STOI -0.003 / -0.003
-    (envelope 0.85 or 1.0 were within 0.01 on PESQ-WB, lower on PLCMOS;
-    comb 0.7 cost STOI and DNSMOS).  On all 182 dev files (the final
-    check): PESQ-WB 1.939 -> 2.005, STOI 0.912 -> 0.907, DNSMOS OVRL 3.03 ->
-    3.07.
+    correction, so the envelope it reinforces is already corrected.
 
     Parameters
     ----------
