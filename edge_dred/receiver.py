@@ -47,7 +47,7 @@ The governor is *observed* by whoever times the slots (the live loop), not here.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol, Sequence
 

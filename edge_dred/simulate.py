@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .constants import FRAME_MS
 from .receiver import DEFAULT_RECOVERY_MS, Receiver, build_receiver
 from .sender import Sender, n_packets_for
 

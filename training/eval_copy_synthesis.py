@@ -15,7 +15,7 @@ comparisons should use training speech (e.g.
 
 Usage::
 
-    .venv/bin/python training/eval_copy_synthesis.py --ckpt training/checkpoints/vocoder/latest.pt --n-files 8
+    .venv/bin/python training/eval_copy_synthesis.py --ckpt training/checkpoints/vocoder_gan/latest.pt --n-files 8
     .venv/bin/python training/eval_copy_synthesis.py --ckpt CKPT --speech ../shared/data/speech/train/vcc2016 \
         --n-files 6 --metrics plcmos --no-baseline
 """
@@ -148,7 +148,7 @@ def parse_metrics(s: str) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="copy-synthesis evaluation of the vocoder")
-    ap.add_argument("--ckpt", type=Path, default=HERE / "checkpoints" / "vocoder" / "latest.pt")
+    ap.add_argument("--ckpt", type=Path, default=HERE / "checkpoints" / "vocoder_gan" / "latest.pt")
     ap.add_argument("--speech", "--dev-dir", dest="speech", type=Path, default=DEV,
                     help="speech folder (default: the dev set; use training speech for quick comparisons)")
     ap.add_argument("--metrics", type=parse_metrics, default=METRICS, help="comma list of " + ",".join(METRICS))

@@ -1,11 +1,10 @@
 """Export the trained neural-PLC feature predictor to the shipped int8 weight file.
 
-Reads ``training/checkpoints/plc_adv/latest.pt`` (``plc_model.PLCPredictor``;
-the shipped predictor since session 7: ``plc_dec`` fine-tuned with a
-feature-sequence critic (``train_plc.py --adv-weight 0.1``); ``plc_dec``
-(session 6): band-domain loss, received frames observed after Opus as at run
-time; before it ``plc_band`` (clean inputs) and, first, plain L1 ``plc``),
-writes ``edge_dred/models/plc.bin`` with :func:`edge_dred.plc.export_plc`
+Reads ``training/checkpoints/plc_adv/latest.pt`` (``plc_model.PLCPredictor``:
+the band-loss predictor on Opus-decoded inputs, fine-tuned with a
+feature-sequence critic, ``train_plc.py --adv-weight 0.1``; the chain is in
+``training/README.md``), writes ``edge_dred/models/plc.bin`` with
+:func:`edge_dred.neural.predictor.export_plc`
 (int8; the 5 k-weight output layer stays float because its output is fed
 back during a loss) and merges the ``plc`` entry into
 ``edge_dred/models/manifest.json``.
@@ -42,7 +41,7 @@ from plc_model import PLCConfig, PLCPredictor  # noqa: E402
 
 from edge_dred.dsp.features import compute_features  # noqa: E402
 from edge_dred.models.loader import update_manifest  # noqa: E402
-from edge_dred.plc import MODEL_NAME, MODEL_VERSION, FeaturePredictor, PLCModel, export_plc  # noqa: E402
+from edge_dred.neural.predictor import MODEL_NAME, MODEL_VERSION, FeaturePredictor, PLCModel, export_plc  # noqa: E402
 
 DEFAULT_OUT = REPO / "edge_dred" / "models" / "plc.bin"
 

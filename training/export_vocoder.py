@@ -1,6 +1,6 @@
 """Export the trained vocoder to the shipped int8 weight file and check it.
 
-Reads the trainer's checkpoint (``training/checkpoints/vocoder/latest.pt`` by
+Reads the trainer's checkpoint (``training/checkpoints/vocoder_gan/latest.pt`` by
 default), quantizes it with :func:`edge_dred.neural.vocoder.export_vocoder` (int8;
 ``--gru-density`` makes the GRU recurrent matrices 8x4 block-sparse), writes
 ``edge_dred/models/vocoder.bin`` and merges its entry into
@@ -204,7 +204,7 @@ def copy_synthesis(model: VocoderModel, tmodel: TorchVocoder, pcms: list[np.ndar
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="export the vocoder to int8 and verify it")
-    ap.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "vocoder" / "latest.pt")
+    ap.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "vocoder_gan" / "latest.pt")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--gru-density", type=float, default=None, help="block density of GRU recurrent matrices")
     ap.add_argument("--no-manifest", action="store_true", help="do not touch edge_dred/models/manifest.json")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Vocoder fine-tunes side by side on one lent GPU (device tool), as run in session 6.
+# Vocoder fine-tunes side by side on one lent GPU (device tool), as run for the shipped vocoder.
 # Each run is latency-bound (a 160-step recurrent loop per sequence, ~0.8 s/step at batch 64
 # whether one or three share the GPU), so three runs share it.  The checkpoints travel
 # model-only; a GAN resumed from one gets a new discriminator (trained alone first).

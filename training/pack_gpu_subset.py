@@ -7,7 +7,7 @@ different speech), up to ``--frames-per-copy`` 10 ms frames from each, and
 writes one ``vocoder_0.npz`` (compressed) that ``train_vocoder.py`` and
 ``train_vocoder_gan.py`` read with ``--data <dir>``.
 
-Used for the shipped vocoder (session 6): ``--seed 5 --frames-per-copy 52000``
+Used for the shipped vocoder: ``--seed 5 --frames-per-copy 52000``
 gave 258 files, 17.3 min of speech, 34 MB.
 
 Usage::

@@ -5,8 +5,8 @@ Using a Rate-Distortion-Optimized Variational Autoencoder" (ICASSP 2023); the
 code and sizes are our own and restricted to ops the int8 C kernels run
 (dense, GRU in reset-after form, tanh/sigmoid).
 
-Conventions (shared with ``edge_dred`` through /work/notes/dred_contract.md)
----------------------------------------------------------------------------
+Conventions (shared with ``edge_dred``; the runtime contract is in ``training/README.md``)
+---------------------------------------------------------------------------------------
 * Features: rows of ``edge_dred.dsp.features.compute_features`` (20 per 10 ms
   frame).  Networks see *normalised* features ``(f - feature_mean) /
   feature_std`` (per-dimension constants exported with the models).

@@ -8,7 +8,7 @@ always received); lost frames' inputs are replaced by the model's own
 predictions plus a lost flag, with gradients through the feedback.  Loss: L1
 ``--loss l1`` (the first model): L1 in normalised feature space, per-dimension
 weights favouring the cepstrum (c0 x2) and the pitch period (x2, scaled by the
-true voicing).  ``--loss band`` (default since session 4): the cepstral error
+true voicing).  ``--loss band`` (the default): the cepstral error
 is taken back to the 18 log10 band energies (the orthonormal DCT's inverse)
 and scored there with L1 plus an extra penalty on *over*-estimated bands
 (a concealed frame that is louder than the truth is heard as a burst, one that
@@ -49,7 +49,7 @@ Usage::
     .venv/bin/python training/train_plc.py --init training/checkpoints/plc_dec/latest.pt --inputs decoded \
         --lr 3e-4 --adv-weight 0.1 --epochs 60 --ckpt-dir training/checkpoints/plc_adv --run-dir training/runs/plc_adv
     # start from another checkpoint's weights (fresh optimizer), e.g. to change the loss:
-    .venv/bin/python training/train_plc.py --init training/checkpoints/plc/latest.pt --ckpt-dir DIR --run-dir DIR
+    .venv/bin/python training/train_plc.py --init training/checkpoints/plc_adv/latest.pt --ckpt-dir DIR --run-dir DIR
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ from common import atomic_save, open_log, restore_rng, rng_state  # noqa: E402
 from plc_model import NB_FEATURES, PLCConfig, PLCPredictor  # noqa: E402
 
 DATA = HERE / "data"
-CKPT_DIR = HERE / "checkpoints" / "plc"
+CKPT_DIR = HERE / "runs" / "plc" / "ck"
 RUN_DIR = HERE / "runs" / "plc"
 DEV = REPO.parent / "shared" / "data" / "speech" / "dev"
 WARM_PACKETS = 10

@@ -12,7 +12,7 @@ teacher-forced to learn the signal structure quickly.
 
 Resumable: ``--resume`` continues from ``training/runs/vocoder/latest_full.pt``
 (model, optimizer, scheduler, step, epoch, RNG states, config), or from the
-committed weights-only ``training/checkpoints/vocoder/latest.pt`` with a fresh
+weights-only ``training/runs/vocoder/ck/latest.pt`` with a fresh
 optimizer; both written atomically every ``--ckpt-minutes`` (``common.py``).  Progress goes to stdout and
 ``training/runs/vocoder/log.txt``.
 
@@ -39,7 +39,7 @@ from common import atomic_save, load_resume, open_log, restore_full_state, rng_s
 from vocoder_model import FRAME, HIST, PREEMPHASIS, Vocoder, VocoderConfig  # noqa: E402
 
 DATA = HERE / "data"
-CKPT_DIR = HERE / "checkpoints" / "vocoder"
+CKPT_DIR = HERE / "runs" / "vocoder" / "ck"
 RUN_DIR = HERE / "runs" / "vocoder"
 FS = 16000
 

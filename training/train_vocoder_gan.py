@@ -64,7 +64,7 @@ from train_vocoder import (  # noqa: E402
 from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
 from vocoder_model import FRAME, Vocoder, VocoderConfig  # noqa: E402
 
-INIT = HERE / "checkpoints" / "vocoder" / "latest.pt"
+INIT = HERE / "checkpoints" / "vocoder_gan" / "latest.pt"
 CKPT_DIR = HERE / "checkpoints" / "vocoder_gan"
 RUN_DIR = HERE / "runs" / "vocoder_gan"
 

@@ -29,6 +29,9 @@ from typing import Mapping, MutableMapping
 
 import numpy as np
 
+from ..constants import NB_FEATURES
+from ..models.loader import ModelFileError, load_weight_file
+
 __all__ = [
     "LayerFileError", "export_linear", "export_gru", "linear_shape", "load_linear", "load_gru",
     "float_linear", "float_gru", "dense", "glu", "gru_step", "sigmoid",
@@ -244,3 +247,67 @@ def gru_step(cell: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], x: np.
     z = sigmoid(gi[H:2 * H] + gh[H:2 * H])
     n = np.tanh(gi[2 * H:] + r * gh[2 * H:])
     return (1.0 - z) * n + z * h
+
+
+# ------------------------------------------------------------ model container
+
+class LayerModel:
+    """One network's weights, checked against its config; shared read-only by any number of streams.
+
+    Subclasses name the weight file (``MODEL_NAME``, ``MODEL_VERSION``), a
+    ``LABEL`` for error messages and a ``SHAPE`` class (``from_dict``,
+    ``linear_shapes``), and check anything else in :meth:`_check`.  Every
+    model carries the feature normalisation ``feat_mean``/``feat_std``.
+
+    Raises
+    ------
+    edge_dred.models.loader.ModelFileError
+        Missing or mis-shaped arrays, bad config.
+    """
+
+    MODEL_NAME = ""
+    MODEL_VERSION = ""
+    LABEL = ""
+    SHAPE: type = type(None)
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, object]) -> None:
+        if not isinstance(meta.get("config"), dict):
+            raise ModelFileError(f"{self.LABEL} weight file has no 'config' in its metadata")
+        self.shape = self.SHAPE.from_dict(meta["config"])
+        self.meta = dict(meta)
+        self.arrays = dict(arrays)
+        self._float: dict | None = None
+        try:
+            for name, want in self.shape.linear_shapes().items():
+                got = linear_shape(self.arrays, name)
+                if got != want:
+                    raise ModelFileError(f"{self.LABEL} layer {name} has shape {got}, config says {want}")
+            self.feat_mean = self._vec("feat_mean", (NB_FEATURES,))
+            self.feat_std = self._vec("feat_std", (NB_FEATURES,))
+            if np.any(self.feat_std <= 0):
+                raise ModelFileError(f"{self.LABEL} feat_std must be positive")
+            self._check()
+        except LayerFileError as e:
+            raise ModelFileError(f"{self.LABEL} weights: {e}") from None
+
+    def _check(self) -> None:
+        """Further checks and set-up of a subclass (may raise LayerFileError or ModelFileError)."""
+
+    def _vec(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        a = self.arrays.get(name)
+        if a is None:
+            raise ModelFileError(f"{self.LABEL} weight file lacks {name!r}")
+        if a.shape != shape or not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{self.LABEL} {name} must be finite with shape {shape}, got {a.shape}")
+        return np.asarray(a, np.float32)
+
+    @classmethod
+    def load(cls, path=None, models_dir=None):
+        """Load the shipped model (manifest-checked), or the weight file at ``path``."""
+        arrays, meta = load_weight_file(cls.MODEL_NAME, cls.MODEL_VERSION, models_dir=models_dir, path=path)
+        return cls(arrays, meta)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all arrays (what the weight file holds)."""
+        return int(sum(a.nbytes for a in self.arrays.values()))

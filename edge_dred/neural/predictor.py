@@ -17,13 +17,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..constants import NB_FEATURES
-from ..models.loader import ModelFileError, load_weight_file
-from .layers import LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, gru_step, \
+from ..models.loader import ModelFileError
+from .layers import LayerModel, dense, export_gru, export_linear, float_gru, float_linear, gru_step, \
     linear_shape, load_gru, load_linear
 
 __all__ = [
     "MODEL_NAME", "MODEL_VERSION", "PLCShape", "PLCModel", "FeaturePredictor", "FeaturePredictorReference",
-    "NeuralPLC", "PLCInputError", "export_plc", "random_plc_params", "default_models",
+    "PLCInputError", "export_plc", "random_plc_params",
 ]
 
 MODEL_NAME = "plc"
@@ -133,43 +133,14 @@ def random_plc_params(shape: PLCShape | Mapping[str, Any] | None = None, seed: i
     return p, shape.to_dict()
 
 
-class PLCModel:
+class PLCModel(LayerModel):
     """Predictor weights, shared read-only by any number of streams."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        if not isinstance(meta.get("config"), dict):
-            raise ModelFileError("PLC weight file has no 'config' in its metadata")
-        self.shape = PLCShape.from_dict(meta["config"])
-        self.meta = dict(meta)
-        self.arrays = dict(arrays)
-        try:
-            for name, want in self.shape.linear_shapes().items():
-                got = linear_shape(self.arrays, name)
-                if got != want:
-                    raise ModelFileError(f"PLC layer {name} has shape {got}, config says {want}")
-            for name in ("feat_mean", "feat_std"):
-                a = self.arrays.get(name)
-                if a is None or a.shape != (NB_FEATURES,) or not np.all(np.isfinite(a)):
-                    raise ModelFileError(f"PLC weight file needs a finite {name} of {NB_FEATURES} values")
-            self.feat_mean = np.asarray(self.arrays["feat_mean"], np.float32)
-            self.feat_std = np.asarray(self.arrays["feat_std"], np.float32)
-            if np.any(self.feat_std <= 0):
-                raise ModelFileError("PLC feat_std must be positive")
-            self.kernel = {"dense_in": load_linear(self.arrays, "dense_in"), "gru1": load_gru(self.arrays, "gru1"),
-                           "gru2": load_gru(self.arrays, "gru2"), "out": load_linear(self.arrays, "out")}
-            self._float: dict[str, Any] | None = None
-        except LayerFileError as e:
-            raise ModelFileError(f"PLC weights: {e}") from None
+    MODEL_NAME, MODEL_VERSION, LABEL, SHAPE = MODEL_NAME, MODEL_VERSION, "PLC", PLCShape
 
-    @classmethod
-    def load(cls, path: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None) -> "PLCModel":
-        """Load the shipped model (manifest-checked), or the weight file at ``path``."""
-        arrays, meta = load_weight_file(MODEL_NAME, MODEL_VERSION, models_dir=models_dir, path=path)
-        return cls(arrays, meta)
-
-    @property
-    def weight_bytes(self) -> int:
-        return int(sum(a.nbytes for a in self.arrays.values()))
+    def _check(self) -> None:
+        self.kernel = {"dense_in": load_linear(self.arrays, "dense_in"), "gru1": load_gru(self.arrays, "gru1"),
+                       "gru2": load_gru(self.arrays, "gru2"), "out": load_linear(self.arrays, "out")}
 
     def float_layers(self) -> dict[str, Any]:
         if self._float is None:

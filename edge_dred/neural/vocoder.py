@@ -55,8 +55,8 @@ import numpy as np
 from ..constants import FRAME_SIZE, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS
 from ..dsp.features import deemphasis
 from ..dsp.postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter
-from ..models.loader import ModelFileError, load_weight_file
-from .layers import (LayerFileError, dense, export_gru, export_linear, float_gru, float_linear, glu,
+from ..models.loader import ModelFileError
+from .layers import (LayerModel, dense, export_gru, export_linear, float_gru, float_linear, glu,
                      gru_step, linear_shape, load_gru, load_linear)
 
 __all__ = [
@@ -246,7 +246,7 @@ def random_vocoder_params(shape: VocoderShape | Mapping[str, Any] | None = None,
 
 # ----------------------------------------------------------------- model
 
-class VocoderModel:
+class VocoderModel(LayerModel):
     """Vocoder weights, shared read-only by any number of :class:`Vocoder` streams.
 
     Parameters
@@ -259,47 +259,12 @@ class VocoderModel:
         Missing or mis-shaped arrays, bad config.
     """
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        if not isinstance(meta.get("config"), dict):
-            raise ModelFileError("vocoder weight file has no 'config' in its metadata")
-        self.shape = VocoderShape.from_dict(meta["config"])
-        self.meta = dict(meta)
-        self.arrays = dict(arrays)
-        try:
-            for name, want in self.shape.linear_shapes().items():
-                got = linear_shape(self.arrays, name)
-                if got != want:
-                    raise ModelFileError(f"vocoder layer {name} has shape {got}, config says {want}")
-            self.feat_mean = self._vec("feat_mean", (NB_FEATURES,))
-            self.feat_std = self._vec("feat_std", (NB_FEATURES,))
-            if np.any(self.feat_std <= 0):
-                raise ModelFileError("vocoder feat_std must be positive")
-            self.pembed = self._vec("pembed", (PITCH_MAX - PITCH_MIN + 1, self.shape.pembed_dim))
-            self._kernel: dict[str, Any] | None = None
-            self._float: dict[str, Any] | None = None
-            self.kernel_layers()  # validate int8 weights (pair rule, sparse index) now, not mid-stream
-        except LayerFileError as e:
-            raise ModelFileError(f"vocoder weights: {e}") from None
+    MODEL_NAME, MODEL_VERSION, LABEL, SHAPE = MODEL_NAME, MODEL_VERSION, "vocoder", VocoderShape
 
-    def _vec(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        a = self.arrays.get(name)
-        if a is None:
-            raise ModelFileError(f"vocoder weight file lacks {name!r}")
-        if a.shape != shape or not np.all(np.isfinite(a)):
-            raise ModelFileError(f"vocoder {name} must be finite with shape {shape}, got {a.shape}")
-        return np.asarray(a, np.float32)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None
-             ) -> "VocoderModel":
-        """Load the shipped model (manifest-checked), or the weight file at ``path``."""
-        arrays, meta = load_weight_file(MODEL_NAME, MODEL_VERSION, models_dir=models_dir, path=path)
-        return cls(arrays, meta)
-
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes of all arrays (what the weight file holds)."""
-        return int(sum(a.nbytes for a in self.arrays.values()))
+    def _check(self) -> None:
+        self.pembed = self._vec("pembed", (PITCH_MAX - PITCH_MIN + 1, self.shape.pembed_dim))
+        self._kernel: dict[str, Any] | None = None
+        self.kernel_layers()  # validate int8 weights (pair rule, sparse index) now, not mid-stream
 
     def kernel_layers(self) -> dict[str, Any]:
         """Kernel Linear/GRUCell objects by layer name (built once)."""
