@@ -41,6 +41,7 @@ from .constants import FRAME_SAMPLES, FRAME_SIZE, NB_FEATURES, PITCH_CORR
 from .dsp.postfilter import EnvelopePostfilter
 from .neural.continuation import Continuation, fade_from, raised_cosine, to_int16
 from .neural.predictor import FeaturePredictor, FeaturePredictorReference, PLCInputError, PLCModel
+from .plugins import Decision
 
 __all__ = ["NeuralPLC", "ConcealmentPolicy", "POLICY", "default_models"]
 
@@ -139,7 +140,6 @@ class NeuralPLC:
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
                  reference: bool = False, _policy: ConcealmentPolicy = POLICY) -> None:
         from .dsp.features import FeatureExtractor
-        from .receiver import Decision
 
         if not isinstance(_policy, ConcealmentPolicy):
             raise TypeError(f"_policy must be a ConcealmentPolicy, got {type(_policy).__name__}")

@@ -48,13 +48,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .codec.opus import OpusDecoder, packet_has_lbrr
+from .plugins import Concealer, Decision, Recoverer, SlotContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from .degrade import LoadGovernor
@@ -77,61 +77,6 @@ def recovery_lookahead(recovery_ms: int, lbrr: bool = False) -> int:
             or not 0 <= recovery_ms <= 10_000:
         raise ValueError(f"recovery_ms must be an integer in [0, 10000], got {recovery_ms!r}")
     return max(int(recovery_ms) // FRAME_MS, 1 if lbrr else 0)
-
-
-class Decision(str, Enum):
-    REGULAR = "regular"
-    LBRR = "lbrr"
-    DRED = "dred"
-    NEURAL_PLC = "neural_plc"
-    OPUS_PLC = "opus_plc"
-    ZEROS = "zeros"
-
-
-@dataclass
-class SlotContext:
-    """What a plug-in may look at when asked to fill a lost slot.
-
-    Attributes
-    ----------
-    slot : int
-        Index of the lost slot (packet sequence number from the start).
-    future : Sequence[bytes | None]
-        Packets of the slots after ``slot`` that are known now (``None`` = lost).
-    history : np.ndarray
-        The receiver's most recent output samples (int16), newest last.
-    loss_run : int
-        How many consecutive slots (including this one) have been lost.
-    opus_plc : np.ndarray or None
-        libopus's own concealment of this slot (already computed; the decoder
-        state has advanced), usable as a fallback or for blending.
-    dred_cap_ms : int or None
-        Longest DRED reconstruction (ms, backward from a packet's newest
-        frame) a recoverer may decode for this slot; None = no cap.
-    """
-
-    slot: int
-    future: Sequence[bytes | None]
-    history: np.ndarray
-    loss_run: int
-    opus_plc: np.ndarray | None = None
-    dred_cap_ms: int | None = None
-
-
-class Recoverer(Protocol):
-    """Reconstructs a lost slot from redundancy (e.g. DRED); None if it can't."""
-
-    decision: Decision
-
-    def recover(self, ctx: SlotContext) -> np.ndarray | None: ...
-
-
-class Concealer(Protocol):
-    """Invents audio for a lost slot from the past alone (e.g. neural PLC)."""
-
-    decision: Decision
-
-    def conceal(self, ctx: SlotContext) -> np.ndarray: ...
 
 
 @dataclass

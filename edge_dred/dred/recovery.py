@@ -35,6 +35,7 @@ from ..codec.framing import extract_dred
 from ..constants import FRAME_SAMPLES, FRAME_SIZE, SAMPLE_RATE
 from ..dsp.features import FeatureExtractor
 from ..neural.continuation import Continuation, fade_from, to_int16
+from ..plugins import Decision
 from .decoder import DEC_FRAMES, BackwardDecode, DredDecoder, sanitize_features
 from .payload import DredPayloadError, parse_payload
 
@@ -149,7 +150,6 @@ class DredRecoverer:
     def __init__(self, decoder: DredDecoder | None = None, vocoder_model: Any = None, *,
                  codec_delay: int = DEFAULT_CODEC_DELAY, reference: bool = False, keep_trace: bool = False,
                  _postfilter: Any = True) -> None:
-        from ..receiver import Decision
 
         if not isinstance(codec_delay, int) or not 0 <= codec_delay <= 4 * FRAME_SIZE:
             raise ValueError(f"codec_delay must be an int in [0, {4 * FRAME_SIZE}], got {codec_delay!r}")
