@@ -70,6 +70,12 @@ class ConcealmentPolicy:
         Shape libopus's concealment the same way past the vocoder's fade.
     postfilter : bool or a postfilter from :mod:`edge_dred.dsp.postfilter`
         The vocoder's postfilter.
+    history_ms : int or None
+        None: analyse every output slot as it is played and keep the
+        predictor running on it.  A number: analyse nothing while packets
+        arrive; when a loss starts, analyse the last ``history_ms`` of output
+        with a fresh extractor and run the predictor over those frames
+        (at most the receiver's history, 256 ms).
     """
 
     opus_lead_ms: int = 20
@@ -81,6 +87,7 @@ class ConcealmentPolicy:
     shape_gated: float | None = 0.5
     shape_tail: bool = True
     postfilter: Any = True
+    history_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not (0 <= self.fade_start_ms <= 60_000 and 1 <= self.fade_ms <= 60_000):
@@ -98,6 +105,9 @@ class ConcealmentPolicy:
         s = self.shape_gated
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 < s <= 1.0):
             raise ValueError(f"shape_gated must be None or in (0, 1], got {s!r}")
+        h = self.history_ms
+        if h is not None and (isinstance(h, bool) or not isinstance(h, int) or not 40 <= h <= 10_000):
+            raise ValueError(f"history_ms must be None or an integer in [40, 10000], got {h!r}")
 
 
 #: The shipped concealment policy.
@@ -151,6 +161,7 @@ class NeuralPLC:
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
         self._fx = FeatureExtractor()
+        self._fx_lazy = FeatureExtractor()   # (history_ms) a fresh extractor per analysis
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
         self._cont = Continuation(vocoder_model, postfilter=p.postfilter, reference=reference)
         self._feats = np.zeros((Continuation.history_frames, NB_FEATURES), np.float32)
@@ -164,18 +175,22 @@ class NeuralPLC:
         self._lost = 0             # samples concealed in the current loss
         self._gated = False        # the current loss is left to libopus (voicing gate)
         self._shaping = False      # libopus's output of the current loss is being shaped
+        self._stale = True         # (history_ms) real audio was played since the last analysis
         self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0,
                       "gated_slots": 0, "shaped_slots": 0}
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
-        """Analyse every output slot; feed the audio we did not invent to the predictor."""
-        feats = self._fx.process_block(np.asarray(pcm))
-        self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
+        """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor."""
+        if self.policy.history_ms is None:
+            feats = self._fx.process_block(np.asarray(pcm))
+            self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
+            if decision != self.decision:
+                for f in feats:
+                    self._pred.update(f)
         if decision != self.decision:
-            for f in feats:
-                self._pred.update(f)
             self._active = False
+            self._stale = True
         self._last_real = decision in self._decisions_real
 
     def conceal(self, ctx: Any) -> np.ndarray:
@@ -184,6 +199,8 @@ class NeuralPLC:
         if n <= 0 or n % FRAME_SIZE:
             raise PLCInputError(f"slot length {n} is not a positive multiple of {FRAME_SIZE}")
         if not self._active:
+            if self.policy.history_ms is not None and self._stale:
+                self._analyse_history(np.asarray(ctx.history))
             self._lost = 0
             self._active = True
             self._primed = False
@@ -241,6 +258,17 @@ class NeuralPLC:
         return self._cont.handback(out, self._pred.prediction[None], k, self._gain(self._lost, k))
 
     # ---------------------------------------------------------- helpers
+    def _analyse_history(self, hist: np.ndarray) -> None:
+        """Features of the last ``history_ms`` of output, and the predictor run over them."""
+        n = min(self.policy.history_ms * 16, hist.shape[0]) // FRAME_SIZE * FRAME_SIZE
+        feats = self._fx_lazy.process_block(hist[hist.shape[0] - n:]) if n else np.zeros((0, NB_FEATURES))
+        self._fx_lazy.reset()
+        self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
+        self._pred.reset()
+        for f in feats:
+            self._pred.update(f)
+        self._stale = False
+
     def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:
         """libopus's concealment of this slot pulled towards ``feats``; the filter is primed
         from the output so far on its first slot in a loss (second value True)."""

@@ -50,6 +50,9 @@ PLC_VARIANTS: dict[str, dict] = {
     "fo80": {"kind": "plain", "plc": {"fade_start_ms": 80, "fade_ms": 80}},
     "fo40_80": {"kind": "plain", "plc": {"fade_ms": 80}},
     "fo100": {"kind": "plain", "plc": {"fade_start_ms": 100, "fade_ms": 100}},
+    # Feature analysis: every slot as it plays (None), or only the last ms of output when a loss starts.
+    "lazy250": {"kind": "plain", "plc": {"history_ms": 250}},
+    "lazy120": {"kind": "plain", "plc": {"history_ms": 120}},
     # Diagnostics: the vocoder only for losses that start after a frame with
     # feature[i] above (">") or below ("<") a threshold; libopus conceals the others
     # (these conditions replace NeuralPLC's voicing gate).
