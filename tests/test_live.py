@@ -192,6 +192,30 @@ def test_cli_rejects_bad_arguments(tmp_path):
     assert main(["live", "--device", "mock", "--seconds", "0.1", "--jitter-ms", "900"]) == 2
 
 
+def test_live_without_a_sound_card_suggests_the_mock_device(capsys):
+    from edge_dred.cli.main import main
+
+    assert main(["live", "--device", "hw:97", "--no-dred", "--no-neural-plc", "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "hw:97" in err and "--device mock" in err, err
+
+
+def test_live_commands_refuse_to_overwrite_their_input(tmp_path, capsys):
+    from edge_dred.audio.wavio import write_wav
+    from edge_dred.cli.main import main
+
+    src = tmp_path / "in.wav"
+    write_wav(src, voiced(0.2))
+    before = src.read_bytes()
+    # Without --playback-device, live plays into --device: the capture file itself.
+    assert main(["live", "--device", f"file:{src}", "--no-dred", "--no-neural-plc", "--seconds", "0.1"]) == 2
+    assert main(["send", "--dest", "127.0.0.1:9", "--device", f"file:{src}", "--report", str(src),
+                 "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("refusing to overwrite") == 2, err
+    assert src.read_bytes() == before
+
+
 def test_recv_core_counts_and_drops_hostile_datagrams():
     from edge_dred.live import RecvCore
     from edge_dred.transport.rtp import build_rtp

@@ -17,7 +17,6 @@ import io
 import math
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..constants import FRAME_SAMPLES, SAMPLE_RATE
 from ..loss import TraceLoss, load_trace, loss_stats
+from ..outputs import write_atomic
 from . import metrics as M
 
 __all__ = [
@@ -228,23 +228,6 @@ def _run_item(
 
 
 # -------------------------------------------------------------------- output
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=path.suffix, dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600; results are meant to be shared like any file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _csv_bytes(rows: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
@@ -561,7 +544,7 @@ def run_eval(
     written: list[Path] = []
 
     def put(name: str, data: bytes) -> None:
-        _atomic_write(out / name, data)
+        write_atomic(out / name, data)
         written.append(out / name)
 
     outputs: dict[str, bytes] = {
