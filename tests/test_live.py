@@ -74,6 +74,7 @@ def test_live_session_with_bursty_loss_reordering_and_duplicates_accounts_for_ev
     assert len(play.recorded) == rep["frames_played"] * 320
 
 
+@pytest.mark.slow  # paced: real time
 def test_send_and_recv_sessions_over_loopback():
     src = voiced(1.6)
     rsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,6 +124,7 @@ def _cli(*args):
     return [sys.executable, "-m", "edge_dred.cli", *args]
 
 
+@pytest.mark.slow  # paced: real time
 def test_send_and_recv_commands_as_processes_with_alsa_file_plugins(tmp_path):
     src = voiced(2.0)
     env = _alsa_env(tmp_path, src)
@@ -164,6 +166,7 @@ def test_send_and_recv_commands_as_processes_with_alsa_file_plugins(tmp_path):
     assert len(played) >= 90 * 320 and np.abs(played).max() > 1000
 
 
+@pytest.mark.slow  # paced: real time
 def test_live_command_with_alsa_file_plugins(tmp_path):
     src = voiced(1.5)
     env = _alsa_env(tmp_path, src)
