@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli.args import add_recovery_ms, add_retired_jitter_ms
+
 __all__ = ["register", "cmd_eval", "main"]
 
 
@@ -42,8 +44,6 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=_csv_list, default=None, metavar="A,B,...",
                    help="subset of pesq,stoi,plcmos,dnsmos (default: all)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    from ..cli.args import add_recovery_ms, add_retired_jitter_ms
-
     add_recovery_ms(p, help="receiver look-ahead of the dred conditions: how long a slot waits for later packets' "
                             "DRED (default 60; 1040 = libopus's assumption that the first packet after a burst "
                             "always arrives in time)")
