@@ -63,7 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rep = run_eval(
             args.speech, args.traces, args.out, conditions=args.conditions, max_files=args.max_files,
             jobs=args.jobs, progress=not args.quiet, metrics=args.metrics or DEFAULT_METRICS,
-            plots=not args.no_plots, jitter_ms=args.recovery_ms,
+            plots=not args.no_plots, recovery_ms=args.recovery_ms,
         )
     except MissingEvalExtraError as e:
         # Surface as a ValueError so the main CLI prints it without a traceback.

@@ -192,7 +192,7 @@ def _init_worker(onnx_threads: int) -> None:
 
 def _run_item(
     path: str, rel: str, speaker: str, trace_name: str | None, trace: np.ndarray | None, condition: str,
-    metrics: tuple[str, ...], keep_audio: bool, jitter_ms: int | None = None,
+    metrics: tuple[str, ...], keep_audio: bool, recovery_ms: int | None = None,
 ) -> dict[str, Any]:
     from ..simulate import run_condition
 
@@ -200,8 +200,8 @@ def _run_item(
     n_pk = -(-len(pcm) // FRAME_SAMPLES) + 8  # a few spare: the codec delay adds packets; extra are ignored
     mask = TraceLoss(trace).mask(n_pk) if trace is not None else np.zeros(n_pk, bool)
     t0 = time.perf_counter()
-    res = run_condition(pcm, mask, condition) if jitter_ms is None else run_condition(pcm, mask, condition,
-                                                                                        recovery_ms=jitter_ms)
+    res = run_condition(pcm, mask, condition) if recovery_ms is None else run_condition(pcm, mask, condition,
+                                                                                          recovery_ms=recovery_ms)
     t1 = time.perf_counter()
     if res.audio.shape != pcm.shape:
         raise RuntimeError(f"{condition}: output has {res.audio.shape} samples, input {pcm.shape}")
@@ -388,7 +388,7 @@ def run_eval(
     progress: bool = True,
     metrics: Sequence[str] = DEFAULT_METRICS,
     plots: bool = True,
-    jitter_ms: int | None = None,
+    recovery_ms: int | None = None,
 ) -> EvalReport:
     """Run every speech file x trace x condition and write results, summary and plots.
 
@@ -415,8 +415,8 @@ def run_eval(
         Subset of ``("pesq", "stoi", "plcmos", "dnsmos")``.
     plots : bool
         Write the PNG plots (needs matplotlib).
-    jitter_ms : int, optional
-        Jitter-buffer depth of the DRED conditions (default
+    recovery_ms : int, optional
+        Recovery window (receiver look-ahead) of the DRED conditions (default
         ``edge_dred.receiver.DEFAULT_RECOVERY_MS``).
 
     Returns
@@ -464,10 +464,10 @@ def run_eval(
         rel, spk = f.relative_to(root).as_posix(), _speaker(f, root)
         for c in conds:
             if _is_lossless(CONDITIONS, c):
-                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, jitter_ms))
+                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, recovery_ms))
             else:
                 for tn, tr in traces.items():
-                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, jitter_ms))
+                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, recovery_ms))
 
     t_start = time.perf_counter()
     results: list[dict[str, Any] | None] = [None] * len(items)
