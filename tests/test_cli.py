@@ -130,7 +130,8 @@ def test_recovery_ms_is_one_option_with_one_meaning():
     assert len({(a.type, a.help) for cmd, a in shared.items() if cmd != "eval"}) == 1
     assert shared["simulate"].default is None  # same default rule as live: 60 with DRED, else the receiver's own
     # Where --jitter-ms exists it is the live jitter buffer's target delay.
-    jitter = {cmd: a for cmd, a in _parser_actions() if "--jitter-ms" in a.option_strings and a.help != argparse.SUPPRESS}
+    jitter = {cmd: a for cmd, a in _parser_actions()
+              if "--jitter-ms" in a.option_strings and a.help != argparse.SUPPRESS}
     assert set(jitter) == {"send", "recv", "live"}
     assert all("jitter buffer target delay" in a.help for a in jitter.values())
 

@@ -98,7 +98,7 @@ class AlsaDevice(AudioDevice):
                           format=mod.PCM_FORMAT_S16_LE, periodsize=self.period, periods=self.buffer_periods)
         except mod.ALSAAudioError as e:
             raise AudioDeviceError(f"cannot open ALSA {self.direction} device {self.name!r}: {e} (no sound card? "
-                                   "--device mock runs without one, --device file:PATH.wav reads/writes a WAV)") from None
+                                   "--device mock runs without one; --device file:PATH.wav uses a WAV)") from None
         try:
             info = pcm.info()
         except (AttributeError, mod.ALSAAudioError):

@@ -22,7 +22,8 @@ from ..constants import SAMPLE_RATE
 from ..outputs import write_atomic
 from .resample import resample
 
-__all__ = ["AudioFormatError", "TruncatedAudioWarning", "LoadedAudio", "read_wav", "write_wav", "load_audio", "to_int16"]
+__all__ = ["AudioFormatError", "TruncatedAudioWarning", "LoadedAudio", "read_wav", "write_wav", "load_audio",
+           "to_int16"]
 
 MAX_INPUT_BYTES = 2 * 1024**3  # 2 GiB: a WAV's 32-bit sizes cannot describe more
 _FMT_PCM, _FMT_FLOAT, _FMT_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
