@@ -83,13 +83,15 @@ setup(
         "edge_dred.evaluate",
         "edge_dred.models",
         "cython_kernels",
+        "cython_kernels.src",  # the C sources, shipped as package data
         "quantize",
         "board_configs",
     ],
     package_data={
         "edge_dred.models": ["*.bin", "*.npz", "*.tflite", "*.json"],
         "board_configs": ["*.toml"],
-        "cython_kernels": ["*.pxd", "src/*.h", "src/*.c"],
+        "cython_kernels": ["*.pxd"],
+        "cython_kernels.src": ["*.h", "*.c"],
     },
     ext_modules=cythonize(
         extensions,

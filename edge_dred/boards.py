@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["BoardConfig", "load_board", "detect_board", "list_boards", "BoardConfigError"]
+__all__ = ["BoardConfig", "load_board", "detect_board", "describe_cpu", "list_boards", "BoardConfigError"]
 
 KERNEL_VARIANTS = {"scalar", "sse41", "avx2", "neon", "neon_dotprod", "armv7_neon"}
 
@@ -145,3 +145,45 @@ def detect_board(override: str | None = None, model_path: str = "/proc/device-tr
     fallback = {"aarch64": "generic_aarch64", "arm64": "generic_aarch64", "armv7l": "generic_armv7",
                 "armv8l": "generic_armv7", "x86_64": "x86_64", "AMD64": "x86_64"}.get(machine, "x86_64")
     return load_board(fallback), f"architecture {machine}"
+
+
+def describe_cpu(cpuinfo_path: str = "/proc/cpuinfo", model_path: str = "/proc/device-tree/model") -> str:
+    """A human-readable name of this machine's processor, e.g. for benchmark tables.
+
+    x86: the ``model name`` of ``/proc/cpuinfo`` and the CPU count.  ARM: the
+    board (device-tree model, or the ``Hardware`` line) and its cores, named
+    from their ``CPU part`` through the board configs ("4x cortex-a72") or by
+    part number.  Falls back to :func:`platform.processor`, then ``unknown CPU``.
+    """
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
+            info = f.read(1 << 20)
+    except OSError:
+        info = ""
+    models: list[str] = []
+    parts: list[str] = []
+    hardware = ""
+    for line in info.splitlines():
+        key, sep, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value:
+            continue
+        if key == "model name":
+            models.append(value)
+        elif key == "cpu part":
+            parts.append(value.lower())
+        elif key == "hardware":
+            hardware = value
+    board = _read(model_path) or hardware
+    if parts:
+        names = {p: b.cpu for b in list_boards() for p in b.match_cpu_parts if b.cpu != "generic"}
+        counts: dict[str, int] = {}
+        for p in parts:
+            name = names.get(p, f"CPU part {p}")
+            counts[name] = counts.get(name, 0) + 1
+        cores = " + ".join(f"{n}x {name}" for name, n in counts.items())
+        return f"{board}: {cores}" if board else cores
+    if models:
+        distinct = list(dict.fromkeys(models))
+        return f"{' + '.join(distinct)}, {len(models)} CPU{'s' if len(models) > 1 else ''}"
+    return board or platform.processor() or "unknown CPU"

@@ -211,3 +211,13 @@ def test_real_alsa_through_file_and_null_plugins(tmp_path, monkeypatch):
     assert cap.xruns == 0 and play.xruns == 0
     with pytest.raises(AudioDeviceError, match="cannot open"):
         open_capture("alsa:no_such_pcm")
+
+
+def test_alsa_without_a_sound_card_suggests_the_mock_device():
+    def no_card(**kw):
+        raise _FakeError("No such file or directory [default]")
+
+    mod = types.SimpleNamespace(PCM=no_card, PCM_CAPTURE=1, PCM_PLAYBACK=0, PCM_NORMAL=0, PCM_FORMAT_S16_LE=2,
+                                ALSAAudioError=_FakeError)
+    with pytest.raises(AudioDeviceError, match="cannot open ALSA capture device 'default'.*--device mock"):
+        AlsaDevice("default", "capture", alsaaudio=mod).open()

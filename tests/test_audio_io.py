@@ -79,3 +79,26 @@ def test_resample_rejects_aliases_and_bad_rates():
         resample_ratio(0, 16000)
     with pytest.raises(ValueError):
         resample(np.zeros((2, 2)), 8000, 16000)
+
+
+def test_wav_cut_inside_its_data_is_read_with_a_warning(tmp_path):
+    from edge_dred.audio.wavio import TruncatedAudioWarning
+
+    x = np.stack([np.arange(2000, dtype="<i2")] * 2, 1)
+    blob = _wav_bytes(x, 16000)
+    p = tmp_path / "cut.wav"
+    p.write_bytes(blob[:44 + 4 * 1000 + 3])  # 1000 stereo frames and 3 bytes of the next
+    with pytest.warns(TruncatedAudioWarning, match=r"cut\.wav: .*truncated.*read 1000 of 2000 samples"):
+        a = load_audio(p)
+    assert np.array_equal(a.pcm, np.arange(1000, dtype=np.int16))
+
+
+@pytest.mark.parametrize("length", [0, 0xFFFFFFFF])
+def test_streamed_wav_length_placeholders_are_read_without_a_warning(tmp_path, length, recwarn):
+    x = np.arange(500, dtype="<i2").reshape(-1, 1)
+    blob = bytearray(_wav_bytes(x, 16000))
+    blob[40:44] = struct.pack("<I", length)
+    (tmp_path / "s.wav").write_bytes(bytes(blob))
+    samples, rate = read_wav(tmp_path / "s.wav")
+    assert samples.shape == (500, 1) and rate == 16000
+    assert not recwarn.list

@@ -41,3 +41,38 @@ def test_bad_configs_are_rejected_clearly(tmp_path):
     bad.write_text("name = [")
     with pytest.raises(BoardConfigError, match="invalid TOML"):
         load_board(str(bad))
+
+
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz
+"""
+
+PI4_CPUINFO = "".join(f"processor\t: {i}\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n\n"
+                      for i in range(4)) + "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+
+
+def test_describe_cpu_names_the_processor_and_board(tmp_path):
+    from edge_dred.boards import describe_cpu
+
+    info, model = tmp_path / "cpuinfo", tmp_path / "model"
+    info.write_text(X86_CPUINFO)
+    assert describe_cpu(str(info), str(tmp_path / "none")) == "Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz, 2 CPUs"
+    info.write_text(PI4_CPUINFO)
+    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    assert describe_cpu(str(info), str(model)) == "Raspberry Pi 4 Model B Rev 1.4: 4x cortex-a72"
+    assert describe_cpu(str(info), str(tmp_path / "none")) == "BCM2835: 4x cortex-a72"
+    info.write_text(PI4_CPUINFO.replace("0xd08", "0xd99").replace("Hardware", "X"))
+    assert describe_cpu(str(info), str(tmp_path / "none")) == "4x CPU part 0xd99"
+
+
+def test_bench_header_names_this_cpu():
+    from edge_dred.tools.bench import _format
+    from edge_dred.boards import describe_cpu
+
+    head = _format([], [], [], 10, 1).splitlines()[0]
+    assert describe_cpu() in head and "unknown" not in head

@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -100,3 +102,130 @@ def test_console_script_entry_runs_demo_without_input(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "no input given" in r.stdout
     assert len(load_audio(tmp_path / "d.wav").pcm) > 16000
+
+
+def _parser_actions():
+    """(command, action) for every argument of every subcommand."""
+    import argparse
+
+    from edge_dred.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [(name, a) for name, p in sub.choices.items() for a in p._actions]
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    missing = [f"{cmd} {'/'.join(a.option_strings) or a.dest}" for cmd, a in _parser_actions()
+               if a.help != argparse.SUPPRESS and not (a.help or "").strip()]
+    assert missing == []
+
+
+def test_recovery_ms_is_one_option_with_one_meaning():
+    import argparse
+
+    shared = {cmd: a for cmd, a in _parser_actions() if "--recovery-ms" in a.option_strings}
+    assert {"simulate", "recv", "live", "eval"} <= set(shared)
+    assert len({(a.type, a.help) for cmd, a in shared.items() if cmd != "eval"}) == 1
+    assert shared["simulate"].default is None  # same default rule as live: 60 with DRED, else the receiver's own
+    # Where --jitter-ms exists it is the live jitter buffer's target delay.
+    jitter = {cmd: a for cmd, a in _parser_actions()
+              if "--jitter-ms" in a.option_strings and a.help != argparse.SUPPRESS}
+    assert set(jitter) == {"send", "recv", "live"}
+    assert all("jitter buffer target delay" in a.help for a in jitter.values())
+
+
+@pytest.mark.parametrize("cmd", [["simulate"], ["eval", "--speech", ".", "--traces", ".", "-o", "x"]])
+def test_jitter_ms_in_offline_commands_points_to_recovery_ms(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(cmd + ["--jitter-ms", "60"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--jitter-ms" in err and "--recovery-ms" in err
+
+
+def test_simulate_recovery_ms_sets_the_dred_look_ahead(tmp_path, capsys):
+    p = tmp_path / "in.wav"
+    write_wav(p, voiced(1.2))
+    tr = tmp_path / "t.txt"
+    tr.write_text("0\n" * 10 + "1\n1\n" + "0\n" * 60)  # one 40 ms burst
+    counts = {}
+    for look in (None, "0", "20"):
+        rep = tmp_path / f"r{look}.json"
+        extra = [] if look is None else ["--recovery-ms", look]
+        assert main(["simulate", str(p), "--trace", str(tr), "--dred", "-o", str(tmp_path / "o.wav"),
+                     "--report", str(rep)] + extra) == 0
+        r = json.loads(rep.read_text())
+        counts[look] = r["decision_counts"].get("dred", 0)
+        assert r["dred"]["recovery_ms"] == (60 if look is None else int(look))
+    # Nothing arrives in time with no look-ahead; 20 ms reaches one slot of the burst, 60 ms both.
+    assert counts["0"] == 0 and counts["20"] == 1 and counts[None] == 2
+    assert "recovery look-ahead 60 ms" in capsys.readouterr().out
+
+
+def _run(args, capsys):
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
+def test_output_errors_name_the_users_path_not_a_temporary_file(tmp_path, wav, capsys):
+    d = tmp_path / "adir"
+    d.mkdir()
+    rc, err = _run(["simulate", str(wav), "-o", str(d)], capsys)
+    assert rc == 2 and str(d) in err and "directory" in err and ".tmp" not in err
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for flag in ("-o", "--report"):
+        target = f / "out.wav"
+        rc, err = _run(["simulate", str(wav), "-o", str(tmp_path / "ok.wav"), flag, str(target)], capsys)
+        assert rc == 2 and str(target) in err and ".tmp" not in err, err
+    assert not (tmp_path / "ok.wav").exists()  # refused before any work
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_into_a_read_only_folder_names_the_users_path(tmp_path, wav, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc, err = _run(["simulate", str(wav), "-o", str(ro / "o.wav")], capsys)
+    finally:
+        ro.chmod(0o755)
+    assert rc == 2 and str(ro / "o.wav") in err and ".tmp" not in err
+
+
+def test_output_equal_to_the_input_is_refused(tmp_path, wav, capsys, monkeypatch):
+    before = wav.read_bytes()
+    link = tmp_path / "link.wav"
+    link.symlink_to(wav)
+    monkeypatch.chdir(tmp_path)
+    for out in (str(wav), str(link), "in.wav", "./sub/../in.wav"):
+        rc, err = _run(["simulate", str(wav), "-o", out], capsys)
+        assert rc == 2 and "input" in err and "overwrite" in err, (out, err)
+    rc, err = _run(["simulate", "in.wav", "-o", str(tmp_path / "o.wav"), "--report", str(wav)], capsys)
+    assert rc == 2 and "--report" in err
+    rc, err = _run(["simulate", "in.wav", "-o", "same.wav", "--report", "same.wav"], capsys)
+    assert rc == 2 and "same.wav" in err
+    assert wav.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["in.wav", "link.wav"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_ordinary_permissions(tmp_path, wav, umask):
+    old = os.umask(umask)
+    try:
+        assert main(["simulate", str(wav), "-o", str(tmp_path / "o.wav"), "--report", str(tmp_path / "r.json")]) == 0
+    finally:
+        os.umask(old)
+    for name in ("o.wav", "r.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_truncated_wav_is_read_with_a_warning_naming_the_file(tmp_path, wav, capsys):
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(wav.read_bytes()[:44 + 2 * 16000 + 1])  # 1 s and half a sample of the 2 s
+    assert main(["simulate", str(cut), "-o", str(tmp_path / "o.wav")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and str(cut) in err and "read 16000 of 32000 samples" in err
+    assert len(load_audio(tmp_path / "o.wav").pcm) == 16000

@@ -36,6 +36,9 @@ def _sources(family: str) -> list[str]:
     return [os.path.join(ROOT, "cython_kernels", s) for s in mod.c_sources(family)]
 
 
+pytestmark = pytest.mark.slow  # cross-compiles and runs under qemu
+
+
 def _missing(family: str) -> str | None:
     cc, qemu, sysroot, _ = TARGETS[family]
     for tool in (cc, qemu):

@@ -318,3 +318,19 @@ def test_decoder_file_errors(tmp_path, weights):
     (mdir / "manifest.json").write_text((REPO / "edge_dred/models/manifest.json").read_text())
     with pytest.raises(DredModelError, match="truncated"):
         load_decoder_weights(mdir / "dred_decoder.npz", verify=True)
+
+
+def test_encoder_start_up_prints_no_runtime_info_but_passes_other_output(capfd):
+    from edge_dred.dred.encoder import _runtime_info_held_back, interpreter_class
+
+    with _runtime_info_held_back():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: something real\n")
+    assert capfd.readouterr().err == "ERROR: something real\n"
+    try:
+        interpreter_class()
+    except ImportError as e:
+        pytest.skip(f"no TFLite runtime: {e}")
+    from edge_dred.dred.encoder import DredEncoder
+
+    DredEncoder()
+    assert "INFO:" not in capfd.readouterr().err

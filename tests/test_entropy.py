@@ -91,6 +91,7 @@ def check_decode(data, ops, tell):
 
 # ------------------------------------------------------------------ round trips
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(op_lists())
 def test_mixed_primitives_round_trip(ops):

@@ -212,6 +212,7 @@ def _conds(sim) -> list[str]:
     return ["clean", lossy]
 
 
+@pytest.mark.slow
 def test_run_eval_end_to_end(tiny_tree, sim):
     speech, traces, out = tiny_tree
     mets = [m for m in R.DEFAULT_METRICS if HAVE[m]]
@@ -271,6 +272,7 @@ def test_paired_differences_pair_by_file_and_skip_missing_scores():
     assert R.paired_differences(rows, ["t"], ["base"], ["pesq_wb"]) == []
 
 
+@pytest.mark.slow
 @need_pesq
 def test_run_eval_jobs_match_serial(tiny_tree, sim):
     speech, traces, out = tiny_tree

@@ -277,6 +277,7 @@ def test_code3_headers_parse_or_malformed(toc, count, rest):
     assert 1 <= p.nb_frames <= 48
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(frame_lists(), st.binary(max_size=300))
 def test_truncations_never_crash(fl, padding):

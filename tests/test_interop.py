@@ -23,8 +23,9 @@ from conftest import voiced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FFMPEG = shutil.which("ffmpeg")
-pytestmark = pytest.mark.skipif(FFMPEG is None or shutil.which("ffprobe") is None,
-                                reason="ffmpeg/ffprobe not installed (./quickstart.sh test installs them)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(FFMPEG is None or shutil.which("ffprobe") is None,
+                                 reason="ffmpeg/ffprobe not installed (./quickstart.sh test installs them)")]
 # A synthetic redundancy payload: the legacy client must skip whatever rides in the padding.
 PAYLOAD = bytes(range(7, 67))
 

@@ -74,6 +74,7 @@ def test_live_session_with_bursty_loss_reordering_and_duplicates_accounts_for_ev
     assert len(play.recorded) == rep["frames_played"] * 320
 
 
+@pytest.mark.slow  # paced: real time
 def test_send_and_recv_sessions_over_loopback():
     src = voiced(1.6)
     rsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,6 +124,7 @@ def _cli(*args):
     return [sys.executable, "-m", "edge_dred.cli", *args]
 
 
+@pytest.mark.slow  # paced: real time
 def test_send_and_recv_commands_as_processes_with_alsa_file_plugins(tmp_path):
     src = voiced(2.0)
     env = _alsa_env(tmp_path, src)
@@ -164,6 +166,7 @@ def test_send_and_recv_commands_as_processes_with_alsa_file_plugins(tmp_path):
     assert len(played) >= 90 * 320 and np.abs(played).max() > 1000
 
 
+@pytest.mark.slow  # paced: real time
 def test_live_command_with_alsa_file_plugins(tmp_path):
     src = voiced(1.5)
     env = _alsa_env(tmp_path, src)
@@ -190,6 +193,30 @@ def test_cli_rejects_bad_arguments(tmp_path):
     assert main(["send", "--dest", "nonsense", "--device", "mock", "--seconds", "0.1"]) == 2
     assert main(["recv", "--listen", "127.0.0.1:99999", "--device", "mock", "--seconds", "0.1"]) == 2
     assert main(["live", "--device", "mock", "--seconds", "0.1", "--jitter-ms", "900"]) == 2
+
+
+def test_live_without_a_sound_card_suggests_the_mock_device(capsys):
+    from edge_dred.cli.main import main
+
+    assert main(["live", "--device", "hw:97", "--no-dred", "--no-neural-plc", "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "hw:97" in err and "--device mock" in err, err
+
+
+def test_live_commands_refuse_to_overwrite_their_input(tmp_path, capsys):
+    from edge_dred.audio.wavio import write_wav
+    from edge_dred.cli.main import main
+
+    src = tmp_path / "in.wav"
+    write_wav(src, voiced(0.2))
+    before = src.read_bytes()
+    # Without --playback-device, live plays into --device: the capture file itself.
+    assert main(["live", "--device", f"file:{src}", "--no-dred", "--no-neural-plc", "--seconds", "0.1"]) == 2
+    assert main(["send", "--dest", "127.0.0.1:9", "--device", f"file:{src}", "--report", str(src),
+                 "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("refusing to overwrite") == 2, err
+    assert src.read_bytes() == before
 
 
 def test_recv_core_counts_and_drops_hostile_datagrams():

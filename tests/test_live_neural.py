@@ -76,6 +76,7 @@ def test_live_session_carries_and_recovers_with_dred():
     assert g["decisions_by_level"]["full"]["dred"] == rep["decisions"]["dred"]
 
 
+@pytest.mark.slow  # paced: real time
 def test_send_and_recv_sessions_with_dred_over_loopback():
     src = voiced(1.6, seed=5)
     lost = _bursts(80, 10, 2, start=8)

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "build_wheels.sh"
 
-pytestmark = pytest.mark.arm_wheels
+pytestmark = [pytest.mark.arm_wheels, pytest.mark.slow]
 
 
 def _why_not() -> str | None:

@@ -195,7 +195,7 @@ def _policy(changes: dict):
 
 
 def _run(args: tuple) -> list[dict]:
-    path, variants, jitter_ms, loss_models = args
+    path, variants, recovery_ms, loss_models = args
     from edge_dred.evaluate import metrics as M
     from edge_dred.loss import GilbertElliott
     from edge_dred.plc import NeuralPLC
@@ -241,7 +241,7 @@ def _run(args: tuple) -> list[dict]:
                 conc = NeuralPLC(plc_model=model, _policy=_policy(spec["plc"]))
             else:
                 conc = None
-            look = recovery_lookahead(jitter_ms, lbrr) if dred else None
+            look = recovery_lookahead(recovery_ms, lbrr) if dred else None
             rx = Receiver(ReceiverConfig(lbrr=lbrr, lookahead=look), recoverers=recs, concealer=conc)
             res = simulate(pcm, mask, sender, rx, name)
             rows.append({"file": f"{path.parent.name}/{path.name}", "loss": f"{pct:g}%/{burst:g}", "variant": name,
@@ -271,7 +271,7 @@ def main() -> None:
     ap.add_argument("--speech", type=Path, default=TRAIN,
                     help="training speech to draw files from (a folder of speaker folders or of .flac files); "
                          "default train/vcc2016")
-    ap.add_argument("--jitter-ms", type=int, default=60)
+    ap.add_argument("--recovery-ms", type=int, default=60, help="DRED recovery window (receiver look-ahead)")
     ap.add_argument("--loss-models", type=_loss_models, default=LOSS_MODELS, metavar="PCT/BURST[,...]",
                     help="Gilbert-Elliott loss models (loss %%, mean burst in packets); default "
                          + ",".join(f"{p:g}/{b:g}" for p, b in LOSS_MODELS))
@@ -296,7 +296,7 @@ def main() -> None:
         variants = {k: (dict(v, plc_weights=str(a.weights_for_all)) if "plc" in v and "plc_weights" not in v else v)
                     for k, v in variants.items()}
     t0 = time.time()
-    jobs = [(p, variants, a.jitter_ms, a.loss_models) for p in _files(a.files, a.speech)]
+    jobs = [(p, variants, a.recovery_ms, a.loss_models) for p in _files(a.files, a.speech)]
     with Pool(a.jobs) as pool:
         rows = [r for rs in pool.imap_unordered(_run, jobs) for r in rs]
     if a.json:

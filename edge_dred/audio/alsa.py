@@ -97,7 +97,8 @@ class AlsaDevice(AudioDevice):
             pcm = mod.PCM(type=kind, mode=mod.PCM_NORMAL, device=self.name, rate=self.sample_rate, channels=1,
                           format=mod.PCM_FORMAT_S16_LE, periodsize=self.period, periods=self.buffer_periods)
         except mod.ALSAAudioError as e:
-            raise AudioDeviceError(f"cannot open ALSA {self.direction} device {self.name!r}: {e}") from None
+            raise AudioDeviceError(f"cannot open ALSA {self.direction} device {self.name!r}: {e} (no sound card? "
+                                   "--device mock runs without one; --device file:PATH.wav uses a WAV)") from None
         try:
             info = pcm.info()
         except (AttributeError, mod.ALSAAudioError):

@@ -4,22 +4,26 @@ The RIFF parser is our own (the stdlib ``wave`` module rejects float WAVs and
 WAVE_FORMAT_EXTENSIBLE headers): every chunk length is bounded by the file size,
 so a corrupt or hostile file raises :class:`AudioFormatError` instead of reading
 garbage.  Output files are written atomically (temporary file + rename) so an
-interrupted run never leaves a half-written WAV behind.
+interrupted run never leaves a half-written WAV behind.  A file cut off inside
+its data chunk is read up to where it ends, with a
+:class:`TruncatedAudioWarning` that names the file and what was read.
 """
 from __future__ import annotations
 
 import os
 import struct
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..constants import SAMPLE_RATE
+from ..outputs import write_atomic
 from .resample import resample
 
-__all__ = ["AudioFormatError", "LoadedAudio", "read_wav", "write_wav", "load_audio", "to_int16"]
+__all__ = ["AudioFormatError", "TruncatedAudioWarning", "LoadedAudio", "read_wav", "write_wav", "load_audio",
+           "to_int16"]
 
 MAX_INPUT_BYTES = 2 * 1024**3  # 2 GiB: a WAV's 32-bit sizes cannot describe more
 _FMT_PCM, _FMT_FLOAT, _FMT_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
@@ -27,6 +31,10 @@ _FMT_PCM, _FMT_FLOAT, _FMT_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 
 class AudioFormatError(ValueError):
     """An audio file is missing, empty, corrupt or in an unsupported format."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A WAV file ends before its data chunk does; the samples present were read."""
 
 
 @dataclass
@@ -100,16 +108,19 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         data = f.read()
     if len(data) < 12 or data[0:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioFormatError(f"{path}: not a RIFF/WAVE file")
-    pos, fmt_info, raw = 12, None, None
+    pos, fmt_info, raw, claimed = 12, None, None, 0
     while pos + 8 <= len(data):
         cid = data[pos : pos + 4]
         (clen,) = struct.unpack_from("<I", data, pos + 4)
         body_start = pos + 8
         body_end = body_start + clen
         if cid == b"data":
-            # Streamed WAVs sometimes carry 0 or 0xFFFFFFFF here: take what is present.
-            if clen == 0 or body_end > len(data):
+            # Streamed WAVs carry 0 or 0xFFFFFFFF here: take what is present.  Any other
+            # length past the end is a cut-off file: take what is present, with a warning.
+            if clen in (0, 0xFFFFFFFF):
                 body_end = len(data)
+            elif body_end > len(data):
+                claimed, body_end = clen, len(data)
             raw = data[body_start:body_end]
             if fmt_info is not None:
                 break
@@ -139,6 +150,11 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     samples = _decode_samples(raw, fmt, bits, ch, path)
     if samples.shape[0] == 0:
         raise AudioFormatError(f"{path}: no audio samples")
+    block = ch * bits // 8
+    if claimed or len(raw) % block:
+        want = (claimed or len(raw)) // block
+        warnings.warn(f"{path}: file is truncated inside its audio data: read {samples.shape[0]} of {want} samples "
+                      f"({samples.shape[0] / rate:.2f} of {want / rate:.2f} s)", TruncatedAudioWarning, stacklevel=2)
     return samples, int(rate)
 
 
@@ -193,15 +209,4 @@ def write_wav(path: str | os.PathLike, pcm: np.ndarray, sample_rate: int = SAMPL
     header = b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVE"
     header += b"fmt " + struct.pack("<IHHIIHH", 16, _FMT_PCM, 1, sample_rate, sample_rate * 2, 2, 16)
     header += b"data" + struct.pack("<I", len(body))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".wav", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, header + body)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-from pathlib import Path
 
-__all__ = ["CLIError", "number_arg"]
+from ..outputs import write_atomic
+
+__all__ = ["CLIError", "number_arg", "add_recovery_ms", "add_retired_jitter_ms"]
 
 
 class CLIError(Exception):
@@ -14,17 +14,7 @@ class CLIError(Exception):
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text.encode())
 
 
 def number_arg(cast: type, what: str, ok, rule: str):
@@ -51,14 +41,36 @@ _percent = number_arg(float, "a percentage", lambda v: 0.0 <= v < 100.0, "loss p
 _dred_ms = number_arg(int, "milliseconds", lambda v: v == 0 or 40 <= v <= 1040, "DRED depth must be 0 or 40..1040 ms")
 
 
-def _jitter_ms(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {s!r}") from None
-    if not 0 <= v <= 10_000:
-        raise argparse.ArgumentTypeError(f"jitter-buffer depth must be 0..10000 ms, got {v}")
-    return v
+_recovery_ms = number_arg(int, "milliseconds", lambda v: 0 <= v <= 1040, "recovery look-ahead must be 0..1040 ms")
+
+
+class _Renamed(argparse.Action):
+    """A retired option: parsing it stops with a hint to its replacement."""
+
+    def __init__(self, option_strings, dest, hint: str = "", **kw) -> None:
+        self.hint = hint
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} {self.hint}")
+
+
+#: ``--recovery-ms`` help, shared by every command that has it.
+RECOVERY_MS_HELP = ("receiver look-ahead: how long a slot waits for later packets' LBRR/DRED, so DRED fills bursts "
+                    "up to this length and the end of longer ones; adds to the latency (default 60 with DRED, else "
+                    "20 with LBRR; 1040 = libopus's assumption that the first packet after a burst arrives in time)")
+
+
+def add_recovery_ms(p: argparse.ArgumentParser, help: str = RECOVERY_MS_HELP) -> None:
+    """Add ``--recovery-ms`` (the receiver's look-ahead for LBRR/DRED)."""
+    p.add_argument("--recovery-ms", type=_recovery_ms, metavar="MS", help=help)
+
+
+def add_retired_jitter_ms(p: argparse.ArgumentParser) -> None:
+    """Offline commands: ``--jitter-ms`` (the live jitter-buffer delay) stops with a hint to ``--recovery-ms``."""
+    p.add_argument("--jitter-ms", action=_Renamed, metavar="MS",
+                   hint="is the jitter-buffer target delay of send/recv/live; offline runs have no jitter buffer. "
+                        "For the DRED look-ahead use --recovery-ms MS")
 
 
 def _build_loss(args: argparse.Namespace):

@@ -20,7 +20,8 @@ import socket
 import sys
 from typing import Any
 
-from .args import _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, number_arg
+from ..outputs import check_outputs
+from .args import _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, add_recovery_ms, number_arg
 
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
@@ -52,7 +53,6 @@ def parse_hostport(s: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
 
 _pct50 = number_arg(float, "a percentage", lambda v: 0.0 <= v <= 50.0, "percentage must be in [0, 50]")
 _seconds = number_arg(float, "seconds", lambda v: 0.0 < v <= 7 * 24 * 3600, "seconds must be in (0, 604800]")
-_recovery_ms = number_arg(int, "milliseconds", lambda v: 0 <= v <= 1040, "recovery look-ahead must be 0..1040 ms")
 _dred_budget = number_arg(int, "bytes", lambda v: 1 <= v <= 1000, "DRED budget must be 1..1000 bytes")
 _LEVELS = ("full", "short", "classic")
 
@@ -99,9 +99,7 @@ def _neural_recv_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--neural-plc", action=argparse.BooleanOptionalAction, default=None,
                    help="conceal what nothing recovers with the neural PLC (default: on where the board config has "
                         "a DRED length)")
-    p.add_argument("--recovery-ms", type=_recovery_ms, metavar="MS",
-                   help="receiver look-ahead: how long a slot waits for later packets' LBRR/DRED; adds to the "
-                        "latency (default 60 with DRED, else 20 with LBRR)")
+    add_recovery_ms(p)
     p.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
                    help="step neural recovery down when the measured load is too high (default on)")
     p.add_argument("--force-level", choices=_LEVELS,
@@ -186,6 +184,17 @@ def _impairment(args: argparse.Namespace, expected_packets: int):
                       expected_packets=expected_packets)
 
 
+def _file_of(spec: str | None) -> str | None:
+    """The WAV path of a ``file:PATH`` device spec, else None."""
+    return spec[5:] or None if spec and spec.startswith("file:") else None
+
+
+def _check_files(args: argparse.Namespace, outputs: dict, capture: str | None = None) -> None:
+    """Refuse, before anything opens, outputs that cannot be written or would overwrite an input."""
+    outputs = {"--report": args.report, "--record": args.record, **outputs}
+    check_outputs(outputs, inputs=[_file_of(capture), args.trace])
+
+
 def _pace(args: argparse.Namespace, spec: str | None) -> bool:
     if args.pace is not None:
         return bool(args.pace)
@@ -224,6 +233,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     host, port = parse_hostport(args.dest)
     if port == 0:
         raise LiveCLIError("--dest needs a port")
+    _check_files(args, {"--sdp": args.sdp}, capture=args.device)
     n = int(args.seconds * 50) + 64
     imp = _impairment(args, n)
     redundancy = dred_redundancy(cfg)  # models load before any device opens: errors come first
@@ -311,6 +321,7 @@ def cmd_recv(args: argparse.Namespace) -> int:
 
     board, how, cfg = _config(args)
     host, port = parse_hostport(args.listen, default_host="0.0.0.0")
+    _check_files(args, {"--device": _file_of(args.device)})
     has_impairment = args.loss is not None or args.trace is not None
     imp = _impairment(args, int(args.seconds * 50) + 64) if has_impairment else None
     receiver = build_receiver(cfg)  # models load before the socket and device open: errors come first
@@ -346,11 +357,14 @@ def cmd_live(args: argparse.Namespace) -> int:
     from ..live import LiveSession, build_receiver, dred_redundancy
 
     board, how, cfg = _config(args)
+    pspec = args.playback_device or args.device
+    _check_files(args, {"--record-received": args.record_received,
+                        "--playback-device" if args.playback_device else "--device": _file_of(pspec)},
+                 capture=args.device)
     imp = _impairment(args, int(args.seconds * 50) + 64)
     # Models load before any device opens: a missing or corrupt one is reported first.
     redundancy = dred_redundancy(cfg)
     receiver = build_receiver(cfg)
-    pspec = args.playback_device or args.device
     cap = open_capture(args.device, default_alsa=board.capture_device, period_ms=cfg.period_ms,
                        buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
     try:

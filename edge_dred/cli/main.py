@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..constants import FRAME_MS
-from .args import CLIError, _atomic_write_text, _build_loss, _dred_ms, _jitter_ms, _percent, _positive_int
+from ..outputs import check_outputs
+from .args import (CLIError, _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, add_recovery_ms,
+                   add_retired_jitter_ms)
 
 __all__ = ["main", "build_parser"]
 
@@ -23,10 +26,12 @@ __all__ = ["main", "build_parser"]
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ..audio.wavio import load_audio, write_wav
     from ..loss import loss_stats
-    from ..receiver import build_receiver
+    from ..receiver import DEFAULT_RECOVERY_MS, build_receiver
     from ..sender import Sender, n_packets_for
     from ..simulate import simulate
 
+    out_path = args.output or (Path(args.input).stem + ".recovered.wav" if args.input else "demo.recovered.wav")
+    check_outputs({"-o": out_path, "--report": args.report}, inputs=[args.input, args.trace])
     notes: list[str] = []
     if args.input is None:
         from ..tools.demo_audio import make_demo_clip
@@ -45,7 +50,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                         dred_ms=dred_ms, dred_budget=args.dred_budget)
         # Shipped models, manifest-checked.
         receiver = build_receiver(lbrr=args.lbrr, concealment=args.concealment, dred=bool(dred_ms),
-                                  neural_plc=args.neural_plc, recovery_ms=args.jitter_ms if dred_ms else None)
+                                  neural_plc=args.neural_plc, recovery_ms=args.recovery_ms)
     except ImportError as e:  # no TFLite runtime: say which package to install
         raise CLIError(f"--dred: {e}") from None
     n_packets = n_packets_for(len(pcm), sender.lookahead)
@@ -53,7 +58,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     mask = loss.mask(n_packets)
     res = simulate(pcm, mask, sender, receiver, condition="simulate")
 
-    out_path = args.output or (Path(src).stem + ".recovered.wav" if args.input else "demo.recovered.wav")
+    recovery_ms = args.recovery_ms if args.recovery_ms is not None else (DEFAULT_RECOVERY_MS if dred_ms else None)
     stats = loss_stats(res.lost)
     counts = res.decision_counts()
     report = {
@@ -71,7 +76,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "decision_counts": counts,
         # What the neural PLC did inside its slots: libopus lead, losses left to libopus by the gate.
         "neural_plc": dict(receiver.concealer.stats) if receiver.concealer is not None else None,
-        "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "jitter_ms": args.jitter_ms,
+        "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "recovery_ms": recovery_ms,
                   "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": receiver.recoverers[0].stats}
                  if dred_ms else None),
         "packets": [
@@ -92,7 +97,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           f"{', LBRR on' if args.lbrr else ''})")
     if dred_ms:
         print(f"dred      {dred_ms} ms asked, {np.mean(sender.dred_bytes):.1f} bytes/packet on average "
-              f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), jitter buffer {args.jitter_ms} ms")
+              f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), recovery look-ahead {recovery_ms} ms")
     print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if receiver.concealer is not None:
         st = receiver.concealer.stats
@@ -146,10 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed for the loss model (default 0)")
     s.add_argument("--lbrr", action="store_true", help="send and use Opus in-band FEC (LBRR)")
     s.add_argument("--bitrate", type=_positive_int, help="total bit rate in b/s (default 24000, 40000 with --lbrr)")
-    s.add_argument("--complexity", type=int, default=9, choices=range(0, 11), metavar="0..10")
+    s.add_argument("--complexity", type=int, default=9, choices=range(0, 11), metavar="0..10",
+                   help="Opus encoder complexity: higher is better quality for more CPU (default 9)")
     s.add_argument("--expected-loss", type=int, default=20, metavar="PCT",
                    help="loss percentage the encoder sizes LBRR for (default 20)")
-    s.add_argument("--concealment", choices=("opus_plc", "zeros"), default="opus_plc")
+    s.add_argument("--concealment", choices=("opus_plc", "zeros"), default="opus_plc",
+                   help="what fills a lost packet nothing recovers: libopus's concealment (opus_plc, default) "
+                        "or silence (zeros)")
     s.add_argument("--neural-plc", action="store_true",
                    help="conceal holes with the neural PLC (predicted features + vocoder) instead of --concealment")
     s.add_argument("--dred", action="store_true", help="send Deep REDundancy (1040 ms unless --dred-ms) and recover "
@@ -158,18 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DRED redundancy depth per packet, 40..1040 ms (implies --dred; 0 disables; default 1040)")
     s.add_argument("--dred-budget", type=_positive_int, default=80, metavar="BYTES",
                    help="largest DRED payload per packet (default 80: about 32 kb/s on top of Opus)")
-    s.add_argument("--jitter-ms", type=_jitter_ms, default=60, metavar="MS",
-                   help="jitter-buffer depth the receiver plays out with (default 60). A lost packet can only be "
-                        "rebuilt from DRED in a packet that arrives within this depth, so with 60 ms DRED fills "
-                        "bursts up to 3 packets and the last 60 ms of longer ones; libopus's own DRED evaluation "
-                        "assumes the first packet after a burst always arrives in time: --jitter-ms 1040")
+    add_recovery_ms(s)
+    add_retired_jitter_ms(s)
     s.add_argument("-o", "--output", help="output WAV (default: <input>.recovered.wav)")
     s.add_argument("--report", help="write a JSON report with every packet's decision and DRED bytes")
     s.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="time each stage per 20 ms packet and print real-time factors")
     b.add_argument("--seconds", type=float, help="seconds of audio per measurement (default 10; 1 with --estimate)")
-    b.add_argument("--repeat", type=_positive_int, default=3)
+    b.add_argument("--repeat", type=_positive_int, default=3, metavar="N",
+                   help="time each stage N times and keep each packet's fastest run (default 3)")
     b.add_argument("--estimate", metavar="BOARD[,BOARD]",
                    help="instead of timing here, count ARM instructions per stage under qemu on each board's core "
                         "(cross-built wheel from scripts/build_wheels.sh) and estimate its real-time factor")
@@ -195,8 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"edge-dred {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return int(args.func(args) or 0)
     except (CLIError, ValueError, OSError) as e:
         print(f"edge-dred {args.command}: error: {e}", file=sys.stderr)
         return 2

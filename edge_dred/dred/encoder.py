@@ -33,7 +33,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -90,6 +94,33 @@ def chunk_activity(c0: np.ndarray, threshold: float = DEFAULT_SILENCE_C0) -> boo
     return bool(np.any(np.asarray(c0) > threshold))
 
 
+@contextmanager
+def _runtime_info_held_back() -> Iterator[None]:
+    """Drop the TFLite runtime's ``INFO:`` lines (it writes them to fd 2 when it builds an interpreter).
+
+    Its own log level is not settable from Python; everything else it writes
+    (warnings, errors) is passed on to stderr afterwards.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to hold back
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = [ln for ln in held.read(1 << 16).decode("utf-8", "replace").splitlines()
+                    if not ln.startswith("INFO: ")]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
 class DredEncoder:
     """One 20 ms RDO-VAE encoder step on the int8 TFLite model.
 
@@ -140,8 +171,9 @@ class DredEncoder:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
         Interpreter = interpreter_class()
         try:
-            self._it = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._it.allocate_tensors()
+            with _runtime_info_held_back():
+                self._it = Interpreter(model_path=str(path), num_threads=num_threads)
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise DredModelError(f"{path}: not a loadable TFLite model ({e})") from None
         # Tensor-name order is the argument / result order of the exported step.

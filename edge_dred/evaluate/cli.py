@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli.args import add_recovery_ms, add_retired_jitter_ms
+
 __all__ = ["register", "cmd_eval", "main"]
 
 
@@ -42,9 +44,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=_csv_list, default=None, metavar="A,B,...",
                    help="subset of pesq,stoi,plcmos,dnsmos (default: all)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--jitter-ms", type=int, default=None, metavar="MS",
-                   help="jitter-buffer depth for the dred conditions (default 60; 1040 = libopus's assumption that "
-                        "the first packet after a burst always arrives in time)")
+    add_recovery_ms(p, help="receiver look-ahead of the dred conditions: how long a slot waits for later packets' "
+                            "DRED (default 60; 1040 = libopus's assumption that the first packet after a burst "
+                            "always arrives in time)")
+    add_retired_jitter_ms(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -60,7 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rep = run_eval(
             args.speech, args.traces, args.out, conditions=args.conditions, max_files=args.max_files,
             jobs=args.jobs, progress=not args.quiet, metrics=args.metrics or DEFAULT_METRICS,
-            plots=not args.no_plots, jitter_ms=args.jitter_ms,
+            plots=not args.no_plots, recovery_ms=args.recovery_ms,
         )
     except MissingEvalExtraError as e:
         # Surface as a ValueError so the main CLI prints it without a traceback.

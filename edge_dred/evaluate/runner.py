@@ -17,7 +17,6 @@ import io
 import math
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..constants import FRAME_SAMPLES, SAMPLE_RATE
 from ..loss import TraceLoss, load_trace, loss_stats
+from ..outputs import write_atomic
 from . import metrics as M
 
 __all__ = [
@@ -192,7 +192,7 @@ def _init_worker(onnx_threads: int) -> None:
 
 def _run_item(
     path: str, rel: str, speaker: str, trace_name: str | None, trace: np.ndarray | None, condition: str,
-    metrics: tuple[str, ...], keep_audio: bool, jitter_ms: int | None = None,
+    metrics: tuple[str, ...], keep_audio: bool, recovery_ms: int | None = None,
 ) -> dict[str, Any]:
     from ..simulate import run_condition
 
@@ -200,8 +200,8 @@ def _run_item(
     n_pk = -(-len(pcm) // FRAME_SAMPLES) + 8  # a few spare: the codec delay adds packets; extra are ignored
     mask = TraceLoss(trace).mask(n_pk) if trace is not None else np.zeros(n_pk, bool)
     t0 = time.perf_counter()
-    res = run_condition(pcm, mask, condition) if jitter_ms is None else run_condition(pcm, mask, condition,
-                                                                                        recovery_ms=jitter_ms)
+    res = run_condition(pcm, mask, condition) if recovery_ms is None else run_condition(pcm, mask, condition,
+                                                                                          recovery_ms=recovery_ms)
     t1 = time.perf_counter()
     if res.audio.shape != pcm.shape:
         raise RuntimeError(f"{condition}: output has {res.audio.shape} samples, input {pcm.shape}")
@@ -228,23 +228,6 @@ def _run_item(
 
 
 # -------------------------------------------------------------------- output
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=path.suffix, dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600; results are meant to be shared like any file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _csv_bytes(rows: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
@@ -405,7 +388,7 @@ def run_eval(
     progress: bool = True,
     metrics: Sequence[str] = DEFAULT_METRICS,
     plots: bool = True,
-    jitter_ms: int | None = None,
+    recovery_ms: int | None = None,
 ) -> EvalReport:
     """Run every speech file x trace x condition and write results, summary and plots.
 
@@ -432,8 +415,8 @@ def run_eval(
         Subset of ``("pesq", "stoi", "plcmos", "dnsmos")``.
     plots : bool
         Write the PNG plots (needs matplotlib).
-    jitter_ms : int, optional
-        Jitter-buffer depth of the DRED conditions (default
+    recovery_ms : int, optional
+        Recovery window (receiver look-ahead) of the DRED conditions (default
         ``edge_dred.receiver.DEFAULT_RECOVERY_MS``).
 
     Returns
@@ -481,10 +464,10 @@ def run_eval(
         rel, spk = f.relative_to(root).as_posix(), _speaker(f, root)
         for c in conds:
             if _is_lossless(CONDITIONS, c):
-                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, jitter_ms))
+                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, recovery_ms))
             else:
                 for tn, tr in traces.items():
-                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, jitter_ms))
+                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, recovery_ms))
 
     t_start = time.perf_counter()
     results: list[dict[str, Any] | None] = [None] * len(items)
@@ -561,7 +544,7 @@ def run_eval(
     written: list[Path] = []
 
     def put(name: str, data: bytes) -> None:
-        _atomic_write(out / name, data)
+        write_atomic(out / name, data)
         written.append(out / name)
 
     outputs: dict[str, bytes] = {

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..boards import describe_cpu
 from ..constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES"]
@@ -297,7 +298,7 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
 def _format(rows: list[Row], skips: list[Skip], notes: list[str], n: int, repeat: int) -> str:
     budget = FRAME_MS / 1000.0
     lines = [
-        f"edge-dred bench: {platform.machine()} ({platform.processor() or 'unknown cpu'}), "
+        f"edge-dred bench: {platform.machine()} ({describe_cpu()}), "
         f"{n} packets of {FRAME_MS} ms, best of {repeat}",
         "",
         "| side | stage | min us | median us | max us | RTF (median) |",
