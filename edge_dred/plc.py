@@ -75,7 +75,7 @@ class ConcealmentPolicy:
         predictor running on it.  A number: analyse nothing while packets
         arrive; when a loss starts, analyse the last ``history_ms`` of output
         with a fresh extractor and run the predictor over those frames
-        (at most the receiver's history, 256 ms).
+        (the plug-in keeps that much output).
     """
 
     opus_lead_ms: int = 20
@@ -162,6 +162,7 @@ class NeuralPLC:
         self._decisions_real = (Decision.REGULAR, Decision.LBRR)
         self._fx = FeatureExtractor()
         self._fx_lazy = FeatureExtractor()   # (history_ms) a fresh extractor per analysis
+        self._ring = np.zeros((p.history_ms or 0) * 16 // FRAME_SIZE * FRAME_SIZE, np.int16)
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
         self._cont = Continuation(vocoder_model, postfilter=p.postfilter, reference=reference)
         self._feats = np.zeros((Continuation.history_frames, NB_FEATURES), np.float32)
@@ -182,7 +183,10 @@ class NeuralPLC:
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
         """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor."""
-        if self.policy.history_ms is None:
+        if self.policy.history_ms is not None:
+            x = np.asarray(pcm, np.int16)
+            self._ring = np.concatenate([self._ring[x.shape[0]:], x])
+        else:
             feats = self._fx.process_block(np.asarray(pcm))
             self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
             if decision != self.decision:
@@ -200,7 +204,7 @@ class NeuralPLC:
             raise PLCInputError(f"slot length {n} is not a positive multiple of {FRAME_SIZE}")
         if not self._active:
             if self.policy.history_ms is not None and self._stale:
-                self._analyse_history(np.asarray(ctx.history))
+                self._analyse_history(self._ring)
             self._lost = 0
             self._active = True
             self._primed = False
@@ -260,8 +264,7 @@ class NeuralPLC:
     # ---------------------------------------------------------- helpers
     def _analyse_history(self, hist: np.ndarray) -> None:
         """Features of the last ``history_ms`` of output, and the predictor run over them."""
-        n = min(self.policy.history_ms * 16, hist.shape[0]) // FRAME_SIZE * FRAME_SIZE
-        feats = self._fx_lazy.process_block(hist[hist.shape[0] - n:]) if n else np.zeros((0, NB_FEATURES))
+        feats = self._fx_lazy.process_block(hist)
         self._fx_lazy.reset()
         self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
         self._pred.reset()
@@ -296,7 +299,7 @@ class NeuralPLC:
     @property
     def state_bytes(self) -> int:
         """Approximate per-stream memory (predictor, vocoder, shaping filter, feature history)."""
-        n = self._feats.nbytes + getattr(self._pred, "state_bytes", 0) + self._cont.state_bytes
+        n = self._feats.nbytes + self._ring.nbytes + getattr(self._pred, "state_bytes", 0) + self._cont.state_bytes
         n += self._shaper.state_bytes if self._shaper is not None else 0
         fx = self._fx
         n += sum(getattr(fx, a).nbytes for a in vars(fx) if isinstance(getattr(fx, a), np.ndarray))

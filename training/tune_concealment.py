@@ -53,6 +53,8 @@ PLC_VARIANTS: dict[str, dict] = {
     # Feature analysis: every slot as it plays (None), or only the last ms of output when a loss starts.
     "lazy250": {"kind": "plain", "plc": {"history_ms": 250}},
     "lazy120": {"kind": "plain", "plc": {"history_ms": 120}},
+    "lazy500": {"kind": "plain", "plc": {"history_ms": 500}},
+    "lazy1000": {"kind": "plain", "plc": {"history_ms": 1000}},
     # Diagnostics: the vocoder only for losses that start after a frame with
     # feature[i] above (">") or below ("<") a threshold; libopus conceals the others
     # (these conditions replace NeuralPLC's voicing gate).
