@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SRC = os.path.join(ROOT, "cython_kernels", "src")
+SRC = os.path.join(ROOT, "edge_dred", "kernels", "src")
 DRIVER = os.path.join(ROOT, "tests", "c", "kernel_test.c")
 
 TARGETS = {
@@ -51,10 +51,10 @@ _TRACE = re.compile(r"^Trace [^\[]*\[[0-9a-f]+/([0-9a-f]+)/")
 
 
 def _sources(family: str) -> list[str]:
-    spec = importlib.util.spec_from_file_location("_ck_bc", os.path.join(ROOT, "cython_kernels", "build_config.py"))
+    spec = importlib.util.spec_from_file_location("_ck_bc", os.path.join(ROOT, "edge_dred", "kernels", "build_config.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return [os.path.join(ROOT, "cython_kernels", s) for s in mod.c_sources(family)]
+    return [os.path.join(ROOT, "edge_dred", "kernels", s) for s in mod.c_sources(family)]
 
 
 def build(family: str, tmp: str) -> tuple[str, list[tuple[int, int]], dict[str, tuple[int, int]]]:

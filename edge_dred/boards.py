@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from board_configs import available, config_path
+from edge_dred.board_configs import available, config_path
 
 if sys.version_info >= (3, 11):
     import tomllib

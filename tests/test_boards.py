@@ -1,6 +1,6 @@
 import pytest
 
-from board_configs import available
+from edge_dred.board_configs import available
 from edge_dred.boards import BoardConfigError, detect_board, list_boards, load_board
 
 

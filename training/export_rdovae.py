@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--verify-frames", type=int, default=6000, help="dev frames for TFLite verification")
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--decoder-format", choices=("npz", "bin"), default="npz",
-                    help="npz (what edge_dred/dred/decoder.py loads today) or the quantize.weightfile format")
+                    help="npz (what edge_dred/dred/decoder.py loads today) or the edge_dred.quantize.weightfile format")
     ap.add_argument("--compare-recipes", action="store_true",
                     help="only convert with several ai-edge-quantizer recipes and print their agreement")
     ap.add_argument("--skip-table", action="store_true", help="skip the R/D table (quick export)")
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         np.savez(dec_path, **arrs)
         w = dict(np.load(dec_path))
     else:
-        from quantize.weightfile import read_weights, write_weights
+        from edge_dred.quantize.weightfile import read_weights, write_weights
         dec_path = MODELS / "dred_decoder.bin"
         write_weights(dec_path, {k: v for k, v in arrs.items() if v.dtype.kind != "U"},
                       {"model": "dred_decoder", "version": VERSION})

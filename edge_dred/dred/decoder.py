@@ -9,7 +9,7 @@ receiver that only needs the newest 40 ms pays for one step.
 Two implementations of the same maths (the exporter's ``decode_numpy`` in
 ``training/export_rdovae.py`` defines it):
 
-* :class:`DredDecoder` runs on ``cython_kernels`` (int8 weights by default,
+* :class:`DredDecoder` runs on ``edge_dred.kernels`` (int8 weights by default,
   or float) and decodes lazily through :class:`BackwardDecode`;
 * :func:`reference_decode` is a plain numpy float version for tests.
 
@@ -21,7 +21,7 @@ Network, per step ``j`` (GRUs in PyTorch's reset-after layout)::
     out = W_out [x, h1, h2] + b_out                               # 80 = 4 frames x 20, raw features
 
 Weights, entropy tables and the feature normalisation live in one file
-(``edge_dred/models/dred_decoder.npz``, or a :mod:`quantize.weightfile`
+(``edge_dred/models/dred_decoder.npz``, or a :mod:`edge_dred.quantize.weightfile`
 ``.bin``), checked against the manifest's sha256 and version before use.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     path : path-like, optional
         Defaults to the shipped decoder named in ``manifest.json``
         (``dred_decoder.npz``, or ``dred_decoder.bin`` in the
-        :mod:`quantize.weightfile` format).
+        :mod:`edge_dred.quantize.weightfile` format).
     verify : bool, optional
         Check sha256/size/version against ``manifest.json`` next to the file;
         default: only for the shipped file.
@@ -188,8 +188,8 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     if p.stat().st_size > _MAX_FILE_BYTES:
         raise DredModelError(f"{p}: {p.stat().st_size} bytes is not a decoder file")
     if p.suffix == ".bin":
-        # quantize.weightfile format (header checksum, model name and version checked on read).
-        from quantize import WeightFileError, read_weights
+        # edge_dred.quantize.weightfile format (header checksum, model name and version checked on read).
+        from edge_dred.quantize import WeightFileError, read_weights
 
         try:
             arrs, _ = read_weights(p, expect_model=MANIFEST_KEY, expect_version=DECODER_VERSION)
@@ -276,7 +276,7 @@ def reference_decode(w: DecoderWeights, state_hat: np.ndarray, latents_hat: np.n
 # --------------------------------------------------------------------- kernel runtime
 
 class DredDecoder:
-    """The decoder on ``cython_kernels`` (int8 by default).
+    """The decoder on ``edge_dred.kernels`` (int8 by default).
 
     Parameters
     ----------
@@ -295,7 +295,7 @@ class DredDecoder:
     """
 
     def __init__(self, weights: DecoderWeights | None = None, *, mode: str = "int8") -> None:
-        from cython_kernels import GRU, Dense, Network, make_gru, make_linear
+        from edge_dred.kernels import GRU, Dense, Network, make_gru, make_linear
 
         if mode not in ("int8", "float"):
             raise ValueError(f"mode must be 'int8' or 'float', got {mode!r}")

@@ -245,7 +245,7 @@ def counted(fn, n_packets, repeat):
 
 counted(lambda i: None, 16, 1)
 bench.time_per_packet = counted
-from cython_kernels import _kernels
+from edge_dred.kernels import _kernels
 table = bench.run_bench(seconds={seconds}, repeat=1)
 print(json.dumps({{"table": table, "variant": _kernels.best_variant(), "numpy": np.__version__}}))
 '''
@@ -548,7 +548,7 @@ def format_estimate(board, stages: list[StageCount], info: dict) -> str:
         "",
         f"{qv}`-cpu {info['cpu']}`, kernels `{info['variant']}`, guest numpy {info['numpy']}; "
         f"{info['total_insns'] / 1e9:.2f} G instructions counted in {info['wall_s']:.0f} s of emulation.",
-        f"Assumption: {ips / 1e9:.2f} G instructions/s sustained (board_configs/{board.name}.toml "
+        f"Assumption: {ips / 1e9:.2f} G instructions/s sustained (edge_dred/board_configs/{board.name}.toml "
         "`instructions_per_second`); caches, memory and the OS are not modelled.",
         "",
         "| side | stage | k instr/packet (min / median / max) | est. ms/packet | est. RTF |",
@@ -577,7 +577,7 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
     Parameters
     ----------
     names : list of str
-        Board names (``board_configs/*.toml``) with an ARM ``arch``, ``qemu_cpu`` and
+        Board names (``edge_dred/board_configs/*.toml``) with an ARM ``arch``, ``qemu_cpu`` and
         ``instructions_per_second``.
     seconds : float
         Audio per stage in the guest, 0.5..30 s.

@@ -67,7 +67,7 @@ def target_arch() -> str:
 
 
 def c_sources(arch: str | None = None) -> list[str]:
-    """Kernel C sources (relative to cython_kernels/) for a target family."""
+    """Kernel C sources (relative to edge_dred/kernels/) for a target family."""
     arch = arch or target_arch()
     return COMMON_SOURCES + ISA_SOURCES[arch]
 
@@ -82,10 +82,10 @@ def extensions(root_dir: str) -> list:
     from setuptools import Extension
 
     del root_dir  # setup.py runs from the repository root; paths stay relative
-    pkg = "cython_kernels"
+    pkg = "edge_dred/kernels"
     return [
         Extension(
-            f"{pkg}._kernels",
+            "edge_dred.kernels._kernels",
             [f"{pkg}/_kernels.pyx"] + [f"{pkg}/{s}" for s in c_sources()],
             include_dirs=[f"{pkg}/src"],
             extra_compile_args=cflags(),

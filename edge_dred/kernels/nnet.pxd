@@ -1,6 +1,6 @@
 # Cython declarations of the C kernel interface (src/nnet.h), for modules that
 # want to call the kernels without Python overhead:
-#     from cython_kernels.nnet cimport ck_active, ck_linear
+#     from edge_dred.kernels.nnet cimport ck_active, ck_linear
 from libc.stdint cimport int8_t, int32_t
 
 cdef extern from "nnet.h" nogil:
