@@ -27,13 +27,15 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "edge_dred", "kernels", "src")
 DRIVER = os.path.join(ROOT, "tests", "c", "kernel_test.c")
+sys.path.insert(0, ROOT)
+from edge_dred.kernels.variants import family_variants  # noqa: E402
 
 TARGETS = {
     "aarch64": dict(cc="aarch64-linux-gnu-gcc", nm="aarch64-linux-gnu-nm", qemu="qemu-aarch64-static",
-                    cpu="cortex-a76", flags=["-march=armv8-a"], variants=["scalar", "neon", "neon_dotprod"]),
+                    cpu="cortex-a76", flags=["-march=armv8-a"], variants=list(family_variants("aarch64"))),
     "armv7": dict(cc="arm-linux-gnueabihf-gcc", nm="arm-linux-gnueabihf-nm", qemu="qemu-arm-static",
                   cpu="cortex-a15", flags=["-march=armv7-a", "-mfpu=vfpv3-d16", "-mfloat-abi=hard"],
-                  variants=["scalar", "armv7_neon"]),
+                  variants=list(family_variants("armv7"))),
 }
 
 # (label, kernel, rows, cols, multiply-accumulates per call)

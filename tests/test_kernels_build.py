@@ -34,7 +34,7 @@ def test_sources_per_target(bc, monkeypatch):
     assert "src/nnet_neon.c" in src and "src/nnet_neon_dotprod.c" in src and "src/nnet_avx2.c" not in src
     monkeypatch.setenv("CC", "gcc")  # no cross prefix: falls through to the host
     monkeypatch.setenv("_PYTHON_HOST_PLATFORM", "linux-armv7l")
-    assert bc.c_sources() == bc.COMMON_SOURCES + ["src/nnet_armv7.c"]
+    assert bc.c_sources() == bc.COMMON_SOURCES + ["src/nnet_armv7_neon.c"]
     monkeypatch.setenv("EDGE_DRED_TARGET_ARCH", "x86_64")
     assert "src/nnet_avx2_vnni.c" in bc.c_sources()
     monkeypatch.setenv("EDGE_DRED_TARGET_ARCH", "sparc")

@@ -6,7 +6,8 @@ one variant is picked at import from the CPU features.
 
 Variants
 --------
-``scalar`` (portable C, the reference), ``sse41``, ``avx2`` (x86-64, AVX2+FMA),
+Listed once, in ``src/variants.h`` (read by the C dispatch, :mod:`.variants`
+and the board configs): ``scalar`` (portable C, the reference), ``sse41``, ``avx2`` (x86-64, AVX2+FMA),
 ``avx2_vnni`` (AVX2 + AVX-VNNI ``vpdpbusd``: Alder Lake / Sapphire Rapids / Zen 5),
 ``neon`` (aarch64), ``neon_dotprod`` (aarch64 with ``sdot``, e.g. Cortex-A76 /
 Pi 5), ``armv7_neon`` (32-bit ARM with NEON).
@@ -97,8 +98,10 @@ from ._kernels import (GRUCell, KernelInputError, Linear, activation_code, best_
                        ftz_probe, isa, vec_exp, vec_sigmoid, vec_tanh)
 from .layers import conv1d_matrix, linear_from_int8, make_gru, make_linear
 from .network import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
+from .variants import NAMES
 
-KNOWN_VARIANTS = ("scalar", "sse41", "avx2", "avx2_vnni", "neon", "neon_dotprod", "armv7_neon")
+#: Every variant of any build, from src/variants.h (the C dispatch's list).
+KNOWN_VARIANTS = NAMES
 ENV_VAR = "EDGE_DRED_KERNELS"
 
 

@@ -42,6 +42,11 @@ def compiled_variants() -> list:
     return [ck_variant_at(i).name.decode() for i in range(ck_variant_count())]
 
 
+def known_variants() -> list:
+    """Every variant name of any build (``src/variants.h``), in order of preference."""
+    return [ck_known_variant_name(i).decode() for i in range(ck_known_variant_count())]
+
+
 def variant_supported(name: str) -> bool:
     """True if ``name`` is compiled in and this CPU can run it."""
     for i in range(ck_variant_count()):

@@ -96,6 +96,8 @@ cdef extern from "nnet.h" nogil:
 
     int ck_variant_count()
     const ck_kernels *ck_variant_at(int i)
+    int ck_known_variant_count()
+    const char *ck_known_variant_name(int i)
     int ck_variant_supported(const ck_kernels *k)
     const ck_kernels *ck_best_variant()
     const ck_kernels *ck_active()

@@ -1,5 +1,5 @@
 /* NEON primitives shared by nnet_neon.c, nnet_neon_dotprod.c (aarch64) and
- * nnet_armv7.c (32-bit). Included after the per-file target pragma and
+ * nnet_armv7_neon.c (32-bit). Included after the per-file target pragma and
  * before nnet_impl.h.
  *
  * int8 products, one 8x4 block (32 bytes = rows 0-3 | rows 4-7):
