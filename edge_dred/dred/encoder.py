@@ -169,6 +169,7 @@ class DredEncoder:
             raise DredModelError("feature_mean/feature_std must be finite (20,) with std > 0")
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+        self.num_threads = num_threads
         Interpreter = interpreter_class()
         try:
             with _runtime_info_held_back():
