@@ -168,17 +168,18 @@ def test_bench_says_when_the_tflite_runtime_is_missing(monkeypatch):
     assert step not in rows and code in rows and recv in rows
     assert [s for s in skipped if s[:2] == step][0][2].startswith("no TFLite runtime")
     assert f"| {step[0]} | {step[1]} | {bench.NOT_RUN} | - | - | - |" in table
-    assert any("latents sampled from the decoder file's entropy model" in n for n in notes)
+    assert any("latents sampled from the shipped entropy model" in n for n in notes)
     n, median_bytes = _payload_note(table)
     assert n >= 25 and median_bytes <= 80
 
 
 def test_sampled_latents_code_into_full_length_payloads():
-    from edge_dred.dred.decoder import shipped_decoder_weights
     from edge_dred.dred.payload import parse_payload
     from edge_dred.dred.ratecontrol import encode_dred
 
-    tables = shipped_decoder_weights().tables
+    from edge_dred.dred.tables import shipped_tables
+
+    tables = shipped_tables()
     zs = bench.sampled_latents(tables, 26, seed=3)
     assert len(zs) == 26 and zs[0][0].shape == (tables.latent_dim,) and zs[0][1].shape == (tables.state_dim,)
     again = bench.sampled_latents(tables, 26, seed=3)

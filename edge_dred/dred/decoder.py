@@ -20,9 +20,11 @@ Network, per step ``j`` (GRUs in PyTorch's reset-after layout)::
     h1  = GRU1(x, h1);  h2 = GRU2([x, h1], h2)
     out = W_out [x, h1, h2] + b_out                               # 80 = 4 frames x 20, raw features
 
-Weights, entropy tables and the feature normalisation live in one file
+Weights and the feature normalisation live in one file
 (``edge_dred/models/dred_decoder.npz``, or a :mod:`edge_dred.quantize.weightfile`
-``.bin``), checked against the manifest's sha256 and version before use.
+``.bin``), checked against the manifest's sha256 and version before use; the
+entropy tables, which the sender needs too, in their own small file
+(:mod:`edge_dred.dred.tables`).
 """
 from __future__ import annotations
 
@@ -37,9 +39,10 @@ import numpy as np
 
 from ..constants import NB_FEATURES, PITCH_MAX, PITCH_MIN
 from ..neural.layers import gru_step
-from ..models.loader import MODELS_DIR, ModelFileError, verify_model_file
+from ..models.loader import MODELS_DIR
 from .payload import MAX_CHUNKS, DredPayload
-from .quantizer import EntropyTables, QuantizerError, chunk_levels
+from .quantizer import EntropyTables, chunk_levels
+from .tables import DredModelError, check_manifest_entry, shipped_tables
 
 __all__ = ["DredModelError", "DecoderWeights", "DredDecoder", "BackwardDecode", "load_decoder_weights",
            "reference_decode", "sanitize_features", "default_model_dir", "DECODER_VERSION", "DEC_FRAMES"]
@@ -52,36 +55,21 @@ _MAX_FILE_BYTES = 64 << 20     # a decoder file is ~1 MB; refuse absurd files be
 _MAX_LAYER = 1024              # bound on every layer width read from a file
 
 
-class DredModelError(ModelFileError):
-    """A DRED model file is missing, corrupted, of the wrong version or inconsistent."""
-
-
 def default_model_dir() -> Path:
     """Directory of the shipped model files (``edge_dred/models``)."""
     return MODELS_DIR
 
 
-def check_manifest_entry(name: str, version: str, models_dir: Path | None = None) -> tuple[Path, dict]:
-    """Verify a shipped model against ``manifest.json`` (version, size, sha256).
-
-    Returns ``(path, entry)``; raises :class:`DredModelError`.
-    """
-    try:
-        return verify_model_file(name, version, models_dir)
-    except ModelFileError as e:
-        raise DredModelError(str(e)) from None
-
-
 @dataclass(frozen=True, eq=False)
 class DecoderWeights:
-    """Validated float32 decoder arrays, entropy tables and feature statistics.
+    """Validated float32 decoder arrays, the entropy tables they decode with and feature statistics.
 
     Attributes
     ----------
     arrays : dict
         Layer arrays with the exporter's names (``dec_init1_weight`` ...).
     tables : EntropyTables
-        Quantizer / entropy-model tables of the contract.
+        Quantizer / entropy-model tables of the contract (from ``dred_tables.npz``).
     latent_dim, state_dim, dense, gru, init_hidden : int
         Layer sizes.
     feature_mean, feature_std : numpy.ndarray
@@ -101,8 +89,11 @@ class DecoderWeights:
     version: str = DECODER_VERSION
 
     @classmethod
-    def from_mapping(cls, arrs: Mapping[str, np.ndarray]) -> "DecoderWeights":
-        """Validate a mapping with the exporter's names (see module docstring)."""
+    def from_mapping(cls, arrs: Mapping[str, np.ndarray], tables: EntropyTables | None = None) -> "DecoderWeights":
+        """Validate a mapping with the exporter's names (see module docstring).
+
+        ``tables`` defaults to the shipped ones (:func:`~edge_dred.dred.tables.shipped_tables`).
+        """
         try:
             dims = np.asarray(arrs["dims"]).astype(np.int64).ravel()
         except KeyError:
@@ -142,10 +133,8 @@ class DecoderWeights:
                 raise DredModelError(f"{name} contains NaN or infinity")
             a.setflags(write=False)
             out[name] = a
-        try:
-            tables = EntropyTables.from_mapping(arrs)
-        except QuantizerError as e:
-            raise DredModelError(f"entropy tables: {e}") from None
+        if tables is None:
+            tables = shipped_tables()
         if tables.latent_dim != d or tables.state_dim != s:
             raise DredModelError(f"tables are for D={tables.latent_dim}, S={tables.state_dim}; weights for D={d}, S={s}")
         if np.any(out["feature_std"] <= 0):
@@ -154,7 +143,8 @@ class DecoderWeights:
         return cls(out, tables, d, s, dense, gru, init_h, out["feature_mean"], out["feature_std"], version)
 
 
-def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool | None = None) -> DecoderWeights:
+def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool | None = None,
+                         tables: EntropyTables | None = None) -> DecoderWeights:
     """Load and validate the decoder file.
 
     Parameters
@@ -166,6 +156,8 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     verify : bool, optional
         Check sha256/size/version against ``manifest.json`` next to the file;
         default: only for the shipped file.
+    tables : EntropyTables, optional
+        Defaults to the shipped tables.
 
     Raises
     ------
@@ -203,7 +195,7 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
                 arrs = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
             raise DredModelError(f"{p}: not a readable decoder file ({e})") from None
-    w = DecoderWeights.from_mapping(arrs)
+    w = DecoderWeights.from_mapping(arrs, tables)
     if w.version != DECODER_VERSION:
         raise DredModelError(f"{p}: version {w.version!r}, this runtime needs {DECODER_VERSION!r}")
     return w
@@ -320,7 +312,7 @@ class DredDecoder:
 
     @property
     def tables(self) -> EntropyTables:
-        """Entropy tables shipped with the weights."""
+        """The entropy tables the weights decode with."""
         return self.weights.tables
 
     def initial_state(self, state_hat: np.ndarray) -> np.ndarray:

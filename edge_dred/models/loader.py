@@ -198,6 +198,7 @@ def update_manifest(name: str, path: str | os.PathLike, version: str, extra: Map
     man["models"][name] = entry
     fd, tmp = tempfile.mkstemp(prefix=".manifest_", dir=str(mdir))
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the manifest is read by every user of an install
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(man, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, mpath)
