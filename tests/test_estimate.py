@@ -307,3 +307,33 @@ def test_plugin_counts_guest_instructions_exactly(loop_exe):
     assert per_n[5000] - per_n[1000] == 2 * 4000
     assert per_n[25000] - per_n[5000] == 2 * 20000
     assert 0 < per_n[1000] - 2000 < 200
+
+
+def test_estimate_finds_its_checkout_or_says_it_needs_one(tmp_path, monkeypatch):
+    repo = est.source_checkout()
+    assert all((repo / f).is_file() for f in est.CHECKOUT_FILES)
+    # An installed package (no scripts/ above it), run outside a checkout: a clear error, before any work.
+    site = tmp_path / "site-packages" / "edge_dred"
+    monkeypatch.setattr(est, "__file__", str(site / "estimate.py"))
+    with pytest.raises(est.EstimateError, match=r"developer tool: it needs an edge-dred source checkout"):
+        est.source_checkout(cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(est.EstimateError, match="developer tool"):
+        est.estimate_boards(["rpi4"])
+    # The same package run from inside a checkout uses that checkout.
+    assert est.source_checkout(cwd=repo) == repo
+
+
+def test_estimate_from_an_installed_copy_fails_cleanly(tmp_path):
+    """A copy of the package outside the checkout (as a wheel installs it): an error line, no traceback."""
+    import edge_dred
+
+    pkg = os.path.dirname(edge_dred.__file__)
+    shutil.copytree(pkg, tmp_path / "site" / "edge_dred", ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    r = subprocess.run([sys.executable, "-m", "edge_dred", "bench", "--estimate", "rpi4"], cwd=run, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "developer tool" in r.stderr and str(tmp_path / "site" / "edge_dred") in r.stderr
