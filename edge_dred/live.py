@@ -52,8 +52,7 @@ from .transport.ogg import OggRecorder
 from .transport.rtp import MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, parse_rtp
 
 __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "pin_audio_thread",
-           "SendCore",
-           "RecvCore", "SendSession", "RecvSession", "LiveSession"]
+           "SendCore", "RecvCore", "SendSession", "RecvSession", "LiveSession"]
 
 FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.

@@ -314,7 +314,7 @@ def test_estimate_finds_its_checkout_or_says_it_needs_one(tmp_path, monkeypatch)
     assert all((repo / f).is_file() for f in est.CHECKOUT_FILES)
     # An installed package (no scripts/ above it), run outside a checkout: a clear error, before any work.
     site = tmp_path / "site-packages" / "edge_dred"
-    monkeypatch.setattr(est, "__file__", str(site / "estimate.py"))
+    monkeypatch.setattr(est, "__file__", str(site / "tools" / "estimate.py"))
     with pytest.raises(est.EstimateError, match=r"developer tool: it needs an edge-dred source checkout"):
         est.source_checkout(cwd=tmp_path)
     monkeypatch.chdir(tmp_path)

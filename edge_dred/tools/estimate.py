@@ -105,13 +105,14 @@ def source_checkout(cwd: str | os.PathLike | None = None) -> Path:
         scripts the estimate runs.
     """
     here = Path(__file__).resolve()
+    package = here.parents[__name__.count(".") - 1]  # the edge_dred directory
     for root in [*here.parents[1:], Path(cwd if cwd is not None else os.getcwd()).resolve()]:
         if all((root / f).is_file() for f in CHECKOUT_FILES):
             return root
     raise EstimateError(
         "bench --estimate is a developer tool: it needs an edge-dred source checkout (it cross-builds the ARM "
         f"wheel and counts instructions under qemu with {', '.join(CHECKOUT_FILES)}, which the installed "
-        f"package at {here.parent} does not carry). Run it from the checkout's directory, after "
+        f"package at {package} does not carry). Run it from the checkout's directory, after "
         "'./quickstart.sh test' there: .venv/bin/edge-dred bench --estimate rpi4")
 
 
