@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -42,7 +41,7 @@ from ..neural.layers import gru_step
 from ..models.loader import MODELS_DIR
 from .payload import MAX_CHUNKS, DredPayload
 from .quantizer import EntropyTables, chunk_levels
-from .tables import DredModelError, check_manifest_entry, shipped_tables
+from .tables import DredModelError, locate_model_file, read_npz, shipped_tables
 
 __all__ = ["DredModelError", "DecoderWeights", "DredDecoder", "BackwardDecode", "load_decoder_weights",
            "reference_decode", "sanitize_features", "default_model_dir", "DECODER_VERSION", "DEC_FRAMES"]
@@ -164,21 +163,7 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     DredModelError
         On any problem, with a message naming the file.
     """
-    shipped = path is None
-    if verify is None:
-        verify = shipped
-    if shipped:
-        p, _ = check_manifest_entry(MANIFEST_KEY, DECODER_VERSION)
-    else:
-        p = Path(path)
-        if verify:
-            vp, _ = check_manifest_entry(MANIFEST_KEY, DECODER_VERSION, p.parent)
-            if vp.name != p.name:
-                raise DredModelError(f"the manifest's {MANIFEST_KEY} is {vp.name}, not {p.name}")
-    if not p.is_file():
-        raise DredModelError(f"DRED decoder file not found: {p} (run training/export_rdovae.py)")
-    if p.stat().st_size > _MAX_FILE_BYTES:
-        raise DredModelError(f"{p}: {p.stat().st_size} bytes is not a decoder file")
+    p = locate_model_file(MANIFEST_KEY, DECODER_VERSION, path, verify, "decoder", _MAX_FILE_BYTES)
     if p.suffix == ".bin":
         # edge_dred.quantize.weightfile format (header checksum, model name and version checked on read).
         from edge_dred.quantize import WeightFileError, read_weights
@@ -190,11 +175,7 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
         arrs = dict(arrs)
         arrs.setdefault("version", np.array(DECODER_VERSION))
     else:
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                arrs = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-            raise DredModelError(f"{p}: not a readable decoder file ({e})") from None
+        arrs = read_npz(p, "decoder")
     w = DecoderWeights.from_mapping(arrs, tables)
     if w.version != DECODER_VERSION:
         raise DredModelError(f"{p}: version {w.version!r}, this runtime needs {DECODER_VERSION!r}")

@@ -22,8 +22,8 @@ import numpy as np
 from ..models.loader import ModelFileError, verify_model_file
 from .quantizer import LATENT_TABLE_NAMES, STATE_TABLE_NAMES, EntropyTables, QuantizerError
 
-__all__ = ["DredModelError", "TABLES_VERSION", "TABLES_FILE", "check_manifest_entry", "load_tables", "shipped_tables",
-           "table_arrays"]
+__all__ = ["DredModelError", "TABLES_VERSION", "TABLES_FILE", "check_manifest_entry", "locate_model_file", "read_npz",
+           "load_tables", "shipped_tables", "table_arrays"]
 
 TABLES_VERSION = "rdovae-1"
 MANIFEST_KEY = "dred_tables"
@@ -44,6 +44,43 @@ def check_manifest_entry(name: str, version: str, models_dir: Path | None = None
         return verify_model_file(name, version, models_dir)
     except ModelFileError as e:
         raise DredModelError(str(e)) from None
+
+
+def locate_model_file(key: str, version: str, path: str | os.PathLike | None, verify: bool | None, what: str,
+                      max_bytes: int) -> Path:
+    """The DRED model file to read: the shipped one, or ``path``.
+
+    The shipped file is always checked against ``manifest.json`` (version,
+    size, sha256); ``path`` only when ``verify`` (against the manifest next
+    to it).  Either must exist and be at most ``max_bytes``.
+
+    Raises
+    ------
+    DredModelError
+        Naming the file and the problem (``what`` names the kind of file).
+    """
+    if path is None:
+        p, _ = check_manifest_entry(key, version)
+    else:
+        p = Path(path)
+        if verify:
+            vp, _ = check_manifest_entry(key, version, p.parent)
+            if vp.name != p.name:
+                raise DredModelError(f"the manifest's {key} is {vp.name}, not {p.name}")
+    if not p.is_file():
+        raise DredModelError(f"DRED {what} file not found: {p} (run training/export_rdovae.py)")
+    if p.stat().st_size > max_bytes:
+        raise DredModelError(f"{p}: {p.stat().st_size} bytes is not a DRED {what} file")
+    return p
+
+
+def read_npz(p: Path, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` file (no pickles); :class:`DredModelError` when unreadable."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise DredModelError(f"{p}: not a readable {what} file ({e})") from None
 
 
 def table_arrays(tables: EntropyTables) -> dict[str, np.ndarray]:
@@ -69,26 +106,8 @@ def load_tables(path: str | os.PathLike | None = None, *, verify: bool | None = 
     DredModelError
         On any problem, with a message naming the file.
     """
-    shipped = path is None
-    if verify is None:
-        verify = shipped
-    if shipped:
-        p, _ = check_manifest_entry(MANIFEST_KEY, TABLES_VERSION)
-    else:
-        p = Path(path)
-        if verify:
-            vp, _ = check_manifest_entry(MANIFEST_KEY, TABLES_VERSION, p.parent)
-            if vp.name != p.name:
-                raise DredModelError(f"the manifest's {MANIFEST_KEY} is {vp.name}, not {p.name}")
-    if not p.is_file():
-        raise DredModelError(f"DRED tables file not found: {p} (run training/export_rdovae.py)")
-    if p.stat().st_size > _MAX_FILE_BYTES:
-        raise DredModelError(f"{p}: {p.stat().st_size} bytes is not a DRED tables file")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrs = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise DredModelError(f"{p}: not a readable tables file ({e})") from None
+    p = locate_model_file(MANIFEST_KEY, TABLES_VERSION, path, verify, "tables", _MAX_FILE_BYTES)
+    arrs = read_npz(p, "tables")
     version = str(np.asarray(arrs.get("version", "")))
     if version != TABLES_VERSION:
         raise DredModelError(f"{p}: version {version!r}, this runtime needs {TABLES_VERSION!r}")
