@@ -1,7 +1,7 @@
 """Build script: Cython extensions for the Opus binding and the kernels.
 
 The kernels' build recipe lives beside their sources
-(``cython_kernels/build_config.py``) so that the per-ISA compilation rules stay
+(``edge_dred/kernels/build_config.py``) so that the per-ISA compilation rules stay
 with the code they compile.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,7 +36,7 @@ def _pkg_config(name: str) -> tuple[list[str], list[str], list[str]]:
 
 
 def _load_kernel_extensions() -> list[Extension]:
-    path = os.path.join(HERE, "cython_kernels", "build_config.py")
+    path = os.path.join(HERE, "edge_dred", "kernels", "build_config.py")
     if not os.path.exists(path):
         return []
     spec = importlib.util.spec_from_file_location("_ck_build_config", path)
@@ -70,28 +70,15 @@ for ext in extensions:
     ext.include_dirs = list(ext.include_dirs) + [np.get_include()]
 
 setup(
-    packages=[
-        "edge_dred",
-        "edge_dred.cli",
-        "edge_dred.codec",
-        "edge_dred.dsp",
-        "edge_dred.neural",
-        "edge_dred.tools",
-        "edge_dred.dred",
-        "edge_dred.audio",
-        "edge_dred.transport",
-        "edge_dred.evaluate",
-        "edge_dred.models",
-        "cython_kernels",
-        "cython_kernels.src",  # the C sources, shipped as package data
-        "quantize",
-        "board_configs",
+    # Everything installs under edge_dred/ (no generic top-level names in site-packages).
+    packages=find_packages(include=["edge_dred", "edge_dred.*"]) + [
+        "edge_dred.kernels.src",  # the C sources, shipped as package data
     ],
     package_data={
         "edge_dred.models": ["*.bin", "*.npz", "*.tflite", "*.json"],
-        "board_configs": ["*.toml"],
-        "cython_kernels": ["*.pxd"],
-        "cython_kernels.src": ["*.h", "*.c"],
+        "edge_dred.board_configs": ["*.toml"],
+        "edge_dred.kernels": ["*.pxd"],
+        "edge_dred.kernels.src": ["*.h", "*.c"],
     },
     ext_modules=cythonize(
         extensions,

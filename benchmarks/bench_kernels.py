@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-import cython_kernels as ck  # noqa: E402
+import edge_dred.kernels as ck  # noqa: E402
 
 DENSE_SHAPES = [(128, 320), (320, 1024)]
 SPARSE_SHAPE = (384, 1152)

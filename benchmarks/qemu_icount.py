@@ -25,15 +25,17 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SRC = os.path.join(ROOT, "cython_kernels", "src")
+SRC = os.path.join(ROOT, "edge_dred", "kernels", "src")
 DRIVER = os.path.join(ROOT, "tests", "c", "kernel_test.c")
+sys.path.insert(0, ROOT)
+from edge_dred.kernels.variants import family_variants  # noqa: E402
 
 TARGETS = {
     "aarch64": dict(cc="aarch64-linux-gnu-gcc", nm="aarch64-linux-gnu-nm", qemu="qemu-aarch64-static",
-                    cpu="cortex-a76", flags=["-march=armv8-a"], variants=["scalar", "neon", "neon_dotprod"]),
+                    cpu="cortex-a76", flags=["-march=armv8-a"], variants=list(family_variants("aarch64"))),
     "armv7": dict(cc="arm-linux-gnueabihf-gcc", nm="arm-linux-gnueabihf-nm", qemu="qemu-arm-static",
                   cpu="cortex-a15", flags=["-march=armv7-a", "-mfpu=vfpv3-d16", "-mfloat-abi=hard"],
-                  variants=["scalar", "armv7_neon"]),
+                  variants=list(family_variants("armv7"))),
 }
 
 # (label, kernel, rows, cols, multiply-accumulates per call)
@@ -51,10 +53,10 @@ _TRACE = re.compile(r"^Trace [^\[]*\[[0-9a-f]+/([0-9a-f]+)/")
 
 
 def _sources(family: str) -> list[str]:
-    spec = importlib.util.spec_from_file_location("_ck_bc", os.path.join(ROOT, "cython_kernels", "build_config.py"))
+    spec = importlib.util.spec_from_file_location("_ck_bc", os.path.join(ROOT, "edge_dred", "kernels", "build_config.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return [os.path.join(ROOT, "cython_kernels", s) for s in mod.c_sources(family)]
+    return [os.path.join(ROOT, "edge_dred", "kernels", s) for s in mod.c_sources(family)]
 
 
 def build(family: str, tmp: str) -> tuple[str, list[tuple[int, int]], dict[str, tuple[int, int]]]:

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from board_configs import available, config_path
+from edge_dred.board_configs import available, config_path
+from edge_dred.kernels.variants import family_variants
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,7 +23,8 @@ else:  # pragma: no cover
 
 __all__ = ["BoardConfig", "load_board", "detect_board", "describe_cpu", "list_boards", "BoardConfigError"]
 
-KERNEL_VARIANTS = {"scalar", "sse41", "avx2", "neon", "neon_dotprod", "armv7_neon"}
+#: Board ``arch`` (platform.machine() spelling) -> kernel variant family (src/variants.h).
+_ARCH_FAMILY = {"x86_64": "x86", "aarch64": "aarch64", "armv7l": "armv7"}
 
 
 class BoardConfigError(ValueError):
@@ -36,7 +38,6 @@ class BoardConfig:
     arch: str
     cpu: str
     qemu_cpu: str
-    cflags: tuple[str, ...]
     kernel_variants: tuple[str, ...]
     capture_device: str
     playback_device: str
@@ -64,7 +65,6 @@ def _get(d: dict, key: str, typ, where: str):
 
 def parse_board(data: dict, where: str) -> BoardConfig:
     """Validate a parsed TOML document and build a :class:`BoardConfig`."""
-    b = _get(data, "build", dict, where)
     a = _get(data, "audio", dict, where)
     r = _get(data, "runtime", dict, where)
     cfg = BoardConfig(
@@ -75,8 +75,7 @@ def parse_board(data: dict, where: str) -> BoardConfig:
         qemu_cpu=_get(data, "qemu_cpu", str, where),
         match_models=tuple(_get(data, "match_models", list, where)),
         match_cpu_parts=tuple(p.lower() for p in _get(data, "match_cpu_parts", list, where)),
-        cflags=tuple(_get(b, "cflags", list, where + " [build]")),
-        kernel_variants=tuple(_get(b, "kernel_variants", list, where + " [build]")),
+        kernel_variants=tuple(_get(data, "kernel_variants", list, where)),
         capture_device=_get(a, "capture_device", str, where + " [audio]"),
         playback_device=_get(a, "playback_device", str, where + " [audio]"),
         period_ms=_get(a, "period_ms", int, where + " [audio]"),
@@ -87,9 +86,18 @@ def parse_board(data: dict, where: str) -> BoardConfig:
         complexity=_get(r, "complexity", int, where + " [runtime]"),
         instructions_per_second=_get(r, "instructions_per_second", float, where + " [runtime]"),
     )
-    bad = set(cfg.kernel_variants) - KERNEL_VARIANTS
-    if bad:
-        raise BoardConfigError(f"{where}: unknown kernel variants {sorted(bad)}")
+    if "build" in data:
+        raise BoardConfigError(f"{where}: unknown table [build] (kernel_variants is a top-level field)")
+    family = _ARCH_FAMILY.get(cfg.arch)
+    if family is None:
+        raise BoardConfigError(f"{where}: arch must be one of {', '.join(_ARCH_FAMILY)}, got {cfg.arch!r}")
+    runs = family_variants(family)
+    bad = [v for v in cfg.kernel_variants if v not in runs]
+    if bad or not cfg.kernel_variants or cfg.kernel_variants[0] != "scalar":
+        raise BoardConfigError(f"{where}: kernel_variants must start with 'scalar' and name only variants an "
+                               f"{cfg.arch} CPU can run ({', '.join(runs)}); got {list(cfg.kernel_variants)}")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 1024 for c in cfg.pin_cores):
+        raise BoardConfigError(f"{where} [runtime]: pin_cores must be core numbers 0..1023, got {list(cfg.pin_cores)}")
     if cfg.period_ms not in (10, 20):
         raise BoardConfigError(f"{where}: period_ms must be 10 or 20")
     if not 0 <= cfg.dred_ms <= 1040 or cfg.dred_ms % 40:

@@ -30,6 +30,7 @@ there, never in the audio thread -- and once per process.
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -50,8 +51,8 @@ from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
 from .transport.rtp import MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, parse_rtp
 
-__all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "SendCore",
-           "RecvCore", "SendSession", "RecvSession", "LiveSession"]
+__all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "pin_audio_thread",
+           "SendCore", "RecvCore", "SendSession", "RecvSession", "LiveSession"]
 
 FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.
@@ -98,6 +99,10 @@ class LiveConfig:
         Govern the neural plug-ins by the measured load.
     force_level : str or None
         Pin the governor's level (``full``, ``short``, ``classic``; testing).
+    threads : int
+        Threads of the DRED encoder's TFLite interpreter (the board's ``threads``).
+    pin_cores : tuple of int
+        Cores the audio thread runs on (the board's ``pin_cores``; empty: any).
     """
 
     bitrate: int = 40000
@@ -118,6 +123,8 @@ class LiveConfig:
     decode_dred_ms: int = 1040
     governor: bool = True
     force_level: str | None = None
+    threads: int = 1
+    pin_cores: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("dred_ms", "dred_budget", "decode_dred_ms"):
@@ -133,6 +140,11 @@ class LiveConfig:
         if self.recovery_ms is not None and (isinstance(self.recovery_ms, bool) or not isinstance(
                 self.recovery_ms, int) or not 0 <= self.recovery_ms <= 1040):
             raise LiveSetupError(f"recovery_ms must be an integer in 0..1040, got {self.recovery_ms!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 64:
+            raise LiveSetupError(f"threads must be an integer in 1..64, got {self.threads!r}")
+        self.pin_cores = tuple(self.pin_cores)
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in self.pin_cores):
+            raise LiveSetupError(f"pin_cores must be core numbers >= 0, got {list(self.pin_cores)}")
         if self.force_level is not None:
             try:
                 parse_level(self.force_level)
@@ -143,12 +155,13 @@ class LiveConfig:
     def from_board(cls, board, **overrides) -> "LiveConfig":
         """Defaults from a :class:`edge_dred.boards.BoardConfig`, then ``overrides``.
 
-        The board decides the audio settings and the governor's full DRED
-        length; neural recovery stays as asked (the CLI turns it on where the
-        board's ``dred_ms`` says it is sustained).
+        The board decides the audio settings, the governor's full DRED
+        length, the DRED encoder's threads and the audio thread's cores;
+        neural recovery stays as asked (the CLI turns it on where the board's
+        ``dred_ms`` says it is sustained).
         """
         base = dict(complexity=board.complexity, period_ms=board.period_ms, buffer_periods=board.buffer_periods,
-                    decode_dred_ms=board.dred_ms)
+                    decode_dred_ms=board.dred_ms, threads=board.threads, pin_cores=tuple(board.pin_cores))
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -175,16 +188,42 @@ def dred_redundancy(config: LiveConfig) -> RedundancyHook | None:
     """
     if not config.dred_ms:
         return None
-    from .dred.encoder import DredStreamEncoder
+    from .dred.encoder import DredEncoder, DredStreamEncoder
 
     try:
-        enc = DredStreamEncoder(config.dred_ms, config.dred_budget)
+        enc = DredStreamEncoder(config.dred_ms, config.dred_budget, encoder=DredEncoder(num_threads=config.threads))
         # First inference sets up the interpreter's buffers: pay for it here, not in the first slot.
         enc.push_pcm(np.zeros(FRAME_SAMPLES, np.int16))
         enc.reset()
     except (ImportError, ValueError, OSError) as e:
         raise LiveSetupError(f"DRED encoder: {e}") from None
     return enc.push_pcm
+
+
+def pin_audio_thread(cores: tuple[int, ...]) -> tuple[list[int] | None, Callable[[], None]]:
+    """Pin the calling thread (the audio thread) to ``cores``, the board's ``pin_cores``.
+
+    Threads started before keep their own affinity (Linux pins a single
+    thread), so sessions call this after starting their helpers.
+
+    Returns
+    -------
+    cores : list of int or None
+        The cores the thread now runs on; None when nothing was asked, the
+        platform has no ``sched_setaffinity``, or none of ``cores`` is
+        available here (then the thread keeps running anywhere: a board config
+        must not stop the audio).
+    restore : callable
+        Gives the thread its previous affinity back.
+    """
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        return None, lambda: None
+    before = os.sched_getaffinity(0)
+    usable = sorted(set(cores) & before)
+    if not usable:
+        return None, lambda: None
+    os.sched_setaffinity(0, usable)
+    return usable, lambda: os.sched_setaffinity(0, before)
 
 
 def build_receiver(config: LiveConfig, governor: LoadGovernor | None = None) -> Receiver:
@@ -556,6 +595,7 @@ class SendSession:
         sock.setblocking(False)  # never block the audio thread
         self.sock = sock
         self.load = LoadMeter(FRAME_MS / 1000.0)
+        self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
         self.send_errors = 0
         self.datagrams = 0
         self._frame = np.zeros(FRAME_SAMPLES, np.int16)
@@ -581,6 +621,7 @@ class SendSession:
         n_frames = int(round(seconds * 1000 / FRAME_MS))
         self.started_at = time.monotonic()
         printer = _StatusPrinter(self.status_line, status_interval, status_stream).start()
+        self.audio_cores, unpin = pin_audio_thread(self.config.pin_cores)
         try:
             for _ in range(n_frames):
                 if self.stop_event.is_set():
@@ -591,6 +632,7 @@ class SendSession:
                 self.load.stop()
             self._send(self.impairment.flush())
         finally:
+            unpin()
             printer.stop()
             rec = self.core.close()
         return self.report(rec)
@@ -603,7 +645,7 @@ class SendSession:
             "bitrate_bps": self.core.bytes * 8 / max(1, self.core.frames) / (FRAME_MS / 1000.0),
             "dred": self.core.redundancy_report(),
             "ssrc": self.core.rtp.ssrc, "first_sequence": self.core.rtp.first_sequence,
-            "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak,
+            "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak, "audio_cores": self.audio_cores,
             "overruns": self.capture.overruns, "capture_periods": self.capture.periods,
             "latency_budget_ms": latency_budget(self.config, self.core.sender.lookahead),
             "recording": recording,
@@ -639,6 +681,7 @@ class RecvSession:
         self.core = RecvCore(config, record, payload_type, receiver)
         self.impairment = impairment
         self.load = LoadMeter(FRAME_MS / 1000.0)
+        self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
         self.stop_event = threading.Event()
         self._net = threading.Thread(target=self._net_loop, name="rtp-recv", daemon=True)
         self._arrived = threading.Event()
@@ -684,6 +727,7 @@ class RecvSession:
         self.started_at = time.monotonic()
         self._net.start()
         printer = _StatusPrinter(self.status_line, status_interval, status_stream).start()
+        self.audio_cores, unpin = pin_audio_thread(self.config.pin_cores)
         n_frames = int(round(seconds * 1000 / FRAME_MS))
         try:
             if self._arrived.wait(wait_timeout):
@@ -706,6 +750,7 @@ class RecvSession:
                 self.playback.play(frame)
                 self.frames_played += 1
         finally:
+            unpin()
             self.stop_event.set()
             printer.stop()
             rec = self.core.close()
@@ -717,7 +762,7 @@ class RecvSession:
             "role": "recv", "frames_played": self.frames_played,
             "impairment": self.impairment.describe() if self.impairment else "none",
             "impairment_stats": dict(self.impairment.stats) if self.impairment else None,
-            "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak,
+            "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak, "audio_cores": self.audio_cores,
             "underruns": self.playback.underruns,
             # The sender's look-ahead is not signalled; 104 samples (6.5 ms) is libopus's at 16 kHz.
             "latency_budget_ms": latency_budget(self.config, 104),
@@ -748,6 +793,7 @@ class LiveSession:
         self.recv = RecvCore(rconf, record_received, receiver=receiver)
         self.impairment = impairment or Impairment()
         self.load = LoadMeter(FRAME_MS / 1000.0)
+        self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
         self.stop_event = threading.Event()
         self._frame = np.zeros(FRAME_SAMPLES, np.int16)
         self.started_at = 0.0
@@ -784,6 +830,7 @@ class LiveSession:
         """Run for ``seconds`` of audio (or until :attr:`stop_event` is set)."""
         self.started_at = time.monotonic()
         printer = _StatusPrinter(self.status_line, status_interval, status_stream).start()
+        self.audio_cores, unpin = pin_audio_thread(self.config.pin_cores)
         n = int(round(seconds * 1000 / FRAME_MS))
         try:
             for _ in range(n):
@@ -797,6 +844,7 @@ class LiveSession:
                 self.playback.play(frame)
                 self.frames_played += 1
         finally:
+            unpin()
             printer.stop()
             rec_sent = self.send.close()
             rec_recv = self.recv.close()
@@ -816,7 +864,7 @@ class LiveSession:
             "impairment": self.impairment.describe(), "impairment_stats": dict(st),
             "bitrate_bps": self.send.bytes * 8 / max(1, self.send.frames) / (FRAME_MS / 1000.0),
             "dred": self.send.redundancy_report(),
-            "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak,
+            "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak, "audio_cores": self.audio_cores,
             "overruns": self.capture.overruns, "underruns": self.playback.underruns,
             "latency_budget_ms": latency_budget(self.config, self.send.sender.lookahead),
             "recording_sent": rec_sent, "recording_received": rec_recv,

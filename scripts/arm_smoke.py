@@ -53,7 +53,7 @@ ARCHES = {
 }
 
 #: Extension modules every wheel must carry.
-EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dred/_entropy", "cython_kernels/_kernels"]
+EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dred/_entropy", "edge_dred/kernels/_kernels"]
 
 #: The "fast part" of the suite: pure-package tests (no torch, ffmpeg, ALSA or ../shared) that
 #: exercise the compiled code. CPU_TESTS depend on the core (kernel variants vs their scalar twin,
@@ -103,6 +103,10 @@ def check_wheel(path: str, arch: str) -> list[str]:
         raise SmokeError(f"{name}: expected a cp311 manylinux_*_{arch} wheel")
     with zipfile.ZipFile(path) as z:
         names = set(z.namelist())
+        stray = sorted({n.split("/", 1)[0] for n in names} - {"edge_dred", "edge_dred.libs"}
+                       - {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")})
+        if stray:
+            raise SmokeError(f"{name}: top-level entries outside edge_dred/: {stray}")
         sos = sorted(n for n in names if re.search(r"\.so(\.\d+)*$", n))
         for n in sos:
             m = _elf_machine(z.read(n)[:64])
@@ -115,7 +119,7 @@ def check_wheel(path: str, arch: str) -> list[str]:
         vendored = [n for n in sos if n.startswith("edge_dred.libs/")]
         if not any("libopus" in n for n in vendored):
             raise SmokeError(f"{name}: libopus is not vendored under edge_dred.libs/")
-        if not any(n.startswith("board_configs/") and n.endswith(".toml") for n in names):
+        if not any(n.startswith("edge_dred/board_configs/") and n.endswith(".toml") for n in names):
             raise SmokeError(f"{name}: board configs missing")
         manifest = "edge_dred/models/manifest.json"
         if manifest not in names:
@@ -300,7 +304,7 @@ def smoke(a: argparse.Namespace) -> int:
     for i, cpu in enumerate(cpus):
         row = {"cpu": cpu}
         # 1. import + dispatch
-        r, dt = guest.run(cpu, ["-c", "import edge_dred, numpy; from cython_kernels import _kernels as k; "
+        r, dt = guest.run(cpu, ["-c", "import edge_dred, numpy; from edge_dred.kernels import _kernels as k; "
                                       "print(k.best_variant(), numpy.__version__)"], timeout=120)
         got = r.stdout.split()[0] if r.returncode == 0 and r.stdout.split() else f"error: {r.stderr.strip()[-300:]}"
         want = facts["cpus"].get(cpu)

@@ -198,7 +198,7 @@ wheel_tools() {
 stage_sources() {
     STAGE="$CACHE/stage-$DEBARCH"
     mkdir -p "$STAGE"
-    local paths=(setup.py pyproject.toml README.md edge_dred cython_kernels quantize board_configs)
+    local paths=(setup.py pyproject.toml README.md edge_dred)
     # Keep only build/ and Cython output (a .c next to a .pyx); everything else is re-extracted.
     local files=() drop=() f
     mapfile -t files < <(find "$STAGE" -mindepth 1 -path "$STAGE/build" -prune -o -path "$STAGE/.raw" -prune -o -type f -print)

@@ -1,6 +1,6 @@
 import pytest
 
-from board_configs import available
+from edge_dred.board_configs import available
 from edge_dred.boards import BoardConfigError, detect_board, list_boards, load_board
 
 
@@ -36,7 +36,17 @@ def test_bad_configs_are_rejected_clearly(tmp_path):
     with pytest.raises(BoardConfigError, match="dred_ms"):
         load_board(str(bad))
     bad.write_text(src.replace('kernel_variants = ["scalar", "neon"]', 'kernel_variants = ["sve"]'))
-    with pytest.raises(BoardConfigError, match="unknown kernel"):
+    with pytest.raises(BoardConfigError, match="kernel_variants must start with 'scalar'"):
+        load_board(str(bad))
+    # A known variant of another architecture is as wrong as an unknown one.
+    bad.write_text(src.replace('kernel_variants = ["scalar", "neon"]', 'kernel_variants = ["scalar", "avx2"]'))
+    with pytest.raises(BoardConfigError, match="aarch64 CPU can run"):
+        load_board(str(bad))
+    bad.write_text(src + '\n[build]\ncflags = ["-O2"]\n')
+    with pytest.raises(BoardConfigError, match=r"unknown table \[build\]"):
+        load_board(str(bad))
+    bad.write_text(src.replace("pin_cores = [3]", "pin_cores = [-1]"))
+    with pytest.raises(BoardConfigError, match="pin_cores"):
         load_board(str(bad))
     bad.write_text("name = [")
     with pytest.raises(BoardConfigError, match="invalid TOML"):

@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SRC = os.path.join(ROOT, "cython_kernels", "src")
+SRC = os.path.join(ROOT, "edge_dred", "kernels", "src")
 DRIVER = os.path.join(ROOT, "tests", "c", "kernel_test.c")
 
 TARGETS = {
@@ -30,10 +30,10 @@ TARGETS = {
 
 
 def _sources(family: str) -> list[str]:
-    spec = importlib.util.spec_from_file_location("_ck_bc", os.path.join(ROOT, "cython_kernels", "build_config.py"))
+    spec = importlib.util.spec_from_file_location("_ck_bc", os.path.join(ROOT, "edge_dred", "kernels", "build_config.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return [os.path.join(ROOT, "cython_kernels", s) for s in mod.c_sources(family)]
+    return [os.path.join(ROOT, "edge_dred", "kernels", s) for s in mod.c_sources(family)]
 
 
 pytestmark = pytest.mark.slow  # cross-compiles and runs under qemu
@@ -120,7 +120,7 @@ def test_native_driver(tmp_path):
     if cc is None:
         pytest.skip("no native C compiler")
     import platform
-    spec = importlib.util.spec_from_file_location("_ck_bc2", os.path.join(ROOT, "cython_kernels", "build_config.py"))
+    spec = importlib.util.spec_from_file_location("_ck_bc2", os.path.join(ROOT, "edge_dred", "kernels", "build_config.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     family = mod.normalize_arch(platform.machine())

@@ -286,10 +286,7 @@ def test_decode_reconstructs_speech_features_in_time_order(encoder, weights, fea
 
 
 def test_decoder_file_errors(tmp_path, weights):
-    good = dict(weights.arrays)
-    good.update({k: getattr(weights.tables, k) for k in
-                 ("quant_scale", "dead_zone", "p0", "decay", "state_quant_scale", "state_dead_zone",
-                  "state_p0", "state_decay")})
+    good = dict(weights.arrays)  # the tables have their own file (tests/test_dred_tables.py)
     good["dims"] = np.array([weights.latent_dim, weights.state_dim, weights.dense, weights.gru,
                              weights.init_hidden, 4, 20], np.int32)
     good["version"] = np.array("rdovae-1")
@@ -299,7 +296,7 @@ def test_decoder_file_errors(tmp_path, weights):
     with pytest.raises(DredModelError, match="not found"):
         load_decoder_weights(tmp_path / "missing.npz")
     for name, bad in (("dec_out_bias", np.zeros(3, np.float32)), ("dec_gru1_w_hh", None),
-                      ("p0", np.full_like(good["p0"], 1.5)), ("version", np.array("rdovae-0"))):
+                      ("version", np.array("rdovae-0"))):
         arrs = dict(good)
         if bad is None:
             arrs[name] = np.full_like(good[name], np.nan)

@@ -168,17 +168,18 @@ def test_bench_says_when_the_tflite_runtime_is_missing(monkeypatch):
     assert step not in rows and code in rows and recv in rows
     assert [s for s in skipped if s[:2] == step][0][2].startswith("no TFLite runtime")
     assert f"| {step[0]} | {step[1]} | {bench.NOT_RUN} | - | - | - |" in table
-    assert any("latents sampled from the decoder file's entropy model" in n for n in notes)
+    assert any("latents sampled from the shipped entropy model" in n for n in notes)
     n, median_bytes = _payload_note(table)
     assert n >= 25 and median_bytes <= 80
 
 
 def test_sampled_latents_code_into_full_length_payloads():
-    from edge_dred.dred.decoder import shipped_decoder_weights
     from edge_dred.dred.payload import parse_payload
     from edge_dred.dred.ratecontrol import encode_dred
 
-    tables = shipped_decoder_weights().tables
+    from edge_dred.dred.tables import shipped_tables
+
+    tables = shipped_tables()
     zs = bench.sampled_latents(tables, 26, seed=3)
     assert len(zs) == 26 and zs[0][0].shape == (tables.latent_dim,) and zs[0][1].shape == (tables.state_dim,)
     again = bench.sampled_latents(tables, 26, seed=3)
@@ -306,3 +307,33 @@ def test_plugin_counts_guest_instructions_exactly(loop_exe):
     assert per_n[5000] - per_n[1000] == 2 * 4000
     assert per_n[25000] - per_n[5000] == 2 * 20000
     assert 0 < per_n[1000] - 2000 < 200
+
+
+def test_estimate_finds_its_checkout_or_says_it_needs_one(tmp_path, monkeypatch):
+    repo = est.source_checkout()
+    assert all((repo / f).is_file() for f in est.CHECKOUT_FILES)
+    # An installed package (no scripts/ above it), run outside a checkout: a clear error, before any work.
+    site = tmp_path / "site-packages" / "edge_dred"
+    monkeypatch.setattr(est, "__file__", str(site / "tools" / "estimate.py"))
+    with pytest.raises(est.EstimateError, match=r"developer tool: it needs an edge-dred source checkout"):
+        est.source_checkout(cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(est.EstimateError, match="developer tool"):
+        est.estimate_boards(["rpi4"])
+    # The same package run from inside a checkout uses that checkout.
+    assert est.source_checkout(cwd=repo) == repo
+
+
+def test_estimate_from_an_installed_copy_fails_cleanly(tmp_path):
+    """A copy of the package outside the checkout (as a wheel installs it): an error line, no traceback."""
+    import edge_dred
+
+    pkg = os.path.dirname(edge_dred.__file__)
+    shutil.copytree(pkg, tmp_path / "site" / "edge_dred", ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    r = subprocess.run([sys.executable, "-m", "edge_dred", "bench", "--estimate", "rpi4"], cwd=run, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "developer tool" in r.stderr and str(tmp_path / "site" / "edge_dred") in r.stderr

@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import pytest
 
-import cython_kernels as ck
-from cython_kernels.packing import (nonzero_block_mask, pack_float, pack_int8, pack_sparse_int8, unpack_float,
+import edge_dred.kernels as ck
+from edge_dred.kernels.packing import (nonzero_block_mask, pack_float, pack_int8, pack_sparse_int8, unpack_float,
                                     unpack_int8, unpack_sparse_int8)
-from quantize import block_mask, expand_block_mask, quantize_input, quantize_int8
+from edge_dred.quantize import block_mask, expand_block_mask, quantize_input, quantize_int8
 
 VARIANTS = ck.available_variants()
 SHAPES = [(1, 1), (3, 7), (8, 4), (9, 5), (16, 33), (37, 53), (64, 130), (129, 257)]
@@ -74,7 +74,7 @@ def test_set_variant_errors_and_restore():
 
 
 def _import_with_env(value: str) -> subprocess.CompletedProcess:
-    code = "import warnings; warnings.simplefilter('always'); import cython_kernels as c; print(c.active_variant())"
+    code = "import warnings; warnings.simplefilter('always'); import edge_dred.kernels as c; print(c.active_variant())"
     env = dict(os.environ, EDGE_DRED_KERNELS=value)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -217,7 +217,7 @@ def test_fixed_input_scale_saturates(variant):
 @pytest.mark.parametrize("n", [1, 5, 16, 31, 32, 33, 100, 1027])
 @pytest.mark.parametrize("input_scale", [0.0, 1 / 127, 0.02])
 def test_input_quantization_matches_model(variant, n, input_scale):
-    from cython_kernels._kernels import quantize_input as kq
+    from edge_dred.kernels._kernels import quantize_input as kq
     rng = _rng(n)
     x = rng.uniform(-3, 3, n).astype(np.float32)
     x[::7] = np.round(x[::7] * 4) / 4  # exact ties when the step is 1/127 or 0.02 are rare; add some

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def bc(monkeypatch):
     for v in ("EDGE_DRED_TARGET_ARCH", "CC", "_PYTHON_HOST_PLATFORM", "EDGE_DRED_CFLAGS"):
         monkeypatch.delenv(v, raising=False)
-    spec = importlib.util.spec_from_file_location("_bc_test", os.path.join(ROOT, "cython_kernels", "build_config.py"))
+    spec = importlib.util.spec_from_file_location("_bc_test", os.path.join(ROOT, "edge_dred", "kernels", "build_config.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -34,7 +34,7 @@ def test_sources_per_target(bc, monkeypatch):
     assert "src/nnet_neon.c" in src and "src/nnet_neon_dotprod.c" in src and "src/nnet_avx2.c" not in src
     monkeypatch.setenv("CC", "gcc")  # no cross prefix: falls through to the host
     monkeypatch.setenv("_PYTHON_HOST_PLATFORM", "linux-armv7l")
-    assert bc.c_sources() == bc.COMMON_SOURCES + ["src/nnet_armv7.c"]
+    assert bc.c_sources() == bc.COMMON_SOURCES + ["src/nnet_armv7_neon.c"]
     monkeypatch.setenv("EDGE_DRED_TARGET_ARCH", "x86_64")
     assert "src/nnet_avx2_vnni.c" in bc.c_sources()
     monkeypatch.setenv("EDGE_DRED_TARGET_ARCH", "sparc")
@@ -42,7 +42,7 @@ def test_sources_per_target(bc, monkeypatch):
         bc.target_arch()
     for fam, files in bc.ISA_SOURCES.items():
         for f in files:
-            assert os.path.exists(os.path.join(ROOT, "cython_kernels", f)), f
+            assert os.path.exists(os.path.join(ROOT, "edge_dred", "kernels", f)), f
 
 
 def test_flags(bc, monkeypatch):
@@ -51,5 +51,5 @@ def test_flags(bc, monkeypatch):
     monkeypatch.setenv("EDGE_DRED_CFLAGS", "-mcpu=cortex-a72 '-DX=1 2'")
     assert bc.cflags()[-2:] == ["-mcpu=cortex-a72", "-DX=1 2"]
     ext = bc.extensions(ROOT)[0]
-    assert "cython_kernels" in ext.name and ext.extra_compile_args[-1] == "-DX=1 2"
+    assert ext.name == "edge_dred.kernels._kernels" and ext.extra_compile_args[-1] == "-DX=1 2"
     assert all(os.path.exists(os.path.join(ROOT, s)) for s in ext.sources)

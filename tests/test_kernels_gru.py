@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import cython_kernels as ck
-from quantize import dequantize_int8, expand_block_mask, quantize_input, quantize_int8, recurrent_block_mask
+import edge_dred.kernels as ck
+from edge_dred.quantize import dequantize_int8, expand_block_mask, quantize_input, quantize_int8, recurrent_block_mask
 
 VARIANTS = ck.available_variants()
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import cython_kernels as ck
-from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Mul, Network, conv1d_matrix, make_gru, make_linear
+import edge_dred.kernels as ck
+from edge_dred.kernels import GLU, GRU, Act, Add, Conv1d, Dense, Mul, Network, conv1d_matrix, make_gru, make_linear
 
 VARIANTS = ck.available_variants()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cython_kernels import (Act, Dense, KernelInputError, Lag, Mul, Network, Shift, available_variants,
+from edge_dred.kernels import (Act, Dense, KernelInputError, Lag, Mul, Network, Shift, available_variants,
                             make_linear, use_variant)
 
 VARIANTS = available_variants()

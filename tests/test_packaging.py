@@ -19,6 +19,9 @@ def test_build_configuration_is_quiet_and_ships_the_kernel_sources(tmp_path):
     assert r.returncode == 0, r.stderr
     noise = [ln for ln in (r.stdout + r.stderr).splitlines() if "warn" in ln.lower() or "deprecat" in ln.lower()]
     assert noise == []
-    shipped = {p.name for p in (tmp_path / "lib" / "cython_kernels" / "src").iterdir()}
-    assert {"dispatch.c", "nnet.h", "nnet_scalar.c"} <= shipped
+    # Only edge_dred goes into site-packages: no generic top-level names (quantize, board_configs).
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["edge_dred"]
+    shipped = {p.name for p in (tmp_path / "lib" / "edge_dred" / "kernels" / "src").iterdir()}
+    assert {"dispatch.c", "nnet.h", "nnet_scalar.c", "variants.h", "simd_vec.h"} <= shipped
+    assert (tmp_path / "lib" / "edge_dred" / "board_configs" / "rpi4.toml").is_file()
     assert "License-Expression: BSD-3-Clause" in (tmp_path / "edge_dred.egg-info" / "PKG-INFO").read_text()

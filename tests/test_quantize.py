@@ -7,11 +7,11 @@ import struct
 import numpy as np
 import pytest
 
-from quantize import (QuantizationError, WeightFileError, apply_block_mask, block_energy, block_mask,
+from edge_dred.quantize import (QuantizationError, WeightFileError, apply_block_mask, block_energy, block_mask,
                       check_int8_weights, dequantize_int8, enforce_pair_limit, expand_block_mask, mask_density,
                       pair_limit, quantize_input, quantize_int8, read_weights, recurrent_block_mask,
                       simulate_pair_int16, split_diagonal, write_weights)
-from quantize import weightfile as wf
+from edge_dred.quantize import weightfile as wf
 
 # ------------------------------------------------------------------ int8
 
@@ -287,7 +287,7 @@ def test_write_weights_validation(tmp_path):
 
 def test_weights_feed_kernels(tmp_path):
     """Quantize -> file -> kernels gives the same layer as quantizing in memory."""
-    import cython_kernels as ck
+    import edge_dred.kernels as ck
     rng = np.random.default_rng(2)
     w = rng.standard_normal((40, 24)).astype(np.float32)
     b = rng.standard_normal(40).astype(np.float32)

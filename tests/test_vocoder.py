@@ -301,7 +301,7 @@ def test_manifest_cannot_point_outside(models_copy):
 
 
 def test_wrong_model_in_file(tmp_path):
-    from quantize import write_weights
+    from edge_dred.quantize import write_weights
 
     write_weights(tmp_path / "v.bin", {"a": np.zeros(3, np.float32)}, {"model": "plc", "version": MODEL_VERSION})
     with pytest.raises(ModelFileError, match="model is 'plc'"):
@@ -311,7 +311,7 @@ def test_wrong_model_in_file(tmp_path):
 def test_mis_shaped_layer_is_refused(tmp_path, tiny):
     params, cfg = dict(tiny[1]), dict(tiny[2])
     export_vocoder(params, cfg, tmp_path / "v.bin")
-    from quantize import read_weights, write_weights
+    from edge_dred.quantize import read_weights, write_weights
 
     arrays, meta = read_weights(tmp_path / "v.bin")
     arrays = dict(arrays)

@@ -61,7 +61,7 @@ def test_aarch64_wheel_builds_and_passes_emulated_smoke_test(built):
     assert len(wheels) == 1, log[-3000:]
     with zipfile.ZipFile(wheels[0]) as z:
         names = z.namelist()
-    assert "cython_kernels/_kernels.cpython-311-aarch64-linux-gnu.so" in names
+    assert "edge_dred/kernels/_kernels.cpython-311-aarch64-linux-gnu.so" in names
     assert any(n.startswith("edge_dred.libs/libopus") for n in names)  # vendored
     assert "edge_dred/models/manifest.json" in names
     # every board core ran the dispatch check, tests and simulate; A76 picks the dot-product kernels

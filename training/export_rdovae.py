@@ -19,13 +19,16 @@ Outputs (in ``edge_dred/models/``)
     cepstral coefficients of magnitude ~0.1 in one tensor.
 ``dred_decoder.npz``
     float32 decoder weights (output de-normalisation folded into
-    ``dec_out_*``, so it produces raw features), the contract's quantiser /
-    entropy tables and ``feature_mean`` / ``feature_std``.  See
-    :func:`decoder_arrays` for names and :func:`decode_numpy` for the exact
-    maths the runtime must reproduce.
+    ``dec_out_*``, so it produces raw features) and ``feature_mean`` /
+    ``feature_std``.  See :func:`decoder_arrays` for names and
+    :func:`decode_numpy` for the exact maths the runtime must reproduce.
+``dred_tables.npz``
+    the contract's quantiser / entropy tables, which sender and receiver
+    both code with (:mod:`edge_dred.dred.tables`; a few KB, so the sender
+    does not load the decoder).
 ``manifest.json``
-    entries ``dred_encoder`` and ``dred_decoder`` (version, sha256, bytes);
-    other entries are kept.
+    entries ``dred_encoder``, ``dred_decoder`` and ``dred_tables`` (version,
+    sha256, bytes); other entries are kept.
 
 Also prints a rate/distortion table per quantiser level on held-out dev
 features (``--dev-files`` FLAC files from ``../shared/data/speech/dev``,
@@ -35,6 +38,7 @@ Usage::
 
     .venv/bin/python training/export_rdovae.py            # export + verify + table
     .venv/bin/python training/export_rdovae.py --eval-only
+    .venv/bin/python training/export_rdovae.py --no-encoder --skip-table   # decoder + tables only
 """
 from __future__ import annotations
 
@@ -194,7 +198,7 @@ def run_tflite(model_bytes: bytes, xs: np.ndarray, hs: int) -> tuple[np.ndarray,
 
 
 def decoder_arrays(model: RDOVAE) -> dict[str, np.ndarray]:
-    """Arrays of ``dred_decoder.npz`` (float32 unless noted)."""
+    """Arrays of ``dred_decoder.npz`` (float32 unless noted; the tables go to ``dred_tables.npz``)."""
     d = model.decoder
     g = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
     std = model.feature_std.repeat(DEC_FRAMES)
@@ -216,7 +220,6 @@ def decoder_arrays(model: RDOVAE) -> dict[str, np.ndarray]:
         arr[f"{name}_w_hh"] = g(gru.weight_hh_l0)
         arr[f"{name}_b_ih"] = g(gru.bias_ih_l0)
         arr[f"{name}_b_hh"] = g(gru.bias_hh_l0)
-    arr.update(model.stats.tables())
     return arr
 
 
@@ -378,10 +381,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--verify-frames", type=int, default=6000, help="dev frames for TFLite verification")
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--decoder-format", choices=("npz", "bin"), default="npz",
-                    help="npz (what edge_dred/dred/decoder.py loads today) or the quantize.weightfile format")
+                    help="npz (what edge_dred/dred/decoder.py loads today) or the edge_dred.quantize.weightfile format")
     ap.add_argument("--compare-recipes", action="store_true",
                     help="only convert with several ai-edge-quantizer recipes and print their agreement")
     ap.add_argument("--skip-table", action="store_true", help="skip the R/D table (quick export)")
+    ap.add_argument("--no-encoder", action="store_true",
+                    help="export the decoder and the tables only (no TFLite conversion; the encoder's file and "
+                         "manifest entry stay as they are)")
     ap.add_argument("--json", type=Path, default=None, help="write the R/D table and checks here")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -409,19 +415,28 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     MODELS.mkdir(parents=True, exist_ok=True)
-    # Decoder weights + tables, checked against the PyTorch decoder.
+    # Entropy tables: their own small file, read back through the runtime's loader.
+    from edge_dred.dred.quantizer import EntropyTables
+    from edge_dred.dred.tables import load_tables, table_arrays
+    tab = model.stats.tables()
+    tables_path = MODELS / "dred_tables.npz"
+    np.savez(tables_path, **table_arrays(EntropyTables.from_mapping(tab)))
+    back = load_tables(tables_path, verify=False)
+    if not all(np.array_equal(getattr(back, k), v) for k, v in tab.items()):
+        raise RuntimeError(f"{tables_path} does not read back as written")
+    # Decoder weights, checked against the PyTorch decoder.
     arrs = decoder_arrays(model)
     if a.decoder_format == "npz":
         dec_path = MODELS / "dred_decoder.npz"
         np.savez(dec_path, **arrs)
         w = dict(np.load(dec_path))
     else:
-        from quantize.weightfile import read_weights, write_weights
+        from edge_dred.quantize.weightfile import read_weights, write_weights
         dec_path = MODELS / "dred_decoder.bin"
         write_weights(dec_path, {k: v for k, v in arrs.items() if v.dtype.kind != "U"},
                       {"model": "dred_decoder", "version": VERSION})
         w, _ = read_weights(dec_path, expect_model="dred_decoder", expect_version=VERSION)
-    tab = model.stats.tables()
+    w = {**w, **tab}
     zi = np.arange(2 * MAX_CHUNKS - 1, 0, -2)[:MAX_CHUNKS] + 200
     q = np.full(MAX_CHUNKS, 3)
     k = quantize_np(zdev[zi], tab["quant_scale"][3], tab["dead_zone"][3])
@@ -436,6 +451,18 @@ def main(argv: list[str] | None = None) -> None:
     if dec_err > 1e-3:
         raise RuntimeError("exported decoder does not match PyTorch")
     report["decoder_numpy_max_abs_diff"] = dec_err
+    cfg = model.cfg
+    dims = {"latent_dim": cfg.latent_dim, "state_dim": cfg.state_dim}
+    entries = {
+        "dred_decoder": (dec_path, {"format": f"{a.decoder_format} float32", **dims}),
+        "dred_tables": (tables_path, {"format": "npz float32", **dims}),
+    }
+    if a.no_encoder:
+        update_manifest(entries)
+        print(f"wrote {dec_path}, {tables_path}, manifest")
+        if a.json:
+            a.json.write_text(json.dumps(report, indent=2))
+        return
 
     # Encoder -> TFLite int8, calibrated on real (training) features.
     calib = calibration_features(a.calib_frames)
@@ -453,18 +480,15 @@ def main(argv: list[str] | None = None) -> None:
         raise RuntimeError(f"TFLite encoder degrades q0 LSD by more than {LSD_TOLERANCE_DB} dB")
     report["tflite_check"] = check
 
-    cfg = model.cfg
     norm = {"feature_mean": [float(v) for v in arrs["feature_mean"]],
             "feature_std": [float(v) for v in arrs["feature_std"]]}
     update_manifest({
-        "dred_encoder": (enc_path, {"format": f"tflite ({a.recipe})", "latent_dim": cfg.latent_dim,
-                                    "state_dim": cfg.state_dim, "gru_dim": cfg.enc_gru,
+        "dred_encoder": (enc_path, {"format": f"tflite ({a.recipe})", **dims, "gru_dim": cfg.enc_gru,
                                     "input": "normalised features (f - feature_mean) / feature_std, "
                                              "2 frames older first", **norm}),
-        "dred_decoder": (dec_path, {"format": f"{a.decoder_format} float32", "latent_dim": cfg.latent_dim,
-                                    "state_dim": cfg.state_dim}),
+        **entries,
     })
-    print(f"wrote {enc_path}, {dec_path}, manifest")
+    print(f"wrote {enc_path}, {dec_path}, {tables_path}, manifest")
     if a.json:
         a.json.write_text(json.dumps(report, indent=2))
 

@@ -1,7 +1,7 @@
 """ALSA backend through pyalsaaudio (``pip install edge-dred[alsa]``), imported lazily.
 
 Device names, period and ring size come from the board config
-(``[audio]`` in ``board_configs/*.toml``) unless overridden.  The real-time
+(``[audio]`` in ``edge_dred/board_configs/*.toml``) unless overridden.  The real-time
 rules of :mod:`edge_dred.audio.device` apply.
 
 Recovery.  pyalsaaudio re-prepares the PCM itself after an x-run and reports

@@ -9,7 +9,7 @@ receiver that only needs the newest 40 ms pays for one step.
 Two implementations of the same maths (the exporter's ``decode_numpy`` in
 ``training/export_rdovae.py`` defines it):
 
-* :class:`DredDecoder` runs on ``cython_kernels`` (int8 weights by default,
+* :class:`DredDecoder` runs on ``edge_dred.kernels`` (int8 weights by default,
   or float) and decodes lazily through :class:`BackwardDecode`;
 * :func:`reference_decode` is a plain numpy float version for tests.
 
@@ -20,15 +20,16 @@ Network, per step ``j`` (GRUs in PyTorch's reset-after layout)::
     h1  = GRU1(x, h1);  h2 = GRU2([x, h1], h2)
     out = W_out [x, h1, h2] + b_out                               # 80 = 4 frames x 20, raw features
 
-Weights, entropy tables and the feature normalisation live in one file
-(``edge_dred/models/dred_decoder.npz``, or a :mod:`quantize.weightfile`
-``.bin``), checked against the manifest's sha256 and version before use.
+Weights and the feature normalisation live in one file
+(``edge_dred/models/dred_decoder.npz``, or a :mod:`edge_dred.quantize.weightfile`
+``.bin``), checked against the manifest's sha256 and version before use; the
+entropy tables, which the sender needs too, in their own small file
+(:mod:`edge_dred.dred.tables`).
 """
 from __future__ import annotations
 
 import functools
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -37,9 +38,10 @@ import numpy as np
 
 from ..constants import NB_FEATURES, PITCH_MAX, PITCH_MIN
 from ..neural.layers import gru_step
-from ..models.loader import MODELS_DIR, ModelFileError, verify_model_file
+from ..models.loader import MODELS_DIR
 from .payload import MAX_CHUNKS, DredPayload
-from .quantizer import EntropyTables, QuantizerError, chunk_levels
+from .quantizer import EntropyTables, chunk_levels
+from .tables import DredModelError, locate_model_file, read_npz, shipped_tables
 
 __all__ = ["DredModelError", "DecoderWeights", "DredDecoder", "BackwardDecode", "load_decoder_weights",
            "reference_decode", "sanitize_features", "default_model_dir", "DECODER_VERSION", "DEC_FRAMES"]
@@ -52,36 +54,21 @@ _MAX_FILE_BYTES = 64 << 20     # a decoder file is ~1 MB; refuse absurd files be
 _MAX_LAYER = 1024              # bound on every layer width read from a file
 
 
-class DredModelError(ModelFileError):
-    """A DRED model file is missing, corrupted, of the wrong version or inconsistent."""
-
-
 def default_model_dir() -> Path:
     """Directory of the shipped model files (``edge_dred/models``)."""
     return MODELS_DIR
 
 
-def check_manifest_entry(name: str, version: str, models_dir: Path | None = None) -> tuple[Path, dict]:
-    """Verify a shipped model against ``manifest.json`` (version, size, sha256).
-
-    Returns ``(path, entry)``; raises :class:`DredModelError`.
-    """
-    try:
-        return verify_model_file(name, version, models_dir)
-    except ModelFileError as e:
-        raise DredModelError(str(e)) from None
-
-
 @dataclass(frozen=True, eq=False)
 class DecoderWeights:
-    """Validated float32 decoder arrays, entropy tables and feature statistics.
+    """Validated float32 decoder arrays, the entropy tables they decode with and feature statistics.
 
     Attributes
     ----------
     arrays : dict
         Layer arrays with the exporter's names (``dec_init1_weight`` ...).
     tables : EntropyTables
-        Quantizer / entropy-model tables of the contract.
+        Quantizer / entropy-model tables of the contract (from ``dred_tables.npz``).
     latent_dim, state_dim, dense, gru, init_hidden : int
         Layer sizes.
     feature_mean, feature_std : numpy.ndarray
@@ -101,8 +88,11 @@ class DecoderWeights:
     version: str = DECODER_VERSION
 
     @classmethod
-    def from_mapping(cls, arrs: Mapping[str, np.ndarray]) -> "DecoderWeights":
-        """Validate a mapping with the exporter's names (see module docstring)."""
+    def from_mapping(cls, arrs: Mapping[str, np.ndarray], tables: EntropyTables | None = None) -> "DecoderWeights":
+        """Validate a mapping with the exporter's names (see module docstring).
+
+        ``tables`` defaults to the shipped ones (:func:`~edge_dred.dred.tables.shipped_tables`).
+        """
         try:
             dims = np.asarray(arrs["dims"]).astype(np.int64).ravel()
         except KeyError:
@@ -142,10 +132,8 @@ class DecoderWeights:
                 raise DredModelError(f"{name} contains NaN or infinity")
             a.setflags(write=False)
             out[name] = a
-        try:
-            tables = EntropyTables.from_mapping(arrs)
-        except QuantizerError as e:
-            raise DredModelError(f"entropy tables: {e}") from None
+        if tables is None:
+            tables = shipped_tables()
         if tables.latent_dim != d or tables.state_dim != s:
             raise DredModelError(f"tables are for D={tables.latent_dim}, S={tables.state_dim}; weights for D={d}, S={s}")
         if np.any(out["feature_std"] <= 0):
@@ -154,7 +142,8 @@ class DecoderWeights:
         return cls(out, tables, d, s, dense, gru, init_h, out["feature_mean"], out["feature_std"], version)
 
 
-def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool | None = None) -> DecoderWeights:
+def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool | None = None,
+                         tables: EntropyTables | None = None) -> DecoderWeights:
     """Load and validate the decoder file.
 
     Parameters
@@ -162,34 +151,22 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
     path : path-like, optional
         Defaults to the shipped decoder named in ``manifest.json``
         (``dred_decoder.npz``, or ``dred_decoder.bin`` in the
-        :mod:`quantize.weightfile` format).
+        :mod:`edge_dred.quantize.weightfile` format).
     verify : bool, optional
         Check sha256/size/version against ``manifest.json`` next to the file;
         default: only for the shipped file.
+    tables : EntropyTables, optional
+        Defaults to the shipped tables.
 
     Raises
     ------
     DredModelError
         On any problem, with a message naming the file.
     """
-    shipped = path is None
-    if verify is None:
-        verify = shipped
-    if shipped:
-        p, _ = check_manifest_entry(MANIFEST_KEY, DECODER_VERSION)
-    else:
-        p = Path(path)
-        if verify:
-            vp, _ = check_manifest_entry(MANIFEST_KEY, DECODER_VERSION, p.parent)
-            if vp.name != p.name:
-                raise DredModelError(f"the manifest's {MANIFEST_KEY} is {vp.name}, not {p.name}")
-    if not p.is_file():
-        raise DredModelError(f"DRED decoder file not found: {p} (run training/export_rdovae.py)")
-    if p.stat().st_size > _MAX_FILE_BYTES:
-        raise DredModelError(f"{p}: {p.stat().st_size} bytes is not a decoder file")
+    p = locate_model_file(MANIFEST_KEY, DECODER_VERSION, path, verify, "decoder", _MAX_FILE_BYTES)
     if p.suffix == ".bin":
-        # quantize.weightfile format (header checksum, model name and version checked on read).
-        from quantize import WeightFileError, read_weights
+        # edge_dred.quantize.weightfile format (header checksum, model name and version checked on read).
+        from edge_dred.quantize import WeightFileError, read_weights
 
         try:
             arrs, _ = read_weights(p, expect_model=MANIFEST_KEY, expect_version=DECODER_VERSION)
@@ -198,12 +175,8 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
         arrs = dict(arrs)
         arrs.setdefault("version", np.array(DECODER_VERSION))
     else:
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                arrs = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-            raise DredModelError(f"{p}: not a readable decoder file ({e})") from None
-    w = DecoderWeights.from_mapping(arrs)
+        arrs = read_npz(p, "decoder")
+    w = DecoderWeights.from_mapping(arrs, tables)
     if w.version != DECODER_VERSION:
         raise DredModelError(f"{p}: version {w.version!r}, this runtime needs {DECODER_VERSION!r}")
     return w
@@ -276,7 +249,7 @@ def reference_decode(w: DecoderWeights, state_hat: np.ndarray, latents_hat: np.n
 # --------------------------------------------------------------------- kernel runtime
 
 class DredDecoder:
-    """The decoder on ``cython_kernels`` (int8 by default).
+    """The decoder on ``edge_dred.kernels`` (int8 by default).
 
     Parameters
     ----------
@@ -295,7 +268,7 @@ class DredDecoder:
     """
 
     def __init__(self, weights: DecoderWeights | None = None, *, mode: str = "int8") -> None:
-        from cython_kernels import GRU, Dense, Network, make_gru, make_linear
+        from edge_dred.kernels import GRU, Dense, Network, make_gru, make_linear
 
         if mode not in ("int8", "float"):
             raise ValueError(f"mode must be 'int8' or 'float', got {mode!r}")
@@ -320,7 +293,7 @@ class DredDecoder:
 
     @property
     def tables(self) -> EntropyTables:
-        """Entropy tables shipped with the weights."""
+        """The entropy tables the weights decode with."""
         return self.weights.tables
 
     def initial_state(self, state_hat: np.ndarray) -> np.ndarray:

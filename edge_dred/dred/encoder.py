@@ -43,7 +43,7 @@ import numpy as np
 
 from ..constants import NB_FEATURES
 from ..dsp.features import FeatureExtractor
-from .decoder import DredModelError, check_manifest_entry, shipped_decoder_weights
+from .tables import DredModelError, check_manifest_entry, shipped_tables
 from .payload import MAX_CHUNKS
 from .quantizer import N_LEVELS, EntropyTables
 from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, encode_dred, quantize_chunks
@@ -169,6 +169,7 @@ class DredEncoder:
             raise DredModelError("feature_mean/feature_std must be finite (20,) with std > 0")
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+        self.num_threads = num_threads
         Interpreter = interpreter_class()
         try:
             with _runtime_info_held_back():
@@ -305,7 +306,7 @@ class DredStreamEncoder:
     encoder : DredEncoder, optional
         Defaults to the shipped model.
     tables : EntropyTables, optional
-        Defaults to the tables shipped with the decoder weights.
+        Defaults to the shipped tables (``dred_tables.npz``, shared with the decoder).
     silence_c0 : float
         Frames with c0 at or below this are silence (see
         :data:`DEFAULT_SILENCE_C0`); chunks of silence at the old end of a
@@ -323,7 +324,7 @@ class DredStreamEncoder:
         if not isinstance(budget_bytes, int) or not 1 <= budget_bytes <= 1000:
             raise ValueError(f"budget_bytes must be an integer in [1, 1000], got {budget_bytes!r}")
         self.encoder = encoder if encoder is not None else DredEncoder()
-        self.tables = tables if tables is not None else shipped_decoder_weights().tables
+        self.tables = tables if tables is not None else shipped_tables()
         if self.tables.latent_dim != self.encoder.latent_dim or self.tables.state_dim != self.encoder.state_dim:
             raise DredModelError(f"tables (D={self.tables.latent_dim}, S={self.tables.state_dim}) do not fit the "
                                  f"encoder (D={self.encoder.latent_dim}, S={self.encoder.state_dim})")

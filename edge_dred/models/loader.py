@@ -10,7 +10,7 @@ Before a model is used, :func:`verify_model_file` checks that the manifest has
 an entry for it, that the entry's version is the one the runtime was written
 for, that the file exists, has the recorded size (truncation) and the recorded
 sha256 (corruption).  :func:`load_weight_file` then reads a
-:mod:`quantize.weightfile` file, which checks its own header checksum, model
+:mod:`edge_dred.quantize.weightfile` file, which checks its own header checksum, model
 name and version again.  Every failure raises :class:`ModelFileError` (a
 ``ValueError``) whose message names the file and what is wrong.
 
@@ -144,14 +144,14 @@ def verify_model_file(name: str, expect_version: str | None = None,
 def load_weight_file(name: str, expect_version: str, expect_arrays: Mapping[str, Any] | None = None,
                      models_dir: str | os.PathLike | None = None,
                      path: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Verify and read a :mod:`quantize.weightfile` model.
+    """Verify and read a :mod:`edge_dred.quantize.weightfile` model.
 
     Parameters
     ----------
     name, expect_version : str
         Model name (manifest key and the file's ``meta["model"]``) and version.
     expect_arrays : mapping, optional
-        Passed to :func:`quantize.read_weights` (name -> shape).
+        Passed to :func:`edge_dred.quantize.read_weights` (name -> shape).
     models_dir : path, optional
         Where manifest and file live (default: the package's models).
     path : path, optional
@@ -168,7 +168,7 @@ def load_weight_file(name: str, expect_version: str, expect_arrays: Mapping[str,
     ModelFileError
         Any manifest or file problem (see :func:`verify_model_file`).
     """
-    from quantize import WeightFileError, read_weights
+    from edge_dred.quantize import WeightFileError, read_weights
 
     if path is None:
         path, _ = verify_model_file(name, expect_version, models_dir)
@@ -198,6 +198,7 @@ def update_manifest(name: str, path: str | os.PathLike, version: str, extra: Map
     man["models"][name] = entry
     fd, tmp = tempfile.mkstemp(prefix=".manifest_", dir=str(mdir))
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the manifest is read by every user of an install
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(man, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, mpath)

@@ -1,7 +1,7 @@
 """Weight-file layout of dense/GRU layers, and the numpy float reference math.
 
 The vocoder and the neural PLC (and anything else running on
-:mod:`cython_kernels`) store their layers in :mod:`quantize.weightfile` files
+:mod:`edge_dred.kernels`) store their layers in :mod:`edge_dred.quantize.weightfile` files
 with one naming convention, so that the int8 runtime and the float reference
 are built from the *same* file:
 
@@ -52,7 +52,7 @@ def export_linear(out: MutableMapping[str, np.ndarray], name: str, weight: np.nd
     Parameters
     ----------
     out : mutable mapping
-        Array dict later passed to :func:`quantize.write_weights`.
+        Array dict later passed to :func:`edge_dred.quantize.write_weights`.
     name : str
         Layer name.
     weight, bias : np.ndarray
@@ -69,7 +69,7 @@ def export_linear(out: MutableMapping[str, np.ndarray], name: str, weight: np.nd
     dict
         ``{"params": kept weights, "rel_err": ||w - w_q|| / ||w||}``.
     """
-    from quantize import apply_block_mask, block_mask, quantize_int8, split_diagonal
+    from edge_dred.quantize import apply_block_mask, block_mask, quantize_int8, split_diagonal
 
     w = np.asarray(weight, np.float32)
     if w.ndim != 2:
@@ -155,7 +155,7 @@ def _checked(arrays: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray | 
         if diag.shape != (rows,) or rows % cols:
             raise LayerFileError(f"{name}.diag has shape {diag.shape} for a {rows}x{cols} layer")
     if f"{name}.mask" in arrays:
-        from quantize import block_grid
+        from edge_dred.quantize import block_grid
 
         mask = np.asarray(arrays[f"{name}.mask"]).astype(bool)
         if mask.shape != block_grid((rows, cols)):
@@ -166,8 +166,8 @@ def _checked(arrays: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray | 
 
 
 def load_linear(arrays: Mapping[str, np.ndarray], name: str):
-    """Kernel layer (:class:`cython_kernels.Linear`) for ``name``."""
-    from cython_kernels import KernelInputError, linear_from_int8, make_linear
+    """Kernel layer (:class:`edge_dred.kernels.Linear`) for ``name``."""
+    from edge_dred.kernels import KernelInputError, linear_from_int8, make_linear
 
     q, scale, bias, diag, mask = _checked(arrays, name)
     try:
@@ -179,8 +179,8 @@ def load_linear(arrays: Mapping[str, np.ndarray], name: str):
 
 
 def load_gru(arrays: Mapping[str, np.ndarray], name: str):
-    """Kernel GRU cell (:class:`cython_kernels.GRUCell`) for ``name``."""
-    from cython_kernels import GRUCell
+    """Kernel GRU cell (:class:`edge_dred.kernels.GRUCell`) for ``name``."""
+    from edge_dred.kernels import GRUCell
 
     ih, hh = load_linear(arrays, f"{name}.ih"), load_linear(arrays, f"{name}.hh")
     if hh.rows != 3 * hh.cols or ih.rows != hh.rows:

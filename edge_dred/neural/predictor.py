@@ -78,7 +78,7 @@ def export_plc(params: Mapping[str, np.ndarray], config: Mapping[str, Any], path
     dict
         ``sha256``, ``bytes``, ``params`` and per-layer relative quantization error.
     """
-    from quantize import write_weights
+    from edge_dred.quantize import write_weights
 
     shape = PLCShape.from_dict(config)
     p = {k: np.asarray(v, np.float32) for k, v in params.items()}
@@ -197,10 +197,10 @@ class _PredictorBase:
 
 
 class FeaturePredictor(_PredictorBase):
-    """One stream of the int8 PLC predictor on :mod:`cython_kernels`."""
+    """One stream of the int8 PLC predictor on :mod:`edge_dred.kernels`."""
 
     def __init__(self, model: PLCModel | None = None) -> None:
-        from cython_kernels import GRU, Dense, Network
+        from edge_dred.kernels import GRU, Dense, Network
 
         model = model if model is not None else PLCModel.load()
         s, k = model.shape, model.kernel

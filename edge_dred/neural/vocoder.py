@@ -1,4 +1,4 @@
-"""FARGAN-like neural vocoder: int8 runtime on :mod:`cython_kernels` and a float reference.
+"""FARGAN-like neural vocoder: int8 runtime on :mod:`edge_dred.kernels` and a float reference.
 
 The model (trained by ``training/train_vocoder.py``, exported by
 ``training/export_vocoder.py``) turns 20 LPCNet features per 10 ms frame
@@ -24,7 +24,7 @@ Signal conventions (identical to ``training/vocoder_model.py``)
 Layers run on the int8 kernels except the two tiny gain layers (their output
 is exponentiated, so they stay float).  The conditioning net runs all
 requested frames in one call into C; then one more call runs all their
-subframes, each a step of a :class:`cython_kernels.Network` doing the gains,
+subframes, each a step of a :class:`edge_dred.kernels.Network` doing the gains,
 the pitch-lag gather (``Lag`` op), the GRUs, the output and the push into the
 history (``Shift`` op).  numpy only prepares the inputs (normalisation, pitch
 embedding) and de-emphasises the output.  Dense int8 everywhere: 8x4 block sparsity of the
@@ -176,7 +176,7 @@ def export_vocoder(params: Mapping[str, np.ndarray], config: Mapping[str, Any], 
         ``sha256``, ``bytes``, ``params`` (weights kept) and per-layer
         relative quantization error.
     """
-    from quantize import write_weights
+    from edge_dred.quantize import write_weights
 
     shape = VocoderShape.from_dict(config)
     p = {k: np.asarray(v, np.float32) for k, v in params.items()}
@@ -251,7 +251,7 @@ class VocoderModel(LayerModel):
 
     Parameters
     ----------
-    arrays, meta : as returned by :func:`quantize.read_weights`.
+    arrays, meta : as returned by :func:`edge_dred.quantize.read_weights`.
 
     Raises
     ------
@@ -278,7 +278,7 @@ class VocoderModel(LayerModel):
                 else:
                     k[name] = load_linear(self.arrays, name)
             # (glog, -glog) in one float layer, so an exp gives (gain, 1/gain).
-            from cython_kernels import make_linear
+            from edge_dred.kernels import make_linear
 
             wg, bg = float_linear(self.arrays, "gain_dense")
             k["gain2"] = make_linear(np.vstack([wg, -wg]), np.concatenate([bg, -bg]), mode="float")
@@ -428,7 +428,7 @@ class _VocoderStream:
 
 
 class Vocoder(_VocoderStream):
-    """One stream of the int8 vocoder on :mod:`cython_kernels`.
+    """One stream of the int8 vocoder on :mod:`edge_dred.kernels`.
 
     Two :class:`Network` objects: the conditioning net (one step per frame)
     and the subframe net (one step per 40-sample subframe: gains, pitch-lag
@@ -454,7 +454,7 @@ class Vocoder(_VocoderStream):
     """
 
     def __init__(self, model: VocoderModel | None = None, postfilter: bool | Postfilter = True) -> None:
-        from cython_kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
+        from edge_dred.kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
 
         model = model if model is not None else VocoderModel.load()
         s = model.shape

@@ -127,7 +127,7 @@ def sampled_latents(tables, n: int, seed: int = 0) -> list[tuple[np.ndarray, np.
     Parameters
     ----------
     tables : EntropyTables
-        The decoder file's tables (``DredDecoder().tables``).
+        The shipped tables (:func:`~edge_dred.dred.tables.shipped_tables`).
     n : int
         Packets, >= 1.
     seed : int
@@ -208,7 +208,7 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Sk
                       "(pip install ai-edge-litert; tflite-runtime on 32-bit ARM)"
                       if isinstance(e, TFLiteUnavailableError) else f"encoder not loadable ({_why(e)})"))
         zs = sampled_latents(dec.tables, n)
-        notes.append(f"{ss} / {code_name}: on latents sampled from the decoder file's entropy model "
+        notes.append(f"{ss} / {code_name}: on latents sampled from the shipped entropy model "
                      "(the TFLite encoder step did not run), not on encoded speech")
     else:
         zs = [None] * n  # type: ignore[list-item]

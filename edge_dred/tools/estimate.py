@@ -26,7 +26,7 @@ qemu 7.2 crashes inside ai-edge-litert; bookworm-backports' qemu 10 (what
 qemu when it loads TCG plugins.  Whether the runtime really works under the
 counting qemu and core is probed once (cached); when it does not, or when it
 cannot be installed, the guest runs without it: the bench then reports the
-TFLite step as ``not run`` and codes latents sampled from the decoder's
+TFLite step as ``not run`` and codes latents sampled from the shipped
 entropy model instead, and every table says why.
 
 The assumption, stated in every table: the board sustains the
@@ -56,11 +56,11 @@ import numpy as np
 from ..constants import FRAME_MS
 
 __all__ = ["EstimateError", "StageCount", "GuestRuntime", "estimate_boards", "format_estimate", "parse_marks",
-           "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime"]
+           "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime", "source_checkout"]
 
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_SRC = ROOT / "scripts" / "qemu_insn_plugin.c"
-SMOKE_SRC = ROOT / "scripts" / "arm_smoke.py"
+#: What the estimate needs of a source checkout: the ARM sysroot and wheel come from
+#: build_wheels.sh, the guest set-up from arm_smoke.py, the counter from the plugin source.
+CHECKOUT_FILES = ("scripts/build_wheels.sh", "scripts/arm_smoke.py", "scripts/qemu_insn_plugin.c")
 #: Bench sides whose stages run on the sender; every other side is the receiver's.
 SENDER_SIDES = ("sender", "dred sender")
 MAGIC = 0x4E000000
@@ -92,13 +92,36 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGE_DRED_CACHE", str(Path.home() / ".cache" / "edge-dred")))
 
 
+def source_checkout(cwd: str | os.PathLike | None = None) -> Path:
+    """The edge-dred source checkout the estimate works from.
+
+    The one this package runs from (an editable install or ``PYTHONPATH``),
+    else the current directory (``cwd``) when it is one.
+
+    Raises
+    ------
+    EstimateError
+        Neither is a checkout: an installed package does not carry the
+        scripts the estimate runs.
+    """
+    here = Path(__file__).resolve()
+    package = here.parents[__name__.count(".") - 1]  # the edge_dred directory
+    for root in [*here.parents[1:], Path(cwd if cwd is not None else os.getcwd()).resolve()]:
+        if all((root / f).is_file() for f in CHECKOUT_FILES):
+            return root
+    raise EstimateError(
+        "bench --estimate is a developer tool: it needs an edge-dred source checkout (it cross-builds the ARM "
+        f"wheel and counts instructions under qemu with {', '.join(CHECKOUT_FILES)}, which the installed "
+        f"package at {package} does not carry). Run it from the checkout's directory, after "
+        "'./quickstart.sh test' there: .venv/bin/edge-dred bench --estimate rpi4")
+
+
 def _smoke():
     """``scripts/arm_smoke.py`` as a module: its TFLite-install and qemu-bpo helpers are shared, not copied."""
     mod = sys.modules.get("edge_dred_arm_smoke")
     if mod is None:
-        if not SMOKE_SRC.is_file():
-            raise EstimateError(f"{SMOKE_SRC} not found: --estimate runs from a source checkout")
-        spec = importlib.util.spec_from_file_location("edge_dred_arm_smoke", SMOKE_SRC)
+        spec = importlib.util.spec_from_file_location("edge_dred_arm_smoke",
+                                                      source_checkout() / "scripts" / "arm_smoke.py")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod   # dataclasses look their module up while the class is built
         spec.loader.exec_module(mod)
@@ -245,7 +268,7 @@ def counted(fn, n_packets, repeat):
 
 counted(lambda i: None, 16, 1)
 bench.time_per_packet = counted
-from cython_kernels import _kernels
+from edge_dred.kernels import _kernels
 table = bench.run_bench(seconds={seconds}, repeat=1)
 print(json.dumps({{"table": table, "variant": _kernels.best_variant(), "numpy": np.__version__}}))
 '''
@@ -264,12 +287,11 @@ def build_plugin(qemu: str, work: Path, probe: list[str]) -> Path:
     ``probe`` is a short guest command for the check (qemu arguments after ``-plugin``, e.g.
     ``["-L", sysroot, sysroot + "/bin/true"]``).
     """
-    if not PLUGIN_SRC.exists():
-        raise EstimateError(f"{PLUGIN_SRC} not found: --estimate runs from a source checkout")
+    plugin_src = source_checkout() / "scripts" / "qemu_insn_plugin.c"
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if not cc:
         raise EstimateError("no host C compiler (cc/gcc) to build the qemu plugin")
-    src_hash = hashlib.sha256(PLUGIN_SRC.read_bytes()).hexdigest()[:12]
+    src_hash = hashlib.sha256(plugin_src.read_bytes()).hexdigest()[:12]
     work.mkdir(parents=True, exist_ok=True)
     errors = []
     # The plugin API version qemu accepts depends on the qemu release: try the known ones.
@@ -277,7 +299,7 @@ def build_plugin(qemu: str, work: Path, probe: list[str]) -> Path:
         lib = work / f"libedinsn-{src_hash}-v{version}.so"
         if not lib.exists():
             r = _run([cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", f"-DPLUGIN_API_VERSION={version}",
-                      "-o", str(lib), str(PLUGIN_SRC)])
+                      "-o", str(lib), str(plugin_src)])
             if r.returncode:
                 raise EstimateError(f"building the qemu plugin failed:\n{r.stderr[-1500:]}")
         out = work / "probe.txt"
@@ -296,9 +318,10 @@ def _find_wheel(arch: str, wheel: str | None) -> Path:
         if not p.is_file():
             raise EstimateError(f"wheel {wheel} not found")
         return p
-    cands = sorted((ROOT / "dist" / "arm").glob(f"edge_dred-*manylinux*_{arch}.whl"), key=lambda p: p.stat().st_mtime)
+    dist = source_checkout() / "dist" / "arm"
+    cands = sorted(dist.glob(f"edge_dred-*manylinux*_{arch}.whl"), key=lambda p: p.stat().st_mtime)
     if not cands:
-        raise EstimateError(f"no {arch} wheel in {ROOT / 'dist' / 'arm'}: run scripts/build_wheels.sh {arch} --no-test "
+        raise EstimateError(f"no {arch} wheel in {dist}: run scripts/build_wheels.sh {arch} --no-test "
                             "first (or pass --wheel)")
     return cands[-1]
 
@@ -548,7 +571,7 @@ def format_estimate(board, stages: list[StageCount], info: dict) -> str:
         "",
         f"{qv}`-cpu {info['cpu']}`, kernels `{info['variant']}`, guest numpy {info['numpy']}; "
         f"{info['total_insns'] / 1e9:.2f} G instructions counted in {info['wall_s']:.0f} s of emulation.",
-        f"Assumption: {ips / 1e9:.2f} G instructions/s sustained (board_configs/{board.name}.toml "
+        f"Assumption: {ips / 1e9:.2f} G instructions/s sustained (edge_dred/board_configs/{board.name}.toml "
         "`instructions_per_second`); caches, memory and the OS are not modelled.",
         "",
         "| side | stage | k instr/packet (min / median / max) | est. ms/packet | est. RTF |",
@@ -577,7 +600,7 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
     Parameters
     ----------
     names : list of str
-        Board names (``board_configs/*.toml``) with an ARM ``arch``, ``qemu_cpu`` and
+        Board names (``edge_dred/board_configs/*.toml``) with an ARM ``arch``, ``qemu_cpu`` and
         ``instructions_per_second``.
     seconds : float
         Audio per stage in the guest, 0.5..30 s.
@@ -591,6 +614,7 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
     """
     from ..boards import load_board
 
+    source_checkout()  # before any work: say at once when this is not a checkout
     boards = [load_board(n) for n in names]
     for b in boards:
         if b.instructions_per_second <= 0 or not b.qemu_cpu:

@@ -14,8 +14,8 @@
  *
  * Built by tests/test_cross_arm.py (cross compilers + qemu) and
  * benchmarks/qemu_icount.py; also builds natively:
- *   cc -O2 -ffp-contract=off -Icython_kernels/src tests/c/kernel_test.c \
- *      cython_kernels/src/{dispatch,nnet_check,nnet_scalar,nnet_sse41,nnet_avx2}.c -lm
+ *   cc -O2 -ffp-contract=off -Iedge_dred/kernels/src tests/c/kernel_test.c \
+ *      edge_dred/kernels/src/{dispatch,nnet_check,nnet_scalar,nnet_sse41,nnet_avx2,nnet_avx2_vnni}.c -lm
  */
 #include <math.h>
 #include <stdint.h>

@@ -1,8 +1,8 @@
 /* edge-dred neural-network kernels: public C interface.
  *
- * One kernel source (nnet_impl.h) is compiled once per instruction set
- * (nnet_scalar.c, nnet_sse41.c, nnet_avx2.c, nnet_neon.c, nnet_neon_dotprod.c,
- * nnet_armv7.c); each compilation exports a ck_kernels function table.
+ * One kernel source (nnet_impl.h) is compiled once per variant listed in
+ * variants.h (nnet_<name>.c: the template over its ISA's simd_*.h); each
+ * compilation exports a ck_kernels function table ck_kernels_<name>.
  * dispatch.c picks a table at run time from the CPU features.
  *
  * Weight layouts (rows padded to a multiple of 8 with zeros):
@@ -148,6 +148,8 @@ typedef struct ck_kernels {
 /* ---- dispatch.c ---- */
 int ck_variant_count(void);                      /* compiled-in variants */
 const ck_kernels *ck_variant_at(int i);
+int ck_known_variant_count(void);                /* every variant of variants.h, any build */
+const char *ck_known_variant_name(int i);
 int ck_variant_supported(const ck_kernels *k);   /* 1 if this CPU can run it */
 const ck_kernels *ck_best_variant(void);
 const ck_kernels *ck_active(void);

@@ -1,6 +1,6 @@
 # Cython declarations of the C kernel interface (src/nnet.h), for modules that
 # want to call the kernels without Python overhead:
-#     from cython_kernels.nnet cimport ck_active, ck_linear
+#     from edge_dred.kernels.nnet cimport ck_active, ck_linear
 from libc.stdint cimport int8_t, int32_t
 
 cdef extern from "nnet.h" nogil:
@@ -96,6 +96,8 @@ cdef extern from "nnet.h" nogil:
 
     int ck_variant_count()
     const ck_kernels *ck_variant_at(int i)
+    int ck_known_variant_count()
+    const char *ck_known_variant_name(int i)
     int ck_variant_supported(const ck_kernels *k)
     const ck_kernels *ck_best_variant()
     const ck_kernels *ck_active()

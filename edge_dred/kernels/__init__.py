@@ -6,7 +6,8 @@ one variant is picked at import from the CPU features.
 
 Variants
 --------
-``scalar`` (portable C, the reference), ``sse41``, ``avx2`` (x86-64, AVX2+FMA),
+Listed once, in ``src/variants.h`` (read by the C dispatch, :mod:`.variants`
+and the board configs): ``scalar`` (portable C, the reference), ``sse41``, ``avx2`` (x86-64, AVX2+FMA),
 ``avx2_vnni`` (AVX2 + AVX-VNNI ``vpdpbusd``: Alder Lake / Sapphire Rapids / Zen 5),
 ``neon`` (aarch64), ``neon_dotprod`` (aarch64 with ``sdot``, e.g. Cortex-A76 /
 Pi 5), ``armv7_neon`` (32-bit ARM with NEON).
@@ -25,7 +26,7 @@ Numerics
   is quantized per call to ``xq = round(x / xs)`` in [-127, 127]; ``xs`` is
   ``input_scale`` when > 0 (libopus uses 1/127 for inputs in [-1, 1]) or
   ``max|x| / 127`` when ``input_scale == 0`` (the default: safe for any
-  range); ``_kernels.quantize_input`` exposes it, ``quantize.quantize_input``
+  range); ``_kernels.quantize_input`` exposes it, ``edge_dred.quantize.quantize_input``
   is its numpy model. Integer sums are exact and the final scaling uses the
   same float operations in every variant, so int8 layers are bit-identical
   across variants (tests assert equality).
@@ -39,7 +40,7 @@ Numerics
 
 Building layers
 ---------------
->>> from cython_kernels import make_linear, make_gru, Network, Dense, GRU, GLU, Conv1d
+>>> from edge_dred.kernels import make_linear, make_gru, Network, Dense, GRU, GLU, Conv1d
 >>> lin = make_linear(W, b, mode="int8")          # W: (out, in) float, like torch.nn.Linear
 >>> y = lin.forward(x, activation="tanh")         # x: (in,) or (T, in)
 >>> sp = make_linear(W, b, mode="sparse", density=0.1)   # 8x4 blocks kept by energy
@@ -47,10 +48,10 @@ Building layers
 >>> hs = cell.run(xs, h0)                         # (T, I) -> (T, H), one C call
 
 ``linear_from_int8(q, scale, bias, mask=..., diag=...)`` builds a layer from
-weights already quantized (e.g. read with ``quantize.read_weights``); it
-rejects weights that break the overflow rules (``quantize.check_int8_weights``).
+weights already quantized (e.g. read with ``edge_dred.quantize.read_weights``); it
+rejects weights that break the overflow rules (``edge_dred.quantize.check_int8_weights``).
 ``Linear(kind, rows, cols, packed, ...)`` takes packed arrays directly
-(``cython_kernels.packing``).
+(``edge_dred.kernels.packing``).
 
 Network runner
 --------------
@@ -97,8 +98,10 @@ from ._kernels import (GRUCell, KernelInputError, Linear, activation_code, best_
                        ftz_probe, isa, vec_exp, vec_sigmoid, vec_tanh)
 from .layers import conv1d_matrix, linear_from_int8, make_gru, make_linear
 from .network import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
+from .variants import NAMES
 
-KNOWN_VARIANTS = ("scalar", "sse41", "avx2", "avx2_vnni", "neon", "neon_dotprod", "armv7_neon")
+#: Every variant of any build, from src/variants.h (the C dispatch's list).
+KNOWN_VARIANTS = NAMES
 ENV_VAR = "EDGE_DRED_KERNELS"
 
 

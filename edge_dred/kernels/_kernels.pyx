@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Thin nogil wrappers over the C kernels (see ``cython_kernels/__init__.py``).
+"""Thin nogil wrappers over the C kernels (see ``edge_dred/kernels/__init__.py``).
 
 Every array handed to C is checked here (dtype, length, contiguity) and kept
 alive by the owning object; the C side trusts what passed these checks.
@@ -10,7 +10,7 @@ from libc.stdint cimport int8_t, int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
-from cython_kernels.nnet cimport *
+from edge_dred.kernels.nnet cimport *
 
 cnp.import_array()
 
@@ -40,6 +40,11 @@ def activation_code(name) -> int:
 def compiled_variants() -> list:
     """Names of the variants compiled into this build (scalar first)."""
     return [ck_variant_at(i).name.decode() for i in range(ck_variant_count())]
+
+
+def known_variants() -> list:
+    """Every variant name of any build (``src/variants.h``), in order of preference."""
+    return [ck_known_variant_name(i).decode() for i in range(ck_known_variant_count())]
 
 
 def variant_supported(name: str) -> bool:
@@ -146,7 +151,7 @@ def vec_exp(x) -> np.ndarray:
 def quantize_input(x, float input_scale=0.0):
     """The kernels' input quantization: returns (int8 array, step).
 
-    Same semantics as quantize.quantize_input (the numpy model)."""
+    Same semantics as edge_dred.quantize.quantize_input (the numpy model)."""
     cdef cnp.ndarray[cnp.float32_t, ndim=1] a = _vec_f32(x, "x")
     cdef int n = a.shape[0]
     if not (input_scale >= 0.0 and np.isfinite(input_scale)):
@@ -165,7 +170,7 @@ def quantize_input(x, float input_scale=0.0):
 # ---------------------------------------------------------------- Linear
 
 cdef class Linear:
-    """y = W x + bias (+ diag) on packed weights; see cython_kernels docs.
+    """y = W x + bias (+ diag) on packed weights; see edge_dred.kernels docs.
 
     Parameters
     ----------
@@ -173,7 +178,7 @@ cdef class Linear:
     rows, cols : int
         Logical output and input sizes.
     weights : np.ndarray
-        Packed weights, float32 for "float", int8 otherwise (cython_kernels.packing).
+        Packed weights, float32 for "float", int8 otherwise (edge_dred.kernels.packing).
     scale : np.ndarray, optional
         Per-row dequantization scales (int8 kinds), length rows or rows_pad.
     idx : np.ndarray, optional
@@ -418,7 +423,7 @@ _OPS = {"dense": CK_OP_DENSE, "gru": CK_OP_GRU, "conv1d": CK_OP_CONV1D, "glu": C
 cdef class NetworkCore:
     """Executes a list of ops over float32 buffers in one nogil call.
 
-    Built by :class:`cython_kernels.network.Network`; ``ops`` is a list of
+    Built by :class:`edge_dred.kernels.network.Network`; ``ops`` is a list of
     dicts with keys type, activation, inputs [(buf, offset, len)], out
     (buf, offset, len), and per type: lin (Linear), gru (GRUCell),
     kernel_size, dilation, hist (buf, offset, len); lag_pre, lag_min, lag_max."""

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantize.int8 import QuantizationError, check_int8_weights, quantize_int8
-from quantize.sparsity import apply_block_mask, block_mask, split_diagonal
+from edge_dred.quantize.int8 import QuantizationError, check_int8_weights, quantize_int8
+from edge_dred.quantize.sparsity import apply_block_mask, block_mask, split_diagonal
 
 from ._kernels import GRUCell, KernelInputError, Linear
 from .packing import pack_float, pack_int8, pack_sparse_int8
@@ -20,7 +20,7 @@ def linear_from_int8(q: np.ndarray, scale: np.ndarray, bias: np.ndarray | None =
     Parameters
     ----------
     q : np.ndarray
-        int8 (rows, cols); checked with quantize.check_int8_weights.
+        int8 (rows, cols); checked with edge_dred.quantize.check_int8_weights.
     scale : np.ndarray
         float (rows,).
     bias, diag : np.ndarray, optional

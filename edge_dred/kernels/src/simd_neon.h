@@ -1,5 +1,5 @@
 /* NEON primitives shared by nnet_neon.c, nnet_neon_dotprod.c (aarch64) and
- * nnet_armv7.c (32-bit). Included after the per-file target pragma and
+ * nnet_armv7_neon.c (32-bit). Included after the per-file target pragma and
  * before nnet_impl.h.
  *
  * int8 products, one 8x4 block (32 bytes = rows 0-3 | rows 4-7):
@@ -19,12 +19,7 @@
 #define CK_HAVE_SGEMV
 #define CK_HAVE_I8GEMV
 #define CK_HAVE_I8SPMV
-#define CK_HAVE_VEC_ACT
 #define CK_HAVE_QUANT
-
-static inline float ck_exp1(float x);
-static inline float ck_sigmoid1(float x);
-static inline float ck_tanh1(float x);
 
 #if defined(__aarch64__)
 #define CK_VMLA(acc, a, b) vfmaq_f32(acc, a, b)
@@ -50,76 +45,30 @@ static inline float32x4_t ck_div4(float32x4_t a, float32x4_t b)
 }
 #endif
 
-/* Same operation order as ck_exp1; the clamps use compare+select so NaN maps
- * to 88 exactly as in the scalar code. */
-static inline float32x4_t ck_exp4(float32x4_t x)
-{
-    const float32x4_t hi = vdupq_n_f32(88.0f), lo = vdupq_n_f32(-87.0f);
-    float32x4_t t, n, f, p;
-    int32x4_t e;
-    x = vbslq_f32(vcltq_f32(x, hi), x, hi);
-    x = vbslq_f32(vcgtq_f32(x, lo), x, lo);
-    t = vmulq_f32(x, vdupq_n_f32(1.44269504088896341f));
-    n = ck_round4(t);
-    f = vsubq_f32(x, vmulq_f32(n, vdupq_n_f32(0.693145751953125f)));
-    f = vsubq_f32(f, vmulq_f32(n, vdupq_n_f32(1.42860682030941723e-6f)));
-    p = vaddq_f32(vmulq_f32(vdupq_n_f32(1.0f / 720.0f), f), vdupq_n_f32(1.0f / 120.0f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f / 24.0f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f / 6.0f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(0.5f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f));
-    e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(p, vreinterpretq_f32_s32(e));
-}
+/* The vector API of simd_vec.h (exp, activations, max |x|, group store).
+ * The clamps and the max use compare+select (vmax/vmin propagate NaN), so NaN
+ * maps to 88 in exp and is skipped by the max exactly as in the scalar code. */
+typedef float32x4_t ck_vf;
+#define CK_VW 4
+typedef int32x4_t ck_vi;
+#define ck_vitof(v) vcvtq_f32_s32(v)
+#define ck_vld(p) vld1q_f32(p)
+#define ck_vst(p, v) vst1q_f32(p, v)
+#define ck_vdup(f) vdupq_n_f32(f)
+#define ck_vadd(a, b) vaddq_f32(a, b)
+#define ck_vsub(a, b) vsubq_f32(a, b)
+#define ck_vmul(a, b) vmulq_f32(a, b)
+#define ck_vdiv(a, b) ck_div4(a, b)
+#define ck_vneg(a) vnegq_f32(a)
+#define ck_vmin_hi(x, c) ck_sel_lt(x, c)
+#define ck_vmax_lo(x, c) ck_sel_gt(x, c)
+#define ck_vround(v) ck_round4(v)
+#define ck_vexp2i(n) vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23))
+#define ck_vabsmax(m, x) ck_sel_gt(vabsq_f32(x), m)
 
-static void ck_vec_exp(float *y, const float *x, int n)
-{
-    int i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, ck_exp4(vld1q_f32(x + i)));
-    for (; i < n; i++) y[i] = ck_exp1(x[i]);
-}
-
-static void ck_vec_sigmoid(float *y, const float *x, int n)
-{
-    const float32x4_t one = vdupq_n_f32(1.0f);
-    int i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, ck_div4(one, vaddq_f32(one, ck_exp4(vnegq_f32(vld1q_f32(x + i))))));
-    for (; i < n; i++) y[i] = ck_sigmoid1(x[i]);
-}
-
-static void ck_vec_tanh(float *y, const float *x, int n)
-{
-    const float32x4_t one = vdupq_n_f32(1.0f), two = vdupq_n_f32(2.0f), m2 = vdupq_n_f32(-2.0f);
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t e = ck_exp4(vmulq_f32(m2, vld1q_f32(x + i)));
-        vst1q_f32(y + i, vsubq_f32(ck_div4(two, vaddq_f32(one, e)), one));
-    }
-    for (; i < n; i++) y[i] = ck_tanh1(x[i]);
-}
-
-/* Input quantization; compare+select (not vmax/vmin, which propagate NaN)
- * reproduces the scalar semantics exactly: NaN is skipped by the max and
- * saturates to -127. */
-static float ck_absmax(const float *x, int n)
-{
-    float32x4_t m4 = vdupq_n_f32(0.0f);
-    float lanes[4], m = 0.0f;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t a = vabsq_f32(vld1q_f32(x + i));
-        m4 = vbslq_f32(vcgtq_f32(a, m4), a, m4);
-    }
-    vst1q_f32(lanes, m4);
-    for (int k = 0; k < 4; k++) m = lanes[k] > m ? lanes[k] : m;
-    for (; i < n; i++) {
-        float a = fabsf(x[i]);
-        m = a > m ? a : m;
-    }
-    return m;
-}
+static inline float32x4_t ck_sel_lt(float32x4_t a, float32x4_t b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+static inline float32x4_t ck_sel_gt(float32x4_t a, float32x4_t b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+#include "simd_vec.h"
 
 static inline int32x4_t ck_q4(const float *x, float32x4_t inv)
 {
@@ -143,26 +92,7 @@ static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
         int16x8_t cd = vcombine_s16(vqmovn_s32(ck_q4(x + i + 8, vinv)), vqmovn_s32(ck_q4(x + i + 12, vinv)));
         vst1q_s8(q + i, vcombine_s8(vqmovn_s16(ab), vqmovn_s16(cd)));
     }
-    for (; i < n; i++) {
-        float v = x[i] * inv;
-        v = v >= -127.0f ? v : -127.0f;
-        v = v <= 127.0f ? v : 127.0f;
-        v = (v + 12582912.0f) - 12582912.0f;
-        q[i] = (int8_t)(int32_t)v;
-    }
-}
-
-static inline void ck_store8(float *y, float32x4_t lo, float32x4_t hi, int g, int rows)
-{
-    if (8 * g + 8 <= rows) {
-        vst1q_f32(y + 8 * g, lo);
-        vst1q_f32(y + 8 * g + 4, hi);
-    } else {
-        float tmp[8];
-        vst1q_f32(tmp, lo);
-        vst1q_f32(tmp + 4, hi);
-        for (int r = 0; r < rows - 8 * g; r++) y[8 * g + r] = tmp[r];
-    }
+    ck_quant_tail(q, x, i, n, inv);
 }
 
 #if defined(__aarch64__)
@@ -226,14 +156,6 @@ static inline int8x16_t ck_bcast4(const int8_t *x4)
     int32_t v;
     memcpy(&v, x4, 4);
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
-}
-
-static inline void ck_finish(float *y, int32x4_t a0, int32x4_t a1, const float *scale, float xs, int g, int rows)
-{
-    float32x4_t vs = vdupq_n_f32(xs);
-    float32x4_t lo = vmulq_f32(vcvtq_f32_s32(a0), vmulq_f32(vld1q_f32(scale), vs));
-    float32x4_t hi = vmulq_f32(vcvtq_f32_s32(a1), vmulq_f32(vld1q_f32(scale + 4), vs));
-    ck_store8(y, lo, hi, g, rows);
 }
 
 static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,

@@ -24,24 +24,7 @@
 #define CK_STR2(a) #a
 #define CK_STR(a) CK_STR2(a)
 
-/* ---- elementwise approximations (scalar twins of the SIMD versions) ----
- * exp: x clamped to [-87, 88] (keeps 2^n normal), n = round(x/ln2), Cody-Waite
- * reduction f = x - n ln2 (|f| <= 0.347), degree-6 Taylor polynomial, scaled by
- * 2^n through the exponent bits. Relative error < 4e-7 on [-87, 88].
- * sigmoid(x) = 1/(1+exp(-x)), tanh(x) = 2/(1+exp(-2x)) - 1: absolute errors
- * < 2e-7 and < 4e-7 (tests measure them against float64). NaN maps to a
- * finite value (exp clamps it to 88) rather than invoking undefined casts. */
-#define CK_EXP_HI 88.0f
-#define CK_EXP_LO -87.0f
-#define CK_LOG2E 1.44269504088896341f
-#define CK_LN2_HI 0.693145751953125f
-#define CK_LN2_LO 1.42860682030941723e-6f
-#define CK_RND_MAGIC 12582912.0f /* 1.5 * 2^23: x + M - M rounds to nearest-even */
-#define CK_P6 (1.0f / 720.0f)
-#define CK_P5 (1.0f / 120.0f)
-#define CK_P4 (1.0f / 24.0f)
-#define CK_P3 (1.0f / 6.0f)
-#define CK_P2 0.5f
+#include "approx.h"
 
 static inline float ck_exp1(float x)
 {
@@ -148,6 +131,17 @@ static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float
 }
 #endif
 
+/* One element of the input quantization: x * inv rounded to nearest-even and
+ * saturated to [-127, 127]. */
+static inline int8_t ck_quant1(float x, float inv)
+{
+    float v = x * inv;
+    v = v >= -127.0f ? v : -127.0f; /* NaN -> -127: no undefined float->int cast */
+    v = v <= 127.0f ? v : 127.0f;
+    v = (v + CK_RND_MAGIC) - CK_RND_MAGIC;
+    return (int8_t)(int32_t)v;
+}
+
 #ifndef CK_HAVE_QUANT
 /* max |x| ignoring NaN (a > m is false for NaN). */
 static float ck_absmax(const float *x, int n)
@@ -162,13 +156,7 @@ static float ck_absmax(const float *x, int n)
 
 static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
 {
-    for (int i = 0; i < n; i++) {
-        float v = x[i] * inv;
-        v = v >= -127.0f ? v : -127.0f; /* NaN -> -127: no undefined float->int cast */
-        v = v <= 127.0f ? v : 127.0f;
-        v = (v + CK_RND_MAGIC) - CK_RND_MAGIC;
-        q[i] = (int8_t)(int32_t)v;
-    }
+    for (int i = 0; i < n; i++) q[i] = ck_quant1(x[i], inv);
 }
 #endif
 

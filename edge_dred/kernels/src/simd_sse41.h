@@ -1,89 +1,40 @@
-/* x86 SSE4.1 variant (SSSE3 maddubs/sign + SSE4.1 round); 4-wide floats,
- * no FMA. dispatch.c only calls it when the CPU reports SSE4.1. */
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("sse4.1"))), apply_to = function)
-#elif defined(__GNUC__)
-#pragma GCC target("sse4.1")
-#endif
+/* SSE4.1 primitives of nnet_sse41.c (SSSE3 maddubs/sign + SSE4.1 round,
+ * 4-wide floats, no FMA); included after the per-file target pragma and
+ * before nnet_impl.h, like simd_avx2.h and simd_neon.h.
+ *
+ * int8 products use the same sign trick as simd_avx2.h: x's sign moves onto
+ * w (sign_epi8) so maddubs takes |x| as its unsigned operand; with |x|, |w| <=
+ * 127 a 16-bit pair sum stays <= 32258 (no saturation). */
 #include <math.h>
 #include <smmintrin.h>
 #include <string.h>
 
 #include "nnet.h"
 
-#define CK_SUFFIX sse41
 #define CK_HAVE_SGEMV
 #define CK_HAVE_I8GEMV
 #define CK_HAVE_I8SPMV
-#define CK_HAVE_VEC_ACT
 #define CK_HAVE_QUANT
 
-static inline float ck_exp1(float x);
-static inline float ck_sigmoid1(float x);
-static inline float ck_tanh1(float x);
-
-static inline __m128 ck_exp4(__m128 x)
-{
-    __m128 t, n, f, p;
-    __m128i e;
-    x = _mm_min_ps(x, _mm_set1_ps(88.0f));
-    x = _mm_max_ps(x, _mm_set1_ps(-87.0f));
-    t = _mm_mul_ps(x, _mm_set1_ps(1.44269504088896341f));
-    n = _mm_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    f = _mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(0.693145751953125f)));
-    f = _mm_sub_ps(f, _mm_mul_ps(n, _mm_set1_ps(1.42860682030941723e-6f)));
-    p = _mm_add_ps(_mm_mul_ps(_mm_set1_ps(1.0f / 720.0f), f), _mm_set1_ps(1.0f / 120.0f));
-    p = _mm_add_ps(_mm_mul_ps(p, f), _mm_set1_ps(1.0f / 24.0f));
-    p = _mm_add_ps(_mm_mul_ps(p, f), _mm_set1_ps(1.0f / 6.0f));
-    p = _mm_add_ps(_mm_mul_ps(p, f), _mm_set1_ps(0.5f));
-    p = _mm_add_ps(_mm_mul_ps(p, f), _mm_set1_ps(1.0f));
-    p = _mm_add_ps(_mm_mul_ps(p, f), _mm_set1_ps(1.0f));
-    e = _mm_slli_epi32(_mm_add_epi32(_mm_cvtps_epi32(n), _mm_set1_epi32(127)), 23);
-    return _mm_mul_ps(p, _mm_castsi128_ps(e));
-}
-
-static void ck_vec_exp(float *y, const float *x, int n)
-{
-    int i = 0;
-    for (; i + 4 <= n; i += 4) _mm_storeu_ps(y + i, ck_exp4(_mm_loadu_ps(x + i)));
-    for (; i < n; i++) y[i] = ck_exp1(x[i]);
-}
-
-static void ck_vec_sigmoid(float *y, const float *x, int n)
-{
-    const __m128 one = _mm_set1_ps(1.0f), zero = _mm_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m128 e = ck_exp4(_mm_sub_ps(zero, _mm_loadu_ps(x + i)));
-        _mm_storeu_ps(y + i, _mm_div_ps(one, _mm_add_ps(one, e)));
-    }
-    for (; i < n; i++) y[i] = ck_sigmoid1(x[i]);
-}
-
-static void ck_vec_tanh(float *y, const float *x, int n)
-{
-    const __m128 one = _mm_set1_ps(1.0f), two = _mm_set1_ps(2.0f), m2 = _mm_set1_ps(-2.0f);
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m128 e = ck_exp4(_mm_mul_ps(m2, _mm_loadu_ps(x + i)));
-        _mm_storeu_ps(y + i, _mm_sub_ps(_mm_div_ps(two, _mm_add_ps(one, e)), one));
-    }
-    for (; i < n; i++) y[i] = ck_tanh1(x[i]);
-}
-
-static inline void ck_store8(float *y, __m128 lo, __m128 hi, int g, int rows)
-{
-    if (8 * g + 8 <= rows) {
-        _mm_storeu_ps(y + 8 * g, lo);
-        _mm_storeu_ps(y + 8 * g + 4, hi);
-    } else {
-        float tmp[8];
-        _mm_storeu_ps(tmp, lo);
-        _mm_storeu_ps(tmp + 4, hi);
-        for (int r = 0; r < rows - 8 * g; r++) y[8 * g + r] = tmp[r];
-    }
-}
+/* The vector API of simd_vec.h (exp, activations, max |x|, group store). */
+typedef __m128 ck_vf;
+#define CK_VW 4
+typedef __m128i ck_vi;
+#define ck_vitof(v) _mm_cvtepi32_ps(v)
+#define ck_vld(p) _mm_loadu_ps(p)
+#define ck_vst(p, v) _mm_storeu_ps(p, v)
+#define ck_vdup(f) _mm_set1_ps(f)
+#define ck_vadd(a, b) _mm_add_ps(a, b)
+#define ck_vsub(a, b) _mm_sub_ps(a, b)
+#define ck_vmul(a, b) _mm_mul_ps(a, b)
+#define ck_vdiv(a, b) _mm_div_ps(a, b)
+#define ck_vneg(a) _mm_sub_ps(_mm_setzero_ps(), a)
+#define ck_vmin_hi(x, c) _mm_min_ps(x, c) /* minps / maxps return the 2nd operand for NaN */
+#define ck_vmax_lo(x, c) _mm_max_ps(x, c)
+#define ck_vround(v) _mm_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ck_vexp2i(n) _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(_mm_cvtps_epi32(n), _mm_set1_epi32(127)), 23))
+#define ck_vabsmax(m, x) _mm_max_ps(_mm_and_ps(x, _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff))), m)
+#include "simd_vec.h"
 
 static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *x)
 {
@@ -108,22 +59,6 @@ static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *
     }
 }
 
-static float ck_absmax(const float *x, int n)
-{
-    const __m128 nosign = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-    __m128 m4 = _mm_setzero_ps();
-    float lanes[4], m = 0.0f;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) m4 = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(x + i), nosign), m4); /* NaN skipped */
-    _mm_storeu_ps(lanes, m4);
-    for (int k = 0; k < 4; k++) m = lanes[k] > m ? lanes[k] : m;
-    for (; i < n; i++) {
-        float a = fabsf(x[i]);
-        m = a > m ? a : m;
-    }
-    return m;
-}
-
 static inline __m128i ck_q4(const float *x, __m128 inv)
 {
     __m128 v = _mm_mul_ps(_mm_loadu_ps(x), inv);
@@ -141,13 +76,7 @@ static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
         __m128i cd = _mm_packs_epi32(ck_q4(x + i + 8, vinv), ck_q4(x + i + 12, vinv));
         _mm_storeu_si128((__m128i *)(q + i), _mm_packs_epi16(ab, cd));
     }
-    for (; i < n; i++) {
-        float v = x[i] * inv;
-        v = v >= -127.0f ? v : -127.0f;
-        v = v <= 127.0f ? v : 127.0f;
-        v = (v + 12582912.0f) - 12582912.0f;
-        q[i] = (int8_t)(int32_t)v;
-    }
+    ck_quant_tail(q, x, i, n, inv);
 }
 
 static inline __m128i ck_bcast4(const int8_t *x4)
@@ -162,14 +91,6 @@ static inline void ck_mac8x4(__m128i *a0, __m128i *a1, const int8_t *w, __m128i 
 {
     *a0 = _mm_add_epi32(*a0, _mm_madd_epi16(_mm_maddubs_epi16(xa, _mm_sign_epi8(_mm_loadu_si128((const __m128i *)w), xb)), ones));
     *a1 = _mm_add_epi32(*a1, _mm_madd_epi16(_mm_maddubs_epi16(xa, _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(w + 16)), xb)), ones));
-}
-
-static inline void ck_finish(float *y, __m128i a0, __m128i a1, const float *scale, float xs, int g, int rows)
-{
-    __m128 vs = _mm_set1_ps(xs);
-    __m128 lo = _mm_mul_ps(_mm_cvtepi32_ps(a0), _mm_mul_ps(_mm_loadu_ps(scale), vs));
-    __m128 hi = _mm_mul_ps(_mm_cvtepi32_ps(a1), _mm_mul_ps(_mm_loadu_ps(scale + 4), vs));
-    ck_store8(y, lo, hi, g, rows);
 }
 
 static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
@@ -216,12 +137,3 @@ static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float
         ck_finish(y, a0, a1, scale + 8 * g, xs, g, rows);
     }
 }
-
-#include "nnet_impl.h"
-
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
-#else
-typedef int ck_sse41_unused; /* not an x86 target: empty translation unit */
-#endif

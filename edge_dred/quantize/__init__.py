@@ -1,10 +1,10 @@
 """Offline quantization tools feeding the int8 kernels (numpy only).
 
-* :mod:`quantize.int8` -- per-row int8 quantization, the NEON 16-bit pair
+* :mod:`edge_dred.quantize.int8` -- per-row int8 quantization, the NEON 16-bit pair
   rule (checker, enforcement, numpy simulation), input quantization model.
-* :mod:`quantize.sparsity` -- 8x4 block masks by magnitude with dense
+* :mod:`edge_dred.quantize.sparsity` -- 8x4 block masks by magnitude with dense
   recurrent diagonals; mask helpers for training.
-* :mod:`quantize.weightfile` -- versioned, checksummed weight files.
+* :mod:`edge_dred.quantize.weightfile` -- versioned, checksummed weight files.
 
 Example
 -------

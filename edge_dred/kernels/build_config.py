@@ -12,23 +12,34 @@ set by crossenv/cibuildwheel) get the right set:
 
 ISA-specific code is enabled per file with ``#pragma GCC target`` so the
 extension as a whole stays portable: default flags are -O3 without
--march=native. Extra flags (e.g. from board_configs) come from the
-environment variable ``EDGE_DRED_CFLAGS`` (shell-quoted list).
+-march=native. Extra flags (e.g. -mcpu= for a build on the board itself)
+come from the environment variable ``EDGE_DRED_CFLAGS`` (shell-quoted list).
+The variants and their families come from ``src/variants.h``.
 ``EDGE_DRED_TARGET_ARCH`` forces the target family (x86|aarch64|armv7).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import shlex
+from pathlib import Path
 
-COMMON_SOURCES = ["src/dispatch.c", "src/nnet_check.c", "src/nnet_scalar.c"]
-ISA_SOURCES = {
-    "x86": ["src/nnet_sse41.c", "src/nnet_avx2.c", "src/nnet_avx2_vnni.c"],
-    "aarch64": ["src/nnet_neon.c", "src/nnet_neon_dotprod.c"],
-    "armv7": ["src/nnet_armv7.c"],
-    "other": [],
-}
+
+def _load_variants():
+    """``variants.py`` beside this file, loaded by path: setup.py runs before the package is importable."""
+    spec = importlib.util.spec_from_file_location("_ck_variants", Path(__file__).resolve().parent / "variants.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_VARIANTS = _load_variants().VARIANTS
+COMMON_SOURCES = ["src/dispatch.c", "src/nnet_check.c"] + [v.source for v in _VARIANTS if v.family == "any"]
+#: One source per variant of src/variants.h, by the family it is compiled for.
+ISA_SOURCES = {fam: [v.source for v in _VARIANTS if v.family == fam] for fam in ("x86", "aarch64", "armv7")}
+ISA_SOURCES["other"] = []
 # -ffp-contract=off: the scalar reference must round exactly as written (no
 # silent FMA contraction), so SIMD variants can be compared against it.
 DEFAULT_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing"]
@@ -67,7 +78,7 @@ def target_arch() -> str:
 
 
 def c_sources(arch: str | None = None) -> list[str]:
-    """Kernel C sources (relative to cython_kernels/) for a target family."""
+    """Kernel C sources (relative to edge_dred/kernels/) for a target family."""
     arch = arch or target_arch()
     return COMMON_SOURCES + ISA_SOURCES[arch]
 
@@ -82,10 +93,10 @@ def extensions(root_dir: str) -> list:
     from setuptools import Extension
 
     del root_dir  # setup.py runs from the repository root; paths stay relative
-    pkg = "cython_kernels"
+    pkg = "edge_dred/kernels"
     return [
         Extension(
-            f"{pkg}._kernels",
+            "edge_dred.kernels._kernels",
             [f"{pkg}/_kernels.pyx"] + [f"{pkg}/{s}" for s in c_sources()],
             include_dirs=[f"{pkg}/src"],
             extra_compile_args=cflags(),

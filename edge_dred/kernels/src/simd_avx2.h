@@ -15,64 +15,26 @@
 #define CK_HAVE_SGEMV
 #define CK_HAVE_I8GEMV
 #define CK_HAVE_I8SPMV
-#define CK_HAVE_VEC_ACT
 #define CK_HAVE_QUANT
 
-/* Forward declarations of the scalar twins used for tails (defined in the template). */
-static inline float ck_exp1(float x);
-static inline float ck_sigmoid1(float x);
-static inline float ck_tanh1(float x);
-
-/* Same operation order as ck_exp1 (mul/add, no FMA) so results match the
- * scalar reference bit for bit. */
-static inline __m256 ck_exp8(__m256 x)
-{
-    __m256 t, n, f, p;
-    __m256i e;
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f)); /* minps returns the 2nd operand for NaN */
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
-    n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    f = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693145751953125f)));
-    f = _mm256_sub_ps(f, _mm256_mul_ps(n, _mm256_set1_ps(1.42860682030941723e-6f)));
-    p = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(1.0f / 720.0f), f), _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(0.5f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f));
-    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-static void ck_vec_exp(float *y, const float *x, int n)
-{
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, ck_exp8(_mm256_loadu_ps(x + i)));
-    for (; i < n; i++) y[i] = ck_exp1(x[i]);
-}
-
-static void ck_vec_sigmoid(float *y, const float *x, int n)
-{
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = ck_exp8(_mm256_sub_ps(zero, _mm256_loadu_ps(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
-    }
-    for (; i < n; i++) y[i] = ck_sigmoid1(x[i]);
-}
-
-static void ck_vec_tanh(float *y, const float *x, int n)
-{
-    const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), m2 = _mm256_set1_ps(-2.0f);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = ck_exp8(_mm256_mul_ps(m2, _mm256_loadu_ps(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_sub_ps(_mm256_div_ps(two, _mm256_add_ps(one, e)), one));
-    }
-    for (; i < n; i++) y[i] = ck_tanh1(x[i]);
-}
+/* The vector API of simd_vec.h (exp, activations, max |x|). */
+typedef __m256 ck_vf;
+#define CK_VW 8
+#define ck_vld(p) _mm256_loadu_ps(p)
+#define ck_vst(p, v) _mm256_storeu_ps(p, v)
+#define ck_vdup(f) _mm256_set1_ps(f)
+#define ck_vadd(a, b) _mm256_add_ps(a, b)
+#define ck_vsub(a, b) _mm256_sub_ps(a, b)
+#define ck_vmul(a, b) _mm256_mul_ps(a, b)
+#define ck_vdiv(a, b) _mm256_div_ps(a, b)
+#define ck_vneg(a) _mm256_sub_ps(_mm256_setzero_ps(), a)
+#define ck_vmin_hi(x, c) _mm256_min_ps(x, c) /* minps / maxps return the 2nd operand for NaN */
+#define ck_vmax_lo(x, c) _mm256_max_ps(x, c)
+#define ck_vround(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ck_vexp2i(n) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
+#define ck_vabsmax(m, x) _mm256_max_ps(_mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))), m)
+#include "simd_vec.h"
 
 static inline void ck_store8(float *y, __m256 v, int g, int rows)
 {
@@ -105,23 +67,6 @@ static void ck_sgemv(float *y, const float *w, int rows, int cols, const float *
     }
 }
 
-static float ck_absmax(const float *x, int n)
-{
-    const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 m8 = _mm256_setzero_ps();
-    float lanes[8], m = 0.0f;
-    int i = 0;
-    /* maxps returns its 2nd operand when the 1st is NaN: NaN is skipped as in C */
-    for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), nosign), m8);
-    _mm256_storeu_ps(lanes, m8);
-    for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
-    for (; i < n; i++) {
-        float a = fabsf(x[i]);
-        m = a > m ? a : m;
-    }
-    return m;
-}
-
 static inline __m256i ck_q8(const float *x, __m256 inv)
 {
     __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x), inv);
@@ -142,13 +87,7 @@ static void ck_quant_loop(int8_t *q, const float *x, int n, float inv)
         __m256i abcd = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
         _mm256_storeu_si256((__m256i *)(q + i), abcd);
     }
-    for (; i < n; i++) {
-        float v = x[i] * inv;
-        v = v >= -127.0f ? v : -127.0f;
-        v = v <= 127.0f ? v : 127.0f;
-        v = (v + 12582912.0f) - 12582912.0f;
-        q[i] = (int8_t)(int32_t)v;
-    }
+    ck_quant_tail(q, x, i, n, inv);
 }
 
 /* 32 int8 MACs of one 8x4 block: the sign trick moves x's sign onto w so

@@ -5,55 +5,75 @@
 
 #include "nnet.h"
 
+#include "variants.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CK_ARCH_X86 1
-extern const ck_kernels ck_kernels_sse41;
-extern const ck_kernels ck_kernels_avx2;
-#ifndef CK_NO_AVXVNNI
-extern const ck_kernels ck_kernels_avx2_vnni;
-#endif
 #elif defined(__aarch64__)
 #define CK_ARCH_AARCH64 1
-extern const ck_kernels ck_kernels_neon;
-#ifndef CK_NO_DOTPROD
-extern const ck_kernels ck_kernels_neon_dotprod;
-#endif
 #elif defined(__arm__)
 #define CK_ARCH_ARMV7 1
-extern const ck_kernels ck_kernels_armv7_neon;
 #endif
 
 #if defined(__linux__) && (defined(CK_ARCH_AARCH64) || defined(CK_ARCH_ARMV7))
 #include <sys/auxv.h>
 #endif
 
-extern const ck_kernels ck_kernels_scalar;
-
-/* In increasing order of preference: the best supported one wins. */
-static const ck_kernels *const ck_table[] = {
-    &ck_kernels_scalar,
+/* CK_IF_<family>(x) and CK_IF_<guard>(x) expand to x when a variant of that
+ * family / guard (variants.h) belongs in this build, else to nothing. */
+#define CK_IF_any(x) x
+#define CK_IF_ALWAYS(x) x
 #if defined(CK_ARCH_X86)
-    &ck_kernels_sse41,
-    &ck_kernels_avx2,
-#ifndef CK_NO_AVXVNNI
-    &ck_kernels_avx2_vnni,
+#define CK_IF_x86(x) x
+#else
+#define CK_IF_x86(x)
 #endif
-#elif defined(CK_ARCH_AARCH64)
-    &ck_kernels_neon,
-#ifndef CK_NO_DOTPROD
-    &ck_kernels_neon_dotprod,
+#if defined(CK_ARCH_AARCH64)
+#define CK_IF_aarch64(x) x
+#else
+#define CK_IF_aarch64(x)
 #endif
-#elif defined(CK_ARCH_ARMV7)
-    &ck_kernels_armv7_neon,
+#if defined(CK_ARCH_ARMV7)
+#define CK_IF_armv7(x) x
+#else
+#define CK_IF_armv7(x)
 #endif
-};
+#ifdef CK_NO_AVXVNNI
+#define CK_IF_AVXVNNI(x)
+#else
+#define CK_IF_AVXVNNI(x) x
+#endif
+#ifdef CK_NO_DOTPROD
+#define CK_IF_DOTPROD(x)
+#else
+#define CK_IF_DOTPROD(x) x
+#endif
+#define CK_COMMA ,
 
-static const char *const ck_known_names[] = {"scalar", "sse41", "avx2", "avx2_vnni", "neon", "neon_dotprod", "armv7_neon"};
+#define CK_DECLARE(name, family, guard) CK_IF_##family(CK_IF_##guard(extern const ck_kernels ck_kernels_##name;))
+CK_VARIANTS(CK_DECLARE)
+
+/* The variants compiled into this build, in increasing order of preference:
+ * the best supported one wins. */
+#define CK_ENTRY(name, family, guard) CK_IF_##family(CK_IF_##guard(&ck_kernels_##name CK_COMMA))
+static const ck_kernels *const ck_table[] = {CK_VARIANTS(CK_ENTRY)};
+
+/* Every variant name of any build: an unknown name and one not compiled in are different errors. */
+#define CK_NAME(name, family, guard) #name,
+static const char *const ck_known_names[] = {CK_VARIANTS(CK_NAME)};
 
 static const ck_kernels *ck_current = NULL;
 
 int ck_variant_count(void) { return (int)(sizeof ck_table / sizeof ck_table[0]); }
+
+int ck_known_variant_count(void) { return (int)(sizeof ck_known_names / sizeof ck_known_names[0]); }
+
+const char *ck_known_variant_name(int i)
+{
+    if (i < 0 || i >= ck_known_variant_count()) return NULL;
+    return ck_known_names[i];
+}
 
 const ck_kernels *ck_variant_at(int i)
 {
@@ -124,7 +144,7 @@ int ck_set_variant(const char *name)
 {
     int known = 0;
     if (!name) return CK_ERR_UNKNOWN_VARIANT;
-    for (size_t i = 0; i < sizeof ck_known_names / sizeof ck_known_names[0]; i++)
+    for (int i = 0; i < ck_known_variant_count(); i++)
         if (strcmp(name, ck_known_names[i]) == 0) known = 1;
     if (!known) return CK_ERR_UNKNOWN_VARIANT;
     for (int i = 0; i < ck_variant_count(); i++) {
