@@ -413,3 +413,26 @@ def test_runaway_predictions_are_clamped(tmp_path, tiny, feats):
     for _ in range(50):
         f = pred.lost()
         assert np.all(np.abs(f - model.feat_mean) <= 8.0 * model.feat_std + 1e-3)
+
+
+def test_history_analysis_at_loss_start(speech, tiny, tiny_vocoder):
+    """With history_ms the plug-in analyses nothing while packets arrive; at a loss start it
+    analyses its last history_ms of output with a fresh extractor and runs the predictor over it."""
+    start, hist_ms = 40, 200
+    plc = _plc(tiny_vocoder, tiny[0], history_ms=hist_ms)
+    hist = np.zeros(4096, np.int16)
+    for s in range(start):
+        x = speech[s * SLOT:(s + 1) * SLOT]
+        hist = np.concatenate([hist[SLOT:], x])
+        plc.observe(x, Decision.REGULAR)
+    assert not np.any(plc._feats)                                              # no frame analysed yet
+    untouched = FeaturePredictor(tiny[0])
+    np.testing.assert_array_equal(plc._pred.prediction, untouched.prediction)   # nothing analysed yet
+    fake = speech[(start - 1) * SLOT:start * SLOT]
+    plc.conceal(SlotContext(start, [], hist, 1, fake))
+    ref = FeaturePredictor(tiny[0])
+    for f in compute_features(speech[(start * SLOT - hist_ms * 16):start * SLOT]):
+        ref.update(f)
+    ref.lost(), ref.lost()
+    np.testing.assert_allclose(plc._pred.prediction, ref.prediction, rtol=0, atol=1e-5)
+    assert np.any(plc._feats)
