@@ -188,13 +188,32 @@ class Receiver:
 
     def push(self, packet: bytes | None) -> list[np.ndarray]:
         """Add the next slot's packet (``None`` if lost); return newly decided audio."""
-        if packet is not None and not isinstance(packet, (bytes, bytearray, memoryview)):
-            raise TypeError(f"packet must be bytes or None, got {type(packet).__name__}")
-        self._pending.append(None if packet is None else bytes(packet))
+        self.receive(packet)
         out = []
         while len(self._pending) > self.lookahead:
             out.append(self._decide_one())
         return out
+
+    def receive(self, packet: bytes | None) -> None:
+        """Add the next slot's packet without deciding anything (a playout decides when)."""
+        if packet is not None and not isinstance(packet, (bytes, bytearray, memoryview)):
+            raise TypeError(f"packet must be bytes or None, got {type(packet).__name__}")
+        self._pending.append(None if packet is None else bytes(packet))
+
+    @property
+    def pending(self) -> int:
+        """Slots received but not decided yet (the next one to decide and what is known after it)."""
+        return len(self._pending)
+
+    def decide_next(self) -> np.ndarray:
+        """Decide the oldest pending slot now, with whatever later packets are known.
+
+        The playout (:mod:`edge_dred.playout`) calls this when it needs the
+        audio, so the look-ahead is however far its delay lets packets run ahead.
+        """
+        if not self._pending:
+            raise RuntimeError("no pending slot to decide")
+        return self._decide_one()
 
     def flush(self) -> list[np.ndarray]:
         """Decide every pending slot (end of stream)."""

@@ -57,6 +57,7 @@ class Sender:
         )
         self.lookahead = _lookahead_of(self.encoder)
         self.dred = None
+        self.dred_ms = dred_ms
         self.dred_bytes: list[int] = []
         if not isinstance(dred_ms, int) or not 0 <= dred_ms <= 1040:
             raise ValueError(f"dred_ms must be an integer in [0, 1040], got {dred_ms!r}")

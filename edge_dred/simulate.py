@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .constants import FRAME_MS
-from .receiver import DEFAULT_RECOVERY_MS, Receiver, build_receiver
+from .receiver import DEFAULT_RECOVERY_MS, Decision, Receiver, build_receiver
 from .sender import Sender, n_packets_for
 
-__all__ = ["Condition", "CONDITIONS", "SimResult", "run_condition", "simulate"]
+__all__ = ["Condition", "CONDITIONS", "SimResult", "run_condition", "simulate", "loss_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class Condition:
     neural_plc : bool
         Conceal with :class:`edge_dred.plc.NeuralPLC` (feature prediction +
         vocoder) instead of ``concealment``.
+    playout : str
+        ``fixed`` (the recovery window stays ``recovery_ms``) or ``adaptive``
+        (:mod:`edge_dred.playout`: the delay follows the loss pattern up to
+        ``max_delay_ms``, grown and shrunk by time-scaling).
     copy_synthesis : bool
         No packets at all: the clean input's own features through the
         shipped vocoder (:func:`edge_dred.neural.vocoder.copy_synthesis`), the
@@ -56,6 +60,7 @@ class Condition:
     neural_plc: bool = False
     dred_ms: int = 0
     copy_synthesis: bool = False
+    playout: str = "fixed"
 
 
 CONDITIONS: dict[str, Condition] = {
@@ -69,6 +74,8 @@ CONDITIONS: dict[str, Condition] = {
         Condition("lbrr+neural_plc", bitrate=40000, lbrr=True, neural_plc=True),
         Condition("dred", dred_ms=1040),
         Condition("lbrr+dred", bitrate=40000, lbrr=True, dred_ms=1040),
+        Condition("dred_adaptive", dred_ms=1040, playout="adaptive"),
+        Condition("lbrr+dred_adaptive", bitrate=40000, lbrr=True, dred_ms=1040, playout="adaptive"),
         Condition("vocoder", bitrate=0, lossless=True, copy_synthesis=True),
     )
 }
@@ -82,7 +89,10 @@ class SimResult:
     Attributes
     ----------
     audio : np.ndarray
-        int16, same length as the input, sample-aligned with it.
+        int16, same length as the input, sample-aligned with it.  With an
+        adaptive playout this is the played audio with its time-scaling
+        undone (the slots as decided); what a listener hears is
+        ``extra["played"]``, which is *not* sample-aligned with the input.
     lost : np.ndarray
         bool per 20 ms packet (True = lost).
     decisions : list[str]
@@ -120,8 +130,15 @@ def _fit_mask(lost: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver: Receiver,
-             condition: str = "") -> SimResult:
-    """Play ``pcm`` (int16 mono 16 kHz) through ``sender``, the loss mask and ``receiver``."""
+             condition: str = "", playout: "PlayoutController | None" = None) -> SimResult:
+    """Play ``pcm`` (int16 mono 16 kHz) through ``sender``, the loss mask and ``receiver``.
+
+    With ``playout`` (a :class:`edge_dred.playout.PlayoutController`) time is
+    modelled: one packet arrives per 20 ms, the receiver decides a slot only
+    when the output needs it, and the delay follows the controller
+    (``extra["playout"]``: delay trace and time-scaling events;
+    ``extra["played"]``: the warped output).  Deterministic for a given mask.
+    """
     pcm = np.asarray(pcm)
     if pcm.ndim != 1 or pcm.dtype != np.int16:
         raise ValueError(f"expected 1-D int16 PCM, got {pcm.dtype} {pcm.shape}")
@@ -130,22 +147,67 @@ def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver:
     packets = sender.encode_stream(pcm)
     mask = _fit_mask(lost, len(packets))
     chunks: list[np.ndarray] = []
-    for pkt, is_lost in zip(packets, mask):
-        chunks.extend(receiver.push(None if is_lost else pkt))
-    chunks.extend(receiver.flush())
+    extra: dict = {}
+    if playout is None:
+        for pkt, is_lost in zip(packets, mask):
+            chunks.extend(receiver.push(None if is_lost else pkt))
+        chunks.extend(receiver.flush())
+    else:
+        from .playout import Playout
+
+        playout.set_redundancy_ms(sender.dred_ms)
+        player = Playout(receiver, playout)
+        played = [player.tick(None if is_lost else pkt) for pkt, is_lost in zip(packets, mask)]
+        played = [p for p in played if p is not None] + player.drain()
+        chunks = player.media
+        heard = np.concatenate(played)[sender.lookahead:]
+        net = sum(e.samples for e in player.events)
+        extra["played"] = heard[: max(len(pcm) + net, 0)].astype(np.int16)
+        extra["playout"] = player.report()
     out = np.concatenate(chunks)
     audio = out[sender.lookahead: sender.lookahead + len(pcm)]
     sizes = np.array([len(p) for p in packets], np.int32)
     duration = len(packets) * FRAME_MS / 1000.0
+    decisions = [d.value for d in receiver.decisions]
+    if sender.dred is not None:
+        extra["dred_bytes"] = np.asarray(sender.dred_bytes, np.int32)
+    extra["loss_outcomes"] = loss_outcomes(mask, receiver.decisions, packets, receiver)
     return SimResult(
-        audio=audio.astype(np.int16), lost=mask, decisions=[d.value for d in receiver.decisions],
-        total_bitrate_bps=float(sizes.sum() * 8 / duration), packet_bytes=sizes, condition=condition,
-        extra={"dred_bytes": np.asarray(sender.dred_bytes, np.int32)} if sender.dred is not None else {},
+        audio=audio.astype(np.int16), lost=mask, decisions=decisions,
+        total_bitrate_bps=float(sizes.sum() * 8 / duration), packet_bytes=sizes, condition=condition, extra=extra,
     )
 
 
+def loss_outcomes(mask: np.ndarray, decisions: list, packets: list[bytes], receiver: Receiver) -> list[str]:
+    """Per lost packet, in order: ``in_time``, ``too_late`` or ``concealed``.
+
+    ``in_time``: rebuilt from redundancy (LBRR or DRED) before it was played.
+    ``too_late``: concealed, though the first packet after its burst carried
+    DRED reaching back over it (it arrived after the slot was played).
+    ``concealed``: no redundancy that arrived ever covered it.
+    """
+    dred = next((r for r in receiver.recoverers if hasattr(r, "reaches")), None)
+    out: list[str] = []
+    nxt = len(mask)
+    first_after = np.empty(len(mask), np.int64)
+    for i in range(len(mask) - 1, -1, -1):   # the first arrived packet after each slot
+        first_after[i] = nxt
+        if not mask[i]:
+            nxt = i
+    for i in np.nonzero(mask)[0]:
+        d = Decision(decisions[i])
+        if d in (Decision.LBRR, Decision.DRED):
+            out.append("in_time")
+            continue
+        r = int(first_after[i])
+        late = dred is not None and r < len(packets) and dred.reaches(int(i), r, packets[r])
+        out.append("too_late" if late else "concealed")
+    return out
+
+
 def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Condition,
-                  bitrate: int | None = None, recovery_ms: int = DEFAULT_RECOVERY_MS) -> SimResult:
+                  bitrate: int | None = None, recovery_ms: int = DEFAULT_RECOVERY_MS,
+                  max_delay_ms: int | None = None) -> SimResult:
     """Simulate one named condition.
 
     Parameters
@@ -160,7 +222,11 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
         Override the condition's total bit rate.
     recovery_ms : int
         How long a slot waits for DRED in later packets, for DRED conditions
-        (see :data:`edge_dred.receiver.DEFAULT_RECOVERY_MS`).
+        (see :data:`edge_dred.receiver.DEFAULT_RECOVERY_MS`); the minimum
+        delay of an adaptive playout.
+    max_delay_ms : int, optional
+        Delay budget of an adaptive playout (default
+        :data:`edge_dred.playout.DEFAULT_MAX_DELAY_MS`).
     """
     if isinstance(condition, str):
         if condition not in CONDITIONS:
@@ -177,4 +243,11 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
     dred = bool(condition.dred_ms)
     receiver = build_receiver(lbrr=condition.lbrr, concealment=condition.concealment, dred=dred,
                               neural_plc=condition.neural_plc, recovery_ms=recovery_ms if dred else None)
-    return simulate(pcm, None if condition.lossless else lost, sender, receiver, condition.name)
+    controller = None
+    if condition.playout == "adaptive":
+        from .playout import DEFAULT_MAX_DELAY_MS, PlayoutController
+
+        controller = PlayoutController(recovery_ms, DEFAULT_MAX_DELAY_MS if max_delay_ms is None else max_delay_ms)
+    elif condition.playout != "fixed":
+        raise ValueError(f"{condition.name}: unknown playout {condition.playout!r} (fixed, adaptive)")
+    return simulate(pcm, None if condition.lossless else lost, sender, receiver, condition.name, controller)

@@ -212,6 +212,23 @@ class DredRecoverer:
         for s in [s for s in self._sources if s <= slot]:
             del self._sources[s]
 
+    def reaches(self, slot: int, packet_slot: int, packet: bytes) -> bool:
+        """Whether the DRED in ``packet`` (sent in ``packet_slot``) reaches back over lost ``slot``.
+
+        For accounting after the fact (was the redundancy there, only too late?);
+        parses the payload afresh and touches no state or statistics.
+        """
+        try:
+            data = extract_dred(packet)
+            if data is None:
+                return False
+            p = parse_payload(data, self.tables)
+        except (ValueError, DredPayloadError):
+            return False
+        first, last = payload_frame_span(packet_slot, p.offset, len(p.latents_k))
+        _, lo_req, hi = self._needed_input_frames(self._slot_frames(slot))
+        return first <= lo_req and hi <= last
+
     # --------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
         """Note who produced each slot (nothing is computed while no packet is lost)."""
