@@ -272,9 +272,10 @@ class Playout:
             self.changes.append((self._t, target, self.controller.reason if self.controller else "fixed"))
             self._last_target = target
         delay = self.delay_ms()
-        self.delays_ms.append(delay)
-        if self.trace is not None:
-            self.trace.append((self._t, round(delay, 2), target))
+        if adapt:  # the drain at the end of a stream is no playout decision
+            self.delays_ms.append(delay)
+            if self.trace is not None:
+                self.trace.append((self._t, round(delay, 2), target))
         while self._queue.shape[0] < n and self.receiver.pending:
             delay = self.delay_ms()
             x = self.receiver.decide_next().astype(np.float64)

@@ -49,7 +49,8 @@ MAX_FILES = 100_000
 MAX_TRACES = 1_000
 RESULT_COLUMNS = (
     ("file", "speaker", "trace", "condition", "duration_s", "n_packets", "loss_rate", "mean_burst", "max_burst",
-     "bitrate_bps", "decisions") + SCORE_COLUMNS + ("sim_s", "score_s")
+     "bitrate_bps", "decisions") + SCORE_COLUMNS + ("delay_mean_ms", "delay_p95_ms", "in_time", "too_late",
+                                                    "concealed", "sim_s", "score_s")
 )
 
 
@@ -168,18 +169,25 @@ def _load_pcm(path: str) -> np.ndarray:
     return pcm
 
 
-def score(ref: np.ndarray, deg: np.ndarray, metrics: Iterable[str]) -> dict[str, float]:
-    """Score ``deg`` against ``ref`` with the named metrics (see ``metrics.METRIC_NAMES``)."""
+def score(ref: np.ndarray, deg: np.ndarray, metrics: Iterable[str], heard: np.ndarray | None = None
+          ) -> dict[str, float]:
+    """Score ``deg`` against ``ref`` with the named metrics (see ``metrics.METRIC_NAMES``).
+
+    ``heard``: what the listener hears when it is not sample-aligned with
+    ``ref`` (adaptive playout); the non-intrusive metrics (PLCMOS, DNSMOS)
+    score it, the intrusive ones (PESQ, STOI) score the aligned ``deg``.
+    """
     out: dict[str, float] = {}
+    heard = deg if heard is None else heard
     for m in metrics:
         if m == "pesq":
             out["pesq_wb"] = M.pesq_wb(ref, deg)
         elif m == "stoi":
             out["stoi"] = M.stoi(ref, deg)
         elif m == "plcmos":
-            out["plcmos"] = M.plcmos(deg)
+            out["plcmos"] = M.plcmos(heard)
         elif m == "dnsmos":
-            d = M.dnsmos(deg)
+            d = M.dnsmos(heard)
             out.update(dnsmos_ovrl=d["OVRL"], dnsmos_sig=d["SIG"], dnsmos_bak=d["BAK"], dnsmos_p808=d["P808"])
         else:
             raise EvalConfigError(f"unknown metric {m!r}; valid: {', '.join(M.METRIC_NAMES)}")
@@ -205,8 +213,10 @@ def _run_item(
     t1 = time.perf_counter()
     if res.audio.shape != pcm.shape:
         raise RuntimeError(f"{condition}: output has {res.audio.shape} samples, input {pcm.shape}")
-    scores = score(pcm, res.audio, metrics)
+    scores = score(pcm, res.audio, metrics, res.extra.get("played"))
     t2 = time.perf_counter()
+    po = res.extra.get("playout")
+    outcomes = res.extra.get("loss_outcomes", [])
     st = loss_stats(res.lost)
     counts: dict[str, int] = {}
     for d in res.decisions:
@@ -217,7 +227,12 @@ def _run_item(
         "loss_rate": st["loss_rate"], "mean_burst": st["mean_burst"], "max_burst": st["max_burst"],
         "bitrate_bps": float(res.total_bitrate_bps),
         "decisions": ";".join(f"{k}={v}" for k, v in sorted(counts.items())),
-        **scores, "sim_s": t1 - t0, "score_s": t2 - t1,
+        **scores,
+        # Delay above the condition's minimum: 0 for fixed playout by definition.
+        "delay_mean_ms": po["mean_added_ms"] if po else 0.0,
+        "delay_p95_ms": po["p95_delay_ms"] - po["min_ms"] if po else 0.0,
+        **{k: sum(1 for o in outcomes if o == k) for k in ("in_time", "too_late", "concealed")},
+        "sim_s": t1 - t0, "score_s": t2 - t1,
     }
     out: dict[str, Any] = {"row": row}
     if keep_audio:
@@ -257,7 +272,7 @@ def summarise(rows: list[dict[str, Any]], traces: Sequence[str], conditions: Seq
             if not sel:
                 continue
             s: dict[str, Any] = {"trace": tr, "condition": c, "n": len(sel)}
-            for col in list(score_cols) + ["bitrate_bps", "loss_rate"]:
+            for col in list(score_cols) + ["bitrate_bps", "loss_rate", "delay_mean_ms", "delay_p95_ms"]:
                 mean, std, n = _mean_std([r.get(col, float("nan")) for r in sel])
                 s[col] = mean
                 s[f"{col}_std"] = std
@@ -313,8 +328,9 @@ def _summary_md(summary: list[dict[str, Any]], traces: dict[str, np.ndarray], co
                 score_cols: Sequence[str], info: dict[str, Any],
                 paired: Sequence[dict[str, Any]] = ()) -> str:
     cols = [c for c in _MD_COLS if c in score_cols]
-    head = "| condition | n | " + " | ".join(_LABELS[c] for c in cols) + " | loss % | kb/s |"
-    sep = "|---|---:|" + "---:|" * len(cols) + "---:|---:|"
+    head = ("| condition | n | " + " | ".join(_LABELS[c] for c in cols)
+            + " | loss % | kb/s | added delay mean / p95 ms |")
+    sep = "|---|---:|" + "---:|" * len(cols) + "---:|---:|---:|"
 
     def block(tr: str) -> list[str]:
         lines = [head, sep]
@@ -323,14 +339,19 @@ def _summary_md(summary: list[dict[str, Any]], traces: dict[str, np.ndarray], co
                 continue
             vals = " | ".join(_fmt(s[c]) for c in cols)
             lines.append(f"| {s['condition']} | {s['n']} | {vals} | {_fmt(100 * s['loss_rate'], 1)} | "
-                         f"{_fmt(s['bitrate_bps'] / 1000, 1)} |")
+                         f"{_fmt(s['bitrate_bps'] / 1000, 1)} | {_fmt(s['delay_mean_ms'], 0)} / "
+                         f"{_fmt(s['delay_p95_ms'], 0)} |")
         return lines
 
     md = ["# edge-dred evaluation", ""]
     md.append(f"{info['n_files']} speech files ({info['n_speakers']} speakers, {info['audio_s']:.0f} s), "
               f"{len(traces)} traces, conditions: {', '.join(conditions)}.  Each trace is replayed from "
               "packet 0 and wraps around; `clean` ignores the trace (same scores under every trace).  "
-              "Scores are means over files; `–` = not computed.")
+              "Scores are means over files; `–` = not computed.  Adaptive-playout conditions (`*_adaptive`) "
+              "play out time-scaled, not sample-aligned with the input: PLCMOS and DNSMOS score what the "
+              "listener hears, PESQ and STOI the same audio with the time-scaling undone (the slots as "
+              "decided); added delay is above the fixed minimum (mean over the stream, and its 95th "
+              "percentile), per file averaged.")
     md += ["", "## All traces", ""] + block("all")
     for name, tr in traces.items():
         st = loss_stats(tr)
@@ -539,7 +560,7 @@ def run_eval(
         "pesq_failures": pesq_fail,
     }
     sum_cols = ["trace", "condition", "n"]
-    for c in list(score_cols) + ["bitrate_bps", "loss_rate"]:
+    for c in list(score_cols) + ["bitrate_bps", "loss_rate", "delay_mean_ms", "delay_p95_ms"]:
         sum_cols += [c, f"{c}_std"] + ([f"{c}_n"] if c in score_cols else [])
     written: list[Path] = []
 
