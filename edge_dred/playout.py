@@ -53,7 +53,7 @@ from .dsp import tsm
 from .receiver import DEFAULT_RECOVERY_MS, Decision, Receiver
 
 __all__ = ["DEFAULT_MAX_DELAY_MS", "PlayoutController", "Playout", "CONCEALED_FRACTION", "HALF_LIFE_S",
-           "PRIOR_S", "SPEECH_RATE", "delay_summary"]
+           "PRIOR_S", "SPEECH_RATE", "delay_summary", "warp_like"]
 
 #: Default delay budget (``--max-delay-ms``): covers bursts up to 200 ms.
 DEFAULT_MAX_DELAY_MS = 200
@@ -346,3 +346,38 @@ def delay_summary(delays_ms: list[float] | np.ndarray, min_ms: int) -> dict[str,
                 "mean_added_ms": float("nan")}
     return {"mean_delay_ms": float(d.mean()), "p95_delay_ms": float(np.percentile(d, 95)),
             "max_delay_ms": float(d.max()), "mean_added_ms": float(d.mean() - min_ms)}
+
+
+def warp_like(media: np.ndarray, events: list[dict[str, Any]] | list[_Event], frame: int = FRAME_SAMPLES
+              ) -> np.ndarray:
+    """``media`` (on the decided slots' time line) warped as the playout warped its slots, by hard splices.
+
+    For intrusive scoring of time-scaled output: PESQ cannot follow a
+    drifting delay (a uniform 1 % rate change alone costs it more than 2
+    points), so the reference is put on the played time line instead.  A slot
+    stretched by ``P`` is preceded by a repeat of the ``P`` samples before it,
+    a slot compressed by ``P`` loses its samples ``P..2P``: the same cuts the
+    playout made, without its cross-fades, so what remains between the two
+    signals is the cross-fades' own artefacts (and the codec's).
+    """
+    x = np.asarray(media)
+    by_slot: dict[int, int] = {}
+    for e in events:
+        slot, n = (e["slot"], e["samples"]) if isinstance(e, dict) else (e.slot, e.samples)
+        by_slot[int(slot)] = by_slot.get(int(slot), 0) + int(n)
+    parts: list[np.ndarray] = []
+    pos = 0
+    for slot in sorted(by_slot):
+        start = slot * frame
+        if start > x.shape[0] or start < pos:
+            continue
+        d = by_slot[slot]
+        parts.append(x[pos:start])
+        if d > 0:
+            parts.append(x[max(start - d, 0):start])
+            pos = start
+        else:
+            parts.append(x[start:start - d])
+            pos = start - 2 * d
+    parts.append(x[pos:])
+    return np.concatenate(parts)
