@@ -13,9 +13,13 @@ Policy (:class:`PlayoutController`)
 For every candidate recovery window ``W`` (20 ms steps from the minimum to
 the cap) the controller keeps an exponentially decayed count of the packets
 that ``W`` would have left to concealment (``max(0, burst - W)`` per burst)
-and of all packets seen.  The target is the smallest ``W`` that would have
-concealed at most :data:`CONCEALED_FRACTION` of the packets: a high quantile
-of recent burst lengths, weighted by how much concealment each one costs.
+and of all packets seen.  While the minimum would conceal at most
+:data:`CONCEALED_FRACTION` of the packets, the delay stays at the minimum
+(a few long bursts on a good network are not worth a permanently longer
+delay).  Beyond that, the target is the smallest ``W`` that would have
+concealed at most :data:`RESIDUAL_FRACTION`: a high quantile of recent burst
+lengths, so the bursts history says are likely are recovered whole (a burst
+recovered only in part still has an audible concealment at its start).
 Old bursts fade with :data:`HALF_LIFE_S`, so a clean network brings the
 delay back to the minimum; a stream starts as if it had seen
 :data:`PRIOR_S` of clean network, so one early burst does not move it.  The
@@ -52,13 +56,16 @@ from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .dsp import tsm
 from .receiver import DEFAULT_RECOVERY_MS, Decision, Receiver
 
-__all__ = ["DEFAULT_MAX_DELAY_MS", "PlayoutController", "Playout", "CONCEALED_FRACTION", "HALF_LIFE_S",
+__all__ = ["DEFAULT_MAX_DELAY_MS", "PlayoutController", "Playout", "CONCEALED_FRACTION", "RESIDUAL_FRACTION",
+           "HALF_LIFE_S",
            "PRIOR_S", "SPEECH_RATE", "delay_summary", "warp_like"]
 
 #: Default delay budget (``--max-delay-ms``): covers bursts up to 200 ms.
 DEFAULT_MAX_DELAY_MS = 200
 #: Share of packets the controller accepts leaving to concealment before it adds delay.
 CONCEALED_FRACTION = 0.03
+#: Once it adds delay: the share of packets the target may still leave to concealment.
+RESIDUAL_FRACTION = 0.005
 #: Half-life of the loss-pattern memory, seconds.
 HALF_LIFE_S = 10.0
 #: A stream starts as if after this much clean network, seconds.
@@ -132,7 +139,7 @@ class PlayoutController:
         elif self._run:
             self._concealed += np.maximum(0, self._run - self._k)
             self._run = 0
-        self._jitter_ms *= self._decay
+        self._jitter_ms = self._jitter_ms * self._decay if self._jitter_ms >= 1.0 else 0.0  # < 1 ms: none left
         self._update()
 
     def observe_jitter(self, ms: float) -> None:
@@ -149,8 +156,11 @@ class PlayoutController:
 
     def _update(self) -> None:
         frac = self._concealed / self._seen
-        ok = np.nonzero(frac[self._min_k:] <= CONCEALED_FRACTION)[0]
-        k = self._min_k + int(ok[0]) if ok.size else self._max_k + 1
+        if frac[self._min_k] <= CONCEALED_FRACTION:
+            k = self._min_k
+        else:
+            ok = np.nonzero(frac[self._min_k:] <= RESIDUAL_FRACTION)[0]
+            k = self._min_k + int(ok[0]) if ok.size else self._max_k + 1
         jitter_k = self._min_k + int(np.ceil(self._jitter_ms / FRAME_MS - 1e-9))
         cap = self._max_k if self._redundancy_k is None else max(self._min_k, min(self._max_k, self._redundancy_k))
         if k <= self._min_k and jitter_k <= self._min_k:
