@@ -229,3 +229,21 @@ def test_truncated_wav_is_read_with_a_warning_naming_the_file(tmp_path, wav, cap
     err = capsys.readouterr().err
     assert "warning" in err and str(cut) in err and "read 16000 of 32000 samples" in err
     assert len(load_audio(tmp_path / "o.wav").pcm) == 16000
+
+
+def test_simulate_adaptive_playout_reports_the_delay_trace(tmp_path, capsys):
+    wav = tmp_path / "long.wav"
+    write_wav(wav, voiced(5.0, seed=4))
+    out, rep = tmp_path / "o.wav", tmp_path / "r.json"
+    assert main(["simulate", str(wav), "--loss", "25", "--burst", "6", "--seed", "3", "--lbrr", "--dred",
+                 "--playout", "adaptive", "--max-delay-ms", "160", "-o", str(out), "--report", str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    po = r["playout"]
+    assert po["mode"] == "adaptive" and po["aligned_with_input"] is False and "not sample-aligned" in po["note"]
+    assert po["max_ms"] == 160 and po["p95_delay_ms"] <= 160 and po["trace"] and po["changes"]
+    lost = [p for p in r["packets"] if p["lost"]]
+    assert all(p["outcome"] in ("in_time", "too_late", "concealed") for p in lost)
+    assert sum(r["loss_outcomes"].values()) == len(lost)
+    assert "playout   adaptive" in capsys.readouterr().out
+    assert main(["simulate", str(wav), "--dred", "--playout", "adaptive", "--max-delay-ms", "40",
+                 "-o", str(out)]) == 2

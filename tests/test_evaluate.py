@@ -369,3 +369,20 @@ def test_bad_trace_file_names_file_and_line(tiny_tree, sim):
     (traces / "t2.txt").write_text("0\n1\nx\n")
     with pytest.raises(TraceFormatError, match=r"t2.txt:3:"):
         R.run_eval(speech, traces, out, conditions=_conds(sim), metrics=[], plots=False, progress=False)
+
+
+def test_adaptive_condition_reports_delay_and_scores_what_is_heard(tiny_tree, sim):
+    if "lbrr+dred_adaptive" not in sim.CONDITIONS:
+        pytest.skip("needs the real pipeline")
+    speech, traces, out = tiny_tree
+    mets = [m for m in ("pesq", "plcmos") if HAVE[m]]
+    R.run_eval(speech, traces, out, conditions=["lbrr+dred", "lbrr+dred_adaptive"], metrics=mets,
+               progress=False, plots=False, max_delay_ms=120)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    for r in rows:
+        assert float(r["delay_mean_ms"]) >= 0 and float(r["delay_p95_ms"]) <= 120 - 60
+        assert int(r["in_time"]) + int(r["too_late"]) + int(r["concealed"]) > 0
+        if r["condition"] == "lbrr+dred":
+            assert float(r["delay_mean_ms"]) == 0
+    md = (out / "summary.md").read_text()
+    assert "added delay mean / p95" in md and "not sample-aligned" in md

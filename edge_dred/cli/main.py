@@ -17,8 +17,8 @@ import numpy as np
 from .. import __version__
 from ..constants import FRAME_MS
 from ..outputs import check_outputs
-from .args import (CLIError, _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, add_recovery_ms,
-                   add_retired_jitter_ms)
+from .args import (CLIError, _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms,
+                   add_recovery_ms, add_retired_jitter_ms)
 
 __all__ = ["main", "build_parser"]
 
@@ -56,7 +56,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     n_packets = n_packets_for(len(pcm), sender.lookahead)
     loss = _build_loss(args)
     mask = loss.mask(n_packets)
-    res = simulate(pcm, mask, sender, receiver, condition="simulate")
+    controller = None
+    if args.playout == "adaptive":
+        from ..playout import PlayoutController
+
+        min_ms = receiver.lookahead * FRAME_MS
+        if args.max_delay_ms < min_ms:
+            raise CLIError(f"--max-delay-ms {args.max_delay_ms} is below the minimum delay ({min_ms} ms, "
+                           "--recovery-ms)")
+        controller = PlayoutController(min_ms, args.max_delay_ms)
+    res = simulate(pcm, mask, sender, receiver, condition="simulate", playout=controller)
+    playout = res.extra.get("playout")
+    heard = res.extra.get("played", res.audio)
+    outcomes = iter(res.extra["loss_outcomes"])
 
     recovery_ms = args.recovery_ms if args.recovery_ms is not None else (DEFAULT_RECOVERY_MS if dred_ms else None)
     stats = loss_stats(res.lost)
@@ -79,15 +91,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "recovery_ms": recovery_ms,
                   "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": receiver.recoverers[0].stats}
                  if dred_ms else None),
+        # Per lost packet: rebuilt in time, redundancy that came too late, or nothing but concealment.
+        "loss_outcomes": {k: res.extra["loss_outcomes"].count(k) for k in ("in_time", "too_late", "concealed")},
+        "playout": ({"mode": "adaptive", "aligned_with_input": False,
+                     "note": "the output is time-scaled: not sample-aligned with the input by design",
+                     **playout} if playout else
+                    {"mode": "fixed", "aligned_with_input": True, "delay_ms": receiver.lookahead * FRAME_MS}),
         "packets": [
-            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "dred_bytes": int(db), "lost": bool(l), "decision": d}
+            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "dred_bytes": int(db), "lost": bool(l), "decision": d,
+             **({"outcome": next(outcomes)} if l else {})}
             for i, (b, db, l, d) in enumerate(zip(res.packet_bytes, sender.dred_bytes, res.lost, res.decisions))
         ],
     }
     # Outputs are written only once everything succeeded, each atomically.
     if args.report:
         _atomic_write_text(args.report, json.dumps(report, indent=1) + "\n")
-    write_wav(out_path, res.audio)
+    write_wav(out_path, heard)
     for n in notes:
         print(f"note: {n}")
     print(f"input     {src}  ({report['duration_s']:.2f} s)")
@@ -99,6 +118,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"dred      {dred_ms} ms asked, {np.mean(sender.dred_bytes):.1f} bytes/packet on average "
               f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), recovery look-ahead {recovery_ms} ms")
     print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    oc = report["loss_outcomes"]
+    print(f"lost      {oc['in_time']} rebuilt in time, {oc['too_late']} redundancy too late, "
+          f"{oc['concealed']} concealed")
+    if playout:
+        print(f"playout   adaptive {playout['min_ms']}..{playout['max_ms']} ms: delay mean {playout['mean_delay_ms']:.0f}"
+              f" ms, p95 {playout['p95_delay_ms']:.0f} ms; stretched {playout['stretched_ms']:.0f} ms, compressed "
+              f"{playout['compressed_ms']:.0f} ms (output time-scaled: not sample-aligned with the input)")
     if receiver.concealer is not None:
         st = receiver.concealer.stats
         print(f"neural    {st['losses']} losses, {st['gated_losses']} left to libopus (unvoiced start); "
@@ -168,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest DRED payload per packet (default 80: about 32 kb/s on top of Opus)")
     add_recovery_ms(s)
     add_retired_jitter_ms(s)
+    s.add_argument("--playout", choices=("fixed", "adaptive"), default="fixed",
+                   help="fixed: the delay stays --recovery-ms; adaptive: it follows the loss bursts between "
+                        "--recovery-ms and --max-delay-ms, grown and shrunk by time-scaling (the output is then not "
+                        "sample-aligned with the input; --report has the delay trace)")
+    s.add_argument("--max-delay-ms", type=_recovery_ms, default=200, metavar="MS",
+                   help="delay budget of the adaptive playout (default 200)")
     s.add_argument("-o", "--output", help="output WAV (default: <input>.recovered.wav)")
     s.add_argument("--report", help="write a JSON report with every packet's decision and DRED bytes")
     s.set_defaults(func=cmd_simulate)

@@ -48,6 +48,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                             "DRED (default 60; 1040 = libopus's assumption that the first packet after a burst "
                             "always arrives in time)")
     add_retired_jitter_ms(p)
+    p.add_argument("--max-delay-ms", type=_positive_int, default=None, metavar="MS",
+                   help="delay budget of the *_adaptive conditions (default 200)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -63,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rep = run_eval(
             args.speech, args.traces, args.out, conditions=args.conditions, max_files=args.max_files,
             jobs=args.jobs, progress=not args.quiet, metrics=args.metrics or DEFAULT_METRICS,
-            plots=not args.no_plots, recovery_ms=args.recovery_ms,
+            plots=not args.no_plots, recovery_ms=args.recovery_ms, max_delay_ms=args.max_delay_ms,
         )
     except MissingEvalExtraError as e:
         # Surface as a ValueError so the main CLI prints it without a traceback.

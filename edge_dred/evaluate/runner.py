@@ -200,7 +200,7 @@ def _init_worker(onnx_threads: int) -> None:
 
 def _run_item(
     path: str, rel: str, speaker: str, trace_name: str | None, trace: np.ndarray | None, condition: str,
-    metrics: tuple[str, ...], keep_audio: bool, recovery_ms: int | None = None,
+    metrics: tuple[str, ...], keep_audio: bool, recovery_ms: int | None = None, max_delay_ms: int | None = None,
 ) -> dict[str, Any]:
     from ..simulate import run_condition
 
@@ -208,15 +208,18 @@ def _run_item(
     n_pk = -(-len(pcm) // FRAME_SAMPLES) + 8  # a few spare: the codec delay adds packets; extra are ignored
     mask = TraceLoss(trace).mask(n_pk) if trace is not None else np.zeros(n_pk, bool)
     t0 = time.perf_counter()
-    res = run_condition(pcm, mask, condition) if recovery_ms is None else run_condition(pcm, mask, condition,
-                                                                                          recovery_ms=recovery_ms)
+    kw: dict[str, Any] = {} if recovery_ms is None else {"recovery_ms": recovery_ms}
+    if max_delay_ms is not None:
+        kw["max_delay_ms"] = max_delay_ms
+    res = run_condition(pcm, mask, condition, **kw)
+    extra = getattr(res, "extra", {})
     t1 = time.perf_counter()
     if res.audio.shape != pcm.shape:
         raise RuntimeError(f"{condition}: output has {res.audio.shape} samples, input {pcm.shape}")
-    scores = score(pcm, res.audio, metrics, res.extra.get("played"))
+    scores = score(pcm, res.audio, metrics, extra.get("played"))
     t2 = time.perf_counter()
-    po = res.extra.get("playout")
-    outcomes = res.extra.get("loss_outcomes", [])
+    po = extra.get("playout")
+    outcomes = extra.get("loss_outcomes", [])
     st = loss_stats(res.lost)
     counts: dict[str, int] = {}
     for d in res.decisions:
@@ -410,6 +413,7 @@ def run_eval(
     metrics: Sequence[str] = DEFAULT_METRICS,
     plots: bool = True,
     recovery_ms: int | None = None,
+    max_delay_ms: int | None = None,
 ) -> EvalReport:
     """Run every speech file x trace x condition and write results, summary and plots.
 
@@ -438,7 +442,11 @@ def run_eval(
         Write the PNG plots (needs matplotlib).
     recovery_ms : int, optional
         Recovery window (receiver look-ahead) of the DRED conditions (default
-        ``edge_dred.receiver.DEFAULT_RECOVERY_MS``).
+        ``edge_dred.receiver.DEFAULT_RECOVERY_MS``); the minimum delay of the
+        adaptive-playout conditions.
+    max_delay_ms : int, optional
+        Delay budget of the adaptive-playout conditions (default
+        ``edge_dred.playout.DEFAULT_MAX_DELAY_MS``).
 
     Returns
     -------
@@ -485,10 +493,10 @@ def run_eval(
         rel, spk = f.relative_to(root).as_posix(), _speaker(f, root)
         for c in conds:
             if _is_lossless(CONDITIONS, c):
-                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, recovery_ms))
+                items.append((str(f), rel, spk, None, None, c, mets, fi == 0, recovery_ms, max_delay_ms))
             else:
                 for tn, tr in traces.items():
-                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, recovery_ms))
+                    items.append((str(f), rel, spk, tn, tr, c, mets, fi == 0, recovery_ms, max_delay_ms))
 
     t_start = time.perf_counter()
     results: list[dict[str, Any] | None] = [None] * len(items)
