@@ -103,6 +103,9 @@ class LiveConfig:
         Threads of the DRED encoder's TFLite interpreter (the board's ``threads``).
     pin_cores : tuple of int
         Cores the audio thread runs on (the board's ``pin_cores``; empty: any).
+    max_delay_ms : int or None
+        Receiver: adaptive playout (:mod:`edge_dred.playout`) between
+        ``recovery_ms`` and this budget; None keeps the look-ahead fixed.
     """
 
     bitrate: int = 40000
@@ -125,6 +128,7 @@ class LiveConfig:
     force_level: str | None = None
     threads: int = 1
     pin_cores: tuple[int, ...] = ()
+    max_delay_ms: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("dred_ms", "dred_budget", "decode_dred_ms"):
@@ -145,6 +149,9 @@ class LiveConfig:
         self.pin_cores = tuple(self.pin_cores)
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in self.pin_cores):
             raise LiveSetupError(f"pin_cores must be core numbers >= 0, got {list(self.pin_cores)}")
+        if self.max_delay_ms is not None and (isinstance(self.max_delay_ms, bool) or not isinstance(
+                self.max_delay_ms, int) or not (self.recovery_ms or 0) <= self.max_delay_ms <= 1040):
+            raise LiveSetupError(f"max_delay_ms must be an integer in recovery_ms..1040, got {self.max_delay_ms!r}")
         if self.force_level is not None:
             try:
                 parse_level(self.force_level)
@@ -251,6 +258,21 @@ def build_receiver(config: LiveConfig, governor: LoadGovernor | None = None) -> 
                       neural_plc=config.neural_plc, recovery_ms=config.recovery_ms, governor=governor)
     except (ImportError, ValueError, OSError) as e:
         raise LiveSetupError(f"neural recovery models: {e}") from None
+
+
+def _adaptive_playout(config: LiveConfig, receiver: Receiver):
+    """The adaptive playout of a receiver when the config asks for one (else None)."""
+    if config.max_delay_ms is None:
+        return None
+    from .playout import LIVE_TRACE_PERIODS, Playout, PlayoutController
+
+    try:
+        ctl = PlayoutController(receiver.lookahead * FRAME_MS, config.max_delay_ms)
+    except ValueError as e:
+        raise LiveSetupError(f"max_delay_ms: {e}") from None
+    # The receiver decodes no further back than the board's DRED depth: waiting longer buys nothing.
+    ctl.set_redundancy_ms(config.decode_dred_ms if config.dred else 0)
+    return Playout(receiver, ctl, keep_media=False, trace_periods=LIVE_TRACE_PERIODS)
 
 
 def latency_budget(config: LiveConfig, codec_lookahead_samples: int) -> dict[str, float]:
@@ -363,6 +385,7 @@ class RecvCore:
         self._dec_seen = 0
         self.first_arrival: float | None = None
         self.last_arrival: float | None = None
+        self.playout = _adaptive_playout(config, self.receiver)
 
     # -- network side ------------------------------------------------------
     def on_datagram(self, data: bytes | bytearray | memoryview, now: float) -> PutResult | None:
@@ -419,7 +442,11 @@ class RecvCore:
             else:
                 self.recorder.packet(pkt)
         self._kinds.append(kind)
-        outs = self.receiver.push(pkt)
+        if self.playout is not None:
+            out = self.playout.tick(pkt)
+            outs = [] if out is None else [out]
+        else:
+            outs = self.receiver.push(pkt)
         self._count_decisions()
         self.counts["frames"] += 1
         if not outs:
@@ -450,8 +477,12 @@ class RecvCore:
             self._kinds.append(SlotKind.PACKET.value if pkt is not None else SlotKind.MISSING.value)
             if self.recorder is not None:
                 self.recorder.lost() if pkt is None else self.recorder.packet(pkt)
-            out.extend(self.receiver.push(pkt))
-        out.extend(self.receiver.flush())
+            if self.playout is not None:
+                o = self.playout.tick(pkt)
+                out.extend([] if o is None else [o])
+            else:
+                out.extend(self.receiver.push(pkt))
+        out.extend(self.playout.drain() if self.playout is not None else self.receiver.flush())
         self._count_decisions()
         return out
 
@@ -478,7 +509,8 @@ class RecvCore:
         return {"rtp": dict(self.counts), "jitter": s, "jitter_delay_ms": self.jb.delay_ms,
                 "decisions": dict(self.decisions), "hole_decisions": self.hole_decisions,
                 "accounting": acct, "last_error": self.last_error, "recovery": self.recovery_report(),
-                "governor": self.governor_report()}
+                "governor": self.governor_report(),
+                "playout": self.playout.report() if self.playout is not None else None}
 
     def recovery_report(self) -> dict:
         """Which recovery ran: plug-ins, look-ahead, their counters."""
@@ -531,6 +563,8 @@ def _status(t: float, sent: int | None, lost: int | None, rc: RecvCore, load: Lo
     gov = rc.governor_status()
     if gov is not None:
         parts.append(gov)
+    if rc.playout is not None:
+        parts.append(rc.playout.status())
     parts.append(f"xruns {xruns}")
     return " | ".join(parts)
 

@@ -47,6 +47,7 @@ time-scaling undone exactly (what intrusive metrics compare with the input).
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,9 @@ SPEECH_RATE = 0.05
 VOICED_CORR = 0.8
 #: A slot this far below the recent speech level counts as silence, dB.
 SILENCE_DB = 30.0
+
+#: Periods of delay trace a live session keeps for its report (the last 5 minutes).
+LIVE_TRACE_PERIODS = 15_000
 
 _CONCEALED = {Decision.NEURAL_PLC, Decision.OPUS_PLC, Decision.ZEROS}
 _SLOTS_PER_S = 1000 // FRAME_MS
@@ -199,7 +203,12 @@ class Playout:
     min_ms : int
         Delay before the first slot is decided (and the fixed delay without a controller).
     keep_trace : bool
-        Record the delay of every period in ``trace`` (reports; grows with the stream).
+        Record the delay of every period in ``trace`` (reports).
+    keep_media : bool
+        Keep every decided slot in ``media`` (simulation; grows with the stream).
+    trace_periods : int, optional
+        Keep only the last this many periods of ``trace``, ``events`` and
+        ``delays_ms`` (live sessions); default: all.
 
     Attributes
     ----------
@@ -218,7 +227,8 @@ class Playout:
     """
 
     def __init__(self, receiver: Receiver, controller: PlayoutController | None = None,
-                 min_ms: int = DEFAULT_RECOVERY_MS, keep_trace: bool = True, keep_media: bool = True) -> None:
+                 min_ms: int = DEFAULT_RECOVERY_MS, keep_trace: bool = True, keep_media: bool = True,
+                 trace_periods: int | None = None) -> None:
         self.receiver = receiver
         self.controller = controller
         self.min_ms = controller.min_ms if controller is not None else _ms_arg(min_ms, "min_ms", 0, 10_000)
@@ -233,10 +243,10 @@ class Playout:
         self.started = False
         self.keep_media = keep_media
         self.media: list[np.ndarray] = []
-        self.events: list[_Event] = []
-        self.trace: list[tuple[int, float, int]] | None = [] if keep_trace else None
-        self.changes: list[tuple[int, int, str]] = []
-        self.delays_ms: list[float] = []
+        self.events: deque[_Event] = deque(maxlen=trace_periods)
+        self.trace: deque[tuple[int, float, int]] | None = deque(maxlen=trace_periods) if keep_trace else None
+        self.changes: deque[tuple[int, int, str]] = deque(maxlen=trace_periods)
+        self.delays_ms: deque[float] = deque(maxlen=trace_periods)
         self.underruns = 0
         self._last_target: int | None = None
 
@@ -268,7 +278,7 @@ class Playout:
         return out
 
     def drain(self) -> list[np.ndarray]:
-        """End of stream: decide what is left and play it out (no time-scaling)."""
+        """End of stream: decide what is left and play it out (no time-scaling; whole periods, the last padded)."""
         self.started = True
         out = []
         while self.receiver.pending or self._queue.shape[0]:
@@ -296,8 +306,8 @@ class Playout:
             self._queue = np.concatenate([self._queue, y])
             self._tail = np.concatenate([self._tail, y])[-2 * n:]
             self._slot += 1
-        if self._queue.shape[0] < n and not partial:
-            self.underruns += 1
+        if self._queue.shape[0] < n:   # the stream's end (padded to a whole period), else an underrun
+            self.underruns += not partial
             self._queue = np.concatenate([self._queue, np.zeros(n - self._queue.shape[0])])
         out, self._queue = self._queue[:n], self._queue[n:]
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)
@@ -330,6 +340,11 @@ class Playout:
         return tsm.stretch(self._tail, x, lag) if want > 0 else tsm.compress(x, lag)
 
     # --------------------------------------------------------------- reports
+    def status(self) -> str:
+        """``delay 112/160ms (bursts: ...)``: the delay held now, the target and why."""
+        why = self.controller.reason if self.controller is not None else "fixed"
+        return f"delay {self.delay_ms():.0f}/{self.target_ms}ms ({why})"
+
     def report(self, trace: bool = True) -> dict[str, Any]:
         """Delay statistics, target changes and time-scaling events (JSON-ready)."""
         rep: dict[str, Any] = {
@@ -348,9 +363,9 @@ class Playout:
         return rep
 
 
-def delay_summary(delays_ms: list[float] | np.ndarray, min_ms: int) -> dict[str, float]:
+def delay_summary(delays_ms: Any, min_ms: int) -> dict[str, float]:
     """Mean / 95th percentile / largest delay and the mean delay added above ``min_ms``."""
-    d = np.asarray(delays_ms, np.float64)
+    d = np.asarray(list(delays_ms), np.float64)
     if d.size == 0:
         return {"mean_delay_ms": float("nan"), "p95_delay_ms": float("nan"), "max_delay_ms": float("nan"),
                 "mean_added_ms": float("nan")}

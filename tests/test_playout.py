@@ -98,8 +98,10 @@ def test_playout_follows_the_target_without_gaps():
     # The decided slots are exactly the plain receiver's; time-scaling undone is the media itself.
     heard = np.concatenate(played + player.drain())
     media = np.concatenate(player.media)
-    assert heard.size == media.size + sum(e.samples for e in player.events)
-    assert warp_like(media, player.events).size == heard.size
+    n = media.size + sum(e.samples for e in player.events)
+    assert 0 <= heard.size - n < 320 and not heard[n:].any()   # whole periods: the last one padded
+    heard = heard[:n]
+    assert warp_like(media, player.events).size == n
     # No splice: sample steps stay within the signal's own.
     assert np.abs(np.diff(heard.astype(float))).max() <= 1.2 * np.abs(np.diff(media.astype(float))).max()
 

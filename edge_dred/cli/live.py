@@ -21,7 +21,8 @@ import sys
 from typing import Any
 
 from ..outputs import check_outputs
-from .args import _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, add_recovery_ms, number_arg
+from .args import (_atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms, add_recovery_ms,
+                   number_arg)
 
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
@@ -100,6 +101,9 @@ def _neural_recv_args(p: argparse.ArgumentParser) -> None:
                    help="conceal what nothing recovers with the neural PLC (default: on where the board config has "
                         "a DRED length)")
     add_recovery_ms(p)
+    p.add_argument("--max-delay-ms", type=_recovery_ms, metavar="MS",
+                   help="adaptive playout: the receiver's delay follows the loss bursts between --recovery-ms and "
+                        "this budget (time-scaled, no gaps); default: fixed look-ahead")
     p.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
                    help="step neural recovery down when the measured load is too high (default on)")
     p.add_argument("--force-level", choices=_LEVELS,
@@ -163,7 +167,7 @@ def _neural_settings(args: argparse.Namespace, board) -> dict:
         if args.force_level is not None and not (dred or neural_plc):
             raise LiveCLIError("--force-level needs --dred or --neural-plc: without them there is nothing to govern")
         out.update(dred=dred, neural_plc=neural_plc, recovery_ms=args.recovery_ms, governor=bool(args.governor),
-                   force_level=args.force_level)
+                   force_level=args.force_level, max_delay_ms=args.max_delay_ms)
     if hasattr(args, "dred_ms"):
         if args.dred_ms is not None:
             dred_ms = args.dred_ms
