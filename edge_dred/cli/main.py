@@ -122,8 +122,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"lost      {oc['in_time']} rebuilt in time, {oc['too_late']} redundancy too late, "
           f"{oc['concealed']} concealed")
     if playout:
-        print(f"playout   adaptive {playout['min_ms']}..{playout['max_ms']} ms: delay mean {playout['mean_delay_ms']:.0f}"
-              f" ms, p95 {playout['p95_delay_ms']:.0f} ms; stretched {playout['stretched_ms']:.0f} ms, compressed "
+        print(f"playout   adaptive {playout['min_ms']}..{playout['max_ms']} ms: delay mean "
+              f"{playout['mean_delay_ms']:.0f} ms, p95 {playout['p95_delay_ms']:.0f} ms; stretched {playout['stretched_ms']:.0f} ms, compressed "
               f"{playout['compressed_ms']:.0f} ms (output time-scaled: not sample-aligned with the input)")
     if receiver.concealer is not None:
         st = receiver.concealer.stats
