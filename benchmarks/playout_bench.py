@@ -19,7 +19,7 @@ trajectory the controller produced for that file on ``--trace``
 (``replayed``), and a 60 <-> 200 ms square wave every 4 s (``square``).
 PESQ-WB of what is heard against the input warped by the same cuts
 (:func:`edge_dred.playout.warp_like`: PESQ cannot follow a drifting delay),
-beside the unscaled decode against the input.
+beside the unscaled decode against the input; PLCMOS of both.
 """
 from __future__ import annotations
 
@@ -135,28 +135,33 @@ def _pesq_unaligned(ref: np.ndarray, heard: np.ndarray) -> float:
 def cmd_tsm(args: argparse.Namespace) -> None:
     trace = load_trace(args.trace) if args.trace else None
     rows = {"none": [], "replayed": [], "square": []}
+    mos = {"none": [], "replayed": [], "square": []}
     stats = {"replayed": [], "square": []}
     for p in _files(args.speech, args.files):
         pcm = _load(p)
         n_pk = len(pcm) // 320 + 8
         base = run_condition(pcm, None, "lbrr+dred")
         rows["none"].append(M.pesq_wb(pcm, base.audio))
+        mos["none"].append(M.plcmos(base.audio))
         if trace is not None:
             a = run_condition(pcm, TraceLoss(trace).mask(n_pk), "lbrr+dred_adaptive")
             targets = [t["target_ms"] for t in a.extra["playout"]["trace"]]
             heard, ref, rep = _play_clean(pcm, [60] * 3 + targets)
             rows["replayed"].append(M.pesq_wb(ref, heard))
+            mos["replayed"].append(M.plcmos(heard))
             stats["replayed"].append(rep)
         square = [60 if (i * FRAME_MS // 4000) % 2 == 0 else 200 for i in range(n_pk)]
         heard, ref, rep = _play_clean(pcm, square)
         rows["square"].append(M.pesq_wb(ref, heard))
+        mos["square"].append(M.plcmos(heard))
         stats["square"].append(rep)
     none = np.asarray(rows["none"])
     print(f"{len(none)} files, no loss, lbrr+dred decode; PESQ-WB of what is heard against the input warped "
           "by the same cuts\n")
-    print("| time-scaling | PESQ-WB | paired difference ± s.e. | stretched / compressed s | mean delay ms |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| none | {none.mean():.3f} | – | – | 60 |")
+    print("| time-scaling | PESQ-WB | paired difference ± s.e. | PLCMOS | paired difference ± s.e. | "
+          "stretched / compressed s | mean delay ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| none | {none.mean():.3f} | – | {np.mean(mos['none']):.3f} | – | – | 60 |")
     for k in ("replayed", "square"):
         if not rows[k]:
             continue
@@ -164,7 +169,9 @@ def cmd_tsm(args: argparse.Namespace) -> None:
         d = v - none
         st = stats[k]
         dl = np.mean([s["mean_delay_ms"] for s in st])
+        m = np.asarray(mos[k]) - np.asarray(mos["none"])
         print(f"| {k} | {v.mean():.3f} | {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(d.size):.3f} | "
+              f"{np.mean(mos[k]):.3f} | {m.mean():+.3f} ± {m.std(ddof=1) / np.sqrt(m.size):.3f} | "
               f"{sum(s['stretched_ms'] for s in st) / 1000:.1f} / {sum(s['compressed_ms'] for s in st) / 1000:.1f} | "
               f"{dl:.0f} |")
 
