@@ -55,7 +55,8 @@ import numpy as np
 
 from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .dsp import tsm
-from .receiver import DEFAULT_RECOVERY_MS, Decision, Receiver
+from .plugins import Decision
+from .receiver import DEFAULT_RECOVERY_MS, Receiver
 
 __all__ = ["DEFAULT_MAX_DELAY_MS", "PlayoutController", "Playout", "CONCEALED_FRACTION", "RESIDUAL_FRACTION",
            "HALF_LIFE_S",

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .constants import FRAME_MS
-from .receiver import DEFAULT_RECOVERY_MS, Decision, Receiver, build_receiver
+from .plugins import Decision
+from .receiver import DEFAULT_RECOVERY_MS, Receiver, build_receiver
 from .sender import Sender, n_packets_for
 
 __all__ = ["Condition", "CONDITIONS", "SimResult", "run_condition", "simulate", "loss_outcomes"]
