@@ -75,7 +75,7 @@ PRIOR_S = 5.0
 #: Longest average rate change applied to ordinary (non-silent, unconcealed) speech.
 SPEECH_RATE = 0.05
 #: Normalised correlation at the chosen lag above which speech counts as voiced (periodic).
-VOICED_CORR = 0.8
+VOICED_CORR = 0.9
 #: A slot this far below the recent speech level counts as silence, dB.
 SILENCE_DB = 30.0
 
