@@ -16,7 +16,8 @@ def _harmonic(seconds: float, f0: float = 150.0) -> np.ndarray:
 def _f0(x: np.ndarray) -> float:
     """Fundamental by autocorrelation peak within 60..400 Hz."""
     x = x - x.mean()
-    ac = np.correlate(x, x, "full")[x.size - 1:]
+    spec = np.fft.rfft(x, 2 * x.size)
+    ac = np.fft.irfft(spec * np.conj(spec))[: x.size]
     lo, hi = SR // 400, SR // 60
     return SR / (lo + int(np.argmax(ac[lo:hi])))
 
