@@ -49,7 +49,9 @@ from .sender import Sender
 from .transport.impair import Impairment
 from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
-from .transport.rtp import MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, parse_rtp
+from .transport.rtp import (MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, build_rtcp_bye, is_rtcp, parse_rtcp_bye,
+                            parse_rtp)
+from .transport.source import SourceLock, SourceVerdict
 
 __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "pin_audio_thread",
            "SendCore", "RecvCore", "SendSession", "RecvSession", "LiveSession"]
@@ -358,13 +360,23 @@ class RecvCore:
     The receiver defaults to :func:`build_receiver` of the config (plug-ins
     and governor loaded here, at start-up).  The audio loop reports each
     slot's busy time through :meth:`slot_done`, which feeds the governor.
+
+    Untrusted input: ``source`` (a :class:`~edge_dred.transport.source.SourceLock`,
+    default: lock onto the first sender) decides which sender is played;
+    ``srtp`` (an :class:`~edge_dred.transport.srtp.SrtpReceiver`) authenticates
+    every datagram first.  What either rejects is counted and dropped.  An RTCP
+    BYE from the locked source, or :meth:`end_stream`, ends the stream: the
+    missing slots played after its last packet count as ``after_end``, not as loss.
     """
 
     _DECISION_TRIM = 1000
 
     def __init__(self, config: LiveConfig, record: str | None = None, payload_type: int | None = None,
-                 receiver: Receiver | None = None) -> None:
+                 receiver: Receiver | None = None, source: SourceLock | None = None, srtp=None) -> None:
         self.config = config
+        self.source = source if source is not None else SourceLock()
+        self.srtp = srtp
+        self.ended_by = ""  # "bye" or "silence" once the stream has ended
         self.jb = JitterBuffer(config.jitter)
         self.receiver = receiver if receiver is not None else build_receiver(config)
         self.governor: LoadGovernor | None = self.receiver.governor
@@ -377,20 +389,45 @@ class RecvCore:
         self.silence = np.zeros(FRAME_SAMPLES, np.int16)
         self.counts: dict[str, int] = {k: 0 for k in (
             "datagrams", "bad_rtp", "bad_opus", "unsupported_duration", "impaired_lost", "idle_frames",
-            "warmup_frames", "frames")}
+            "warmup_frames", "frames", "foreign", "srtp_auth_failed", "srtp_replayed", "srtp_rejected", "rtcp",
+            "bad_rtcp", "after_end_slots")}
         self.decisions: dict[str, int] = {}
         self.hole_decisions: dict[str, dict[str, int]] = {}
         self.last_error = ""
-        self._kinds: deque[str] = deque()
+        self._kinds: deque[tuple[str, int | None]] = deque()  # (slot kind, tail generation of a tail hole)
+        self._tail_gen = -1
+        self._tail_decisions: dict[str, int] = {}
         self._dec_seen = 0
         self.first_arrival: float | None = None
         self.last_arrival: float | None = None
         self.playout = _adaptive_playout(config, self.receiver)
+        self.after_end_decisions: dict[str, int] = {}
 
     # -- network side ------------------------------------------------------
-    def on_datagram(self, data: bytes | bytearray | memoryview, now: float) -> PutResult | None:
-        """Parse one datagram and offer it to the jitter buffer; bad input is counted and dropped."""
+    def on_datagram(self, data: bytes | bytearray | memoryview, now: float,
+                    addr: tuple | None = None) -> PutResult | None:
+        """Check, parse and offer one datagram to the jitter buffer; what is rejected is counted and dropped.
+
+        ``addr`` is the sender's address (None for in-process streams: the SSRC alone identifies them).
+        """
         self.counts["datagrams"] += 1
+        if not self.source.address_ok(addr):  # cheap: before any parsing or crypto
+            self.counts["foreign"] += 1
+            self.source.stats["foreign"] += 1
+            return None
+        rtcp = is_rtcp(data)
+        if self.srtp is not None:
+            from .transport.srtp import SrtpReject
+
+            try:
+                data = self.srtp.unprotect_rtcp(data) if rtcp else self.srtp.unprotect(data)
+            except SrtpReject as e:
+                self.counts[{"auth": "srtp_auth_failed", "replay": "srtp_replayed"}.get(e.reason, "srtp_rejected")] += 1
+                self.last_error = str(e)
+                return None
+        if rtcp:
+            self._on_rtcp(data, addr)
+            return None
         try:
             pkt = parse_rtp(data, self.payload_type, MAX_DATAGRAM_BYTES)
         except RtpError as e:
@@ -408,23 +445,51 @@ class RecvCore:
             self.counts["unsupported_duration"] += 1
             self.last_error = f"packet of {op.duration_ms} ms (only 20 ms packets are supported)"
             return None
+        if self.source.check(addr, pkt.ssrc, now) is SourceVerdict.FOREIGN:
+            self.counts["foreign"] += 1
+            return None
         if self.first_arrival is None:
             self.first_arrival = now
         self.last_arrival = now
         with self.lock:
             return self.jb.put(pkt.timestamp, pkt.payload, now, pkt.ssrc)
 
+    def _on_rtcp(self, data: bytes, addr: tuple | None) -> None:
+        self.counts["rtcp"] += 1
+        try:
+            byes = parse_rtcp_bye(data)
+        except RtpError as e:
+            self.counts["bad_rtcp"] += 1
+            self.last_error = str(e)
+            return
+        if any(self.source.is_locked_source(addr, ssrc) for ssrc in byes):
+            self.end_stream("bye")
+
+    def end_stream(self, reason: str) -> None:
+        """The sender is gone (``"bye"``, ``"silence"``): play out what is buffered, then nothing more."""
+        with self.lock:
+            if self.jb.ended:
+                return
+            self.counts["after_end_slots"] += self.jb.end_stream()
+        self.ended_by = reason
+
+    @property
+    def drained(self) -> bool:
+        """The stream has ended and everything buffered has been played."""
+        return self.jb.ended and self.jb.buffered == 0
+
     # -- audio side --------------------------------------------------------
     def next_frame(self, now: float) -> np.ndarray:
         """The next 20 ms of audio to play (silence before the stream starts)."""
         with self.lock:
             pkt, kind = self.jb.pop(now)
+            tail = self.jb.tail_gen if self.jb.last_pop_tail else None
         if kind is SlotKind.IDLE:
             self.counts["idle_frames"] += 1
             self._fed = False
             return self.silence
         self._fed = True
-        return self._feed(pkt, kind.value)
+        return self._feed(pkt, kind.value, tail)
 
     def slot_done(self, busy_s: float) -> None:
         """The audio thread's busy time (s) for the period that just called :meth:`next_frame`.
@@ -435,13 +500,13 @@ class RecvCore:
         if self.governor is not None and self._fed:
             self.governor.observe(busy_s)
 
-    def _feed(self, pkt: bytes | None, kind: str) -> np.ndarray:
+    def _feed(self, pkt: bytes | None, kind: str, tail: int | None = None) -> np.ndarray:
         if self.recorder is not None:
             if pkt is None:
                 self.recorder.lost()
             else:
                 self.recorder.packet(pkt)
-        self._kinds.append(kind)
+        self._kinds.append((kind, tail))
         if self.playout is not None:
             out = self.playout.tick(pkt)
             outs = [] if out is None else [out]
@@ -459,7 +524,11 @@ class RecvCore:
         for d in decs[self._dec_seen:]:
             name = d.value if isinstance(d, Decision) else str(d)
             self.decisions[name] = self.decisions.get(name, 0) + 1
-            kind = self._kinds.popleft() if self._kinds else "unknown"
+            kind, tail = self._kinds.popleft() if self._kinds else ("unknown", None)
+            if tail is not None:  # a hole after the newest packet: maybe the stream's end
+                if tail != self._tail_gen:
+                    self._tail_gen, self._tail_decisions = tail, {}
+                self._tail_decisions[name] = self._tail_decisions.get(name, 0) + 1
             if kind != SlotKind.PACKET.value:
                 per = self.hole_decisions.setdefault(kind, {})
                 per[name] = per.get(name, 0) + 1
@@ -474,7 +543,7 @@ class RecvCore:
             rest = self.jb.drain()
         out = []
         for pkt in rest:
-            self._kinds.append(SlotKind.PACKET.value if pkt is not None else SlotKind.MISSING.value)
+            self._kinds.append((SlotKind.PACKET.value if pkt is not None else SlotKind.MISSING.value, None))
             if self.recorder is not None:
                 self.recorder.lost() if pkt is None else self.recorder.packet(pkt)
             if self.playout is not None:
@@ -484,7 +553,21 @@ class RecvCore:
                 out.extend(self.receiver.push(pkt))
         out.extend(self.playout.drain() if self.playout is not None else self.receiver.flush())
         self._count_decisions()
+        self.end_stream(self.ended_by or "silence")
+        self._uncount_tail()
         return out
+
+    def _uncount_tail(self) -> None:
+        """The holes after the last packet were the stream's end: take their decisions out of the hole counts."""
+        if self._tail_gen != self.jb.tail_gen or not self._tail_decisions:
+            return
+        per = self.hole_decisions.get(SlotKind.MISSING.value, {})
+        for name, n in self._tail_decisions.items():
+            self.decisions[name] -= n
+            if per.get(name):
+                per[name] -= n
+        self.after_end_decisions = dict(self._tail_decisions)
+        self._tail_decisions = {}
 
     def close(self) -> dict | None:
         return self.recorder.close() if self.recorder is not None else None
@@ -502,13 +585,17 @@ class RecvCore:
             "accepted_balance_ok": s["accepted"] == s["played"] + s["dropped_drift"] + s["dropped_reset"]
             + self.jb.buffered,
             "slots_balance_ok": slots == s["played"] + s["missing"] + s["inserted"],
+            "after_end_ok": sum(self.after_end_decisions.values()) == s["after_end"],
             "regular_equals_played": self.decisions.get("regular", 0) == s["played"],
-            "datagrams_balance_ok": self.counts["datagrams"] == self.counts["bad_rtp"] + self.counts["bad_opus"]
-            + self.counts["unsupported_duration"] + s["received"],
+            "datagrams_balance_ok": self.counts["datagrams"] == sum(self.counts[k] for k in (
+                "bad_rtp", "bad_opus", "unsupported_duration", "foreign", "srtp_auth_failed", "srtp_replayed",
+                "srtp_rejected", "rtcp")) + s["received"],
         }
         return {"rtp": dict(self.counts), "jitter": s, "jitter_delay_ms": self.jb.delay_ms,
                 "decisions": dict(self.decisions), "hole_decisions": self.hole_decisions,
                 "accounting": acct, "last_error": self.last_error, "recovery": self.recovery_report(),
+                "source": {"locked": self.source.describe(), **self.source.stats}, "end": self.ended_by,
+                "after_end_decisions": dict(self.after_end_decisions),
                 "governor": self.governor_report(),
                 "playout": self.playout.report() if self.playout is not None else None}
 
@@ -559,6 +646,10 @@ def _status(t: float, sent: int | None, lost: int | None, rc: RecvCore, load: Lo
                                                      or "none"))
     s = rc.jb.stats
     parts.append(f"late {s['late']} dup {s['duplicates']} jb {rc.jb.delay_ms:.0f}ms")
+    rejected = {k: rc.counts[k] for k in ("foreign", "srtp_auth_failed", "srtp_replayed") if rc.counts[k]}
+    if rejected:  # other senders and forged packets: counted and dropped, never played
+        parts.append("dropped " + ", ".join(f"{k.replace('srtp_', 'srtp ').replace('_', ' ')} {v}"
+                                            for k, v in rejected.items()))
     parts.append(f"RTF {load.load:.3f}")
     gov = rc.governor_status()
     if gov is not None:
@@ -613,16 +704,22 @@ class SendSession:
         netem-like loss/reorder/duplication applied before sending.
     record : str, optional
         Ogg Opus file of everything sent (before impairment).
+    srtp : SrtpSender, optional
+        Protect every datagram (SRTP/SRTCP) before it is impaired and sent.
+
+    The stream ends with an RTCP BYE, so the receiver knows it ended rather than got lost.
     """
 
     def __init__(self, capture: AudioDevice, dest: tuple[str, int], config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
-                 redundancy: RedundancyHook | None = None, sock: socket.socket | None = None) -> None:
+                 redundancy: RedundancyHook | None = None, sock: socket.socket | None = None,
+                 srtp=None) -> None:
         self.capture = capture
         self.dest = dest
         self.config = config
         self.core = SendCore(config, redundancy, record)
         self.impairment = impairment or Impairment()
+        self.srtp = srtp
         if sock is None:
             family = socket.AF_INET6 if ":" in dest[0] else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -632,9 +729,23 @@ class SendSession:
         self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
         self.send_errors = 0
         self.datagrams = 0
+        self.bye_sent = False
         self._frame = np.zeros(FRAME_SAMPLES, np.int16)
         self.stop_event = threading.Event()
         self.started_at = 0.0
+
+    def _protect(self, datagram: bytes, rtcp: bool = False) -> bytes:
+        if self.srtp is None:
+            return datagram
+        return self.srtp.protect_rtcp(datagram) if rtcp else self.srtp.protect(datagram)
+
+    def _bye(self) -> None:
+        """RTCP BYE (never impaired, not counted as a media datagram): the stream ends here."""
+        try:
+            self.sock.sendto(self._protect(build_rtcp_bye(self.core.rtp.ssrc), rtcp=True), self.dest)
+            self.bye_sent = True
+        except OSError:
+            self.send_errors += 1
 
     def _send(self, datagrams: list[bytes]) -> None:
         for d in datagrams:
@@ -662,9 +773,10 @@ class SendSession:
                     break
                 self.capture.capture(self._frame)
                 self.load.start()
-                self._send(self.impairment.process(self.core.encode(self._frame)))
+                self._send(self.impairment.process(self._protect(self.core.encode(self._frame))))
                 self.load.stop()
             self._send(self.impairment.flush())
+            self._bye()
         finally:
             unpin()
             printer.stop()
@@ -675,7 +787,8 @@ class SendSession:
         return {
             "role": "send", "dest": f"{self.dest[0]}:{self.dest[1]}", "frames": self.core.frames,
             "impairment": self.impairment.describe(), "impairment_stats": dict(self.impairment.stats),
-            "datagrams_sent": self.datagrams, "send_errors": self.send_errors,
+            "datagrams_sent": self.datagrams, "send_errors": self.send_errors, "bye_sent": self.bye_sent,
+            "srtp": self.srtp.suite if self.srtp is not None else None,
             "bitrate_bps": self.core.bytes * 8 / max(1, self.core.frames) / (FRAME_MS / 1000.0),
             "dred": self.core.redundancy_report(),
             "ssrc": self.core.rtp.ssrc, "first_sequence": self.core.rtp.first_sequence,
@@ -704,15 +817,20 @@ class RecvSession:
         Accept only this RTP payload type.
     receiver : Receiver, optional
         Default: :func:`build_receiver` of ``config``.
+    source : SourceLock, optional
+        Which sender to play (default: lock onto the first one).
+    srtp : SrtpReceiver, optional
+        Authenticate and decrypt every datagram (SRTP/SRTCP).
     """
 
     def __init__(self, playback: AudioDevice, sock: socket.socket, config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
-                 payload_type: int | None = None, receiver: Receiver | None = None) -> None:
+                 payload_type: int | None = None, receiver: Receiver | None = None,
+                 source: SourceLock | None = None, srtp=None) -> None:
         self.playback = playback
         self.sock = sock
         self.config = config
-        self.core = RecvCore(config, record, payload_type, receiver)
+        self.core = RecvCore(config, record, payload_type, receiver, source, srtp)
         self.impairment = impairment
         self.load = LoadMeter(FRAME_MS / 1000.0)
         self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
@@ -728,7 +846,7 @@ class RecvSession:
         self.sock.settimeout(0.1)
         while not self.stop_event.is_set():
             try:
-                n, _ = self.sock.recvfrom_into(buf)
+                n, addr = self.sock.recvfrom_into(buf)
             except socket.timeout:
                 continue
             except OSError:
@@ -743,8 +861,9 @@ class RecvSession:
             else:
                 released = [data]
             for d in released:
-                self.core.on_datagram(d, now)
-            self._arrived.set()
+                self.core.on_datagram(d, now, addr)
+            if self.core.first_arrival is not None:  # the stream (not just any datagram) has started
+                self._arrived.set()
 
     def status_line(self) -> str:
         t = time.monotonic() - self.started_at
@@ -754,9 +873,15 @@ class RecvSession:
             status_interval: float = 0.0, status_stream=None) -> dict:
         """Receive and play.
 
-        Stops after ``seconds`` of playback from the stream's start, after
-        ``idle_timeout`` seconds without datagrams once it has started, if no
-        datagram arrives within ``wait_timeout``, or when :attr:`stop_event` is set.
+        Stops after ``seconds`` of playback from the stream's start, once an
+        RTCP BYE has come and the buffer is played out, after ``idle_timeout``
+        seconds without packets from the sender once it has started (the
+        stream's end), if no packet arrives within ``wait_timeout``, or when
+        :attr:`stop_event` is set.  Other senders' datagrams keep nothing alive.
+
+        Pops follow a schedule of one per period from the playout start; a
+        device that accepts periods faster (an ALSA ring filling up) does not
+        pull them early.
         """
         self.started_at = time.monotonic()
         self._net.start()
@@ -768,10 +893,17 @@ class RecvSession:
                 # Start the playback clock one jitter-buffer delay after the first arrival,
                 # so pops are phase-aligned with arrivals.
                 start = self.core.first_arrival + self.config.jitter.start_delay_ms / 1000.0
-                time.sleep(max(0.0, start - time.monotonic()))
+                period = FRAME_MS / 1000.0
                 while self.frames_played < n_frames and not self.stop_event.is_set():
+                    due = start + self.frames_played * period
                     now = time.monotonic()
+                    if due > now:
+                        time.sleep(due - now)
+                        now = time.monotonic()
+                    if self.core.drained:
+                        break
                     if self.core.last_arrival is not None and now - self.core.last_arrival > idle_timeout:
+                        self.core.end_stream("silence")
                         break
                     self.load.start()
                     frame = self.core.next_frame(now)
@@ -797,7 +929,7 @@ class RecvSession:
             "impairment": self.impairment.describe() if self.impairment else "none",
             "impairment_stats": dict(self.impairment.stats) if self.impairment else None,
             "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak, "audio_cores": self.audio_cores,
-            "underruns": self.playback.underruns,
+            "underruns": self.playback.underruns, "srtp": self.core.srtp.suite if self.core.srtp else None,
             # The sender's look-ahead is not signalled; 104 samples (6.5 ms) is libopus's at 16 kHz.
             "latency_budget_ms": latency_budget(self.config, 104),
             "recording": recording,

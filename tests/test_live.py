@@ -93,7 +93,9 @@ def test_send_and_recv_sessions_over_loopback():
     rsock.close()
     st = srep["impairment_stats"]
     assert srep["datagrams_sent"] == st["packets"] - st["lost"] + st["duplicated"]
-    assert result["rtp"]["datagrams"] == srep["datagrams_sent"]
+    assert srep["bye_sent"] and result["end"] == "bye"  # the RTCP BYE ends the stream
+    assert result["rtp"]["datagrams"] == srep["datagrams_sent"] + result["rtp"]["rtcp"]
+    assert result["rtp"]["rtcp"] == 1
     assert result["jitter"]["duplicates"] == st["duplicated"]
     assert result["accounting"]["unique_arrivals"] == st["packets"] - st["lost"]
     assert all(v for k, v in result["accounting"].items() if k.endswith("_ok"))
@@ -151,7 +153,8 @@ def test_send_and_recv_commands_as_processes_with_alsa_file_plugins(tmp_path):
     s, r = json.loads((tmp_path / "s.json").read_text()), json.loads((tmp_path / "r.json").read_text())
     st = s["impairment_stats"]
     assert st["packets"] == 100 and st["lost"] > 5
-    assert r["rtp"]["datagrams"] == s["datagrams_sent"] == st["packets"] - st["lost"] + st["duplicated"]
+    assert s["datagrams_sent"] == st["packets"] - st["lost"] + st["duplicated"]
+    assert r["rtp"]["datagrams"] == s["datagrams_sent"] + r["rtp"]["rtcp"] and r["end"] == "bye"
     assert r["accounting"]["unique_arrivals"] == st["packets"] - st["lost"]
     assert r["jitter"]["duplicates"] == st["duplicated"]
     # every lost packet left a hole (unless the buffer shrank over that very slot); the board's

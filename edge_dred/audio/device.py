@@ -72,8 +72,10 @@ class Pacer:
     """Hold real time for devices that do not block (mock, files, ALSA null/file plugins).
 
     ``wait()`` sleeps until the next period boundary of a schedule started at
-    the first call; if we fall more than ``max_lag`` periods behind, the
-    schedule restarts rather than bursting to catch up.
+    the first call (the first boundary is one period after it, like a device
+    that takes a period to capture or play one); if we fall more than
+    ``max_lag`` periods behind, the schedule restarts rather than bursting to
+    catch up.
     """
 
     def __init__(self, period_s: float, max_lag: int = 5) -> None:
@@ -86,7 +88,6 @@ class Pacer:
         now = time.monotonic()
         if self._next is None:
             self._next = now + self.period_s
-            return
         delay = self._next - now
         if delay > 0:
             time.sleep(delay)

@@ -43,7 +43,7 @@ __all__ = ["JitterConfig", "JitterBuffer", "SlotKind", "PutResult"]
 class SlotKind(str, Enum):
     """What :meth:`JitterBuffer.pop` returned."""
 
-    IDLE = "idle"          # playout has not started (nothing to feed the receiver)
+    IDLE = "idle"          # playout has not started, or the stream ended (nothing to feed the receiver)
     PACKET = "packet"      # the slot's packet, on time
     MISSING = "missing"    # no packet for the slot (lost, or still to come late)
     INSERTED = "inserted"  # an extra hole that grows the delay
@@ -57,6 +57,7 @@ class PutResult(str, Enum):
     LATE = "late"            # its slot was already played
     TOO_EARLY = "too_early"  # beyond the buffer's capacity ahead of playout
     RESET = "reset"          # new stream (SSRC change or resync); accepted as its first packet
+    ENDED = "ended"          # the stream has ended (:meth:`JitterBuffer.end_stream`); dropped
 
 
 @dataclass
@@ -86,7 +87,10 @@ class JitterConfig:
     capacity : int
         Most slots held ahead of playout.
     resync_after : int
-        Consecutive far-ahead packets that make the buffer restart on them.
+        A sender restart: this many consecutive packets of consecutive
+        slots, all far ahead of playout (beyond ``capacity``) or all late and
+        paced in time (arriving over at least half their duration: a stream,
+        not a burst released after a stall), make the buffer restart on them.
     """
 
     frame_ms: int = 20
@@ -99,7 +103,7 @@ class JitterConfig:
     window: int = 100
     adapt_every: int = 10
     capacity: int = 64
-    resync_after: int = 8
+    resync_after: int = 4
     clock_rate: int = RTP_CLOCK_RATE
 
     def validate(self) -> None:
@@ -146,7 +150,13 @@ class JitterBuffer:
         self._seen = np.full(_SEEN_RING, np.iinfo(np.int64).min, np.int64)
         self.stats: dict[str, int] = {k: 0 for k in (
             "received", "accepted", "duplicates", "late", "too_early", "resets", "misaligned",
-            "played", "missing", "inserted", "dropped_drift", "dropped_empty", "dropped_reset", "pops_idle")}
+            "played", "missing", "inserted", "dropped_drift", "dropped_empty", "dropped_reset", "pops_idle",
+            "late_resyncs", "after_end", "after_end_packets")}
+        self.ended = False
+        #: Bumped whenever the missing slots at the tail stop being a tail (a newer packet came).
+        self.tail_gen = 0
+        self.tail_missing = 0
+        self.last_pop_tail = False
         self._reset_stream(None)
 
     # -- state -------------------------------------------------------------
@@ -163,8 +173,32 @@ class JitterBuffer:
         self._m_pos = 0
         self._pops_since_adapt = 0
         self._pending = 0  # +1: insert a hole next pop, -1: drop the next slot
-        self._far_run = 0
+        self._run = 0            # length of the current restart candidate run (far ahead or late)
+        self._run_kind = ""      # "far" or "late"
+        self._run_slot = 0       # slot of the run's last packet
+        self._run_t0 = 0.0       # arrival of the run's first packet
+        self._newest: int | None = None
+        self._end_tail()
         self._seen[:] = np.iinfo(np.int64).min
+
+    def _end_tail(self) -> None:
+        """Missing slots after the newest packet turn out to be holes, not the stream's end."""
+        if self.tail_missing:
+            self.tail_gen += 1
+        self.tail_missing = 0
+
+    def _restart_run(self, kind: str, slot: int, arrival_s: float) -> bool:
+        """Count a far-ahead or late packet; True when the run says the sender restarted."""
+        if self._run and self._run_kind == kind and slot == self._run_slot + 1:
+            self._run += 1
+        else:
+            self._run, self._run_kind, self._run_t0 = 1, kind, arrival_s
+        self._run_slot = slot
+        if self._run < self.config.resync_after:
+            return False
+        if kind == "late" and arrival_s - self._run_t0 < (self._run - 1) * self.frame_s / 2:
+            return False  # a burst released after a stall: the delay adaptation's business
+        return True
 
     @property
     def buffered(self) -> int:
@@ -215,41 +249,50 @@ class JitterBuffer:
         if not isinstance(timestamp, int) or not 0 <= timestamp <= 0xFFFFFFFF:
             raise ValueError(f"timestamp must be a 32-bit unsigned int, got {timestamp!r}")
         self.stats["received"] += 1
+        if self.ended:
+            self.stats["after_end_packets"] += 1
+            return PutResult.ENDED
         result = PutResult.ACCEPTED
         if ssrc is not None and self.ssrc is not None and ssrc != self.ssrc:
-            self.stats["dropped_reset"] += len(self._buf)
-            self._reset_stream(ssrc)
-            self.stats["resets"] += 1
+            self._restart(ssrc, arrival_s)
             result = PutResult.RESET
         elif self.ssrc is None:
             self.ssrc = ssrc
         slot = self._slot_of(timestamp)
         c = self.config
-        if self._seen[slot % _SEEN_RING] == slot:
+        seen = self._seen[slot % _SEEN_RING] == slot
+        if seen and not (self.started and slot < self.next_slot):
             self.stats["duplicates"] += 1
             return PutResult.DUPLICATE
         if self.started:
             margin = self._next_pop_est + (slot - self.next_slot) * self.frame_s - arrival_s
             if slot < self.next_slot:
-                self._seen[slot % _SEEN_RING] = slot
-                self._record_margin(margin)
-                self.stats["late"] += 1
-                self._far_run = 0
-                return PutResult.LATE
-            if slot >= self.next_slot + c.capacity:
-                self._far_run += 1
-                if self._far_run < c.resync_after:
+                # A restart with the same SSRC may repeat played slots exactly: those count
+                # towards the run too, and are duplicates only while no run forms.
+                if not self._restart_run("late", slot, arrival_s):
+                    if seen:
+                        self.stats["duplicates"] += 1
+                        return PutResult.DUPLICATE
+                    self._seen[slot % _SEEN_RING] = slot
+                    self._record_margin(margin)
+                    self.stats["late"] += 1
+                    self._note_newest(slot)
+                    return PutResult.LATE
+                # The sender restarted behind us (same SSRC, lower timestamp): start over on this packet.
+                self.stats["late_resyncs"] += 1
+                self._restart(ssrc, arrival_s)
+                slot = self._slot_of(timestamp)
+                result = PutResult.RESET
+            elif slot >= self.next_slot + c.capacity:
+                if not self._restart_run("far", slot, arrival_s):
                     self.stats["too_early"] += 1
                     return PutResult.TOO_EARLY
-                # The sender jumped (restart, long outage): start over on this packet.
-                self.stats["dropped_reset"] += len(self._buf)
-                self._reset_stream(ssrc)
-                self.stats["resets"] += 1
-                self._first_arrival = arrival_s
+                # The sender jumped ahead (restart, long outage): start over on this packet.
+                self._restart(ssrc, arrival_s)
                 slot = self._slot_of(timestamp)
                 result = PutResult.RESET
             else:
-                self._far_run = 0
+                self._run = 0
                 self._record_margin(margin)
         else:
             if self._first_arrival is None:
@@ -257,10 +300,37 @@ class JitterBuffer:
             if self._buf and abs(slot - min(self._buf)) >= c.capacity:
                 self.stats["too_early"] += 1
                 return PutResult.TOO_EARLY
+        self._note_newest(slot)
         self._seen[slot % _SEEN_RING] = slot
         self._buf[slot] = (bytes(payload), arrival_s)
         self.stats["accepted"] += 1
         return result
+
+    def _restart(self, ssrc: int | None, arrival_s: float) -> None:
+        self.stats["dropped_reset"] += len(self._buf)
+        self._reset_stream(ssrc)
+        self.stats["resets"] += 1
+        self._first_arrival = arrival_s
+
+    def _note_newest(self, slot: int) -> None:
+        if self._newest is None or slot > self._newest:
+            self._newest = slot
+            self._end_tail()
+
+    def end_stream(self) -> int:
+        """The sender is gone (RTCP BYE, or silence past a timeout).
+
+        Missing slots played after the newest packet were the stream's end,
+        not losses: they move from ``missing`` to ``after_end``.  Later pops
+        return IDLE once the buffer is drained, later packets are dropped
+        (``after_end_packets``).  Returns the number of slots moved.
+        """
+        n = self.tail_missing
+        self.stats["missing"] -= n
+        self.stats["after_end"] += n
+        self.tail_missing = 0
+        self.ended = True
+        return n
 
     # -- output ------------------------------------------------------------
     def pop(self, now_s: float) -> tuple[bytes | None, SlotKind]:
@@ -271,6 +341,10 @@ class JitterBuffer:
         receiver.
         """
         c = self.config
+        self.last_pop_tail = False
+        if self.ended and not self._buf:
+            self.stats["pops_idle"] += 1
+            return None, SlotKind.IDLE
         if not self.started:
             # Pops come on a frame grid: start at the grid point nearest the target.
             if self._first_arrival is None or \
@@ -299,6 +373,9 @@ class JitterBuffer:
         self._after_pop()
         if item is None:
             self.stats["missing"] += 1
+            if self._newest is not None and self.next_slot - 1 > self._newest:
+                self.tail_missing += 1
+                self.last_pop_tail = True
             return None, SlotKind.MISSING
         self.stats["played"] += 1
         return item[0], SlotKind.PACKET

@@ -38,6 +38,9 @@ __all__ = [
     "build_rtp",
     "RtpPacketizer",
     "SequenceUnwrapper",
+    "is_rtcp",
+    "build_rtcp_bye",
+    "parse_rtcp_bye",
 ]
 
 RTP_VERSION = 2
@@ -280,3 +283,62 @@ class SequenceUnwrapper:
         if self._last is None or ext > self._last:
             self._last = ext
         return ext
+
+
+# -- RTCP BYE (RFC 3550 section 6.6), multiplexed on the RTP port (RFC 5761) -------------
+
+RTCP_RR = 201
+RTCP_BYE = 203
+_MAX_RTCP_PACKETS = 16
+
+
+def is_rtcp(data: bytes | bytearray | memoryview) -> bool:
+    """RFC 5761 section 4: a datagram whose second byte is 192..223 is RTCP."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+def build_rtcp_bye(ssrc: int) -> bytes:
+    """A compound RTCP packet (empty receiver report + BYE) saying that ``ssrc`` leaves."""
+    if isinstance(ssrc, bool) or not isinstance(ssrc, int) or not 0 <= ssrc <= 0xFFFFFFFF:
+        raise RtpError(f"ssrc must be an int in 0..{0xFFFFFFFF}, got {ssrc!r}")
+    rr = struct.pack("!BBHI", RTP_VERSION << 6, RTCP_RR, 1, ssrc)
+    bye = struct.pack("!BBHI", (RTP_VERSION << 6) | 1, RTCP_BYE, 1, ssrc)
+    return rr + bye
+
+
+def parse_rtcp_bye(data: bytes | bytearray | memoryview, max_bytes: int = MAX_DATAGRAM_BYTES) -> list[int]:
+    """The SSRCs that a (compound) RTCP datagram says goodbye for; [] if it has no BYE.
+
+    Raises
+    ------
+    RtpError
+        A malformed compound packet: wrong version, a length running past
+        the end, too many packets, a BYE whose source count does not fit.
+    """
+    buf = bytes(data)
+    n = len(buf)
+    if n > max_bytes:
+        raise RtpError(f"RTCP datagram of {n} bytes exceeds the limit of {max_bytes}")
+    if n < 4:
+        raise RtpError(f"RTCP datagram of {n} bytes is shorter than a 4-byte header")
+    pos, out = 0, []
+    for _ in range(_MAX_RTCP_PACKETS):
+        if pos == n:
+            return out
+        if pos + 4 > n:
+            raise RtpError(f"RTCP header at byte {pos} runs past the end")
+        b0, pt, words = struct.unpack_from("!BBH", buf, pos)
+        if b0 >> 6 != RTP_VERSION:
+            raise RtpError(f"RTCP version {b0 >> 6}, expected 2")
+        length = 4 * (words + 1)
+        if pos + length > n:
+            raise RtpError(f"RTCP packet of {length} bytes at byte {pos} runs past the end")
+        if pt == RTCP_BYE:
+            sc = b0 & 0x1F
+            if 4 + 4 * sc > length:
+                raise RtpError(f"RTCP BYE with {sc} sources does not fit its {length} bytes")
+            out.extend(struct.unpack_from(f"!{sc}I", buf, pos + 4))
+        pos += length
+    if pos != n:
+        raise RtpError(f"compound RTCP packet has more than {_MAX_RTCP_PACKETS} packets")
+    return out
