@@ -194,7 +194,10 @@ def load_audio(path: str | os.PathLike, target_rate: int = SAMPLE_RATE) -> Loade
     mono = samples.mean(axis=1)
     if rate != target_rate:
         notes.append(f"resampled {rate} Hz to {target_rate} Hz")
-        mono = resample(mono, rate, target_rate)
+        try:
+            mono = resample(mono, rate, target_rate)
+        except ValueError as e:  # a rate whose ratio the polyphase resampler does not support
+            raise AudioFormatError(f"{p}: cannot resample {rate} Hz to {target_rate} Hz ({e})") from None
     return LoadedAudio(to_int16(mono), target_rate, int(rate), channels, notes)
 
 

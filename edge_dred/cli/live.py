@@ -10,6 +10,12 @@ Neural recovery: ``send``/``live`` carry DRED (``--dred-ms``, default the board'
 (``--neural-plc``), both on by default where the board config gives a DRED
 length (``dred_ms`` > 0: the board sustains neural recovery), under the load
 governor (``--governor``, ``--force-level``).
+
+Untrusted network: ``recv`` binds 127.0.0.1 unless ``--listen`` (or the SDP's
+connection address) says otherwise, plays one sender only (the first, or the
+one ``--peer``/the SDP names; see :mod:`edge_dred.transport.source`), and with
+SRTP (``--srtp``/``--srtp-key``/an SDP ``a=crypto`` key) drops whatever does not
+authenticate.  ``docs/security.md`` has the details.
 """
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ _pct50 = number_arg(float, "a percentage", lambda v: 0.0 <= v <= 50.0, "percenta
 _seconds = number_arg(float, "seconds", lambda v: 0.0 < v <= 7 * 24 * 3600, "seconds must be in (0, 604800]")
 _dred_budget = number_arg(int, "bytes", lambda v: 1 <= v <= 1000, "DRED budget must be 1..1000 bytes")
 _LEVELS = ("full", "short", "classic")
+_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM")
 
 
 def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
@@ -115,12 +122,22 @@ def register(sub: Any) -> None:
     s = sub.add_parser("send", help="capture -> Opus (+LBRR) -> RTP over UDP, with optional impairment")
     s.add_argument("--dest", required=True, help="HOST:PORT of the receiver")
     s.add_argument("--sdp", metavar="FILE.sdp", help="write the stream's SDP (for ffmpeg and other players)")
+    s.add_argument("--srtp", choices=_SUITES, metavar="SUITE",
+                   help=f"SRTP with a fresh key, written to --sdp (a=crypto) and/or --srtp-key: {', '.join(_SUITES)}")
+    s.add_argument("--srtp-key", metavar="FILE",
+                   help="SRTP key file ('SUITE inline:BASE64'): written with --srtp, else read")
     _common(s, impair_send=True)
     _dred_send_args(s)
     s.set_defaults(func=cmd_send)
 
     r = sub.add_parser("recv", help="RTP over UDP -> jitter buffer -> recovery -> playback")
-    r.add_argument("--listen", default="0.0.0.0:5004", help="HOST:PORT to bind (port 0: any; printed)")
+    r.add_argument("--listen", help="HOST:PORT to bind (port 0: any; printed); default: the SDP's connection "
+                                    "address and port, else 127.0.0.1:5004 (0.0.0.0:PORT accepts other hosts)")
+    r.add_argument("--peer", metavar="HOST[:PORT]",
+                   help="play only this sender (default: lock onto the first sender's address and SSRC)")
+    r.add_argument("--sdp", metavar="FILE.sdp",
+                   help="the sender's SDP: address/port to bind, payload type, SSRC to lock onto, SRTP key")
+    r.add_argument("--srtp-key", metavar="FILE", help="SRTP key file ('SUITE inline:BASE64')")
     r.add_argument("--idle-timeout", type=float, default=1.0, help="stop after this long without packets")
     r.add_argument("--wait", type=float, default=10.0, help="give up if nothing arrives within this long")
     _common(r, impair_send=False)
@@ -241,16 +258,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     n = int(args.seconds * 50) + 64
     imp = _impairment(args, n)
     redundancy = dred_redundancy(cfg)  # models load before any device opens: errors come first
+    srtp_key = _send_key(args)
     cap = open_capture(args.device, default_alsa=board.capture_device, period_ms=cfg.period_ms,
                        buffer_periods=cfg.buffer_periods, pace=_pace(args, args.device))
     try:
-        sess = SendSession(cap, (host, port), cfg, imp, args.record, redundancy=redundancy)
+        srtp = None
+        if srtp_key is not None:
+            from ..transport.srtp import SrtpSender
+
+            srtp = SrtpSender(srtp_key)
+        sess = SendSession(cap, (host, port), cfg, imp, args.record, redundancy=redundancy, srtp=srtp)
         if args.sdp:
-    
             _atomic_write_text(args.sdp, make_sdp(host, port, cfg.payload_type, useinbandfec=cfg.lbrr,
-                                                  max_average_bitrate=cfg.bitrate))
+                                                  max_average_bitrate=cfg.bitrate, ssrc=sess.core.rtp.ssrc,
+                                                  crypto=srtp_key.sdp_attribute()[len("crypto:"):]
+                                                  if srtp_key else None))
         print(f"send      {cap.describe()} -> rtp://{host}:{port} pt {cfg.payload_type}, "
-              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}; "
+              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}"
+              f"{'; SRTP ' + srtp_key.suite if srtp_key else ''}; "
               f"board {board.name} ({how})", flush=True)
         _install_sigint(sess.stop_event)
         rep = sess.run(args.seconds, args.status_interval, sys.stdout)
@@ -265,6 +290,72 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
     _print_dred_sent(rep["dred"])
     return 0
+
+
+def _send_key(args: argparse.Namespace):
+    """The sender's SRTP key: fresh with --srtp (then written where the receiver can get it), or read."""
+    from ..transport.srtp import SrtpKey, read_key_file, write_key_file
+
+    if args.srtp:
+        if not (args.sdp or args.srtp_key):
+            raise LiveCLIError("--srtp needs --sdp or --srtp-key: the receiver has to get the key")
+        key = SrtpKey.generate(args.srtp)
+        if args.srtp_key:
+            try:
+                write_key_file(args.srtp_key, key)
+            except OSError as e:
+                raise LiveCLIError(f"cannot write {args.srtp_key}: {e}") from None
+        return key
+    return read_key_file(args.srtp_key) if args.srtp_key else None
+
+
+def _recv_stream(args: argparse.Namespace):
+    """Bind address, pinned sender, payload type and SRTP key of ``recv`` from its flags and SDP."""
+    import ipaddress
+
+    from ..transport.sdp import SdpError, parse_sdp
+    from ..transport.srtp import SrtpError, parse_crypto, read_key_file
+
+    sdp = None
+    if args.sdp:
+        try:
+            with open(args.sdp, "rb") as f:
+                text = f.read(64 * 1024 + 1)
+            sdp = parse_sdp(text)
+        except OSError as e:
+            raise LiveCLIError(f"cannot read {args.sdp}: {e.strerror}") from None
+        except SdpError as e:
+            raise LiveCLIError(f"{args.sdp}: {e}") from None
+    if args.listen:
+        listen = parse_hostport(args.listen, default_host="127.0.0.1")
+    elif sdp is not None:
+        listen = (sdp.address, sdp.port)
+    else:
+        listen = ("127.0.0.1", 5004)
+    peer = None
+    if args.peer:
+        host, port = (args.peer, 0) if args.peer.count(":") != 1 and not args.peer.startswith("[")             else parse_hostport(args.peer)
+        host = host.strip("[]")
+        try:
+            host = str(ipaddress.ip_address(host))
+        except ValueError:
+            raise LiveCLIError(f"--peer needs an IP address, got {args.peer!r}") from None
+        peer = (host, port)
+    key = None
+    if args.srtp_key:
+        key = read_key_file(args.srtp_key)
+    elif sdp is not None and sdp.crypto:
+        errors = []
+        for c in sdp.crypto:  # the first offer we support
+            try:
+                key = parse_crypto(c)
+                break
+            except SrtpError as e:
+                errors.append(str(e))
+        if key is None:
+            raise LiveCLIError(f"{args.sdp}: no usable a=crypto line ({'; '.join(errors)})")
+    pt = sdp.payload_type if sdp is not None and args.payload_type == 96 else args.payload_type
+    return listen, peer, (sdp.ssrc if sdp is not None else None), pt, key
 
 
 def _dred_words(cfg) -> str:
@@ -323,9 +414,16 @@ def cmd_recv(args: argparse.Namespace) -> int:
     from ..audio.device import open_playback
     from ..live import RecvSession, build_receiver
 
+    from ..transport.source import SourceLock
+
     board, how, cfg = _config(args)
-    host, port = parse_hostport(args.listen, default_host="0.0.0.0")
     _check_files(args, {"--device": _file_of(args.device)})
+    (host, port), peer, ssrc, payload_type, srtp_key = _recv_stream(args)
+    srtp = None
+    if srtp_key is not None:
+        from ..transport.srtp import SrtpReceiver
+
+        srtp = SrtpReceiver(srtp_key)
     has_impairment = args.loss is not None or args.trace is not None
     imp = _impairment(args, int(args.seconds * 50) + 64) if has_impairment else None
     receiver = build_receiver(cfg)  # models load before the socket and device open: errors come first
@@ -341,8 +439,13 @@ def cmd_recv(args: argparse.Namespace) -> int:
     try:
         bound = sock.getsockname()
         print(f"listening on {bound[0]}:{bound[1]}", flush=True)
+        lock = SourceLock(peer, ssrc)
         print(f"recv      -> {play.describe()}; {_recovery_words(cfg)}; board {board.name} ({how})", flush=True)
-        sess = RecvSession(play, sock, cfg, imp, args.record, args.payload_type, receiver=receiver)
+        print(f"source    {'peer ' + peer[0] + (':' + str(peer[1]) if peer[1] else '') if peer else 'first sender'}"
+              f"{f', ssrc {ssrc:08x}' if ssrc is not None else ''}; "
+              f"{'SRTP ' + srtp_key.suite if srtp_key else 'plain RTP (no authentication)'}", flush=True)
+        sess = RecvSession(play, sock, cfg, imp, args.record, payload_type, receiver=receiver, source=lock,
+                           srtp=srtp)
         _install_sigint(sess.stop_event)
         rep = sess.run(args.seconds, idle_timeout=args.idle_timeout, wait_timeout=args.wait,
                        status_interval=args.status_interval, status_stream=sys.stdout)
@@ -352,6 +455,10 @@ def cmd_recv(args: argparse.Namespace) -> int:
     _write_report(args.report, rep)
     _print_latency(rep["latency_budget_ms"])
     _summary(rep)
+    src, c = rep["source"], rep["rtp"]
+    print(f"source    {src['locked']}; other senders dropped {c['foreign']}, switches {src['switches']}; "
+          f"SRTP auth failed {c['srtp_auth_failed']}, replayed {c['srtp_replayed']}, rejected {c['srtp_rejected']}; "
+          f"end {rep['end'] or '-'} (slots after the end {rep['jitter']['after_end']})")
     print(f"played    {rep['frames_played']} frames; underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}%")
     return 0
 

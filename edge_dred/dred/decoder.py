@@ -176,7 +176,12 @@ def load_decoder_weights(path: str | os.PathLike | None = None, *, verify: bool 
         arrs.setdefault("version", np.array(DECODER_VERSION))
     else:
         arrs = read_npz(p, "decoder")
-    w = DecoderWeights.from_mapping(arrs, tables)
+    try:
+        w = DecoderWeights.from_mapping(arrs, tables)
+    except DredModelError as e:
+        raise DredModelError(f"{p}: {e}") from None
+    except (ValueError, TypeError, IndexError, OverflowError) as e:  # arrays of the wrong kind
+        raise DredModelError(f"{p}: malformed decoder arrays ({type(e).__name__}: {e})") from None
     if w.version != DECODER_VERSION:
         raise DredModelError(f"{p}: version {w.version!r}, this runtime needs {DECODER_VERSION!r}")
     return w

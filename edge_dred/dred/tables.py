@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ TABLES_VERSION = "rdovae-1"
 MANIFEST_KEY = "dred_tables"
 TABLES_FILE = "dred_tables.npz"
 _MAX_FILE_BYTES = 1 << 20  # 16 x 32 x 4 tables + state tables: ~9 KB
+_MAX_NPZ_BYTES = 64 << 20  # an .npz inflating beyond this is not a model file (zip bombs)
+_MAX_NPZ_MEMBERS = 256
 
 
 class DredModelError(ModelFileError):
@@ -75,12 +78,23 @@ def locate_model_file(key: str, version: str, path: str | os.PathLike | None, ve
 
 
 def read_npz(p: Path, what: str) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file (no pickles); :class:`DredModelError` when unreadable."""
+    """All arrays of an ``.npz`` file (no pickles), sizes bounded before anything is inflated;
+    every failure a :class:`DredModelError` naming the file."""
     try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+            size = sum(i.file_size for i in infos)
+            if len(infos) > _MAX_NPZ_MEMBERS or size > _MAX_NPZ_BYTES:
+                raise DredModelError(f"{p}: {len(infos)} arrays inflating to {size} bytes is not a {what} file")
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise DredModelError(f"{p}: not a readable {what} file ({e})") from None
+    except DredModelError:
+        raise
+    # zipfile and numpy raise many types for a damaged archive: zlib.error (bad deflate data),
+    # NotImplementedError (unknown compression), RuntimeError (encrypted member), ...
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError, TypeError, OverflowError, MemoryError) as e:
+        raise DredModelError(f"{p}: not a readable {what} file ({type(e).__name__}: {e})") from None
 
 
 def table_arrays(tables: EntropyTables) -> dict[str, np.ndarray]:

@@ -70,8 +70,10 @@ def load_manifest(models_dir: str | os.PathLike | None = None) -> dict[str, Any]
         raise ModelFileError(f"model manifest {path} is {size} bytes (max {MAX_MANIFEST_BYTES})")
     try:
         man = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ModelFileError(f"model manifest {path} is not valid JSON: {e}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # deep nesting: RecursionError
+        raise ModelFileError(f"model manifest {path} is not valid JSON: {type(e).__name__}") from None
+    except OSError as e:
+        raise ModelFileError(f"model manifest {path}: cannot read ({e.strerror})") from None
     if not isinstance(man, dict) or not isinstance(man.get("models", {}), dict):
         raise ModelFileError(f"model manifest {path} must be an object with a 'models' object")
     man.setdefault("models", {})

@@ -207,8 +207,11 @@ def read_weights(path: str | os.PathLike, expect_model: str | None = None, expec
     raw = np.empty(size + ALIGN, dtype=np.uint8)
     shift = (-raw.ctypes.data) % ALIGN
     buf = raw[shift:shift + size]
-    with open(path, "rb") as f:
-        got = f.readinto(memoryview(buf))
+    try:
+        with open(path, "rb") as f:
+            got = f.readinto(memoryview(buf))
+    except OSError as e:
+        raise WeightFileError(f"cannot read weight file {os.fspath(path)!r}: {e}") from None
     if got != size:
         raise WeightFileError(f"weight file truncated while reading ({got} of {size} bytes)")
     mv = memoryview(buf)
@@ -228,7 +231,7 @@ def read_weights(path: str | os.PathLike, expect_model: str | None = None, expec
         raise WeightFileError("weight file corrupted: sha256 mismatch")
     try:
         meta = json.loads(bytes(mv[HEADER.size:HEADER.size + meta_len]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deeply nested JSON: RecursionError
         raise WeightFileError("weight file metadata is not valid UTF-8 JSON") from None
     if not isinstance(meta, dict):
         raise WeightFileError("weight file metadata is not a JSON object")

@@ -45,6 +45,10 @@ class SdpStream:
         Packet duration in ms.
     direction : str
         ``sendonly``, ``recvonly``, ``sendrecv`` or ``inactive``.
+    crypto : list of str
+        SDES keys (RFC 4568 ``a=crypto`` values after ``crypto:``), in order of preference.
+    ssrc : int or None
+        The sender's SSRC (RFC 5576 ``a=ssrc``), if announced.
     """
 
     address: str
@@ -54,6 +58,8 @@ class SdpStream:
     ptime: int | None = 20
     direction: str = "sendonly"
     session_name: str = "edge-dred"
+    crypto: list[str] = field(default_factory=list)
+    ssrc: int | None = None
 
 
 def _check_address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -66,7 +72,8 @@ def _check_address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: int = 16000,
              useinbandfec: bool = False, usedtx: bool = False, max_average_bitrate: int | None = None,
              ptime: int = 20, origin_address: str | None = None, direction: str = "sendonly",
-             session_name: str = "edge-dred", session_id: int | None = None) -> str:
+             session_name: str = "edge-dred", session_id: int | None = None, crypto: str | None = None,
+             ssrc: int | None = None) -> str:
     """Write the session description of our stream.
 
     Parameters
@@ -83,6 +90,10 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         ``maxaveragebitrate`` in b/s.
     ptime : int
         Packet duration in ms.
+    crypto : str, optional
+        An SDES key (``1 SUITE inline:KEY``, RFC 4568): the stream is SRTP (``RTP/SAVP``).
+    ssrc : int, optional
+        The sender's SSRC, announced so the receiver locks onto it (RFC 5576).
 
     Returns
     -------
@@ -98,6 +109,11 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         raise SdpError(f"bad direction {direction!r}")
     if not 6000 <= sample_rate <= 48000:
         raise SdpError(f"sample_rate must be 6000..48000, got {sample_rate}")
+    if crypto is not None and (not isinstance(crypto, str) or not crypto or len(crypto) > 256
+                               or any(c in crypto for c in "\r\n")):
+        raise SdpError("crypto must be one line of at most 256 characters")
+    if ssrc is not None and (isinstance(ssrc, bool) or not isinstance(ssrc, int) or not 0 <= ssrc <= 0xFFFFFFFF):
+        raise SdpError(f"ssrc must be a 32-bit unsigned int, got {ssrc!r}")
     fam = "IP4" if ip.version == 4 else "IP6"
     origin = origin_address or str(ip)
     ofam = "IP4" if _check_address(origin).version == 4 else "IP6"
@@ -120,13 +136,17 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         f"s={session_name}",
         f"c=IN {fam} {ip}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {payload_type}",
+        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {payload_type}",
         f"a=rtpmap:{payload_type} opus/48000/2",
         f"a=fmtp:{payload_type} " + ";".join(params),
         f"a=ptime:{ptime}",
         f"a=maxptime:{ptime}",
         f"a={direction}",
     ]
+    if crypto:
+        lines.append(f"a=crypto:{crypto}")
+    if ssrc is not None:
+        lines.append(f"a=ssrc:{ssrc} cname:{session_name}")
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -164,6 +184,8 @@ def parse_sdp(text: str | bytes) -> SdpStream:
     ptime: int | None = None
     direction = "sendrecv"
     name = ""
+    crypto: list[str] = []
+    ssrc: int | None = None
     in_audio = False
     seen_audio = False
     for ln in lines:
@@ -226,6 +248,15 @@ def parse_sdp(text: str | bytes) -> SdpStream:
                     raise SdpError(f"malformed ptime {ln[:60]!r}") from None
             elif attr in ("sendonly", "recvonly", "sendrecv", "inactive"):
                 direction = attr
+            elif attr == "crypto" and len(crypto) < 8:
+                crypto.append(rest.strip()[:256])
+            elif attr == "ssrc" and ssrc is None:
+                try:
+                    ssrc = int(rest.split()[0]) if rest.split() else -1
+                except ValueError:
+                    ssrc = -1
+                if not 0 <= ssrc <= 0xFFFFFFFF:
+                    raise SdpError(f"malformed ssrc {ln[:60]!r}")
     if port is None:
         raise SdpError("no m=audio line")
     address = media_c or session_c
@@ -235,4 +266,4 @@ def parse_sdp(text: str | bytes) -> SdpStream:
     if not opus_pts:
         raise SdpError("audio stream has no opus/48000/2 rtpmap")
     pt = opus_pts[0]
-    return SdpStream(address, port, pt, fmtp.get(pt, {}), ptime, direction, name)
+    return SdpStream(address, port, pt, fmtp.get(pt, {}), ptime, direction, name, crypto, ssrc)

@@ -25,7 +25,7 @@ __all__ = ["SWITCH_RUN", "SWITCH_SILENCE_S", "SourceVerdict", "SourceLock", "Add
 #: Consecutive valid packets a new source must send before the lock moves to it.
 SWITCH_RUN = 4
 #: How long the locked source must have been silent before another source may take over.
-SWITCH_SILENCE_S = 0.2
+SWITCH_SILENCE_S = 1.0
 
 Address = tuple  # (host, port) as returned by socket.recvfrom; compared as a whole
 
