@@ -199,3 +199,10 @@ def test_clean_loopback_send_recv_has_no_late_missing_or_concealed_slots():
     assert all(v for k, v in result["accounting"].items() if k.endswith("_ok"))
     pops = recv_pops
     assert all(t >= pops[0] + 0.02 * k - 0.002 for k, t in enumerate(pops)), "a pop came before its period"
+
+
+def test_packets_before_playout_starts_stay_within_capacity():
+    jb = JitterBuffer(JitterConfig(capacity=16))
+    for k in range(200):  # each packet 15 slots below the previous one: within reach of the current minimum
+        jb.put((10_000_000 - 960 * 15 * k) & 0xFFFFFFFF, b"\x78\x00", 0.0, 1)
+    assert jb.buffered <= 16

@@ -297,7 +297,8 @@ class JitterBuffer:
         else:
             if self._first_arrival is None:
                 self._first_arrival = arrival_s
-            if self._buf and abs(slot - min(self._buf)) >= c.capacity:
+            # Bound the spread (not the distance to the current minimum, which can walk away).
+            if self._buf and max(max(self._buf), slot) - min(min(self._buf), slot) >= c.capacity:
                 self.stats["too_early"] += 1
                 return PutResult.TOO_EARLY
         self._note_newest(slot)
