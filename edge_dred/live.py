@@ -59,6 +59,8 @@ __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", 
 FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.
 RedundancyHook = Callable[[np.ndarray], "bytes | None"]
+#: Receive buffer asked for (the kernel caps it at net.core.rmem_max).
+_RCVBUF_BYTES = 1 << 20
 
 
 class LiveSetupError(ValueError):
@@ -410,11 +412,10 @@ class RecvCore:
 
         ``addr`` is the sender's address (None for in-process streams: the SSRC alone identifies them).
         """
-        self.counts["datagrams"] += 1
-        if not self.source.address_ok(addr):  # cheap: before any parsing or crypto
-            self.counts["foreign"] += 1
-            self.source.stats["foreign"] += 1
+        if not self.source.address_ok(addr, now):  # cheap: before any parsing or crypto
+            self.foreign_datagram()
             return None
+        self.counts["datagrams"] += 1
         rtcp = is_rtcp(data)
         if self.srtp is not None:
             from .transport.srtp import SrtpReject
@@ -453,6 +454,12 @@ class RecvCore:
         self.last_arrival = now
         with self.lock:
             return self.jb.put(pkt.timestamp, pkt.payload, now, pkt.ssrc)
+
+    def foreign_datagram(self) -> None:
+        """Count a datagram the source lock refused before parsing."""
+        self.counts["datagrams"] += 1
+        self.counts["foreign"] += 1
+        self.source.stats["foreign"] += 1
 
     def _on_rtcp(self, data: bytes, addr: tuple | None) -> None:
         self.counts["rtcp"] += 1
@@ -829,6 +836,10 @@ class RecvSession:
                  source: SourceLock | None = None, srtp=None) -> None:
         self.playback = playback
         self.sock = sock
+        try:  # room for a burst (or a flood from elsewhere) while the network thread catches up
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
+        except OSError:
+            pass
         self.config = config
         self.core = RecvCore(config, record, payload_type, receiver, source, srtp)
         self.impairment = impairment
@@ -854,6 +865,9 @@ class RecvSession:
                     return
                 continue
             now = time.monotonic()
+            if not self.core.source.address_ok(addr, now):
+                self.core.foreign_datagram()  # before copying anything: a flood must cost little
+                continue
             data = bytes(view[:n])  # n == len(buf) means truncated: parse_rtp rejects it as too long
             if self.impairment is not None:
                 released = self.impairment.process(data)

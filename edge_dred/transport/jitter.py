@@ -88,9 +88,11 @@ class JitterConfig:
         Most slots held ahead of playout.
     resync_after : int
         A sender restart: this many consecutive packets of consecutive
-        slots, all far ahead of playout (beyond ``capacity``) or all late and
-        paced in time (arriving over at least half their duration: a stream,
-        not a burst released after a stall), make the buffer restart on them.
+        slots, all far ahead of playout (beyond ``capacity``) or all later
+        than ``max_delay_ms`` and paced in time (arriving over at least half
+        their duration: a stream, not a burst released after a stall), make
+        the buffer restart on them.  Smaller backward jumps are absorbed by
+        the delay adaptation, as any late run within ``max_delay_ms`` is.
     """
 
     frame_ms: int = 20
@@ -268,8 +270,12 @@ class JitterBuffer:
             margin = self._next_pop_est + (slot - self.next_slot) * self.frame_s - arrival_s
             if slot < self.next_slot:
                 # A restart with the same SSRC may repeat played slots exactly: those count
-                # towards the run too, and are duplicates only while no run forms.
-                if not self._restart_run("late", slot, arrival_s):
+                # towards the run too, and are duplicates only while no run forms.  Lateness the
+                # delay adaptation could absorb (a stall, a slow network thread) is no restart.
+                beyond = -margin * 1000.0 > c.max_delay_ms
+                if not (beyond and self._restart_run("late", slot, arrival_s)):
+                    if not beyond:
+                        self._run = 0
                     if seen:
                         self.stats["duplicates"] += 1
                         return PutResult.DUPLICATE

@@ -86,9 +86,15 @@ class SourceLock:
         host, port = self.peer
         return addr[0] == host and (port == 0 or addr[1] == port)
 
-    def address_ok(self, addr: Address | None) -> bool:
-        """Cheap pre-check before parsing: False for a datagram that can never be accepted."""
-        return self._peer_ok(addr)
+    def address_ok(self, addr: Address | None, now_s: float | None = None) -> bool:
+        """Cheap pre-check before parsing (a flood must cost little): False for a datagram that
+        cannot be accepted -- not from the pinned peer, or from another address while the locked
+        source is live (it could not take over yet anyway)."""
+        if not self._peer_ok(addr):
+            return False
+        if now_s is None or addr is None or self.addr is None or addr == self.addr or self.last_s is None:
+            return True
+        return now_s - self.last_s >= SWITCH_SILENCE_S
 
     def check(self, addr: Address | None, ssrc: int, now_s: float) -> SourceVerdict:
         """Classify one *valid* packet (parsed, right payload type) by its source."""
