@@ -60,7 +60,7 @@ FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.
 RedundancyHook = Callable[[np.ndarray], "bytes | None"]
 #: Receive buffer asked for (the kernel caps it at net.core.rmem_max).
-_RCVBUF_BYTES = 1 << 20
+_RCVBUF_BYTES = 4 << 20
 
 
 class LiveSetupError(ValueError):
