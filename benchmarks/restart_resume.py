@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from edge_dred.audio.device import MockDevice  # noqa: E402
 from edge_dred.codec.framing import with_padding  # noqa: E402
 from edge_dred.live import LiveConfig, RecvSession  # noqa: E402
-from edge_dred.simulate import Sender  # noqa: E402
+from edge_dred.sender import Sender  # noqa: E402
 from edge_dred.transport.rtp import RtpPacketizer  # noqa: E402
 
 MARK = b"RESTARTED"

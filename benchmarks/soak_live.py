@@ -80,8 +80,8 @@ def _voice(seconds: float, seed: int = 0) -> np.ndarray:
 
 def _default_config(args):
     """The configuration ``edge-dred live`` runs with by default (board detection included)."""
-    from edge_dred.cli import build_parser
-    from edge_dred.live_cli import _config
+    from edge_dred.cli.main import build_parser
+    from edge_dred.cli.live import _config
 
     board, _how, cfg = _config(build_parser().parse_args(["live", "--device", "mock"]))
     return board, cfg
@@ -90,7 +90,7 @@ def _default_config(args):
 def _attack(port: int, ssrc: int, start_s: float, stop_s: float, flood_every: float, seed: int, out) -> None:
     """The attacker process: loopback only, marked packets, counts what it sent."""
     from edge_dred.codec.framing import with_padding
-    from edge_dred.simulate import Sender
+    from edge_dred.sender import Sender
     from edge_dred.transport.rtp import RtpPacketizer, build_rtcp_bye
 
     rng = np.random.default_rng(seed)

@@ -93,7 +93,7 @@ def test_wav_at_an_odd_sample_rate_names_the_file(tmp_path):
 
 
 def test_cli_prints_no_traceback_for_a_bad_file(tmp_path, capsys):
-    from edge_dred.cli import main
+    from edge_dred.cli.main import main
 
     p = tmp_path / "odd.wav"
     write_wav(p, np.zeros(44081, np.int16), sample_rate=44081)

@@ -17,7 +17,7 @@ pytest.importorskip("pylibsrtp", reason="pylibsrtp not installed (pip install '.
 from edge_dred.audio.device import MockDevice  # noqa: E402
 from edge_dred.codec.opus import OpusDecoder  # noqa: E402
 from edge_dred.live import LiveConfig, RecvCore, SendSession  # noqa: E402
-from edge_dred.simulate import Sender  # noqa: E402
+from edge_dred.sender import Sender  # noqa: E402
 from edge_dred.transport.ogg import read_ogg_opus  # noqa: E402
 from edge_dred.transport.rtp import RtpPacketizer, build_rtcp_bye  # noqa: E402
 from edge_dred.transport.sdp import make_sdp, parse_sdp  # noqa: E402
@@ -81,6 +81,7 @@ def test_tampered_replayed_and_plain_packets_are_rejected_and_counted(suite):
     assert core.ended_by == "bye" and core.report()["accounting"]["datagrams_balance_ok"]
 
 
+@pytest.mark.slow  # ffmpeg, paced
 @needs_ffmpeg
 def test_ffmpeg_srtp_stream_plays_through_our_recv(tmp_path):
     key = SrtpKey.generate()
@@ -112,6 +113,7 @@ def test_ffmpeg_srtp_stream_plays_through_our_recv(tmp_path):
     assert r["jitter"]["received"] >= 74 and r["jitter"]["played"] >= 60
 
 
+@pytest.mark.slow  # ffmpeg, paced
 @needs_ffmpeg
 def test_ffmpeg_decodes_our_srtp_stream_from_the_sdp_key(tmp_path):
     key = SrtpKey.generate()

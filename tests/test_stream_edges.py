@@ -11,10 +11,11 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from edge_dred.audio.device import MockDevice, Pacer
 from edge_dred.live import LiveConfig, RecvCore, RecvSession, SendSession
-from edge_dred.simulate import Sender
+from edge_dred.sender import Sender
 from edge_dred.transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from edge_dred.transport.rtp import RtpPacketizer, build_rtcp_bye, parse_rtcp_bye
 from edge_dred.transport.source import SWITCH_RUN, SWITCH_SILENCE_S, SourceLock, SourceVerdict
@@ -175,6 +176,7 @@ def test_rtcp_bye_from_the_locked_source_ends_the_stream():
     assert core.jb.pop(0.6)[1] is SlotKind.IDLE and core.jb.put(960 * 50, b"\x78\x00", 0.6, 9) is PutResult.ENDED
 
 
+@pytest.mark.slow  # paced: real time
 def test_clean_loopback_send_recv_has_no_late_missing_or_concealed_slots():
     rsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rsock.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from edge_dred.codec.framing import attach_dred
 from edge_dred.dred.decoder import shipped_decoder_weights
 from edge_dred.dred.payload import DredPayload, encode_payload
 from edge_dred.dred.quantizer import chunk_levels
-from edge_dred.simulate import Sender
+from edge_dred.sender import Sender
 from edge_dred.transport.ogg import OggOpusWriter
 from edge_dred.transport.rtp import build_rtcp_bye, build_rtp
 from edge_dred.transport.sdp import make_sdp
