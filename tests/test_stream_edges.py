@@ -208,3 +208,20 @@ def test_packets_before_playout_starts_stay_within_capacity():
     for k in range(200):  # each packet 15 slots below the previous one: within reach of the current minimum
         jb.put((10_000_000 - 960 * 15 * k) & 0xFFFFFFFF, b"\x78\x00", 0.0, 1)
     assert jb.buffered <= 16
+
+
+def test_recv_binds_loopback_by_default_and_honours_the_sdp(tmp_path):
+    from edge_dred.cli.live import _recv_stream
+    from edge_dred.cli.main import build_parser
+    from edge_dred.transport.sdp import make_sdp
+    from edge_dred.transport.srtp import SrtpKey
+
+    parse = build_parser().parse_args
+    listen, peer, ssrc, pt, key = _recv_stream(parse(["recv"]))
+    assert listen == ("127.0.0.1", 5004) and peer is None and ssrc is None and key is None
+    k = SrtpKey.generate()
+    (tmp_path / "s.sdp").write_text(make_sdp("10.1.2.3", 6000, 101, ssrc=0xBEEF,
+                                             crypto=k.sdp_attribute()[len("crypto:"):]))
+    listen, peer, ssrc, pt, key = _recv_stream(parse(["recv", "--sdp", str(tmp_path / "s.sdp"),
+                                                      "--peer", "10.1.2.4"]))
+    assert listen == ("10.1.2.3", 6000) and peer == ("10.1.2.4", 0) and ssrc == 0xBEEF and pt == 101 and key == k
