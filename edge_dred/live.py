@@ -49,7 +49,7 @@ from .sender import Sender
 from .transport.impair import Impairment
 from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
-from .transport.rtp import (MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, build_rtcp_bye, is_rtcp, parse_rtcp_bye,
+from .transport.rtp import (MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, build_rtcp_bye, is_rtcp, parse_rtcp,
                             parse_rtp)
 from .transport.source import SourceLock, SourceVerdict
 
@@ -59,6 +59,8 @@ __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", 
 FRAME_TS_48K = 48000 * FRAME_MS // 1000
 #: Called with each 20 ms input frame; returns a DRED payload to attach, or None.
 RedundancyHook = Callable[[np.ndarray], "bytes | None"]
+#: Holes after the newest packet remembered to tell the stream's end from losses (> idle timeouts).
+_MAX_TAIL = 4096
 #: Receive buffer asked for (the kernel caps it at net.core.rmem_max).
 _RCVBUF_BYTES = 4 << 20
 
@@ -396,9 +398,10 @@ class RecvCore:
         self.decisions: dict[str, int] = {}
         self.hole_decisions: dict[str, dict[str, int]] = {}
         self.last_error = ""
-        self._kinds: deque[tuple[str, int | None]] = deque()  # (slot kind, tail generation of a tail hole)
+        # (slot kind, (tail generation, slot) of a hole after the newest packet)
+        self._kinds: deque[tuple[str, tuple[int, int] | None]] = deque()
         self._tail_gen = -1
-        self._tail_decisions: dict[str, int] = {}
+        self._tail_decisions: deque[tuple[int, str]] = deque(maxlen=_MAX_TAIL)  # (slot, decision)
         self._dec_seen = 0
         self.first_arrival: float | None = None
         self.last_arrival: float | None = None
@@ -464,33 +467,34 @@ class RecvCore:
     def _on_rtcp(self, data: bytes, addr: tuple | None) -> None:
         self.counts["rtcp"] += 1
         try:
-            byes = parse_rtcp_bye(data)
+            byes, reports = parse_rtcp(data)
         except RtpError as e:
             self.counts["bad_rtcp"] += 1
             self.last_error = str(e)
             return
         if any(self.source.is_locked_source(addr, ssrc) for ssrc in byes):
-            self.end_stream("bye")
+            self.end_stream("bye", reports.get(self.source.ssrc))
 
-    def end_stream(self, reason: str) -> None:
-        """The sender is gone (``"bye"``, ``"silence"``): play out what is buffered, then nothing more."""
+    def end_stream(self, reason: str, last_timestamp: int | None = None) -> None:
+        """The sender is gone (``"bye"``, ``"silence"``): play out what is buffered (and up to
+        ``last_timestamp``, the sender's last packet when its BYE says), then nothing more."""
         with self.lock:
             if self.jb.ended:
                 return
-            self.counts["after_end_slots"] += self.jb.end_stream()
+            self.counts["after_end_slots"] += self.jb.end_stream(last_timestamp)
         self.ended_by = reason
 
     @property
     def drained(self) -> bool:
-        """The stream has ended and everything buffered has been played."""
-        return self.jb.ended and self.jb.buffered == 0
+        """The stream has ended and everything up to its last packet has been played."""
+        return self.jb.finished
 
     # -- audio side --------------------------------------------------------
     def next_frame(self, now: float) -> np.ndarray:
         """The next 20 ms of audio to play (silence before the stream starts)."""
         with self.lock:
             pkt, kind = self.jb.pop(now)
-            tail = self.jb.tail_gen if self.jb.last_pop_tail else None
+            tail = (self.jb.tail_gen, self.jb.next_slot - 1) if self.jb.last_pop_tail else None
         if kind is SlotKind.IDLE:
             self.counts["idle_frames"] += 1
             self._fed = False
@@ -507,7 +511,7 @@ class RecvCore:
         if self.governor is not None and self._fed:
             self.governor.observe(busy_s)
 
-    def _feed(self, pkt: bytes | None, kind: str, tail: int | None = None) -> np.ndarray:
+    def _feed(self, pkt: bytes | None, kind: str, tail: tuple[int, int] | None = None) -> np.ndarray:
         if self.recorder is not None:
             if pkt is None:
                 self.recorder.lost()
@@ -533,9 +537,10 @@ class RecvCore:
             self.decisions[name] = self.decisions.get(name, 0) + 1
             kind, tail = self._kinds.popleft() if self._kinds else ("unknown", None)
             if tail is not None:  # a hole after the newest packet: maybe the stream's end
-                if tail != self._tail_gen:
-                    self._tail_gen, self._tail_decisions = tail, {}
-                self._tail_decisions[name] = self._tail_decisions.get(name, 0) + 1
+                if tail[0] != self._tail_gen:
+                    self._tail_gen = tail[0]
+                    self._tail_decisions.clear()
+                self._tail_decisions.append((tail[1], name))
             if kind != SlotKind.PACKET.value:
                 per = self.hole_decisions.setdefault(kind, {})
                 per[name] = per.get(name, 0) + 1
@@ -544,8 +549,13 @@ class RecvCore:
             del decs[:]
             self._dec_seen = 0
 
-    def finish(self) -> list[np.ndarray]:
-        """End of stream: play out what is buffered and decide the pending slots."""
+    def finish(self, stream_ended: bool = True) -> list[np.ndarray]:
+        """End of stream: play out what is buffered and decide the pending slots.
+
+        With ``stream_ended`` (a network receiver: the sender said BYE or went silent) the holes
+        after the last packet count as the stream's end; without it (``live``, where the sender's
+        own count is known) they stay losses.
+        """
         with self.lock:
             rest = self.jb.drain()
         out = []
@@ -560,8 +570,9 @@ class RecvCore:
                 out.extend(self.receiver.push(pkt))
         out.extend(self.playout.drain() if self.playout is not None else self.receiver.flush())
         self._count_decisions()
-        self.end_stream(self.ended_by or "silence")
-        self._uncount_tail()
+        if stream_ended:
+            self.end_stream(self.ended_by or "silence")
+            self._uncount_tail()
         return out
 
     def _uncount_tail(self) -> None:
@@ -569,12 +580,15 @@ class RecvCore:
         if self._tail_gen != self.jb.tail_gen or not self._tail_decisions:
             return
         per = self.hole_decisions.get(SlotKind.MISSING.value, {})
-        for name, n in self._tail_decisions.items():
-            self.decisions[name] -= n
+        end = self.jb.end_slot
+        for slot, name in self._tail_decisions:
+            if end is not None and slot <= end:
+                continue  # the sender's report says this packet was sent: a loss
+            self.decisions[name] -= 1
             if per.get(name):
-                per[name] -= n
-        self.after_end_decisions = dict(self._tail_decisions)
-        self._tail_decisions = {}
+                per[name] -= 1
+            self.after_end_decisions[name] = self.after_end_decisions.get(name, 0) + 1
+        self._tail_decisions.clear()
 
     def close(self) -> dict | None:
         return self.recorder.close() if self.recorder is not None else None
@@ -749,7 +763,10 @@ class SendSession:
     def _bye(self) -> None:
         """RTCP BYE (never impaired, not counted as a media datagram): the stream ends here."""
         try:
-            self.sock.sendto(self._protect(build_rtcp_bye(self.core.rtp.ssrc), rtcp=True), self.dest)
+            rtp = self.core.rtp
+            last = (rtp.timestamp - rtp.step) & 0xFFFFFFFF if rtp.packets else None
+            bye = build_rtcp_bye(rtp.ssrc, last, rtp.packets, self.core.bytes)
+            self.sock.sendto(self._protect(bye, rtcp=True), self.dest)
             self.bye_sent = True
         except OSError:
             self.send_errors += 1
@@ -1020,7 +1037,7 @@ class LiveSession:
             now = self.send.frames * (FRAME_MS / 1000.0)
             for d in self.impairment.flush():
                 self.recv.on_datagram(d, now)
-            for frame in self.recv.finish():
+            for frame in self.recv.finish(stream_ended=False):
                 self.playback.play(frame)
                 self.frames_played += 1
         finally:

@@ -225,3 +225,23 @@ def test_recv_binds_loopback_by_default_and_honours_the_sdp(tmp_path):
     listen, peer, ssrc, pt, key = _recv_stream(parse(["recv", "--sdp", str(tmp_path / "s.sdp"),
                                                       "--peer", "10.1.2.4"]))
     assert listen == ("10.1.2.3", 6000) and peer == ("10.1.2.4", 0) and ssrc == 0xBEEF and pt == 101 and key == k
+
+
+def test_bye_with_a_sender_report_keeps_lost_last_packets_as_losses():
+    legit = _opus_packets(30, 140.0)
+    tx = RtpPacketizer(ssrc=4, first_timestamp=0)
+    core, _ = _playing_core()
+    for i in range(30):  # the last 3 packets are lost in the network
+        d = tx.next(legit[i])
+        if i < 27:
+            core.on_datagram(d, i * 0.02, LEGIT)
+        core.next_frame(i * 0.02 + 0.01)
+    core.on_datagram(build_rtcp_bye(4, last_timestamp=960 * 29, packets=30), 0.59, LEGIT)
+    t = 0.61
+    while not core.drained:
+        core.next_frame(t)
+        t += 0.02
+    core.finish()
+    j = core.report()["jitter"]
+    assert j["missing"] == 3 and j["after_end"] == 0 and core.ended_by == "bye"
+    assert core.jb.pop(t)[1] is SlotKind.IDLE

@@ -159,6 +159,8 @@ class JitterBuffer:
         self.tail_gen = 0
         self.tail_missing = 0
         self.last_pop_tail = False
+        #: Slot of the stream's last packet when the sender said so (RTCP SR with its BYE).
+        self.end_slot: int | None = None
         self._reset_stream(None)
 
     # -- state -------------------------------------------------------------
@@ -324,20 +326,43 @@ class JitterBuffer:
             self._newest = slot
             self._end_tail()
 
-    def end_stream(self) -> int:
+    def end_stream(self, last_timestamp: int | None = None) -> int:
         """The sender is gone (RTCP BYE, or silence past a timeout).
 
         Missing slots played after the newest packet were the stream's end,
-        not losses: they move from ``missing`` to ``after_end``.  Later pops
-        return IDLE once the buffer is drained, later packets are dropped
-        (``after_end_packets``).  Returns the number of slots moved.
+        not losses: they move from ``missing`` to ``after_end`` -- except up
+        to ``last_timestamp`` (the sender's last packet, from the RTCP sender
+        report sent with its BYE): those packets were sent and lost, and
+        slots up to it are still played (concealed) if their packets never
+        come.  Later pops return IDLE once that is done, later packets are
+        dropped (``after_end_packets``).  Returns the number of slots moved.
         """
-        n = self.tail_missing
+        real = 0
+        if last_timestamp is not None and self._ts0 is not None and self._newest is not None:
+            self.end_slot = self._peek_slot(last_timestamp)
+            real = max(0, min(self.tail_missing, self.end_slot - self._newest))
+        n = self.tail_missing - real
         self.stats["missing"] -= n
         self.stats["after_end"] += n
         self.tail_missing = 0
         self.ended = True
         return n
+
+    def _peek_slot(self, timestamp: int) -> int:
+        """The slot of ``timestamp`` in the current stream, without moving the unwrapper."""
+        u = self._ts
+        ext = timestamp
+        if u._last is not None:
+            delta = (timestamp - u._last) % u.modulus
+            ext = u._last + (delta - u.modulus if delta >= u.modulus >> 1 else delta)
+        q, r = divmod(ext - (self._ts0 or 0), self.frame_ts)
+        return q + (1 if r * 2 >= self.frame_ts else 0)
+
+    @property
+    def finished(self) -> bool:
+        """Ended, and every slot up to the stream's last packet has been played."""
+        return self.ended and not self._buf and (self.end_slot is None or self.next_slot > self.end_slot
+                                                 or not self.started)
 
     # -- output ------------------------------------------------------------
     def pop(self, now_s: float) -> tuple[bytes | None, SlotKind]:
@@ -349,7 +374,7 @@ class JitterBuffer:
         """
         c = self.config
         self.last_pop_tail = False
-        if self.ended and not self._buf:
+        if self.finished:
             self.stats["pops_idle"] += 1
             return None, SlotKind.IDLE
         if not self.started:
@@ -380,7 +405,8 @@ class JitterBuffer:
         self._after_pop()
         if item is None:
             self.stats["missing"] += 1
-            if self._newest is not None and self.next_slot - 1 > self._newest:
+            if self._newest is not None and self.next_slot - 1 > self._newest and (
+                    self.end_slot is None or self.next_slot - 1 > self.end_slot):
                 self.tail_missing += 1
                 self.last_pop_tail = True
             return None, SlotKind.MISSING

@@ -40,6 +40,7 @@ __all__ = [
     "SequenceUnwrapper",
     "is_rtcp",
     "build_rtcp_bye",
+    "parse_rtcp",
     "parse_rtcp_bye",
 ]
 
@@ -287,6 +288,7 @@ class SequenceUnwrapper:
 
 # -- RTCP BYE (RFC 3550 section 6.6), multiplexed on the RTP port (RFC 5761) -------------
 
+RTCP_SR = 200
 RTCP_RR = 201
 RTCP_BYE = 203
 _MAX_RTCP_PACKETS = 16
@@ -297,17 +299,35 @@ def is_rtcp(data: bytes | bytearray | memoryview) -> bool:
     return len(data) >= 2 and 192 <= data[1] <= 223
 
 
-def build_rtcp_bye(ssrc: int) -> bytes:
-    """A compound RTCP packet (empty receiver report + BYE) saying that ``ssrc`` leaves."""
-    if isinstance(ssrc, bool) or not isinstance(ssrc, int) or not 0 <= ssrc <= 0xFFFFFFFF:
-        raise RtpError(f"ssrc must be an int in 0..{0xFFFFFFFF}, got {ssrc!r}")
-    rr = struct.pack("!BBHI", RTP_VERSION << 6, RTCP_RR, 1, ssrc)
+def build_rtcp_bye(ssrc: int, last_timestamp: int | None = None, packets: int = 0, octets: int = 0) -> bytes:
+    """A compound RTCP packet saying that ``ssrc`` leaves.
+
+    With ``last_timestamp`` (the RTP timestamp of the last packet sent) it starts
+    with a sender report carrying it and the packet/octet counts, so the
+    receiver can tell lost last packets from the stream's end; else with an
+    empty receiver report.  The report's NTP time is left 0 (no wallclock sync).
+    """
+    for name, v in (("ssrc", ssrc), ("last_timestamp", 0 if last_timestamp is None else last_timestamp)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFFFFFF:
+            raise RtpError(f"{name} must be an int in 0..{0xFFFFFFFF}, got {v!r}")
+    if last_timestamp is None:
+        rr = struct.pack("!BBHI", RTP_VERSION << 6, RTCP_RR, 1, ssrc)
+    else:
+        rr = struct.pack("!BBHIQIII", RTP_VERSION << 6, RTCP_SR, 6, ssrc, 0, last_timestamp,
+                         packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
     bye = struct.pack("!BBHI", (RTP_VERSION << 6) | 1, RTCP_BYE, 1, ssrc)
     return rr + bye
 
 
 def parse_rtcp_bye(data: bytes | bytearray | memoryview, max_bytes: int = MAX_DATAGRAM_BYTES) -> list[int]:
-    """The SSRCs that a (compound) RTCP datagram says goodbye for; [] if it has no BYE.
+    """The SSRCs that a (compound) RTCP datagram says goodbye for; [] if it has no BYE (see :func:`parse_rtcp`)."""
+    return parse_rtcp(data, max_bytes)[0]
+
+
+def parse_rtcp(data: bytes | bytearray | memoryview,
+               max_bytes: int = MAX_DATAGRAM_BYTES) -> tuple[list[int], dict[int, int]]:
+    """What a (compound) RTCP datagram says: the SSRCs it says goodbye for, and the RTP
+    timestamp of each sender report (SSRC -> timestamp).
 
     Raises
     ------
@@ -321,10 +341,10 @@ def parse_rtcp_bye(data: bytes | bytearray | memoryview, max_bytes: int = MAX_DA
         raise RtpError(f"RTCP datagram of {n} bytes exceeds the limit of {max_bytes}")
     if n < 4:
         raise RtpError(f"RTCP datagram of {n} bytes is shorter than a 4-byte header")
-    pos, out = 0, []
+    pos, out, reports = 0, [], {}
     for _ in range(_MAX_RTCP_PACKETS):
         if pos == n:
-            return out
+            return out, reports
         if pos + 4 > n:
             raise RtpError(f"RTCP header at byte {pos} runs past the end")
         b0, pt, words = struct.unpack_from("!BBH", buf, pos)
@@ -338,6 +358,11 @@ def parse_rtcp_bye(data: bytes | bytearray | memoryview, max_bytes: int = MAX_DA
             if 4 + 4 * sc > length:
                 raise RtpError(f"RTCP BYE with {sc} sources does not fit its {length} bytes")
             out.extend(struct.unpack_from(f"!{sc}I", buf, pos + 4))
+        elif pt == RTCP_SR:
+            if length < 28:
+                raise RtpError(f"RTCP sender report of {length} bytes is shorter than 28")
+            sender, _ntp, ts = struct.unpack_from("!IQI", buf, pos + 4)
+            reports[sender] = ts
         pos += length
     if pos != n:
         raise RtpError(f"compound RTCP packet has more than {_MAX_RTCP_PACKETS} packets")
