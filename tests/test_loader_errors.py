@@ -16,7 +16,7 @@ import pytest
 from edge_dred.audio.wavio import AudioFormatError, load_audio, write_wav
 from edge_dred.dred.decoder import DredModelError, load_decoder_weights
 from edge_dred.models.loader import MODELS_DIR
-from quantize.weightfile import HEADER, WeightFileError, read_weights, write_weights
+from edge_dred.quantize.weightfile import HEADER, WeightFileError, read_weights, write_weights
 
 
 def _npz_bytes(**arrays) -> bytes:

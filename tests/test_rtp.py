@@ -176,3 +176,11 @@ def test_impairment_validates_and_grows_its_mask():
     imp = Impairment(model, expected_packets=16)  # forces re-draws of the mask
     _run_impairment(imp, 500)
     assert imp.lost_indices == list(np.flatnonzero(model.mask(500)))
+
+
+def test_rtcp_compound_of_exactly_the_packet_limit_parses():
+    from edge_dred.transport.rtp import build_rtcp_bye, parse_rtcp, parse_rtcp_bye
+
+    rr = bytes([0x80, 201, 0, 1, 0, 0, 0, 7])
+    data = rr * 15 + build_rtcp_bye(7)[8:]  # 16 packets, the last a BYE (found by tests/fuzz/fuzz_rtp.py)
+    assert parse_rtcp_bye(data) == [7] and parse_rtcp(data) == ([7], {})

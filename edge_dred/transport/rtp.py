@@ -366,4 +366,4 @@ def parse_rtcp(data: bytes | bytearray | memoryview,
         pos += length
     if pos != n:
         raise RtpError(f"compound RTCP packet has more than {_MAX_RTCP_PACKETS} packets")
-    return out
+    return out, reports

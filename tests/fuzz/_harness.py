@@ -34,7 +34,7 @@ def instrumented():
         import contextlib
 
         return contextlib.nullcontext()
-    return atheris.instrument_imports(include=["edge_dred", "quantize"])
+    return atheris.instrument_imports(include=["edge_dred"])
 
 
 def seeds(name: str) -> list[bytes]:

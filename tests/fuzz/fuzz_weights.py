@@ -8,7 +8,7 @@ import _harness
 with _harness.instrumented():
     import hashlib
 
-    from quantize.weightfile import HEADER, MAGIC, WeightFileError, read_weights
+    from edge_dred.quantize.weightfile import HEADER, MAGIC, WeightFileError, read_weights
 
 F = _harness.Scratch(".bin")
 

@@ -22,7 +22,7 @@ from edge_dred.transport.ogg import OggOpusWriter
 from edge_dred.transport.rtp import build_rtcp_bye, build_rtp
 from edge_dred.transport.sdp import make_sdp
 from edge_dred.transport.srtp import SUITES, SrtpKey, SrtpSender
-from quantize.weightfile import write_weights
+from edge_dred.quantize.weightfile import write_weights
 
 
 def _tone(n: int, f: float = 200.0) -> np.ndarray:
