@@ -83,6 +83,17 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
     p.add_argument("--status-interval", type=float, default=1.0, help="seconds between status lines (0 = none)")
     p.add_argument("--report", help="write a JSON report (every packet accounted for)")
     p.add_argument("--payload-type", type=int, default=96, help="RTP payload type (default 96)")
+    p.add_argument("--red-pt", type=int, default=97, metavar="PT",
+                   help="RTP payload type of RFC 2198 RED (default 97): sent with --red, always accepted")
+
+
+_red_count = number_arg(int, "an integer", lambda v: 0 <= v <= 3, "expected 0..3 earlier frames")
+
+
+def _red_send_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--red", type=_red_count, default=0, metavar="N",
+                   help="send RFC 2198 RED: copies of the N (1..3) earlier frames in every packet, on top of "
+                        "--bitrate and DRED (default 0 = plain Opus)")
 
 
 def _dred_send_args(p: argparse.ArgumentParser) -> None:
@@ -117,6 +128,7 @@ def register(sub: Any) -> None:
     s.add_argument("--sdp", metavar="FILE.sdp", help="write the stream's SDP (for ffmpeg and other players)")
     _common(s, impair_send=True)
     _dred_send_args(s)
+    _red_send_args(s)
     s.set_defaults(func=cmd_send)
 
     r = sub.add_parser("recv", help="RTP over UDP -> jitter buffer -> recovery -> playback")
@@ -132,6 +144,7 @@ def register(sub: Any) -> None:
     lv.add_argument("--record-received", metavar="FILE.opus", help="also record the received stream")
     _common(lv, impair_send=True)
     _dred_send_args(lv)
+    _red_send_args(lv)
     _neural_recv_args(lv)
     lv.set_defaults(func=cmd_live)
 
@@ -146,11 +159,13 @@ def _config(args: argparse.Namespace):
         raise LiveCLIError(f"--jitter-ms must be in 0..300, got {args.jitter_ms}")
     if not 96 <= args.payload_type <= 127:
         raise LiveCLIError(f"--payload-type must be 96..127, got {args.payload_type}")
+    if not 96 <= args.red_pt <= 127 or args.red_pt == args.payload_type:
+        raise LiveCLIError(f"--red-pt must be 96..127 and differ from --payload-type, got {args.red_pt}")
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
     neural = _neural_settings(args, board)
     cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,
                                 jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type,
-                                **neural)
+                                red=getattr(args, "red", 0), red_payload_type=args.red_pt, **neural)
     return board, how, cfg
 
 
@@ -248,9 +263,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         if args.sdp:
     
             _atomic_write_text(args.sdp, make_sdp(host, port, cfg.payload_type, useinbandfec=cfg.lbrr,
-                                                  max_average_bitrate=cfg.bitrate))
+                                                  max_average_bitrate=cfg.bitrate,
+                                                  red_payload_type=cfg.red_payload_type if cfg.red else None))
         print(f"send      {cap.describe()} -> rtp://{host}:{port} pt {cfg.payload_type}, "
-              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}; "
+              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}{_red_words(cfg)}; "
               f"board {board.name} ({how})", flush=True)
         _install_sigint(sess.stop_event)
         rep = sess.run(args.seconds, args.status_interval, sys.stdout)
@@ -264,6 +280,7 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"datagrams {rep['datagrams_sent']}, send errors {rep['send_errors']}; overruns {rep['overruns']}; "
           f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
     _print_dred_sent(rep["dred"])
+    _print_red_sent(rep["red"])
     return 0
 
 
@@ -276,6 +293,18 @@ def _print_dred_sent(d: dict) -> None:
         print(f"dred      {d['dred_ms']} ms asked; {d['packets_with_payload']} packets carried a payload, "
               f"{d['mean_payload_bytes']:.1f} B/packet on average ({d['mean_payload_bytes'] * 0.4:.1f} kb/s); "
               f"too large {d['too_large']}")
+
+
+def _red_words(cfg) -> str:
+    return f" as RED pt {cfg.red_payload_type} with {cfg.red} earlier frame{'s' if cfg.red > 1 else ''}" \
+        if cfg.red else ""
+
+
+def _print_red_sent(d: dict) -> None:
+    if d["distance"]:
+        print(f"red       {d['distance']} earlier frames per packet: {d['mean_redundant_bytes']:.1f} B/packet of "
+              f"copies and headers ({d['mean_redundant_bytes'] * 0.4:.1f} kb/s, included above); "
+              f"copies left out {d['omitted']}")
 
 
 def _recovery_words(cfg) -> str:
@@ -311,7 +340,8 @@ def _summary(rep: dict) -> None:
     holes = {k: v for k, v in d.items() if k != "regular"}
     print(f"received  {j['received']} packets: played {j['played']}, duplicates {j['duplicates']}, late {j['late']}, "
           f"too early {j['too_early']}, drift inserted/dropped {j['inserted']}/{j['dropped_drift']}; "
-          f"bad RTP {rep['rtp']['bad_rtp']}, bad Opus {rep['rtp']['bad_opus']}")
+          f"bad RTP {rep['rtp']['bad_rtp']}, bad RED {rep['rtp']['bad_red']}, bad Opus {rep['rtp']['bad_opus']}"
+          + (f"; RED packets {rep['rtp']['red_packets']}" if rep['rtp']['red_packets'] else ""))
     print("holes     " + (", ".join(f"{k} {v}" for k, v in sorted(holes.items())) or "none")
           + f"; jitter buffer {rep['jitter_delay_ms']:.0f} ms")
     _print_governor(rep)
@@ -381,7 +411,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         print(f"live      {cap.describe()} -> {play.describe()}; impairment {imp.describe()}; "
               f"board {board.name} ({how})", flush=True)
-        print(f"neural    sender{_dred_words(cfg) or ' no DRED'}; {_recovery_words(cfg)}", flush=True)
+        print(f"neural    sender{_dred_words(cfg) or ' no DRED'}{_red_words(cfg)}; {_recovery_words(cfg)}",
+              flush=True)
         sess = LiveSession(cap, play, cfg, imp, args.record, args.record_received, redundancy=redundancy,
                            receiver=receiver)
         _install_sigint(sess.stop_event)
@@ -395,6 +426,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     print(f"sent      {st['packets']} packets ({rep['bitrate_bps'] / 1000:.1f} kb/s): lost {st['lost']}, "
           f"duplicated {st['duplicated']}, reordered {st['reordered']}")
     _print_dred_sent(rep["dred"])
+    _print_red_sent(rep["red"])
     _summary(rep)
     print(f"xruns     overruns {rep['overruns']}, underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}% "
           f"(peak {rep['cpu_load_peak'] * 100:.0f}%)")

@@ -258,7 +258,7 @@ class JitterBuffer:
                 self.stats["too_early"] += 1
                 return PutResult.TOO_EARLY
         self._seen[slot % _SEEN_RING] = slot
-        self._buf[slot] = (bytes(payload), arrival_s)
+        self._buf[slot] = (payload if isinstance(payload, bytes) else bytes(payload), arrival_s)  # keeps RED copies
         self.stats["accepted"] += 1
         return result
 
