@@ -60,6 +60,11 @@ FRAME_TS_48K = 48000 * FRAME_MS // 1000
 RedundancyHook = Callable[[np.ndarray], "bytes | None"]
 
 
+def _usable_pt(pt: object) -> bool:
+    # RFC 3551's unassigned 35..71 (WebRTC puts RED on 63) and the dynamic 96..127; 72..76 look like RTCP.
+    return isinstance(pt, int) and not isinstance(pt, bool) and (35 <= pt <= 71 or 77 <= pt <= 127)
+
+
 class LiveSetupError(ValueError):
     """A live session cannot start: bad settings, or a model/runtime that does not load."""
 
@@ -142,8 +147,8 @@ class LiveConfig:
     def __post_init__(self) -> None:
         if isinstance(self.red, bool) or not isinstance(self.red, int) or not 0 <= self.red <= MAX_RED_DISTANCE:
             raise LiveSetupError(f"red must be an integer in 0..{MAX_RED_DISTANCE}, got {self.red!r}")
-        if self.red_payload_type == self.payload_type or not 96 <= self.red_payload_type <= 127:
-            raise LiveSetupError(f"red_payload_type must be in 96..127 and differ from the Opus payload type "
+        if self.red_payload_type == self.payload_type or not _usable_pt(self.red_payload_type):
+            raise LiveSetupError(f"red_payload_type must be in 35..71 or 77..127 and differ from the Opus payload type "
                                  f"{self.payload_type}, got {self.red_payload_type}")
         for name in ("dred_ms", "dred_budget", "decode_dred_ms"):
             v = getattr(self, name)

@@ -159,8 +159,9 @@ def _config(args: argparse.Namespace):
         raise LiveCLIError(f"--jitter-ms must be in 0..300, got {args.jitter_ms}")
     if not 96 <= args.payload_type <= 127:
         raise LiveCLIError(f"--payload-type must be 96..127, got {args.payload_type}")
-    if not 96 <= args.red_pt <= 127 or args.red_pt == args.payload_type:
-        raise LiveCLIError(f"--red-pt must be 96..127 and differ from --payload-type, got {args.red_pt}")
+    if not (35 <= args.red_pt <= 71 or 77 <= args.red_pt <= 127) or args.red_pt == args.payload_type:
+        raise LiveCLIError(f"--red-pt must be in 35..71 or 77..127 (WebRTC uses 63) and differ from --payload-type, "
+                           f"got {args.red_pt}")
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
     neural = _neural_settings(args, board)
     cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,

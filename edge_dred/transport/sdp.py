@@ -104,8 +104,10 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         raise SdpError(f"port must be in 1..65535, got {port}")
     if not 96 <= payload_type <= 127:
         raise SdpError(f"payload_type must be 96..127, got {payload_type}")
-    if red_payload_type is not None and (not 96 <= red_payload_type <= 127 or red_payload_type == payload_type):
-        raise SdpError(f"red_payload_type must be 96..127 and differ from {payload_type}, got {red_payload_type}")
+    if red_payload_type is not None and (not (35 <= red_payload_type <= 71 or 77 <= red_payload_type <= 127)
+                                         or red_payload_type == payload_type):
+        raise SdpError(f"red_payload_type must be in 35..71 or 77..127 (WebRTC uses 63) and differ from "
+                       f"{payload_type}, got {red_payload_type}")
     if direction not in ("sendonly", "recvonly", "sendrecv", "inactive"):
         raise SdpError(f"bad direction {direction!r}")
     if not 6000 <= sample_rate <= 48000:
