@@ -241,3 +241,37 @@ def test_live_session_sends_and_receives_red_with_dred_in_the_primary():
     assert rep["dred"]["packets_with_payload"] > 100 and dred > 10
     opus = rep["bitrate_bps"] / 400 - red - dred
     assert 1.7 < red / opus < 2.3
+
+
+def test_send_command_sends_red_and_writes_its_sdp(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from edge_dred.audio.wavio import write_wav
+    from edge_dred.transport.rtp import parse_rtp
+
+    write_wav(tmp_path / "in.wav", voiced(1.0))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    port = sock.getsockname()[1]
+    p = subprocess.run([sys.executable, "-m", "edge_dred.cli", "send", "--dest", f"127.0.0.1:{port}", "--device",
+                        f"file:{tmp_path / 'in.wav'}", "--no-pace", "--seconds", "1", "--red", "2", "--dred-ms", "0",
+                        "--sdp", str(tmp_path / "s.sdp"), "--status-interval", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "as RED pt 97 with 2 earlier frames" in p.stdout and "red       2 earlier frames" in p.stdout
+    sock.settimeout(1.0)
+    got = []
+    try:
+        while True:
+            got.append(parse_rtp(sock.recv(4096)))
+    except socket.timeout:
+        pass
+    sock.close()
+    assert len(got) == 50 and {g.payload_type for g in got} == {97}
+    pk = [unpack_red(g.payload, 96) for g in got]
+    assert all(pk[i].redundant == {1: bytes(pk[i - 1]), 2: bytes(pk[i - 2])} for i in range(2, 50))
+    sdp = parse_sdp((tmp_path / "s.sdp").read_text())
+    assert (sdp.payload_type, sdp.red_payload_type) == (96, 97)

@@ -21,8 +21,8 @@ import sys
 from typing import Any
 
 from ..outputs import check_outputs
-from .args import (_atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms, add_recovery_ms,
-                   number_arg)
+from .args import (_atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms, _red_distance,
+                   add_recovery_ms, number_arg)
 
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
@@ -87,11 +87,8 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
                    help="RTP payload type of RFC 2198 RED (default 97): sent with --red, always accepted")
 
 
-_red_count = number_arg(int, "an integer", lambda v: 0 <= v <= 3, "expected 0..3 earlier frames")
-
-
 def _red_send_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--red", type=_red_count, default=0, metavar="N",
+    p.add_argument("--red", type=_red_distance, default=0, metavar="N",
                    help="send RFC 2198 RED: copies of the N (1..3) earlier frames in every packet, on top of "
                         "--bitrate and DRED (default 0 = plain Opus)")
 
