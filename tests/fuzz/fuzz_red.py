@@ -19,7 +19,7 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["edge_dred"]):
     from edge_dred.codec.framing import parse_packet
     from edge_dred.transport.red import (MAX_RED_BLOCKS, RED_MAX_BLOCK_BYTES, RED_MAX_TIMESTAMP_OFFSET,
                                          RedError, RedOpusPacket, build_red, parse_red, unpack_red)
