@@ -9,7 +9,8 @@ from edge_dred.live import LiveConfig, LiveSession, LiveSetupError, RecvCore
 from edge_dred.audio.device import MockDevice
 from edge_dred.loss import GilbertElliott
 from edge_dred.receiver import Decision, Receiver, ReceiverConfig
-from edge_dred.simulate import Sender, run_condition
+from edge_dred.sender import Sender
+from edge_dred.simulate import run_condition
 from edge_dred.transport.impair import Impairment
 from edge_dred.transport.red import (MAX_RED_BLOCKS, RED_MAX_BLOCK_BYTES, RED_MAX_TIMESTAMP_OFFSET, RedBlock,
                                      RedEncoder, RedError, RedOpusPacket, build_red, parse_red, unpack_red)
