@@ -320,8 +320,9 @@ def build_receiver(*, lbrr: bool = False, concealment: str = "opus_plc", dred: b
     neural_plc : bool
         Conceal the rest with :class:`~edge_dred.plc.NeuralPLC`.
     recovery_ms : int, optional
-        How long a slot waits for DRED (default :data:`DEFAULT_RECOVERY_MS`
-        with DRED; without it the look-ahead is LBRR's).
+        How long a slot waits for DRED or RED copies in later packets
+        (default :data:`DEFAULT_RECOVERY_MS` with DRED; without it the
+        look-ahead is LBRR's).
     governor : LoadGovernor, optional
         Load governor consulted per slot.
 
