@@ -50,7 +50,7 @@ from .transport.impair import Impairment
 from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
 from .transport.red import DEFAULT_RED_PAYLOAD_TYPE, MAX_RED_DISTANCE, RedEncoder, RedError, unpack_red
-from .transport.rtp import MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, parse_rtp
+from .transport.rtp import DEFAULT_PAYLOAD_TYPE, MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, parse_rtp
 
 __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "pin_audio_thread",
            "SendCore", "RecvCore", "SendSession", "RecvSession", "LiveSession"]
@@ -115,9 +115,10 @@ class LiveConfig:
     red : int
         Sender: send RFC 2198 RED with copies of this many earlier frames in
         every packet (0 = plain Opus), on top of ``bitrate``.
-    red_payload_type : int
+    red_payload_type : int or None
         RED's RTP payload type: what the sender uses with ``red`` and what the
         receiver unpacks as RED (always; Opus stays on ``payload_type``).
+        Default 97, or 96 when Opus is on 97 (as ffmpeg sends it).
     """
 
     bitrate: int = 40000
@@ -142,11 +143,14 @@ class LiveConfig:
     pin_cores: tuple[int, ...] = ()
     max_delay_ms: int | None = None
     red: int = 0
-    red_payload_type: int = DEFAULT_RED_PAYLOAD_TYPE
+    red_payload_type: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.red, bool) or not isinstance(self.red, int) or not 0 <= self.red <= MAX_RED_DISTANCE:
             raise LiveSetupError(f"red must be an integer in 0..{MAX_RED_DISTANCE}, got {self.red!r}")
+        if self.red_payload_type is None:
+            self.red_payload_type = DEFAULT_RED_PAYLOAD_TYPE if self.payload_type != DEFAULT_RED_PAYLOAD_TYPE \
+                else DEFAULT_PAYLOAD_TYPE
         if self.red_payload_type == self.payload_type or not _usable_pt(self.red_payload_type):
             raise LiveSetupError(f"red_payload_type must be in 35..71 or 77..127 and differ from the Opus payload type "
                                  f"{self.payload_type}, got {self.red_payload_type}")

@@ -223,6 +223,8 @@ def test_recv_core_counts_bad_red_and_keeps_plain_opus_working():
         LiveConfig(payload_type=96, red_payload_type=96)
     with pytest.raises(LiveSetupError):
         LiveConfig(red=4)
+    # ffmpeg sends Opus on 97: RED then defaults to 96, so plain Opus on 97 is never taken for RED.
+    assert (LiveConfig().red_payload_type, LiveConfig(payload_type=97).red_payload_type) == (97, 96)
 
 
 def test_live_session_sends_and_receives_red_with_dred_in_the_primary():

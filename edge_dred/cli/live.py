@@ -83,8 +83,9 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
     p.add_argument("--status-interval", type=float, default=1.0, help="seconds between status lines (0 = none)")
     p.add_argument("--report", help="write a JSON report (every packet accounted for)")
     p.add_argument("--payload-type", type=int, default=96, help="RTP payload type (default 96)")
-    p.add_argument("--red-pt", type=int, default=97, metavar="PT",
-                   help="RTP payload type of RFC 2198 RED (default 97): sent with --red, always accepted")
+    p.add_argument("--red-pt", type=int, metavar="PT",
+                   help="RTP payload type of RFC 2198 RED, sent with --red and always accepted (default 97, or 96 "
+                        "when --payload-type is 97; browsers use 63)")
 
 
 def _red_send_args(p: argparse.ArgumentParser) -> None:
@@ -156,7 +157,8 @@ def _config(args: argparse.Namespace):
         raise LiveCLIError(f"--jitter-ms must be in 0..300, got {args.jitter_ms}")
     if not 96 <= args.payload_type <= 127:
         raise LiveCLIError(f"--payload-type must be 96..127, got {args.payload_type}")
-    if not (35 <= args.red_pt <= 71 or 77 <= args.red_pt <= 127) or args.red_pt == args.payload_type:
+    if args.red_pt is not None and (not (35 <= args.red_pt <= 71 or 77 <= args.red_pt <= 127)
+                                    or args.red_pt == args.payload_type):
         raise LiveCLIError(f"--red-pt must be in 35..71 or 77..127 (WebRTC uses 63) and differ from --payload-type, "
                            f"got {args.red_pt}")
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
