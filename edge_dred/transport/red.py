@@ -13,7 +13,7 @@ Payload layout (RFC 2198 section 3), redundant blocks oldest first::
 
 The offset is the primary's RTP timestamp minus the block's (so at most
 16383, 0.34 s at 48 kHz) and the length counts bytes (at most 1023): the
-sender leaves out a copy that does not fit either field, as WebRTC does.
+sender leaves out a copy that does not fit either field.
 
 Parsing treats every payload as hostile: the block count and every length are
 checked against the buffer before use and anything malformed raises
