@@ -308,8 +308,10 @@ def _print_red_sent(d: dict) -> None:
 
 
 def _recovery_words(cfg) -> str:
-    what = [w for w, on in (("LBRR", cfg.lbrr), ("DRED", cfg.dred), ("neural PLC", cfg.neural_plc)) if on]
     look = cfg.receiver_config().effective_lookahead() * 20
+    # RED copies (accepted on red_payload_type) count only within the look-ahead.
+    what = [w for w, on in ((f"RED pt {cfg.red_payload_type}", look > 0), ("LBRR", cfg.lbrr), ("DRED", cfg.dred),
+                            ("neural PLC", cfg.neural_plc)) if on]
     s = f"recovery {' + '.join(what) or 'none'}, then {cfg.concealment}; look-ahead {look} ms"
     if cfg.neural:
         if not cfg.governor:
