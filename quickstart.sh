@@ -26,9 +26,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 APT_PKGS=(build-essential pkg-config libopus-dev libasound2-dev python3-venv python3-dev espeak-ng)
 if [ "$MODE" = "test" ]; then
     # Cross toolchains + qemu for the emulated ARM kernel tests; ffmpeg for interop tests;
-    # debootstrap (target sysroot) and qemu-user (TCG plugins, instruction counts) for the ARM wheels.
+    # debootstrap (target sysroot) and qemu-user (TCG plugins, instruction counts) for the ARM wheels;
+    # GStreamer's rtpredenc/rtpreddec (plugins-good) for the RED interop test.
     APT_PKGS+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user-static ffmpeg sox
-               debootstrap qemu-user)
+               debootstrap qemu-user gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 fi
 
 missing=()

@@ -49,8 +49,9 @@ from .sender import Sender
 from .transport.impair import Impairment
 from .transport.jitter import JitterBuffer, JitterConfig, PutResult, SlotKind
 from .transport.ogg import OggRecorder
-from .transport.rtp import (MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, build_rtcp_bye, is_rtcp, parse_rtcp,
-                            parse_rtp)
+from .transport.red import DEFAULT_RED_PAYLOAD_TYPE, MAX_RED_DISTANCE, RedEncoder, RedError, unpack_red
+from .transport.rtp import (DEFAULT_PAYLOAD_TYPE, MAX_DATAGRAM_BYTES, RtpError, RtpPacketizer, build_rtcp_bye, is_rtcp,
+                            parse_rtcp, parse_rtp)
 from .transport.source import SourceLock, SourceVerdict
 
 __all__ = ["LiveConfig", "LiveSetupError", "latency_budget", "dred_redundancy", "build_receiver", "pin_audio_thread",
@@ -63,6 +64,11 @@ RedundancyHook = Callable[[np.ndarray], "bytes | None"]
 _MAX_TAIL = 4096
 #: Receive buffer asked for (the kernel caps it at net.core.rmem_max).
 _RCVBUF_BYTES = 4 << 20
+
+
+def _usable_pt(pt: object) -> bool:
+    # RFC 3551's unassigned 35..71 (WebRTC puts RED on 63) and the dynamic 96..127; 72..76 look like RTCP.
+    return isinstance(pt, int) and not isinstance(pt, bool) and (35 <= pt <= 71 or 77 <= pt <= 127)
 
 
 class LiveSetupError(ValueError):
@@ -112,6 +118,13 @@ class LiveConfig:
     max_delay_ms : int or None
         Receiver: adaptive playout (:mod:`edge_dred.playout`) between
         ``recovery_ms`` and this budget; None keeps the look-ahead fixed.
+    red : int
+        Sender: send RFC 2198 RED with copies of this many earlier frames in
+        every packet (0 = plain Opus), on top of ``bitrate``.
+    red_payload_type : int or None
+        RED's RTP payload type: what the sender uses with ``red`` and what the
+        receiver unpacks as RED (always; Opus stays on ``payload_type``).
+        Default 97, or 96 when Opus is on 97 (as ffmpeg sends it).
     """
 
     bitrate: int = 40000
@@ -135,8 +148,18 @@ class LiveConfig:
     threads: int = 1
     pin_cores: tuple[int, ...] = ()
     max_delay_ms: int | None = None
+    red: int = 0
+    red_payload_type: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.red, bool) or not isinstance(self.red, int) or not 0 <= self.red <= MAX_RED_DISTANCE:
+            raise LiveSetupError(f"red must be an integer in 0..{MAX_RED_DISTANCE}, got {self.red!r}")
+        if self.red_payload_type is None:
+            self.red_payload_type = DEFAULT_RED_PAYLOAD_TYPE if self.payload_type != DEFAULT_RED_PAYLOAD_TYPE \
+                else DEFAULT_PAYLOAD_TYPE
+        if self.red_payload_type == self.payload_type or not _usable_pt(self.red_payload_type):
+            raise LiveSetupError(f"red_payload_type must be in 35..71 or 77..127 and differ from the Opus payload type "
+                                 f"{self.payload_type}, got {self.red_payload_type}")
         for name in ("dred_ms", "dred_budget", "decode_dred_ms"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
@@ -315,7 +338,9 @@ class SendCore:
         self.config = config
         self.sender = Sender(config.bitrate, lbrr=config.lbrr, complexity=config.complexity,
                              expected_loss_pct=config.expected_loss_pct)
-        self.rtp = packetizer or RtpPacketizer(FRAME_TS_48K, config.payload_type)
+        self.red = RedEncoder(config.red, config.payload_type, FRAME_TS_48K) if config.red else None
+        self.rtp = packetizer or RtpPacketizer(FRAME_TS_48K, config.red_payload_type if config.red
+                                               else config.payload_type)
         self.redundancy = redundancy if redundancy is not None else dred_redundancy(config)
         self.redundancy_bytes = 0
         self.redundancy_packets = 0
@@ -327,7 +352,7 @@ class SendCore:
 
     def encode(self, frame: np.ndarray) -> bytes:
         """One 20 ms int16 frame -> one RTP datagram."""
-        pkt = self.sender.encoder.encode(frame)
+        pkt = plain = self.sender.encoder.encode(frame)
         if self.redundancy is not None:
             payload = self.redundancy(frame)
             if payload:
@@ -339,6 +364,8 @@ class SendCore:
                     self.redundancy_failures += 1  # too large for the packet: send it without
         if self.recorder is not None:
             self.recorder.packet(pkt)
+        if self.red is not None:
+            pkt = self.red.push(pkt, plain)  # later packets repeat this frame without its DRED
         self.frames += 1
         self.bytes += len(pkt)
         return self.rtp.next(pkt)
@@ -352,6 +379,15 @@ class SendCore:
                 "packets_with_payload": self.redundancy_packets, "payload_bytes": self.redundancy_bytes,
                 "mean_payload_bytes": self.redundancy_bytes / max(1, self.frames),
                 "too_large": self.redundancy_failures}
+
+    def red_report(self) -> dict:
+        """RED the packets carried: distance, payload type, bytes of copies and headers, copies left out."""
+        if self.red is None:
+            return {"distance": 0}
+        return {"distance": self.red.distance, "payload_type": self.rtp.payload_type,
+                "redundant_bytes": self.red.redundant_bytes,
+                "mean_redundant_bytes": self.red.redundant_bytes / max(1, self.frames),
+                "omitted": self.red.omitted}
 
 
 class RecvCore:
@@ -392,9 +428,9 @@ class RecvCore:
         self.recorder = OggRecorder(record, 312, comments={"ENCODER": "edge-dred recv"}) if record else None
         self.silence = np.zeros(FRAME_SAMPLES, np.int16)
         self.counts: dict[str, int] = {k: 0 for k in (
-            "datagrams", "bad_rtp", "bad_opus", "unsupported_duration", "impaired_lost", "idle_frames",
+            "datagrams", "bad_rtp", "bad_red", "bad_opus", "unsupported_duration", "impaired_lost", "idle_frames",
             "warmup_frames", "frames", "foreign", "srtp_auth_failed", "srtp_replayed", "srtp_rejected", "rtcp",
-            "bad_rtcp", "after_end_slots")}
+            "bad_rtcp", "after_end_slots", "red_packets", "red_copies_ignored")}
         self.decisions: dict[str, int] = {}
         self.hole_decisions: dict[str, dict[str, int]] = {}
         self.last_error = ""
@@ -432,14 +468,29 @@ class RecvCore:
         if rtcp:
             self._on_rtcp(data, addr)
             return None
+        red_pt = self.config.red_payload_type
         try:
-            pkt = parse_rtp(data, self.payload_type, MAX_DATAGRAM_BYTES)
+            pkt = parse_rtp(data, None, MAX_DATAGRAM_BYTES)
+            if self.payload_type is not None and pkt.payload_type not in (self.payload_type, red_pt):
+                raise RtpError(f"payload type {pkt.payload_type}, expected {self.payload_type} (Opus) "
+                               f"or {red_pt} (RED)")
         except RtpError as e:
             self.counts["bad_rtp"] += 1
             self.last_error = str(e)
             return None
+        payload = pkt.payload
+        if pkt.payload_type == red_pt:
+            try:  # primary + copies of earlier frames; the receiver uses a copy when its frame is lost
+                payload = unpack_red(payload, self.config.payload_type if self.payload_type is None
+                                     else self.payload_type, FRAME_TS_48K)
+            except RedError as e:
+                self.counts["bad_red"] += 1
+                self.last_error = str(e)
+                return None
+            self.counts["red_packets"] += 1
+            self.counts["red_copies_ignored"] += payload.ignored
         try:
-            op = parse_packet(pkt.payload)
+            op = parse_packet(payload)
         except FramingError as e:
             self.counts["bad_opus"] += 1
             self.last_error = str(e)
@@ -456,7 +507,7 @@ class RecvCore:
             self.first_arrival = now
         self.last_arrival = now
         with self.lock:
-            return self.jb.put(pkt.timestamp, pkt.payload, now, pkt.ssrc)
+            return self.jb.put(pkt.timestamp, payload, now, pkt.ssrc)
 
     def foreign_datagram(self) -> None:
         """Count a datagram the source lock refused before parsing."""
@@ -609,8 +660,8 @@ class RecvCore:
             "after_end_ok": sum(self.after_end_decisions.values()) == s["after_end"],
             "regular_equals_played": self.decisions.get("regular", 0) == s["played"],
             "datagrams_balance_ok": self.counts["datagrams"] == sum(self.counts[k] for k in (
-                "bad_rtp", "bad_opus", "unsupported_duration", "foreign", "srtp_auth_failed", "srtp_replayed",
-                "srtp_rejected", "rtcp")) + s["received"],
+                "bad_rtp", "bad_red", "bad_opus", "unsupported_duration", "foreign", "srtp_auth_failed",
+                "srtp_replayed", "srtp_rejected", "rtcp")) + s["received"],
         }
         return {"rtp": dict(self.counts), "jitter": s, "jitter_delay_ms": self.jb.delay_ms,
                 "decisions": dict(self.decisions), "hole_decisions": self.hole_decisions,
@@ -814,7 +865,7 @@ class SendSession:
             "datagrams_sent": self.datagrams, "send_errors": self.send_errors, "bye_sent": self.bye_sent,
             "srtp": self.srtp.suite if self.srtp is not None else None,
             "bitrate_bps": self.core.bytes * 8 / max(1, self.core.frames) / (FRAME_MS / 1000.0),
-            "dred": self.core.redundancy_report(),
+            "dred": self.core.redundancy_report(), "red": self.core.red_report(),
             "ssrc": self.core.rtp.ssrc, "first_sequence": self.core.rtp.first_sequence,
             "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak, "audio_cores": self.audio_cores,
             "overruns": self.capture.overruns, "capture_periods": self.capture.periods,
@@ -1060,7 +1111,7 @@ class LiveSession:
             "role": "live", "frames": self.send.frames, "frames_played": self.frames_played,
             "impairment": self.impairment.describe(), "impairment_stats": dict(st),
             "bitrate_bps": self.send.bytes * 8 / max(1, self.send.frames) / (FRAME_MS / 1000.0),
-            "dred": self.send.redundancy_report(),
+            "dred": self.send.redundancy_report(), "red": self.send.red_report(),
             "cpu_load_mean": self.load.mean, "cpu_load_peak": self.load.peak, "audio_cores": self.audio_cores,
             "overruns": self.capture.overruns, "underruns": self.playback.underruns,
             "latency_budget_ms": latency_budget(self.config, self.send.sender.lookahead),

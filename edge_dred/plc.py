@@ -159,7 +159,7 @@ class NeuralPLC:
             plc_model = plc_model or dp
         p = self.policy = _policy
         self.decision = Decision.NEURAL_PLC
-        self._decisions_real = (Decision.REGULAR, Decision.LBRR)
+        self._decisions_real = (Decision.REGULAR, Decision.RED, Decision.LBRR)
         self._fx = FeatureExtractor()
         self._fx_lazy = FeatureExtractor()   # (history_ms) a fresh extractor per analysis
         self._ring = np.zeros((p.history_ms or 0) * 16 // FRAME_SIZE * FRAME_SIZE, np.int16)

@@ -16,6 +16,7 @@ __all__ = ["Decision", "SlotContext", "Recoverer", "Concealer"]
 
 class Decision(str, Enum):
     REGULAR = "regular"
+    RED = "red"
     LBRR = "lbrr"
     DRED = "dred"
     NEURAL_PLC = "neural_plc"

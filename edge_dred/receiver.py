@@ -8,9 +8,11 @@ hole can be explained afterwards.
 
 Order of preference for a lost slot:
 
-1. ``lbrr``    the next packet carries an LBRR copy of this frame (libopus FEC decode);
-2. recoverers  plug-ins consulted in order (DRED: :mod:`edge_dred.dred.recovery`);
-3. concealment ``opus_plc`` (libopus PLC), ``zeros``, or a concealer plug-in
+1. ``red``     a later packet in view carries an RFC 2198 copy of this very frame
+               (:class:`edge_dred.transport.red.RedOpusPacket`), decoded as if it had arrived;
+2. ``lbrr``    the next packet carries an LBRR copy of this frame (libopus FEC decode);
+3. recoverers  plug-ins consulted in order (DRED: :mod:`edge_dred.dred.recovery`);
+4. concealment ``opus_plc`` (libopus PLC), ``zeros``, or a concealer plug-in
    (the neural PLC: :mod:`edge_dred.plc`).
 
 The receiver only orchestrates: decoding is libopus, recovery and concealment
@@ -198,7 +200,8 @@ class Receiver:
         """Add the next slot's packet without deciding anything (a playout decides when)."""
         if packet is not None and not isinstance(packet, (bytes, bytearray, memoryview)):
             raise TypeError(f"packet must be bytes or None, got {type(packet).__name__}")
-        self._pending.append(None if packet is None else bytes(packet))
+        # bytes (a RedOpusPacket included, with its copies) are kept as they are.
+        self._pending.append(packet if packet is None or isinstance(packet, bytes) else bytes(packet))
 
     @property
     def pending(self) -> int:
@@ -268,6 +271,11 @@ class Receiver:
     def _fill_lost(self, future: list[bytes | None], use_plugins: bool = True
                    ) -> tuple[np.ndarray, Decision, object]:
         n = self.config.frame_size
+        for back, later in enumerate(future, 1):
+            # RED: the earliest packet in view with a copy of this frame (every copy is the same frame).
+            copy = getattr(later, "redundant", {}).get(back) if later is not None else None
+            if copy is not None:
+                return self.decoder.decode(copy, n), Decision.RED, None
         nxt = future[0] if future else None
         if self.config.lbrr and nxt is not None and packet_has_lbrr(nxt):
             return self.decoder.decode(nxt, n, fec=True), Decision.LBRR, None
@@ -312,8 +320,9 @@ def build_receiver(*, lbrr: bool = False, concealment: str = "opus_plc", dred: b
     neural_plc : bool
         Conceal the rest with :class:`~edge_dred.plc.NeuralPLC`.
     recovery_ms : int, optional
-        How long a slot waits for DRED (default :data:`DEFAULT_RECOVERY_MS`
-        with DRED; without it the look-ahead is LBRR's).
+        How long a slot waits for DRED or RED copies in later packets
+        (default :data:`DEFAULT_RECOVERY_MS` with DRED; without it the
+        look-ahead is LBRR's).
     governor : LoadGovernor, optional
         Load governor consulted per slot.
 

@@ -1,4 +1,4 @@
-"""The sending side: 20 ms PCM frames -> Opus packets, with DRED in their padding.
+"""The sending side: 20 ms PCM frames -> Opus packets, with DRED in their padding (and RED around them).
 
 Used by every command that sends (``simulate``, ``eval``, ``send``, ``live``).
 """
@@ -41,16 +41,22 @@ class Sender:
     dred_encoder, dred_tables : optional
         Shared :class:`~edge_dred.dred.encoder.DredEncoder` / entropy tables
         (default: the shipped models).
+    red : int
+        Wrap every packet as RFC 2198 RED with copies of the ``red`` frames
+        before it (0 = plain Opus); the copies leave out the DRED padding.
 
     Attributes
     ----------
     dred_bytes : list of int
         DRED payload bytes of every packet of the last ``encode_stream``.
+    red_bytes : list of int
+        RED headers and copies in every packet of the last ``encode_stream``.
     """
 
     def __init__(self, bitrate: int = 24000, lbrr: bool = False, complexity: int = 9,
                  expected_loss_pct: int = DEFAULT_EXPECTED_LOSS_PCT, dtx: bool = False, *,
-                 dred_ms: int = 0, dred_budget: int | None = None, dred_encoder=None, dred_tables=None) -> None:
+                 dred_ms: int = 0, dred_budget: int | None = None, dred_encoder=None, dred_tables=None,
+                 red: int = 0) -> None:
         self.encoder = OpusEncoder(
             SAMPLE_RATE, 1, bitrate=bitrate, complexity=complexity, vbr=True, dtx=dtx,
             fec=lbrr, packet_loss_perc=expected_loss_pct if lbrr else 0, application="voip",
@@ -67,6 +73,13 @@ class Sender:
 
             self.dred = DredStreamEncoder(dred_ms, dred_budget or DEFAULT_BUDGET_BYTES, encoder=dred_encoder,
                                           tables=dred_tables)
+        self.red = None
+        self.red_bytes: list[int] = []
+        if red:
+            from .transport.red import RedEncoder
+            from .transport.rtp import DEFAULT_PAYLOAD_TYPE
+
+            self.red = RedEncoder(red, DEFAULT_PAYLOAD_TYPE)
 
     def encode_stream(self, pcm: np.ndarray) -> list[bytes]:
         """Encode a whole signal, padded at the end so the codec delay is flushed.
@@ -80,6 +93,7 @@ class Sender:
         padded[: len(pcm)] = pcm
         frames = [padded[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES] for i in range(n)]
         packets = [self.encoder.encode(f) for f in frames]
+        plain_packets = list(packets)
         self.dred_bytes = [0] * n
         if self.dred is not None:
             from .codec.framing import attach_dred
@@ -90,4 +104,18 @@ class Sender:
                 if payload:
                     packets[i] = attach_dred(packets[i], payload)
                     self.dred_bytes[i] = len(payload)
+        self.red_bytes = [0] * n
+        if self.red is not None:
+            self.red.reset()
+            for i, (plain, sent) in enumerate(zip(plain_packets, list(packets))):
+                packets[i] = self.red.push(sent, plain)
+                self.red_bytes[i] = len(packets[i]) - len(sent)
         return packets
+
+    def receive(self, packet: bytes) -> bytes:
+        """What the receiver makes of an arriving packet: RED unpacked into its primary and copies."""
+        if self.red is None:
+            return packet
+        from .transport.red import unpack_red
+
+        return unpack_red(packet, self.red.payload_type)

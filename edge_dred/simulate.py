@@ -51,6 +51,11 @@ class Condition:
         from packets that arrive within the recovery window
         (``run_condition(recovery_ms=...)``).  The payload rides on top of
         ``bitrate``.
+    red : int
+        RFC 2198 redundancy: every packet also carries copies of the ``red``
+        frames before it (WebRTC's RED sends 1 or 2), on top of ``bitrate``;
+        the receiver decodes a lost frame's copy from a later packet within
+        the recovery window, as with DRED.
     """
 
     name: str
@@ -62,6 +67,7 @@ class Condition:
     dred_ms: int = 0
     copy_synthesis: bool = False
     playout: str = "fixed"
+    red: int = 0
 
 
 CONDITIONS: dict[str, Condition] = {
@@ -77,6 +83,9 @@ CONDITIONS: dict[str, Condition] = {
         Condition("lbrr+dred", bitrate=40000, lbrr=True, dred_ms=1040),
         Condition("dred_adaptive", dred_ms=1040, playout="adaptive"),
         Condition("lbrr+dred_adaptive", bitrate=40000, lbrr=True, dred_ms=1040, playout="adaptive"),
+        Condition("red1", red=1),
+        Condition("red2", red=2),
+        Condition("red2+dred", red=2, dred_ms=1040),
         Condition("vocoder", bitrate=0, lossless=True, copy_synthesis=True),
     )
 }
@@ -151,14 +160,14 @@ def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver:
     extra: dict = {}
     if playout is None:
         for pkt, is_lost in zip(packets, mask):
-            chunks.extend(receiver.push(None if is_lost else pkt))
+            chunks.extend(receiver.push(None if is_lost else sender.receive(pkt)))
         chunks.extend(receiver.flush())
     else:
         from .playout import Playout
 
         playout.set_redundancy_ms(sender.dred_ms)
         player = Playout(receiver, playout)
-        played = [player.tick(None if is_lost else pkt) for pkt, is_lost in zip(packets, mask)]
+        played = [player.tick(None if is_lost else sender.receive(pkt)) for pkt, is_lost in zip(packets, mask)]
         played = [p for p in played if p is not None] + player.drain()
         chunks = player.media
         heard = np.concatenate(played)[sender.lookahead:]
@@ -172,7 +181,9 @@ def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver:
     decisions = [d.value for d in receiver.decisions]
     if sender.dred is not None:
         extra["dred_bytes"] = np.asarray(sender.dred_bytes, np.int32)
-    extra["loss_outcomes"] = loss_outcomes(mask, receiver.decisions, packets, receiver)
+    if sender.red is not None:
+        extra["red_bytes"] = np.asarray(sender.red_bytes, np.int32)
+    extra["loss_outcomes"] = loss_outcomes(mask, receiver.decisions, [sender.receive(p) for p in packets], receiver)
     return SimResult(
         audio=audio.astype(np.int16), lost=mask, decisions=decisions,
         total_bitrate_bps=float(sizes.sum() * 8 / duration), packet_bytes=sizes, condition=condition, extra=extra,
@@ -182,7 +193,7 @@ def simulate(pcm: np.ndarray, lost: np.ndarray | None, sender: Sender, receiver:
 def loss_outcomes(mask: np.ndarray, decisions: list, packets: list[bytes], receiver: Receiver) -> list[str]:
     """Per lost packet, in order: ``in_time``, ``too_late`` or ``concealed``.
 
-    ``in_time``: rebuilt from redundancy (LBRR or DRED) before it was played.
+    ``in_time``: rebuilt from redundancy (RED, LBRR or DRED) before it was played.
     ``too_late``: concealed, though the first packet after its burst carried
     DRED reaching back over it (it arrived after the slot was played).
     ``concealed``: no redundancy that arrived ever covered it.
@@ -197,7 +208,7 @@ def loss_outcomes(mask: np.ndarray, decisions: list, packets: list[bytes], recei
             nxt = i
     for i in np.nonzero(mask)[0]:
         d = Decision(decisions[i])
-        if d in (Decision.LBRR, Decision.DRED):
+        if d in (Decision.RED, Decision.LBRR, Decision.DRED):
             out.append("in_time")
             continue
         r = int(first_after[i])
@@ -222,7 +233,7 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
     bitrate : int, optional
         Override the condition's total bit rate.
     recovery_ms : int
-        How long a slot waits for DRED in later packets, for DRED conditions
+        How long a slot waits for DRED or RED in later packets, for DRED and RED conditions
         (see :data:`edge_dred.receiver.DEFAULT_RECOVERY_MS`); the minimum
         delay of an adaptive playout.
     max_delay_ms : int, optional
@@ -240,10 +251,12 @@ def run_condition(pcm: np.ndarray, lost: np.ndarray | None, condition: str | Con
         n = n_packets_for(len(audio))
         return SimResult(audio=audio, lost=np.zeros(n, bool), decisions=["vocoder"] * n, total_bitrate_bps=0.0,
                          packet_bytes=np.zeros(n, np.int32), condition=condition.name)
-    sender = Sender(bitrate or condition.bitrate, lbrr=condition.lbrr, dred_ms=condition.dred_ms)
+    sender = Sender(bitrate or condition.bitrate, lbrr=condition.lbrr, dred_ms=condition.dred_ms, red=condition.red)
     dred = bool(condition.dred_ms)
+    # Redundancy in later packets (DRED, RED) is usable within the recovery window.
     receiver = build_receiver(lbrr=condition.lbrr, concealment=condition.concealment, dred=dred,
-                              neural_plc=condition.neural_plc, recovery_ms=recovery_ms if dred else None)
+                              neural_plc=condition.neural_plc,
+                              recovery_ms=recovery_ms if dred or condition.red else None)
     controller = None
     if condition.playout == "adaptive":
         from .playout import DEFAULT_MAX_DELAY_MS, PlayoutController

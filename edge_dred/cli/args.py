@@ -39,6 +39,7 @@ def number_arg(cast: type, what: str, ok, rule: str):
 _positive_int = number_arg(int, "an integer", lambda v: v > 0, "expected a positive integer")
 _percent = number_arg(float, "a percentage", lambda v: 0.0 <= v < 100.0, "loss percentage must be in [0, 100)")
 _dred_ms = number_arg(int, "milliseconds", lambda v: v == 0 or 40 <= v <= 1040, "DRED depth must be 0 or 40..1040 ms")
+_red_distance = number_arg(int, "an integer", lambda v: 0 <= v <= 3, "expected 0..3 earlier frames")
 
 
 _recovery_ms = number_arg(int, "milliseconds", lambda v: 0 <= v <= 1040, "recovery look-ahead must be 0..1040 ms")
@@ -56,7 +57,7 @@ class _Renamed(argparse.Action):
 
 
 #: ``--recovery-ms`` help, shared by every command that has it.
-RECOVERY_MS_HELP = ("receiver look-ahead: how long a slot waits for later packets' LBRR/DRED, so DRED fills bursts "
+RECOVERY_MS_HELP = ("receiver look-ahead: how long a slot waits for later packets' LBRR/RED/DRED, so DRED fills bursts "
                     "up to this length and the end of longer ones; adds to the latency (default 60 with DRED, else "
                     "20 with LBRR; 1040 = libopus's assumption that the first packet after a burst arrives in time)")
 

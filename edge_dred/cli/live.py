@@ -27,8 +27,8 @@ import sys
 from typing import Any
 
 from ..outputs import check_outputs
-from .args import (_atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms, add_recovery_ms,
-                   number_arg)
+from .args import (_atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms, _red_distance,
+                   add_recovery_ms, number_arg)
 
 __all__ = ["register", "cmd_send", "cmd_recv", "cmd_live", "parse_hostport"]
 
@@ -90,6 +90,15 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
     p.add_argument("--status-interval", type=float, default=1.0, help="seconds between status lines (0 = none)")
     p.add_argument("--report", help="write a JSON report (every packet accounted for)")
     p.add_argument("--payload-type", type=int, default=96, help="RTP payload type (default 96)")
+    p.add_argument("--red-pt", type=int, metavar="PT",
+                   help="RTP payload type of RFC 2198 RED, sent with --red and always accepted (default 97, or 96 "
+                        "when --payload-type is 97; browsers use 63)")
+
+
+def _red_send_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--red", type=_red_distance, default=0, metavar="N",
+                   help="send RFC 2198 RED: copies of the N (1..3) earlier frames in every packet, on top of "
+                        "--bitrate and DRED (default 0 = plain Opus)")
 
 
 def _dred_send_args(p: argparse.ArgumentParser) -> None:
@@ -128,6 +137,7 @@ def register(sub: Any) -> None:
                    help="SRTP key file ('SUITE inline:BASE64'): written with --srtp, else read")
     _common(s, impair_send=True)
     _dred_send_args(s)
+    _red_send_args(s)
     s.set_defaults(func=cmd_send)
 
     r = sub.add_parser("recv", help="RTP over UDP -> jitter buffer -> recovery -> playback")
@@ -149,6 +159,7 @@ def register(sub: Any) -> None:
     lv.add_argument("--record-received", metavar="FILE.opus", help="also record the received stream")
     _common(lv, impair_send=True)
     _dred_send_args(lv)
+    _red_send_args(lv)
     _neural_recv_args(lv)
     lv.set_defaults(func=cmd_live)
 
@@ -163,11 +174,15 @@ def _config(args: argparse.Namespace):
         raise LiveCLIError(f"--jitter-ms must be in 0..300, got {args.jitter_ms}")
     if not 96 <= args.payload_type <= 127:
         raise LiveCLIError(f"--payload-type must be 96..127, got {args.payload_type}")
+    if args.red_pt is not None and (not (35 <= args.red_pt <= 71 or 77 <= args.red_pt <= 127)
+                                    or args.red_pt == args.payload_type):
+        raise LiveCLIError(f"--red-pt must be in 35..71 or 77..127 (WebRTC uses 63) and differ from --payload-type, "
+                           f"got {args.red_pt}")
     bitrate = args.bitrate or (40000 if args.lbrr else 24000)
     neural = _neural_settings(args, board)
     cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,
                                 jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type,
-                                **neural)
+                                red=getattr(args, "red", 0), red_payload_type=args.red_pt, **neural)
     return board, how, cfg
 
 
@@ -270,11 +285,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         sess = SendSession(cap, (host, port), cfg, imp, args.record, redundancy=redundancy, srtp=srtp)
         if args.sdp:
             _atomic_write_text(args.sdp, make_sdp(host, port, cfg.payload_type, useinbandfec=cfg.lbrr,
-                                                  max_average_bitrate=cfg.bitrate, ssrc=sess.core.rtp.ssrc,
-                                                  crypto=srtp_key.sdp_attribute()[len("crypto:"):]
-                                                  if srtp_key else None))
+                                                 max_average_bitrate=cfg.bitrate, ssrc=sess.core.rtp.ssrc,
+                                                 crypto=srtp_key.sdp_attribute()[len("crypto:"):]
+                                                 if srtp_key else None,
+                                                 red_payload_type=cfg.red_payload_type if cfg.red else None))
         print(f"send      {cap.describe()} -> rtp://{host}:{port} pt {cfg.payload_type}, "
-              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}"
+              f"{cfg.bitrate / 1000:g} kb/s{' LBRR' if cfg.lbrr else ''}{_dred_words(cfg)}{_red_words(cfg)}"
               f"{'; SRTP ' + srtp_key.suite if srtp_key else ''}; "
               f"board {board.name} ({how})", flush=True)
         _install_sigint(sess.stop_event)
@@ -289,6 +305,7 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"datagrams {rep['datagrams_sent']}, send errors {rep['send_errors']}; overruns {rep['overruns']}; "
           f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
     _print_dred_sent(rep["dred"])
+    _print_red_sent(rep["red"])
     return 0
 
 
@@ -369,9 +386,23 @@ def _print_dred_sent(d: dict) -> None:
               f"too large {d['too_large']}")
 
 
+def _red_words(cfg) -> str:
+    return f" as RED pt {cfg.red_payload_type} with {cfg.red} earlier frame{'s' if cfg.red > 1 else ''}" \
+        if cfg.red else ""
+
+
+def _print_red_sent(d: dict) -> None:
+    if d["distance"]:
+        print(f"red       {d['distance']} earlier frames per packet: {d['mean_redundant_bytes']:.1f} B/packet of "
+              f"copies and headers ({d['mean_redundant_bytes'] * 0.4:.1f} kb/s, included above); "
+              f"copies left out {d['omitted']}")
+
+
 def _recovery_words(cfg) -> str:
-    what = [w for w, on in (("LBRR", cfg.lbrr), ("DRED", cfg.dred), ("neural PLC", cfg.neural_plc)) if on]
     look = cfg.receiver_config().effective_lookahead() * 20
+    # RED copies (accepted on red_payload_type) count only within the look-ahead.
+    what = [w for w, on in ((f"RED pt {cfg.red_payload_type}", look > 0), ("LBRR", cfg.lbrr), ("DRED", cfg.dred),
+                            ("neural PLC", cfg.neural_plc)) if on]
     s = f"recovery {' + '.join(what) or 'none'}, then {cfg.concealment}; look-ahead {look} ms"
     if cfg.neural:
         if not cfg.governor:
@@ -402,7 +433,8 @@ def _summary(rep: dict) -> None:
     holes = {k: v for k, v in d.items() if k != "regular"}
     print(f"received  {j['received']} packets: played {j['played']}, duplicates {j['duplicates']}, late {j['late']}, "
           f"too early {j['too_early']}, drift inserted/dropped {j['inserted']}/{j['dropped_drift']}; "
-          f"bad RTP {rep['rtp']['bad_rtp']}, bad Opus {rep['rtp']['bad_opus']}")
+          f"bad RTP {rep['rtp']['bad_rtp']}, bad RED {rep['rtp']['bad_red']}, bad Opus {rep['rtp']['bad_opus']}"
+          + (f"; RED packets {rep['rtp']['red_packets']}" if rep['rtp']['red_packets'] else ""))
     print("holes     " + (", ".join(f"{k} {v}" for k, v in sorted(holes.items())) or "none")
           + f"; jitter buffer {rep['jitter_delay_ms']:.0f} ms")
     _print_governor(rep)
@@ -488,7 +520,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         print(f"live      {cap.describe()} -> {play.describe()}; impairment {imp.describe()}; "
               f"board {board.name} ({how})", flush=True)
-        print(f"neural    sender{_dred_words(cfg) or ' no DRED'}; {_recovery_words(cfg)}", flush=True)
+        print(f"neural    sender{_dred_words(cfg) or ' no DRED'}{_red_words(cfg)}; {_recovery_words(cfg)}",
+              flush=True)
         sess = LiveSession(cap, play, cfg, imp, args.record, args.record_received, redundancy=redundancy,
                            receiver=receiver)
         _install_sigint(sess.stop_event)
@@ -502,6 +535,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     print(f"sent      {st['packets']} packets ({rep['bitrate_bps'] / 1000:.1f} kb/s): lost {st['lost']}, "
           f"duplicated {st['duplicated']}, reordered {st['reordered']}")
     _print_dred_sent(rep["dred"])
+    _print_red_sent(rep["red"])
     _summary(rep)
     print(f"xruns     overruns {rep['overruns']}, underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}% "
           f"(peak {rep['cpu_load_peak'] * 100:.0f}%)")

@@ -18,7 +18,7 @@ from .. import __version__
 from ..constants import FRAME_MS
 from ..outputs import check_outputs
 from .args import (CLIError, _atomic_write_text, _build_loss, _dred_ms, _percent, _positive_int, _recovery_ms,
-                   add_recovery_ms, add_retired_jitter_ms)
+                   _red_distance, add_recovery_ms, add_retired_jitter_ms)
 
 __all__ = ["main", "build_parser"]
 
@@ -47,10 +47,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     dred_ms = args.dred_ms if args.dred_ms is not None else (1040 if args.dred else 0)
     try:
         sender = Sender(bitrate, lbrr=args.lbrr, complexity=args.complexity, expected_loss_pct=args.expected_loss,
-                        dred_ms=dred_ms, dred_budget=args.dred_budget)
-        # Shipped models, manifest-checked.
+                        dred_ms=dred_ms, dred_budget=args.dred_budget, red=args.red)
+        # Shipped models, manifest-checked.  RED copies, like DRED, count within the recovery window.
         receiver = build_receiver(lbrr=args.lbrr, concealment=args.concealment, dred=bool(dred_ms),
-                                  neural_plc=args.neural_plc, recovery_ms=args.recovery_ms)
+                                  neural_plc=args.neural_plc,
+                                  recovery_ms=DEFAULT_RECOVERY_MS if args.red and args.recovery_ms is None
+                                  else args.recovery_ms)
     except ImportError as e:  # no TFLite runtime: say which package to install
         raise CLIError(f"--dred: {e}") from None
     n_packets = n_packets_for(len(pcm), sender.lookahead)
@@ -70,7 +72,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     heard = res.extra.get("played", res.audio)
     outcomes = iter(res.extra["loss_outcomes"])
 
-    recovery_ms = args.recovery_ms if args.recovery_ms is not None else (DEFAULT_RECOVERY_MS if dred_ms else None)
+    recovery_ms = args.recovery_ms if args.recovery_ms is not None else (DEFAULT_RECOVERY_MS if dred_ms or args.red
+                                                                        else None)
     stats = loss_stats(res.lost)
     counts = res.decision_counts()
     report = {
@@ -88,6 +91,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "decision_counts": counts,
         # What the neural PLC did inside its slots: libopus lead, losses left to libopus by the gate.
         "neural_plc": dict(receiver.concealer.stats) if receiver.concealer is not None else None,
+        "red": ({"distance": args.red, "recovery_ms": recovery_ms,
+                 "mean_redundant_bytes": float(np.mean(sender.red_bytes))} if args.red else None),
         "dred": ({"ms": dred_ms, "budget_bytes": sender.dred.budget_bytes, "recovery_ms": recovery_ms,
                   "mean_payload_bytes": float(np.mean(sender.dred_bytes)), "recovery": receiver.recoverers[0].stats}
                  if dred_ms else None),
@@ -98,9 +103,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                      **playout} if playout else
                     {"mode": "fixed", "aligned_with_input": True, "delay_ms": receiver.lookahead * FRAME_MS}),
         "packets": [
-            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "dred_bytes": int(db), "lost": bool(l), "decision": d,
-             **({"outcome": next(outcomes)} if l else {})}
-            for i, (b, db, l, d) in enumerate(zip(res.packet_bytes, sender.dred_bytes, res.lost, res.decisions))
+            {"seq": i, "t_ms": i * FRAME_MS, "bytes": int(b), "dred_bytes": int(db), "red_bytes": int(rb),
+             "lost": bool(l), "decision": d, **({"outcome": next(outcomes)} if l else {})}
+            for i, (b, db, rb, l, d) in enumerate(zip(res.packet_bytes, sender.dred_bytes, sender.red_bytes, res.lost,
+                                                      res.decisions))
         ],
     }
     # Outputs are written only once everything succeeded, each atomically.
@@ -113,10 +119,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"loss      {loss.describe()}: {stats['loss_rate'] * 100:.1f} % of {len(res.lost)} packets, "
           f"mean burst {stats['mean_burst']:.2f}, longest {stats['max_burst']}")
     print(f"stream    {res.total_bitrate_bps / 1000:.1f} kb/s measured (target {bitrate / 1000:.0f} kb/s"
-          f"{', LBRR on' if args.lbrr else ''})")
+          f"{', LBRR on' if args.lbrr else ''}{f', RED-{args.red} and' if args.red else ''}"
+          f"{' DRED' if dred_ms else ''}{' on top' if args.red or dred_ms else ''})")
     if dred_ms:
         print(f"dred      {dred_ms} ms asked, {np.mean(sender.dred_bytes):.1f} bytes/packet on average "
               f"({np.mean(sender.dred_bytes) * 0.4:.1f} kb/s of the total), recovery look-ahead {recovery_ms} ms")
+    if args.red:
+        print(f"red       {args.red} earlier frame{'s' if args.red > 1 else ''} per packet, "
+              f"{np.mean(sender.red_bytes):.1f} bytes/packet of copies and headers "
+              f"({np.mean(sender.red_bytes) * 0.4:.1f} kb/s of the total), recovery look-ahead {recovery_ms} ms")
     print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     oc = report["loss_outcomes"]
     print(f"lost      {oc['in_time']} rebuilt in time, {oc['too_late']} redundancy too late, "
@@ -192,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DRED redundancy depth per packet, 40..1040 ms (implies --dred; 0 disables; default 1040)")
     s.add_argument("--dred-budget", type=_positive_int, default=80, metavar="BYTES",
                    help="largest DRED payload per packet (default 80: about 32 kb/s on top of Opus)")
+    s.add_argument("--red", type=_red_distance, default=0, metavar="N",
+                   help="send RFC 2198 RED as WebRTC does: copies of the N (1..3) earlier frames in every packet, on "
+                        "top of --bitrate (and of DRED); the receiver decodes a lost frame's copy from a later packet "
+                        "within --recovery-ms (default 60 with RED)")
     add_recovery_ms(s)
     add_retired_jitter_ms(s)
     s.add_argument("--playout", choices=("fixed", "adaptive"), default="fixed",

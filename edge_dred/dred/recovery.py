@@ -154,7 +154,7 @@ class DredRecoverer:
         if not isinstance(codec_delay, int) or not 0 <= codec_delay <= 4 * FRAME_SIZE:
             raise ValueError(f"codec_delay must be an int in [0, {4 * FRAME_SIZE}], got {codec_delay!r}")
         self.decision = Decision.DRED
-        self._real = (Decision.REGULAR, Decision.LBRR)
+        self._real = (Decision.REGULAR, Decision.RED, Decision.LBRR)
         self.decoder = decoder if decoder is not None else DredDecoder()
         self.tables = self.decoder.tables
         if vocoder_model is None:

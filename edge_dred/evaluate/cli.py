@@ -44,8 +44,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=_csv_list, default=None, metavar="A,B,...",
                    help="subset of pesq,stoi,plcmos,dnsmos (default: all)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    add_recovery_ms(p, help="receiver look-ahead of the dred conditions: how long a slot waits for later packets' "
-                            "DRED (default 60; 1040 = libopus's assumption that the first packet after a burst "
+    add_recovery_ms(p, help="receiver look-ahead of the dred and red conditions: how long a slot waits for later "
+                            "packets' DRED or RED copies (default 60; 1040 = libopus's assumption that the first packet after a burst "
                             "always arrives in time)")
     add_retired_jitter_ms(p)
     p.add_argument("--max-delay-ms", type=_positive_int, default=None, metavar="MS",

@@ -441,7 +441,7 @@ def run_eval(
     plots : bool
         Write the PNG plots (needs matplotlib).
     recovery_ms : int, optional
-        Recovery window (receiver look-ahead) of the DRED conditions (default
+        Recovery window (receiver look-ahead) of the DRED and RED conditions (default
         ``edge_dred.receiver.DEFAULT_RECOVERY_MS``); the minimum delay of the
         adaptive-playout conditions.
     max_delay_ms : int, optional

@@ -311,7 +311,7 @@ class JitterBuffer:
                 return PutResult.TOO_EARLY
         self._note_newest(slot)
         self._seen[slot % _SEEN_RING] = slot
-        self._buf[slot] = (bytes(payload), arrival_s)
+        self._buf[slot] = (payload if isinstance(payload, bytes) else bytes(payload), arrival_s)  # keeps RED copies
         self.stats["accepted"] += 1
         return result
 

@@ -6,6 +6,10 @@ real capture rate and channel count go into the fmtp parameters
 packets carry LBRR.  Legacy receivers (ffmpeg, browsers) need nothing else:
 the DRED payload hides in the Opus padding.
 
+A stream sent as RFC 2198 RED is announced as WebRTC does: a second payload
+type ``red/48000/2`` listed first, with fmtp ``OPUS_PT/OPUS_PT`` (the primary
+and the redundant blocks are Opus).
+
 :func:`parse_sdp` reads just enough of a session description (ours or
 ffmpeg's) to receive the stream: connection address, port, payload type,
 rtpmap and fmtp.  Input is bounded and every problem raises
@@ -49,6 +53,8 @@ class SdpStream:
         SDES keys (RFC 4568 ``a=crypto`` values after ``crypto:``), in order of preference.
     ssrc : int or None
         The sender's SSRC (RFC 5576 ``a=ssrc``), if announced.
+    red_payload_type : int or None
+        Payload type of ``red/48000/2`` whose fmtp names only the Opus payload type.
     """
 
     address: str
@@ -60,6 +66,7 @@ class SdpStream:
     session_name: str = "edge-dred"
     crypto: list[str] = field(default_factory=list)
     ssrc: int | None = None
+    red_payload_type: int | None = None
 
 
 def _check_address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -73,7 +80,7 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
              useinbandfec: bool = False, usedtx: bool = False, max_average_bitrate: int | None = None,
              ptime: int = 20, origin_address: str | None = None, direction: str = "sendonly",
              session_name: str = "edge-dred", session_id: int | None = None, crypto: str | None = None,
-             ssrc: int | None = None) -> str:
+             ssrc: int | None = None, red_payload_type: int | None = None) -> str:
     """Write the session description of our stream.
 
     Parameters
@@ -94,6 +101,8 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         An SDES key (``1 SUITE inline:KEY``, RFC 4568): the stream is SRTP (``RTP/SAVP``).
     ssrc : int, optional
         The sender's SSRC, announced so the receiver locks onto it (RFC 5576).
+    red_payload_type : int, optional
+        The stream is sent as RFC 2198 RED of Opus on this payload type.
 
     Returns
     -------
@@ -105,6 +114,10 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         raise SdpError(f"port must be in 1..65535, got {port}")
     if not 96 <= payload_type <= 127:
         raise SdpError(f"payload_type must be 96..127, got {payload_type}")
+    if red_payload_type is not None and (not (35 <= red_payload_type <= 71 or 77 <= red_payload_type <= 127)
+                                         or red_payload_type == payload_type):
+        raise SdpError(f"red_payload_type must be in 35..71 or 77..127 (WebRTC uses 63) and differ from "
+                       f"{payload_type}, got {red_payload_type}")
     if direction not in ("sendonly", "recvonly", "sendrecv", "inactive"):
         raise SdpError(f"bad direction {direction!r}")
     if not 6000 <= sample_rate <= 48000:
@@ -136,9 +149,15 @@ def make_sdp(address: str, port: int, payload_type: int = 96, *, sample_rate: in
         f"s={session_name}",
         f"c=IN {fam} {ip}",
         "t=0 0",
-        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {payload_type}",
+        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} "
+        + (f"{red_payload_type} " if red_payload_type is not None else "") + f"{payload_type}",
         f"a=rtpmap:{payload_type} opus/48000/2",
         f"a=fmtp:{payload_type} " + ";".join(params),
+    ]
+    if red_payload_type is not None:
+        lines += [f"a=rtpmap:{red_payload_type} red/48000/2",
+                  f"a=fmtp:{red_payload_type} {payload_type}/{payload_type}"]
+    lines += [
         f"a=ptime:{ptime}",
         f"a=maxptime:{ptime}",
         f"a={direction}",
@@ -240,6 +259,8 @@ def parse_sdp(text: str | bytes) -> SdpStream:
                     k, eq, v = item.strip().partition("=")
                     if k and eq:
                         d[k.strip()] = v.strip()
+                    elif k and not eq and "/" in k:  # RFC 2198: "111/111", the blocks' payload types
+                        d["red"] = k.strip()
                 fmtp[pt] = d
             elif attr == "ptime":
                 try:
@@ -266,4 +287,10 @@ def parse_sdp(text: str | bytes) -> SdpStream:
     if not opus_pts:
         raise SdpError("audio stream has no opus/48000/2 rtpmap")
     pt = opus_pts[0]
-    return SdpStream(address, port, pt, fmtp.get(pt, {}), ptime, direction, name, crypto, ssrc)
+    red_pt = None
+    for p in pts:  # RED only if its blocks are this Opus stream (an absent fmtp leaves them open: skip)
+        blocks = fmtp.get(p, {}).get("red", "").split("/")
+        if rtpmap.get(p, "").lower() == "red/48000/2" and all(x == str(pt) for x in blocks):
+            red_pt = p
+            break
+    return SdpStream(address, port, pt, fmtp.get(pt, {}), ptime, direction, name, crypto, ssrc, red_payload_type=red_pt)
