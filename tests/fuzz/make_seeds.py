@@ -19,6 +19,7 @@ from edge_dred.dred.payload import DredPayload, encode_payload
 from edge_dred.dred.quantizer import chunk_levels
 from edge_dred.sender import Sender
 from edge_dred.transport.ogg import OggOpusWriter
+from edge_dred.transport.red import RedBlock, build_red
 from edge_dred.transport.rtp import build_rtcp_bye, build_rtp
 from edge_dred.transport.sdp import make_sdp
 from edge_dred.transport.srtp import SUITES, SrtpKey, SrtpSender
@@ -33,7 +34,7 @@ def main() -> None:
     out = _harness.CORPUS
     shutil.rmtree(out, ignore_errors=True)
     seeds: dict[str, list[bytes]] = {k: [] for k in (
-        "rtp", "srtp", "jitter", "opus", "dred", "ogg", "wav", "sdp", "weights", "npz")}
+        "rtp", "srtp", "jitter", "opus", "dred", "ogg", "wav", "sdp", "weights", "npz", "red")}
     enc = Sender(24000, lbrr=True).encoder
     pcm = _tone(320 * 6)
     opus = [enc.encode(pcm[i * 320:(i + 1) * 320]) for i in range(6)]
@@ -53,6 +54,8 @@ def main() -> None:
         tx = SrtpSender(SrtpKey(s, bytes(range(n))))
         seeds["srtp"] += [bytes([0]) + tx.protect(rtp[0]) if s.startswith("AES") else bytes([1]) + tx.protect(rtp[0]),
                           bytes([2 | (s != "AES_CM_128_HMAC_SHA1_80")]) + bytes([5, 1, 20, 128]) + opus[0][:40]]
+    seeds["red"] = [build_red(111, opus[2]), build_red(111, opus[2], [RedBlock(111, 960, opus[1])]),
+                    build_red(111, opus[2], [RedBlock(111, 1920, opus[0]), RedBlock(111, 960, opus[1])])]
     seeds["jitter"] = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (64, 256, 1024)]
     buf = io.BytesIO()
     with OggOpusWriter(buf, pre_skip=312) as wr:
