@@ -252,7 +252,7 @@ def test_send_command_sends_red_and_writes_its_sdp(tmp_path):
     import sys
 
     from edge_dred.audio.wavio import write_wav
-    from edge_dred.transport.rtp import parse_rtp
+    from edge_dred.transport.rtp import is_rtcp, parse_rtp
 
     write_wav(tmp_path / "in.wav", voiced(1.0))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -266,14 +266,18 @@ def test_send_command_sends_red_and_writes_its_sdp(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "as RED pt 97 with 2 earlier frames" in p.stdout and "red       2 earlier frames" in p.stdout
     sock.settimeout(1.0)
-    got = []
+    got, rtcp = [], 0
     try:
         while True:
-            got.append(parse_rtp(sock.recv(4096)))
+            d = sock.recv(4096)
+            if is_rtcp(d):   # the closing sender report + BYE
+                rtcp += 1
+            else:
+                got.append(parse_rtp(d))
     except socket.timeout:
         pass
     sock.close()
-    assert len(got) == 50 and {g.payload_type for g in got} == {97}
+    assert rtcp >= 1 and len(got) == 50 and {g.payload_type for g in got} == {97}
     pk = [unpack_red(g.payload, 96) for g in got]
     assert all(pk[i].redundant == {1: bytes(pk[i - 1]), 2: bytes(pk[i - 2])} for i in range(2, 50))
     sdp = parse_sdp((tmp_path / "s.sdp").read_text())
