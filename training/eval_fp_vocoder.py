@@ -1,9 +1,9 @@
 """Copy synthesis: the frame-parallel vocoder (float) against the shipped int8 vocoder, paired.
 
-For each file: features = ``edge_dred.features.compute_features`` of the whole
+For each file: features = ``edge_dred.dsp.features.compute_features`` of the whole
 file; the fp vocoder runs free from the file's start (silence before it, pulse
 phase 0, seeded noise), the shipped vocoder through
-``edge_dred.vocoder.copy_synthesis`` (int8 runtime, default postfilter; the
+``edge_dred.neural.vocoder.copy_synthesis`` (int8 runtime, default postfilter; the
 ``vocoder`` condition of ``edge-dred eval``).  Scores STOI, PESQ-WB, DNSMOS
 OVRL and PLCMOS (``eval_copy_synthesis.score``), and DNSMOS/PLCMOS of the
 original; prints means per folder and the paired difference (fp − shipped)
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from eval_copy_synthesis import METRICS, parse_metrics, pick_files, score  # noqa: E402
 from fp_vocoder_model import FRAME, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
 
-from edge_dred.features import compute_features  # noqa: E402
+from edge_dred.dsp.features import compute_features  # noqa: E402
 
 
 def load_fp(path: Path) -> tuple[FPVocoder, int]:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     import soundfile as sf
 
-    from edge_dred.vocoder import copy_synthesis
+    from edge_dred.neural.vocoder import copy_synthesis
 
     model, step = load_fp(a.ckpt)
     res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "n_files": a.n_files,
