@@ -12,7 +12,7 @@ the runtime).  Each sequence is ``--warmup-frames`` frames that fill the
 network's and the filters' history, then ``--seq-frames`` frames the losses
 see.  The pulse phase at the first sample is drawn at random (at run time it is
 taken from the real signal).  Loss: multi-resolution STFT (spectral
-convergence + log magnitude, FFT 64..1024) on the pre-emphasised signal, plus
+convergence + log magnitude, FFT 256..2048) on the pre-emphasised signal, plus
 ``--env-weight`` times the L1 distance of the output's log10 band energies
 from the target's, measured exactly as the features are (sine window of 320,
 frames aligned with the features').
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--lr-decay", type=float, default=1e-4, help="lr = lr0 / (1 + decay * step)")
     ap.add_argument("--env-weight", type=float, default=1.0)
+    ap.add_argument("--stft-sizes", default="256,512,1024,2048",
+                    help="MR-STFT FFT sizes; windows shorter than two pitch periods penalise periodic output "
+                         "whose pulses do not fall where the target's do (the phase is free), so they are left out")
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * (s + step0)))
     rng = np.random.default_rng(a.seed)
     n_frames = a.warmup_frames + a.seq_frames
+    sizes = tuple(int(v) for v in a.stft_sizes.split(","))
     sampler = Sampler(a.data, n_frames, rng)
     step, epoch = 0, 0
     if ck:
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         c0 = torch.rand(a.batch, device=dev)
         noise = torch.randn(sig.shape, device=dev)
         y = model.synthesize(feats, c0, noise)
-        loss, parts = mr_stft_loss(y[:, a0:], sig[:, a0:])
+        loss, parts = mr_stft_loss(y[:, a0:], sig[:, a0:], sizes)
         if a.env_weight > 0:
             k0 = a.warmup_frames  # window k spans [160 k, 160 k + 320): frames from the warm-up's end
             env = (bands(y[:, k0 * FRAME - FRAME:]) - bands(sig[:, k0 * FRAME - FRAME:])).abs().mean()
