@@ -4,6 +4,10 @@ Nothing in the training graph recurs per sample or per subframe: a small network
 runs once per 10 ms frame (two causal convs and a GRU over frames) and every
 sample-rate operation is a cumulative sum, a scatter of pulses or a batch of FFTs.
 
+The fixed DSP definitions (knots, bases, pulse kernel, filter lengths) live in
+``edge_dred.neural.fp_vocoder``, whose ``FPVocoderStream`` is the numpy
+streaming reference of this model (tests check they agree).
+
 Signal conventions (as ``vocoder_model.py``): ``x = pcm / 32768``; the model
 synthesises the pre-emphasised signal ``e[n] = x[n] - 0.85 x[n-1]``, whose
 spectrum the 18 cepstra describe; frame ``i`` = samples ``[160 i, 160 i + 160)``
@@ -56,88 +60,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-FS = 16000
-FRAME = 160
-PREEMPH = 0.85
-NB_FEATURES = 20
-NB_BANDS = 18
-C0_OFFSET = 18.0
-KNOT_HOP = 80
-KNOTS_PER_FRAME = FRAME // KNOT_HOP
-NFFT = 512
-NBIN = NFFT // 2 + 1
-SEG_OUT = 2 * KNOT_HOP  # exact output samples per overlap-save segment
-IR_LEN = NFFT - SEG_OUT  # 352 taps (22 ms) fit the overlap-save
-IR_TAPER = 64
-PULSE_TAPS = 32
-PULSE_DELAY = PULSE_TAPS // 2
-PULSE_CUTOFF = 7500.0
-NB_CORR = 32
-DLOGT_MAX = 0.15
-CORR_MAX = 4.0  # bound on the network's log-magnitude corrections (nepers)
-VOICING_FLOOR = 0.02
-INT16_SCALE = 32768.0
-PITCH_MIN = 32
-PITCH_MAX = 267
+from edge_dred.constants import FRAME_SIZE as FRAME, NB_BANDS, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS as PREEMPH, SAMPLE_RATE as FS
+from edge_dred.dsp.features import C0_OFFSET
+from edge_dred.neural.fp_vocoder import (CORR_MAX, DLOGT_MAX, INT16_SCALE, IR_LEN, KNOT_HOP, KNOTS_PER_FRAME, NB_CORR,
+                                         NBIN, NFFT, PULSE_BETA, PULSE_CUTOFF_HZ, PULSE_DELAY, PULSE_TAPS, SEG_OUT,
+                                         VOICING_FLOOR, correction_basis, dct_matrix, envelope_basis, ir_taper, knot_window)
 
-
-# ---------------------------------------------------------------- fixed matrices
-
-def _band_weights_161() -> np.ndarray:
-    """The features' triangular band weights (18, 161), as ``edge_dred.features.band_weights``."""
-    edges = np.array([0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 2000, 2400, 2800, 3200, 4000, 4800,
-                      5600, 6800, 8000], np.float64) / 50.0
-    k = np.arange(161, dtype=np.float64)
-    w = np.zeros((NB_BANDS, 161))
-    for b in range(NB_BANDS):
-        if b > 0:
-            lo, mid = edges[b - 1], edges[b]
-            m = (k >= lo) & (k <= mid)
-            w[b, m] = (k[m] - lo) / (mid - lo)
-        if b < NB_BANDS - 1:
-            mid, hi = edges[b], edges[b + 1]
-            m = (k >= mid) & (k < hi)
-            w[b, m] = (hi - k[m]) / (hi - mid)
-        else:
-            w[b, k == edges[b]] = 1.0
-    return w
-
-
-def envelope_basis() -> np.ndarray:
-    """(18, 257): band energy -> power per bin of the 512-point grid (linear interpolation of the 161-bin one)."""
-    w161 = _band_weights_161()
-    f161 = np.arange(161) * 50.0
-    f257 = np.arange(NBIN) * (FS / NFFT)
-    return np.stack([np.interp(f257, f161, w161[b]) for b in range(NB_BANDS)])
-
-
-def correction_basis(n: int = NB_CORR) -> np.ndarray:
-    """(n, 257): mel-spaced triangles whose columns sum to 1 (a smooth correction over frequency)."""
-    mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
-    imel = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)  # noqa: E731
-    centres = imel(np.linspace(0.0, mel(FS / 2), n))
-    f = np.arange(NBIN) * (FS / NFFT)
-    w = np.zeros((n, NBIN))
-    for b in range(n):
-        if b > 0:
-            lo, mid = centres[b - 1], centres[b]
-            m = (f >= lo) & (f <= mid)
-            w[b, m] = (f[m] - lo) / (mid - lo)
-        if b < n - 1:
-            mid, hi = centres[b], centres[b + 1]
-            m = (f >= mid) & (f < hi)
-            w[b, m] = (hi - f[m]) / (hi - mid)
-        else:
-            w[b, f >= centres[b]] = 1.0
-    return w / w.sum(0, keepdims=True)
-
-
-def dct_matrix() -> np.ndarray:
-    """Orthonormal DCT-II (18, 18) of ``edge_dred.features``: cepstrum = L @ D.T, L = cepstrum @ D."""
-    n = np.arange(NB_BANDS)
-    d = np.cos(np.pi * (n[None, :] + 0.5) * n[:, None] / NB_BANDS) * np.sqrt(2.0 / NB_BANDS)
-    d[0] /= np.sqrt(2.0)
-    return d
+__all__ = ["FPVocoder", "FPVocoderConfig", "pulse_kernel", "FRAME", "FS", "PREEMPH"]
 
 
 def pulse_kernel(frac: torch.Tensor) -> torch.Tensor:
@@ -149,10 +78,10 @@ def pulse_kernel(frac: torch.Tensor) -> torch.Tensor:
     """
     d = torch.arange(PULSE_TAPS, dtype=frac.dtype, device=frac.device)
     s = d[None, :] + 1.0 - frac[:, None] - PULSE_DELAY
-    fc = PULSE_CUTOFF / FS  # cycles per sample
-    beta = 6.0
+    fc = PULSE_CUTOFF_HZ / FS  # cycles per sample
     r = (s / PULSE_DELAY).clamp(-1.0, 1.0)
-    win = torch.special.i0(beta * torch.sqrt(1.0 - r * r)) / float(np.i0(beta))
+    # the floor keeps the gradient finite where a tap lands exactly on the window's edge
+    win = torch.special.i0(PULSE_BETA * torch.sqrt((1.0 - r * r).clamp_min(1e-6))) / float(np.i0(PULSE_BETA))
     return 2 * fc * torch.sinc(2 * fc * s) * win
 
 
@@ -192,11 +121,8 @@ class FPVocoder(nn.Module):
         self.register_buffer("env_basis", torch.from_numpy(envelope_basis()).float())
         self.register_buffer("corr_basis", torch.from_numpy(correction_basis()).float())
         self.register_buffer("dct", torch.from_numpy(dct_matrix()).float())
-        taper = np.ones(IR_LEN)
-        taper[-IR_TAPER:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(IR_TAPER) + 1) / IR_TAPER)
-        self.register_buffer("ir_taper", torch.from_numpy(np.concatenate([taper, np.zeros(NFFT - IR_LEN)])).float())
-        k = np.arange(SEG_OUT)
-        self.register_buffer("tri", torch.from_numpy(1.0 - np.abs(k - KNOT_HOP) / KNOT_HOP).float())
+        self.register_buffer("ir_taper", torch.from_numpy(ir_taper()).float())
+        self.register_buffer("tri", torch.from_numpy(knot_window()).float())
 
     # -- frame-rate network ------------------------------------------------
     def frame_net(self, feats: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:

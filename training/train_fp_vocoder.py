@@ -7,7 +7,7 @@ as well on a GPU at large batch as on one CPU thread.
 
 Sequences come from ``training/data/vocoder_{k}.npz`` (``prepare_data.py``:
 the clean training speech and augmented copies, features from
-``edge_dred.features.compute_features`` of exactly that signal, so they match
+``edge_dred.dsp.features.compute_features`` of exactly that signal, so they match
 the runtime).  Each sequence is ``--warmup-frames`` frames that fill the
 network's and the filters' history, then ``--seq-frames`` frames the losses
 see.  The pulse phase at the first sample is drawn at random (at run time it is
@@ -41,8 +41,11 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
-from fp_vocoder_model import FRAME, FS, PREEMPH, FPVocoder, FPVocoderConfig, _band_weights_161  # noqa: E402
+from fp_vocoder_model import FRAME, FS, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
+
+from edge_dred.dsp.features import band_weights  # noqa: E402
 
 DATA = HERE / "data"
 CKPT_DIR = HERE / "checkpoints" / "fp_vocoder"
@@ -121,11 +124,11 @@ def mr_stft_loss(y: torch.Tensor, t: torch.Tensor, sizes: tuple[int, ...] = (64,
 
 
 class BandAnalysis(torch.nn.Module):
-    """log10 band energies of a pre-emphasised float signal, as ``edge_dred.features`` measures them."""
+    """log10 band energies of a pre-emphasised float signal, as ``edge_dred.dsp.features`` measures them."""
 
     def __init__(self) -> None:
         super().__init__()
-        w = _band_weights_161()
+        w = band_weights()
         self.register_buffer("wn", torch.from_numpy((w / w.sum(1, keepdims=True)).T).float())  # (161, 18)
         self.register_buffer("win", torch.sin(torch.pi * (torch.arange(2 * FRAME) + 0.5) / (2 * FRAME)))
 

@@ -118,7 +118,7 @@ def pulse_kernel(frac: np.ndarray) -> np.ndarray:
     s = np.arange(PULSE_TAPS)[None, :] + 1.0 - np.asarray(frac, np.float64)[:, None] - PULSE_DELAY
     fc = PULSE_CUTOFF_HZ / SAMPLE_RATE
     r = np.clip(s / PULSE_DELAY, -1.0, 1.0)
-    return 2 * fc * np.sinc(2 * fc * s) * np.i0(PULSE_BETA * np.sqrt(1.0 - r * r)) / np.i0(PULSE_BETA)
+    return 2 * fc * np.sinc(2 * fc * s) * np.i0(PULSE_BETA * np.sqrt(np.maximum(1.0 - r * r, 1e-6))) / np.i0(PULSE_BETA)
 
 
 _FOLD = np.concatenate([[1.0], np.full(NFFT // 2 - 1, 2.0), [1.0], np.zeros(NFFT // 2 - 1)])
