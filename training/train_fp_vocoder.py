@@ -140,6 +140,27 @@ class BandAnalysis(torch.nn.Module):
         return torch.log10(p @ self.wn + 1.0)
 
 
+def periodicity(e: torch.Tensor, period: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised correlation of each 20 ms window with itself one pitch period earlier.
+
+    ``e`` (B, n) signal whose first 3 frames are history; ``period`` (B, K) the features' periods
+    of the K = n/160 - 3 frames after them.  Frame k's window is the features' analysis window
+    ``e[160 (k + 2) : 160 (k + 4)]`` (ending where the frame ends), its delayed copy reaches back
+    up to 267 samples more.  Returns (correlation (B, K), window energy (B, K)).
+    """
+    b, n = e.shape
+    k = n // FRAME - 3
+    lag = period.round().long().clamp(32, 267)[:, :k]  # (B, K)
+    end = (torch.arange(k, device=e.device) + 4) * FRAME
+    pos = end[None, :, None] - 2 * FRAME + torch.arange(2 * FRAME, device=e.device)[None, None, :]  # (1, K, 320)
+    pos = pos.expand(b, k, 2 * FRAME)
+    cur = torch.gather(e, 1, pos.reshape(b, -1)).reshape(b, k, 2 * FRAME)
+    old = torch.gather(e, 1, (pos - lag[:, :, None]).reshape(b, -1)).reshape(b, k, 2 * FRAME)
+    ec, eo = (cur * cur).sum(-1), (old * old).sum(-1)
+    floor = 2 * FRAME * 1e-8  # about one int16 LSB^2 per sample
+    return (cur * old).sum(-1) / torch.sqrt((ec + floor) * (eo + floor)), ec
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the frame-parallel source-filter vocoder")
     ap.add_argument("--batch", type=int, default=24)
@@ -148,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--lr-decay", type=float, default=1e-4, help="lr = lr0 / (1 + decay * step)")
     ap.add_argument("--env-weight", type=float, default=1.0)
+    ap.add_argument("--period-weight", type=float, default=2.0,
+                    help="L1 between output and target correlation at the features' pitch lag, per 20 ms window "
+                         "(energy-weighted): magnitude losses alone let voiced frames drift towards noise")
     ap.add_argument("--stft-sizes", default="256,512,1024,2048",
                     help="MR-STFT FFT sizes; windows shorter than two pitch periods penalise periodic output "
                          "whose pulses do not fall where the target's do (the phase is free), so they are left out")
@@ -226,6 +250,16 @@ def main(argv: list[str] | None = None) -> None:
             env = (bands(y[:, k0 * FRAME - FRAME:]) - bands(sig[:, k0 * FRAME - FRAME:])).abs().mean()
             loss = loss + a.env_weight * env
             parts["env_db"] = 10.0 * float(env.detach())
+        if a.period_weight > 0:
+            # windows of the frames after the warm-up; their lag reaches back into it
+            py, _ = periodicity(y[:, a0 - 3 * FRAME:], feats[:, a.warmup_frames:, 18])
+            pt, et = periodicity(sig[:, a0 - 3 * FRAME:], feats[:, a.warmup_frames:, 18])
+            w = et / (et.sum(1, keepdim=True) + 1e-9)
+            per = ((py - pt).abs() * w).sum(1).mean()
+            loss = loss + a.period_weight * per
+            parts["period"] = float(per.detach())
+            parts["p_out"] = float((py.detach() * w).sum(1).mean())
+            parts["p_tgt"] = float((pt * w).sum(1).mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
