@@ -22,7 +22,7 @@ OUT=${OUT:-$R/out}; mkdir -p "$OUT"
 MIN=${MIN:-8.5}
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-256}
-LR=${LR:-2e-3}
+LR=${LR:-1e-3}
 PY=${PY:-python3}  # the device image has torch; here: PY=.venv/bin/python
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>/dev/null

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--seq-frames", type=int, default=80, help="frames the losses see per sequence")
     ap.add_argument("--warmup-frames", type=int, default=6, help="frames before them (network and filter history)")
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=4e-4, help="2e-3 moved the log-magnitude corrections by several dB a step and the output collapsed to noise")
     ap.add_argument("--lr-decay", type=float, default=1e-4, help="lr = lr0 / (1 + decay * step)")
     ap.add_argument("--env-weight", type=float, default=1.0)
     ap.add_argument("--period-weight", type=float, default=2.0,
