@@ -65,7 +65,8 @@ def test_continuation_takes_its_phase_from_the_real_signal():
     k = 20
     cont = fp.FPVocoderStream(p)
     cont.synthesize_pe(f[: k - fp.PRIME_FRAMES], zeros[: (k - fp.PRIME_FRAMES) * FRAME_SIZE])
-    cont.prime(y[: k * FRAME_SIZE], f[k - fp.PRIME_FRAMES : k])
+    real = y[fp.KNOT_HOP:]  # the stream's output runs 80 samples behind real time
+    cont.prime(real[: k * FRAME_SIZE], f[k - fp.PRIME_FRAMES : k])
     nxt = cont.synthesize_pe(f[k : k + 2], zeros[: 2 * FRAME_SIZE])
     want = y[k * FRAME_SIZE : (k + 2) * FRAME_SIZE]
     corr = float(nxt @ want / np.linalg.norm(nxt) / np.linalg.norm(want))
@@ -94,6 +95,7 @@ def test_matches_the_torch_model():
     from fp_vocoder_model import FPVocoder
 
     m = FPVocoder().eval()
+    assert m.cfg.lookahead
     torch.manual_seed(0)
     with torch.no_grad():
         m.out.weight.normal_(0.0, 0.05)
@@ -104,6 +106,10 @@ def test_matches_the_torch_model():
     with torch.no_grad():
         yt = m.synthesize(torch.from_numpy(f[None]), torch.zeros(1), torch.from_numpy(noise[None]).float())[0]
     s = fp.FPVocoderStream({k: v.numpy() for k, v in m.state_dict().items()})
-    yn = s.synthesize_pe(f, noise)
-    err = yt.double().numpy() - yn
+    n = 25 * FRAME_SIZE
+    # the stream is 80 samples late and its first 80 are silence before the stream
+    yn = s.synthesize_pe(f, np.concatenate([np.zeros(fp.KNOT_HOP), noise])[:n])
+    assert np.max(np.abs(yn[: fp.KNOT_HOP])) < 1e-15
+    yn = yn[fp.KNOT_HOP:]
+    err = yt.double().numpy()[: n - fp.KNOT_HOP] - yn
     assert 10 * np.log10(np.sum(yn**2) / np.sum(err**2)) > 60

@@ -32,7 +32,10 @@ sys.path.insert(0, str(REPO))
 from eval_copy_synthesis import METRICS, parse_metrics, pick_files, score  # noqa: E402
 from fp_vocoder_model import FRAME, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
 
-from edge_dred.dsp.features import compute_features  # noqa: E402
+from edge_dred.dsp.features import band_energies_from_cepstrum, compute_features  # noqa: E402
+
+
+DIAG = ("band_db", "pcorr", "pcorr_ref", "lag_ms")
 
 
 def load_fp(path: Path) -> tuple[FPVocoder, int]:
@@ -59,6 +62,34 @@ def fp_copy_synthesis(model: FPVocoder, pcm: np.ndarray, seed: int = 0) -> np.nd
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
+def diagnostics(ref: np.ndarray, deg: np.ndarray, f_ref: np.ndarray) -> dict[str, float]:
+    """What the issue's probe fell short on, measured on the output's own features.
+
+    ``band_db``: mean absolute log band-energy error (dB) on active frames (mean log10 energy
+    > 3); ``pcorr``: mean pitch correlation of the output on voiced frames (input's > 0.7),
+    ``pcorr_ref`` the input's; ``lag_ms``: the shift (1 ms steps, -8..8) that best aligns the
+    output's 4 ms energy envelope with the input's (positive = output late).
+    """
+    f_deg = compute_features(deg)
+    lr = band_energies_from_cepstrum(f_ref, log10=True)
+    ld = band_energies_from_cepstrum(f_deg, log10=True)
+    act = lr.mean(1) > 3
+    v = f_ref[:, 19] > 0.7
+
+    def env(x: np.ndarray) -> np.ndarray:
+        e = np.convolve(x.astype(np.float64) ** 2, np.ones(64), "same")[::16]
+        return np.log10(e + 64.0)
+
+    er, ed = env(ref), env(deg)
+    n = min(len(er), len(ed)) - 16
+    lags = np.arange(-8, 9)
+    cc = [np.corrcoef(er[8:n], ed[8 + k:n + k])[0, 1] for k in lags]
+    return {"band_db": float(10 * np.abs(ld - lr)[act].mean()) if act.any() else float("nan"),
+            "pcorr": float(f_deg[v, 19].mean()) if v.any() else float("nan"),
+            "pcorr_ref": float(f_ref[v, 19].mean()) if v.any() else float("nan"),
+            "lag_ms": float(lags[int(np.argmax(cc))])}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ckpt", type=Path, default=HERE / "checkpoints" / "fp_vocoder" / "latest.pt")
@@ -76,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     model, step = load_fp(a.ckpt)
     res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "n_files": a.n_files,
                               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "folders": {}}
-    names = {"stoi": "STOI", "pesq": "PESQ-WB", "ovrl": "OVRL", "plcmos": "PLCMOS"}
+    names = {"stoi": "STOI", "pesq": "PESQ-WB", "ovrl": "OVRL", "plcmos": "PLCMOS", "band_db": "band dB",
+             "pcorr": "pcorr", "pcorr_ref": "pcorr in", "lag_ms": "lag ms"}
     which = a.metrics
     nonintr = tuple(m for m in which if m in ("ovrl", "plcmos"))
     all_rows: dict[str, list[dict[str, float]]] = {"fp": [], "shipped": [], "original": []}
@@ -92,31 +124,33 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.process_time()
             y = fp_copy_synthesis(model, x, seed=i)
             t_fp += time.process_time() - t0
-            rows["fp"].append(score(x, y, which))
+            fx = compute_features(x[: len(x) // FRAME * FRAME])
+            rows["fp"].append({**score(x, y, which), **diagnostics(x, y, fx)})
             if not a.no_shipped:
                 t0 = time.process_time()
                 ys = copy_synthesis(x)
                 t_sh += time.process_time() - t0
-                rows["shipped"].append(score(x, ys, which))
+                rows["shipped"].append({**score(x, ys, which), **diagnostics(x, ys, fx)})
             if nonintr:
                 rows["original"].append(score(x, x, nonintr))
-        summ = {k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in rows.items() if v}
+        summ = {k: {m: float(np.nanmean([r[m] for r in v])) for m in v[0]} for k, v in rows.items() if v}
         if rows["shipped"]:
-            d = {m: np.array([r[m] for r in rows["fp"]]) - np.array([r[m] for r in rows["shipped"]]) for m in which}
+            d = {m: np.array([r[m] for r in rows["fp"]]) - np.array([r[m] for r in rows["shipped"]]) for m in which + DIAG}
             summ["diff"] = {m: float(v.mean()) for m, v in d.items()}
             summ["diff_se"] = {m: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0 for m, v in d.items()}
         res["folders"][str(folder)] = summ  # type: ignore[index]
         for k in all_rows:
             all_rows[k] += rows[k]
         print(f"{folder} ({len(rows['fp'])} files)")
-        print(f"  {'':12s} " + " ".join(f"{names[m]:>8s}" for m in which))
+        cols = which + DIAG
+        print(f"  {'':12s} " + " ".join(f"{names[m]:>8s}" for m in cols))
         for k in ("fp", "shipped", "original", "diff"):
             if k in summ:
                 r = summ[k]
-                print(f"  {k:12s} " + " ".join(f"{r[m]:8.3f}" if m in r else f"{'':8s}" for m in which))
+                print(f"  {k:12s} " + " ".join(f"{r[m]:8.3f}" if m in r else f"{'':8s}" for m in cols))
         if "diff_se" in summ:
-            print(f"  {'± (se)':12s} " + " ".join(f"{summ['diff_se'][m]:8.3f}" for m in which))
-    res["all"] = {k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in all_rows.items() if v}
+            print(f"  {'± (se)':12s} " + " ".join(f"{summ['diff_se'][m]:8.3f}" for m in cols))
+    res["all"] = {k: {m: float(np.nanmean([r[m] for r in v])) for m in v[0]} for k, v in all_rows.items() if v}
     res["fp_cpu_s_per_audio_s"] = t_fp / audio
     res["shipped_cpu_s_per_audio_s"] = t_sh / audio if not a.no_shipped else None
     print(f"all ({len(all_rows['fp'])} files, {audio:.0f} s audio): " +

@@ -93,10 +93,14 @@ class FPVocoderConfig:
 
     conv: int = 128
     gru: int = 128
+    # frame i's knots at 160 i and 160 i + 80 (its own analysis centre and 5 ms on) instead of
+    # 160 i + 80 and 160 i + 160: samples 160 i + 80 .. 160 i + 160 then wait for frame i + 1
+    # (5 ms algorithmic delay) and the envelope is not drawn 5-10 ms after the time it describes
+    lookahead: bool = True
 
     @classmethod
     def from_dict(cls, d: dict) -> "FPVocoderConfig":
-        return cls(**d)
+        return cls(**{"lookahead": False, **d})  # checkpoints from before the option had no look-ahead
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,10 +225,16 @@ class FPVocoder(nn.Module):
         b, f, _ = feats.shape
         raw, _ = self.frame_net(feats, state)
         lm_h, lm_n, period = self.knot_params(feats, raw)
-        # knot 0 (sample 0) belongs to the frame before: take knot 1's values
-        lm_h = torch.cat([lm_h[:, :1], lm_h], 1)
-        lm_n = torch.cat([lm_n[:, :1], lm_n], 1)
-        period = torch.cat([period[:, :1], period], 1)
+        if self.cfg.lookahead:
+            # the knot after the last frame belongs to the next frame: repeat the last one
+            lm_h = torch.cat([lm_h, lm_h[:, -1:]], 1)
+            lm_n = torch.cat([lm_n, lm_n[:, -1:]], 1)
+            period = torch.cat([period, period[:, -1:]], 1)
+        else:
+            # knot 0 (sample 0) belongs to the frame before: take knot 1's values
+            lm_h = torch.cat([lm_h[:, :1], lm_h], 1)
+            lm_n = torch.cat([lm_n[:, :1], lm_n], 1)
+            period = torch.cat([period[:, :1], period], 1)
         n = f * FRAME
         exc = self.excitation(period, n, c0)
         y_h = self.filter_ola(exc, self.min_phase(lm_h))

@@ -9,7 +9,8 @@ from real audio (:meth:`FPVocoderStream.prime`).
 Per frame ``i`` (features ``<= i`` only):
 
 * the frame network (two causal convs over frames, a GRU, a dense layer) gives
-  two knots, at ``160 i + 80`` and ``160 i + 160``: log-magnitude corrections of
+  two knots, at ``160 i`` (the centre of the frame's analysis window) and
+  ``160 i + 80``: log-magnitude corrections of
   a harmonic and a noise filter on :data:`NB_CORR` mel triangles, and a period
   correction;
 * the harmonic excitation is a band-limited pulse train whose phase (cycles)
@@ -18,7 +19,9 @@ Per frame ``i`` (features ``<= i`` only):
 * each knot's filters are minimum phase (real cepstrum of the log magnitude);
   an output sample between two knots cross-fades the excitation filtered by
   either (exact filtering over the full excitation history), so filters change
-  at every sample, not per block.
+  at every sample, not per block.  Samples ``160 i + 80 .. 160 i + 160`` lie
+  between frame ``i``'s last knot and frame ``i + 1``'s first: they are output
+  with the next frame (5 ms algorithmic delay).
 
 State per stream: conv history (2 frames), GRU state, the last knot's filters
 and period, the phase, the pulse kernel's tail and 432 samples of both
@@ -218,11 +221,14 @@ class FPVocoderStream:
         period = min(max(float(feat[PITCH_PERIOD]), PITCH_MIN), PITCH_MAX) * np.exp(dlogt)
         return [(hh[k], hn[k], 1.0 / period[k]) for k in range(KNOTS_PER_FRAME)]
 
-    def _excitation(self, f0k: np.ndarray, cycles: float, tail: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """Pulse train over one frame for knot f0s (3,) at 0, 80, 160; returns (frame, end phase, new tail)."""
+    def _excitation(self, f0k: np.ndarray, cycles: float, tail: np.ndarray, start: int = 0
+                    ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Pulse train over 160 samples for knot f0s (3,) at offsets 0, 80, 160; samples before
+        ``start`` stay silent and do not advance the phase.  Returns (samples, end phase, new tail)."""
         a = (np.arange(FRAME_SIZE) % KNOT_HOP) / KNOT_HOP
         j = np.arange(FRAME_SIZE) // KNOT_HOP
         f0 = f0k[j] * (1 - a) + f0k[j + 1] * a
+        f0[:start] = 0.0
         cyc = cycles + np.cumsum(f0)
         prev = np.concatenate([[cycles], cyc[:-1]])
         n = np.flatnonzero(np.floor(cyc) > np.floor(prev))
@@ -244,11 +250,15 @@ class FPVocoderStream:
         return np.concatenate([y[0, KNOT_HOP:] + y[1, :KNOT_HOP], y[1, KNOT_HOP:] + y[2, :KNOT_HOP]])
 
     def _frame(self, feat: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Frame i's features -> output samples [160 i - 80, 160 i + 80) (its knots sit at 160 i, 160 i + 80)."""
         k1, k2 = self._knots(feat, self._net(feat))
-        k0 = self.knot if self.knot is not None else k1
+        first = self.knot is None  # nothing before the stream: the first 80 samples stay silent
+        k0 = k1 if first else self.knot
         frame_h, self.cycles, self.pulse_tail = self._excitation(
-            np.array([k0[2], k1[2], k2[2]]), self.cycles, self.pulse_tail)
-        frame_n = self.rng.standard_normal(FRAME_SIZE) if noise is None else np.asarray(noise, np.float64)
+            np.array([k0[2], k1[2], k2[2]]), self.cycles, self.pulse_tail, KNOT_HOP if first else 0)
+        frame_n = self.rng.standard_normal(FRAME_SIZE) if noise is None else np.array(noise, np.float64)
+        if first:
+            frame_n[:KNOT_HOP] = 0.0
         eh = np.concatenate([self.exc_h, frame_h])
         en = np.concatenate([self.exc_n, frame_n])
         y = self._filter(eh, k0[0], k1[0], k2[0]) + self._filter(en, k0[1], k1[1], k2[1])
@@ -258,7 +268,14 @@ class FPVocoderStream:
 
     # -- public ------------------------------------------------------------------
     def synthesize_pe(self, feats: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-        """(T, 20) features -> (T * 160,) pre-emphasised float output; ``noise`` (T * 160,) replaces the RNG."""
+        """(T, 20) features -> (T * 160,) pre-emphasised float output, 5 ms late.
+
+        Frame ``i``'s call returns samples ``[160 i - 80, 160 i + 80)``: the last 80 samples of a
+        frame wait for the next frame's features (the filters and the pitch interpolate between
+        frame ``i``'s knot at ``160 i + 80`` and frame ``i + 1``'s at ``160 i + 160``).  After a
+        reset the first 80 samples are silence before the stream.  ``noise`` (T * 160,) replaces
+        the RNG, aligned with the output.
+        """
         f = np.asarray(feats, np.float64)
         if f.ndim != 2 or f.shape[1] != NB_FEATURES:
             raise ValueError(f"features must be (frames, {NB_FEATURES}), got {f.shape}")
@@ -275,14 +292,16 @@ class FPVocoderStream:
         ----------
         pcm_pe : numpy.ndarray
             The last ``PRIME_FRAMES * 160`` (or more) real samples, pre-emphasised, float scale
-            (``pcm / 32768``), newest last; the last sample ends the last feature frame.
+            (``pcm / 32768``), newest last; the last sample ends the last feature frame.  The
+            next :meth:`synthesize_pe` call returns samples from 80 before that end on (the
+            5 ms look-ahead): the first 80 overlap the real signal, room for a cross-fade.
         feats : numpy.ndarray
             (n >= PRIME_FRAMES, 20) features of the last ``n`` real frames.  The network state is
             carried on from wherever the stream stands (run it over earlier frames, or reset).
 
         The last ``PRIME_FRAMES`` frames are re-synthesised (harmonic part only) for
         ``PHASE_CANDIDATES`` starting phases; the phase whose output correlates best with
-        the real signal over the last two frames is kept, with its excitation as history.
+        the real signal over the last 20 ms they reach is kept, with its excitation as history.
         """
         f = np.asarray(feats, np.float64)
         x = np.asarray(pcm_pe, np.float64)
@@ -298,7 +317,7 @@ class FPVocoderStream:
             k0 = self.knot if self.knot is not None else k1
             knots.append((k0, k1, k2))
             self.knot = k2
-        target = x[-2 * FRAME_SIZE:]
+        target = x[len(x) - 2 * FRAME_SIZE - KNOT_HOP: len(x) - KNOT_HOP]  # what the priming frames synthesise
         cands = np.arange(PHASE_CANDIDATES) / PHASE_CANDIDATES
         tries = [self._try_phase(float(c), knots, target) for c in cands]
         scores = np.array([t[0] for t in tries])
