@@ -47,13 +47,23 @@ def load_fp(path: Path) -> tuple[FPVocoder, int]:
 
 
 @torch.no_grad()
-def fp_copy_synthesis(model: FPVocoder, pcm: np.ndarray, seed: int = 0) -> np.ndarray:
-    """int16 ``pcm`` -> int16 resynthesis from its own features (free-running from silence)."""
+def fp_copy_synthesis(model: FPVocoder, pcm: np.ndarray, seed: int = 0,
+                      postfilter: tuple[float, float] | None = None) -> np.ndarray:
+    """int16 ``pcm`` -> int16 resynthesis from its own features (free-running from silence).
+
+    ``postfilter``: (envelope, pitch) strengths of the runtime's ``VocoderPostfilter`` applied
+    to the output (as the shipped vocoder does), or None.
+    """
     n = len(pcm) // FRAME
-    f = torch.from_numpy(compute_features(pcm[: n * FRAME])[None])
+    fn = compute_features(pcm[: n * FRAME])
+    f = torch.from_numpy(fn[None])
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(1, n * FRAME, generator=g)
     e = model.synthesize(f, torch.zeros(1), noise)[0].double().numpy()
+    if postfilter is not None:
+        from edge_dred.dsp.postfilter import VocoderPostfilter
+
+        e = VocoderPostfilter(*postfilter).process(e.reshape(n, FRAME), fn).ravel()
     from scipy.signal import lfilter
 
     x = lfilter([1.0], [1.0, -PREEMPH], e) * 32768.0
@@ -97,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-files", type=int, default=16, help="per folder, spread evenly over its sorted files")
     ap.add_argument("--metrics", type=parse_metrics, default=METRICS)
     ap.add_argument("--no-shipped", action="store_true", help="skip the shipped vocoder")
+    ap.add_argument("--postfilter", type=float, nargs=2, default=None, metavar=("ENVELOPE", "PITCH"),
+                    help="pass the fp output through the runtime's VocoderPostfilter at these strengths")
     ap.add_argument("--log", type=Path, default=HERE / "runs" / "fp_vocoder" / "eval.jsonl")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -105,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     from edge_dred.neural.vocoder import copy_synthesis
 
     model, step = load_fp(a.ckpt)
-    res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "n_files": a.n_files,
+    res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "n_files": a.n_files, "postfilter": a.postfilter,
                               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "folders": {}}
     names = {"stoi": "STOI", "pesq": "PESQ-WB", "ovrl": "OVRL", "plcmos": "PLCMOS", "band_db": "band dB",
              "pcorr": "pcorr", "pcorr_ref": "pcorr in", "lag_ms": "lag ms"}
@@ -122,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             x = x[:, 0]
             audio += len(x) / 16000
             t0 = time.process_time()
-            y = fp_copy_synthesis(model, x, seed=i)
+            y = fp_copy_synthesis(model, x, seed=i, postfilter=a.postfilter)
             t_fp += time.process_time() - t0
             fx = compute_features(x[: len(x) // FRAME * FRAME])
             rows["fp"].append({**score(x, y, which), **diagnostics(x, y, fx)})
