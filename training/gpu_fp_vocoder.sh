@@ -22,13 +22,13 @@ OUT=${OUT:-$R/out}; mkdir -p "$OUT"
 MIN=${MIN:-8.5}
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-256}
-LR=${LR:-1e-3}
+LR=${LR:-4e-4}  # as on the CPU: larger Adam steps collapsed the output to noise (docs/vocoder.md)
 PY=${PY:-python3}  # the device image has torch; here: PY=.venv/bin/python
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>/dev/null
 INIT=""
 if [ -f "$J/init/latest.pt" ]; then INIT="--init $J/init/latest.pt"; fi
-$PY training/train_fp_vocoder.py --device "$DEVICE" --batch "$BATCH" --lr "$LR" --data "$J" $INIT \
+$PY training/train_fp_vocoder.py --device "$DEVICE" --batch "$BATCH" --lr "$LR" --warmup-steps 100 --data "$J" $INIT \
   --max-minutes "$MIN" --ckpt-minutes 2 --snapshot-every 200 --log-every 20 \
   --ckpt-dir $R/ck --run-dir $R/run > $R/train.out 2>&1 &
 PID=$!

@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup-frames", type=int, default=6, help="frames before them (network and filter history)")
     ap.add_argument("--lr", type=float, default=4e-4, help="2e-3 moved the log-magnitude corrections by several dB a step and the output collapsed to noise")
     ap.add_argument("--lr-decay", type=float, default=1e-4, help="lr = lr0 / (1 + decay * step)")
+    ap.add_argument("--warmup-steps", type=int, default=0,
+                    help="linear lr ramp over this many steps of this run (fresh Adam moments take full-size steps)")
     ap.add_argument("--env-weight", type=float, default=1.0)
     ap.add_argument("--period-weight", type=float, default=2.0,
                     help="L1 between output and target correlation at the features' pitch lag, per 20 ms window "
@@ -205,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     bands = BandAnalysis().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=0.0)
     step0 = int(ck["step"]) if ck and "optimizer" not in ck else 0
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + a.lr_decay * (s + step0)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(a.warmup_steps, 1)) / (1.0 + a.lr_decay * (s + step0)))
     rng = np.random.default_rng(a.seed)
     n_frames = a.warmup_frames + a.seq_frames
     sizes = tuple(int(v) for v in a.stft_sizes.split(","))
