@@ -1,0 +1,109 @@
+"""Export the artifact detector: int8 TFLite (litert-torch + ai-edge-quantizer) + manifest entry.
+
+Static int8 (``static_wi8_ai8``: int8 weights and activations) calibrated on
+generated examples over training speech; the float model and the int8 one
+are compared on another generated set (agreement of the 5-class decision,
+largest score difference).
+
+Usage::
+
+    .venv/bin/python training/export_artifacts.py                 # best.pt -> edge_dred/models/
+    .venv/bin/python training/export_artifacts.py --ckpt X.pt --out /tmp/a.tflite --no-manifest
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+from artifact_data import file_activity, load_speech, make_example, random_crop  # noqa: E402
+from artifact_model import ArtifactExport, ArtifactNet, n_weights  # noqa: E402
+
+from edge_dred.artifacts.detector import MODEL_KEY, MODEL_VERSION, THRESHOLD, ArtifactDetector  # noqa: E402
+from edge_dred.artifacts.frontend import GLOBAL_DIM, SEQ_CHANNELS, SEQ_FRAMES, features  # noqa: E402
+from edge_dred.artifacts.generator import DEFECTS  # noqa: E402
+from edge_dred.models.loader import MODELS_DIR, update_manifest  # noqa: E402
+
+TRAIN_DIR = REPO.parent / "shared" / "data" / "speech" / "train"
+CALIB_SEED = 7_100_000
+CHECK_SEED = 7_200_000
+
+
+def generated(n: int, seed: int, max_files: int | None):
+    speech = load_speech(TRAIN_DIR, max_files)
+    act = [file_activity(x) for x in speech]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a, y, c, _ = make_example(random_crop(speech, act, rng), rng, cls=i % 6)
+        out.append((a, *features(a)))
+    return out
+
+
+def convert(net: ArtifactNet, calib) -> bytes:
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    model = ArtifactExport(net).eval()
+    args = (torch.zeros(1, SEQ_FRAMES, SEQ_CHANNELS), torch.zeros(1, GLOBAL_DIM))
+    edge = litert_torch.convert(model, args)
+    tmp = Path("/tmp") / f"artifact_f32_{id(net)}.tflite"
+    edge.export(str(tmp))
+    fbytes = tmp.read_bytes()
+    qz = quantizer.Quantizer(fbytes)
+    qz.load_quantization_recipe(recipe.static_wi8_ai8())
+    sig = Interpreter(model_content=fbytes).get_signature_list()["serving_default"]["inputs"]
+    names = sorted(sig)
+    data = [{names[0]: s[None], names[1]: g[None]} for _, s, g in calib]
+    res = qz.quantize(qz.calibrate({"serving_default": data}, num_threads=1), enable_progress_report=False)
+    return bytes(res.quantized_model)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, default=HERE / "checkpoints" / "artifacts" / "best.pt")
+    ap.add_argument("--out", type=Path, default=MODELS_DIR / "artifact_detector.tflite")
+    ap.add_argument("--no-manifest", action="store_true")
+    ap.add_argument("--calib", type=int, default=600)
+    ap.add_argument("--check", type=int, default=600)
+    ap.add_argument("--max-files", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    net = ArtifactNet()
+    net.load_state_dict(ck["model"])
+    net.eval()
+    print(f"checkpoint {args.ckpt} step {ck.get('step')} weights {n_weights(net)}", flush=True)
+    calib = generated(args.calib, CALIB_SEED, args.max_files)
+    qbytes = convert(net, calib)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(qbytes)
+    print(f"wrote {args.out} ({len(qbytes)} bytes)")
+    # float vs int8 on other generated examples
+    det = ArtifactDetector(args.out)
+    check = generated(args.check, CHECK_SEED, args.max_files)
+    with torch.no_grad():
+        fs = torch.sigmoid(net(torch.from_numpy(np.stack([c[1] for c in check])),
+                               torch.from_numpy(np.stack([c[2] for c in check])))).numpy()
+    qs = np.stack([det.defect_scores(c[0]) for c in check])
+    dec = lambda s: np.where(s.max(1) >= THRESHOLD, s.argmax(1) + 1, 0)  # noqa: E731
+    agree = float(np.mean(dec(fs) == dec(qs)))
+    print(f"int8 vs float on {len(check)} generated examples: decision agreement {agree:.4f}, "
+          f"max |score diff| {np.abs(fs - qs).max():.3f}, mean {np.abs(fs - qs).mean():.4f}")
+    if not args.no_manifest:
+        e = update_manifest(MODEL_KEY, args.out, MODEL_VERSION,
+                            {"format": "tflite int8 (static_wi8_ai8)", "labels": list(DEFECTS),
+                             "threshold": THRESHOLD, "weights": n_weights(net), "int8_float_agreement": agree})
+        print(f"manifest: {MODEL_KEY} {e['version']} sha256 {e['sha256'][:16]}...")
+
+
+if __name__ == "__main__":
+    main()
