@@ -83,6 +83,9 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
     p.add_argument("--status-interval", type=float, default=1.0, help="seconds between status lines (0 = none)")
     p.add_argument("--report", help="write a JSON report (every packet accounted for)")
     p.add_argument("--payload-type", type=int, default=96, help="RTP payload type (default 96)")
+    p.add_argument("--monitor", action=argparse.BooleanOptionalAction, default=True,
+                   help="artifact monitor (hum, hiss, distortion, clicks) on the captured/played audio in a "
+                        "low-priority thread; in the status line and the report (default on)")
 
 
 def _dred_send_args(p: argparse.ArgumentParser) -> None:
@@ -150,7 +153,7 @@ def _config(args: argparse.Namespace):
     neural = _neural_settings(args, board)
     cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,
                                 jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type,
-                                **neural)
+                                monitor=bool(args.monitor), **neural)
     return board, how, cfg
 
 
@@ -264,7 +267,15 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"datagrams {rep['datagrams_sent']}, send errors {rep['send_errors']}; overruns {rep['overruns']}; "
           f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
     _print_dred_sent(rep["dred"])
+    _print_artifacts(rep)
     return 0
+
+
+def _print_artifacts(rep: dict) -> None:
+    from ..artifacts.cli import monitor_summary
+
+    if rep.get("artifacts"):
+        print(monitor_summary(rep["artifacts"]))
 
 
 def _dred_words(cfg) -> str:
@@ -353,6 +364,7 @@ def cmd_recv(args: argparse.Namespace) -> int:
     _print_latency(rep["latency_budget_ms"])
     _summary(rep)
     print(f"played    {rep['frames_played']} frames; underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}%")
+    _print_artifacts(rep)
     return 0
 
 
@@ -398,4 +410,5 @@ def cmd_live(args: argparse.Namespace) -> int:
     _summary(rep)
     print(f"xruns     overruns {rep['overruns']}, underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}% "
           f"(peak {rep['cpu_load_peak'] * 100:.0f}%)")
+    _print_artifacts(rep)
     return 0 if rep["accounting"]["ok"] else 1
