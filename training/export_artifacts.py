@@ -47,7 +47,7 @@ def generated(n: int, seed: int, max_files: int | None):
     return out
 
 
-def convert(net: ArtifactNet, calib) -> bytes:
+def convert(net: ArtifactNet, calib) -> tuple[bytes, bytes]:
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer, recipe
@@ -64,7 +64,7 @@ def convert(net: ArtifactNet, calib) -> bytes:
     names = sorted(sig)
     data = [{names[0]: s[None], names[1]: g[None]} for _, s, g in calib]
     res = qz.quantize(qz.calibrate({"serving_default": data}, num_threads=1), enable_progress_report=False)
-    return bytes(res.quantized_model)
+    return bytes(res.quantized_model), fbytes
 
 
 def main() -> None:
@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--ckpt", type=Path, default=HERE / "checkpoints" / "artifacts" / "best.pt")
     ap.add_argument("--out", type=Path, default=MODELS_DIR / "artifact_detector.tflite")
     ap.add_argument("--no-manifest", action="store_true")
+    ap.add_argument("--float-out", type=Path, default=REPO / "tests" / "data" / "artifact_detector_f32.tflite",
+                    help="also write the float32 TFLite model here (the int8-vs-float test's reference)")
     ap.add_argument("--calib", type=int, default=600)
     ap.add_argument("--check", type=int, default=600)
     ap.add_argument("--max-files", type=int, default=None)
@@ -83,10 +85,15 @@ def main() -> None:
     net.eval()
     print(f"checkpoint {args.ckpt} step {ck.get('step')} weights {n_weights(net)}", flush=True)
     calib = generated(args.calib, CALIB_SEED, args.max_files)
-    qbytes = convert(net, calib)
+    qbytes, fbytes = convert(net, calib)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(qbytes)
     print(f"wrote {args.out} ({len(qbytes)} bytes)")
+    if args.float_out:
+        # The float graph the int8 model was quantised from: the tests compare the two without torch.
+        args.float_out.parent.mkdir(parents=True, exist_ok=True)
+        args.float_out.write_bytes(fbytes)
+        print(f"wrote {args.float_out} ({len(fbytes)} bytes)")
     # float vs int8 on other generated examples
     det = ArtifactDetector(args.out)
     check = generated(args.check, CHECK_SEED, args.max_files)

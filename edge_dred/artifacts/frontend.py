@@ -19,7 +19,11 @@ Global ``(GLOBAL_DIM,)``
     * a 20-bin histogram of ``|x| / peak`` (log10 density; clipping piles
       samples up at the rails, saturation compresses the distribution);
     * fraction of samples within 0.1 % and 1 % of the peak, share of distinct
-      16-bit values (bit crushing), crest factor, peak and loud-frame level.
+      16-bit values (bit crushing), crest factor, peak and loud-frame level;
+    * a mains comb: for harmonics 1-10 of 50 and of 60 Hz, the strongest bin
+      of a 1 s periodogram (0.98 Hz bins) where the harmonic may lie against
+      the median of its neighbours, dB / 20 (a steady line stands out of
+      speech far better at this resolution).
 """
 from __future__ import annotations
 
@@ -40,8 +44,12 @@ _WELCH = 4096
 _WELCH_HOP = 2048
 _LOW_BINS = slice(8, 129)  # 31.25 .. 500 Hz at 3.906 Hz per bin
 _HIST_BINS = 20
+# Mains comb: harmonics 1..10 of 50 and 60 Hz in a 1 s periodogram (0.98 Hz bins).
+_COMB_N = 16384
+_COMB_DF = SAMPLE_RATE / _COMB_N
+_COMB_K = 10
 SEQ_CHANNELS = N_MELS + 4
-GLOBAL_DIM = (_LOW_BINS.stop - _LOW_BINS.start) + _HIST_BINS + 6
+GLOBAL_DIM = (_LOW_BINS.stop - _LOW_BINS.start) + _HIST_BINS + 6 + 2 * _COMB_K
 _EPS = 1e-10
 
 
@@ -74,6 +82,22 @@ _HANN = np.hanning(_WIN + 2)[1:-1].astype(np.float32)
 _WELCH_WIN = np.hanning(_WELCH + 2)[1:-1].astype(np.float32)
 _FRAME_IDX = np.arange(SEQ_FRAMES)[:, None] * FEATURE_HOP + np.arange(_WIN)[None, :]
 _WELCH_IDX = np.arange((SEGMENT - _WELCH) // _WELCH_HOP + 1)[:, None] * _WELCH_HOP + np.arange(_WELCH)
+
+
+def _comb_index() -> tuple[np.ndarray, np.ndarray]:
+    """Per mains harmonic: the bins it may fall in (mains drifts by up to 0.5 %) and its neighbours."""
+    lines, sides = [], []
+    for f0 in (50.0, 60.0):
+        for k in range(1, _COMB_K + 1):
+            c = int(round(k * f0 / _COMB_DF))
+            w = 1 + int(np.ceil(0.006 * k * f0 / _COMB_DF))
+            lines.append(np.clip(np.arange(c - w, c + w + 1), 0, None)[:9].tolist() + [c] * (9 - min(9, 2 * w + 1)))
+            sides.append(list(range(c - w - 18, c - w - 2)) + list(range(c + w + 3, c + w + 19)))
+    return np.array(lines), np.array(sides)
+
+
+_COMB_LINES, _COMB_SIDES = _comb_index()
+_COMB_WIN = np.hanning(SEGMENT + 2)[1:-1].astype(np.float32)
 
 
 def _db(p: np.ndarray) -> np.ndarray:
@@ -146,7 +170,10 @@ def features(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rms = float(np.sqrt(np.mean(x ** 2))) + _EPS
     stats = [np.log10(near[0] + 1e-5), np.log10(near[1] + 1e-5), np.log10(distinct + 1e-5),
              20 * np.log10(peak / rms + 1e-9) / 20.0, 20 * np.log10(peak + 1e-9) / 50.0, ref_db / 50.0]
-    glob = np.concatenate([low, np.log10(hist + 1e-5), np.asarray(stats)]).astype(np.float32)
+    # mains comb: strongest bin where each harmonic may be against the median of its neighbours
+    cp = np.abs(np.fft.rfft(x * _COMB_WIN, _COMB_N)) ** 2
+    comb = np.clip(_db(cp[_COMB_LINES].max(axis=1)) - _db(np.median(cp[_COMB_SIDES], axis=1)), -10.0, 40.0) / 20.0
+    glob = np.concatenate([low, np.log10(hist + 1e-5), np.asarray(stats), comb]).astype(np.float32)
     return seq.astype(np.float32), glob
 
 
