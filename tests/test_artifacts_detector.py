@@ -134,7 +134,7 @@ def test_inspect_end_to_end(tmp_path, speech, capsys):
     res = json.loads(out)
     assert [r["file"] for r in res] == [str(clean), str(hum)]
     assert len(res[0]["segments"]) == 3 and len(res[1]["segments"]) == 4  # 3.56 s: the tail as the last 1 s
-    assert res[1]["segments"][-1]["start_s"] == pytest.approx(2.5625)
+    assert res[1]["segments"][-1]["start_s"] == pytest.approx(2.5625, abs=1e-3)
     assert res[1]["summary"]["counts"].get("hum", 0) >= 3
     assert res[0]["summary"]["flagged"] <= 1
     png = tmp_path / "plots" / "p.png"
@@ -187,15 +187,13 @@ def test_monitor_never_blocks_the_audio_path():
         t0 = time.perf_counter()
         mon.feed(pcm[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES])
         worst = max(worst, time.perf_counter() - t0)
-    fed = time.perf_counter()
-    mon.close(drain_s=0.0)
+    mon.close(drain_s=5.0)
     r = mon.report()
     # 12 seconds arrive at once; the detector needs 0.5 s each: most are dropped, none waited for.
     assert worst < 0.1  # far below one 0.5 s analysis
-    assert r["dropped_s"] >= 12 - QUEUE_SECONDS - 2
-    assert r["dropped_s"] + r["analysed_s"] + mon._q.qsize() == 12
-    assert time.perf_counter() - fed < 3.0
-    assert mon.status().startswith("playout: ")
+    assert r["dropped_s"] + r["analysed_s"] == 12
+    assert r["analysed_s"] <= QUEUE_SECONDS + 2 and slow.calls == r["analysed_s"]
+    assert mon.status() == "playout: clicks 3/s"
 
 
 def test_monitor_reports_flagged_seconds_and_respects_the_governor():
