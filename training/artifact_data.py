@@ -49,14 +49,15 @@ def file_activity(x: np.ndarray) -> np.ndarray:
     return p >= np.percentile(p, 95) * 1e-3
 
 
-def random_crop(speech: list[np.ndarray], act: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """A 1 s crop with >= MIN_ACTIVE active frames, scaled to a random peak; float32."""
+def random_crop(speech: list[np.ndarray], act: list[np.ndarray], rng: np.random.Generator,
+                min_active: float = MIN_ACTIVE) -> np.ndarray:
+    """A 1 s crop with >= ``min_active`` active frames, scaled to a random peak; float32."""
     for _ in range(100):
         i = int(rng.integers(len(speech)))
         x = speech[i]
         off = int(rng.integers(0, len(x) - SEGMENT + 1))
         a = act[i][off // 320:(off + SEGMENT) // 320]
-        if a.size and a.mean() >= MIN_ACTIVE:
+        if a.size and a.mean() >= min_active:
             break
     seg = x[off:off + SEGMENT].astype(np.float32) / 32768.0
     peak = float(np.max(np.abs(seg))) + 1e-9

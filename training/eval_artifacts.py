@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--n-generated", type=int, default=2400)
     ap.add_argument("--bitrates", default="16000,24000,32000,48000,64000")
     ap.add_argument("--max-files-dred", type=int, default=48, help="dev files per trace for lbrr+dred and zeros")
+    ap.add_argument("--max-files", type=int, default=None, help="dev files for the clean and Opus rows (default all)")
     ap.add_argument("--only", default="generated,false_alarms,speed")
     args = ap.parse_args()
     det = ArtifactDetector(args.model)
@@ -201,6 +202,7 @@ def main() -> None:
         files = sorted(find_speech_files(args.dev))
         pick = select_files(files, args.dev, args.max_files_dred)
         rest = pick + [f for f in files if f not in pick]  # the dred/zeros subset first, spread over speakers
+        rest = rest[:args.max_files] if args.max_files else rest
         fa, zs = false_alarm_table(det, rest, find_traces(args.traces),
                                    [int(b) for b in args.bitrates.split(",")], args.max_files_dred)
         print(fa)

@@ -30,7 +30,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from artifact_data import TRAIN_STREAM, file_activity, load_speech, make_example, random_crop  # noqa: E402
+from artifact_data import (CLASS_P, MIN_ACTIVE, TRAIN_STREAM, file_activity, load_speech, make_example,  # noqa: E402
+                           random_crop)
 from artifact_model import ArtifactNet, n_weights  # noqa: E402
 from common import atomic_save, load_resume, open_log, save_checkpoint, stop_on_sigterm  # noqa: E402
 
@@ -38,6 +39,7 @@ from edge_dred.artifacts.frontend import features  # noqa: E402
 
 TRAIN_DIR = HERE.parent.parent / "shared" / "data" / "speech" / "train"
 VAL_SEED = 7_000_001  # validation examples (training speech held aside), also never used by the evaluation
+NONE_ANY_ACTIVITY = 0.3  # share of clean examples drawn without the activity floor
 
 
 def balanced_accuracy(pred: np.ndarray, cls: np.ndarray, n: int = 5) -> tuple[float, np.ndarray]:
@@ -77,6 +79,7 @@ def main() -> None:
     ap.add_argument("--ckpt-dir", type=Path, default=HERE / "checkpoints" / "artifacts")
     ap.add_argument("--run-dir", type=Path, default=HERE / "runs" / "artifacts")
     ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--init", type=Path, help="start from these weights (fresh optimiser and schedule)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     log = open_log(args.run_dir)
@@ -94,6 +97,9 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     log(f"weights {n_weights(net)}")
     step, best = 0, 0.0
+    if args.init is not None:
+        net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+        log(f"initialised from {args.init}")
     ck, src = load_resume(args.ckpt_dir, args.run_dir)
     if ck is not None:
         net.load_state_dict(ck["model"])
@@ -117,7 +123,10 @@ def main() -> None:
     def add(rng, k):
         nonlocal filled, head
         for _ in range(k):
-            a, y, _, _ = make_example(random_crop(train_speech, act, rng), rng)
+            cls = int(rng.choice(len(CLASS_P), p=CLASS_P))
+            # Some clean examples may be mostly pauses: a quiet second is not a defect.
+            lo = 0.0 if cls == 0 and rng.random() < NONE_ANY_ACTIVITY else MIN_ACTIVE
+            a, y, _, _ = make_example(random_crop(train_speech, act, rng, lo), rng, cls)
             s, g = features(a)
             pool_s[head], pool_g[head], pool_y[head] = s, g, y
             head = (head + 1) % P
