@@ -6,8 +6,10 @@ hiss, distortion, clicks).  It runs on the same TFLite runtime as the DRED
 encoder (:func:`edge_dred.dred.encoder.interpreter_class`) and is checked
 against ``manifest.json`` (version and sha256) before it is loaded.
 
-A segment is *flagged* when a defect's score reaches :data:`THRESHOLD`; its
-label is then the highest-scoring defect, otherwise ``none``.  The ``none``
+A segment is *flagged* when a defect's score reaches its threshold (the
+manifest's ``thresholds``, chosen at export so that clean training speech is
+rarely flagged; :data:`THRESHOLD` where none is given); its label is then the
+defect furthest above its threshold, otherwise ``none``.  The ``none``
 score is one minus the highest defect score.  :func:`describe` adds a number a
 person can act on, measured directly on the audio (not by the network): hum
 level re the segment, hiss SNR, share of samples at the rails, clicks per
@@ -155,8 +157,9 @@ class ArtifactDetector:
     def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 1) -> None:
         from ..dred.encoder import interpreter_class
 
+        entry: dict = {}
         if model_path is None:
-            path, _ = verify_model_file(MODEL_KEY, MODEL_VERSION)
+            path, entry = verify_model_file(MODEL_KEY, MODEL_VERSION)
         else:
             path = Path(model_path)
             if not path.is_file():
@@ -172,6 +175,9 @@ class ArtifactDetector:
         if len(self._in) != 2 or len(self._out) != 1 or tuple(self._out[0]["shape"]) != (1, len(DEFECTS) - 1):
             raise ModelFileError(f"{path}: expected inputs (sequence, global) and one (1, 4) output")
         self.path = path
+        # Per-defect thresholds from the manifest (chosen at export on clean training speech).
+        thr = entry.get("thresholds", {}) if model_path is None else {}
+        self.thresholds = np.array([float(thr.get(k, THRESHOLD)) for k in DEFECTS[1:]], np.float32)
 
     def _set(self, d: dict, v: np.ndarray) -> None:
         if d["dtype"] != np.float32:
@@ -198,8 +204,9 @@ class ArtifactDetector:
         x = _as_float(segment)
         s = self.defect_scores(x)
         scores = {"none": float(1.0 - s.max()), **{k: float(v) for k, v in zip(DEFECTS[1:], s)}}
-        flagged = tuple(k for k, v in zip(DEFECTS[1:], s) if v >= THRESHOLD)
-        label = DEFECTS[1 + int(np.argmax(s))] if flagged else "none"
+        over = s - self.thresholds
+        flagged = tuple(k for k, v in zip(DEFECTS[1:], over) if v >= 0)
+        label = DEFECTS[1 + int(np.argmax(over))] if flagged else "none"
         return Verdict(label, scores, describe(label, x) if flagged else "", start_s, flagged)
 
     def analyze(self, pcm: np.ndarray) -> list[Verdict]:
