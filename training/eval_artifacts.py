@@ -88,6 +88,16 @@ def _flag_rows(name: str, verdicts: list) -> list:
     return [name, n, len(labs), f"{100 * len(labs) / max(n, 1):.2f} %", by]
 
 
+def _floor_snr(pcm: np.ndarray) -> float:
+    from edge_dred.artifacts.generator import active_level
+
+    x = pcm.astype(np.float64) / 32768.0
+    p, _ = active_level(x)
+    n = len(x) // FRAME_SAMPLES
+    fp = np.mean(x[:n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES) ** 2, axis=1)
+    return float(10 * np.log10(p / max(np.percentile(fp, 5), 1e-12)))
+
+
 def false_alarm_table(det, files, traces, bitrates, dred_files) -> tuple[str, str]:
     from edge_dred.audio.wavio import load_audio
     from edge_dred.codec.opus import OpusEncoder
@@ -105,6 +115,25 @@ def false_alarm_table(det, files, traces, bitrates, dred_files) -> tuple[str, st
         for b in bitrates:
             coded[b] += det.analyze(run_condition(pcm, None, "clean", bitrate=b).audio)
     rows.append(_flag_rows(f"clean dev speech ({len(files)} files)", clean))
+    # What the clean seconds flagged look like: the recording's own noise floor and mains lines.
+    floor_rows = []
+    per_file = [det.analyze(p) for p in pcms]
+    for f, pcm, vs in zip(files, pcms, per_file):
+        snr = _floor_snr(pcm)
+        flagged = [v for v in vs if v.label != "none"]
+        floor_rows.append((snr, len(flagged), len(vs), Path(f).name,
+                           "; ".join(sorted({v.text() for v in flagged})[:3])))
+    floor_rows.sort()
+    buckets = [(-99, 30), (30, 35), (35, 40), (40, 99)]
+    extra = ["", "clean dev seconds flagged, by the file's own noise floor (active speech level over the "
+             "5th-percentile 20 ms frame, dB):", "",
+             _md(["floor SNR", "files", "seconds", "flagged", "rate"],
+                 [[f"{lo}..{hi}", sum(1 for r in floor_rows if lo <= r[0] < hi),
+                   sum(r[2] for r in floor_rows if lo <= r[0] < hi), sum(r[1] for r in floor_rows if lo <= r[0] < hi),
+                   f"{100 * sum(r[1] for r in floor_rows if lo <= r[0] < hi) / max(1, sum(r[2] for r in floor_rows if lo <= r[0] < hi)):.1f} %"]
+                  for lo, hi in buckets]), "",
+             "most flagged files: " + " | ".join(f"{r[3]} (floor {r[0]:.0f} dB) {r[1]}/{r[2]}: {r[4]}"
+                                                 for r in sorted(floor_rows, key=lambda r: -r[1])[:5])]
     for b in bitrates:
         rows.append(_flag_rows(f"Opus {b // 1000} kb/s (no loss)", coded[b]))
     print(f"[clean + Opus: {time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
@@ -144,7 +173,7 @@ def false_alarm_table(det, files, traces, bitrates, dred_files) -> tuple[str, st
                       f"{100 * hole_any / max(hole_n, 1):.1f} %"])
     fa = "\n".join(["## 2. False alarms (1 s segments flagged as any defect)", "",
                     _md(["audio", "segments", "flagged", "rate", "as"], rows), "",
-                    "bars: clean <= 1 %; Opus 16-64 kb/s and lbrr+dred <= 2 %", ""])
+                    "bars: clean <= 1 %; Opus 16-64 kb/s and lbrr+dred <= 2 %", *extra, ""])
     zs = "\n".join(["## 3. `zeros` condition: seconds containing a hole (holes filled with silence)", "",
                     _md(["trace", "seconds with a hole", "flagged clicks", "flagged any"], hole_rows), "",
                     f"seconds without a hole flagged as anything: {nohole_any} of {nohole_n}; bar: clicks >= 90 %",
