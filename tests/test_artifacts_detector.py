@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import voiced
 
-from edge_dred import FRAME_SAMPLES, SAMPLE_RATE
+from edge_dred.constants import FRAME_SAMPLES, SAMPLE_RATE
 from edge_dred.artifacts.detector import MODEL_KEY, MODEL_VERSION, ArtifactDetector, Verdict, segments
 from edge_dred.artifacts.generator import DEFECTS, apply_defect
 from edge_dred.artifacts.monitor import QUEUE_SECONDS, ArtifactMonitor, LiveMonitor
@@ -29,7 +29,7 @@ def detector() -> ArtifactDetector:
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """Synthetic speech made here: espeak-ng when installed (as in CI), else a voiced signal; float32."""
-    from edge_dred.demo_audio import _espeak
+    from edge_dred.tools.demo_audio import _espeak
 
     pcm = _espeak("The quick brown fox jumps over the lazy dog. A voice link on a small board can fail in "
                   "many ways, and we would like to hear about it before the listener does.")
@@ -116,7 +116,7 @@ def test_int8_agrees_with_the_float_model(detector, speech):
 
 
 def _run_cli(argv, capsys):
-    from edge_dred.cli import main
+    from edge_dred.cli.main import main
 
     rc = main(argv)
     out = capsys.readouterr()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 from artifact_data import EVAL_STREAM, file_activity, load_speech, make_example, random_crop  # noqa: E402
 
-from edge_dred import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
+from edge_dred.constants import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
 from edge_dred.artifacts.detector import ArtifactDetector, segments  # noqa: E402
 from edge_dred.artifacts.frontend import SEGMENT, features  # noqa: E402
 from edge_dred.artifacts.generator import DEFECTS  # noqa: E402
@@ -216,10 +216,14 @@ def main() -> None:
     ap.add_argument("--max-files-dred", type=int, default=48, help="dev files per trace for lbrr+dred and zeros")
     ap.add_argument("--max-files", type=int, default=None, help="dev files for the clean and Opus rows (default all)")
     ap.add_argument("--only", default="generated,false_alarms,speed")
+    ap.add_argument("--threshold", type=float, help="one threshold for every defect instead of the manifest's")
     args = ap.parse_args()
     det = ArtifactDetector(args.model)
+    if args.threshold is not None:
+        det.thresholds[:] = args.threshold
     only = set(args.only.split(","))
-    print(f"# Artifact detector evaluation ({det.path.name})\n")
+    print(f"# Artifact detector evaluation ({det.path.name}; thresholds "
+          + ", ".join(f"{k} {t:.3f}" for k, t in zip(DEFECTS[1:], det.thresholds)) + ")\n")
     if "speed" in only:
         print(speed_table(det), flush=True)
     speech = load_speech(args.dev)

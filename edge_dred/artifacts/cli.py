@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 from .generator import DEFECTS
 
 __all__ = ["register", "cmd_inspect", "inspect_file", "file_summary", "monitor_summary"]

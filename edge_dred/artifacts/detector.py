@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .. import FEATURE_HOP, SAMPLE_RATE
+from ..constants import FRAME_SIZE, SAMPLE_RATE
 from ..models.loader import ModelFileError, verify_model_file
 from .frontend import SEGMENT, features, mains_hum_db
 from .generator import DEFECTS
@@ -81,8 +81,8 @@ class SegmentClassifier(Protocol):
 
 def _click_rate(x: np.ndarray) -> float:
     """Events per second: 10 ms frames whose largest sample step or 1 ms energy dip stands out."""
-    blocks = x.reshape(-1, FEATURE_HOP)
-    d = np.abs(np.diff(x, prepend=x[0])).reshape(-1, FEATURE_HOP)
+    blocks = x.reshape(-1, FRAME_SIZE)
+    d = np.abs(np.diff(x, prepend=x[0])).reshape(-1, FRAME_SIZE)
     loc = np.convolve(np.sqrt(np.mean(d ** 2, axis=1)), np.ones(9) / 9, mode="same") + 1e-6
     jump = np.max(d, axis=1) > 8 * loc
     sub = np.mean(blocks.reshape(blocks.shape[0], -1, 16) ** 2, axis=2)
@@ -101,7 +101,7 @@ def describe(label: str, x: np.ndarray) -> str:
         lvl, f0 = mains_hum_db(x)
         return f"{lvl:.0f} dB ({f0:.0f} Hz)"
     if label == "hiss":
-        fp = np.mean(x.reshape(-1, FEATURE_HOP).astype(np.float64) ** 2, axis=1) + 1e-12
+        fp = np.mean(x.reshape(-1, FRAME_SIZE).astype(np.float64) ** 2, axis=1) + 1e-12
         return f"SNR {10 * np.log10(np.percentile(fp, 95) / np.percentile(fp, 10)):.0f} dB"
     if label == "distortion":
         a = np.abs(x)

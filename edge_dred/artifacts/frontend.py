@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import FEATURE_HOP, SAMPLE_RATE
+from ..constants import FRAME_SIZE, SAMPLE_RATE
 
 __all__ = ["SEGMENT", "SEQ_FRAMES", "SEQ_CHANNELS", "GLOBAL_DIM", "N_MELS", "features", "features_batch",
            "mains_hum_db"]
 
 SEGMENT = SAMPLE_RATE  # one detector input: 1 s
-SEQ_FRAMES = SEGMENT // FEATURE_HOP  # 100
+SEQ_FRAMES = SEGMENT // FRAME_SIZE  # 100
 N_MELS = 40
 _N_FFT = 512
 _WIN = 400
@@ -80,7 +80,7 @@ _MEL_W = np.concatenate([_MEL[np.flatnonzero(_MEL[:, i]), i] for i in range(N_ME
 _MEL_START = np.cumsum([0] + [np.count_nonzero(_MEL[:, i]) for i in range(N_MELS - 1)])
 _HANN = np.hanning(_WIN + 2)[1:-1].astype(np.float32)
 _WELCH_WIN = np.hanning(_WELCH + 2)[1:-1].astype(np.float32)
-_FRAME_IDX = np.arange(SEQ_FRAMES)[:, None] * FEATURE_HOP + np.arange(_WIN)[None, :]
+_FRAME_IDX = np.arange(SEQ_FRAMES)[:, None] * FRAME_SIZE + np.arange(_WIN)[None, :]
 _WELCH_IDX = np.arange((SEGMENT - _WELCH) // _WELCH_HOP + 1)[:, None] * _WELCH_HOP + np.arange(_WELCH)
 
 
@@ -128,24 +128,24 @@ def features(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = x.astype(np.float32) / 32768.0
     x = x.astype(np.float32)
     # log-mel, frames centred on each 10 ms hop
-    pad = np.pad(x, ((_WIN - FEATURE_HOP) // 2, (_WIN - FEATURE_HOP) // 2 + _WIN), mode="reflect")
+    pad = np.pad(x, ((_WIN - FRAME_SIZE) // 2, (_WIN - FRAME_SIZE) // 2 + _WIN), mode="reflect")
     frames = pad[_FRAME_IDX] * _HANN
     spec = np.abs(np.fft.rfft(frames, _N_FFT, axis=1)).astype(np.float32) ** 2
     mel = _db(np.add.reduceat(spec[:, _MEL_BINS] * _MEL_W, _MEL_START, axis=1))
-    blocks = x.reshape(SEQ_FRAMES, FEATURE_HOP)
+    blocks = x.reshape(SEQ_FRAMES, FRAME_SIZE)
     fp = np.mean(blocks ** 2, axis=1)
     ref = float(np.percentile(fp, 90)) + _EPS
     ref_db = _db(np.array(ref))
     mel = np.clip(mel - ref_db, -90.0, 20.0) / 20.0
     # click cues
-    sub = _db(np.mean(blocks.reshape(SEQ_FRAMES, FEATURE_HOP // _SUB, _SUB) ** 2, axis=2))
+    sub = _db(np.mean(blocks.reshape(SEQ_FRAMES, FRAME_SIZE // _SUB, _SUB) ** 2, axis=2))
     fdb = _db(fp)
     floor = _db(np.array(ref)) - 70.0  # no cue in frames far below the segment's level
     fdb_c = np.maximum(fdb, floor)
     c_max = np.max(sub, axis=1) - fdb_c
     c_min = np.maximum(np.min(sub, axis=1), floor) - fdb_c
-    d1 = np.abs(np.diff(x, prepend=x[0])).reshape(SEQ_FRAMES, FEATURE_HOP)
-    d2 = np.abs(np.diff(x, 2, prepend=x[:2])).reshape(SEQ_FRAMES, FEATURE_HOP)
+    d1 = np.abs(np.diff(x, prepend=x[0])).reshape(SEQ_FRAMES, FRAME_SIZE)
+    d2 = np.abs(np.diff(x, 2, prepend=x[:2])).reshape(SEQ_FRAMES, FRAME_SIZE)
     cues = []
     for d in (d1, d2):
         loc = _smooth5(np.mean(d ** 2, axis=1))

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import FRAME_SAMPLES, SAMPLE_RATE
+from ..constants import FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = ["DEFECTS", "VARIANTS", "HUM_LEVEL_DB", "HISS_SNR_DB", "ROOM_SNR_DB", "CLICK_RATE", "OPUS_BITRATES",
            "Defected", "active_level", "apply_defect", "mix_defects", "opus_roundtrip"]

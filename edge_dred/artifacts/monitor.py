@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 from .detector import SegmentClassifier, Verdict
 from .frontend import SEGMENT
 

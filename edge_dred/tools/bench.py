@@ -248,7 +248,7 @@ def _monitor_rows(pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip], 
     """The artifact monitor: front end + int8 detector on each 1 s segment, per packet (1/50 of a segment)."""
     (name, per), = PACKETS_PER_CALL.items()
     try:
-        from .artifacts.detector import ArtifactDetector, segments
+        from ..artifacts.detector import ArtifactDetector, segments
 
         det = ArtifactDetector()
     except (ImportError, ValueError) as e:
