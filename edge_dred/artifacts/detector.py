@@ -188,7 +188,10 @@ class ArtifactDetector:
 
     def defect_scores(self, segment: np.ndarray) -> np.ndarray:
         """Scores (4,) of hum, hiss, distortion, clicks for one 1 s segment."""
-        seq, glob = features(_as_float(segment))
+        return self.network_scores(*features(_as_float(segment)))
+
+    def network_scores(self, seq: np.ndarray, glob: np.ndarray) -> np.ndarray:
+        """The network alone on a front end's output (:func:`~.frontend.features`)."""
         self._set(self._in[0], seq)
         self._set(self._in[1], glob)
         self._it.invoke()
