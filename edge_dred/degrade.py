@@ -220,6 +220,14 @@ class LoadGovernor:
         """Whether neural work (DRED decode, neural PLC, vocoder) is allowed for the next slot."""
         return self.level < Level.CLASSIC_PLC
 
+    def allow_monitor(self) -> bool:
+        """Whether the artifact monitor may analyse audio: only at ``FULL`` with the load under ``high``.
+
+        The monitor is the first work given up: it stops as soon as the load
+        average crosses ``high``, before the receiver itself degrades.
+        """
+        return self.level == Level.FULL and self.load < self.high
+
     def dred_ms_cap(self) -> int:
         """Longest DRED reconstruction (ms) to decode for the next slot; 0 = none."""
         return {Level.FULL: self.dred_ms, Level.SHORT_DRED: self.short_dred_ms, Level.CLASSIC_PLC: 0}[self.level]

@@ -125,6 +125,9 @@ class LiveConfig:
         RED's RTP payload type: what the sender uses with ``red`` and what the
         receiver unpacks as RED (always; Opus stays on ``payload_type``).
         Default 97, or 96 when Opus is on 97 (as ffmpeg sends it).
+    monitor : bool
+        Run the artifact monitor (:mod:`edge_dred.artifacts.monitor`) on the
+        captured and/or played audio, in a low-priority background thread.
     """
 
     bitrate: int = 40000
@@ -150,6 +153,7 @@ class LiveConfig:
     max_delay_ms: int | None = None
     red: int = 0
     red_payload_type: int | None = None
+    monitor: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.red, bool) or not isinstance(self.red, int) or not 0 <= self.red <= MAX_RED_DISTANCE:
@@ -762,6 +766,21 @@ class _StatusPrinter:
                 self.stream.write("\n")
 
 
+def _monitor(config: LiveConfig, monitor, mic: bool, playout: bool, governor=None):
+    """The session's artifact monitor: the one given, else the shipped detector's if ``config.monitor``."""
+    if monitor is None and config.monitor:
+        from .artifacts.monitor import LiveMonitor
+
+        monitor = LiveMonitor(mic=mic, playout=playout)
+    if monitor is not None and governor is not None:
+        monitor.attach_governor(governor)
+    return monitor
+
+
+def _with_monitor(line: str, monitor) -> str:
+    return line if monitor is None else f"{line} | {monitor.status()}"
+
+
 class SendSession:
     """``edge-dred send``: capture -> encode -> (impair) -> RTP over UDP.
 
@@ -785,8 +804,9 @@ class SendSession:
     def __init__(self, capture: AudioDevice, dest: tuple[str, int], config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
                  redundancy: RedundancyHook | None = None, sock: socket.socket | None = None,
-                 srtp=None) -> None:
+                 srtp=None, monitor=None) -> None:
         self.capture = capture
+        self.monitor = _monitor(config, monitor, mic=True, playout=False)
         self.dest = dest
         self.config = config
         self.core = SendCore(config, redundancy, record)
@@ -832,9 +852,10 @@ class SendSession:
 
     def status_line(self) -> str:
         st = self.impairment.stats
-        return (f"t {time.monotonic() - self.started_at:6.1f}s | sent {st['packets']} lost {st['lost']} "
-                f"dup {st['duplicated']} reordered {st['reordered']} | {self.core.bytes * 8 / max(1, self.core.frames) / FRAME_MS:.1f} kb/s "
-                f"| RTF {self.load.load:.3f} | xruns {self.capture.xruns}")
+        return _with_monitor(
+            f"t {time.monotonic() - self.started_at:6.1f}s | sent {st['packets']} lost {st['lost']} "
+            f"dup {st['duplicated']} reordered {st['reordered']} | {self.core.bytes * 8 / max(1, self.core.frames) / FRAME_MS:.1f} kb/s "
+            f"| RTF {self.load.load:.3f} | xruns {self.capture.xruns}", self.monitor)
 
     def run(self, seconds: float, status_interval: float = 0.0, status_stream=None) -> dict:
         """Capture and send for ``seconds`` (until :attr:`stop_event` is set)."""
@@ -850,12 +871,16 @@ class SendSession:
                 self.load.start()
                 self._send(self.impairment.process(self._protect(self.core.encode(self._frame))))
                 self.load.stop()
+                if self.monitor is not None:
+                    self.monitor.mic.feed(self._frame)
             self._send(self.impairment.flush())
             self._bye()
         finally:
             unpin()
             printer.stop()
             rec = self.core.close()
+            if self.monitor is not None:
+                self.monitor.close()
         return self.report(rec)
 
     def report(self, recording: dict | None = None) -> dict:
@@ -871,6 +896,7 @@ class SendSession:
             "overruns": self.capture.overruns, "capture_periods": self.capture.periods,
             "latency_budget_ms": latency_budget(self.config, self.core.sender.lookahead),
             "recording": recording,
+            "artifacts": self.monitor.report() if self.monitor is not None else None,
         }
 
 
@@ -901,7 +927,7 @@ class RecvSession:
     def __init__(self, playback: AudioDevice, sock: socket.socket, config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
                  payload_type: int | None = None, receiver: Receiver | None = None,
-                 source: SourceLock | None = None, srtp=None) -> None:
+                 source: SourceLock | None = None, srtp=None, monitor=None) -> None:
         self.playback = playback
         self.sock = sock
         try:  # room for a burst (or a flood from elsewhere) while the network thread catches up
@@ -910,6 +936,7 @@ class RecvSession:
             pass
         self.config = config
         self.core = RecvCore(config, record, payload_type, receiver, source, srtp)
+        self.monitor = _monitor(config, monitor, mic=False, playout=True, governor=self.core.governor)
         self.impairment = impairment
         self.load = LoadMeter(FRAME_MS / 1000.0)
         self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
@@ -949,7 +976,7 @@ class RecvSession:
 
     def status_line(self) -> str:
         t = time.monotonic() - self.started_at
-        return _status(t, None, None, self.core, self.load, self.playback.xruns)
+        return _with_monitor(_status(t, None, None, self.core, self.load, self.playback.xruns), self.monitor)
 
     def run(self, seconds: float, idle_timeout: float = 1.0, wait_timeout: float = 10.0,
             status_interval: float = 0.0, status_stream=None) -> dict:
@@ -992,6 +1019,8 @@ class RecvSession:
                     self.core.slot_done(self.load.stop())  # decode + recovery of this slot
                     self.playback.play(frame)
                     self.frames_played += 1
+                    if self.monitor is not None:
+                        self.monitor.playout.feed(frame)
             self.stop_event.set()
             self._net.join()
             for frame in self.core.finish():
@@ -1002,6 +1031,8 @@ class RecvSession:
             self.stop_event.set()
             printer.stop()
             rec = self.core.close()
+            if self.monitor is not None:
+                self.monitor.close()
         return self.report(rec)
 
     def report(self, recording: dict | None = None) -> dict:
@@ -1015,6 +1046,7 @@ class RecvSession:
             # The sender's look-ahead is not signalled; 104 samples (6.5 ms) is libopus's at 16 kHz.
             "latency_budget_ms": latency_budget(self.config, 104),
             "recording": recording,
+            "artifacts": self.monitor.report() if self.monitor is not None else None,
         })
         return r
 
@@ -1031,7 +1063,7 @@ class LiveSession:
     def __init__(self, capture: AudioDevice, playback: AudioDevice, config: LiveConfig,
                  impairment: Impairment | None = None, record: str | None = None,
                  record_received: str | None = None, redundancy: RedundancyHook | None = None,
-                 receiver: Receiver | None = None) -> None:
+                 receiver: Receiver | None = None, monitor=None) -> None:
         self.capture = capture
         self.playback = playback
         self.config = config
@@ -1039,6 +1071,7 @@ class LiveSession:
         # Arrivals and pops share the capture clock here: no timing noise to keep a safety margin for.
         rconf = replace(config, jitter=replace(config.jitter, safety_ms=0.0))
         self.recv = RecvCore(rconf, record_received, receiver=receiver)
+        self.monitor = _monitor(config, monitor, mic=True, playout=True, governor=self.recv.governor)
         self.impairment = impairment or Impairment()
         self.load = LoadMeter(FRAME_MS / 1000.0)
         self.audio_cores: list[int] | None = None  # set by run() from config.pin_cores
@@ -1053,8 +1086,8 @@ class LiveSession:
 
     def status_line(self) -> str:
         st = self.impairment.stats
-        return _status(time.monotonic() - self.started_at, st["packets"], st["lost"], self.recv, self.load,
-                       self.xruns)
+        return _with_monitor(_status(time.monotonic() - self.started_at, st["packets"], st["lost"], self.recv,
+                                     self.load, self.xruns), self.monitor)
 
     def step(self) -> None:
         """One 20 ms period: capture, encode, impair, buffer, recover, play.
@@ -1073,6 +1106,9 @@ class LiveSession:
         self.recv.slot_done(self.load.stop())
         self.playback.play(frame)
         self.frames_played += 1
+        if self.monitor is not None:
+            self.monitor.mic.feed(self._frame)
+            self.monitor.playout.feed(frame)
 
     def run(self, seconds: float, status_interval: float = 0.0, status_stream=None) -> dict:
         """Run for ``seconds`` of audio (or until :attr:`stop_event` is set)."""
@@ -1096,6 +1132,8 @@ class LiveSession:
             printer.stop()
             rec_sent = self.send.close()
             rec_recv = self.recv.close()
+            if self.monitor is not None:
+                self.monitor.close()
         return self.report(rec_sent, rec_recv)
 
     def report(self, rec_sent: dict | None = None, rec_recv: dict | None = None) -> dict:
@@ -1116,5 +1154,6 @@ class LiveSession:
             "overruns": self.capture.overruns, "underruns": self.playback.underruns,
             "latency_budget_ms": latency_budget(self.config, self.send.sender.lookahead),
             "recording_sent": rec_sent, "recording_received": rec_recv,
+            "artifacts": self.monitor.report() if self.monitor is not None else None,
         })
         return r

@@ -93,6 +93,10 @@ def _common(p: argparse.ArgumentParser, impair_send: bool) -> None:
     p.add_argument("--red-pt", type=int, metavar="PT",
                    help="RTP payload type of RFC 2198 RED, sent with --red and always accepted (default 97, or 96 "
                         "when --payload-type is 97; browsers use 63)")
+    p.add_argument("--monitor", action=argparse.BooleanOptionalAction, default=False,
+                   help="artifact monitor (hum, hiss, distortion, clicks) on the captured/played audio in a "
+                        "low-priority thread; in the status line and the report (default off: it still flags "
+                        "many seconds of ordinary recordings, see docs/artifact_monitor.md)")
 
 
 def _red_send_args(p: argparse.ArgumentParser) -> None:
@@ -182,7 +186,8 @@ def _config(args: argparse.Namespace):
     neural = _neural_settings(args, board)
     cfg = LiveConfig.from_board(board, bitrate=bitrate, lbrr=args.lbrr,
                                 jitter=JitterConfig(start_delay_ms=args.jitter_ms), payload_type=args.payload_type,
-                                red=getattr(args, "red", 0), red_payload_type=args.red_pt, **neural)
+                                red=getattr(args, "red", 0), red_payload_type=args.red_pt,
+                                monitor=bool(args.monitor), **neural)
     return board, how, cfg
 
 
@@ -306,6 +311,7 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"CPU {rep['cpu_load_mean'] * 100:.1f}%")
     _print_dred_sent(rep["dred"])
     _print_red_sent(rep["red"])
+    _print_artifacts(rep)
     return 0
 
 
@@ -373,6 +379,13 @@ def _recv_stream(args: argparse.Namespace):
             raise LiveCLIError(f"{args.sdp}: no usable a=crypto line ({'; '.join(errors)})")
     pt = sdp.payload_type if sdp is not None and args.payload_type == 96 else args.payload_type
     return listen, peer, (sdp.ssrc if sdp is not None else None), pt, key
+
+
+def _print_artifacts(rep: dict) -> None:
+    from ..artifacts.cli import monitor_summary
+
+    if rep.get("artifacts"):
+        print(monitor_summary(rep["artifacts"]))
 
 
 def _dred_words(cfg) -> str:
@@ -492,6 +505,7 @@ def cmd_recv(args: argparse.Namespace) -> int:
           f"SRTP auth failed {c['srtp_auth_failed']}, replayed {c['srtp_replayed']}, rejected {c['srtp_rejected']}; "
           f"end {rep['end'] or '-'} (slots after the end {rep['jitter']['after_end']})")
     print(f"played    {rep['frames_played']} frames; underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}%")
+    _print_artifacts(rep)
     return 0
 
 
@@ -539,4 +553,5 @@ def cmd_live(args: argparse.Namespace) -> int:
     _summary(rep)
     print(f"xruns     overruns {rep['overruns']}, underruns {rep['underruns']}; CPU {rep['cpu_load_mean'] * 100:.1f}% "
           f"(peak {rep['cpu_load_peak'] * 100:.0f}%)")
+    _print_artifacts(rep)
     return 0 if rep["accounting"]["ok"] else 1

@@ -233,10 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--board", help="force a board (name or TOML path); also EDGE_DRED_BOARD")
     bo.set_defaults(func=cmd_boards)
 
-    # Subcommands implemented elsewhere register themselves (eval; send/recv/live).
+    # Subcommands implemented elsewhere register themselves (eval; send/recv/live; inspect).
     import importlib
 
-    for mod in ("edge_dred.evaluate.cli", "edge_dred.cli.live"):
+    for mod in ("edge_dred.evaluate.cli", "edge_dred.cli.live", "edge_dred.artifacts.cli"):
         try:
             importlib.import_module(mod).register(sub)
         except ModuleNotFoundError as e:

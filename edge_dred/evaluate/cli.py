@@ -42,7 +42,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most N files, spread evenly over speakers")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="worker processes (default 1)")
     p.add_argument("--metrics", type=_csv_list, default=None, metavar="A,B,...",
-                   help="subset of pesq,stoi,plcmos,dnsmos (default: all)")
+                   help="subset of pesq,stoi,plcmos,dnsmos,artifacts (default: all)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     add_recovery_ms(p, help="receiver look-ahead of the dred and red conditions: how long a slot waits for later "
                             "packets' DRED or RED copies (default 60; 1040 = libopus's assumption that the first packet after a burst "

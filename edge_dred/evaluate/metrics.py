@@ -42,6 +42,7 @@ __all__ = [
     "pesq_error_counts",
     "available_metrics",
     "METRIC_NAMES",
+    "artifact_fraction",
 ]
 
 INSTALL_HINT = 'pip install "edge-dred[eval]"'
@@ -56,6 +57,7 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
     "stoi": ("stoi",),
     "plcmos": ("plcmos",),
     "dnsmos": ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"),
+    "artifacts": ("artifact_frac",),
 }
 
 
@@ -351,6 +353,29 @@ def dnsmos(deg: np.ndarray) -> dict[str, float]:
     }
 
 
+_DETECTOR: Any = None
+_DETECTOR_LOCK = threading.Lock()
+
+
+def artifact_fraction(x: np.ndarray) -> float:
+    """Fraction of the 1 s segments of ``x`` the shipped artifact detector flags (any defect).
+
+    Uses :class:`edge_dred.artifacts.detector.ArtifactDetector` (loaded once
+    per process); NaN for signals shorter than 1 s.
+    """
+    global _DETECTOR
+    from ..artifacts.detector import ArtifactDetector, segments
+
+    x = np.asarray(x)
+    if len(x) < SAMPLE_RATE:
+        return float("nan")
+    with _DETECTOR_LOCK:
+        if _DETECTOR is None:
+            _DETECTOR = ArtifactDetector()
+        verdicts = [_DETECTOR.classify(s) for _, s in segments(x)]
+    return float(np.mean([v.label != "none" for v in verdicts]))
+
+
 def available_metrics() -> dict[str, bool]:
     """Which metrics can run here (their packages import), by metric name."""
     out = {}
@@ -359,6 +384,7 @@ def available_metrics() -> dict[str, bool]:
         "stoi": ("pystoi",),
         "plcmos": ("speechmos", "onnxruntime"),
         "dnsmos": ("speechmos", "onnxruntime"),
+        "artifacts": (),
     }.items():
         try:
             for mod in mods:

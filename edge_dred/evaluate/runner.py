@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-DEFAULT_METRICS: tuple[str, ...] = ("pesq", "stoi", "plcmos", "dnsmos")
+DEFAULT_METRICS: tuple[str, ...] = ("pesq", "stoi", "plcmos", "dnsmos", "artifacts")
 SCORE_COLUMNS: tuple[str, ...] = tuple(c for m in DEFAULT_METRICS for c in M.METRIC_NAMES[m])
 # Bounds on what a directory walk may hand us (untrusted input).
 MAX_FILES = 100_000
@@ -189,6 +189,8 @@ def score(ref: np.ndarray, deg: np.ndarray, metrics: Iterable[str], heard: np.nd
         elif m == "dnsmos":
             d = M.dnsmos(heard)
             out.update(dnsmos_ovrl=d["OVRL"], dnsmos_sig=d["SIG"], dnsmos_bak=d["BAK"], dnsmos_p808=d["P808"])
+        elif m == "artifacts":
+            out["artifact_frac"] = M.artifact_fraction(deg)
         else:
             raise EvalConfigError(f"unknown metric {m!r}; valid: {', '.join(M.METRIC_NAMES)}")
     return out
@@ -319,8 +321,9 @@ def paired_differences(rows: list[dict[str, Any]], traces: Sequence[str], condit
 
 
 _LABELS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "plcmos": "PLCMOS", "dnsmos_ovrl": "DNSMOS OVRL",
-           "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_p808": "DNSMOS P.808"}
-_MD_COLS = ("pesq_wb", "stoi", "plcmos", "dnsmos_ovrl")
+           "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_p808": "DNSMOS P.808",
+           "artifact_frac": "artifacts (flagged s)"}
+_MD_COLS = ("pesq_wb", "stoi", "plcmos", "dnsmos_ovrl", "artifact_frac")
 
 
 def _fmt(v: float, digits: int = 3) -> str:

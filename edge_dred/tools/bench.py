@@ -19,7 +19,7 @@ import numpy as np
 from ..boards import describe_cpu
 from ..constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
-__all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES"]
+__all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES", "PACKETS_PER_CALL"]
 
 #: Cell text of a stage that could not run (``edge_dred.tools.estimate`` parses it).
 NOT_RUN = "not run"
@@ -27,6 +27,10 @@ NOT_RUN = "not run"
 DRED_STAGES = (("dred sender", "TFLite encoder step"),
                ("dred sender", "quantize + rate control + range code"),
                ("dred receiver", "parse + decode newest 40 ms"))
+
+#: Stages timed per call of more than one packet's audio, and how many packets one call covers;
+#: their rows are per packet (the call's cost divided by this), here and in ``edge_dred.estimate``.
+PACKETS_PER_CALL = {"artifact front end (1 s segment / 50)": 50, "artifact network (1 s segment / 50)": 50}
 
 Row = tuple[str, str, np.ndarray]
 Skip = tuple[str, str, str]   # side, stage, reason
@@ -240,6 +244,32 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Sk
     return rows, skips, notes
 
 
+def _monitor_rows(pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip], list[str]]:
+    """The artifact monitor per packet (1/50 of a 1 s segment): numpy front end, then the int8 network.
+
+    Two rows, so that the front end is counted where no TFLite runtime loads.
+    """
+    (fe_name, per), (nn_name, _) = PACKETS_PER_CALL.items()
+    from ..artifacts.detector import segments
+    from ..artifacts.frontend import features
+
+    segs = [s.astype(np.float32) / 32768.0 for _, s in segments(pcm)]
+    feats = [features(s) for s in segs]
+    t_fe = time_per_packet(lambda i: features(segs[i]), len(segs), repeat)
+    rows: list[Row] = [("monitor", fe_name, t_fe / per)]
+    try:
+        from ..artifacts.detector import ArtifactDetector
+
+        det = ArtifactDetector()
+    except (ImportError, ValueError) as e:
+        return rows, [("monitor", nn_name, f"detector not loadable ({_why(e)})")], []
+
+    t_nn = time_per_packet(lambda i: det.network_scores(*feats[i]), len(segs), repeat)
+    return rows + [("monitor", nn_name, t_nn / per)], [], [
+        f"monitor: {np.median(t_fe + t_nn) * 1e3:.2f} ms per 1 s segment, front end + network "
+        f"(median of {len(segs)})"]
+
+
 def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     """Time every stage and return a markdown table.
 
@@ -289,6 +319,10 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     rows += r
     skips += s
     r, s, nt = _dred_rows(pcm, n, repeat)
+    rows += r
+    skips += s
+    notes += nt
+    r, s, nt = _monitor_rows(pcm, repeat)
     rows += r
     skips += s
     notes += nt

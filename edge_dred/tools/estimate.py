@@ -237,11 +237,13 @@ def count_stages(marks: str, table: str) -> tuple[list[StageCount], float, int]:
     if len(calls) != len(rows):
         raise EstimateError(f"bench table has {len(rows)} rows but {len(calls)} stages were counted")
     overhead = float(np.median(cal)) if len(cal) else 0.0
+    from .bench import PACKETS_PER_CALL
+
     out = []
     for (side, stage), c in zip(rows, calls):
         if not len(c):
             raise EstimateError(f"stage {stage!r}: no packets counted")
-        out.append(StageCount(side, stage, np.maximum(c - overhead, 0)))
+        out.append(StageCount(side, stage, np.maximum(c - overhead, 0) / PACKETS_PER_CALL.get(stage, 1)))
     return out, overhead, total
 
 

@@ -1,0 +1,160 @@
+"""Defect generator: each defect present and measurable, seeds reproduce, bad input refused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import voiced
+
+from edge_dred.artifacts.generator import (DEFECTS, VARIANTS, active_level, apply_defect, mix_defects,
+                                           opus_roundtrip)
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return voiced(2.0).astype(np.float32) / 32768.0
+
+
+def _line_db(y: np.ndarray, f: float) -> float:
+    """Power within +/- 1 Hz of ``f`` re the whole signal (1 s windows, 1 Hz bins)."""
+    seg = y[: len(y) // SR * SR].reshape(-1, SR) * np.hanning(SR)
+    p = np.mean(np.abs(np.fft.rfft(seg, axis=1)) ** 2, axis=0)
+    k = int(round(f))
+    return 10 * np.log10(p[k - 1:k + 2].sum() / p.sum())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_hum_energy_at_the_mains_harmonics(speech, seed):
+    d = apply_defect(speech, "hum", seed, level_db=-20)
+    f0, power = d.params["f0"], active_level(speech)[0]
+    hum = d.audio - speech
+    assert abs(10 * np.log10(np.mean(hum ** 2) / power) - (-20)) < 3.5
+    # the fundamental (and the 2nd harmonic when drawn and strong) stands out below the voice's pitch
+    assert _line_db(d.audio, f0) > _line_db(speech, f0) + 10
+    if 2 in d.params["harmonics"] and d.params["alpha"] < 1.0:
+        assert _line_db(d.audio, 2 * f0) > _line_db(speech, 2 * f0) + 6
+    assert d.params["f0"] == pytest.approx(50, rel=0.006) or d.params["f0"] == pytest.approx(60, rel=0.006)
+
+
+@pytest.mark.parametrize("variant", VARIANTS["hiss"])
+def test_hiss_at_the_drawn_snr(speech, variant):
+    d = apply_defect(speech, "hiss", 5, variant=variant, level_db=15)
+    snr = 10 * np.log10(active_level(speech)[0] / np.mean((d.audio - speech) ** 2))
+    assert abs(snr - 15) < 2.5
+    assert d.labels == ("hiss",)
+
+
+def test_hard_clipping_puts_the_drawn_fraction_at_the_rails(speech):
+    for seed in range(4):
+        d = apply_defect(speech, "distortion", seed, variant="hard")
+        a = np.abs(d.audio)
+        at_rails = np.mean(a >= a.max() * 0.999)
+        assert 0.7 * d.params["clip_fraction"] <= at_rails <= 1.3 * d.params["clip_fraction"] + 1e-3
+        clean = np.abs(speech)
+        assert np.mean(clean >= clean.max() * 0.999) < 1e-3  # the clean signal has no rails
+
+
+def test_asymmetric_clipping_and_bitcrushing_are_measurable(speech):
+    d = apply_defect(speech, "distortion", 3, variant="asymmetric")
+    y = d.audio
+    top, bottom = np.mean(y >= y.max() * 0.999), np.mean(y <= y.min() * 0.999)
+    assert max(top, bottom) > 3 * min(top, bottom) and max(top, bottom) >= 0.7 * d.params["clip_fraction"]
+    b = apply_defect(speech, "distortion", 4, variant="bitcrush")
+    assert len(np.unique(b.audio)) <= 2 ** b.params["bits"] + 1
+    assert len(np.unique(speech)) > 1000
+    for v in ("soft", "saturation"):
+        s = apply_defect(speech, "distortion", 5, variant=v)
+        crest = lambda z: np.max(np.abs(z)) / np.sqrt(np.mean(z ** 2))  # noqa: E731
+        assert crest(s.audio) < 0.9 * crest(speech)  # compressed peaks
+
+
+def test_impulse_count_matches_the_drawn_events(speech):
+    d = apply_defect(speech, "clicks", 11, variant="impulse", rate=6)
+    pos = d.params["positions"]
+    assert len(pos) == 12  # 6/s over 2 s
+    diff = np.abs(d.audio - speech)
+    hits = np.flatnonzero(diff > 0.02 * np.max(np.abs(speech)))
+    groups = 1 + int(np.sum(np.diff(hits) > 4))
+    expected = 1 + int(np.sum(np.diff(pos) > 4))
+    assert groups == expected
+    assert set(hits) <= {p + i for p in pos for i in range(3)}
+
+
+def test_dropouts_zero_1_to_20_ms_and_rates_hold(speech):
+    d = apply_defect(speech, "clicks", 2, variant="dropout", rate=3)
+    assert len(d.params["positions"]) == 6
+    for p in d.params["positions"]:
+        assert np.all(d.audio[p:p + 16] == 0)  # at least 1 ms
+    zeros = np.flatnonzero(d.audio == 0)
+    assert len(zeros) <= 6 * 0.020 * SR + 10
+    for seed in range(5):
+        r = apply_defect(speech, "clicks", seed).params["rate"]
+        assert 1 <= r <= 20
+
+
+def test_none_variants_keep_the_speech(speech):
+    for v in VARIANTS["none"]:
+        d = apply_defect(speech, "none", 3, variant=v)
+        assert d.labels == ("none",) and d.audio.shape == speech.shape
+        corr = np.corrcoef(d.audio, speech)[0, 1]
+        assert corr > {"opus_plc": 0.5, "opus": 0.8}.get(v, 0.9), v
+    room = apply_defect(speech, "none", 4, variant="room")
+    assert 10 * np.log10(active_level(speech)[0] / np.mean((room.audio - speech) ** 2)) >= 29.9
+
+
+def test_opus_roundtrip_is_aligned(speech):
+    y = opus_roundtrip(speech, 32000)
+    lags = [np.dot(y[1000:-1000], np.roll(speech, k)[1000:-1000]) for k in range(-20, 21)]
+    assert abs(int(np.argmax(lags)) - 20) <= 1
+
+
+def test_seeds_reproduce(speech):
+    for defect in DEFECTS:
+        a = apply_defect(speech, defect, 123)
+        b = apply_defect(speech, defect, 123)
+        c = apply_defect(speech, defect, 124)
+        assert np.array_equal(a.audio, b.audio) and a.params == b.params
+        if defect != "none":
+            assert not np.array_equal(a.audio, c.audio)
+    m1, m2 = mix_defects(speech, ("hum", "clicks"), 9), mix_defects(speech, ("clicks", "hum"), 9)
+    assert np.array_equal(m1.audio, m2.audio) and m1.labels == ("hum", "clicks")
+
+
+def test_mixed_mode_has_both_defects(speech):
+    m = mix_defects(speech, ("hiss", "distortion"), 1)
+    assert m.labels == ("hiss", "distortion")
+    assert set(m.params) == {"hiss", "distortion"}
+    assert not np.array_equal(m.audio, speech)
+
+
+def test_int16_input_is_accepted(speech):
+    pcm = voiced(1.0)
+    d = apply_defect(pcm, "hum", 0)
+    assert d.audio.dtype == np.float32 and np.max(np.abs(d.audio)) <= 1.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 16000), np.float32), "1-D"),
+    (np.zeros(100, np.float32), "samples"),
+    (np.zeros(16000, np.float32), "digital silence"),
+    (np.full(16000, np.nan, np.float32), "NaN"),
+    (np.full(16000, 2.0, np.float32), r"\[-1, 1\]"),
+    (np.zeros(16000, np.int32), "dtype"),
+])
+def test_bad_signals_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        apply_defect(bad, "hum", 0)
+
+
+def test_bad_arguments_are_refused(speech):
+    with pytest.raises(ValueError, match="unknown defect"):
+        apply_defect(speech, "wow", 0)
+    with pytest.raises(ValueError, match="variant"):
+        apply_defect(speech, "hiss", 0, variant="purple")
+    for seed in (-1, "1", True, 1.5):
+        with pytest.raises(ValueError, match="seed"):
+            apply_defect(speech, "hiss", seed)
+    for pair in (("hum", "hum"), ("hum",), ("none", "hum"), ("hum", "hiss", "clicks")):
+        with pytest.raises(ValueError, match="two different"):
+            mix_defects(speech, pair, 0)
