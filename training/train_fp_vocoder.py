@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
 from fp_vocoder_model import FRAME, FS, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
+from train_vocoder import mr_stft_loss  # noqa: E402  (one multi-resolution STFT loss for both vocoders)
 
 from edge_dred.dsp.features import band_weights  # noqa: E402
 
@@ -102,25 +103,6 @@ class Sampler:
             x = pcm[s * FRAME - 1 : (s + self.n) * FRAME].astype(np.float32) / 32768.0
             sig[j] = x[1:] - PREEMPH * x[:-1]
         return torch.from_numpy(feats), torch.from_numpy(sig)
-
-
-def stft_mag(x: torch.Tensor, n: int) -> torch.Tensor:
-    win = torch.hann_window(n, device=x.device)
-    spec = torch.stft(x, n, hop_length=n // 4, win_length=n, window=win, center=False, return_complex=True)
-    return torch.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
-
-
-def mr_stft_loss(y: torch.Tensor, t: torch.Tensor, sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)) -> tuple[torch.Tensor, dict[str, float]]:
-    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1 (as ``train_vocoder.py``)."""
-    sc_tot, lm_tot = 0.0, 0.0
-    for n in sizes:
-        ym, tm = stft_mag(y, n), stft_mag(t, n)
-        sc = torch.linalg.norm(tm - ym, dim=(1, 2)) / (torch.linalg.norm(tm, dim=(1, 2)) + 1e-5)
-        lm = (torch.log(ym.clamp_min(1e-5)) - torch.log(tm.clamp_min(1e-5))).abs().mean()
-        sc_tot = sc_tot + sc.mean()
-        lm_tot = lm_tot + lm
-    k = len(sizes)
-    return (sc_tot + lm_tot) / k, {"sc": float(sc_tot.detach()) / k, "logmag": float(lm_tot.detach()) / k}
 
 
 class BandAnalysis(torch.nn.Module):
