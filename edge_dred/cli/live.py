@@ -42,11 +42,11 @@ def parse_hostport(s: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     if not isinstance(s, str) or not s or len(s) > 300:
         raise LiveCLIError(f"bad address {s!r}")
     if s.startswith("["):
-        host, sep, port = s[1:].partition("]:")
+        host, _, port = s[1:].partition("]:")
     elif s.count(":") == 1:
-        host, sep, port = s.partition(":")
+        host, _, port = s.partition(":")
     elif s.isdigit():
-        host, sep, port = default_host, ":", s
+        host, _, port = default_host, ":", s
     else:
         raise LiveCLIError(f"expected HOST:PORT, got {s!r}")
     try:
