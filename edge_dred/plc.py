@@ -117,9 +117,9 @@ POLICY = ConcealmentPolicy()
 @functools.lru_cache(maxsize=1)
 def default_models() -> tuple[Any, PLCModel]:
     """The shipped (vocoder, PLC) models, loaded and checked once per process."""
-    from .neural.vocoder import VocoderModel
+    from .neural.vocoder import shipped_vocoder
 
-    return VocoderModel.load(), PLCModel.load()
+    return shipped_vocoder(), PLCModel.load()
 
 
 class NeuralPLC:
@@ -161,7 +161,7 @@ class NeuralPLC:
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.RED, Decision.LBRR)
         self._fx = FeatureExtractor()
-        self._fx_lazy = FeatureExtractor()   # (history_ms) a fresh extractor per analysis
+        self._fx_lazy = FeatureExtractor() if p.history_ms is not None else None   # reset per analysis
         self._ring = np.zeros((p.history_ms or 0) * 16 // FRAME_SIZE * FRAME_SIZE, np.int16)
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
         self._cont = Continuation(vocoder_model, postfilter=p.postfilter, reference=reference)

@@ -38,3 +38,18 @@ def truncated_plc_models(tmp_path, monkeypatch):
     plc_mod.default_models.cache_clear()
     yield d
     plc_mod.default_models.cache_clear()  # the next test loads the real models again
+
+
+def play_datagrams(core, datagrams, lost=()):
+    """Feed a RecvCore one datagram per 20 ms (dropping the indices in ``lost``), pull a frame 11 ms
+    into each period, and finish the stream.  Returns (the played audio after the idle and warm-up
+    frames, the report)."""
+    frames = []
+    for i, d in enumerate(datagrams):
+        if i not in lost:
+            core.on_datagram(d, i * 0.02)
+        frames.append(core.next_frame(i * 0.02 + 0.011))
+    frames += core.finish()
+    rep = core.report()
+    skip = (rep["rtp"]["idle_frames"] + rep["rtp"]["warmup_frames"]) * 320
+    return np.concatenate(frames)[skip:], rep

@@ -15,7 +15,7 @@ from edge_dred.live import LiveConfig, RecvCore, SendCore
 from edge_dred.transport.red import parse_red
 from edge_dred.transport.rtp import parse_rtp
 
-from conftest import voiced
+from conftest import play_datagrams, voiced
 
 GST = shutil.which("gst-launch-1.0")
 
@@ -57,20 +57,13 @@ def test_gstreamer_rtpredenc_stream_is_received_and_its_copies_fill_losses(tmp_p
     core = RecvCore(LiveConfig(payload_type=111, red_payload_type=63, lbrr=False, recovery_ms=20),
                     payload_type=111)
     lost = {12, 30, 47}
-    frames = []
-    for i, d in enumerate(datagrams):
-        if i not in lost:
-            core.on_datagram(d, i * 0.02)
-        frames.append(core.next_frame(i * 0.02 + 0.011))
-    frames += core.finish()
-    rep = core.report()
+    got, rep = play_datagrams(core, datagrams, lost)
     assert rep["rtp"]["red_packets"] == len(datagrams) - len(lost) and rep["rtp"]["bad_red"] == 0
     assert rep["decisions"] == {"regular": len(datagrams) - len(lost), "red": len(lost)}
     # The recovered stream is bit-exact with decoding every primary.
     dec = OpusDecoder(16000, 1)
     ref = np.concatenate([dec.decode(r.primary, 320) for r in reds])
-    skip = (rep["rtp"]["idle_frames"] + rep["rtp"]["warmup_frames"]) * 320
-    assert np.array_equal(np.concatenate(frames)[skip:], ref)
+    assert np.array_equal(got, ref)
 
 
 def test_gstreamer_rtpreddec_recovers_our_red2_stream_bit_exact(tmp_path):

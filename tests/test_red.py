@@ -17,7 +17,7 @@ from edge_dred.transport.red import (MAX_RED_BLOCKS, RED_MAX_BLOCK_BYTES, RED_MA
 from edge_dred.transport.rtp import build_rtp
 from edge_dred.transport.sdp import make_sdp, parse_sdp
 
-from conftest import voiced
+from conftest import play_datagrams, voiced
 
 blocks = st.lists(st.builds(RedBlock, st.integers(0, 127), st.integers(0, RED_MAX_TIMESTAMP_OFFSET),
                             st.binary(max_size=RED_MAX_BLOCK_BYTES)), max_size=6)
@@ -190,13 +190,7 @@ def test_recv_core_receives_a_webrtc_style_red_stream_and_recovers_from_copies()
     cfg = LiveConfig(payload_type=111, red_payload_type=63, recovery_ms=40)
     core = RecvCore(cfg, payload_type=111)
     lost = {10, 20, 21, 35}
-    frames = []
-    for i, d in enumerate(datagrams):
-        if i not in lost:
-            core.on_datagram(d, i * 0.02)
-        frames.append(core.next_frame(i * 0.02 + 0.011))
-    frames += core.finish()
-    rep = core.report()
+    got, rep = play_datagrams(core, datagrams, lost)
     assert rep["rtp"]["red_packets"] == len(datagrams) - len(lost) and rep["rtp"]["bad_red"] == 0
     assert rep["decisions"].get("red") == len(lost) and "opus_plc" not in rep["decisions"]
     assert all(v for k, v in rep["accounting"].items() if k.endswith("_ok")), rep["accounting"]
@@ -204,8 +198,6 @@ def test_recv_core_receives_a_webrtc_style_red_stream_and_recovers_from_copies()
     # silence: before playout starts, then while the receiver's look-ahead fills.
     dec = OpusDecoder(16000, 1)
     ref = np.concatenate([dec.decode(p, 320) for p in plain])
-    skip = (rep["rtp"]["idle_frames"] + rep["rtp"]["warmup_frames"]) * 320
-    got = np.concatenate(frames)[skip:]
     assert len(got) == len(ref) and np.array_equal(got, ref)
 
 

@@ -104,3 +104,32 @@ def stop_on_sigterm() -> dict[str, bool]:
 
     signal.signal(signal.SIGTERM, on_term)
     return stop
+
+
+class StepControl:
+    """What the vocoder trainers do after every step: pick up new data copies, write snapshots and
+    periodic checkpoints, and say when the run ends (``--max-steps``, ``--max-minutes``, SIGTERM).
+
+    ``a`` holds the run's ``snapshot_every``, ``ckpt_minutes``, ``max_steps``, ``max_minutes`` and
+    ``run_dir``; ``t_start`` is when the run began (``--max-minutes`` counts from there).
+    """
+
+    def __init__(self, a: Any, t_start: float, save: Callable[[], None], log: Callable[[str], None]) -> None:
+        self.a, self.t_start, self.save, self.log = a, t_start, save, log
+        self.stop = stop_on_sigterm()
+        self.last_ckpt = time.time()
+
+    def after_step(self, step: int, snapshot: Callable[[], dict], refresh: Callable[[], Iterable[str]]) -> bool:
+        """Housekeeping after ``step``; True when the loop should end (the caller then saves)."""
+        a = self.a
+        if step % 100 == 0:
+            for name in refresh():
+                self.log(f"loaded new data copy {name}")
+        if a.snapshot_every and step % a.snapshot_every == 0:
+            atomic_save(snapshot(), a.run_dir / f"model_{step:07d}.pt")
+        if time.time() - self.last_ckpt > a.ckpt_minutes * 60:
+            self.save()
+            self.last_ckpt = time.time()
+            self.log(f"checkpoint saved at step {step}")
+        return bool((a.max_steps and step >= a.max_steps) or self.stop["flag"]
+                    or (a.max_minutes and time.time() - self.t_start > a.max_minutes * 60))

@@ -35,7 +35,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
+from common import load_resume, open_log, restore_full_state, rng_state, save_checkpoint, StepControl  # noqa: E402
 from vocoder_model import FRAME, HIST, PREEMPHASIS, Vocoder, VocoderConfig  # noqa: E402
 
 DATA = HERE / "data"
@@ -239,8 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         save_checkpoint(obj, a.ckpt_dir, a.run_dir, ("model", "step", "epoch", "config"))
 
-    stop = stop_on_sigterm()
-    last_ckpt = time.time()
+    ctl = StepControl(a, t_start, save, log)
     acc: dict[str, float] = {}
     nacc = 0
     t_log = time.time()
@@ -275,19 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         if step % steps_per_epoch == 0:
             epoch += 1
             log(f"epoch {epoch} done at step {step}")
-        if step % 100 == 0:
-            for name in sampler.refresh():
-                log(f"loaded new data copy {name}")
-        if a.snapshot_every and step % a.snapshot_every == 0:
-            atomic_save({"model": model.state_dict(), "config": {"model": cfg.to_dict()}, "step": step},
-                        a.run_dir / f"model_{step:07d}.pt")
-        if time.time() - last_ckpt > a.ckpt_minutes * 60:
-            save()
-            last_ckpt = time.time()
-            log(f"checkpoint saved at step {step}")
-        if (a.max_steps and step >= a.max_steps) or stop["flag"] or (
-            a.max_minutes and time.time() - t_start > a.max_minutes * 60
-        ):
+        if ctl.after_step(step, lambda: {"model": model.state_dict(), "config": {"model": cfg.to_dict()},
+                                         "step": step}, sampler.refresh):
             break
     save()
     log(f"finished at step {step} epoch {epoch}")

@@ -61,7 +61,7 @@ from train_vocoder import (  # noqa: E402
     spectral_sync_loss,
     stft_mag,
 )
-from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, stop_on_sigterm  # noqa: E402
+from common import atomic_save, load_resume, open_log, restore_full_state, rng_state, save_checkpoint, StepControl  # noqa: E402
 from vocoder_model import FRAME, Vocoder, VocoderConfig  # noqa: E402
 
 INIT = HERE / "checkpoints" / "vocoder_gan" / "latest.pt"
@@ -234,8 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         save_checkpoint(obj, a.ckpt_dir, a.run_dir, ("model", "disc", "step", "init", "config"))
 
-    stop = stop_on_sigterm()
-    last_ckpt = time.time()
+    ctl = StepControl(a, t_start, save, log)
     acc: dict[str, float] = {}
     nacc = 0
     t_log = time.time()
@@ -293,19 +292,8 @@ def main(argv: list[str] | None = None) -> None:
             if not np.isfinite(parts["d_loss"]):
                 log("discriminator loss is not finite; stopping")
                 break
-        if step % 100 == 0:
-            for name in sampler.refresh():
-                log(f"loaded new data copy {name}")
-        if a.snapshot_every and step % a.snapshot_every == 0:
-            atomic_save({"model": model.state_dict(), "config": {"model": cfg.to_dict()}, "step": step,
-                         "init": init_info}, a.run_dir / f"model_{step:07d}.pt")
-        if time.time() - last_ckpt > a.ckpt_minutes * 60:
-            save()
-            last_ckpt = time.time()
-            log(f"checkpoint saved at step {step}")
-        if (a.max_steps and step >= a.max_steps) or stop["flag"] or (
-            a.max_minutes and time.time() - t_start > a.max_minutes * 60
-        ):
+        if ctl.after_step(step, lambda: {"model": model.state_dict(), "config": {"model": cfg.to_dict()},
+                                         "step": step, "init": init_info}, sampler.refresh):
             break
     save()
     log(f"finished at step {step}")

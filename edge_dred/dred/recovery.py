@@ -26,7 +26,6 @@ agree within 20 %).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from ..codec.framing import extract_dred
 from ..constants import FRAME_SAMPLES, FRAME_SIZE, SAMPLE_RATE
 from ..dsp.features import FeatureExtractor
 from ..neural.continuation import Continuation, fade_from, to_int16
+from ..neural.vocoder import shipped_vocoder
 from ..plugins import Decision
 from .decoder import DEC_FRAMES, BackwardDecode, DredDecoder, sanitize_features
 from .payload import DredPayloadError, parse_payload
@@ -94,13 +94,6 @@ def output_frame_features(frames_in: np.ndarray, first_in: int, m: np.ndarray, d
     return out.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def _shipped_vocoder() -> Any:
-    from ..neural.vocoder import VocoderModel
-
-    return VocoderModel.load()
-
-
 class _Source:
     """One packet's parsed DRED: its frame span and a lazy backward decode."""
 
@@ -158,7 +151,7 @@ class DredRecoverer:
         self.decoder = decoder if decoder is not None else DredDecoder()
         self.tables = self.decoder.tables
         if vocoder_model is None:
-            vocoder_model = _shipped_vocoder()
+            vocoder_model = shipped_vocoder()
         self._cont = Continuation(vocoder_model, postfilter=_postfilter, reference=reference)
         self.codec_delay = codec_delay
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)

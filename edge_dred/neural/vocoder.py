@@ -46,6 +46,7 @@ Public API
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
@@ -62,7 +63,7 @@ from .layers import (LayerModel, dense, export_gru, export_linear, float_gru, fl
 __all__ = [
     "MODEL_NAME", "MODEL_VERSION", "VocoderShape", "VocoderModel", "Vocoder", "VocoderReference",
     "VocoderInputError", "export_vocoder", "random_vocoder_params", "PRIME_FRAMES", "prime_samples",
-    "copy_synthesis",
+    "copy_synthesis", "shipped_vocoder",
 ]
 
 MODEL_NAME = "vocoder"
@@ -305,6 +306,12 @@ class VocoderModel(LayerModel):
         return np.concatenate([x, self.pembed[lag - PITCH_MIN]], axis=1).astype(np.float32), lag
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_vocoder() -> VocoderModel:
+    """The shipped weights, loaded and manifest-checked once per process (every stream shares them)."""
+    return VocoderModel.load()
+
+
 def _pred_positions(lag: int) -> np.ndarray:
     """History indices of the 44 pitch-prediction taps (future taps wrap back one lag)."""
     pos = HIST - lag + np.arange(PRED_SIZE) - PRED_EXTRA
@@ -334,7 +341,7 @@ class _VocoderStream:
     """Shared orchestration: priming, pre/de-emphasis, the postfilter."""
 
     def __init__(self, model: VocoderModel | None = None, postfilter: bool | Postfilter = True) -> None:
-        self.model = model if model is not None else VocoderModel.load()
+        self.model = model if model is not None else shipped_vocoder()
         if postfilter is True:
             postfilter = VocoderPostfilter()
         elif postfilter is not False and not isinstance(postfilter, Postfilter):
@@ -456,7 +463,7 @@ class Vocoder(_VocoderStream):
     def __init__(self, model: VocoderModel | None = None, postfilter: bool | Postfilter = True) -> None:
         from edge_dred.kernels import GLU, GRU, Act, Add, Conv1d, Dense, Lag, Mul, Network, Shift
 
-        model = model if model is not None else VocoderModel.load()
+        model = model if model is not None else shipped_vocoder()
         s = model.shape
         k = model.kernel_layers()
         c = s.cond_size

@@ -86,7 +86,8 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
              "output features (2 x 10 ms)")
     try:
         from ..dsp.features import FeatureExtractor, compute_features
-        from ..plc import FeaturePredictor, default_models
+        from ..neural.predictor import FeaturePredictor
+        from ..plc import default_models
         from ..dsp.postfilter import VocoderPostfilter
         from ..constants import PREEMPHASIS
         from ..neural.vocoder import PRIME_FRAMES, Vocoder, prime_samples
