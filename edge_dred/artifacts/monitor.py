@@ -1,8 +1,8 @@
 """Live artifact monitor: the detector on captured and played audio, off the real-time path.
 
 The audio thread only calls :meth:`ArtifactMonitor.feed` with each period's
-samples: a copy into a preallocated 1 s buffer and, once a second, a
-``put_nowait`` of that second into a bounded queue.  When the analysis thread
+samples: a copy into one of a few preallocated 1 s buffers and, once a
+second, a ``put_nowait`` of that buffer into a bounded queue (no allocation).  When the analysis thread
 falls behind, the queue is full and the second is dropped (counted), so the
 audio thread never waits.  The analysis thread runs at the lowest priority
 (nice 19) and loads the detector itself, so start-up does not wait for it
@@ -61,7 +61,9 @@ class ArtifactMonitor:
         self.name = name
         self._make = detector
         self.governor = governor
-        self._buf = np.zeros(SEGMENT, np.int16)
+        # Queued seconds plus the one being analysed never reach the buffer being filled.
+        self._bufs = [np.zeros(SEGMENT, np.int16) for _ in range(QUEUE_SECONDS + 2)]
+        self._cur = 0
         self._fill = 0
         self._seconds = 0  # whole seconds fed so far
         self._q: queue.Queue = queue.Queue(maxsize=QUEUE_SECONDS)
@@ -83,7 +85,7 @@ class ArtifactMonitor:
         pos = 0
         while pos < len(pcm):
             k = min(SEGMENT - self._fill, len(pcm) - pos)
-            self._buf[self._fill:self._fill + k] = pcm[pos:pos + k]
+            self._bufs[self._cur][self._fill:self._fill + k] = pcm[pos:pos + k]
             self._fill += k
             pos += k
             if self._fill == SEGMENT:
@@ -96,7 +98,8 @@ class ArtifactMonitor:
                     self.skipped += 1
                     continue
                 try:
-                    self._q.put_nowait((start, self._buf.copy()))
+                    self._q.put_nowait((start, self._bufs[self._cur]))
+                    self._cur = (self._cur + 1) % len(self._bufs)
                 except queue.Full:
                     self.dropped += 1
 
