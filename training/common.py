@@ -133,3 +133,23 @@ class StepControl:
             self.log(f"checkpoint saved at step {step}")
         return bool((a.max_steps and step >= a.max_steps) or self.stop["flag"]
                     or (a.max_minutes and time.time() - self.t_start > a.max_minutes * 60))
+
+    @staticmethod
+    def add_arguments(ap: Any, *, seed: int, snapshot_every: int, data: Path, ckpt_dir: Path, run_dir: Path) -> None:
+        """The run arguments every vocoder trainer takes (the ones this class and the set-up read)."""
+        ap.add_argument("--threads", type=int, default=1,
+                        help="1 is far faster than 2 when the cores are shared (OpenMP barriers)")
+        ap.add_argument("--seed", type=int, default=seed)
+        ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+        ap.add_argument("--snapshot-every", type=int, default=snapshot_every,
+                        help="keep a model-only copy every N steps in the run dir")
+        ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no limit)")
+        ap.add_argument("--max-minutes", type=float, default=0.0,
+                        help="stop (and save) after this much wall time in this run")
+        ap.add_argument("--device", default="cpu",
+                        help="torch device, e.g. cuda (checkpoints are saved from the CPU either way)")
+        ap.add_argument("--resume", action="store_true",
+                        help="continue from <run-dir>/latest_full.pt, else <ckpt-dir>/latest.pt (weights only)")
+        ap.add_argument("--data", type=Path, default=data)
+        ap.add_argument("--ckpt-dir", type=Path, default=ckpt_dir)
+        ap.add_argument("--run-dir", type=Path, default=run_dir)

@@ -185,17 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--sync-weight", type=float, default=5.0,
                     help="weight of the subframe-buzz penalty relu(sync_power(y) - sync_power(target)); 0 = off")
-    ap.add_argument("--threads", type=int, default=1, help="1 is far faster than 2 when the cores are shared (OpenMP barriers)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
-    ap.add_argument("--snapshot-every", type=int, default=500, help="keep a model-only copy every N steps in runs/")
-    ap.add_argument("--max-steps", type=int, default=0, help="debug: stop after N steps")
-    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this much wall time in this run")
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (checkpoints are saved from the CPU either way)")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--ckpt-dir", type=Path, default=CKPT_DIR)
-    ap.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    StepControl.add_arguments(ap, seed=1, snapshot_every=500, data=DATA, ckpt_dir=CKPT_DIR, run_dir=RUN_DIR)
     a = ap.parse_args(argv)
 
     t_start = time.time()
