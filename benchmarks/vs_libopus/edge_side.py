@@ -8,8 +8,8 @@ and DRED (24 kb/s + DRED 1040 ms; the receiver recovers from DRED with an ideal
 1040 ms buffer and conceals the rest with the neural PLC).
 
 Each priced unit of work runs inside its own small C function of ``STAGES_SO``
-(``edstage_<name>``, which only calls back into Python), so callgrind's inclusive
-cost of that function is the unit's cost.  The hooks wrap library methods by
+(``edstage_<name>``, entered through ``edstage_enter``; it only calls back into
+Python), so callgrind's inclusive cost of that function is the unit's cost.  The hooks wrap library methods by
 name, from outside the package; a hook whose target is gone is reported as
 missing instead of failing the run.  Instrumentation starts after the imports
 and model loads (``edstage_start``).  Writes units and call nesting per stage
@@ -62,11 +62,9 @@ class Stages:
 
     def __init__(self, lib_path: str) -> None:
         self.lib = ctypes.CDLL(lib_path)
-        self.fn = {}
-        for n in stage_names():
-            f = getattr(self.lib, f"edstage_{n}")
-            f.argtypes, f.restype = [CB], ctypes.c_long
-            self.fn[n] = f
+        self.enter = self.lib.edstage_enter
+        self.enter.argtypes, self.enter.restype = [ctypes.c_int, CB], ctypes.c_long
+        self.index = {n: i for i, n in enumerate(stage_names())}
         self.mode = MODES[0]
         self.units: dict[str, float] = {}
         self.calls: dict[str, int] = {}
@@ -90,7 +88,7 @@ class Stages:
 
         self.stack.append(stage)
         try:
-            self.fn[stage](CB(cb))
+            self.enter(self.index[stage], CB(cb))
         finally:
             self.stack.pop()
         if box[1] is not None:
