@@ -93,6 +93,13 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     return r
 
 
+def _extract(t: tarfile.TarFile, dst: str) -> None:
+    try:
+        t.extractall(dst, filter="data")
+    except TypeError:   # Python without extraction filters (< 3.11.4)
+        t.extractall(dst)
+
+
 def prepare_source(a: argparse.Namespace) -> tuple[str, str]:
     """A libopus tree of our own under the work folder; returns (path, what it is)."""
     dst = os.path.join(a.work, "opus-src")
@@ -128,12 +135,12 @@ def prepare_source(a: argparse.Namespace) -> tuple[str, str]:
             subprocess.run([git, *gd, "archive", PIN, "--", ".", *excl], stdout=tf, stderr=subprocess.DEVNULL, check=True)
             tf.seek(0)
             with tarfile.open(fileobj=tf) as t:
-                t.extractall(dst, filter="data")
+                _extract(t, dst)
     elif os.path.isdir(src):
         shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
     else:
         with tarfile.open(src) as t:
-            t.extractall(a.work + "/.unpack", filter="data")
+            _extract(t, a.work + "/.unpack")
         top = os.listdir(a.work + "/.unpack")
         inner = os.path.join(a.work, ".unpack", top[0]) if len(top) == 1 else a.work + "/.unpack"
         shutil.rmtree(dst)
