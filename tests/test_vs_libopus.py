@@ -84,7 +84,8 @@ def test_callgrind_reader_sums_call_sites(tmp_path):
 
 def test_export_fix_ups(tmp_path):
     w = _load("vs_libopus_weights", "weights.py")
-    (tmp_path / "plc_data.h").write_text("struct PLCModel {\n    LinearLayer a;\n};\n\nint init_plcmodel(PLCModel *m);\n")
+    (tmp_path / "plc_data.h").write_text(
+        "struct PLCModel {\n    LinearLayer a;\n};\n\nint init_plcmodel(PLCModel *m);\n")
     (tmp_path / "pitchdnn_data.h").write_text("int init_pitchdnn(PitchDNN *model, const WeightArray *arrays);\n")
     (tmp_path / "pitchdnn_data.c").write_text("int init_pitchdnn(PitchDNN *model, const WeightArray *arrays) {\n}\n")
     empty = "\nstruct Model {\n};\n\nint init_model(Model *model, const WeightArray *arrays);\n"

@@ -132,7 +132,8 @@ def prepare_source(a: argparse.Namespace) -> tuple[str, str]:
         missing = {w.split()[0] for w in check.stdout.splitlines() if w.endswith(" missing")}
         excl = [f":(exclude){line.split(None, 3)[3]}" for line in tree if line.split()[2] in missing]
         with tempfile.TemporaryFile() as tf:
-            subprocess.run([git, *gd, "archive", PIN, "--", ".", *excl], stdout=tf, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run([git, *gd, "archive", PIN, "--", ".", *excl], stdout=tf, stderr=subprocess.DEVNULL,
+                           check=True)
             tf.seek(0)
             with tarfile.open(fileobj=tf) as t:
                 _extract(t, dst)
@@ -305,6 +306,8 @@ def libopus_rows(info: dict, prof: dict) -> dict[str, float | None]:
         "rx_avg_dred": _per(prof, ["rx_dred_good", "rx_dred_burst", "rx_dred_tail"], pk),
         "lost_plc": _per(prof, ["rx_plc_lost"], calls("rx_plc_lost")),
         "lost_dred": _per(prof, ["rx_dred_burst", "rx_dred_tail"], lost),
+        "rx_avg_dredonly": _per(prof, ["rx_dred_good", "rx_dred_burst", "rx_dred_tail"], pk),
+        "lost_dredonly": _per(prof, ["rx_dred_burst", "rx_dred_tail"], lost),
         "features": _per(prof, ["compute_frame_features"], calls("compute_frame_features")),
         "vocoder": _per(prof, ["fargan_synthesize_int", "fargan_synthesize"], voc_calls),
         "postfilter": None,
@@ -336,11 +339,12 @@ def edge_rows(info: dict, prof: dict) -> tuple[dict[str, float | None], dict]:
             return None
         return sum(c for c in cs if c is not None) / u
 
-    def both(stage):   # per unit over both modes
-        names = [f"{m}_{stage}" for m in ("plc", "dred")]
+    def both(stage):   # per unit over every mode
+        names = [f"{m}_{stage}" for m in ("plc", "dred", "dredonly")]
         return per(names, sum(units.get(n, 0) for n in names))
 
-    slots = {m: calls.get(f"{m}_rx_good", 0) + calls.get(f"{m}_rx_lost", 0) for m in ("plc", "dred")}
+    slots = {m: calls.get(f"{m}_rx_good", 0) + calls.get(f"{m}_rx_lost", 0)
+             for m in ("plc", "dred", "dredonly")}
     dp = per(["dred_dred_packet"], units.get("dred_dred_packet"))
     dn = per(["dred_dred_net"], units.get("dred_dred_net"))
     rows = {
@@ -349,13 +353,16 @@ def edge_rows(info: dict, prof: dict) -> tuple[dict[str, float | None], dict]:
         "rx_avg_dred": per(["dred_rx_good", "dred_rx_lost"], slots["dred"]),
         "lost_plc": per(["plc_rx_lost"], calls.get("plc_rx_lost")),
         "lost_dred": per(["dred_rx_lost"], calls.get("dred_rx_lost")),
+        "rx_avg_dredonly": per(["dredonly_rx_good", "dredonly_rx_lost"], slots["dredonly"]),
+        "lost_dredonly": per(["dredonly_rx_lost"], calls.get("dredonly_rx_lost")),
         "features": both("features"),
         "vocoder": both("vocoder"),
         "postfilter": both("postfilter"),
         "dred_coding": None if dp is None or dn is None else dp - dn,
         "dred_parse": both("dred_parse"),
         "dred_net": dn,
-        "tx_overhead": per(["dred_tx_dred", "dred_tx_attach"], slots["dred"]),
+        "tx_overhead": per(["dred_tx_dred", "dred_tx_attach", "dredonly_tx_dred", "dredonly_tx_attach"],
+                           slots["dred"] + slots["dredonly"]),
     }
     return rows, {"wrapper_own": own, "wrapper_nested": per_nested}
 
@@ -366,6 +373,8 @@ ROWS = [
     ("rx_avg_dred", "receiver, average per packet, DRED (ideal buffer)"),
     ("lost_plc", "per concealed packet, neural PLC"),
     ("lost_dred", "per lost packet, DRED (ideal buffer; neural PLC where DRED does not reach)"),
+    ("rx_avg_dredonly", "receiver, average per packet, DRED; edge-dred without its neural PLC"),
+    ("lost_dredonly", "per lost packet, DRED; edge-dred without its neural PLC"),
     ("features", "feature analysis per 10 ms (libopus incl. its pitch DNN)"),
     ("vocoder", "vocoder (+ postfilter) per 10 ms"),
     ("postfilter", "  of which postfilter per 10 ms (libopus has none)"),

@@ -3,9 +3,10 @@
     valgrind --tool=callgrind --instr-atstart=no python edge_side.py PCM TRACE STAGES_SO OUT_JSON
 
 Runs the library as ``simulate`` does, on the same speech (raw 16 kHz int16) and
-loss trace as the libopus driver, in two modes: neural PLC (24 kb/s, no DRED)
-and DRED (24 kb/s + DRED 1040 ms; the receiver recovers from DRED with an ideal
-1040 ms buffer and conceals the rest with the neural PLC).
+loss trace as the libopus driver, in three modes: neural PLC (24 kb/s, no DRED),
+DRED (24 kb/s + DRED 1040 ms; the receiver recovers from DRED with an ideal
+1040 ms buffer and conceals the rest with the neural PLC) and the same DRED
+without the neural PLC (libopus's classic PLC for the rest).
 
 Each priced unit of work runs inside its own small C function of ``STAGES_SO``
 (``edstage_<name>``, entered through ``edstage_enter``; it only calls back into
@@ -41,7 +42,7 @@ HOOKS = {
     "dred_parse": ("edge_dred.dred.payload", "parse_payload", 1),
     "rx": ("edge_dred.receiver", "Receiver._decide_one", 1),
 }
-MODES = ("plc", "dred")
+MODES = ("plc", "dred", "dredonly")
 CAL_N = 200
 
 
@@ -154,9 +155,11 @@ def main() -> None:
         st.hook(name, module, path, unit)
 
     # Everything loaded before instrumentation starts: models, TFLite, both senders and receivers.
-    senders = {"plc": Sender(bitrate=24000), "dred": Sender(bitrate=24000, dred_ms=1040)}
+    senders = {"plc": Sender(bitrate=24000), "dred": Sender(bitrate=24000, dred_ms=1040),
+               "dredonly": Sender(bitrate=24000, dred_ms=1040)}
     receivers = {"plc": build_receiver(neural_plc=True),
-                 "dred": build_receiver(dred=True, neural_plc=True, recovery_ms=1040)}
+                 "dred": build_receiver(dred=True, neural_plc=True, recovery_ms=1040),
+                 "dredonly": build_receiver(dred=True, recovery_ms=1040)}
     noop = lambda: None  # noqa: E731
 
     def cal(k):

@@ -71,7 +71,8 @@ def _fix_up(out_dir: str) -> None:
         open(p, "w").write(s)
     p = os.path.join(out_dir, "dred_rdovae_stats_data.c")
     s = open(p).read()
-    s = re.sub(r"const WeightArray model_arrays\[\] = \{.*?\n\};\nint init_model\(Model \*model, const WeightArray \*arrays\) \{.*?\n\}\n", "", s, flags=re.S)
+    s = re.sub(r"const WeightArray model_arrays\[\] = \{.*?\n\};\n"
+               r"int init_model\(Model \*model, const WeightArray \*arrays\) \{.*?\n\}\n", "", s, flags=re.S)
     open(p, "w").write(s)
 
 
