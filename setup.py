@@ -56,7 +56,13 @@ extensions = [
         library_dirs=opus_libdirs,
         libraries=opus_libs or ["opus"],
     ),
-    Extension("edge_dred.dsp._features", ["edge_dred/dsp/_features.pyx"]),
+    Extension(
+        "edge_dred.dsp._features",
+        ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c",
+         "edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"],
+        include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
+        extra_compile_args=["-ffp-contract=off"],  # the pitch sums round exactly as the reference's
+    ),
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
 ] + _load_kernel_extensions()
 
