@@ -61,7 +61,7 @@ extensions = [
         ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c",
          "edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"],
         include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
-        extra_compile_args=["-ffp-contract=off"],  # the pitch sums round exactly as the reference's
+        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # see feature_analysis.c
     ),
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
 ] + _load_kernel_extensions()

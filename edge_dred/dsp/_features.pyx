@@ -2,12 +2,17 @@
 """Thin binding of the compiled feature analysis (``src/feature_analysis.c``).
 
 :class:`Analyzer` owns one stream's state and FFT plan; each call analyses
-whole 10 ms frames in one C call.  Tables and thresholds are given once, at
-construction, by :mod:`edge_dred.dsp.features` (their single definition).
-Sizes are checked here: the C code indexes raw memory.
+whole 10 ms frames in one C call.  Tables and thresholds are set once per
+process by :mod:`edge_dred.dsp.features` (their single definition) through
+:func:`set_params`.  Contiguous int16 arrays take a direct path; anything else
+goes to the subclass's ``_checked`` (validation, then :meth:`_run_i16` /
+:meth:`_run_f64`).  Sizes are checked here: the C code indexes raw memory.
 """
+cimport numpy as cnp
 from libc.stdint cimport int16_t
 from libc.math cimport isfinite, fabs
+
+cnp.import_array()
 
 cdef extern from "feature_analysis.h":
     enum:
@@ -84,8 +89,13 @@ def bad_sample(const double[::1] x, double limit):
     return bad
 
 
-cdef class Analyzer:
-    """One stream of feature analysis.
+cdef edf_params _params
+cdef bint _have_params = False
+
+
+def set_params(const double[::1] window, const double[:, ::1] band_w, const double[:, ::1] dct,
+               const double[::1] lowpass, dict scalars):
+    """Set the tables and thresholds every :class:`Analyzer` is created with.
 
     Parameters
     ----------
@@ -96,46 +106,52 @@ cdef class Analyzer:
     scalars : dict
         Every name in ``_SCALARS``.
     """
+    global _have_params
+    cdef Py_ssize_t i, j
+    if window.shape[0] != EDF_WIN or band_w.shape[0] != EDF_BANDS or band_w.shape[1] != EDF_BINS \
+            or dct.shape[0] != EDF_BANDS or dct.shape[1] != EDF_BANDS or lowpass.shape[0] != EDF_LP_TAPS:
+        raise ValueError("set_params: table sizes do not match feature_analysis.h")
+    missing = [k for k in _SCALARS if k not in scalars]
+    if missing:
+        raise ValueError(f"set_params: missing parameters {missing}")
+    _params.preemphasis = scalars["preemphasis"]
+    _params.win_power = scalars["win_power"]
+    _params.energy_floor = scalars["energy_floor"]
+    _params.max_range = scalars["max_range"]
+    _params.follow_decay = scalars["follow_decay"]
+    _params.c0_offset = scalars["c0_offset"]
+    _params.reg = scalars["reg"]
+    _params.double_margin = scalars["double_margin"]
+    _params.octave_ratio = scalars["octave_ratio"]
+    _params.cont_window = scalars["cont_window"]
+    _params.cont_margin = scalars["cont_margin"]
+    _params.jump_min = scalars["jump_min"]
+    _params.onset_min = scalars["onset_min"]
+    _params.voiced_threshold = scalars["voiced_threshold"]
+    _params.default_period = scalars["default_period"]
+    _params.octave_kmax = scalars["octave_kmax"]
+    _params.cont_max_gap = scalars["cont_max_gap"]
+    for i in range(EDF_WIN):
+        _params.window[i] = window[i]
+    for i in range(EDF_BANDS):
+        for j in range(EDF_BINS):
+            _params.band_w[i][j] = band_w[i, j]
+        for j in range(EDF_BANDS):
+            _params.dct[i][j] = dct[i, j]
+    for i in range(EDF_LP_TAPS):
+        _params.lowpass[i] = lowpass[i]
+    _have_params = True
+
+
+cdef class Analyzer:
+    """One stream of feature analysis (state and FFT plan allocated here, once)."""
 
     cdef edf_state *st
 
-    def __cinit__(self, const double[::1] window, const double[:, ::1] band_w, const double[:, ::1] dct,
-                  const double[::1] lowpass, dict scalars):
-        cdef edf_params p
-        cdef Py_ssize_t i, j
-        if window.shape[0] != EDF_WIN or band_w.shape[0] != EDF_BANDS or band_w.shape[1] != EDF_BINS \
-                or dct.shape[0] != EDF_BANDS or dct.shape[1] != EDF_BANDS or lowpass.shape[0] != EDF_LP_TAPS:
-            raise ValueError("Analyzer: table sizes do not match feature_analysis.h")
-        missing = [k for k in _SCALARS if k not in scalars]
-        if missing:
-            raise ValueError(f"Analyzer: missing parameters {missing}")
-        p.preemphasis = scalars["preemphasis"]
-        p.win_power = scalars["win_power"]
-        p.energy_floor = scalars["energy_floor"]
-        p.max_range = scalars["max_range"]
-        p.follow_decay = scalars["follow_decay"]
-        p.c0_offset = scalars["c0_offset"]
-        p.reg = scalars["reg"]
-        p.double_margin = scalars["double_margin"]
-        p.octave_ratio = scalars["octave_ratio"]
-        p.cont_window = scalars["cont_window"]
-        p.cont_margin = scalars["cont_margin"]
-        p.jump_min = scalars["jump_min"]
-        p.onset_min = scalars["onset_min"]
-        p.voiced_threshold = scalars["voiced_threshold"]
-        p.default_period = scalars["default_period"]
-        p.octave_kmax = scalars["octave_kmax"]
-        p.cont_max_gap = scalars["cont_max_gap"]
-        for i in range(EDF_WIN):
-            p.window[i] = window[i]
-        for i in range(EDF_BANDS):
-            for j in range(EDF_BINS):
-                p.band_w[i][j] = band_w[i, j]
-            for j in range(EDF_BANDS):
-                p.dct[i][j] = dct[i, j]
-        for i in range(EDF_LP_TAPS):
-            p.lowpass[i] = lowpass[i]
-        self.st = edf_new(&p)
+    def __cinit__(self, *args, **kwargs):
+        if not _have_params:
+            raise RuntimeError("edge_dred.dsp._features: set_params() was not called")
+        self.st = edf_new(&_params)
         if self.st == NULL:
             raise MemoryError("Analyzer: out of memory")
 
@@ -146,23 +162,86 @@ cdef class Analyzer:
         """Forget all history (as if the stream restarted after zeros)."""
         edf_reset(self.st)
 
-    def process_i16(self, const int16_t[::1] x, float[:, ::1] out):
-        """Analyse ``len(x) // 160`` frames of int16 samples into ``out`` (n, 20)."""
-        cdef long n = x.shape[0] // EDF_FRAME
-        if x.shape[0] % EDF_FRAME or out.shape[0] != n or out.shape[1] != EDF_NFEAT:
-            raise ValueError("process_i16: shape mismatch")
-        if n:
-            with nogil:
-                edf_process_i16(self.st, &x[0], n, &out[0, 0])
+    def process(self, frame):
+        """Analyse one 160-sample frame.
 
-    def process_f64(self, const double[::1] x, float[:, ::1] out):
-        """As :meth:`process_i16` for int16-scale float64 samples (validated by the caller)."""
+        Parameters
+        ----------
+        frame : numpy.ndarray
+            1-D, exactly 160 samples on the int16 scale (int16, float32 or float64).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape (20,).
+        """
+        out = self._direct(frame, True)
+        if out is None:
+            out = self._checked(frame, "frame", True)
+        return out[0]
+
+    def process_block(self, pcm):
+        """Analyse a block whose length is a multiple of 160 samples (one C call).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape (len(pcm) // 160, 20).
+        """
+        out = self._direct(pcm, False)
+        if out is None:
+            return self._checked(pcm, "pcm", False)
+        return out
+
+    cdef object _direct(self, object pcm, bint one):
+        """The analysis of a contiguous 1-D int16 array of whole frames; None for anything else."""
+        cdef cnp.ndarray arr, out
+        cdef cnp.npy_intp dims[2]
+        cdef Py_ssize_t n
+        if not cnp.PyArray_Check(pcm):
+            return None
+        arr = <cnp.ndarray>pcm
+        if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_TYPE(arr) != cnp.NPY_INT16 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            return None
+        n = cnp.PyArray_DIM(arr, 0)
+        if n % EDF_FRAME or (one and n != EDF_FRAME):
+            return None
+        dims[0] = n // EDF_FRAME
+        dims[1] = EDF_NFEAT
+        out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+        if dims[0]:
+            with nogil:
+                edf_process_i16(self.st, <const int16_t *>cnp.PyArray_DATA(arr), dims[0],
+                                <float *>cnp.PyArray_DATA(out))
+        return out
+
+    def _run_i16(self, const int16_t[::1] x):
+        """Analyse ``len(x) // 160`` whole frames of int16 samples."""
         cdef long n = x.shape[0] // EDF_FRAME
-        if x.shape[0] % EDF_FRAME or out.shape[0] != n or out.shape[1] != EDF_NFEAT:
-            raise ValueError("process_f64: shape mismatch")
+        if x.shape[0] % EDF_FRAME:
+            raise ValueError("_run_i16: not whole frames")
+        out = cnp.PyArray_ZEROS(2, [n, EDF_NFEAT], cnp.NPY_FLOAT32, 0)
+        cdef float[:, ::1] o = out
         if n:
             with nogil:
-                edf_process_f64(self.st, &x[0], n, &out[0, 0])
+                edf_process_i16(self.st, &x[0], n, &o[0, 0])
+        return out
+
+    def _run_f64(self, const double[::1] x):
+        """As :meth:`_run_i16` for int16-scale float64 samples (validated by the caller)."""
+        cdef long n = x.shape[0] // EDF_FRAME
+        if x.shape[0] % EDF_FRAME:
+            raise ValueError("_run_f64: not whole frames")
+        out = cnp.PyArray_ZEROS(2, [n, EDF_NFEAT], cnp.NPY_FLOAT32, 0)
+        cdef float[:, ::1] o = out
+        if n:
+            with nogil:
+                edf_process_f64(self.st, &x[0], n, &o[0, 0])
+        return out
+
+    def _checked(self, pcm, str name, bint one):
+        raise NotImplementedError("validation is the subclass's (edge_dred.dsp.features.FeatureExtractor)")
 
     @property
     def state_bytes(self) -> int:

@@ -324,68 +324,31 @@ _PARAMS = {
     "voiced_threshold": _VOICED_THRESHOLD, "default_period": _DEFAULT_PERIOD,
     "octave_kmax": _OCTAVE_KMAX, "cont_max_gap": _CONT_MAX_GAP,
 }
-_BAND_WN = np.ascontiguousarray(_BAND_WN_T.T)
+_ck.set_params(_WINDOW, np.ascontiguousarray(_BAND_WN_T.T), _DCT, _LOWPASS, _PARAMS)
 
 
-class FeatureExtractor:
+class FeatureExtractor(_ck.Analyzer):
     """Streaming feature extractor; gives the same results as :func:`compute_features`.
 
-    The state (in C) is the last input sample, 160 pre-emphasised samples (first
-    half of the next window), 30 samples of low-pass filter history, 440 samples
-    of low-passed history for the pitch search, the pitch tracker state and one
-    FFT plan; analysing a frame allocates nothing.
+    ``process(frame)`` analyses one 160-sample frame (returns float32 (20,)),
+    ``process_block(pcm)`` a block of whole frames in one C call (float32
+    (n, 20)), ``reset()`` forgets all history, ``state_bytes`` is the memory per
+    stream.  Contiguous int16 input goes straight to C; other input is checked
+    (:class:`FeatureInputError`) and converted first.  The state (in C) is the
+    last input sample, 160 pre-emphasised samples (first half of the next
+    window), 30 samples of low-pass filter history, 440 samples of low-passed
+    history for the pitch search, the pitch tracker state and one FFT plan;
+    analysing a frame allocates only its output array.
     """
 
-    def __init__(self) -> None:
-        self._an = _ck.Analyzer(_WINDOW, _BAND_WN, _DCT, _LOWPASS, _PARAMS)
-
-    def reset(self) -> None:
-        """Forget all history (as if the stream restarted after zeros)."""
-        self._an.reset()
-
-    def process(self, frame: np.ndarray) -> np.ndarray:
-        """Analyse one 160-sample frame.
-
-        Parameters
-        ----------
-        frame : numpy.ndarray
-            1-D, exactly 160 samples on the int16 scale.
-
-        Returns
-        -------
-        numpy.ndarray
-            float32 array of shape (20,).
-        """
-        x = _validate_pcm(frame, "frame")
-        if x.shape[0] != FRAME_SIZE:
+    def _checked(self, pcm: np.ndarray, name: str, one: bool) -> np.ndarray:
+        x = _validate_pcm(pcm, name)
+        if one and x.shape[0] != FRAME_SIZE:
             raise FeatureInputError(f"frame must have {FRAME_SIZE} samples, got {x.shape[0]}")
-        return self._run(x)[0]
-
-    def process_block(self, pcm: np.ndarray) -> np.ndarray:
-        """Analyse a block whose length is a multiple of 160 samples (one C call).
-
-        Returns
-        -------
-        numpy.ndarray
-            float32 array of shape (len(pcm) // 160, 20).
-        """
-        x = _validate_pcm(pcm)
         if x.shape[0] % FRAME_SIZE:
             raise FeatureInputError(f"block length must be a multiple of {FRAME_SIZE}, got {x.shape[0]}")
-        return self._run(x)
+        return self._run_i16(x) if x.dtype == np.int16 else self._run_f64(x)
 
-    @property
-    def state_bytes(self) -> int:
-        """Bytes held per stream (state, scratch, FFT plan)."""
-        return int(self._an.state_bytes)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty((x.shape[0] // FRAME_SIZE, NB_FEATURES), dtype=np.float32)
-        if x.dtype == np.int16:
-            self._an.process_i16(x, out)
-        else:
-            self._an.process_f64(x, out)
-        return out
 
 def compute_features(pcm: np.ndarray) -> np.ndarray:
     """Compute LPCNet-style features for a whole signal.

@@ -1,7 +1,8 @@
 /* Streaming feature analysis; see feature_analysis.h and edge_dred/dsp/features.py.
  *
  * Bit-exactness of the pitch path: every correlation and energy is a sequential
- * double sum in the reference's order.  The SIMD code below vectorises across
+ * double sum in the reference's order (energies sum precomputed squares, the
+ * same products).  The SIMD code below vectorises across
  * lags (or output samples), never within one sum, so each lane performs exactly
  * the scalar sequence of roundings.  Build with -ffp-contract=off so that no
  * multiply-add is fused.
@@ -17,6 +18,9 @@
 #if defined(__GNUC__) || defined(__clang__)
 typedef double v2d __attribute__((vector_size(16)));
 #define EDF_HAVE_V2D 1
+#define EDF_NOINLINE __attribute__((noinline))
+#else
+#define EDF_NOINLINE
 #endif
 
 #define N_DEC (EDF_BUF16 / 2)                  /* 8 kHz samples in the buffer */
@@ -33,13 +37,14 @@ struct edf_state {
     double y_hist[EDF_FRAME];                     /* first half of the next window */
     double lp_in[EDF_LP_TAPS - 1 + EDF_FRAME];    /* low-pass input: history then frame */
     double u[EDF_BUF16];                          /* low-passed history ending at the frame end */
+    double u2[EDF_BUF16];                         /* its squares */
     int prev_lag8;                                /* lag index of the last voiced frame, -1 if none */
     long gap;                                     /* frames since that voiced frame */
     double last_period;
     /* scratch, kept here so nothing is allocated per frame */
     kiss_fft_scalar fft_in[EDF_WIN];
     kiss_fft_cpx fft_out[EDF_BINS];
-    double d[N_DEC];
+    double d[N_DEC], d2[N_DEC];                   /* u at 8 kHz and its squares */
     double ncc[EDF_NLAG8], cp[EDF_NLAG8];
 };
 
@@ -113,61 +118,70 @@ static void lowpass(const double *x, const double *h, double *out)
         memcpy(out + n + 4, &a2, 16);
         memcpy(out + n + 6, &a3, 16);
     }
-#endif
+#else
     for (; n < EDF_FRAME; n++) {
         double acc = 0.0;
         for (k = 0; k < EDF_LP_TAPS; k++)
             acc = acc + h[k] * x[n + EDF_LP_TAPS - 1 - k];
         out[n] = acc;
     }
+#endif
 }
 
 /* ------------------------------------------------------------- correlations */
 
-static double energy(const double *s, int n)
+/* Sum of precomputed squares, in order. */
+static double energy(const double *s2, int n)
 {
     double e = 0.0;
     for (int i = 0; i < n; i++)
-        e = e + s[i] * s[i];
+        e = e + s2[i];
     return e;
 }
 
-/* ncc of s = x[s0 .. s0+seg) with x[s0-lag ..) for one lag. */
-static double ncc_one(const double *x, int s0, int seg, int lag, double es, double reg)
+/* ncc of s = x[s0 .. s0+seg) with x[s0-lag ..) for one lag; x2 holds the squares of x. */
+static double ncc_one(const double *x, const double *x2, int s0, int seg, int lag, double es, double reg)
 {
-    const double *s = x + s0, *q = x + s0 - lag;
+    const double *s = x + s0, *q = x + s0 - lag, *q2 = x2 + s0 - lag;
     double xc = 0.0, ep = 0.0;
     for (int i = 0; i < seg; i++) {
         xc = xc + s[i] * q[i];
-        ep = ep + q[i] * q[i];
+        ep = ep + q2[i];
     }
     return xc / sqrt((es + reg) * (ep + reg));
 }
 
-/* ncc for the consecutive lags lag0 .. lag0+n-1 into out[0 .. n). */
-static void ncc_run(const double *x, int s0, int seg, int lag0, int n, double es, double reg, double *out)
+/* ncc for the consecutive lags lag0 .. lag0+n-1 into out[0 .. n).  Not inlined, and
+ * built without predictive commoning: either makes the compiler keep loads across
+ * iterations, and the 8 accumulators spill out of the 16 SSE registers. */
+static EDF_NOINLINE void ncc_run(const double *x, const double *x2, int s0, int seg, int lag0, int n, double es, double reg,
+                    double *out)
 {
     int j = 0;
 #ifdef EDF_HAVE_V2D
     const double *s = x + s0;
     /* Eight lags at once: lanes of the vector at q+2m are lags lag0+j+7-2m and lag0+j+6-2m. */
     for (; j + 8 <= n; j += 8) {
-        const double *q = x + s0 - (lag0 + j + 7);
+        const double *q = x + s0 - (lag0 + j + 7), *q2 = x2 + s0 - (lag0 + j + 7);
         v2d z = {0.0, 0.0}, c0 = z, c1 = z, c2 = z, c3 = z, e0 = z, e1 = z, e2 = z, e3 = z;
         for (int i = 0; i < seg; i++) {
-            v2d si = {s[i], s[i]}, p0, p1, p2, p3;
+            v2d si = {s[i], s[i]}, p0, p1, p2, p3, r0, r1, r2, r3;
             memcpy(&p0, q + i, 16);
             memcpy(&p1, q + i + 2, 16);
             memcpy(&p2, q + i + 4, 16);
             memcpy(&p3, q + i + 6, 16);
+            memcpy(&r0, q2 + i, 16);
+            memcpy(&r1, q2 + i + 2, 16);
+            memcpy(&r2, q2 + i + 4, 16);
+            memcpy(&r3, q2 + i + 6, 16);
             c0 = c0 + si * p0;
             c1 = c1 + si * p1;
             c2 = c2 + si * p2;
             c3 = c3 + si * p3;
-            e0 = e0 + p0 * p0;
-            e1 = e1 + p1 * p1;
-            e2 = e2 + p2 * p2;
-            e3 = e3 + p3 * p3;
+            e0 = e0 + r0;
+            e1 = e1 + r1;
+            e2 = e2 + r2;
+            e3 = e3 + r3;
         }
         double xc[8], ep[8];
         memcpy(xc, &c0, 16);
@@ -183,7 +197,7 @@ static void ncc_run(const double *x, int s0, int seg, int lag0, int n, double es
     }
 #endif
     for (; j < n; j++)
-        out[j] = ncc_one(x, s0, seg, lag0 + j, es, reg);
+        out[j] = ncc_one(x, x2, s0, seg, lag0 + j, es, reg);
 }
 
 /* ------------------------------------------------------------- coarse pitch */
@@ -195,11 +209,13 @@ static void coarse(edf_state *st)
     const double reg = p->reg * EDF_SEG8;
     double *ncc = st->ncc, *cp = st->cp;
     int j, L;
-    for (j = 0; j < N_DEC; j++)
+    for (j = 0; j < N_DEC; j++) {
         st->d[j] = st->u[1 + 2 * j];
+        st->d2[j] = st->u2[1 + 2 * j];
+    }
     const int s0 = N_DEC - EDF_SEG8;
-    const double es = energy(st->d + s0, EDF_SEG8);
-    ncc_run(st->d, s0, EDF_SEG8, EDF_LAG8_MIN, EDF_NLAG8, es, reg, ncc);
+    const double es = energy(st->d2 + s0, EDF_SEG8);
+    ncc_run(st->d, st->d2, s0, EDF_SEG8, EDF_LAG8_MIN, EDF_NLAG8, es, reg, ncc);
     /* Interior local maxima with parabola-interpolated heights, -1 elsewhere. */
     cp[0] = -1.0;
     cp[EDF_NLAG8 - 1] = -1.0;
@@ -325,7 +341,10 @@ static void frame(edf_state *st, const double *x, float *out)
     /* Low-pass into the end of the 16 kHz pitch buffer. */
     memcpy(st->lp_in + EDF_LP_TAPS - 1, y, sizeof y);
     memmove(st->u, st->u + EDF_FRAME, (EDF_BUF16 - EDF_FRAME) * sizeof(double));
+    memmove(st->u2, st->u2 + EDF_FRAME, (EDF_BUF16 - EDF_FRAME) * sizeof(double));
     lowpass(st->lp_in, p->lowpass, st->u + EDF_BUF16 - EDF_FRAME);
+    for (k = EDF_BUF16 - EDF_FRAME; k < EDF_BUF16; k++)
+        st->u2[k] = st->u[k] * st->u[k];
     memmove(st->lp_in, st->lp_in + EDF_FRAME, (EDF_LP_TAPS - 1) * sizeof(double));
 
     coarse(st);
@@ -335,7 +354,7 @@ static void frame(edf_state *st, const double *x, float *out)
     /* Fine stage at 16 kHz on the last 320 samples. */
     const int s0 = EDF_BUF16 - EDF_SEG16;
     const double reg = p->reg * EDF_SEG16;
-    const double es = energy(st->u + s0, EDF_SEG16);
+    const double es = energy(st->u2 + s0, EDF_SEG16);
     double period, corr;
     if (voiced) {
         int lags[N_FINE], centre = 2 * (lag8 + EDF_LAG8_MIN);
@@ -345,10 +364,10 @@ static void frame(edf_state *st, const double *x, float *out)
             lags[k] = l < LAG16_LO ? LAG16_LO : (l > LAG16_HI ? LAG16_HI : l);
         }
         if (lags[0] + N_FINE - 1 == lags[N_FINE - 1]) {
-            ncc_run(st->u, s0, EDF_SEG16, lags[0], N_FINE, es, reg, f);
+            ncc_run(st->u, st->u2, s0, EDF_SEG16, lags[0], N_FINE, es, reg, f);
         } else {   /* clipped at a range end: repeated lags */
             for (k = 0; k < N_FINE; k++)
-                f[k] = ncc_one(st->u, s0, EDF_SEG16, lags[k], es, reg);
+                f[k] = ncc_one(st->u, st->u2, s0, EDF_SEG16, lags[k], es, reg);
         }
         int j = 1;
         for (k = 2; k < N_FINE - 1; k++)
@@ -366,7 +385,7 @@ static void frame(edf_state *st, const double *x, float *out)
     } else {
         /* Unvoiced: hold the last voiced period, report the correlation there. */
         period = st->last_period;
-        corr = ncc_one(st->u, s0, EDF_SEG16, (int)rint(period), es, reg);
+        corr = ncc_one(st->u, st->u2, s0, EDF_SEG16, (int)rint(period), es, reg);
     }
     out[EDF_BANDS] = (float)period;
     out[EDF_BANDS + 1] = (float)(corr < 0.0 ? 0.0 : (corr > 1.0 ? 1.0 : corr));
@@ -413,6 +432,7 @@ void edf_reset(edf_state *st)
     memset(st->y_hist, 0, sizeof st->y_hist);
     memset(st->lp_in, 0, sizeof st->lp_in);
     memset(st->u, 0, sizeof st->u);
+    memset(st->u2, 0, sizeof st->u2);
     st->prev_lag8 = -1;
     st->gap = 1L << 30;
     st->last_period = st->p.default_period;
