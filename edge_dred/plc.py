@@ -160,9 +160,9 @@ class NeuralPLC:
         p = self.policy = _policy
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.RED, Decision.LBRR)
-        self._fx = FeatureExtractor()
-        self._fx_lazy = FeatureExtractor() if p.history_ms is not None else None   # reset per analysis
+        self._fx = FeatureExtractor()   # the output stream's, or (history_ms) reset before each analysis
         self._ring = np.zeros((p.history_ms or 0) * 16 // FRAME_SIZE * FRAME_SIZE, np.int16)
+        self._filled = 0           # samples of the ring written so far
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
         self._cont = Continuation(vocoder_model, postfilter=p.postfilter, reference=reference)
         self._feats = np.zeros((Continuation.history_frames, NB_FEATURES), np.float32)
@@ -182,16 +182,22 @@ class NeuralPLC:
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
-        """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor."""
+        """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor.
+
+        With ``history_ms``, keep it; inside a loss, after the loss start's analysis, the
+        extractor runs on from there over our own slots, as it does eagerly.
+        """
         if self.policy.history_ms is not None:
             x = np.asarray(pcm, np.int16)
             self._ring = np.concatenate([self._ring[x.shape[0]:], x])
+            self._filled = min(self._filled + x.shape[0], self._ring.shape[0])
+            if decision == self.decision and not self._stale:
+                self._feats = np.concatenate([self._feats, self._fx.process_block(x)])[-Continuation.history_frames:]
         else:
             feats = self._fx.process_block(np.asarray(pcm))
             self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
             if decision != self.decision:
-                for f in feats:
-                    self._pred.update(f)
+                self._pred.update_block(feats)
         if decision != self.decision:
             self._active = False
             self._stale = True
@@ -204,7 +210,8 @@ class NeuralPLC:
             raise PLCInputError(f"slot length {n} is not a positive multiple of {FRAME_SIZE}")
         if not self._active:
             if self.policy.history_ms is not None and self._stale:
-                self._analyse_history(self._ring)
+                # only what was played: a stream shorter than the history is analysed from its start
+                self._analyse_history(self._ring[self._ring.shape[0] - self._filled // FRAME_SIZE * FRAME_SIZE:])
             self._lost = 0
             self._active = True
             self._primed = False
@@ -264,12 +271,11 @@ class NeuralPLC:
     # ---------------------------------------------------------- helpers
     def _analyse_history(self, hist: np.ndarray) -> None:
         """Features of the last ``history_ms`` of output, and the predictor run over them."""
-        feats = self._fx_lazy.process_block(hist)
-        self._fx_lazy.reset()
+        self._fx.reset()
+        feats = self._fx.process_block(hist)        # one C call
         self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
         self._pred.reset()
-        for f in feats:
-            self._pred.update(f)
+        self._pred.update_block(feats)               # one C call
         self._stale = False
 
     def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -301,6 +307,5 @@ class NeuralPLC:
         """Approximate per-stream memory (predictor, vocoder, shaping filter, feature history)."""
         n = self._feats.nbytes + self._ring.nbytes + getattr(self._pred, "state_bytes", 0) + self._cont.state_bytes
         n += self._shaper.state_bytes if self._shaper is not None else 0
-        fx = self._fx
-        n += sum(getattr(fx, a).nbytes for a in vars(fx) if isinstance(getattr(fx, a), np.ndarray))
+        n += self._fx.state_bytes
         return int(n)

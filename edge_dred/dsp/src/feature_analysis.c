@@ -29,7 +29,7 @@ typedef double v2d __attribute__((vector_size(16)));
 #define N_FINE (2 * EDF_FINE_HALF + 3)         /* lags around twice the coarse lag */
 
 struct edf_state {
-    edf_params p;
+    const edf_params *p;                          /* shared tables, owned by the caller */
     int band_lo[EDF_BANDS], band_hi[EDF_BANDS];   /* non-zero bins of each band */
     kiss_fftr_cfg fft;
     /* stream state */
@@ -37,31 +37,34 @@ struct edf_state {
     double y_hist[EDF_FRAME];                     /* first half of the next window */
     double lp_in[EDF_LP_TAPS - 1 + EDF_FRAME];    /* low-pass input: history then frame */
     double u[EDF_BUF16];                          /* low-passed history ending at the frame end */
-    double u2[EDF_BUF16];                         /* its squares */
     int prev_lag8;                                /* lag index of the last voiced frame, -1 if none */
     long gap;                                     /* frames since that voiced frame */
     double last_period;
-    /* scratch, kept here so nothing is allocated per frame */
+};
+
+/* Per-frame scratch, on the stack. */
+typedef struct {
     kiss_fft_scalar fft_in[EDF_WIN];
     kiss_fft_cpx fft_out[EDF_BINS];
+    double u2[EDF_BUF16];                         /* squares of u */
     double d[N_DEC], d2[N_DEC];                   /* u at 8 kHz and its squares */
     double ncc[EDF_NLAG8], cp[EDF_NLAG8];
-};
+} scratch;
 
 /* ------------------------------------------------------------------ spectrum */
 
-static void cepstrum(edf_state *st, const double *y, float *out)
+static void cepstrum(edf_state *st, scratch *w, const double *y, float *out)
 {
-    const edf_params *p = &st->p;
+    const edf_params *p = st->p;
     double power[EDF_BINS], logs[EDF_BANDS];
     int k, b, i;
     for (k = 0; k < EDF_FRAME; k++)
-        st->fft_in[k] = (kiss_fft_scalar)(st->y_hist[k] * p->window[k]);
+        w->fft_in[k] = (kiss_fft_scalar)(st->y_hist[k] * p->window[k]);
     for (k = 0; k < EDF_FRAME; k++)
-        st->fft_in[EDF_FRAME + k] = (kiss_fft_scalar)(y[k] * p->window[EDF_FRAME + k]);
-    kiss_fftr(st->fft, st->fft_in, st->fft_out);
+        w->fft_in[EDF_FRAME + k] = (kiss_fft_scalar)(y[k] * p->window[EDF_FRAME + k]);
+    kiss_fftr(st->fft, w->fft_in, w->fft_out);
     for (k = 0; k < EDF_BINS; k++) {
-        double re = st->fft_out[k].r, im = st->fft_out[k].i;
+        double re = w->fft_out[k].r, im = w->fft_out[k].i;
         power[k] = (re * re + im * im) / p->win_power;
     }
     double top = -HUGE_VAL;
@@ -203,19 +206,19 @@ static EDF_NOINLINE void ncc_run(const double *x, const double *x2, int s0, int 
 /* ------------------------------------------------------------- coarse pitch */
 
 /* ncc at 8 kHz for lags 15..135, then peak heights capped by the double lag (cp). */
-static void coarse(edf_state *st)
+static void coarse(edf_state *st, scratch *w)
 {
-    const edf_params *p = &st->p;
+    const edf_params *p = st->p;
     const double reg = p->reg * EDF_SEG8;
-    double *ncc = st->ncc, *cp = st->cp;
+    double *ncc = w->ncc, *cp = w->cp;
     int j, L;
     for (j = 0; j < N_DEC; j++) {
-        st->d[j] = st->u[1 + 2 * j];
-        st->d2[j] = st->u2[1 + 2 * j];
+        w->d[j] = st->u[1 + 2 * j];
+        w->d2[j] = w->u2[1 + 2 * j];
     }
     const int s0 = N_DEC - EDF_SEG8;
-    const double es = energy(st->d2 + s0, EDF_SEG8);
-    ncc_run(st->d, st->d2, s0, EDF_SEG8, EDF_LAG8_MIN, EDF_NLAG8, es, reg, ncc);
+    const double es = energy(w->d2 + s0, EDF_SEG8);
+    ncc_run(w->d, w->d2, s0, EDF_SEG8, EDF_LAG8_MIN, EDF_NLAG8, es, reg, ncc);
     /* Interior local maxima with parabola-interpolated heights, -1 elsewhere. */
     cp[0] = -1.0;
     cp[EDF_NLAG8 - 1] = -1.0;
@@ -283,7 +286,7 @@ static int octave_guard(const edf_params *p, const double *cp)
 /* Causal continuity: returns the lag index, *voiced set; updates the tracker state. */
 static int track(edf_state *st, const double *cp, int li, int *voiced)
 {
-    const edf_params *p = &st->p;
+    const edf_params *p = st->p;
     double ci = cp[li];
     int ok = 1;
     if (st->prev_lag8 >= 0 && st->gap <= p->cont_max_gap) {
@@ -327,7 +330,8 @@ static int track(edf_state *st, const double *cp, int li, int *voiced)
 
 static void frame(edf_state *st, const double *x, float *out)
 {
-    const edf_params *p = &st->p;
+    const edf_params *p = st->p;
+    scratch w;
     double y[EDF_FRAME];
     int k;
     y[0] = x[0] - p->preemphasis * st->last_x;
@@ -335,26 +339,25 @@ static void frame(edf_state *st, const double *x, float *out)
         y[k] = x[k] - p->preemphasis * x[k - 1];
     st->last_x = x[EDF_FRAME - 1];
 
-    cepstrum(st, y, out);
+    cepstrum(st, &w, y, out);
     memcpy(st->y_hist, y, sizeof y);
 
     /* Low-pass into the end of the 16 kHz pitch buffer. */
     memcpy(st->lp_in + EDF_LP_TAPS - 1, y, sizeof y);
     memmove(st->u, st->u + EDF_FRAME, (EDF_BUF16 - EDF_FRAME) * sizeof(double));
-    memmove(st->u2, st->u2 + EDF_FRAME, (EDF_BUF16 - EDF_FRAME) * sizeof(double));
     lowpass(st->lp_in, p->lowpass, st->u + EDF_BUF16 - EDF_FRAME);
-    for (k = EDF_BUF16 - EDF_FRAME; k < EDF_BUF16; k++)
-        st->u2[k] = st->u[k] * st->u[k];
+    for (k = 0; k < EDF_BUF16; k++)
+        w.u2[k] = st->u[k] * st->u[k];
     memmove(st->lp_in, st->lp_in + EDF_FRAME, (EDF_LP_TAPS - 1) * sizeof(double));
 
-    coarse(st);
+    coarse(st, &w);
     int voiced;
-    int lag8 = track(st, st->cp, octave_guard(p, st->cp), &voiced);
+    int lag8 = track(st, w.cp, octave_guard(p, w.cp), &voiced);
 
     /* Fine stage at 16 kHz on the last 320 samples. */
     const int s0 = EDF_BUF16 - EDF_SEG16;
     const double reg = p->reg * EDF_SEG16;
-    const double es = energy(st->u2 + s0, EDF_SEG16);
+    const double es = energy(w.u2 + s0, EDF_SEG16);
     double period, corr;
     if (voiced) {
         int lags[N_FINE], centre = 2 * (lag8 + EDF_LAG8_MIN);
@@ -364,10 +367,10 @@ static void frame(edf_state *st, const double *x, float *out)
             lags[k] = l < LAG16_LO ? LAG16_LO : (l > LAG16_HI ? LAG16_HI : l);
         }
         if (lags[0] + N_FINE - 1 == lags[N_FINE - 1]) {
-            ncc_run(st->u, st->u2, s0, EDF_SEG16, lags[0], N_FINE, es, reg, f);
+            ncc_run(st->u, w.u2, s0, EDF_SEG16, lags[0], N_FINE, es, reg, f);
         } else {   /* clipped at a range end: repeated lags */
             for (k = 0; k < N_FINE; k++)
-                f[k] = ncc_one(st->u, st->u2, s0, EDF_SEG16, lags[k], es, reg);
+                f[k] = ncc_one(st->u, w.u2, s0, EDF_SEG16, lags[k], es, reg);
         }
         int j = 1;
         for (k = 2; k < N_FINE - 1; k++)
@@ -385,7 +388,7 @@ static void frame(edf_state *st, const double *x, float *out)
     } else {
         /* Unvoiced: hold the last voiced period, report the correlation there. */
         period = st->last_period;
-        corr = ncc_one(st->u, st->u2, s0, EDF_SEG16, (int)rint(period), es, reg);
+        corr = ncc_one(st->u, w.u2, s0, EDF_SEG16, (int)rint(period), es, reg);
     }
     out[EDF_BANDS] = (float)period;
     out[EDF_BANDS + 1] = (float)(corr < 0.0 ? 0.0 : (corr > 1.0 ? 1.0 : corr));
@@ -398,7 +401,7 @@ edf_state *edf_new(const edf_params *p)
     edf_state *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
-    st->p = *p;
+    st->p = p;
     st->fft = kiss_fftr_alloc(EDF_WIN, 0, NULL, NULL);
     if (!st->fft) {
         free(st);
@@ -432,10 +435,9 @@ void edf_reset(edf_state *st)
     memset(st->y_hist, 0, sizeof st->y_hist);
     memset(st->lp_in, 0, sizeof st->lp_in);
     memset(st->u, 0, sizeof st->u);
-    memset(st->u2, 0, sizeof st->u2);
     st->prev_lag8 = -1;
     st->gap = 1L << 30;
-    st->last_period = st->p.default_period;
+    st->last_period = st->p->default_period;
 }
 
 void edf_process_f64(edf_state *st, const double *x, long n_frames, float *out)

@@ -6,8 +6,9 @@
  * order of the reference, so the pitch features equal the reference bit for bit;
  * the spectrum uses KISS FFT in float (cepstrum within a few 1e-6 of the reference).
  *
- * Memory: everything is allocated by edf_new (the state and one FFT plan); the
- * per-frame calls allocate nothing.
+ * Memory: everything is allocated by edf_new (the state and one FFT plan, about
+ * 10 KB per stream); the per-frame calls allocate nothing (their scratch is on
+ * the stack, about 14 KB).
  */
 #ifndef EDGE_DRED_FEATURE_ANALYSIS_H
 #define EDGE_DRED_FEATURE_ANALYSIS_H
@@ -52,7 +53,8 @@ typedef struct {
 
 typedef struct edf_state edf_state;
 
-/* NULL when out of memory or when a table does not fit the fixed sizes. */
+/* NULL when out of memory.  The state keeps a pointer to p: p must outlive it
+ * (the tables are shared by every stream). */
 edf_state *edf_new(const edf_params *p);
 void edf_free(edf_state *st);
 /* Forget all history, as if the stream restarted after zeros. */
