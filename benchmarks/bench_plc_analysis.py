@@ -111,8 +111,8 @@ def timing(pcm: np.ndarray, history_ms: int) -> None:
 
 # -- instructions under callgrind ------------------------------------------------------------
 
-def _worker(history_ms: int | None, packets: int, with_loss: bool) -> None:
-    pcm = speech_like(2.0 + 0.02 * packets)
+def _worker(history_ms: int | None, packets: int, total: int, with_loss: bool) -> None:
+    pcm = speech_like(0.02 * (total + 2))   # the same signal in every run: its cost cancels
     plc = make_plc(history_ms)
     lost = np.zeros(packets + (1 if with_loss else 0), bool)
     if with_loss:
@@ -120,11 +120,12 @@ def _worker(history_ms: int | None, packets: int, with_loss: bool) -> None:
     drive(plc, pcm, lost, [], [])
 
 
-def _callgrind(history_ms: int | None, packets: int, with_loss: bool) -> int:
+def _callgrind(history_ms: int | None, packets: int, total: int, with_loss: bool) -> int:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cg.out")
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-               os.path.abspath(__file__), "--_worker", str(history_ms or 0), str(packets), str(int(with_loss))]
+               os.path.abspath(__file__), "--_worker", str(history_ms or 0), str(packets), str(total),
+               str(int(with_loss))]
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         text = open(out).read()
@@ -141,16 +142,16 @@ def instructions(history_ms: int, packets: int) -> None:
     print(f"x86 instructions (callgrind), {packets} received packets of synthetic speech, then one lost slot")
     print(f"{'analysis':<34} {'M instr / received packet':>26} {'M instr, first lost slot':>25}")
     for name, h in (("eager (every slot)", None), (f"lazy (last {history_ms} ms at a loss)", history_ms)):
-        base = _callgrind(h, 0, False)
-        recv = _callgrind(h, packets, False)
-        loss = _callgrind(h, packets, True)
+        base = _callgrind(h, 0, packets, False)
+        recv = _callgrind(h, packets, packets, False)
+        loss = _callgrind(h, packets, packets, True)
         print(f"{name:<34} {(recv - base) / packets / 1e6:>26.3f} {(loss - recv) / 1e6:>25.2f}")
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--_worker":
+    if len(sys.argv) == 6 and sys.argv[1] == "--_worker":
         h = int(sys.argv[2]) or None
-        _worker(h, int(sys.argv[3]), sys.argv[4] == "1")
+        _worker(h, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1")
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="*")

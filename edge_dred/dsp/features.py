@@ -72,8 +72,8 @@ definitions lives in ``tests/features_reference.py``.
 2. Coarse search at 8 kHz: for the 160-sample (20 ms) segment of ``d`` ending
    at the frame end, the normalised cross-correlation
    ``<s, s_L> / sqrt((|s|^2 + 160)(|s_L|^2 + 160))`` for every lag
-   L = 15..135 (FFT based; the +160 terms, one LSB^2 per sample, push
-   LSB-level signals toward 0).
+   L = 15..135 (direct float64 sums, each in sample order; the +160 terms,
+   one LSB^2 per sample, push LSB-level signals toward 0).
 3. Only interior local maxima of that lag curve count (a maximum at the
    edge of the range is the tail of a short-lag formant correlation), with
    parabola-interpolated heights (short periods between integer lags would
@@ -98,7 +98,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import FRAME_SIZE, NB_BANDS, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS, SAMPLE_RATE
-
 from . import _features as _ck
 
 __all__ = [
