@@ -61,6 +61,7 @@ extensions = [
         ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c",
          "edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"],
         include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
+        depends=["edge_dred/dsp/src/feature_analysis.h"],
         extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # see feature_analysis.c
     ),
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
@@ -79,6 +80,7 @@ setup(
     # Everything installs under edge_dred/ (no generic top-level names in site-packages).
     packages=find_packages(include=["edge_dred", "edge_dred.*"]) + [
         "edge_dred.kernels.src",  # the C sources, shipped as package data
+        "edge_dred.third_party.kissfft",  # vendored sources and their licence, shipped with the binaries
     ],
     package_data={
         "edge_dred.models": ["*.bin", "*.npz", "*.tflite", "*.json"],
