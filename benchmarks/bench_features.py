@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_features.py [--seconds 60] [--frames 2000] [files ...]
     python benchmarks/bench_features.py --instructions [--packets 300]
+    python benchmarks/bench_features.py --arm cortex-a72 [--packets 300]
 
 With audio files (16 kHz mono, read with ``soundfile``) those are used;
 otherwise a synthetic mix of harmonic tones and noise.  The first form prints
@@ -16,6 +17,10 @@ row is ``(Ir(n) - Ir(0)) / frames``, so interpreter start-up and imports cancel.
 Run it with another checkout's interpreter (``cd OTHER && .venv/bin/python
 PATH/TO/bench_features.py --instructions``) to compare implementations;
 libopus's analysis, its pitch DNN included, costs about 139 k per 10 ms.
+The third counts aarch64 instructions of the C analysis alone (streamed per
+packet): ``tests/c/feature_analysis_count.c`` built statically with
+``aarch64-linux-gnu-gcc`` and run under ``qemu-aarch64 -cpu CPU`` with the
+project's counting plugin (``scripts/qemu_insn_plugin.c``).
 """
 from __future__ import annotations
 
@@ -132,6 +137,65 @@ def instructions(packets: int) -> None:
     print(f"{'libopus 1.5 analysis incl. pitch DNN (reference)':<66} {LIBOPUS_K:>16.1f} {1.0:>10.2f}")
 
 
+def _params_bytes() -> bytes:
+    """The tables and thresholds as the C struct ``edf_params`` (LP64 layout)."""
+    p = fm._PARAMS
+    dt = np.dtype([(k, "<f8") for k in list(p)[:15]] + [("octave_kmax", "<i4"), ("cont_max_gap", "<i4"),
+                  ("window", "<f8", (320,)), ("band_w", "<f8", (18, 161)), ("dct", "<f8", (18, 18)),
+                  ("lowpass", "<f8", (31,))], align=True)
+    rec = np.zeros((), dt)
+    for k in list(p):
+        rec[k] = p[k]
+    rec["window"], rec["band_w"], rec["dct"], rec["lowpass"] = fm._WINDOW, fm._BAND_WN_T.T, fm._DCT, fm._LOWPASS
+    return rec.tobytes()
+
+
+def arm_instructions(cpu: str, packets: int) -> None:
+    from pathlib import Path
+
+    from edge_dred.tools.estimate import build_plugin
+
+    root = Path(__file__).resolve().parents[1]
+    cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    if not cc or not qemu:
+        print("needs aarch64-linux-gnu-gcc and the dynamically linked qemu-aarch64 (Debian gcc-aarch64-linux-gnu, "
+              "qemu-user)")
+        return
+    if list(fm._PARAMS)[:15] != ["preemphasis", "win_power", "energy_floor", "max_range", "follow_decay",
+                                  "c0_offset", "reg", "double_margin", "octave_ratio", "cont_window",
+                                  "cont_margin", "jump_min", "onset_min", "voiced_threshold", "default_period"]:
+        raise RuntimeError("edf_params layout changed: update _params_bytes")
+    n = 2 * packets
+    with tempfile.TemporaryDirectory() as d:
+        w = Path(d)
+        exe = w / "fa_count"
+        src = root / "edge_dred" / "dsp" / "src"
+        kiss = root / "edge_dred" / "third_party" / "kissfft"
+        subprocess.run([cc, "-O3", "-static", "-march=armv8-a", "-ffp-contract=off", "-fno-predictive-commoning",
+                        f"-I{src}", f"-I{kiss}", "-o", str(exe), str(root / "tests" / "c" / "feature_analysis_count.c"),
+                        str(src / "feature_analysis.c"), str(kiss / "kiss_fft.c"), str(kiss / "kiss_fftr.c"), "-lm"],
+                       check=True)
+        (w / "params.bin").write_bytes(_params_bytes())
+        x = np.clip(synthetic((n + 1) * fm.FRAME_SIZE / fm.SAMPLE_RATE), -32768, 32767).astype(np.int16)
+        (w / "pcm.raw").write_bytes(x.tobytes())
+        plugin = build_plugin(qemu, w / "plugin", [str(exe), str(w / "params.bin"), str(w / "pcm.raw"), "2"])
+        marks = w / "marks.txt"
+        r = subprocess.run([qemu, "-cpu", cpu, "-plugin", f"{plugin},out={marks}", str(exe), str(w / "params.bin"),
+                            str(w / "pcm.raw"), str(n)], check=True, capture_output=True, text=True)
+        counts = dict(line.split() for line in marks.read_text().splitlines())
+    got = float(r.stdout.split()[-1])
+    ex = fm.FeatureExtractor()
+    want = float(np.sum(np.concatenate([ex.process_block(x[:fm.FRAME_SIZE])] + [
+        ex.process_block(x[fm.FRAME_SIZE * (i + 1):fm.FRAME_SIZE * (i + 3)]) for i in range(0, n, 2)]),
+        dtype=np.float64))
+    if abs(got - want) > 1e-3 * max(1.0, abs(want)):
+        raise RuntimeError(f"the ARM build's features differ from this build's (checksum {got} vs {want})")
+    k = (int(counts["2"]) - int(counts["1"])) / n / 1e3
+    print(f"aarch64 instructions per 10 ms frame, C analysis alone, streamed per packet "
+          f"(qemu -cpu {cpu}, {packets} packets of synthetic speech): {k:.1f} k  "
+          f"({k / LIBOPUS_K:.2f} x libopus's x86 count)")
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--_worker":
         _worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -142,7 +206,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2000, help="frames for the streaming test")
     ap.add_argument("--instructions", action="store_true", help="count instructions under callgrind")
     ap.add_argument("--packets", type=int, default=300, help="packets per callgrind run")
+    ap.add_argument("--arm", metavar="CPU", help="count aarch64 instructions under qemu-aarch64 -cpu CPU")
     args = ap.parse_args()
+    if args.arm:
+        arm_instructions(args.arm, args.packets)
+        return
     if args.instructions:
         instructions(args.packets)
         return
