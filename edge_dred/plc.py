@@ -71,11 +71,14 @@ class ConcealmentPolicy:
     postfilter : bool or a postfilter from :mod:`edge_dred.dsp.postfilter`
         The vocoder's postfilter.
     history_ms : int or None
+        A number (shipped: 1000): analyse nothing while packets arrive; when
+        a loss starts, analyse the last ``history_ms`` of output (less at a
+        stream's start) with a fresh extractor and run the predictor over
+        those frames, in one block each (the plug-in keeps that much output).
         None: analyse every output slot as it is played and keep the
-        predictor running on it.  A number: analyse nothing while packets
-        arrive; when a loss starts, analyse the last ``history_ms`` of output
-        with a fresh extractor and run the predictor over those frames
-        (the plug-in keeps that much output).
+        predictor running on it (the same concealment while the history
+        covers the stream; more work per received packet, none at a loss
+        start).
     """
 
     opus_lead_ms: int = 20
@@ -87,7 +90,7 @@ class ConcealmentPolicy:
     shape_gated: float | None = 0.5
     shape_tail: bool = True
     postfilter: Any = True
-    history_ms: int | None = None
+    history_ms: int | None = 1000
 
     def __post_init__(self) -> None:
         if not (0 <= self.fade_start_ms <= 60_000 and 1 <= self.fade_ms <= 60_000):
@@ -141,10 +144,12 @@ class NeuralPLC:
 
     Notes
     -----
-    Per slot outside losses: feature analysis of the output and two predictor
-    steps.  During a loss: two predictor steps and two vocoder frames (plus
-    priming, once per loss), or for a gated loss two predictor steps and two
-    frames of the envelope filter.
+    Per slot outside losses: a copy of the output into the history (with the
+    policy's ``history_ms = None``: feature analysis and two predictor steps).
+    At a loss start: feature analysis of the history and the predictor over it.
+    During a loss: feature analysis of the output, two predictor steps and two
+    vocoder frames (plus priming, once per loss), or for a gated loss two
+    predictor steps and two frames of the envelope filter.
     """
 
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
@@ -162,6 +167,7 @@ class NeuralPLC:
         self._decisions_real = (Decision.REGULAR, Decision.RED, Decision.LBRR)
         self._fx = FeatureExtractor()   # the output stream's, or (history_ms) reset before each analysis
         self._ring = np.zeros((p.history_ms or 0) * 16 // FRAME_SIZE * FRAME_SIZE, np.int16)
+        self._pos = 0              # where the ring's next sample goes (its oldest sample once full)
         self._filled = 0           # samples of the ring written so far
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
         self._cont = Continuation(vocoder_model, postfilter=p.postfilter, reference=reference)
@@ -188,8 +194,11 @@ class NeuralPLC:
         extractor runs on from there over our own slots, as it does eagerly.
         """
         if self.policy.history_ms is not None:
-            x = np.asarray(pcm, np.int16)
-            self._ring = np.concatenate([self._ring[x.shape[0]:], x])
+            x = np.asarray(pcm, np.int16)[-self._ring.shape[0]:]
+            k = min(x.shape[0], self._ring.shape[0] - self._pos)
+            self._ring[self._pos:self._pos + k] = x[:k]
+            self._ring[:x.shape[0] - k] = x[k:]
+            self._pos = (self._pos + x.shape[0]) % self._ring.shape[0]
             self._filled = min(self._filled + x.shape[0], self._ring.shape[0])
             if decision == self.decision and not self._stale:
                 self._feats = np.concatenate([self._feats, self._fx.process_block(x)])[-Continuation.history_frames:]
@@ -211,7 +220,8 @@ class NeuralPLC:
         if not self._active:
             if self.policy.history_ms is not None and self._stale:
                 # only what was played: a stream shorter than the history is analysed from its start
-                self._analyse_history(self._ring[self._ring.shape[0] - self._filled // FRAME_SIZE * FRAME_SIZE:])
+                hist = np.concatenate([self._ring[self._pos:], self._ring[:self._pos]])
+                self._analyse_history(hist[hist.shape[0] - self._filled // FRAME_SIZE * FRAME_SIZE:])
             self._lost = 0
             self._active = True
             self._primed = False
