@@ -341,6 +341,7 @@ class FeatureExtractor(_ck.Analyzer):
     """
 
     def _checked(self, pcm: np.ndarray, name: str, one: bool) -> np.ndarray:
+        """The path for anything but contiguous int16 of whole frames: validate, convert, analyse."""
         x = _validate_pcm(pcm, name)
         if one and x.shape[0] != FRAME_SIZE:
             raise FeatureInputError(f"frame must have {FRAME_SIZE} samples, got {x.shape[0]}")
