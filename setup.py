@@ -56,7 +56,14 @@ extensions = [
         library_dirs=opus_libdirs,
         libraries=opus_libs or ["opus"],
     ),
-    Extension("edge_dred.dsp._features", ["edge_dred/dsp/_features.pyx"]),
+    Extension(
+        "edge_dred.dsp._features",
+        ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c",
+         "edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"],
+        include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
+        depends=["edge_dred/dsp/src/feature_analysis.h"],
+        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # see feature_analysis.c
+    ),
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
 ] + _load_kernel_extensions()
 
@@ -73,6 +80,7 @@ setup(
     # Everything installs under edge_dred/ (no generic top-level names in site-packages).
     packages=find_packages(include=["edge_dred", "edge_dred.*"]) + [
         "edge_dred.kernels.src",  # the C sources, shipped as package data
+        "edge_dred.third_party.kissfft",  # vendored sources and their licence, shipped with the binaries
     ],
     package_data={
         "edge_dred.models": ["*.bin", "*.npz", "*.tflite", "*.json"],

@@ -71,11 +71,14 @@ class ConcealmentPolicy:
     postfilter : bool or a postfilter from :mod:`edge_dred.dsp.postfilter`
         The vocoder's postfilter.
     history_ms : int or None
+        A number (shipped: 1000): analyse nothing while packets arrive; when
+        a loss starts, analyse the last ``history_ms`` of output (less at a
+        stream's start) with a fresh extractor and run the predictor over
+        those frames, in one block each (the plug-in keeps that much output).
         None: analyse every output slot as it is played and keep the
-        predictor running on it.  A number: analyse nothing while packets
-        arrive; when a loss starts, analyse the last ``history_ms`` of output
-        with a fresh extractor and run the predictor over those frames
-        (the plug-in keeps that much output).
+        predictor running on it (the same concealment while the history
+        covers the stream; more work per received packet, none at a loss
+        start).
     """
 
     opus_lead_ms: int = 20
@@ -87,7 +90,7 @@ class ConcealmentPolicy:
     shape_gated: float | None = 0.5
     shape_tail: bool = True
     postfilter: Any = True
-    history_ms: int | None = None
+    history_ms: int | None = 1000
 
     def __post_init__(self) -> None:
         if not (0 <= self.fade_start_ms <= 60_000 and 1 <= self.fade_ms <= 60_000):
@@ -141,10 +144,12 @@ class NeuralPLC:
 
     Notes
     -----
-    Per slot outside losses: feature analysis of the output and two predictor
-    steps.  During a loss: two predictor steps and two vocoder frames (plus
-    priming, once per loss), or for a gated loss two predictor steps and two
-    frames of the envelope filter.
+    Per slot outside losses: a copy of the output into the history (with the
+    policy's ``history_ms = None``: feature analysis and two predictor steps).
+    At a loss start: feature analysis of the history and the predictor over it.
+    During a loss: feature analysis of the output, two predictor steps and two
+    vocoder frames (plus priming, once per loss), or for a gated loss two
+    predictor steps and two frames of the envelope filter.
     """
 
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
@@ -160,9 +165,10 @@ class NeuralPLC:
         p = self.policy = _policy
         self.decision = Decision.NEURAL_PLC
         self._decisions_real = (Decision.REGULAR, Decision.RED, Decision.LBRR)
-        self._fx = FeatureExtractor()
-        self._fx_lazy = FeatureExtractor() if p.history_ms is not None else None   # reset per analysis
+        self._fx = FeatureExtractor()   # the output stream's, or (history_ms) reset before each analysis
         self._ring = np.zeros((p.history_ms or 0) * 16 // FRAME_SIZE * FRAME_SIZE, np.int16)
+        self._pos = 0              # where the ring's next sample goes (its oldest sample once full)
+        self._filled = 0           # samples of the ring written so far
         self._pred = (FeaturePredictorReference if reference else FeaturePredictor)(plc_model)
         self._cont = Continuation(vocoder_model, postfilter=p.postfilter, reference=reference)
         self._feats = np.zeros((Continuation.history_frames, NB_FEATURES), np.float32)
@@ -182,16 +188,25 @@ class NeuralPLC:
 
     # ------------------------------------------------------------- hooks
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
-        """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor."""
+        """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor.
+
+        With ``history_ms``, keep it; inside a loss, after the loss start's analysis, the
+        extractor runs on from there over our own slots, as it does eagerly.
+        """
         if self.policy.history_ms is not None:
-            x = np.asarray(pcm, np.int16)
-            self._ring = np.concatenate([self._ring[x.shape[0]:], x])
+            x = np.asarray(pcm, np.int16)[-self._ring.shape[0]:]
+            k = min(x.shape[0], self._ring.shape[0] - self._pos)
+            self._ring[self._pos:self._pos + k] = x[:k]
+            self._ring[:x.shape[0] - k] = x[k:]
+            self._pos = (self._pos + x.shape[0]) % self._ring.shape[0]
+            self._filled = min(self._filled + x.shape[0], self._ring.shape[0])
+            if decision == self.decision and not self._stale:
+                self._feats = np.concatenate([self._feats, self._fx.process_block(x)])[-Continuation.history_frames:]
         else:
             feats = self._fx.process_block(np.asarray(pcm))
             self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
             if decision != self.decision:
-                for f in feats:
-                    self._pred.update(f)
+                self._pred.update_block(feats)
         if decision != self.decision:
             self._active = False
             self._stale = True
@@ -204,7 +219,9 @@ class NeuralPLC:
             raise PLCInputError(f"slot length {n} is not a positive multiple of {FRAME_SIZE}")
         if not self._active:
             if self.policy.history_ms is not None and self._stale:
-                self._analyse_history(self._ring)
+                # only what was played: a stream shorter than the history is analysed from its start
+                hist = np.concatenate([self._ring[self._pos:], self._ring[:self._pos]])
+                self._analyse_history(hist[hist.shape[0] - self._filled // FRAME_SIZE * FRAME_SIZE:])
             self._lost = 0
             self._active = True
             self._primed = False
@@ -264,12 +281,11 @@ class NeuralPLC:
     # ---------------------------------------------------------- helpers
     def _analyse_history(self, hist: np.ndarray) -> None:
         """Features of the last ``history_ms`` of output, and the predictor run over them."""
-        feats = self._fx_lazy.process_block(hist)
-        self._fx_lazy.reset()
+        self._fx.reset()
+        feats = self._fx.process_block(hist)        # one C call
         self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
         self._pred.reset()
-        for f in feats:
-            self._pred.update(f)
+        self._pred.update_block(feats)               # one C call
         self._stale = False
 
     def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -301,6 +317,5 @@ class NeuralPLC:
         """Approximate per-stream memory (predictor, vocoder, shaping filter, feature history)."""
         n = self._feats.nbytes + self._ring.nbytes + getattr(self._pred, "state_bytes", 0) + self._cont.state_bytes
         n += self._shaper.state_bytes if self._shaper is not None else 0
-        fx = self._fx
-        n += sum(getattr(fx, a).nbytes for a in vars(fx) if isinstance(getattr(fx, a), np.ndarray))
+        n += self._fx.state_bytes
         return int(n)

@@ -436,3 +436,25 @@ def test_history_analysis_at_loss_start(speech, tiny, tiny_vocoder):
     ref.lost(), ref.lost()
     np.testing.assert_allclose(plc._pred.prediction, ref.prediction, rtol=0, atol=1e-5)
     assert np.any(plc._feats)
+
+
+@pytest.mark.parametrize("n_lost", [1, 3])
+def test_lazy_analysis_conceals_as_eager_when_the_history_covers_the_stream(speech, tiny, tiny_vocoder, n_lost):
+    """The lazy plug-in analyses what it played, from the stream's start, in one block at the loss:
+    the same features and predictor state as analysing every slot, so the same concealment."""
+    eager = _drive(_plc(tiny_vocoder, tiny[0], history_ms=None), speech, 40, n_lost)
+    lazy = _drive(_plc(tiny_vocoder, tiny[0], history_ms=1000), speech, 40, n_lost)
+    np.testing.assert_array_equal(lazy, eager)
+
+
+def test_predictor_block_update_equals_row_updates(tiny, feats):
+    a, b = FeaturePredictor(tiny[0]), FeaturePredictor(tiny[0])
+    for f in feats[:50]:
+        a.update(f)
+    b.update_block(feats[:50])
+    np.testing.assert_array_equal(a.prediction, b.prediction)
+    np.testing.assert_array_equal(a.lost(), b.lost())
+    with pytest.raises(PLCInputError):
+        b.update_block(feats[:5, :19])
+    with pytest.raises(PLCInputError):
+        b.update_block(np.full((2, 20), np.nan))

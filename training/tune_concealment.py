@@ -51,6 +51,7 @@ PLC_VARIANTS: dict[str, dict] = {
     "fo40_80": {"kind": "plain", "plc": {"fade_ms": 80}},
     "fo100": {"kind": "plain", "plc": {"fade_start_ms": 100, "fade_ms": 100}},
     # Feature analysis: every slot as it plays (None), or only the last ms of output when a loss starts.
+    "eager": {"kind": "plain", "plc": {"history_ms": None}},   # every slot (the shipped policy keeps 1000 ms)
     "lazy250": {"kind": "plain", "plc": {"history_ms": 250}},
     "lazy120": {"kind": "plain", "plc": {"history_ms": 120}},
     "lazy500": {"kind": "plain", "plc": {"history_ms": 500}},

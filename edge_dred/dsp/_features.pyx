@@ -1,263 +1,249 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, language_level=3
-"""Compiled hot loops for :mod:`edge_dred.dsp.features`.
+"""Thin binding of the compiled feature analysis (``src/feature_analysis.c``).
 
-Each function mirrors a numpy fallback in ``features.py``; the numpy and the
-compiled results agree to rounding (not bit for bit), while batch and
-streaming runs of the *same* implementation agree exactly because every
-output depends only on its own frame's buffer, summed in a fixed order.
-Sizes are checked here too: these functions index raw memory.
+:class:`Analyzer` owns one stream's state and FFT plan; each call analyses
+whole 10 ms frames in one C call.  Tables and thresholds are set once per
+process by :mod:`edge_dred.dsp.features` (their single definition) through
+:func:`set_params`.  Contiguous int16 arrays take a direct path; anything else
+goes to the subclass's ``_checked`` (validation, then :meth:`_run_i16` /
+:meth:`_run_f64`).  Sizes are checked here: the C code indexes raw memory.
 """
-from libc.math cimport rint, sqrt
+cimport numpy as cnp
+from libc.stdint cimport int16_t
+from libc.math cimport isfinite, fabs
+
+cnp.import_array()
+
+cdef extern from "feature_analysis.h":
+    enum:
+        EDF_FRAME
+        EDF_WIN
+        EDF_BINS
+        EDF_BANDS
+        EDF_NFEAT
+        EDF_LP_TAPS
+        EDF_BUF16
+        EDF_SEG8
+        EDF_LAG8_MIN
+        EDF_LAG8_MAX
+        EDF_FINE_HALF
+        EDF_PITCH_MIN
+        EDF_PITCH_MAX
+
+    ctypedef struct edf_params:
+        double preemphasis
+        double win_power
+        double energy_floor
+        double max_range
+        double follow_decay
+        double c0_offset
+        double reg
+        double double_margin
+        double octave_ratio
+        double cont_window
+        double cont_margin
+        double jump_min
+        double onset_min
+        double voiced_threshold
+        double default_period
+        int octave_kmax
+        int cont_max_gap
+        double window[EDF_WIN]
+        double band_w[EDF_BANDS][EDF_BINS]
+        double dct[EDF_BANDS][EDF_BANDS]
+        double lowpass[EDF_LP_TAPS]
+
+    ctypedef struct edf_state:
+        pass
+
+    edf_state *edf_new(const edf_params *p) nogil
+    void edf_free(edf_state *st) nogil
+    void edf_reset(edf_state *st) nogil
+    void edf_process_i16(edf_state *st, const int16_t *x, long n_frames, float *out) nogil
+    void edf_process_f64(edf_state *st, const double *x, long n_frames, float *out) nogil
+    long edf_state_bytes(const edf_state *st) nogil
+
+FRAME = EDF_FRAME
+NB_FEATURES = EDF_NFEAT
+LP_TAPS = EDF_LP_TAPS
+BUF16 = EDF_BUF16
+SEG8 = EDF_SEG8
+LAG8_MIN = EDF_LAG8_MIN
+LAG8_MAX = EDF_LAG8_MAX
+FINE_HALF = EDF_FINE_HALF
+PITCH_MIN = EDF_PITCH_MIN
+PITCH_MAX = EDF_PITCH_MAX
+_SCALARS = ("preemphasis", "win_power", "energy_floor", "max_range", "follow_decay", "c0_offset", "reg",
+            "double_margin", "octave_ratio", "cont_window", "cont_margin", "jump_min", "onset_min",
+            "voiced_threshold", "default_period", "octave_kmax", "cont_max_gap")
 
 
-def lowpass(const double[::1] x, const double[::1] h, double[::1] out):
-    """``out[n] = sum_k h[k] * x[n + T - 1 - k]`` with ``T = len(h)``."""
-    cdef Py_ssize_t taps = h.shape[0]
-    cdef Py_ssize_t n_out = out.shape[0]
-    cdef Py_ssize_t n, k
-    cdef double acc
-    if taps < 1 or x.shape[0] != n_out + taps - 1:
-        raise ValueError("lowpass: len(x) must equal len(out) + len(h) - 1")
+def bad_sample(const double[::1] x, double limit):
+    """Index of the first non-finite sample or one with ``|x| > limit``; -1 if none."""
+    cdef Py_ssize_t i, bad = -1
     with nogil:
-        for n in range(n_out):
-            acc = 0.0
-            for k in range(taps):
-                acc = acc + h[k] * x[n + taps - 1 - k]
-            out[n] = acc
+        for i in range(x.shape[0]):
+            if not isfinite(x[i]) or fabs(x[i]) > limit:
+                bad = i
+                break
+    return bad
 
 
-def ncc_fine(const double[::1] u, const Py_ssize_t[::1] starts,
-             const Py_ssize_t[:, ::1] lags, Py_ssize_t buflen, Py_ssize_t seg,
-             double reg, double[:, ::1] out):
-    """Normalised cross-correlation at integer lags.
+cdef edf_params _params
+cdef bint _have_params = False
 
-    Row ``r`` uses the buffer ``u[starts[r] : starts[r] + buflen]``; its last
-    ``seg`` samples are compared with the ``seg`` samples ``lag`` earlier.
+
+def set_params(const double[::1] window, const double[:, ::1] band_w, const double[:, ::1] dct,
+               const double[::1] lowpass, dict scalars):
+    """Set the tables and thresholds every :class:`Analyzer` is created with.
+
+    Parameters
+    ----------
+    window : float64 (320,)
+    band_w : float64 (18, 161), per-band normalised weights
+    dct : float64 (18, 18), row = cepstral coefficient
+    lowpass : float64 (31,)
+    scalars : dict
+        Every name in ``_SCALARS``.
     """
-    cdef Py_ssize_t n_rows = starts.shape[0]
-    cdef Py_ssize_t n_lags = lags.shape[1]
-    cdef Py_ssize_t r, j, i, lag, b0, s0, p0
-    cdef double es, xc, ep, sv, pv
-    if lags.shape[0] != n_rows or out.shape[0] != n_rows or out.shape[1] != n_lags:
-        raise ValueError("ncc_fine: shape mismatch")
-    if seg < 1 or buflen < seg:
-        raise ValueError("ncc_fine: bad segment length")
-    for r in range(n_rows):
-        if starts[r] < 0 or starts[r] + buflen > u.shape[0]:
-            raise ValueError("ncc_fine: buffer out of range")
-        for j in range(n_lags):
-            if lags[r, j] < 0 or lags[r, j] > buflen - seg:
-                raise ValueError("ncc_fine: lag out of range")
-    with nogil:
-        for r in range(n_rows):
-            b0 = starts[r]
-            s0 = b0 + buflen - seg
-            es = 0.0
-            for i in range(seg):
-                sv = u[s0 + i]
-                es = es + sv * sv
-            for j in range(n_lags):
-                lag = lags[r, j]
-                p0 = s0 - lag
-                xc = 0.0
-                ep = 0.0
-                for i in range(seg):
-                    pv = u[p0 + i]
-                    xc = xc + u[s0 + i] * pv
-                    ep = ep + pv * pv
-                out[r, j] = xc / sqrt((es + reg) * (ep + reg))
+    global _have_params
+    cdef Py_ssize_t i, j
+    if window.shape[0] != EDF_WIN or band_w.shape[0] != EDF_BANDS or band_w.shape[1] != EDF_BINS \
+            or dct.shape[0] != EDF_BANDS or dct.shape[1] != EDF_BANDS or lowpass.shape[0] != EDF_LP_TAPS:
+        raise ValueError("set_params: table sizes do not match feature_analysis.h")
+    missing = [k for k in _SCALARS if k not in scalars]
+    if missing:
+        raise ValueError(f"set_params: missing parameters {missing}")
+    _params.preemphasis = scalars["preemphasis"]
+    _params.win_power = scalars["win_power"]
+    _params.energy_floor = scalars["energy_floor"]
+    _params.max_range = scalars["max_range"]
+    _params.follow_decay = scalars["follow_decay"]
+    _params.c0_offset = scalars["c0_offset"]
+    _params.reg = scalars["reg"]
+    _params.double_margin = scalars["double_margin"]
+    _params.octave_ratio = scalars["octave_ratio"]
+    _params.cont_window = scalars["cont_window"]
+    _params.cont_margin = scalars["cont_margin"]
+    _params.jump_min = scalars["jump_min"]
+    _params.onset_min = scalars["onset_min"]
+    _params.voiced_threshold = scalars["voiced_threshold"]
+    _params.default_period = scalars["default_period"]
+    _params.octave_kmax = scalars["octave_kmax"]
+    _params.cont_max_gap = scalars["cont_max_gap"]
+    for i in range(EDF_WIN):
+        _params.window[i] = window[i]
+    for i in range(EDF_BANDS):
+        for j in range(EDF_BINS):
+            _params.band_w[i][j] = band_w[i, j]
+        for j in range(EDF_BANDS):
+            _params.dct[i][j] = dct[i, j]
+    for i in range(EDF_LP_TAPS):
+        _params.lowpass[i] = lowpass[i]
+    _have_params = True
 
 
-def coarse_peaks(const double[::1] u, const Py_ssize_t[::1] starts, Py_ssize_t buflen,
-                 Py_ssize_t seg, Py_ssize_t lag_min, Py_ssize_t lag_max, double reg,
-                 double margin, double[:, ::1] ncc, double[:, ::1] cp):
-    """Coarse 8 kHz pitch search: ncc per lag, then peak heights capped by the double lag.
+cdef class Analyzer:
+    """One stream of feature analysis (state and FFT plan allocated here, once)."""
 
-    Row ``r`` uses ``d = u[starts[r] : starts[r] + buflen][1::2]``; the last
-    ``seg`` samples of ``d`` are compared with the ``seg`` samples ``L``
-    earlier for ``L = lag_min .. lag_max`` (column ``L - lag_min`` of
-    ``ncc``).  ``cp`` gets what ``_double_check(_peaks_only(ncc), ncc)``
-    computes in numpy.  Direct sums instead of the numpy version's FFT: for
-    one or two frames per call the FFT set-up costs more than it saves.
-    """
-    cdef Py_ssize_t n_rows = starts.shape[0]
-    cdef Py_ssize_t n_lag = lag_max - lag_min + 1
-    cdef Py_ssize_t nd = buflen // 2
-    cdef Py_ssize_t r, j, i, L, s0, p0, half, j2
-    cdef double es, xc, ep, sv, pv, a, b, c, den, h, c2
-    if n_lag < 3 or lag_min < 1 or nd < seg + lag_max or seg < 1:
-        raise ValueError("coarse_peaks: bad sizes")
-    if ncc.shape[0] != n_rows or cp.shape[0] != n_rows or ncc.shape[1] != n_lag or cp.shape[1] != n_lag:
-        raise ValueError("coarse_peaks: shape mismatch")
-    for r in range(n_rows):
-        if starts[r] < 0 or starts[r] + buflen > u.shape[0]:
-            raise ValueError("coarse_peaks: buffer out of range")
-    half = (lag_max - 1) // 2
-    with nogil:
-        for r in range(n_rows):
-            # d[k] = u[starts[r] + 1 + 2 k]
-            s0 = starts[r] + 1 + 2 * (nd - seg)
-            es = 0.0
-            for i in range(seg):
-                sv = u[s0 + 2 * i]
-                es = es + sv * sv
-            for j in range(n_lag):
-                L = lag_min + j
-                p0 = s0 - 2 * L
-                xc = 0.0
-                ep = 0.0
-                for i in range(seg):
-                    pv = u[p0 + 2 * i]
-                    xc = xc + u[s0 + 2 * i] * pv
-                    ep = ep + pv * pv
-                ncc[r, j] = xc / sqrt((es + reg) * (ep + reg))
-            cp[r, 0] = -1.0
-            cp[r, n_lag - 1] = -1.0
-            for j in range(1, n_lag - 1):
-                a = ncc[r, j - 1]
-                b = ncc[r, j]
-                c = ncc[r, j + 1]
-                if b >= a and b >= c:
-                    den = a - 2.0 * b + c
-                    h = b
-                    if den < 0:
-                        h = b - (a - c) * (a - c) / (8.0 * den)
-                    cp[r, j] = h if h < 1.0 else 1.0
-                else:
-                    cp[r, j] = -1.0
-            for L in range(lag_min, half + 1):
-                j = L - lag_min
-                if cp[r, j] > -1.0:
-                    j2 = 2 * L - lag_min
-                    c2 = ncc[r, j2 - 1]
-                    if ncc[r, j2] > c2:
-                        c2 = ncc[r, j2]
-                    if ncc[r, j2 + 1] > c2:
-                        c2 = ncc[r, j2 + 1]
-                    if c2 + margin < cp[r, j]:
-                        cp[r, j] = c2 + margin
+    cdef edf_state *st
 
+    def __cinit__(self, *args, **kwargs):
+        if not _have_params:
+            raise RuntimeError("edge_dred.dsp._features: set_params() was not called")
+        self.st = edf_new(&_params)
+        if self.st == NULL:
+            raise MemoryError("Analyzer: out of memory")
 
-def track(const double[:, ::1] cp, const Py_ssize_t[::1] indep,
-          Py_ssize_t prev, Py_ssize_t gap, Py_ssize_t lag_min,
-          double window, double margin, Py_ssize_t max_gap,
-          double jump_min, double onset_min, double voiced_threshold,
-          Py_ssize_t[::1] lag_out, unsigned char[::1] voiced_out):
-    """Causal pitch continuity tracking (see ``FeatureExtractor._track``).
+    def __dealloc__(self):
+        edf_free(self.st)
 
-    Returns the updated ``(prev, gap)`` state.
-    """
-    cdef Py_ssize_t n = cp.shape[0]
-    cdef Py_ssize_t n_lag = cp.shape[1]
-    cdef Py_ssize_t i, j, li, lo, hi, p, best_j
-    cdef double ci, cn
-    cdef bint ok
-    if indep.shape[0] != n or lag_out.shape[0] != n or voiced_out.shape[0] != n:
-        raise ValueError("track: shape mismatch")
-    if prev >= n_lag:
-        raise ValueError("track: previous lag out of range")
-    for i in range(n):
-        if indep[i] < 0 or indep[i] >= n_lag:
-            raise ValueError("track: candidate out of range")
-    with nogil:
-        for i in range(n):
-            li = indep[i]
-            ci = cp[i, li]
-            ok = True
-            if prev >= 0 and gap <= max_gap:
-                p = prev + lag_min
-                # Truncation toward zero, as int() in the Python version.
-                lo = <Py_ssize_t>(p * (1.0 - window)) - lag_min
-                if lo < 0:
-                    lo = 0
-                hi = <Py_ssize_t>(p * (1.0 + window)) - lag_min + 1
-                if hi > n_lag:
-                    hi = n_lag
-                if not (lo <= li and li < hi):
-                    best_j = lo
-                    cn = cp[i, lo]
-                    for j in range(lo + 1, hi):
-                        if cp[i, j] > cn:
-                            cn = cp[i, j]
-                            best_j = j
-                    if cn >= ci - margin:
-                        li = best_j
-                        ci = cn
-                    elif ci < jump_min:
-                        ok = False
-            elif ci < onset_min:
-                ok = False
-            lag_out[i] = li
-            if ok and ci >= voiced_threshold:
-                voiced_out[i] = 1
-                prev = li
-                gap = 0
-            else:
-                voiced_out[i] = 0
-                gap = gap + 1
-                if gap > 1073741824:
-                    gap = 1073741824
-    return prev, gap
+    def reset(self):
+        """Forget all history (as if the stream restarted after zeros)."""
+        edf_reset(self.st)
 
+    def process(self, frame):
+        """Analyse one 160-sample frame.
 
-def octave_guard(const double[:, ::1] cp, Py_ssize_t lag_min, double ratio,
-                 Py_ssize_t kmax, Py_ssize_t[::1] out):
-    """Per-frame best peak, replaced by its smallest qualifying sub-multiple."""
-    cdef Py_ssize_t n = cp.shape[0]
-    cdef Py_ssize_t n_lag = cp.shape[1]
-    cdef Py_ssize_t i, j, k, best, choice, centre, c, jj
-    cdef double cbest, val
-    if out.shape[0] != n or n_lag < 3:
-        raise ValueError("octave_guard: shape mismatch")
-    with nogil:
-        for i in range(n):
-            best = 0
-            cbest = cp[i, 0]
-            for j in range(1, n_lag):
-                if cp[i, j] > cbest:
-                    cbest = cp[i, j]
-                    best = j
-            choice = best
-            for k in range(2, kmax + 1):
-                centre = <Py_ssize_t>rint(<double>(best + lag_min) / k) - lag_min
-                if centre < 1:
-                    continue
-                c = centre if centre <= n_lag - 2 else n_lag - 2
-                jj = c - 1
-                val = cp[i, c - 1]
-                if cp[i, c] > val:
-                    val = cp[i, c]
-                    jj = c
-                if cp[i, c + 1] > val:
-                    val = cp[i, c + 1]
-                    jj = c + 1
-                if cbest > 0 and val >= ratio * cbest:
-                    choice = jj
-            out[i] = choice
+        Parameters
+        ----------
+        frame : numpy.ndarray
+            1-D, exactly 160 samples on the int16 scale (int16, float32 or float64).
 
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape (20,).
+        """
+        out = self._direct(frame, True)
+        if out is None:
+            out = self._checked(frame, "frame", True)
+        return out[0]
 
-def floor_logs(double[:, ::1] logs, double max_range, double decay):
-    """In place: no band below max - max_range, valleys fall <= decay per band."""
-    cdef Py_ssize_t n = logs.shape[0]
-    cdef Py_ssize_t nb = logs.shape[1]
-    cdef Py_ssize_t i, b
-    cdef double lo, prev, v
-    if nb < 1:
-        raise ValueError("floor_logs: no bands")
-    with nogil:
-        for i in range(n):
-            lo = logs[i, 0]
-            for b in range(1, nb):
-                if logs[i, b] > lo:
-                    lo = logs[i, b]
-            lo = lo - max_range
-            prev = lo
-            for b in range(nb):
-                # v_b = max(L_b, max - range, v_{b-1} - decay)
-                v = logs[i, b]
-                if v < lo:
-                    v = lo
-                if b > 0 and v < prev - decay:
-                    v = prev - decay
-                logs[i, b] = v
-                prev = v
+    def process_block(self, pcm):
+        """Analyse a block whose length is a multiple of 160 samples (one C call).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape (len(pcm) // 160, 20).
+        """
+        out = self._direct(pcm, False)
+        if out is None:
+            return self._checked(pcm, "pcm", False)
+        return out
+
+    cdef object _direct(self, object pcm, bint one):
+        """The analysis of a contiguous 1-D int16 array of whole frames; None for anything else."""
+        cdef cnp.ndarray arr, out
+        cdef cnp.npy_intp dims[2]
+        cdef Py_ssize_t n
+        if not cnp.PyArray_Check(pcm):
+            return None
+        arr = <cnp.ndarray>pcm
+        if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_TYPE(arr) != cnp.NPY_INT16 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            return None
+        n = cnp.PyArray_DIM(arr, 0)
+        if n % EDF_FRAME or (one and n != EDF_FRAME):
+            return None
+        dims[0] = n // EDF_FRAME
+        dims[1] = EDF_NFEAT
+        out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+        if dims[0]:
+            with nogil:
+                edf_process_i16(self.st, <const int16_t *>cnp.PyArray_DATA(arr), dims[0],
+                                <float *>cnp.PyArray_DATA(out))
+        return out
+
+    def _run_i16(self, const int16_t[::1] x):
+        """Analyse ``len(x) // 160`` whole frames of int16 samples."""
+        cdef long n = x.shape[0] // EDF_FRAME
+        if x.shape[0] % EDF_FRAME:
+            raise ValueError("_run_i16: not whole frames")
+        out = cnp.PyArray_ZEROS(2, [n, EDF_NFEAT], cnp.NPY_FLOAT32, 0)
+        cdef float[:, ::1] o = out
+        if n:
+            with nogil:
+                edf_process_i16(self.st, &x[0], n, &o[0, 0])
+        return out
+
+    def _run_f64(self, const double[::1] x):
+        """As :meth:`_run_i16` for int16-scale float64 samples (validated by the caller)."""
+        cdef long n = x.shape[0] // EDF_FRAME
+        if x.shape[0] % EDF_FRAME:
+            raise ValueError("_run_f64: not whole frames")
+        out = cnp.PyArray_ZEROS(2, [n, EDF_NFEAT], cnp.NPY_FLOAT32, 0)
+        cdef float[:, ::1] o = out
+        if n:
+            with nogil:
+                edf_process_f64(self.st, &x[0], n, &o[0, 0])
+        return out
+
+    def _checked(self, pcm, str name, bint one):
+        raise NotImplementedError("validation is the subclass's (edge_dred.dsp.features.FeatureExtractor)")
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by this stream (state, scratch and FFT plan)."""
+        return edf_state_bytes(self.st)

@@ -60,17 +60,20 @@ Pitch
 
 Pitch estimator
 ---------------
-The hot loops have compiled versions in ``edge_dred.dsp._features`` (built by
-``setup.py``); without it the same arithmetic runs in numpy.  The two agree to
-rounding; batch and streaming with one implementation agree exactly.
+The analysis runs compiled (``edge_dred/dsp/src/feature_analysis.c`` through
+``edge_dred.dsp._features``), one C call per block of frames, with the tables and
+thresholds defined below.  The pitch path sums in float64 in a fixed order, so
+any chunking of a stream gives the same features as one batch call, bit for bit;
+the spectrum uses a float32 FFT (KISS FFT).  A numpy reference of the same
+definitions lives in ``tests/features_reference.py``.
 
 1. ``y`` is low-passed (31-tap windowed sinc, cutoff 3 kHz, 15 samples delay)
    to ``u``; ``u`` at even-offset samples gives an 8 kHz signal ``d``.
 2. Coarse search at 8 kHz: for the 160-sample (20 ms) segment of ``d`` ending
    at the frame end, the normalised cross-correlation
    ``<s, s_L> / sqrt((|s|^2 + 160)(|s_L|^2 + 160))`` for every lag
-   L = 15..135 (FFT based; the +160 terms, one LSB^2 per sample, push
-   LSB-level signals toward 0).
+   L = 15..135 (direct float64 sums, each in sample order; the +160 terms,
+   one LSB^2 per sample, push LSB-level signals toward 0).
 3. Only interior local maxima of that lag curve count (a maximum at the
    edge of the range is the tail of a short-lag formant correlation), with
    parabola-interpolated heights (short periods between integer lags would
@@ -95,11 +98,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import FRAME_SIZE, NB_BANDS, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS, SAMPLE_RATE
-
-try:  # compiled hot loops; the numpy versions below are the fallback
-    from edge_dred.dsp import _features as _ck
-except ImportError:  # pragma: no cover - depends on the build
-    _ck = None
+from . import _features as _ck
 
 __all__ = [
     "NB_BANDS",
@@ -147,12 +146,7 @@ _SEG8 = 160               # 20 ms at 8 kHz
 _LAG8_MIN = PITCH_MIN // 2 - 1        # 15: one spare lag each side so that the
                                       # range ends can be interior peaks
 _LAG8_MAX = (PITCH_MAX + 1) // 2 + 1  # 135
-_N_LAG8 = _LAG8_MAX - _LAG8_MIN + 1
-_FFT8 = 512
-_SEG16 = WINDOW_SIZE
 _FINE_HALF = 3            # +- lags searched at 16 kHz
-_LAG16_LO = PITCH_MIN - _FINE_HALF - 1
-_LAG16_HI = PITCH_MAX + _FINE_HALF + 1
 _BUF16 = 600              # low-passed history each frame sees (>= 320 + 271 and 2*(160+134))
 _REG = 1.0                # LSB^2 per sample added to both energies of the ncc
 _OCTAVE_RATIO = 0.9
@@ -164,7 +158,6 @@ _VOICED_THRESHOLD = 0.4
 _DOUBLE_MARGIN = 0.2
 _JUMP_MIN = 0.7
 _ONSET_MIN = 0.6
-_BATCH_FRAMES = 2048
 
 
 class FeatureInputError(ValueError):
@@ -282,323 +275,79 @@ def cepstrum_from_band_energies(energies: np.ndarray) -> np.ndarray:
 def _cepstrum(e: np.ndarray) -> np.ndarray:
     """(n, 18) band energies -> (n, 18) cepstrum with floor rules."""
     logs = np.log10(e + _ENERGY_FLOOR)
-    if _ck is not None:
-        _ck.floor_logs(logs, _MAX_RANGE, _FOLLOW_DECAY)
-    else:
-        # F_b = max(F_{b-1} - decay, L_b) always equals the floored L_b, so
-        # the rule is L_b = max(L_b, max - range, L_{b-1} - decay).
-        lo = logs.max(axis=1) - _MAX_RANGE
-        prev = lo
-        for b in range(NB_BANDS):
-            v = np.maximum(logs[:, b], lo)
-            if b > 0:
-                v = np.maximum(v, prev - _FOLLOW_DECAY)
-            logs[:, b] = v
-            prev = v
+    # F_b = max(F_{b-1} - decay, L_b) always equals the floored L_b, so
+    # the rule is L_b = max(L_b, max - range, L_{b-1} - decay).
+    lo = logs.max(axis=1) - _MAX_RANGE
+    prev = lo
+    for b in range(NB_BANDS):
+        v = np.maximum(logs[:, b], lo)
+        if b > 0:
+            v = np.maximum(v, prev - _FOLLOW_DECAY)
+        logs[:, b] = v
+        prev = v
     cep = logs @ _DCT.T
     cep[:, 0] -= C0_OFFSET
     return cep
 
 
 def _validate_pcm(pcm: np.ndarray, name: str = "pcm") -> np.ndarray:
+    """Contiguous int16, or float64 checked to be finite and on the int16 scale."""
     if not isinstance(pcm, np.ndarray):
         raise FeatureInputError(f"{name} must be a numpy array, got {type(pcm).__name__}")
     if pcm.ndim != 1:
         raise FeatureInputError(f"{name} must be 1-D mono audio, got shape {pcm.shape}")
     if pcm.dtype not in (np.int16, np.float32, np.float64):
         raise FeatureInputError(f"{name} must be int16, float32 or float64 (int16 scale), got {pcm.dtype}")
-    x = pcm.astype(np.float64)
-    if pcm.dtype != np.int16:
-        if not np.all(np.isfinite(x)):
+    if pcm.dtype == np.int16:
+        return np.ascontiguousarray(pcm)
+    x = np.ascontiguousarray(pcm, dtype=np.float64)
+    i = _ck.bad_sample(x, _INPUT_LIMIT)
+    if i >= 0:
+        if not np.isfinite(x[i]):
             raise FeatureInputError(f"{name} contains NaN or infinite samples")
-        if x.size and np.max(np.abs(x)) > _INPUT_LIMIT:
-            raise FeatureInputError(f"{name} exceeds the int16 scale (|x| > {_INPUT_LIMIT:g})")
+        raise FeatureInputError(f"{name} exceeds the int16 scale (|x| > {_INPUT_LIMIT:g})")
     return x
 
 
-def _ncc_coarse(buf16: np.ndarray) -> np.ndarray:
-    """Normalised cross-correlation at 8 kHz for lags 15..135.
+# The compiled analysis has fixed sizes (feature_analysis.h); they must be these.
+if (_ck.FRAME, _ck.NB_FEATURES, _ck.LP_TAPS, _ck.BUF16, _ck.SEG8, _ck.LAG8_MIN, _ck.LAG8_MAX, _ck.FINE_HALF,
+        _ck.PITCH_MIN, _ck.PITCH_MAX) != (FRAME_SIZE, NB_FEATURES, _LP_TAPS, _BUF16, _SEG8, _LAG8_MIN, _LAG8_MAX,
+                                         _FINE_HALF, PITCH_MIN, PITCH_MAX):  # pragma: no cover - build mismatch
+    raise ImportError("edge_dred.dsp._features was built for other sizes than edge_dred.dsp.features; rebuild")
 
-    buf16: (n, _BUF16) low-passed 16 kHz history ending at each frame end.
-    Returns (n, _N_LAG8), column j is lag _LAG8_MIN + j.
-    """
-    d = buf16[:, 1::2]  # 8 kHz, last sample = last 16 kHz sample
-    span = _SEG8 + _LAG8_MAX
-    buf = d[:, -span:]
-    seg = d[:, -_SEG8:]
-    r = np.fft.irfft(np.conj(np.fft.rfft(seg, _FFT8)) * np.fft.rfft(buf, _FFT8), _FFT8)
-    r = r[:, :_N_LAG8]  # offset m <-> lag 134 - m
-    sq = buf * buf
-    cs = np.zeros((buf.shape[0], span + 1))
-    np.cumsum(sq, axis=1, out=cs[:, 1:])
-    e_lag = cs[:, _SEG8:_SEG8 + _N_LAG8] - cs[:, :_N_LAG8]
-    e_seg = cs[:, -1] - cs[:, -1 - _SEG8]
-    reg = _REG * _SEG8
-    ncc = r / np.sqrt((e_seg[:, None] + reg) * (np.maximum(e_lag, 0.0) + reg))
-    return ncc[:, ::-1]
+_PARAMS = {
+    "preemphasis": PREEMPHASIS, "win_power": _WIN_POWER, "energy_floor": _ENERGY_FLOOR,
+    "max_range": _MAX_RANGE, "follow_decay": _FOLLOW_DECAY, "c0_offset": C0_OFFSET, "reg": _REG,
+    "double_margin": _DOUBLE_MARGIN, "octave_ratio": _OCTAVE_RATIO, "cont_window": _CONT_WINDOW,
+    "cont_margin": _CONT_MARGIN, "jump_min": _JUMP_MIN, "onset_min": _ONSET_MIN,
+    "voiced_threshold": _VOICED_THRESHOLD, "default_period": _DEFAULT_PERIOD,
+    "octave_kmax": _OCTAVE_KMAX, "cont_max_gap": _CONT_MAX_GAP,
+}
+_ck.set_params(_WINDOW, np.ascontiguousarray(_BAND_WN_T.T), _DCT, _LOWPASS, _PARAMS)
 
 
-def _ncc_fine(buf16: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """ncc at 16 kHz for integer lags (n, m) on 320-sample segments."""
-    n_rows = buf16.shape[0]
-    seg = buf16[:, -_SEG16:]
-    start = _BUF16 - _SEG16 - lags  # (n, m)
-    idx = start[:, :, None] + np.arange(_SEG16)[None, None, :]
-    past = np.take_along_axis(buf16[:, None, :], idx, axis=2) if n_rows else np.zeros(idx.shape)
-    r = (past * seg[:, None, :]).sum(axis=2)
-    e_lag = (past * past).sum(axis=2)
-    e_seg = (seg * seg).sum(axis=1)
-    reg = _REG * _SEG16
-    return r / np.sqrt((e_seg[:, None] + reg) * (e_lag + reg))
-
-
-def _peaks_only(ncc: np.ndarray) -> np.ndarray:
-    """Parabola-interpolated heights of interior local maxima, -1 elsewhere.
-
-    A maximum at the edge of the lag range is the tail of a short-lag
-    (formant) correlation, not a period.  Interpolating the height keeps short
-    periods that fall between integer lags from looking weaker than their
-    multiples.
-    """
-    out = np.full_like(ncc, -1.0)
-    a, b, c = ncc[:, :-2], ncc[:, 1:-1], ncc[:, 2:]
-    peak = (b >= a) & (b >= c)
-    den = a - 2.0 * b + c
-    curved = den < 0
-    height = b - np.where(curved, (a - c) ** 2 / (8.0 * np.where(curved, den, -1.0)), 0.0)
-    out[:, 1:-1] = np.where(peak, np.minimum(height, 1.0), -1.0)
-    return out
-
-
-def _double_check(cp: np.ndarray, ncc: np.ndarray) -> np.ndarray:
-    """Cap a short lag's score by the correlation at twice that lag.
-
-    A periodic signal also repeats after two periods; a formant resonance
-    (decaying oscillation) does not, and would otherwise pass for a high pitch.
-    """
-    half = (_LAG8_MAX - 1) // 2  # largest lag whose double (+1) is in range
-    lags = np.arange(_LAG8_MIN, half + 1)
-    j2 = 2 * lags - _LAG8_MIN
-    c2 = np.maximum(np.maximum(ncc[:, j2 - 1], ncc[:, j2]), ncc[:, j2 + 1])
-    out = cp.copy()
-    cols = lags - _LAG8_MIN
-    out[:, cols] = np.where(cp[:, cols] > -1.0, np.minimum(cp[:, cols], c2 + _DOUBLE_MARGIN), -1.0)
-    return out
-
-
-def _octave_guard(cp: np.ndarray) -> np.ndarray:
-    """Independent per-frame lag index (into the 8 kHz lag axis).
-
-    cp holds the peaks of the ncc curve (see :func:`_peaks_only`).
-    """
-    n = cp.shape[0]
-    if _ck is not None:
-        out = np.empty(n, dtype=np.intp)
-        _ck.octave_guard(np.ascontiguousarray(cp), _LAG8_MIN, _OCTAVE_RATIO, _OCTAVE_KMAX, out)
-        return out
-    rows = np.arange(n)
-    best = np.argmax(cp, axis=1)
-    cbest = cp[rows, best]
-    lag_best = best + _LAG8_MIN
-    choice = best.copy()
-    # Larger k last, so the smallest qualifying sub-multiple wins.
-    for k in range(2, _OCTAVE_KMAX + 1):
-        centre = np.rint(lag_best / k).astype(np.int64) - _LAG8_MIN
-        ok_range = centre >= 1
-        c = np.clip(centre, 1, _N_LAG8 - 2)
-        win = np.stack([cp[rows, c - 1], cp[rows, c], cp[rows, c + 1]], axis=1)
-        j = np.argmax(win, axis=1)
-        val = win[rows, j]
-        take = ok_range & (val >= _OCTAVE_RATIO * cbest) & (cbest > 0)
-        choice = np.where(take, c - 1 + j, choice)
-    return choice
-
-
-class FeatureExtractor:
+class FeatureExtractor(_ck.Analyzer):
     """Streaming feature extractor; gives the same results as :func:`compute_features`.
 
-    The state is the last input sample, 160 pre-emphasised samples (first half
-    of the next window), 30 samples of low-pass filter history, 440 samples of
-    low-passed history for the pitch search, and the pitch tracker state.
+    ``process(frame)`` analyses one 160-sample frame (returns float32 (20,)),
+    ``process_block(pcm)`` a block of whole frames in one C call (float32
+    (n, 20)), ``reset()`` forgets all history, ``state_bytes`` is the memory per
+    stream.  Contiguous int16 input goes straight to C; other input is checked
+    (:class:`FeatureInputError`) and converted first.  The state (in C) is the
+    last input sample, 160 pre-emphasised samples (first half of the next
+    window), 30 samples of low-pass filter history, 440 samples of low-passed
+    history for the pitch search, the pitch tracker state and one FFT plan;
+    analysing a frame allocates only its output array.
     """
 
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget all history (as if the stream restarted after zeros)."""
-        self._last_x = 0.0
-        self._y_hist = np.zeros(FRAME_SIZE)
-        self._lp_hist = np.zeros(_LP_TAPS - 1)
-        self._u_hist = np.zeros(_BUF16 - FRAME_SIZE)
-        self._prev_lag8 = -1          # coarse lag index of the last voiced frame, -1 if none
-        self._gap = 1 << 30           # frames since that voiced frame
-        self._last_period = _DEFAULT_PERIOD
-
-    def process(self, frame: np.ndarray) -> np.ndarray:
-        """Analyse one 160-sample frame.
-
-        Parameters
-        ----------
-        frame : numpy.ndarray
-            1-D, exactly 160 samples on the int16 scale.
-
-        Returns
-        -------
-        numpy.ndarray
-            float32 array of shape (20,).
-        """
-        x = _validate_pcm(frame, "frame")
-        if x.shape[0] != FRAME_SIZE:
+    def _checked(self, pcm: np.ndarray, name: str, one: bool) -> np.ndarray:
+        """The path for anything but contiguous int16 of whole frames: validate, convert, analyse."""
+        x = _validate_pcm(pcm, name)
+        if one and x.shape[0] != FRAME_SIZE:
             raise FeatureInputError(f"frame must have {FRAME_SIZE} samples, got {x.shape[0]}")
-        return self._run(x)[0]
-
-    def process_block(self, pcm: np.ndarray) -> np.ndarray:
-        """Analyse a block whose length is a multiple of 160 samples.
-
-        Returns
-        -------
-        numpy.ndarray
-            float32 array of shape (len(pcm) // 160, 20).
-        """
-        x = _validate_pcm(pcm)
         if x.shape[0] % FRAME_SIZE:
             raise FeatureInputError(f"block length must be a multiple of {FRAME_SIZE}, got {x.shape[0]}")
-        if x.shape[0] == 0:
-            return np.zeros((0, NB_FEATURES), dtype=np.float32)
-        step = _BATCH_FRAMES * FRAME_SIZE
-        return np.concatenate([self._run(x[i:i + step]) for i in range(0, x.shape[0], step)])
-
-    # -- internals ---------------------------------------------------------
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0] // FRAME_SIZE
-        y = np.empty_like(x)
-        y[0] = x[0] - PREEMPHASIS * self._last_x
-        y[1:] = x[1:] - PREEMPHASIS * x[:-1]
-        self._last_x = float(x[-1])
-
-        # Spectrum: windows end at each frame end.
-        y_ext = np.concatenate([self._y_hist, y])
-        frames = np.lib.stride_tricks.sliding_window_view(y_ext, WINDOW_SIZE)[::FRAME_SIZE]
-        spec = np.fft.rfft(frames * _WINDOW, axis=1)
-        power = (spec.real ** 2 + spec.imag ** 2) / _WIN_POWER
-        cep = _cepstrum(power @ _BAND_WN_T)
-        self._y_hist = y_ext[-FRAME_SIZE:].copy()
-
-        # Low-pass, as a fixed-order sum of shifted copies so any chunking
-        # gives bit-identical output.
-        lp_in = np.concatenate([self._lp_hist, y])
-        u = np.zeros_like(y)
-        m = y.shape[0]
-        if _ck is not None:
-            _ck.lowpass(lp_in, _LOWPASS, u)
-        else:
-            for k in range(_LP_TAPS):
-                u += _LOWPASS[k] * lp_in[_LP_TAPS - 1 - k:_LP_TAPS - 1 - k + m]
-        self._lp_hist = lp_in[-(_LP_TAPS - 1):].copy()
-        u_ext = np.concatenate([self._u_hist, u])
-        # Per-frame views only for the numpy fallback; the compiled kernels index u_ext.
-        buf16 = np.lib.stride_tricks.sliding_window_view(u_ext, _BUF16)[::FRAME_SIZE] if _ck is None else None
-        self._u_hist = u_ext[-(_BUF16 - FRAME_SIZE):].copy()
-
-        def fine(rows: np.ndarray, lags: np.ndarray) -> np.ndarray:
-            if _ck is None:
-                return _ncc_fine(buf16[rows], lags)
-            res = np.empty(lags.shape)
-            _ck.ncc_fine(u_ext, (rows * FRAME_SIZE).astype(np.intp), np.ascontiguousarray(lags, dtype=np.intp),
-                         _BUF16, _SEG16, _REG * _SEG16, res)
-            return res
-
-        if _ck is None:
-            raw_ncc = _ncc_coarse(buf16)
-            ncc = _double_check(_peaks_only(raw_ncc), raw_ncc)
-        else:
-            raw_ncc, ncc = np.empty((n, _N_LAG8)), np.empty((n, _N_LAG8))
-            _ck.coarse_peaks(u_ext, np.arange(0, n * FRAME_SIZE, FRAME_SIZE, dtype=np.intp), _BUF16, _SEG8,
-                             _LAG8_MIN, _LAG8_MAX, _REG * _SEG8, _DOUBLE_MARGIN, raw_ncc, ncc)
-        indep = _octave_guard(ncc)
-        lag8, voiced = self._track(ncc, indep)
-
-        # Fine stage for voiced frames.
-        period = np.empty(n)
-        corr = np.empty(n)
-        vi = np.flatnonzero(voiced)
-        if vi.size:
-            centre = 2 * (lag8[vi] + _LAG8_MIN)
-            offs = np.arange(-_FINE_HALF - 1, _FINE_HALF + 2)
-            lags = np.clip(centre[:, None] + offs[None, :], _LAG16_LO, _LAG16_HI)
-            f = fine(vi, lags)
-            inner = f[:, 1:-1]
-            j = np.argmax(inner, axis=1) + 1
-            rows = np.arange(vi.size)
-            a, b, c = f[rows, j - 1], f[rows, j], f[rows, j + 1]
-            den = a - 2.0 * b + c
-            safe = den < 0
-            delta = np.where(safe, 0.5 * (a - c) / np.where(safe, den, -1.0), 0.0)
-            delta = np.clip(delta, -0.5, 0.5)
-            period[vi] = np.clip(lags[rows, j] + delta, PITCH_MIN, PITCH_MAX)
-            corr[vi] = b - 0.25 * (a - c) * delta
-        # Unvoiced frames hold the last voiced period (carried across calls).
-        held = np.full(n, self._last_period)
-        if vi.size:
-            last = np.maximum.accumulate(np.where(voiced, np.arange(n), -1))
-            has = last >= 0
-            held[has] = period[last[has]]
-            self._last_period = float(period[vi[-1]])
-        ui = np.flatnonzero(~voiced)
-        if ui.size:
-            lag_u = np.rint(held[ui]).astype(np.int64)[:, None]
-            corr[ui] = fine(ui, lag_u)[:, 0]
-            period[ui] = held[ui]
-
-        out = np.empty((n, NB_FEATURES), dtype=np.float32)
-        out[:, :NB_BANDS] = cep
-        out[:, NB_BANDS] = period
-        out[:, NB_BANDS + 1] = np.clip(corr, 0.0, 1.0)
-        return out
-
-    def _track(self, ncc: np.ndarray, indep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Causal continuity tracking; sequential over frames by nature."""
-        n = ncc.shape[0]
-        lag8 = np.empty(n, dtype=np.int64)
-        voiced = np.zeros(n, dtype=bool)
-        prev, gap = self._prev_lag8, self._gap
-        if _ck is not None:
-            lag_c = np.empty(n, dtype=np.intp)
-            voiced_c = np.empty(n, dtype=np.uint8)
-            self._prev_lag8, self._gap = _ck.track(
-                np.ascontiguousarray(ncc), indep.astype(np.intp), prev, gap, _LAG8_MIN,
-                _CONT_WINDOW, _CONT_MARGIN, _CONT_MAX_GAP, _JUMP_MIN, _ONSET_MIN,
-                _VOICED_THRESHOLD, lag_c, voiced_c)
-            return lag_c.astype(np.int64), voiced_c.astype(bool)
-        ind_l = indep.tolist()
-        ind_c = ncc[np.arange(n), indep].tolist()
-        for i in range(n):
-            li, ci = ind_l[i], ind_c[i]
-            ok = True
-            if prev >= 0 and gap <= _CONT_MAX_GAP:
-                p = prev + _LAG8_MIN
-                lo = max(int(p * (1.0 - _CONT_WINDOW)) - _LAG8_MIN, 0)
-                hi = min(int(p * (1.0 + _CONT_WINDOW)) - _LAG8_MIN + 1, _N_LAG8)
-                if not lo <= li < hi:
-                    row = ncc[i, lo:hi]
-                    j = int(np.argmax(row))
-                    cn = float(row[j])
-                    if cn >= ci - _CONT_MARGIN:
-                        li, ci = lo + j, cn
-                    elif ci < _JUMP_MIN:
-                        # A weak far candidate breaks a track only when strong.
-                        ok = False
-            elif ci < _ONSET_MIN:
-                ok = False
-            lag8[i] = li
-            if ok and ci >= _VOICED_THRESHOLD:
-                voiced[i] = True
-                prev, gap = li, 0
-            else:
-                gap += 1
-        self._prev_lag8, self._gap = prev, min(gap, 1 << 30)
-        return lag8, voiced
+        return self._run_i16(x) if x.dtype == np.int16 else self._run_f64(x)
 
 
 def compute_features(pcm: np.ndarray) -> np.ndarray:

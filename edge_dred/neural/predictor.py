@@ -185,6 +185,24 @@ class _PredictorBase:
         self._pred = np.clip(self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0),
                              -PRED_CLAMP, PRED_CLAMP)
 
+    def update_block(self, features: np.ndarray) -> None:
+        """Feed received frames (n, 20) in order; the same state as ``update`` on each row."""
+        f = np.asarray(features, np.float32)
+        if f.ndim != 2 or f.shape[1] != NB_FEATURES:
+            raise PLCInputError(f"a block of feature frames has shape (n, {NB_FEATURES}), got {np.shape(features)}")
+        if not np.all(np.isfinite(f)) or np.any(np.abs(f) > 1e4):
+            raise PLCInputError("features must be finite and within +-1e4")
+        if f.shape[0]:
+            self._pred = np.clip(self._steps((f - self.model.feat_mean) / self.model.feat_std),
+                                 -PRED_CLAMP, PRED_CLAMP)
+
+    def _steps(self, z: np.ndarray) -> np.ndarray:
+        """Received steps over the rows of ``z``; the last step's output."""
+        y = self._pred
+        for row in z:
+            y = self._step(row, 0.0)
+        return y
+
     def lost(self) -> np.ndarray:
         """Conceal one frame: return its predicted features and feed them back as lost.
 
@@ -222,6 +240,12 @@ class FeaturePredictor(_PredictorBase):
         self._in[:NB_FEATURES] = zin
         self._in[NB_FEATURES] = lost
         self._net.run(steps=1)
+        return self._y.copy()
+
+    def _steps(self, z: np.ndarray) -> np.ndarray:
+        feed = np.zeros((z.shape[0], NB_FEATURES + 1), np.float32)   # the "lost" flag column stays 0
+        feed[:, :NB_FEATURES] = z
+        self._net.run({"in": feed})                                   # all steps in one C call
         return self._y.copy()
 
 
