@@ -7,6 +7,16 @@ dBFS), then given one defect (or two, ``mixed``) by
 stream.  Training draws from ``SeedSequence((TRAIN_STREAM, step))``; the
 held-out evaluation from ``SeedSequence((EVAL_STREAM, i))``, so no generator
 seed is shared.
+
+Before its defect, an example is made an *ordinary recording*
+(:func:`edge_dred.artifacts.generator.ordinary_recording`: colouration, band
+limits, reverberation, level changes, a room floor, a faint mains line) with
+probability :data:`RECORDING_P`, so that the clean class covers recordings
+like the ones the detector will hear, and a defect is what stands out of one.
+
+Training speakers are split: :data:`VAL_SPEAKERS` (one female, one male
+VCC2016 speaker) are held out of training for model selection and for the
+detector's thresholds (:func:`calibrate_thresholds`).
 """
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_dred.artifacts.generator import DEFECTS, apply_defect, mix_defects
+from edge_dred.artifacts.generator import DEFECTS, apply_defect, mix_defects, ordinary_recording
 from edge_dred.artifacts.frontend import SEGMENT
 
 TRAIN_STREAM = 1
@@ -23,13 +33,24 @@ MIN_ACTIVE = 0.2
 DEFECT_NAMES = DEFECTS[1:]
 # Class mix: none, hum, hiss, distortion, clicks, mixed
 CLASS_P = np.array([0.30, 0.14, 0.14, 0.14, 0.14, 0.14])
+RECORDING_P = 0.6  # share of examples (every class) made an ordinary recording before the defect
+VAL_SPEAKERS = ("SF3", "TM3")  # training speakers held out for model selection and thresholds
 
 
-def load_speech(root: Path, max_files: int | None = None) -> list[np.ndarray]:
-    """All FLAC files under ``root`` as int16 arrays (at least 1 s each)."""
+def speaker_split(root: Path) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files) under ``root``: validation = :data:`VAL_SPEAKERS`."""
+    files = sorted(Path(root).rglob("*.flac"))
+    val = [f for f in files if f.parent.name in VAL_SPEAKERS]
+    if not val:
+        raise FileNotFoundError(f"none of the validation speakers {VAL_SPEAKERS} under {root}")
+    return [f for f in files if f.parent.name not in VAL_SPEAKERS], val
+
+
+def load_speech(root, max_files: int | None = None) -> list[np.ndarray]:
+    """All FLAC files under ``root`` (a folder, or a list of files) as int16 arrays (at least 1 s each)."""
     import soundfile as sf
 
-    files = sorted(Path(root).rglob("*.flac"))
+    files = sorted(Path(root).rglob("*.flac")) if isinstance(root, (str, Path)) else list(root)
     if max_files:
         files = files[:max_files]
     out = []
@@ -69,6 +90,8 @@ def make_example(seg: np.ndarray, rng: np.random.Generator, cls: int | None = No
     if cls is None:
         cls = int(rng.choice(len(CLASS_P), p=CLASS_P))
     y = np.zeros(4, np.float32)
+    if rng.random() < RECORDING_P:
+        seg = ordinary_recording(seg, rng)
     if cls == 5:
         pair = tuple(rng.choice(DEFECT_NAMES, 2, replace=False))
         d = mix_defects(seg, pair, rng)
@@ -78,3 +101,23 @@ def make_example(seg: np.ndarray, rng: np.random.Generator, cls: int | None = No
         if lab != "none":
             y[DEFECT_NAMES.index(lab)] = 1
     return d.audio, y, cls, d.params
+
+
+def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: float = 0.5) -> np.ndarray:
+    """Per-defect thresholds: each defect may flag at most ``false_alarm / 4`` of the clean examples.
+
+    ``clean_scores`` (N, 4) are the scores of clean (``none``) examples of the
+    validation speakers; a threshold is never below ``floor``.
+    """
+    q = np.quantile(clean_scores, 1 - false_alarm / 4, axis=0) + 1e-3
+    return np.maximum(q, floor).astype(np.float32)
+
+
+def clean_set(speech: list[np.ndarray], act: list[np.ndarray], seed: int, n: int) -> list[np.ndarray]:
+    """``n`` clean examples as the trainer draws them (any activity in a third, ordinary recordings included)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        lo = 0.0 if i % 3 == 0 else MIN_ACTIVE
+        out.append(make_example(random_crop(speech, act, rng, lo), rng, cls=0)[0])
+    return out

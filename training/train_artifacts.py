@@ -1,13 +1,17 @@
 """Train the artifact detector on generated defects over real training speech.
 
-Speech: ``../shared/data/speech/train`` only (every 20th file held aside for
-validation).  Examples come from :mod:`artifact_data` (fresh defects every
+Speech: ``../shared/data/speech/train`` only; the speakers
+``artifact_data.VAL_SPEAKERS`` are held out for validation.  Examples come from :mod:`artifact_data` (fresh defects every
 step, generator seeds from a stream the evaluation never uses).  Generating
 an example costs far more than a gradient step, so each step adds
 ``--new`` fresh examples to a replay pool of ``--pool`` and trains on a batch
 drawn from it.
 
 Loss: binary cross-entropy per defect (hum, hiss, distortion, clicks).
+Validation: per-defect thresholds calibrated so that the held-out speakers'
+clean examples are flagged at most ``--clean-fa`` of the time
+(``artifact_data.calibrate_thresholds``), then the balanced accuracy of the
+5-class decision with those thresholds.
 Resumable: ``training/runs/artifacts/latest_full.pt`` (git-ignored, with the
 optimiser) and ``training/checkpoints/artifacts/latest.pt`` (weights);
 ``best.pt`` keeps the best validation balanced accuracy.
@@ -30,15 +34,16 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from artifact_data import (CLASS_P, MIN_ACTIVE, TRAIN_STREAM, file_activity, load_speech, make_example,  # noqa: E402
-                           random_crop)
+from artifact_data import (CLASS_P, MIN_ACTIVE, TRAIN_STREAM, calibrate_thresholds, clean_set,  # noqa: E402
+                           file_activity, load_speech, make_example, random_crop, speaker_split)
 from artifact_model import ArtifactNet, n_weights  # noqa: E402
 from common import atomic_save, load_resume, open_log, save_checkpoint, stop_on_sigterm  # noqa: E402
 
 from edge_dred.artifacts.frontend import features  # noqa: E402
 
 TRAIN_DIR = HERE.parent.parent / "shared" / "data" / "speech" / "train"
-VAL_SEED = 7_000_001  # validation examples (training speech held aside), also never used by the evaluation
+VAL_SEED = 7_000_001  # validation examples (held-out training speakers), also never used by the evaluation
+VAL_CLEAN_SEED = 7_000_002  # clean validation examples for the thresholds
 NONE_ANY_ACTIVITY = 0.3  # share of clean examples drawn without the activity floor
 
 
@@ -51,10 +56,10 @@ def balanced_accuracy(pred: np.ndarray, cls: np.ndarray, n: int = 5) -> tuple[fl
     return float(rec[cm.sum(1) > 0].mean()), cm
 
 
-def predict_class(scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """5-class decision from 4 defect scores: none unless one passes the threshold."""
-    best = scores.argmax(1)
-    return np.where(scores.max(1) >= threshold, best + 1, 0)
+def predict_class(scores: np.ndarray, threshold=0.5) -> np.ndarray:
+    """5-class decision from 4 defect scores: none unless one reaches its threshold; else the one furthest above."""
+    over = scores - np.asarray(threshold, np.float32)
+    return np.where(over.max(1) >= 0, over.argmax(1) + 1, 0)
 
 
 def build_set(speech, act, seed: int, n: int):
@@ -79,15 +84,17 @@ def main() -> None:
     ap.add_argument("--ckpt-dir", type=Path, default=HERE / "checkpoints" / "artifacts")
     ap.add_argument("--run-dir", type=Path, default=HERE / "runs" / "artifacts")
     ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--val-clean", type=int, default=800, help="clean validation examples for the thresholds")
+    ap.add_argument("--clean-fa", type=float, default=0.01, help="clean validation share the thresholds may flag")
     ap.add_argument("--init", type=Path, help="start from these weights (fresh optimiser and schedule)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     log = open_log(args.run_dir)
     stop = stop_on_sigterm()
 
-    files = load_speech(TRAIN_DIR, args.max_files)
-    val_speech = files[::20]
-    train_speech = [f for i, f in enumerate(files) if i % 20]
+    train_files, val_files = speaker_split(TRAIN_DIR)
+    train_speech = load_speech(train_files, args.max_files)
+    val_speech = load_speech(val_files, args.max_files)
     act = [file_activity(x) for x in train_speech]
     val_act = [file_activity(x) for x in val_speech]
     log(f"train files {len(train_speech)}, validation files {len(val_speech)}")
@@ -111,6 +118,8 @@ def main() -> None:
 
     t0 = time.time()
     vs, vg, vy, vc = build_set(val_speech, val_act, VAL_SEED, args.val)
+    cf = [features(a) for a in clean_set(val_speech, val_act, VAL_CLEAN_SEED, args.val_clean)]
+    cs, cg = torch.from_numpy(np.stack([c[0] for c in cf])), torch.from_numpy(np.stack([c[1] for c in cf]))
     log(f"validation set {len(vc)} in {time.time() - t0:.0f} s")
 
     P = args.pool
@@ -155,11 +164,15 @@ def main() -> None:
             net.eval()
             with torch.no_grad():
                 sc = torch.sigmoid(net(vs, vg)).numpy()
+                csc = torch.sigmoid(net(cs, cg)).numpy()
+            thr = calibrate_thresholds(csc, args.clean_fa)
             single = vc < 5
-            bacc, cm = balanced_accuracy(predict_class(sc[single]), vc[single])
-            multi = float(np.mean(np.all((sc[~single] >= 0.5) == (vy[~single] >= 0.5), axis=1))) if (~single).any() else float("nan")
-            log(f"step {step} loss {np.mean(losses):.4f} val bacc {bacc:.4f} mixed exact {multi:.3f} "
-                f"pool {filled} {(time.time() - t0) / len(losses):.2f} s/step")
+            bacc05, _ = balanced_accuracy(predict_class(sc[single]), vc[single])
+            bacc, cm = balanced_accuracy(predict_class(sc[single], thr), vc[single])
+            multi = float(np.mean(np.all((sc[~single] >= thr) == (vy[~single] >= 0.5), axis=1))) if (~single).any() else float("nan")
+            log(f"step {step} loss {np.mean(losses):.4f} val bacc {bacc:.4f} (at 0.5: {bacc05:.4f}; clean flagged "
+                f"at 0.5: {np.mean(csc.max(1) >= 0.5):.4f}; thresholds {' '.join(f'{t:.3f}' for t in thr)}) "
+                f"mixed exact {multi:.3f} pool {filled} {(time.time() - t0) / len(losses):.2f} s/step")
             log("confusion rows=true none,hum,hiss,dist,clicks: " + " | ".join(" ".join(map(str, r)) for r in cm))
             losses = []
             t0 = time.time()

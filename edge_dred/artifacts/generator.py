@@ -12,7 +12,8 @@ Defects and parameter ranges
     Mains at 50 or 60 Hz (+/- 0.5 %) with 1 to 12 harmonics whose amplitudes
     fall as ``k ** -alpha``, ``alpha`` in [0, 3] (0: buzz-like, 3: nearly
     pure), optionally odd harmonics only; total level :data:`HUM_LEVEL_DB`
-    (-45 to -10 dB re speech), level varying slowly (0.05-0.5 Hz, up to
+    (-40 to -10 dB re speech; an ordinary recording may carry a mains line
+    up to :data:`MAINS_RESIDUE_DB`, -55 dB), level varying slowly (0.05-0.5 Hz, up to
     +/- 3 dB) in half of the draws.
 ``hiss``
     White, pink, blue or band-limited (preamp-like) Gaussian noise at an SNR
@@ -30,7 +31,8 @@ Defects and parameter ranges
 ``clicks``
     :data:`CLICK_RATE` (1 to 20) events per second, at least one, placed in
     active speech where there is any: isolated impulses (1-3 samples, 0.1-1x
-    peak), dropouts (1-20 ms zeroed), sample discontinuities (a DC step of
+    peak), dropouts (1-40 ms zeroed, the length of a lost packet or two; half
+    of them anywhere, pauses included, as holes filled with silence), sample discontinuities (a DC step of
     0.1-0.5x peak lasting 1-50 ms: a jump in and out) and crackle bursts
     (3-20 impulses of 0.05-0.5x peak within 5-40 ms).
 ``none``
@@ -38,7 +40,13 @@ Defects and parameter ranges
     12-64 kb/s (``opus``), through Opus with 5-30 % random loss concealed by
     libopus (``opus_plc``), and a recording's own noise floor at an SNR of
     :data:`ROOM_SNR_DB` (30 to 60 dB, white to brown, low-passed at 3-8 kHz)
-    (``room``), 5 dB clear of the loudest hiss.
+    (``room``), 5 dB clear of the loudest hiss; and an *ordinary recording*
+    (``recording``, :func:`ordinary_recording`): microphone colouration,
+    band limits, a little reverberation, slow level changes, a room noise
+    floor at :data:`ROOM_SNR_DB` and sometimes a faint mains line.  Training
+    puts most examples of every class through :func:`ordinary_recording`
+    first, so a defect is what stands out of an ordinary recording, not of a
+    studio one.
 
 :func:`mix_defects` applies two different defects (additive ones first, then
 distortion, then clicks) for a multi-label check.
@@ -52,23 +60,26 @@ import numpy as np
 
 from ..constants import FRAME_SAMPLES, SAMPLE_RATE
 
-__all__ = ["DEFECTS", "VARIANTS", "HUM_LEVEL_DB", "HISS_SNR_DB", "ROOM_SNR_DB", "CLICK_RATE", "OPUS_BITRATES",
-           "Defected", "active_level", "apply_defect", "mix_defects", "opus_roundtrip"]
+__all__ = ["DEFECTS", "VARIANTS", "HUM_LEVEL_DB", "HISS_SNR_DB", "ROOM_SNR_DB", "MAINS_RESIDUE_DB", "CLICK_RATE",
+           "DROPOUT_MS", "OPUS_BITRATES", "Defected", "active_level", "apply_defect", "mix_defects",
+           "ordinary_recording", "opus_roundtrip"]
 
 #: Class names, in the detector's label order.
 DEFECTS = ("none", "hum", "hiss", "distortion", "clicks")
 #: Variants of each class (``variant=None`` draws one uniformly).
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "none": ("clean", "opus", "opus_plc", "room"),
+    "none": ("clean", "opus", "opus_plc", "room", "recording"),
     "hum": ("mains",),
     "hiss": ("white", "pink", "blue", "band"),
     "distortion": ("hard", "soft", "asymmetric", "bitcrush", "saturation"),
     "clicks": ("impulse", "dropout", "discontinuity", "crackle", "mixed"),
 }
-HUM_LEVEL_DB = (-45.0, -10.0)
+HUM_LEVEL_DB = (-40.0, -10.0)
 HISS_SNR_DB = (5.0, 25.0)
 ROOM_SNR_DB = (30.0, 60.0)
+MAINS_RESIDUE_DB = (-75.0, -55.0)  # a faint mains line an ordinary recording may carry (not a defect)
 CLICK_RATE = (1.0, 20.0)
+DROPOUT_MS = (1.0, 40.0)
 CLIP_FRACTION = (0.005, 0.15)
 OPUS_BITRATES = (12000, 16000, 24000, 32000, 48000, 64000)
 MIN_SAMPLES = FRAME_SAMPLES  # 20 ms: shorter input has no meaningful level
@@ -277,7 +288,7 @@ def _clicks(x, rng, rate, variant):
     count = max(1, int(round(r * n / SAMPLE_RATE)))
     pos = _event_positions(x, rng, count, margin=1)
     y = x.astype(np.float64).copy()
-    kinds = []
+    kinds, placed = [], []
     for p in pos:
         kind = variant if variant != "mixed" else str(rng.choice(VARIANTS["clicks"][:4]))
         kinds.append(kind)
@@ -285,7 +296,9 @@ def _clicks(x, rng, rate, variant):
             w = int(rng.integers(1, 4))
             y[p:p + w] += rng.choice([-1, 1]) * rng.uniform(0.1, 1.0) * peak * np.array([1, -0.5, 0.25][:w])[:len(y[p:p + w])]
         elif kind == "dropout":
-            y[p:p + int(rng.uniform(0.001, 0.020) * SAMPLE_RATE)] = 0.0
+            if rng.random() < 0.5:  # a hole anywhere, pauses included (a lost packet filled with silence)
+                p = int(rng.integers(n))
+            y[p:p + max(1, int(rng.uniform(*DROPOUT_MS) * SAMPLE_RATE / 1000))] = 0.0
         elif kind == "discontinuity":
             y[p:p + int(rng.uniform(0.001, 0.050) * SAMPLE_RATE)] += rng.choice([-1, 1]) * rng.uniform(0.1, 0.5) * peak
         else:  # crackle
@@ -293,7 +306,8 @@ def _clicks(x, rng, rate, variant):
             for q in p + rng.integers(0, span, int(rng.integers(3, 21))):
                 if q < n:
                     y[q] += rng.choice([-1, 1]) * rng.uniform(0.05, 0.5) * peak
-    return np.clip(y, -1, 1), dict(variant=variant, rate=float(r), positions=pos, kinds=kinds)
+        placed.append(p)
+    return np.clip(y, -1, 1), dict(variant=variant, rate=float(r), positions=placed, kinds=kinds)
 
 
 def opus_roundtrip(x: np.ndarray, bitrate: int, loss: np.ndarray | None = None) -> np.ndarray:
@@ -326,9 +340,96 @@ def opus_roundtrip(x: np.ndarray, bitrate: int, loss: np.ndarray | None = None) 
     return y.astype(np.float32) / 32768.0
 
 
+def _fft_filter(x: np.ndarray, gain) -> np.ndarray:
+    """``x`` through a zero-phase filter given as a gain per frequency (Hz -> linear), zero-padded."""
+    n = len(x)
+    m = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfftfreq(m, 1 / SAMPLE_RATE)
+    return np.fft.irfft(np.fft.rfft(x, m) * gain(f), m)[:n]
+
+
+def ordinary_recording(speech: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
+    """Clean speech made to sound like an ordinary (defect-free) recording.
+
+    Each part is drawn independently: microphone colouration (a smooth
+    random EQ of up to +/- 6 dB over log frequency, always); a high-pass at
+    50-250 Hz (half of the draws) and a low-pass at 3.4-7.5 kHz (half);
+    low-level reverberation (40 %: exponentially decaying noise, RT60
+    0.1-0.5 s, 8-25 dB below the direct sound); a slow level change (30 %,
+    up to +/- 3 dB at 0.05-0.5 Hz); a room noise floor (90 %: spectral slope
+    -9 to 0 dB/octave, low-passed at 2-8 kHz, SNR :data:`ROOM_SNR_DB`
+    re the active speech level), and a faint mains line (25 %: 50/60 Hz and
+    a few harmonics at :data:`MAINS_RESIDUE_DB` re speech).  Peaks are kept
+    below full scale.
+
+    Parameters
+    ----------
+    speech : np.ndarray
+        1-D 16 kHz mono, int16 or float in [-1, 1]; not digital silence.
+    seed : int or numpy.random.Generator
+
+    Returns
+    -------
+    np.ndarray
+        float32, same length.
+    """
+    x = _check_signal(speech).astype(np.float64)
+    rng = _rng(seed)
+    power, _ = active_level(x)
+    n = len(x)
+    # colouration: a few random cosines over log2 frequency, +/- 6 dB at most
+    amp, per, ph = rng.uniform(0, 3, 3), rng.uniform(1.5, 6, 3), rng.uniform(0, 2 * np.pi, 3)
+    hp = rng.uniform(50, 250) if rng.random() < 0.5 else None
+    lp = rng.uniform(3400, 7500) if rng.random() < 0.5 else None
+    lp_order = rng.uniform(4, 12)
+
+    def eq(f):
+        lf = np.log2(np.maximum(f, 20.0) / 1000.0)
+        db = np.clip(sum(a * np.cos(2 * np.pi * lf / p + q) for a, p, q in zip(amp, per, ph)), -6, 6)
+        g = 10 ** (db / 20)
+        if hp is not None:
+            g = g / np.sqrt(1 + (hp / np.maximum(f, 1e-3)) ** 4)
+        if lp is not None:
+            g = g / np.sqrt(1 + (f / lp) ** lp_order)
+        return g
+
+    y = _fft_filter(x, eq)
+    params: dict[str, Any] = dict(hp_hz=hp, lp_hz=lp)
+    if rng.random() < 0.4:
+        rt60 = rng.uniform(0.1, 0.5)
+        m = int(rt60 * SAMPLE_RATE)
+        ir = rng.standard_normal(m) * np.exp(-6.908 * np.arange(m) / m)
+        ir *= 10 ** (-rng.uniform(8, 25) / 20) / np.sqrt(np.sum(ir ** 2))
+        k = 1 << int(np.ceil(np.log2(n + m)))
+        y = y + np.fft.irfft(np.fft.rfft(y, k) * np.fft.rfft(ir, k), k)[:n]
+        params["rt60_s"] = float(rt60)
+    if rng.random() < 0.3:
+        y = y * _slow_gain(n, rng, 3.0, 0.05, 0.5)
+    p_now, _ = active_level(y) if np.any(y) else (power, None)
+    if rng.random() < 0.9:
+        snr = rng.uniform(*ROOM_SNR_DB)
+        floor = _shaped_noise(n, rng, rng.uniform(-9, 0), 20, rng.uniform(2000, 8000))
+        y = y + floor * np.sqrt(p_now) * 10 ** (-snr / 20)
+        params["floor_snr_db"] = float(snr)
+    if rng.random() < 0.25:
+        t = np.arange(n) / SAMPLE_RATE
+        f0 = rng.choice([50.0, 60.0])
+        line = sum(k ** -rng.uniform(0.5, 2) * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi))
+                   for k in range(1, int(rng.integers(1, 5)) + 1))
+        lvl = rng.uniform(*MAINS_RESIDUE_DB)
+        y = y + line / (np.sqrt(np.mean(line ** 2)) + 1e-20) * np.sqrt(p_now) * 10 ** (lvl / 20)
+        params["mains_db"] = float(lvl)
+    peak = float(np.max(np.abs(y)))
+    if peak > 0.98:
+        y *= 0.98 / peak
+    return y.astype(np.float32)
+
+
 def _none(x, rng, variant):
     if variant == "clean":
         return x, dict(variant=variant)
+    if variant == "recording":
+        return ordinary_recording(x, rng), dict(variant=variant)
     if variant == "room":
         power, _ = active_level(x)
         snr = rng.uniform(*ROOM_SNR_DB)
