@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-from artifact_data import file_activity, load_speech, make_example, random_crop  # noqa: E402
+from artifact_data import (calibrate_thresholds, clean_set, file_activity, load_speech, make_example,  # noqa: E402
+                           random_crop, speaker_split)
 from artifact_model import ArtifactExport, ArtifactNet, n_weights  # noqa: E402
 
 from edge_dred.artifacts.detector import MODEL_KEY, MODEL_VERSION, THRESHOLD, ArtifactDetector  # noqa: E402
@@ -35,10 +36,12 @@ from edge_dred.models.loader import MODELS_DIR, update_manifest  # noqa: E402
 TRAIN_DIR = REPO.parent / "shared" / "data" / "speech" / "train"
 CALIB_SEED = 7_100_000
 CHECK_SEED = 7_200_000
+CLEAN_SEED = 7_300_000
 
 
 def generated(n: int, seed: int, max_files: int | None):
-    speech = load_speech(TRAIN_DIR, max_files)
+    """Generated examples over the held-out training speakers."""
+    speech = load_speech(speaker_split(TRAIN_DIR)[1], max_files)
     act = [file_activity(x) for x in speech]
     rng = np.random.default_rng(seed)
     out = []
@@ -48,19 +51,31 @@ def generated(n: int, seed: int, max_files: int | None):
     return out
 
 
-def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: float) -> dict[str, float]:
-    """Per-defect thresholds: at least 0.5, and high enough that each defect flags at most
-    ``clean_fa / 4`` of the 1 s segments of clean training speech the trainer held aside
-    (every 20th file; all its seconds, pauses included)."""
-    from edge_dred.artifacts.detector import segments
+def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: float, n_clean: int) -> dict[str, float]:
+    """Per-defect thresholds on the held-out training speakers (``artifact_data.VAL_SPEAKERS``).
 
-    files = load_speech(TRAIN_DIR, max_files)[::20]
-    sc = np.stack([det.defect_scores(s) for x in files for _, s in segments(x)])
-    thr = {k: float(max(THRESHOLD, np.quantile(sc[:, i], 1 - clean_fa / 4) + 1e-3)) for i, k in enumerate(DEFECTS[1:])}
-    print(f"clean held-aside training seconds: {len(sc)}; flagged at 0.5: {np.mean(sc.max(1) >= 0.5):.4f} "
-          f"({' '.join(f'{k} {np.mean(sc[:, i] >= 0.5):.4f}' for i, k in enumerate(DEFECTS[1:]))}); thresholds "
-          + " ".join(f"{k} {v:.3f}" for k, v in thr.items()))
-    return thr
+    Clean audio there: every 1 s segment of their files (pauses included), the
+    same segments made ordinary recordings, and ``n_clean`` clean examples as
+    the trainer draws them (Opus, Opus with concealment, room floors).  Each
+    defect may flag at most ``clean_fa / 4`` of them (at least 0.5).
+    """
+    from edge_dred.artifacts.detector import segments
+    from edge_dred.artifacts.generator import ordinary_recording
+
+    _, val_files = speaker_split(TRAIN_DIR)
+    files = load_speech(val_files, max_files)
+    segs = [s for x in files for _, s in segments(x)]
+    rng = np.random.default_rng(CLEAN_SEED)
+    recorded = [ordinary_recording(s, rng) for s in segs]
+    drawn = clean_set(files, [file_activity(x) for x in files], CLEAN_SEED + 1, n_clean)
+    sc = np.stack([det.defect_scores(s) for s in segs + recorded + drawn])
+    thr = calibrate_thresholds(sc, clean_fa, THRESHOLD)
+    parts = {"segments": sc[:len(segs)], "recorded": sc[len(segs):2 * len(segs)], "drawn": sc[2 * len(segs):]}
+    print(f"clean held-out-speaker audio: {len(segs)} segments, as many made ordinary recordings, {len(drawn)} drawn "
+          "clean examples; flagged at 0.5 / at the thresholds: "
+          + ", ".join(f"{k} {np.mean(v.max(1) >= 0.5):.4f} / {np.mean((v >= thr).any(1)):.4f}" for k, v in parts.items())
+          + "; thresholds " + " ".join(f"{k} {v:.3f}" for k, v in zip(DEFECTS[1:], thr)))
+    return {k: float(v) for k, v in zip(DEFECTS[1:], thr)}
 
 
 def convert(net: ArtifactNet, calib, recipe_name: str) -> tuple[bytes, bytes]:
@@ -100,7 +115,8 @@ def main() -> None:
                          "scales do not fit one int8 scale per tensor)")
     ap.add_argument("--check", type=int, default=600)
     ap.add_argument("--clean-fa", type=float, default=0.01,
-                    help="share of clean held-aside training seconds the thresholds may flag (default 0.01)")
+                    help="share of the held-out training speakers' clean audio the thresholds may flag (default 0.01)")
+    ap.add_argument("--clean", type=int, default=1200, help="drawn clean examples for the thresholds")
     ap.add_argument("--max-files", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -130,7 +146,7 @@ def main() -> None:
     agree = float(np.mean(dec(fs) == dec(qs)))
     print(f"int8 vs float on {len(check)} generated examples: decision agreement {agree:.4f}, "
           f"max |score diff| {np.abs(fs - qs).max():.3f}, mean {np.abs(fs - qs).mean():.4f}")
-    thresholds = choose_thresholds(det, args.max_files, args.clean_fa)
+    thresholds = choose_thresholds(det, args.max_files, args.clean_fa, args.clean)
     y = np.stack([c[3] for c in check])
     cls = np.array([c[4] for c in check])
     for name, thr in (("0.5", np.full(4, THRESHOLD)), ("chosen", np.array([thresholds[k] for k in DEFECTS[1:]]))):
