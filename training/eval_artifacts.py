@@ -65,6 +65,9 @@ def generated_table(det: ArtifactDetector, speech, n: int) -> str:
         p = DEFECTS.index(v.label)
         cm[c, p] += 1
         key = f"{DEFECTS[c]}/{params['variant']}"
+        if DEFECTS[c] == "hum":  # one variant: break it down by level instead (5 dB bands)
+            lo = int(np.floor(params["level_db"] / 5) * 5)
+            key = f"hum/{lo} to {lo + 5} dB"
         per_variant.setdefault(key, []).append(int(p == c))
     rec = np.diag(cm) / np.maximum(cm.sum(1), 1)
     bacc = float(rec.mean())

@@ -33,7 +33,7 @@ __all__ = ["ArtifactDetector", "Verdict", "SegmentClassifier", "THRESHOLD", "MOD
            "describe", "segments", "MIN_TAIL"]
 
 MODEL_KEY = "artifact_detector"
-MODEL_VERSION = "artifacts-1"
+MODEL_VERSION = "artifacts-2"
 #: A defect score at or above this flags the segment.
 THRESHOLD = 0.5
 #: A trailing part of a file shorter than 1 s is analysed (as the last 1 s) when at least this long.
