@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import voiced
 
-from edge_dred.artifacts.generator import (DEFECTS, HISS_SNR_DB, HUM_LEVEL_DB, MAINS_RESIDUE_DB, ROOM_SNR_DB,
+from edge_dred.artifacts.generator import (DEFECTS, HISS_OVER_FLOOR_DB, HISS_SNR_DB, HUM_LEVEL_DB, MAINS_RESIDUE_DB, ROOM_SNR_DB,
                                            VARIANTS, active_level, apply_defect, mix_defects, opus_roundtrip,
                                            ordinary_recording)
 
@@ -44,6 +44,16 @@ def test_hiss_at_the_drawn_snr(speech, variant):
     snr = 10 * np.log10(active_level(speech)[0] / np.mean((d.audio - speech) ** 2))
     assert abs(snr - 15) < 2.5
     assert d.labels == ("hiss",)
+
+
+def test_drawn_hiss_stays_clear_of_the_recordings_own_floor(speech):
+    noisy = speech + np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32) \
+        * np.float32(np.sqrt(active_level(speech)[0]) * 10 ** (-18 / 20))  # a floor at 18 dB SNR
+    for seed in range(8):
+        d = apply_defect(noisy, "hiss", seed)
+        assert HISS_SNR_DB[0] <= d.params["snr_db"] <= 18 - HISS_OVER_FLOOR_DB + 0.5
+    room = apply_defect(noisy, "none", 1, variant="room")  # the floor is already louder than any room floor
+    assert np.max(np.abs(room.audio - noisy)) < 1e-6
 
 
 def test_hard_clipping_puts_the_drawn_fraction_at_the_rails(speech):

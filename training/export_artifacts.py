@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from artifact_data import (calibrate_thresholds, clean_set, file_activity, load_speech, make_example,  # noqa: E402
                            random_crop, speaker_split)
 from artifact_model import ArtifactExport, ArtifactNet, n_weights  # noqa: E402
+from train_artifacts import predict_class  # noqa: E402
 
 from edge_dred.artifacts.detector import MODEL_KEY, MODEL_VERSION, THRESHOLD, ArtifactDetector  # noqa: E402
 from edge_dred.artifacts.frontend import GLOBAL_DIM, SEQ_CHANNELS, SEQ_FRAMES, features  # noqa: E402
@@ -150,8 +151,7 @@ def main() -> None:
     y = np.stack([c[3] for c in check])
     cls = np.array([c[4] for c in check])
     for name, thr in (("0.5", np.full(4, THRESHOLD)), ("chosen", np.array([thresholds[k] for k in DEFECTS[1:]]))):
-        over = qs - thr
-        pred = np.where(over.max(1) >= 0, over.argmax(1) + 1, 0)
+        pred = predict_class(qs, thr)
         single = cls < 5
         rec = [np.mean(pred[single][cls[single] == c] == c) for c in range(5)]
         print(f"thresholds {name}: generated check set balanced accuracy {np.mean(rec):.4f} "

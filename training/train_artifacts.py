@@ -57,9 +57,9 @@ def balanced_accuracy(pred: np.ndarray, cls: np.ndarray, n: int = 5) -> tuple[fl
 
 
 def predict_class(scores: np.ndarray, threshold=0.5) -> np.ndarray:
-    """5-class decision from 4 defect scores: none unless one reaches its threshold; else the one furthest above."""
-    over = scores - np.asarray(threshold, np.float32)
-    return np.where(over.max(1) >= 0, over.argmax(1) + 1, 0)
+    """5-class decision from 4 defect scores: none unless one reaches its threshold; else the highest flagged one."""
+    on = scores >= np.asarray(threshold, np.float32)
+    return np.where(on.any(1), np.where(on, scores, -1.0).argmax(1) + 1, 0)
 
 
 def build_set(speech, act, seed: int, n: int):

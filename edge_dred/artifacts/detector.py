@@ -9,7 +9,8 @@ against ``manifest.json`` (version and sha256) before it is loaded.
 A segment is *flagged* when a defect's score reaches its threshold (the
 manifest's ``thresholds``, chosen at export so that clean training speech is
 rarely flagged; :data:`THRESHOLD` where none is given); its label is then the
-defect furthest above its threshold, otherwise ``none``.  The ``none``
+flagged defect with the highest score (a high threshold does not make a sure
+defect lose to a marginal one), otherwise ``none``.  The ``none``
 score is one minus the highest defect score.  :func:`describe` adds a number a
 person can act on, measured directly on the audio (not by the network): hum
 level re the segment, hiss SNR, share of samples at the rails, clicks per
@@ -209,7 +210,7 @@ class ArtifactDetector:
         scores = {"none": float(1.0 - s.max()), **{k: float(v) for k, v in zip(DEFECTS[1:], s)}}
         over = s - self.thresholds
         flagged = tuple(k for k, v in zip(DEFECTS[1:], over) if v >= 0)
-        label = DEFECTS[1 + int(np.argmax(over))] if flagged else "none"
+        label = DEFECTS[1 + int(np.argmax(np.where(over >= 0, s, -1.0)))] if flagged else "none"
         return Verdict(label, scores, describe(label, x) if flagged else "", start_s, flagged)
 
     def analyze(self, pcm: np.ndarray) -> list[Verdict]:
