@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--max-files", type=int, default=None)
     ap.add_argument("--val-clean", type=int, default=800, help="clean validation examples for the thresholds")
     ap.add_argument("--clean-fa", type=float, default=0.01, help="clean validation share the thresholds may flag")
+    ap.add_argument("--validate-only", action="store_true", help="log the validation of the --init weights and stop")
     ap.add_argument("--init", type=Path, help="start from these weights (fresh optimiser and schedule)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -121,6 +122,26 @@ def main() -> None:
     cf = [features(a) for a in clean_set(val_speech, val_act, VAL_CLEAN_SEED, args.val_clean)]
     cs, cg = torch.from_numpy(np.stack([c[0] for c in cf])), torch.from_numpy(np.stack([c[1] for c in cf]))
     log(f"validation set {len(vc)} in {time.time() - t0:.0f} s")
+
+    def validate(prefix: str) -> float:
+        """Log and return the validation balanced accuracy at thresholds calibrated on clean validation."""
+        net.eval()
+        with torch.no_grad():
+            sc = torch.sigmoid(net(vs, vg)).numpy()
+            csc = torch.sigmoid(net(cs, cg)).numpy()
+        thr = calibrate_thresholds(csc, args.clean_fa)
+        single = vc < 5
+        bacc05, _ = balanced_accuracy(predict_class(sc[single]), vc[single])
+        bacc, cm = balanced_accuracy(predict_class(sc[single], thr), vc[single])
+        multi = float(np.mean(np.all((sc[~single] >= thr) == (vy[~single] >= 0.5), axis=1)))
+        log(f"{prefix} val bacc {bacc:.4f} (at 0.5: {bacc05:.4f}; clean flagged at 0.5: "
+            f"{np.mean(csc.max(1) >= 0.5):.4f}; thresholds {' '.join(f'{t:.3f}' for t in thr)}) mixed exact {multi:.3f}")
+        log("confusion rows=true none,hum,hiss,dist,clicks: " + " | ".join(" ".join(map(str, r)) for r in cm))
+        return bacc
+
+    if args.validate_only:
+        validate(f"weights of step {step}")
+        return
 
     P = args.pool
     pool_s = np.zeros((P, *vs.shape[1:]), np.float16)
@@ -161,19 +182,8 @@ def main() -> None:
         step += 1
         losses.append(loss.item())
         if step % args.every == 0 or step == args.steps or stop["flag"]:
-            net.eval()
-            with torch.no_grad():
-                sc = torch.sigmoid(net(vs, vg)).numpy()
-                csc = torch.sigmoid(net(cs, cg)).numpy()
-            thr = calibrate_thresholds(csc, args.clean_fa)
-            single = vc < 5
-            bacc05, _ = balanced_accuracy(predict_class(sc[single]), vc[single])
-            bacc, cm = balanced_accuracy(predict_class(sc[single], thr), vc[single])
-            multi = float(np.mean(np.all((sc[~single] >= thr) == (vy[~single] >= 0.5), axis=1))) if (~single).any() else float("nan")
-            log(f"step {step} loss {np.mean(losses):.4f} val bacc {bacc:.4f} (at 0.5: {bacc05:.4f}; clean flagged "
-                f"at 0.5: {np.mean(csc.max(1) >= 0.5):.4f}; thresholds {' '.join(f'{t:.3f}' for t in thr)}) "
-                f"mixed exact {multi:.3f} pool {filled} {(time.time() - t0) / len(losses):.2f} s/step")
-            log("confusion rows=true none,hum,hiss,dist,clicks: " + " | ".join(" ".join(map(str, r)) for r in cm))
+            bacc = validate(f"step {step} loss {np.mean(losses):.4f} "
+                            f"({(time.time() - t0) / len(losses):.2f} s/step, pool {filled})")
             losses = []
             t0 = time.time()
             state = {"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
