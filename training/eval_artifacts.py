@@ -217,11 +217,12 @@ def main() -> None:
     ap.add_argument("--max-files-dred", type=int, default=48, help="dev files per trace for lbrr+dred and zeros")
     ap.add_argument("--max-files", type=int, default=None, help="dev files for the clean and Opus rows (default all)")
     ap.add_argument("--only", default="generated,false_alarms,speed")
-    ap.add_argument("--threshold", type=float, help="one threshold for every defect instead of the manifest's")
+    ap.add_argument("--threshold", help="one threshold for every defect, or four (hum,hiss,distortion,clicks), "
+                                        "instead of the manifest's (a --model gets 0.5 otherwise)")
     args = ap.parse_args()
     det = ArtifactDetector(args.model)
     if args.threshold is not None:
-        det.thresholds[:] = args.threshold
+        det.thresholds[:] = [float(t) for t in args.threshold.split(",")]
     only = set(args.only.split(","))
     print(f"# Artifact detector evaluation ({det.path.name}; thresholds "
           + ", ".join(f"{k} {t:.3f}" for k, t in zip(DEFECTS[1:], det.thresholds)) + ")\n")
