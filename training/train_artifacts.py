@@ -1,8 +1,9 @@
 """Train the artifact detector on generated defects over real training speech.
 
 Speech: ``../shared/data/speech/train`` only; the speakers
-``artifact_data.VAL_SPEAKERS`` are held out for validation.  Examples come from :mod:`artifact_data` (fresh defects every
-step, generator seeds from a stream the evaluation never uses).  Generating
+``artifact_data.VAL_SPEAKERS`` are held out for validation.  Examples come
+from :mod:`artifact_data` (fresh defects every step, generator seeds from a
+stream the evaluation never uses).  Generating
 an example costs far more than a gradient step, so each step adds
 ``--new`` fresh examples to a replay pool of ``--pool`` and trains on a batch
 drawn from it.
