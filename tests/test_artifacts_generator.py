@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import voiced
 
-from edge_dred.artifacts.generator import (DEFECTS, HISS_OVER_FLOOR_DB, HISS_SNR_DB, HUM_LEVEL_DB, MAINS_RESIDUE_DB, ROOM_SNR_DB,
+from edge_dred.artifacts.generator import (DEFECTS, HISS_OVER_FLOOR_DB, HISS_SNR_DB, HUM_LEVEL_DB,
+                                           MAINS_RESIDUE_DB, ROOM_SNR_DB,
                                            VARIANTS, active_level, apply_defect, mix_defects, opus_roundtrip,
                                            ordinary_recording)
 

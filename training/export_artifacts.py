@@ -74,7 +74,8 @@ def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: fl
     parts = {"segments": sc[:len(segs)], "recorded": sc[len(segs):2 * len(segs)], "drawn": sc[2 * len(segs):]}
     print(f"clean held-out-speaker audio: {len(segs)} segments, as many made ordinary recordings, {len(drawn)} drawn "
           "clean examples; flagged at 0.5 / at the thresholds: "
-          + ", ".join(f"{k} {np.mean(v.max(1) >= 0.5):.4f} / {np.mean((v >= thr).any(1)):.4f}" for k, v in parts.items())
+          + ", ".join(f"{k} {np.mean(v.max(1) >= 0.5):.4f} / {np.mean((v >= thr).any(1)):.4f}"
+                      for k, v in parts.items())
           + "; thresholds " + " ".join(f"{k} {v:.3f}" for k, v in zip(DEFECTS[1:], thr)))
     return {k: float(v) for k, v in zip(DEFECTS[1:], thr)}
 

@@ -136,7 +136,8 @@ def main() -> None:
         bacc, cm = balanced_accuracy(predict_class(sc[single], thr), vc[single])
         multi = float(np.mean(np.all((sc[~single] >= thr) == (vy[~single] >= 0.5), axis=1)))
         log(f"{prefix} val bacc {bacc:.4f} (at 0.5: {bacc05:.4f}; clean flagged at 0.5: "
-            f"{np.mean(csc.max(1) >= 0.5):.4f}; thresholds {' '.join(f'{t:.3f}' for t in thr)}) mixed exact {multi:.3f}")
+            f"{np.mean(csc.max(1) >= 0.5):.4f}; thresholds {' '.join(f'{t:.3f}' for t in thr)}) "
+            f"mixed exact {multi:.3f}")
         log("confusion rows=true none,hum,hiss,dist,clicks: " + " | ".join(" ".join(map(str, r)) for r in cm))
         return bacc
 
