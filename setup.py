@@ -64,7 +64,8 @@ extensions = [
         depends=["edge_dred/dsp/src/feature_analysis.h"],
         extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # see feature_analysis.c
     ),
-    Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"]),
+    # No fused multiply-adds: the quantizer and rate-control sums must round as numpy does.
+    Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"], extra_compile_args=["-ffp-contract=off"]),
 ] + _load_kernel_extensions()
 
 extensions = [e for e in extensions if all(os.path.exists(os.path.join(HERE, s)) for s in e.sources)]

@@ -31,7 +31,7 @@ range, which the argument checks guarantee; symbol searches cover at most 16
 entries; the escape tail at most 10 unary bits), so hostile input cannot hang
 the decoder.
 """
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int16_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport ceil, floor, log2
 
@@ -1029,3 +1029,596 @@ def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, c
             oe[k] = <int64_t>ceil((fixed_bits + acc + 1.0) / 8.0)
             k += 1
     return int(best_m), idx, lsum, est
+
+
+# ---------------------------------------------------------------- whole-payload coder and parser
+#
+# One call per packet each way: the sender's `PacketCoder.push` quantizes the new latent at every
+# level, runs rate control and range-codes the payload; `parse_payload_into` decodes (and
+# validates) a whole payload, keeping only the newest chunks asked for.  Both use per-symbol
+# models with the geometric intervals precomputed (the same integers `_geom_interval` yields), so
+# their bits are those of the vector entry points above.
+
+cimport numpy as cnp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+cdef extern from "numpy/arrayobject.h":
+    pass
+cnp.import_array()
+
+DEF N_SYM_LEVELS = 16
+DEF MAX_PAYLOAD_CHUNKS = 26
+DEF MAX_VERIFY_ENCODES = 8
+DEF MAX_CODED_BYTES = 1000
+DEF CODER_CAPACITY = 8192
+
+
+cdef struct sym_model:
+    uint32_t p0           # clamped P(k = 0) in q15
+    uint32_t cum[17]      # cumulative frequencies of |k|-1 = 0..14 and the escape; cum[16] = 32768
+
+
+cdef void _fill_models(sym_model* out, const uint16_t[:] p0, const uint16_t[:] decay) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int m
+    cdef uint32_t d, fl, fh
+    for i in range(p0.shape[0]):
+        out[i].p0 = _clamp_prob(p0[i])
+        d = _clamp_prob(decay[i])
+        for m in range(16):
+            _geom_interval(d, m, &fl, &fh)
+            out[i].cum[m] = fl
+        out[i].cum[16] = PROB_ONE
+
+
+cdef inline void _enc_sym(enc_state* s, int32_t k, const sym_model* md) noexcept nogil:
+    """`_enc_symbol` with the intervals looked up."""
+    cdef uint32_t v
+    cdef int a, m, n, _
+    if k == 0:
+        _enc_bin(s, 0, md.p0, PROB_BITS)
+        return
+    _enc_bin(s, md.p0, PROB_ONE, PROB_BITS)
+    a = -k if k < 0 else k
+    if a > _MAX_ABS_K:
+        a = _MAX_ABS_K
+    _enc_bit_logp(s, 1 if k < 0 else 0, 1)
+    m = a - 1
+    if m < 15:
+        _enc_bin(s, md.cum[m], md.cum[m + 1], PROB_BITS)
+        return
+    _enc_bin(s, md.cum[15], PROB_ONE, PROB_BITS)
+    v = <uint32_t>(m - 14)
+    n = _ilog(v) - 1
+    for _ in range(n):
+        _enc_bit_logp(s, 1, 1)
+    _enc_bit_logp(s, 0, 1)
+    _enc_bits(s, v - (1u << n), n)
+
+
+cdef inline int _dec_sym(dec_state* s, const sym_model* md, int32_t* out) noexcept nogil:
+    """`_dec_symbol` with the intervals looked up; 0, or -1 for a malformed escape tail."""
+    cdef uint32_t x, v
+    cdef int neg, m, n, a
+    x = _dec_decode_bin(s, PROB_BITS)
+    if x < md.p0:
+        _dec_update(s, 0, md.p0, PROB_ONE)
+        out[0] = 0
+        return 0
+    _dec_update(s, md.p0, PROB_ONE, PROB_ONE)
+    neg = _dec_bit_logp(s, 1)
+    x = _dec_decode_bin(s, PROB_BITS)
+    m = 0
+    while m < 15 and x >= md.cum[m + 1]:
+        m += 1
+    _dec_update(s, md.cum[m], md.cum[m + 1], PROB_ONE)
+    if m < 15:
+        a = m + 1
+    else:
+        n = 0
+        while _dec_bit_logp(s, 1):
+            n += 1
+            if n > _MAX_GAMMA_N:
+                out[0] = 0
+                return -1
+        v = ((<uint32_t>1) << n) + _dec_bits(s, n)
+        a = 15 + <int>v
+        if a > _MAX_ABS_K:
+            out[0] = 0
+            return -1
+    out[0] = -a if neg else a
+    return 0
+
+
+cdef inline int _chunk_level(int q0, int dq, int j, int qmax) noexcept nogil:
+    cdef int lev = q0 + (dq * j + 4) // 8
+    return qmax if lev > qmax else lev
+
+
+cdef inline int32_t _deadzone_q(double x, double dz) noexcept nogil:
+    """`quantize_levels` for one value: clamp(sign(x) * floor(max(|x| - dz, 0) + 0.5), +-1023)."""
+    cdef double a = (x if x >= 0 else -x) - dz
+    a = (a if a > 0 else 0.0) + 0.5
+    # a >= 0.5 is finite: truncation is floor, and floor(a) > 1023 exactly when a >= 1024.
+    cdef int32_t k = _MAX_ABS_K if a >= 1024.0 else <int32_t>a
+    return -k if x < 0 else k
+
+
+cdef inline double _sym_cost(const double* lut, int32_t k) noexcept nogil:
+    """Model bits of k under one cost-table row (see `vector_costs`)."""
+    cdef int a = -k if k < 0 else k
+    if a > _MAX_ABS_K:
+        a = _MAX_ABS_K
+    if a < 16:
+        return lut[a]
+    return lut[16] + 2.0 * (_ilog(<uint32_t>(a - 15)) - 1) + 1.0
+
+
+# Parser status codes (mapped to messages by `edge_dred.dred.payload`).
+PARSE_OK = 0
+PARSE_VERSION = 1
+PARSE_TOO_MANY_CHUNKS = 2
+PARSE_MALFORMED = 3
+PARSE_TRUNCATED = 4
+PARSE_LENGTH = 5
+
+
+cdef class ParseTables:
+    """The parser's per-symbol models of one `EntropyTables` (build once, reuse per payload)."""
+    cdef sym_model* lat
+    cdef sym_model* st
+    cdef readonly int latent_dim, state_dim, n_levels
+
+    def __cinit__(self, const uint16_t[:, :] p0_q15, const uint16_t[:, :] decay_q15,
+                  const uint16_t[:] state_p0_q15, const uint16_t[:] state_decay_q15):
+        if (p0_q15.shape[0] != N_SYM_LEVELS or decay_q15.shape[0] != p0_q15.shape[0]
+                or decay_q15.shape[1] != p0_q15.shape[1]
+                or state_decay_q15.shape[0] != state_p0_q15.shape[0]
+                or not 1 <= p0_q15.shape[1] <= 32 or not 1 <= state_p0_q15.shape[0] <= 64):
+            raise EntropyError("entropy tables must be (16, D <= 32) and (S <= 64,)")
+        self.n_levels, self.latent_dim, self.state_dim = N_SYM_LEVELS, p0_q15.shape[1], state_p0_q15.shape[0]
+        self.lat = <sym_model*>malloc(N_SYM_LEVELS * self.latent_dim * sizeof(sym_model))
+        self.st = <sym_model*>malloc(self.state_dim * sizeof(sym_model))
+        if self.lat == NULL or self.st == NULL:
+            raise MemoryError()
+        cdef int l
+        for l in range(N_SYM_LEVELS):
+            _fill_models(self.lat + l * self.latent_dim, p0_q15[l], decay_q15[l])
+        _fill_models(self.st, state_p0_q15, state_decay_q15)
+
+    def __dealloc__(self):
+        free(self.lat)
+        free(self.st)
+
+
+cdef int _parse_core(dec_state* s, ParseTables t, int max_chunks, int want, int32_t* hdr,
+                     int32_t* state_out, int32_t* lat_out) noexcept nogil:
+    """Decode and validate a whole payload; keep chunks 0..want-1.
+
+    hdr receives version, q0, dq, qmax, offset, n_chunks and the expected length.
+    The checks and their order are those of the step-by-step parser.
+    """
+    cdef int32_t scratch[32]
+    cdef int D = t.latent_dim
+    cdef int i, j, lev, q0, dq, qmax, n
+    cdef int32_t* dst
+    cdef const sym_model* md
+    cdef int64_t limit = 8 * <int64_t>s.storage
+    cdef uint32_t x
+    hdr[0] = _dec_bits(s, 4)
+    if hdr[0] != 1:
+        return 1
+    q0 = hdr[1] = _dec_bits(s, 4)
+    dq = hdr[2] = _dec_bits(s, 3)
+    qmax = hdr[3] = _dec_bits(s, 4)
+    hdr[4] = _dec_bits(s, 2)
+    x = _dec_decode(s, MAX_PAYLOAD_CHUNKS)
+    _dec_update(s, x, x + 1, MAX_PAYLOAD_CHUNKS)
+    n = hdr[5] = <int>x + 1
+    if n > max_chunks:
+        return 2
+    for i in range(t.state_dim):
+        if _dec_sym(s, &t.st[i], &state_out[i]) < 0:
+            return 3
+    for j in range(n):
+        # Stop on overrun: a hostile short payload cannot cost a full decode.
+        if _dec_tell(s) > limit:
+            break
+        lev = _chunk_level(q0, dq, j, qmax)
+        md = t.lat + lev * D
+        dst = lat_out + j * D if j < want else scratch
+        for i in range(D):
+            if _dec_sym(s, &md[i], &dst[i]) < 0:
+                return 3
+    hdr[6] = <int32_t>_dec_expected_len(s)
+    if _dec_tell(s) > limit:
+        return 4
+    if hdr[6] != <int64_t>s.storage:
+        return 5
+    return 0
+
+
+def parse_payload_into(bytes data, ParseTables t, int max_chunks, int want):
+    """Parse one DRED payload in one call (the caller checks the length and arguments).
+
+    Parameters
+    ----------
+    data : bytes
+        The payload (1..1000 bytes).
+    t : ParseTables
+    max_chunks : int
+        Reject payloads announcing more chunks (1..26).
+    want : int
+        Keep the newest ``want`` chunks (1..26); the rest are decoded and checked, not kept.
+
+    Returns
+    -------
+    (int, tuple, numpy.ndarray, numpy.ndarray)
+        Status (``PARSE_*``), the header ``(version, q0, dq, qmax, offset,
+        n_chunks, expected_length)`` as far as decoded, the int32 (S,) state
+        and the int32 (min(want, n_chunks), D) newest chunks.
+    """
+    cdef dec_state s
+    cdef int32_t hdr[7]
+    cdef cnp.npy_intp dims[2]
+    cdef int status, keep
+    hdr[:] = [0, 0, 0, 0, 0, 0, 0]
+    s.buf = <const uint8_t*>PyBytes_AS_STRING(data)
+    s.storage = <uint32_t>PyBytes_GET_SIZE(data)
+    _dec_init(&s)
+    dims[0] = t.state_dim
+    state = cnp.PyArray_ZEROS(1, dims, cnp.NPY_INT32, 0)
+    dims[0] = want
+    dims[1] = t.latent_dim
+    lat = cnp.PyArray_ZEROS(2, dims, cnp.NPY_INT32, 0)
+    with nogil:
+        status = _parse_core(&s, t, max_chunks, want, hdr,
+                             <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>state), <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>lat))
+    keep = hdr[5] if hdr[5] < want else want
+    return status, (hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6]), state, lat[:keep] if keep < want else lat
+
+
+cdef struct cand_t:
+    int c          # q0 * len(grid) + g
+    int q0
+    int dq
+    int64_t lsum
+    int64_t est
+
+
+cdef inline bint _cand_before(const cand_t* a, const cand_t* b, bint by_mean) noexcept nogil:
+    """Rate control's order: (q0, level sum, dq) or (level sum, q0, dq), then the index."""
+    if by_mean:
+        if a.lsum != b.lsum:
+            return a.lsum < b.lsum
+        if a.q0 != b.q0:
+            return a.q0 < b.q0
+    else:
+        if a.q0 != b.q0:
+            return a.q0 < b.q0
+        if a.lsum != b.lsum:
+            return a.lsum < b.lsum
+    if a.dq != b.dq:
+        return a.dq < b.dq
+    return a.c < b.c
+
+
+# Rate-control outcomes (reasons of `ratecontrol.RateDecision`).
+cdef enum:
+    C_OK = 0
+    C_SHORTENED = 1
+    C_SILENT = 2
+    C_BUDGET = 3
+CODED_OK, CODED_SHORTENED, CODED_SILENT, CODED_BUDGET = C_OK, C_SHORTENED, C_SILENT, C_BUDGET
+
+
+cdef class PacketCoder:
+    """A stream's DRED coding state: quantized latent history and one-call payload coding.
+
+    Holds the last ``ring`` latents, each quantized at every level (with its model bits) when
+    it is pushed; `push` then picks ``z_t, z_{t-2}, ...``, trims silence at the old end, runs
+    the schedule search of `ratecontrol.encode_dred` and range-codes the chosen schedule, all
+    without Python objects per latent.  Payloads, schedules and every rate-control decision
+    are bit-identical to `ratecontrol.encode_dred` on the same inputs.
+
+    Parameters
+    ----------
+    p0_q15, decay_q15 : uint16 (16, D); state_p0_q15, state_decay_q15 : uint16 (S,)
+    quant_scale, dead_zone : float32 (16, D); state_quant_scale, state_dead_zone : float32 (S,)
+    lat_lut : float64 (16, D, 17); state_lut : float64 (S, 17)
+        Cost tables (`symbol_cost_table`).
+    header_bits : float
+        Model bits of the header.
+    ring : int
+        Latents kept (2 * 26 - 1 for every other one).
+    """
+    cdef ParseTables models
+    cdef int D, S, R, nl
+    cdef double* qs
+    cdef double* dz
+    cdef double* sqs
+    cdef double* sdz
+    cdef double* lut
+    cdef double* slut
+    cdef float* ring_z
+    cdef int16_t* ring_k
+    cdef double* ring_bits
+    cdef uint8_t* ring_act
+    cdef uint8_t* buf
+    cdef int32_t state_k[64]
+    cdef double header_bits
+    cdef readonly int64_t n_steps
+
+    def __cinit__(self, const uint16_t[:, :] p0_q15, const uint16_t[:, :] decay_q15,
+                  const uint16_t[:] state_p0_q15, const uint16_t[:] state_decay_q15,
+                  const float[:, :] quant_scale, const float[:, :] dead_zone,
+                  const float[:] state_quant_scale, const float[:] state_dead_zone,
+                  const double[:, :, :] lat_lut, const double[:, :] state_lut, double header_bits, int ring):
+        self.models = ParseTables(p0_q15, decay_q15, state_p0_q15, state_decay_q15)
+        cdef int D = self.models.latent_dim, S = self.models.state_dim, nl = N_SYM_LEVELS
+        if (quant_scale.shape[0] != nl or quant_scale.shape[1] != D or dead_zone.shape[0] != nl
+                or dead_zone.shape[1] != D or state_quant_scale.shape[0] != S or state_dead_zone.shape[0] != S
+                or lat_lut.shape[0] != nl or lat_lut.shape[1] != D or lat_lut.shape[2] != 17
+                or state_lut.shape[0] != S or state_lut.shape[1] != 17 or not 1 <= ring <= 4096):
+            raise EntropyError("PacketCoder: table shapes do not agree")
+        self.D, self.S, self.R, self.nl = D, S, ring, nl
+        self.header_bits = header_bits
+        self.qs = <double*>malloc(nl * D * sizeof(double))
+        self.dz = <double*>malloc(nl * D * sizeof(double))
+        self.lut = <double*>malloc(nl * D * 17 * sizeof(double))
+        self.sqs = <double*>malloc(S * sizeof(double))
+        self.sdz = <double*>malloc(S * sizeof(double))
+        self.slut = <double*>malloc(S * 17 * sizeof(double))
+        self.ring_z = <float*>malloc(ring * D * sizeof(float))
+        self.ring_k = <int16_t*>malloc(ring * nl * D * sizeof(int16_t))
+        self.ring_bits = <double*>malloc(ring * nl * sizeof(double))
+        self.ring_act = <uint8_t*>malloc(ring)
+        self.buf = <uint8_t*>malloc(CODER_CAPACITY)
+        if (self.qs == NULL or self.dz == NULL or self.lut == NULL or self.sqs == NULL or self.sdz == NULL
+                or self.slut == NULL or self.ring_z == NULL or self.ring_k == NULL or self.ring_bits == NULL
+                or self.ring_act == NULL or self.buf == NULL):
+            raise MemoryError()
+        cdef int l, i, a
+        for l in range(nl):
+            for i in range(D):
+                self.qs[l * D + i] = quant_scale[l, i]
+                self.dz[l * D + i] = dead_zone[l, i]
+                for a in range(17):
+                    self.lut[(l * D + i) * 17 + a] = lat_lut[l, i, a]
+        for i in range(S):
+            self.sqs[i] = state_quant_scale[i]
+            self.sdz[i] = state_dead_zone[i]
+            for a in range(17):
+                self.slut[i * 17 + a] = state_lut[i, a]
+        self.n_steps = 0
+
+    def __dealloc__(self):
+        free(self.qs); free(self.dz); free(self.lut); free(self.sqs); free(self.sdz); free(self.slut)
+        free(self.ring_z); free(self.ring_k); free(self.ring_bits); free(self.ring_act); free(self.buf)
+
+    def reset(self) -> None:
+        """Forget the latent history."""
+        self.n_steps = 0
+
+    def history(self):
+        """Latents ``z_t, z_{t-2}, ...`` (float32 (N, D), newest first) and their activity flags."""
+        cdef int n = (min(self.n_steps, self.R) + 1) // 2
+        z = np.empty((n, self.D), np.float32)
+        act = np.empty(n, bool)
+        cdef int j, r
+        for j in range(n):
+            r = <int>((self.n_steps - 1 - 2 * j) % self.R)
+            z[j] = np.asarray(<float[:self.D]>(self.ring_z + r * self.D))
+            act[j] = self.ring_act[r] != 0
+        return z, act
+
+    cdef void _add_latent(self, const double* z, bint active) noexcept nogil:
+        cdef int r = <int>(self.n_steps % self.R)
+        cdef int D = self.D, l, i
+        cdef int16_t* k = self.ring_k + r * self.nl * D
+        cdef int32_t v
+        cdef double acc
+        for i in range(D):
+            self.ring_z[r * D + i] = <float>z[i]
+        self.ring_act[r] = active
+        for l in range(self.nl):
+            acc = 0.0
+            for i in range(D):
+                v = _deadzone_q(z[i] * self.qs[l * D + i], self.dz[l * D + i])
+                k[l * D + i] = <int16_t>v
+                acc += _sym_cost(self.lut + (l * D + i) * 17, v)
+            self.ring_bits[r * self.nl + l] = acc
+        self.n_steps += 1
+
+    cdef int _fit(self, const double** rows, int q0, int dq, int qmax, int limit, double fixed,
+                  double lim) noexcept nogil:
+        """Chunks of the prefix that schedule (q0, dq) fits: `rank_schedules`' test, summed in its order."""
+        cdef double acc = 0.0
+        cdef int j
+        for j in range(limit):
+            acc = acc + rows[j][_chunk_level(q0, dq, j, qmax)]
+            # ceil((fixed + acc + 1) / 8) > budget  <=>  fixed + acc + 1 > 8 * budget (exact).
+            if fixed + acc + 1.0 > lim:
+                return j
+        return limit
+
+    cdef int _encode(self, const int16_t** krows, int q0, int dq, int qmax, int offset, int m) noexcept nogil:
+        """Range-code one schedule into buf; its length, or -1 past the 1000-byte format limit."""
+        cdef enc_state e
+        cdef int j, i, lev
+        cdef int D = self.D
+        cdef const sym_model* md
+        cdef const int16_t* k
+        e.buf = self.buf
+        e.cap = CODER_CAPACITY
+        e.offs = 0
+        e.rng = CODE_TOP
+        e.val = 0
+        e.rem = -1
+        e.ext = 0
+        e.nbits = 33
+        e.err = 0
+        _enc_bits(&e, 1, 4)
+        _enc_bits(&e, q0, 4)
+        _enc_bits(&e, dq, 3)
+        _enc_bits(&e, qmax, 4)
+        _enc_bits(&e, offset, 2)
+        _enc_encode(&e, m - 1, m, MAX_PAYLOAD_CHUNKS)
+        for i in range(self.S):
+            _enc_sym(&e, self.state_k[i], &self.models.st[i])
+        for j in range(m):
+            lev = _chunk_level(q0, dq, j, qmax)
+            md = self.models.lat + lev * D
+            k = krows[j] + lev * D
+            for i in range(D):
+                _enc_sym(&e, k[i], &md[i])
+        _enc_done(&e)
+        if e.err or e.offs > MAX_CODED_BYTES:
+            return -1
+        return <int>e.offs
+
+    cdef int _code(self, const double* s, int dur_chunks, int budget, int qmax, int offset,
+                   const int64_t* grid, int ng, bint by_mean, int64_t* out) noexcept nogil:
+        """Rate control and coding of the current history; out: q0, dq, m, requested, est, encodes, length."""
+        cdef const double* rows[MAX_PAYLOAD_CHUNKS]
+        cdef const int16_t* krows[MAX_PAYLOAD_CHUNKS]
+        cdef int fm[N_SYM_LEVELS * 8]
+        cdef cand_t cands[N_SYM_LEVELS * 8]
+        cdef cand_t tmp
+        cdef int N = (<int>(self.n_steps if self.n_steps < self.R else self.R) + 1) // 2
+        cdef int requested, n, j, r, i, limit, best, c, g, q0, cnt, m, lev, length, encodes = 0
+        cdef int nc = self.nl * ng
+        cdef double fixed, acc, lim = 8.0 * budget
+        cdef bint scan
+        requested = dur_chunks if dur_chunks < N else N
+        if requested > MAX_PAYLOAD_CHUNKS:
+            requested = MAX_PAYLOAD_CHUNKS
+        out[3] = requested
+        n = 0
+        for j in range(requested):
+            r = <int>((self.n_steps - 1 - 2 * j) % self.R)
+            rows[j] = self.ring_bits + r * self.nl
+            krows[j] = self.ring_k + r * self.nl * self.D
+            if self.ring_act[r]:
+                n = j + 1
+        if n == 0:
+            return C_SILENT
+        acc = 0.0
+        for i in range(self.S):
+            self.state_k[i] = _deadzone_q(s[i] * self.sqs[i], self.sdz[i])
+            acc += _sym_cost(self.slut + i * 17, self.state_k[i])
+        fixed = self.header_bits + acc
+        limit = n
+        while limit > 0:
+            # The longest prefix any schedule fits; a schedule at the coarsest level fitting all of
+            # it settles that without scanning the others.
+            scan = self._fit(rows, self.nl - 1, <int>grid[0], qmax, limit, fixed, lim) < limit
+            best = limit
+            if scan:
+                best = 0
+                for c in range(nc):
+                    fm[c] = self._fit(rows, c // ng, <int>grid[c % ng], qmax, limit, fixed, lim)
+                    if fm[c] > best:
+                        best = fm[c]
+                if best == 0:
+                    break
+            # The schedules fitting `best` chunks, in rate control's order (with the finest-newest
+            # order, whole q0 groups until at least MAX_VERIFY_ENCODES are found).
+            cnt = 0
+            for q0 in range(self.nl):
+                if not by_mean and cnt >= MAX_VERIFY_ENCODES:
+                    break
+                for g in range(ng):
+                    c = q0 * ng + g
+                    m = fm[c] if scan else self._fit(rows, q0, <int>grid[g], qmax, best, fixed, lim)
+                    if m < best:
+                        continue
+                    acc = 0.0
+                    cands[cnt].lsum = 0
+                    for j in range(best):
+                        lev = _chunk_level(q0, <int>grid[g], j, qmax)
+                        acc = acc + rows[j][lev]
+                        cands[cnt].lsum += lev
+                    cands[cnt].c, cands[cnt].q0, cands[cnt].dq = c, q0, <int>grid[g]
+                    cands[cnt].est = <int64_t>ceil((fixed + acc + 1.0) / 8.0)
+                    # Insertion sort (at most 128 entries).
+                    i = cnt
+                    while i > 0 and _cand_before(&cands[i], &cands[i - 1], by_mean):
+                        tmp = cands[i]
+                        cands[i] = cands[i - 1]
+                        cands[i - 1] = tmp
+                        i -= 1
+                    cnt += 1
+            for i in range(cnt if cnt < MAX_VERIFY_ENCODES else MAX_VERIFY_ENCODES):
+                encodes += 1
+                length = self._encode(krows, cands[i].q0, cands[i].dq, qmax, offset, best)
+                if length < 0:
+                    continue
+                if length <= budget:
+                    out[0], out[1], out[2], out[4], out[5], out[6] = cands[i].q0, cands[i].dq, best, cands[i].est, encodes, length
+                    return C_OK if best == n else C_SHORTENED
+            limit = best - 1
+        out[5] = encodes
+        return C_BUDGET
+
+    def push(self, z, s, bint active, int dur_chunks, int budget, int qmax, int offset,
+             const int64_t[:] dq_grid, bint by_mean):
+        """Add latent ``z`` (D,) and code a payload for initial state ``s`` (S,).
+
+        Both are quantized in float64 from their own values; ``z`` is kept as
+        float32 (`history`).  Arguments are validated by the caller
+        (`encoder.DredStreamEncoder`), except finiteness.
+
+        Returns
+        -------
+        (int, bytes, int, int, int, int, int, int) or None
+            Outcome (``CODED_*``), payload (``b""`` unless OK/SHORTENED), q0, dq,
+            chunks, requested chunks, estimated bytes, encodes; ``None`` when
+            ``z`` or ``s`` is not finite (nothing is stored then).
+        """
+        cdef double zb[32]
+        cdef double sb[64]
+        cdef int64_t out[7]
+        cdef int res, i
+        if dq_grid.shape[0] < 1 or dq_grid.shape[0] > 8:
+            raise EntropyError("dq_grid must have 1..8 entries")
+        _as_doubles(z, zb, self.D, "latent")
+        _as_doubles(s, sb, self.S, "state")
+        out[:] = [0, 0, 0, 0, 0, 0, 0]
+        with nogil:
+            res = 0
+            for i in range(self.D):
+                if not (zb[i] - zb[i] == 0):      # NaN or infinite
+                    res = -1
+            for i in range(self.S):
+                if not (sb[i] - sb[i] == 0):
+                    res = -1
+            if res == 0:
+                self._add_latent(zb, active)
+                res = self._code(sb, dur_chunks, budget, qmax, offset, &dq_grid[0], dq_grid.shape[0], by_mean, out)
+        if res < 0:
+            return None
+        data = (<char*>self.buf)[:out[6]] if res <= C_SHORTENED else b""
+        return res, data, out[0], out[1], out[2], out[3], out[4], out[5]
+
+
+cdef int _as_doubles(object x, double* dst, int n, str what) except -1:
+    """Copy a float32/float64 array of n values (any other input through numpy) into dst."""
+    cdef cnp.ndarray a
+    cdef int i
+    cdef const float* f
+    cdef const double* d
+    if not (cnp.PyArray_Check(x) and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x)
+            and cnp.PyArray_TYPE(<cnp.ndarray>x) in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64)):
+        x = np.ascontiguousarray(x, np.float64)
+    a = <cnp.ndarray>x
+    if cnp.PyArray_SIZE(a) != n:
+        raise EntropyError(f"{what} must have {n} values, got {cnp.PyArray_SIZE(a)}")
+    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
+        f = <const float*>cnp.PyArray_DATA(a)
+        for i in range(n):
+            dst[i] = f[i]
+    else:
+        d = <const double*>cnp.PyArray_DATA(a)
+        for i in range(n):
+            dst[i] = d[i]
+    return 0

@@ -44,9 +44,8 @@ import numpy as np
 from ..constants import NB_FEATURES
 from ..dsp.features import FeatureExtractor
 from .tables import DredModelError, check_manifest_entry, shipped_tables
-from .payload import MAX_CHUNKS
-from .quantizer import N_LEVELS, EntropyTables
-from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, encode_dred, quantize_chunks
+from .quantizer import EntropyTables
+from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, StreamCoder
 
 __all__ = ["DredEncoder", "DredStreamEncoder", "TFLiteUnavailableError", "interpreter_class",
            "ENCODER_VERSION", "DEFAULT_SILENCE_C0", "chunk_activity"]
@@ -335,13 +334,10 @@ class DredStreamEncoder:
             raise ValueError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
         self.prefer = prefer
         self.features = FeatureExtractor()
-        # Ring of the last 2 * 26 - 1 steps (every other one is sent), preallocated: each latent
-        # is quantized at every level once, when it is made, and reused by the 26 packets carrying it.
-        ring, d = 2 * MAX_CHUNKS - 1, self.encoder.latent_dim
-        self._z = np.zeros((ring, d), np.float32)
-        self._act = np.zeros(ring, bool)
-        self._k = np.zeros((N_LEVELS, ring, d), np.int32)
-        self._bits = np.zeros((N_LEVELS, ring))
+        # Quantization (each latent at every level once, when it is made), rate control and range
+        # coding: one compiled call per packet.
+        self._coder = StreamCoder(self.tables, duration_ms=self.duration_ms, budget_bytes=budget_bytes,
+                                  prefer=prefer)
         self._prev_active = False
         self.last_decision: RateDecision | None = None
         self.last_z = self.last_s = None
@@ -351,6 +347,7 @@ class DredStreamEncoder:
         """Restart the stream (features, encoder state, latent history)."""
         self.features.reset()
         self.encoder.reset()
+        self._coder.reset()
         self._prev_active = False
         self.last_decision = None
         self.n_steps = 0
@@ -367,29 +364,15 @@ class DredStreamEncoder:
         self.last_z, self.last_s = z, s
         # z_t covers this packet and the previous one: active if any of their 4 frames is.
         act_now = chunk_activity(np.asarray(frames)[:, 0], self.silence_c0)
-        i = self.n_steps % self._z.shape[0]
-        k, bits = quantize_chunks(z[None], self.tables)
-        self._z[i], self._act[i] = z, act_now or self._prev_active
-        self._k[:, i], self._bits[:, i] = k[:, 0], bits[:, 0]
+        dec = self._coder.push(z, s, act_now or self._prev_active)
         self._prev_active = act_now
         self.n_steps += 1
-        picks = self._picks()
-        dec = encode_dred(self._z[picks], s, self.tables, duration_ms=self.duration_ms,
-                          budget_bytes=self.budget_bytes, active=self._act[picks], offset=0,
-                          quantized=(self._k[:, picks], self._bits[:, picks]), prefer=self.prefer)
         self.last_decision = dec
         return dec.payload
 
     def current_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """Latents ``z_t, z_{t-2}, ...`` (newest first, at most 26) and their activity flags."""
-        picks = self._picks()
-        return self._z[picks].copy(), self._act[picks].copy()
-
-    def _picks(self) -> np.ndarray:
-        """Ring indices of z_t, z_{t-2}, ... newest first."""
-        ring = self._z.shape[0]
-        n = (min(self.n_steps, ring) + 1) // 2
-        return (self.n_steps - 1 - 2 * np.arange(n)) % ring
+        return self._coder.history()
 
     def push_pcm(self, pcm: np.ndarray) -> bytes:
         """Advance by one packet of 320 int16 samples; return its DRED payload (``b""``: none)."""

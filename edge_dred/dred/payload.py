@@ -10,10 +10,14 @@ The payload carries integers only; (de)quantization happens in
 length is bounded, the chunk count is bounded, every value is bounded by the
 symbol coder, and the buffer length must be exactly what the encoder would
 have produced for the decoded symbols (this rejects truncated, padded and
-nearly all corrupted payloads; see `RangeDecoder.ends_exactly`).
+nearly all corrupted payloads; see `RangeDecoder.ends_exactly`).  It is one
+compiled call (`_entropy.parse_payload_into`); a receiver that needs only the
+newest chunks asks for those (``chunks=``) and gets the same accept/reject
+decision, since the whole stream is still decoded to be checked.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,8 +54,12 @@ class DredPayload:
         Newest chunk's position relative to the packet end, in 10 ms frames (0..3).
     state_k : numpy.ndarray
         int32 (S,) quantized initial state.
-    latents_k : list of numpy.ndarray
-        int32 (D,) quantized latents, newest first, 1..26 of them.
+    latents_k : numpy.ndarray or list of numpy.ndarray
+        int32 (n, D) quantized latents (or n (D,) rows), newest first: all
+        1..26 of them, or the newest ones of a partial parse.
+    coded_chunks : int, optional
+        Chunks the payload carries, when `latents_k` may hold fewer
+        (set by `parse_payload`); None: all of them are in `latents_k`.
     """
 
     version: int = DRED_VERSION
@@ -60,12 +68,18 @@ class DredPayload:
     qmax: int = N_LEVELS - 1
     offset: int = 0
     state_k: np.ndarray
-    latents_k: list[np.ndarray] = field(default_factory=list)
+    latents_k: np.ndarray | list[np.ndarray] = field(default_factory=list)
+    coded_chunks: int | None = None
 
     @property
     def n_chunks(self) -> int:
-        """Number of 40 ms latent chunks."""
-        return len(self.latents_k)
+        """Number of 40 ms latent chunks the payload carries."""
+        return len(self.latents_k) if self.coded_chunks is None else self.coded_chunks
+
+    @property
+    def partial(self) -> bool:
+        """True when `latents_k` holds only the newest of the chunks."""
+        return len(self.latents_k) < self.n_chunks
 
     def levels(self) -> np.ndarray:
         """Quantizer level of each chunk, newest first."""
@@ -74,8 +88,8 @@ class DredPayload:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DredPayload):
             return NotImplemented
-        return ((self.version, self.q0, self.dq, self.qmax, self.offset)
-                == (other.version, other.q0, other.dq, other.qmax, other.offset)
+        return ((self.version, self.q0, self.dq, self.qmax, self.offset, self.n_chunks)
+                == (other.version, other.q0, other.dq, other.qmax, other.offset, other.n_chunks)
                 and np.array_equal(self.state_k, other.state_k)
                 and len(self.latents_k) == len(other.latents_k)
                 and all(np.array_equal(a, b) for a, b in zip(self.latents_k, other.latents_k)))
@@ -124,6 +138,9 @@ def encode_payload(payload: DredPayload, tables: EntropyTables) -> bytes:
         On invalid fields or if the coded size exceeds `MAX_PAYLOAD_BYTES`.
     """
     _check_header(payload)
+    if payload.partial:
+        raise DredPayloadError(f"cannot encode a partial payload ({len(payload.latents_k)} of "
+                               f"{payload.n_chunks} chunks)")
     state = _int_array("state_k", payload.state_k, (tables.state_dim,))
     try:
         latents = np.asarray(payload.latents_k)
@@ -164,7 +181,20 @@ def _encode_header(enc: _entropy.RangeEncoder, version: int, q0: int, dq: int, q
 
 
 
-def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUNKS) -> DredPayload:
+_parse_cache: "weakref.WeakKeyDictionary[EntropyTables, _entropy.ParseTables]" = weakref.WeakKeyDictionary()
+
+
+def parse_tables(tables: EntropyTables) -> _entropy.ParseTables:
+    """The compiled parser's symbol models of ``tables`` (built once per tables object)."""
+    t = _parse_cache.get(tables)
+    if t is None:
+        t = _entropy.ParseTables(tables.p0_q15, tables.decay_q15, tables.state_p0_q15, tables.state_decay_q15)
+        _parse_cache[tables] = t
+    return t
+
+
+def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUNKS, *,
+                  chunks: int | None = None) -> DredPayload:
     """Decode a payload received from the network.
 
     Parameters
@@ -175,11 +205,16 @@ def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUN
         Tables the sender used (their D and S define the layout).
     max_chunks : int
         Reject payloads announcing more chunks than this (1..26).
+    chunks : int, optional
+        Keep only the newest ``chunks`` latents (1..26), what a hole needs;
+        the rest are decoded and checked but not kept, so exactly the same
+        payloads are rejected.  Default: all.
 
     Returns
     -------
     DredPayload
-        Bounded integers: |k| <= 1023, 1 <= n_chunks <= max_chunks.
+        Bounded integers: |k| <= 1023, 1 <= n_chunks <= max_chunks; its
+        `latents_k` is an int32 (min(chunks, n_chunks), D) array.
 
     Raises
     ------
@@ -188,35 +223,32 @@ def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUN
     """
     if not isinstance(max_chunks, (int, np.integer)) or not 1 <= max_chunks <= MAX_CHUNKS:
         raise DredPayloadError(f"max_chunks must be in [1, {MAX_CHUNKS}], got {max_chunks!r}")
+    if chunks is None:
+        chunks = MAX_CHUNKS
+    elif isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or not 1 <= chunks <= MAX_CHUNKS:
+        raise DredPayloadError(f"chunks must be in [1, {MAX_CHUNKS}], got {chunks!r}")
     if not isinstance(tables, EntropyTables):
         raise DredPayloadError("tables must be an EntropyTables")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DredPayloadError(f"payload must be bytes-like, got {type(data).__name__}")
-    n = memoryview(data).nbytes
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DredPayloadError(f"payload must be bytes-like, got {type(data).__name__}")
+        data = bytes(memoryview(data))
+    n = len(data)
     if not 1 <= n <= MAX_PAYLOAD_BYTES:
         raise DredPayloadError(f"payload length {n} outside [1, {MAX_PAYLOAD_BYTES}]")
-    dec = _entropy.RangeDecoder(data)
-    version = dec.decode_bits(4)
-    if version != DRED_VERSION:
-        raise DredPayloadError(f"unsupported payload version {version}")
-    q0 = dec.decode_bits(4)
-    dq = dec.decode_bits(3)
-    qmax = dec.decode_bits(4)
-    offset = dec.decode_bits(2)
-    n_chunks = dec.decode_uint(MAX_CHUNKS) + 1
-    if n_chunks > max_chunks:
-        raise DredPayloadError(f"payload announces {n_chunks} chunks, at most {max_chunks} accepted")
-    try:
-        state = _entropy.decode_vector(dec, tables.state_p0_q15, tables.state_decay_q15)
-        # Stops early on overrun: a hostile short payload cannot cost a full decode.
-        latents = _entropy.decode_chunks(dec, tables.p0_q15, tables.decay_q15,
-                                         chunk_levels(n_chunks, q0, dq, qmax))
-    except _entropy.EntropyDecodeError as e:
-        raise DredPayloadError(f"malformed payload: {e}") from None
-    if dec.overrun:
-        raise DredPayloadError(f"truncated payload: needs more than its {n} bytes")
-    if not dec.ends_exactly():
-        raise DredPayloadError(f"payload length {n} does not match the coded content "
-                               f"({dec.expected_length()} bytes)")
-    return DredPayload(version=version, q0=q0, dq=dq, qmax=qmax, offset=offset,
-                       state_k=state, latents_k=list(latents))
+    status, (version, q0, dq, qmax, offset, n_chunks, expected), state, latents = _entropy.parse_payload_into(
+        data, parse_tables(tables), int(max_chunks), int(chunks))
+    if status:
+        raise DredPayloadError(_PARSE_ERRORS[status].format(version=version, n_chunks=n_chunks, max_chunks=max_chunks,
+                                                            n=n, expected=expected))
+    return DredPayload(version=version, q0=q0, dq=dq, qmax=qmax, offset=offset, state_k=state, latents_k=latents,
+                       coded_chunks=n_chunks)
+
+
+_PARSE_ERRORS = {
+    _entropy.PARSE_VERSION: "unsupported payload version {version}",
+    _entropy.PARSE_TOO_MANY_CHUNKS: "payload announces {n_chunks} chunks, at most {max_chunks} accepted",
+    _entropy.PARSE_MALFORMED: "malformed payload: malformed escape code (|k| > 1023)",
+    _entropy.PARSE_TRUNCATED: "truncated payload: needs more than its {n} bytes",
+    _entropy.PARSE_LENGTH: "payload length {n} does not match the coded content ({expected} bytes)",
+}

@@ -257,3 +257,76 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
                                     "ok" if m == n else "shortened")
         limit = m - 1
     return empty("budget")
+
+
+_REASONS = {_entropy.CODED_OK: "ok", _entropy.CODED_SHORTENED: "shortened", _entropy.CODED_SILENT: "silent",
+            _entropy.CODED_BUDGET: "budget"}
+
+
+class StreamCoder:
+    """A stream's DRED coding in one compiled call per packet (`_entropy.PacketCoder`).
+
+    Each latent is quantized at every level (with its model bits) once, when
+    it is pushed; `push` then does what `encode_dred` does with the cached
+    ``quantized=`` history of ``z_t, z_{t-2}, ...`` (silence trimming, the
+    schedule search, range coding) and returns the same decision and the
+    same bytes.
+
+    Parameters
+    ----------
+    tables : EntropyTables
+    duration_ms, budget_bytes, offset, qmax, dq_grid, prefer
+        As for `encode_dred`, fixed for the stream.
+    """
+
+    def __init__(self, tables: EntropyTables, *, duration_ms: float = MAX_DURATION_MS,
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES, offset: int = 0, qmax: int = N_LEVELS - 1,
+                 dq_grid: tuple[int, ...] = tuple(range(MAX_DQ + 1)), prefer: str = "newest") -> None:
+        if not (isinstance(duration_ms, (int, float, np.number)) and 0 < duration_ms <= MAX_DURATION_MS):
+            raise RateControlError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
+        if not isinstance(budget_bytes, (int, np.integer)) or not 1 <= budget_bytes <= MAX_PAYLOAD_BYTES:
+            raise RateControlError(f"budget_bytes must be an integer in [1, {MAX_PAYLOAD_BYTES}], got {budget_bytes!r}")
+        if not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:
+            raise RateControlError(f"offset must be in [0, {MAX_OFFSET}], got {offset!r}")
+        if not isinstance(qmax, (int, np.integer)) or not 0 <= qmax < N_LEVELS:
+            raise RateControlError(f"qmax must be in [0, {N_LEVELS - 1}], got {qmax!r}")
+        if prefer not in ("mean", "newest"):
+            raise RateControlError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
+        grid = tuple(dq_grid)
+        if (not grid or len(grid) > MAX_DQ + 1
+                or any(not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DQ for d in grid)):
+            raise RateControlError(f"dq_grid must be a non-empty tuple of at most {MAX_DQ + 1} integers "
+                                   f"in [0, {MAX_DQ}]")
+        lat_lut, st_lut = _cost_luts(tables)
+        self.tables = tables
+        self._coder = _entropy.PacketCoder(tables.p0_q15, tables.decay_q15, tables.state_p0_q15,
+                                           tables.state_decay_q15, tables.quant_scale, tables.dead_zone,
+                                           tables.state_quant_scale, tables.state_dead_zone, lat_lut, st_lut,
+                                           HEADER_BITS, 2 * MAX_CHUNKS - 1)
+        self._args = (min(math.ceil(duration_ms / CHUNK_MS), MAX_CHUNKS), int(budget_bytes), int(qmax), int(offset),
+                      np.asarray(grid, np.int64), prefer == "mean")
+        self._qmax = int(qmax)
+
+    def push(self, z: np.ndarray, state: np.ndarray, active: bool) -> RateDecision:
+        """Add the newest latent ``z`` (D,) with its activity; code a payload for ``state`` (S,).
+
+        Raises
+        ------
+        RateControlError
+            If ``z`` or ``state`` is not finite (nothing is added then).
+        """
+        r = self._coder.push(z, state, active, *self._args)
+        if r is None:
+            raise RateControlError("latents and state must be finite")
+        res, data, q0, dq, m, requested, est, encodes = r
+        if res == _entropy.CODED_OK or res == _entropy.CODED_SHORTENED:
+            return RateDecision(data, q0, dq, self._qmax, m, requested, est, encodes, _REASONS[res])
+        return RateDecision(b"", 0, 0, self._qmax, 0, requested, 0, 0, _REASONS[res])
+
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latents ``z_t, z_{t-2}, ...`` (float32, newest first, at most 26) and their activity flags."""
+        return self._coder.history()
+
+    def reset(self) -> None:
+        """Forget the latent history."""
+        self._coder.reset()
