@@ -1050,6 +1050,8 @@ DEF MAX_PAYLOAD_CHUNKS = 26
 DEF MAX_VERIFY_ENCODES = 8
 DEF MAX_CODED_BYTES = 1000
 DEF CODER_CAPACITY = 8192
+DEF FIX_ONE = 1048576.0      # fixed-point bits: 2^20 per bit
+DEF FIX_MARGIN = 4096.0      # >> the rounding of 26 chunks (0.5 each) and any float summation error
 
 
 cdef struct sym_model:
@@ -1342,10 +1344,16 @@ cdef class PacketCoder:
     cdef float* ring_z
     cdef int16_t* ring_k
     cdef double* ring_bits
+    cdef int64_t* ring_ib       # ring_bits in fixed point (FIX_ONE per bit), for the schedule pre-screen
     cdef uint8_t* ring_act
     cdef uint8_t* buf
     cdef int32_t state_k[64]
     cdef double header_bits
+    cdef int run_end[8][25]     # run_end[dq][k]: first chunk j with (dq * j + 4) // 8 >= k
+    # Stream settings (`configure`).
+    cdef int dur_chunks, budget, qmax, offset, ng
+    cdef int grid[8]
+    cdef bint by_mean
     cdef readonly int64_t n_steps
 
     def __cinit__(self, const uint16_t[:, :] p0_q15, const uint16_t[:, :] decay_q15,
@@ -1371,10 +1379,12 @@ cdef class PacketCoder:
         self.ring_z = <float*>malloc(ring * D * sizeof(float))
         self.ring_k = <int16_t*>malloc(ring * nl * D * sizeof(int16_t))
         self.ring_bits = <double*>malloc(ring * nl * sizeof(double))
+        self.ring_ib = <int64_t*>malloc(ring * nl * sizeof(int64_t))
         self.ring_act = <uint8_t*>malloc(ring)
         self.buf = <uint8_t*>malloc(CODER_CAPACITY)
         if (self.qs == NULL or self.dz == NULL or self.lut == NULL or self.sqs == NULL or self.sdz == NULL
                 or self.slut == NULL or self.ring_z == NULL or self.ring_k == NULL or self.ring_bits == NULL
+                or self.ring_ib == NULL
                 or self.ring_act == NULL or self.buf == NULL):
             raise MemoryError()
         cdef int l, i, a
@@ -1389,11 +1399,34 @@ cdef class PacketCoder:
             self.sdz[i] = state_dead_zone[i]
             for a in range(17):
                 self.slut[i * 17 + a] = state_lut[i, a]
+        cdef int dq, j, k
+        for dq in range(8):
+            for k in range(25):
+                self.run_end[dq][k] = MAX_PAYLOAD_CHUNKS + 1
+            for j in range(MAX_PAYLOAD_CHUNKS - 1, -1, -1):
+                self.run_end[dq][(dq * j + 4) // 8] = j
+            for k in range(23, -1, -1):     # k never reached exactly (dq = 0): no end before it either
+                if self.run_end[dq][k] > self.run_end[dq][k + 1]:
+                    self.run_end[dq][k] = self.run_end[dq][k + 1]
         self.n_steps = 0
+        self.configure(MAX_PAYLOAD_CHUNKS, MAX_CODED_BYTES, N_SYM_LEVELS - 1, 0, np.arange(8), False)
+
+    def configure(self, int dur_chunks, int budget, int qmax, int offset, dq_grid, bint by_mean) -> None:
+        """Stream settings: requested chunks (1..26), byte budget (1..1000), qmax, offset, dQ grid, order."""
+        grid = [int(g) for g in dq_grid]
+        if (not 1 <= dur_chunks <= MAX_PAYLOAD_CHUNKS or not 1 <= budget <= MAX_CODED_BYTES
+                or not 0 <= qmax < N_SYM_LEVELS or not 0 <= offset <= 3 or not 1 <= len(grid) <= 8
+                or not all(0 <= g <= 7 for g in grid)):
+            raise EntropyError("PacketCoder.configure: setting out of range")
+        self.dur_chunks, self.budget, self.qmax, self.offset, self.by_mean = dur_chunks, budget, qmax, offset, by_mean
+        self.ng = len(grid)
+        for j in range(self.ng):
+            self.grid[j] = grid[j]
 
     def __dealloc__(self):
         free(self.qs); free(self.dz); free(self.lut); free(self.sqs); free(self.sdz); free(self.slut)
-        free(self.ring_z); free(self.ring_k); free(self.ring_bits); free(self.ring_act); free(self.buf)
+        free(self.ring_z); free(self.ring_k); free(self.ring_bits); free(self.ring_ib); free(self.ring_act)
+        free(self.buf)
 
     def reset(self) -> None:
         """Forget the latent history."""
@@ -1413,20 +1446,34 @@ cdef class PacketCoder:
 
     cdef void _add_latent(self, const double* z, bint active) noexcept nogil:
         cdef int r = <int>(self.n_steps % self.R)
-        cdef int D = self.D, l, i
+        cdef int D = self.D, l, i, a
         cdef int16_t* k = self.ring_k + r * self.nl * D
-        cdef int32_t v
-        cdef double acc
+        cdef const double* qs = self.qs
+        cdef const double* dz = self.dz
+        cdef const double* lut = self.lut
+        cdef double x, v, acc
         for i in range(D):
             self.ring_z[r * D + i] = <float>z[i]
         self.ring_act[r] = active
         for l in range(self.nl):
             acc = 0.0
             for i in range(D):
-                v = _deadzone_q(z[i] * self.qs[l * D + i], self.dz[l * D + i])
-                k[l * D + i] = <int16_t>v
-                acc += _sym_cost(self.lut + (l * D + i) * 17, v)
+                # _deadzone_q and _sym_cost, written out so the loop stays branch-light.
+                x = z[i] * qs[i]
+                v = (x if x >= 0 else -x) - dz[i]
+                v = (v if v > 0 else 0.0) + 0.5
+                a = _MAX_ABS_K if v >= 1024.0 else <int>v
+                k[i] = <int16_t>(-a if x < 0 else a)
+                if a < 16:
+                    acc += lut[a]
+                else:
+                    acc += lut[16] + 2.0 * (_ilog(<uint32_t>(a - 15)) - 1) + 1.0
+                lut += 17
+            qs += D
+            dz += D
+            k += D
             self.ring_bits[r * self.nl + l] = acc
+            self.ring_ib[r * self.nl + l] = <int64_t>(acc * FIX_ONE + 0.5)
         self.n_steps += 1
 
     cdef int _fit(self, const double** rows, int q0, int dq, int qmax, int limit, double fixed,
@@ -1440,6 +1487,40 @@ cdef class PacketCoder:
             if fixed + acc + 1.0 > lim:
                 return j
         return limit
+
+    cdef int64_t _approx(self, const int64_t* P, int q0, int dq, int m, int64_t* lsum) noexcept nogil:
+        """Fixed-point bits of chunks 0..m-1 under (q0, dq), from per-level prefix sums P[l * 27 + j]."""
+        cdef int64_t s = 0, ls = 0
+        cdef int start = 0, end, lev = q0, k = 1
+        cdef const int* ends = self.run_end[dq]
+        while start < m:
+            if lev >= self.qmax:
+                lev = self.qmax
+                end = m
+            else:
+                end = ends[k]
+                if end > m:
+                    end = m
+            s += P[lev * 27 + end] - P[lev * 27 + start]
+            ls += lev * (end - start)
+            start = end
+            lev += 1
+            k += 1
+        lsum[0] = ls
+        return s
+
+    cdef int _fits(self, const int64_t* P, const double** rows, int q0, int dq, int m, double fixed,
+                   int64_t* lsum) noexcept nogil:
+        """Whether (q0, dq) fits m chunks: `_fit`'s exact answer, settled by the fixed-point sum
+        unless that lies within FIX_MARGIN of the budget (rounding of at most 0.5 per chunk)."""
+        cdef double lim = 8.0 * self.budget
+        cdef double s = <double>self._approx(P, q0, dq, m, lsum)
+        cdef double t = (lim - 1.0 - fixed) * FIX_ONE
+        if s < t - FIX_MARGIN:
+            return 1
+        if s > t + FIX_MARGIN:
+            return 0
+        return self._fit(rows, q0, dq, self.qmax, m, fixed, lim) >= m
 
     cdef int _encode(self, const int16_t** krows, int q0, int dq, int qmax, int offset, int m) noexcept nogil:
         """Range-code one schedule into buf; its length, or -1 past the 1000-byte format limit."""
@@ -1476,32 +1557,42 @@ cdef class PacketCoder:
             return -1
         return <int>e.offs
 
-    cdef int _code(self, const double* s, int dur_chunks, int budget, int qmax, int offset,
-                   const int64_t* grid, int ng, bint by_mean, int64_t* out) noexcept nogil:
-        """Rate control and coding of the current history; out: q0, dq, m, requested, est, encodes, length."""
+    cdef int _code(self, const double* s, int64_t* out) noexcept nogil:
+        """Rate control and coding of the current history; out: q0, dq, m, requested, est, encodes, length.
+
+        The decisions of `ratecontrol.encode_dred` (via `rank_schedules`): the longest prefix any
+        schedule fits, then the schedules fitting it in order, up to MAX_VERIFY_ENCODES really
+        coded, else one chunk fewer.  Whether a schedule fits is decided on fixed-point sums
+        (one lookup per run of equal levels) and, only near the budget, by `_fit`'s exact sum.
+        """
         cdef const double* rows[MAX_PAYLOAD_CHUNKS]
         cdef const int16_t* krows[MAX_PAYLOAD_CHUNKS]
-        cdef int fm[N_SYM_LEVELS * 8]
+        cdef int64_t P[N_SYM_LEVELS * 27]
         cdef cand_t cands[N_SYM_LEVELS * 8]
         cdef cand_t tmp
+        cdef const int64_t* ib
         cdef int N = (<int>(self.n_steps if self.n_steps < self.R else self.R) + 1) // 2
-        cdef int requested, n, j, r, i, limit, best, c, g, q0, cnt, m, lev, length, encodes = 0
-        cdef int nc = self.nl * ng
-        cdef double fixed, acc, lim = 8.0 * budget
-        cdef bint scan
-        requested = dur_chunks if dur_chunks < N else N
-        if requested > MAX_PAYLOAD_CHUNKS:
-            requested = MAX_PAYLOAD_CHUNKS
+        cdef int nl = self.nl, ng = self.ng, qmax = self.qmax
+        cdef int requested, n, j, r, i, l, limit, best, c, g, q0, dq, cnt, m, length, encodes = 0
+        cdef int64_t lsum
+        cdef double fixed, acc, lim = 8.0 * self.budget
+        requested = self.dur_chunks if self.dur_chunks < N else N
         out[3] = requested
         n = 0
         for j in range(requested):
             r = <int>((self.n_steps - 1 - 2 * j) % self.R)
-            rows[j] = self.ring_bits + r * self.nl
-            krows[j] = self.ring_k + r * self.nl * self.D
+            rows[j] = self.ring_bits + r * nl
+            krows[j] = self.ring_k + r * nl * self.D
             if self.ring_act[r]:
                 n = j + 1
         if n == 0:
             return C_SILENT
+        for l in range(nl):
+            P[l * 27] = 0
+        for j in range(n):
+            ib = self.ring_ib + (rows[j] - self.ring_bits)
+            for l in range(nl):
+                P[l * 27 + j + 1] = P[l * 27 + j] + ib[l]
         acc = 0.0
         for i in range(self.S):
             self.state_k[i] = _deadzone_q(s[i] * self.sqs[i], self.sdz[i])
@@ -1509,40 +1600,34 @@ cdef class PacketCoder:
         fixed = self.header_bits + acc
         limit = n
         while limit > 0:
-            # The longest prefix any schedule fits; a schedule at the coarsest level fitting all of
-            # it settles that without scanning the others.
-            scan = self._fit(rows, self.nl - 1, <int>grid[0], qmax, limit, fixed, lim) < limit
+            # The longest prefix any schedule fits: settled at once when the coarsest fits it all,
+            # else by a scan that computes a schedule's exact length only if it could beat the best.
             best = limit
-            if scan:
+            if not self._fits(P, rows, nl - 1, self.grid[0], limit, fixed, &lsum):
                 best = 0
-                for c in range(nc):
-                    fm[c] = self._fit(rows, c // ng, <int>grid[c % ng], qmax, limit, fixed, lim)
-                    if fm[c] > best:
-                        best = fm[c]
+                for c in range(nl * ng):
+                    if best == limit:
+                        break
+                    q0, dq = c // ng, self.grid[c % ng]
+                    if self._fits(P, rows, q0, dq, best + 1, fixed, &lsum):
+                        m = self._fit(rows, q0, dq, qmax, limit, fixed, lim)
+                        if m > best:
+                            best = m
                 if best == 0:
                     break
-            # The schedules fitting `best` chunks, in rate control's order (with the finest-newest
-            # order, whole q0 groups until at least MAX_VERIFY_ENCODES are found).
+            # The schedules fitting `best` chunks, in rate control's order (finest newest: whole
+            # q0 groups until MAX_VERIFY_ENCODES are found; lowest mean: all of them).
             cnt = 0
-            for q0 in range(self.nl):
-                if not by_mean and cnt >= MAX_VERIFY_ENCODES:
+            for q0 in range(nl):
+                if not self.by_mean and cnt >= MAX_VERIFY_ENCODES:
                     break
                 for g in range(ng):
-                    c = q0 * ng + g
-                    m = fm[c] if scan else self._fit(rows, q0, <int>grid[g], qmax, best, fixed, lim)
-                    if m < best:
+                    dq = self.grid[g]
+                    if not self._fits(P, rows, q0, dq, best, fixed, &lsum):
                         continue
-                    acc = 0.0
-                    cands[cnt].lsum = 0
-                    for j in range(best):
-                        lev = _chunk_level(q0, <int>grid[g], j, qmax)
-                        acc = acc + rows[j][lev]
-                        cands[cnt].lsum += lev
-                    cands[cnt].c, cands[cnt].q0, cands[cnt].dq = c, q0, <int>grid[g]
-                    cands[cnt].est = <int64_t>ceil((fixed + acc + 1.0) / 8.0)
-                    # Insertion sort (at most 128 entries).
-                    i = cnt
-                    while i > 0 and _cand_before(&cands[i], &cands[i - 1], by_mean):
+                    cands[cnt].c, cands[cnt].q0, cands[cnt].dq, cands[cnt].lsum = q0 * ng + g, q0, dq, lsum
+                    i = cnt                       # insertion sort (at most 128 entries)
+                    while i > 0 and _cand_before(&cands[i], &cands[i - 1], self.by_mean):
                         tmp = cands[i]
                         cands[i] = cands[i - 1]
                         cands[i - 1] = tmp
@@ -1550,23 +1635,25 @@ cdef class PacketCoder:
                     cnt += 1
             for i in range(cnt if cnt < MAX_VERIFY_ENCODES else MAX_VERIFY_ENCODES):
                 encodes += 1
-                length = self._encode(krows, cands[i].q0, cands[i].dq, qmax, offset, best)
+                length = self._encode(krows, cands[i].q0, cands[i].dq, qmax, self.offset, best)
                 if length < 0:
                     continue
-                if length <= budget:
-                    out[0], out[1], out[2], out[4], out[5], out[6] = cands[i].q0, cands[i].dq, best, cands[i].est, encodes, length
+                if length <= self.budget:
+                    acc = 0.0
+                    for j in range(best):
+                        acc = acc + rows[j][_chunk_level(cands[i].q0, cands[i].dq, j, qmax)]
+                    out[0], out[1], out[2] = cands[i].q0, cands[i].dq, best
+                    out[4], out[5], out[6] = <int64_t>ceil((fixed + acc + 1.0) / 8.0), encodes, length
                     return C_OK if best == n else C_SHORTENED
             limit = best - 1
         out[5] = encodes
         return C_BUDGET
 
-    def push(self, z, s, bint active, int dur_chunks, int budget, int qmax, int offset,
-             const int64_t[:] dq_grid, bint by_mean):
-        """Add latent ``z`` (D,) and code a payload for initial state ``s`` (S,).
+    def push(self, z, s, bint active):
+        """Add latent ``z`` (D,) and code a payload for initial state ``s`` (S,) under the `configure` settings.
 
         Both are quantized in float64 from their own values; ``z`` is kept as
-        float32 (`history`).  Arguments are validated by the caller
-        (`encoder.DredStreamEncoder`), except finiteness.
+        float32 (`history`).
 
         Returns
         -------
@@ -1579,8 +1666,6 @@ cdef class PacketCoder:
         cdef double sb[64]
         cdef int64_t out[7]
         cdef int res, i
-        if dq_grid.shape[0] < 1 or dq_grid.shape[0] > 8:
-            raise EntropyError("dq_grid must have 1..8 entries")
         _as_doubles(z, zb, self.D, "latent")
         _as_doubles(s, sb, self.S, "state")
         out[:] = [0, 0, 0, 0, 0, 0, 0]
@@ -1594,7 +1679,7 @@ cdef class PacketCoder:
                     res = -1
             if res == 0:
                 self._add_latent(zb, active)
-                res = self._code(sb, dur_chunks, budget, qmax, offset, &dq_grid[0], dq_grid.shape[0], by_mean, out)
+                res = self._code(sb, out)
         if res < 0:
             return None
         data = (<char*>self.buf)[:out[6]] if res <= C_SHORTENED else b""

@@ -303,8 +303,8 @@ class StreamCoder:
                                            tables.state_decay_q15, tables.quant_scale, tables.dead_zone,
                                            tables.state_quant_scale, tables.state_dead_zone, lat_lut, st_lut,
                                            HEADER_BITS, 2 * MAX_CHUNKS - 1)
-        self._args = (min(math.ceil(duration_ms / CHUNK_MS), MAX_CHUNKS), int(budget_bytes), int(qmax), int(offset),
-                      np.asarray(grid, np.int64), prefer == "mean")
+        self._coder.configure(min(math.ceil(duration_ms / CHUNK_MS), MAX_CHUNKS), int(budget_bytes), int(qmax),
+                              int(offset), grid, prefer == "mean")
         self._qmax = int(qmax)
 
     def push(self, z: np.ndarray, state: np.ndarray, active: bool) -> RateDecision:
@@ -315,7 +315,7 @@ class StreamCoder:
         RateControlError
             If ``z`` or ``state`` is not finite (nothing is added then).
         """
-        r = self._coder.push(z, state, active, *self._args)
+        r = self._coder.push(z, state, active)
         if r is None:
             raise RateControlError("latents and state must be finite")
         res, data, q0, dq, m, requested, est, encodes = r
