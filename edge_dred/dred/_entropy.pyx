@@ -1350,6 +1350,8 @@ cdef class PacketCoder:
     cdef int32_t state_k[64]
     cdef double header_bits
     cdef int run_end[8][25]     # run_end[dq][k]: first chunk j with (dq * j + 4) // 8 >= k
+    cdef int run_idx[8][25]     # (k - 1) * 27 + run_end[dq][k]: where level step k sits in Q (from q0's row)
+    cdef int run_cnt[8][27]     # run_cnt[dq][m]: level steps (k >= 1) within the first m chunks
     # Stream settings (`configure`).
     cdef int dur_chunks, budget, qmax, offset, ng
     cdef int grid[8]
@@ -1408,6 +1410,13 @@ cdef class PacketCoder:
             for k in range(23, -1, -1):     # k never reached exactly (dq = 0): no end before it either
                 if self.run_end[dq][k] > self.run_end[dq][k + 1]:
                     self.run_end[dq][k] = self.run_end[dq][k + 1]
+            for k in range(1, 25):
+                self.run_idx[dq][k] = (k - 1) * 27 + self.run_end[dq][k]
+            for j in range(MAX_PAYLOAD_CHUNKS + 1):
+                self.run_cnt[dq][j] = 0
+                for k in range(1, 25):
+                    if self.run_end[dq][k] < j:
+                        self.run_cnt[dq][j] += 1
         self.n_steps = 0
         self.configure(MAX_PAYLOAD_CHUNKS, MAX_CODED_BYTES, N_SYM_LEVELS - 1, 0, np.arange(8), False)
 
@@ -1488,33 +1497,42 @@ cdef class PacketCoder:
                 return j
         return limit
 
-    cdef int64_t _approx(self, const int64_t* P, int q0, int dq, int m, int64_t* lsum) noexcept nogil:
-        """Fixed-point bits of chunks 0..m-1 under (q0, dq), from per-level prefix sums P[l * 27 + j]."""
-        cdef int64_t s = 0, ls = 0
-        cdef int start = 0, end, lev = q0, k = 1
-        cdef const int* ends = self.run_end[dq]
-        while start < m:
-            if lev >= self.qmax:
-                lev = self.qmax
-                end = m
-            else:
-                end = ends[k]
-                if end > m:
-                    end = m
-            s += P[lev * 27 + end] - P[lev * 27 + start]
-            ls += lev * (end - start)
-            start = end
-            lev += 1
-            k += 1
-        lsum[0] = ls
+    cdef int64_t _approx(self, const int64_t* P, const int64_t* Q, int q0, int dq, int m) noexcept nogil:
+        """Fixed-point bits of chunks 0..m-1 under (q0, dq).
+
+        With prefix sums P[l * 27 + j] per level and Q = P[l] - P[l + 1], a schedule that steps
+        from level q0 + k - 1 to q0 + k at chunk e_k costs P[last level][m] + sum_k Q[q0 + k - 1][e_k].
+        """
+        if q0 >= self.qmax:
+            return P[self.qmax * 27 + m]
+        cdef int K = self.run_cnt[dq][m], k
+        if K > self.qmax - q0:
+            K = self.qmax - q0
+        cdef const int* idx = self.run_idx[dq]
+        cdef const int64_t* base = Q + q0 * 27
+        cdef int64_t s = P[(q0 + K) * 27 + m]
+        for k in range(1, K + 1):
+            s += base[idx[k]]
         return s
 
-    cdef int _fits(self, const int64_t* P, const double** rows, int q0, int dq, int m, double fixed,
-                   int64_t* lsum) noexcept nogil:
+    cdef int64_t _level_sum(self, int q0, int dq, int m) noexcept nogil:
+        """Sum of the levels of chunks 0..m-1 (each level step adds one to every later chunk)."""
+        if q0 >= self.qmax:
+            return <int64_t>self.qmax * m
+        cdef int K = self.run_cnt[dq][m], k
+        if K > self.qmax - q0:
+            K = self.qmax - q0
+        cdef int64_t ls = <int64_t>q0 * m
+        for k in range(1, K + 1):
+            ls += m - self.run_end[dq][k]
+        return ls
+
+    cdef int _fits(self, const int64_t* P, const int64_t* Q, const double** rows, int q0, int dq, int m,
+                   double fixed) noexcept nogil:
         """Whether (q0, dq) fits m chunks: `_fit`'s exact answer, settled by the fixed-point sum
         unless that lies within FIX_MARGIN of the budget (rounding of at most 0.5 per chunk)."""
         cdef double lim = 8.0 * self.budget
-        cdef double s = <double>self._approx(P, q0, dq, m, lsum)
+        cdef double s = <double>self._approx(P, Q, q0, dq, m)
         cdef double t = (lim - 1.0 - fixed) * FIX_ONE
         if s < t - FIX_MARGIN:
             return 1
@@ -1568,6 +1586,7 @@ cdef class PacketCoder:
         cdef const double* rows[MAX_PAYLOAD_CHUNKS]
         cdef const int16_t* krows[MAX_PAYLOAD_CHUNKS]
         cdef int64_t P[N_SYM_LEVELS * 27]
+        cdef int64_t Q[N_SYM_LEVELS * 27]
         cdef cand_t cands[N_SYM_LEVELS * 8]
         cdef cand_t tmp
         cdef const int64_t* ib
@@ -1593,6 +1612,9 @@ cdef class PacketCoder:
             ib = self.ring_ib + (rows[j] - self.ring_bits)
             for l in range(nl):
                 P[l * 27 + j + 1] = P[l * 27 + j] + ib[l]
+        for l in range(nl - 1):
+            for j in range(n + 1):
+                Q[l * 27 + j] = P[l * 27 + j] - P[(l + 1) * 27 + j]
         acc = 0.0
         for i in range(self.S):
             self.state_k[i] = _deadzone_q(s[i] * self.sqs[i], self.sdz[i])
@@ -1603,13 +1625,13 @@ cdef class PacketCoder:
             # The longest prefix any schedule fits: settled at once when the coarsest fits it all,
             # else by a scan that computes a schedule's exact length only if it could beat the best.
             best = limit
-            if not self._fits(P, rows, nl - 1, self.grid[0], limit, fixed, &lsum):
+            if not self._fits(P, Q, rows, nl - 1, self.grid[0], limit, fixed):
                 best = 0
                 for c in range(nl * ng):
                     if best == limit:
                         break
                     q0, dq = c // ng, self.grid[c % ng]
-                    if self._fits(P, rows, q0, dq, best + 1, fixed, &lsum):
+                    if self._fits(P, Q, rows, q0, dq, best + 1, fixed):
                         m = self._fit(rows, q0, dq, qmax, limit, fixed, lim)
                         if m > best:
                             best = m
@@ -1623,8 +1645,9 @@ cdef class PacketCoder:
                     break
                 for g in range(ng):
                     dq = self.grid[g]
-                    if not self._fits(P, rows, q0, dq, best, fixed, &lsum):
+                    if not self._fits(P, Q, rows, q0, dq, best, fixed):
                         continue
+                    lsum = self._level_sum(q0, dq, best)
                     cands[cnt].c, cands[cnt].q0, cands[cnt].dq, cands[cnt].lsum = q0 * ng + g, q0, dq, lsum
                     i = cnt                       # insertion sort (at most 128 entries)
                     while i > 0 and _cand_before(&cands[i], &cands[i - 1], self.by_mean):
