@@ -190,3 +190,57 @@ def test_no_dred_in_view_returns_none(models):
     assert rec.recover(Ctx()) is None
     with pytest.raises(ValueError):
         DredRecoverer(dec, voc, codec_delay=-1)
+
+
+def test_partial_parse_conceals_exactly_as_a_full_parse(models, stream, monkeypatch):
+    """The recoverer keeps only the chunks a hole needs: same audio, trace and decisions as keeping all."""
+    import edge_dred.dred.recovery as recovery
+    from edge_dred.dred.payload import parse_payload
+
+    pcm, packets, la = stream
+    _, dec, voc = models
+    mask = np.zeros(len(packets), bool)
+    mask[[20, 21, 40, 60, 61, 62, 63, 64, 65, 66, 90, 92, 110, 111, 112]] = True
+
+    def go():
+        rec = DredRecoverer(dec, voc, keep_trace=True)
+        rx = Receiver(ReceiverConfig(lookahead=8), recoverers=[rec])
+        out = np.concatenate([o for p, lost in zip(packets, mask) for o in rx.push(None if lost else p)] + rx.flush())
+        return out, rec, [d.value for d in rx.decisions]
+
+    kept = []
+
+    def partial(data, tables, max_chunks=26, *, chunks=None):
+        p = parse_payload(data, tables, max_chunks, chunks=chunks)
+        kept.append((len(p.latents_k), p.n_chunks))
+        return p
+
+    monkeypatch.setattr(recovery, "parse_payload", partial)
+    out_p, rec_p, dec_p = go()
+    monkeypatch.setattr(recovery, "parse_payload", lambda data, tables, max_chunks=26, *, chunks=None:
+                        parse_payload(data, tables, max_chunks))
+    out_f, rec_f, dec_f = go()
+    assert dec_p == dec_f and dec_p.count("dred") >= 10
+    assert np.array_equal(out_p, out_f)
+    assert [t[0] for t in rec_p.trace] == [t[0] for t in rec_f.trace]
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(rec_p.trace, rec_f.trace))
+    assert rec_p.stats == rec_f.stats
+    assert kept and all(k < n for k, n in kept)        # never all the chunks of these deep payloads
+
+
+def test_backward_decode_extends_with_older_latents(models, stream):
+    from edge_dred.dred.decoder import dequantize_payload
+    from edge_dred.dred.payload import parse_payload
+
+    _, packets, _ = stream
+    _, dec, _ = models
+    data = extract_dred(packets[100])
+    full = dec.start_payload(parse_payload(data, dec.tables))
+    part = dec.start_payload(parse_payload(data, dec.tables, chunks=2))
+    assert part.n_chunks == 2 and full.n_chunks > 2
+    a = part.frames(8)
+    part.extend(dequantize_payload(parse_payload(data, dec.tables), dec.tables)[1])
+    assert np.array_equal(part.frames(full.n_frames_available), full.frames(full.n_frames_available))
+    assert np.array_equal(a, full.frames(8))
+    with pytest.raises(ValueError):
+        part.extend(np.zeros((1, dec.weights.latent_dim), np.float32))

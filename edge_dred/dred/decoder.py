@@ -371,6 +371,18 @@ class BackwardDecode:
         """Decoder steps run so far."""
         return len(self._out)
 
+    def extend(self, latents_hat: np.ndarray) -> None:
+        """Make older latents available: ``latents_hat`` (newest first) starts with the current ones.
+
+        For a payload parsed first for its newest chunks only and again for more.
+        """
+        z = np.ascontiguousarray(latents_hat, np.float32)
+        n = self.n_chunks
+        if (z.ndim != 2 or z.shape[1] != self.latents.shape[1] or not n <= z.shape[0] <= MAX_CHUNKS
+                or not np.array_equal(z[:n], self.latents)):
+            raise ValueError(f"latents must be (>= {n}, {self.latents.shape[1]}) and begin with the current ones")
+        self.latents = z
+
     def frames(self, n: int) -> np.ndarray:
         """The newest ``n`` frames, newest first (decoding more chunks if needed).
 

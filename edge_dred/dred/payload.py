@@ -17,7 +17,6 @@ decision, since the whole stream is still decoded to be checked.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -181,16 +180,18 @@ def _encode_header(enc: _entropy.RangeEncoder, version: int, q0: int, dq: int, q
 
 
 
-_parse_cache: "weakref.WeakKeyDictionary[EntropyTables, _entropy.ParseTables]" = weakref.WeakKeyDictionary()
+_parse_cache: tuple = (None, None)   # (tables, their ParseTables), replaced as one object
 
 
 def parse_tables(tables: EntropyTables) -> _entropy.ParseTables:
-    """The compiled parser's symbol models of ``tables`` (built once per tables object)."""
-    t = _parse_cache.get(tables)
-    if t is None:
-        t = _entropy.ParseTables(tables.p0_q15, tables.decay_q15, tables.state_p0_q15, tables.state_decay_q15)
-        _parse_cache[tables] = t
-    return t
+    """The compiled parser's symbol models of ``tables`` (built once, reused while the tables are)."""
+    global _parse_cache
+    cache = _parse_cache
+    if cache[0] is not tables:
+        cache = (tables, _entropy.ParseTables(tables.p0_q15, tables.decay_q15, tables.state_p0_q15,
+                                              tables.state_decay_q15))
+        _parse_cache = cache
+    return cache[1]
 
 
 def parse_payload(data: bytes, tables: EntropyTables, max_chunks: int = MAX_CHUNKS, *,

@@ -36,8 +36,8 @@ from ..dsp.features import FeatureExtractor
 from ..neural.continuation import Continuation, fade_from, to_int16
 from ..neural.vocoder import shipped_vocoder
 from ..plugins import Decision
-from .decoder import DEC_FRAMES, BackwardDecode, DredDecoder, sanitize_features
-from .payload import DredPayloadError, parse_payload
+from .decoder import DEC_FRAMES, BackwardDecode, DredDecoder, dequantize_payload, sanitize_features
+from .payload import MAX_CHUNKS, DredPayloadError, parse_payload
 
 __all__ = ["DredRecoverer", "DEFAULT_CODEC_DELAY", "output_frame_features", "payload_frame_span"]
 
@@ -95,12 +95,18 @@ def output_frame_features(frames_in: np.ndarray, first_in: int, m: np.ndarray, d
 
 
 class _Source:
-    """One packet's parsed DRED: its frame span and a lazy backward decode."""
+    """One packet's parsed DRED: its frame span and a lazy backward decode.
 
-    __slots__ = ("slot", "first", "last", "decode")
+    The payload was parsed (and fully validated) keeping only the newest
+    chunks the hole needed; an older frame asked for later re-parses it
+    keeping more.
+    """
 
-    def __init__(self, slot: int, first: int, last: int, decode: BackwardDecode) -> None:
+    __slots__ = ("slot", "first", "last", "decode", "data", "tables")
+
+    def __init__(self, slot: int, first: int, last: int, decode: BackwardDecode, data: bytes, tables: Any) -> None:
         self.slot, self.first, self.last, self.decode = slot, first, last, decode
+        self.data, self.tables = data, tables
 
     def covers(self, lo: int, hi: int) -> bool:
         return self.first <= lo and hi <= self.last
@@ -108,6 +114,10 @@ class _Source:
     def frames(self, lo: int, hi: int) -> np.ndarray:
         """Input frames lo..hi (clipped to the span), oldest first; decodes back to ``lo`` only."""
         lo = max(lo, self.first)
+        need = -(-(self.last - lo + 1) // DEC_FRAMES)
+        if need > self.decode.n_chunks:
+            p = parse_payload(self.data, self.tables, chunks=need)   # accepted before: accepted again
+            self.decode.extend(dequantize_payload(p, self.tables)[1])
         newest_first = self.decode.frames(self.last - lo + 1)
         return newest_first[::-1][: hi - lo + 1] if hi < self.last else newest_first[::-1]
 
@@ -184,17 +194,23 @@ class DredRecoverer:
         n = min(hist.shape[0] // FRAME_SIZE, _HISTORY_FRAMES)
         return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
 
-    def _source(self, slot: int, packet: bytes) -> _Source | None:
-        """Parse (once) the DRED of the packet in ``slot``; None if absent or bad."""
+    def _source(self, slot: int, packet: bytes, lo: int) -> _Source | None:
+        """Parse (once) the DRED of the packet in ``slot``; None if absent or bad.
+
+        Keeps the chunks back to input frame ``lo`` (the oldest the current
+        hole uses); the whole payload is still checked.
+        """
         if slot in self._sources:
             return self._sources[slot]
         src = None
         try:
             data = extract_dred(packet)
             if data is not None:
-                p = parse_payload(data, self.tables)
-                first, last = payload_frame_span(slot, p.offset, len(p.latents_k))
-                src = _Source(slot, first, last, self.decoder.start_payload(p))
+                # Chunk 0 ends at input frame 2 * slot + 1 - offset <= 2 * slot + 1.
+                need = min(max(-(-(2 * slot + 2 - lo) // DEC_FRAMES), 1), MAX_CHUNKS)
+                p = parse_payload(data, self.tables, chunks=need)
+                first, last = payload_frame_span(slot, p.offset, p.n_chunks)
+                src = _Source(slot, first, last, self.decoder.start_payload(p), data, self.tables)
         except (ValueError, DredPayloadError):
             # MalformedPacketError / DredPayloadError are ValueErrors: hostile or corrupt input.
             self.stats["bad_payloads"] += 1
@@ -215,10 +231,10 @@ class DredRecoverer:
             data = extract_dred(packet)
             if data is None:
                 return False
-            p = parse_payload(data, self.tables)
+            p = parse_payload(data, self.tables, chunks=1)
         except (ValueError, DredPayloadError):
             return False
-        first, last = payload_frame_span(packet_slot, p.offset, len(p.latents_k))
+        first, last = payload_frame_span(packet_slot, p.offset, p.n_chunks)
         _, lo_req, hi = self._needed_input_frames(self._slot_frames(slot))
         return first <= lo_req and hi <= last
 
@@ -261,7 +277,7 @@ class DredRecoverer:
         for i, pkt in enumerate(ctx.future):
             if pkt is None:
                 continue
-            s = self._source(slot + 1 + i, pkt)
+            s = self._source(slot + 1 + i, pkt, lo)
             if s is None:
                 continue
             have_dred = True
