@@ -1192,13 +1192,16 @@ cdef class ParseTables:
         free(self.st)
 
 
-cdef int _parse_core(dec_state* s, ParseTables t, int max_chunks, int want, int32_t* hdr,
+cdef int _parse_core(dec_state* s0, ParseTables t, int max_chunks, int want, int32_t* hdr,
                      int32_t* state_out, int32_t* lat_out) noexcept nogil:
     """Decode and validate a whole payload; keep chunks 0..want-1.
 
     hdr receives version, q0, dq, qmax, offset, n_chunks and the expected length.
     The checks and their order are those of the step-by-step parser.
     """
+    # A private copy of the coder state: no output store can alias it, so it stays in registers.
+    cdef dec_state st = s0[0]
+    cdef dec_state* s = &st
     cdef int32_t scratch[32]
     cdef int D = t.latent_dim
     cdef int i, j, lev, q0, dq, qmax, n
