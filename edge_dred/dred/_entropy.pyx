@@ -45,7 +45,9 @@ cdef extern from *:
     #define EDR_CODE_EXTRA 7
     #define EDR_PROB_BITS 15
     #define EDR_PROB_ONE 32768u
+    static inline int edr_ilog(uint32_t x) { return x ? 32 - __builtin_clz(x) : 0; }
     """
+    int edr_ilog(uint32_t x) nogil
     uint32_t CODE_TOP "EDR_CODE_TOP"      # 2^31: the top bit of val is the carry
     uint32_t CODE_BOT "EDR_CODE_BOT"      # renormalise once the range is <= 2^23
     int CODE_SHIFT "EDR_CODE_SHIFT"       # shift that exposes the next output byte (+ carry)
@@ -76,11 +78,7 @@ class EntropyDecodeError(EntropyError):
 
 cdef inline int _ilog(uint32_t x) noexcept nogil:
     """Number of significant bits of x (0 for 0)."""
-    cdef int n = 0
-    while x:
-        n += 1
-        x >>= 1
-    return n
+    return edr_ilog(x)
 
 
 cdef inline uint32_t _clamp_prob(uint32_t p) noexcept nogil:
@@ -1056,6 +1054,7 @@ DEF FIX_MARGIN = 4096.0      # >> the rounding of 26 chunks (0.5 each) and any f
 
 cdef struct sym_model:
     uint32_t p0           # clamped P(k = 0) in q15
+    uint32_t nz           # PROB_ONE - p0: where the zero interval starts in the decoder's terms
     uint32_t cum[17]      # cumulative frequencies of |k|-1 = 0..14 and the escape; cum[16] = 32768
 
 
@@ -1065,6 +1064,7 @@ cdef void _fill_models(sym_model* out, const uint16_t[:] p0, const uint16_t[:] d
     cdef uint32_t d, fl, fh
     for i in range(p0.shape[0]):
         out[i].p0 = _clamp_prob(p0[i])
+        out[i].nz = PROB_ONE - out[i].p0
         d = _clamp_prob(decay[i])
         for m in range(16):
             _geom_interval(d, m, &fl, &fh)
@@ -1097,15 +1097,66 @@ cdef inline void _enc_sym(enc_state* s, int32_t k, const sym_model* md) noexcept
     _enc_bits(s, v - (1u << n), n)
 
 
+cdef inline void _enc_sym_run(enc_state* s, const int16_t* k, const sym_model* md, int n) noexcept nogil:
+    """`_enc_sym` for n symbols in a row, zeros (the common case) with the range in a local."""
+    cdef uint32_t rng = s.rng
+    cdef int i
+    for i in range(n):
+        if k[i] == 0:
+            # _enc_bin(s, 0, p0, PROB_BITS)
+            rng -= (rng >> PROB_BITS) * md[i].nz
+            if rng <= CODE_BOT:
+                s.rng = rng
+                _enc_norm(s)
+                rng = s.rng
+        else:
+            s.rng = rng
+            _enc_sym(s, k[i], &md[i])
+            rng = s.rng
+    s.rng = rng
+
+
 cdef inline int _dec_sym(dec_state* s, const sym_model* md, int32_t* out) noexcept nogil:
     """`_dec_symbol` with the intervals looked up; 0, or -1 for a malformed escape tail."""
-    cdef uint32_t x, v
-    cdef int neg, m, n, a
-    x = _dec_decode_bin(s, PROB_BITS)
+    cdef uint32_t x = _dec_decode_bin(s, PROB_BITS)
     if x < md.p0:
         _dec_update(s, 0, md.p0, PROB_ONE)
         out[0] = 0
         return 0
+    return _dec_sym_nz(s, md, out)
+
+
+cdef inline int _dec_sym_run(dec_state* s, const sym_model* md, int n, int32_t* out) noexcept nogil:
+    """`_dec_sym` for n symbols in a row into zeroed ``out``, zeros (the common case) with the
+    coder state in locals."""
+    cdef uint32_t rng = s.rng, val = s.val, ext, t
+    cdef int i
+    for i in range(n):
+        ext = rng >> PROB_BITS
+        # `_dec_decode_bin` gives PROB_ONE - min(val / ext + 1, PROB_ONE), below p0 exactly when
+        # val / ext >= PROB_ONE - p0.
+        if val / ext >= md[i].nz:
+            # _dec_update(s, 0, p0, PROB_ONE)
+            t = ext * md[i].nz
+            val -= t
+            rng -= t
+            if rng <= CODE_BOT:
+                s.rng, s.val = rng, val
+                _dec_norm(s)
+                rng, val = s.rng, s.val
+            continue
+        s.rng, s.val, s.ext = rng, val, ext
+        if _dec_sym_nz(s, &md[i], &out[i]) < 0:
+            return -1
+        rng, val = s.rng, s.val
+    s.rng, s.val = rng, val
+    return 0
+
+
+cdef inline int _dec_sym_nz(dec_state* s, const sym_model* md, int32_t* out) noexcept nogil:
+    """The rest of `_dec_sym` once the pending 15-bit decode fell outside the zero interval."""
+    cdef uint32_t x, v
+    cdef int neg, m, n, a
     _dec_update(s, md.p0, PROB_ONE, PROB_ONE)
     neg = _dec_bit_logp(s, 1)
     x = _dec_decode_bin(s, PROB_BITS)
@@ -1221,9 +1272,8 @@ cdef int _parse_core(dec_state* s0, ParseTables t, int max_chunks, int want, int
     n = hdr[5] = <int>x + 1
     if n > max_chunks:
         return 2
-    for i in range(t.state_dim):
-        if _dec_sym(s, &t.st[i], &state_out[i]) < 0:
-            return 3
+    if _dec_sym_run(s, t.st, t.state_dim, state_out) < 0:
+        return 3
     for j in range(n):
         # Stop on overrun: a hostile short payload cannot cost a full decode.
         if _dec_tell(s) > limit:
@@ -1231,9 +1281,8 @@ cdef int _parse_core(dec_state* s0, ParseTables t, int max_chunks, int want, int
         lev = _chunk_level(q0, dq, j, qmax)
         md = t.lat + lev * D
         dst = lat_out + j * D if j < want else scratch
-        for i in range(D):
-            if _dec_sym(s, &md[i], &dst[i]) < 0:
-                return 3
+        if _dec_sym_run(s, md, D, dst) < 0:
+            return 3
     hdr[6] = <int32_t>_dec_expected_len(s)
     if _dec_tell(s) > limit:
         return 4
@@ -1266,7 +1315,9 @@ def parse_payload_into(bytes data, ParseTables t, int max_chunks, int want):
     cdef int32_t hdr[7]
     cdef cnp.npy_intp dims[2]
     cdef int status, keep
-    hdr[:] = [0, 0, 0, 0, 0, 0, 0]
+    cdef int i
+    for i in range(7):
+        hdr[i] = 0
     s.buf = <const uint8_t*>PyBytes_AS_STRING(data)
     s.storage = <uint32_t>PyBytes_GET_SIZE(data)
     _dec_init(&s)
@@ -1570,9 +1621,7 @@ cdef class PacketCoder:
         for j in range(m):
             lev = _chunk_level(q0, dq, j, qmax)
             md = self.models.lat + lev * D
-            k = krows[j] + lev * D
-            for i in range(D):
-                _enc_sym(&e, k[i], &md[i])
+            _enc_sym_run(&e, krows[j] + lev * D, md, D)
         _enc_done(&e)
         if e.err or e.offs > MAX_CODED_BYTES:
             return -1
@@ -1694,7 +1743,8 @@ cdef class PacketCoder:
         cdef int res, i
         _as_doubles(z, zb, self.D, "latent")
         _as_doubles(s, sb, self.S, "state")
-        out[:] = [0, 0, 0, 0, 0, 0, 0]
+        for i in range(7):
+            out[i] = 0
         with nogil:
             res = 0
             for i in range(self.D):
