@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,9 +37,8 @@ class RateControlError(ValueError):
     """Invalid rate-control input."""
 
 
-@dataclass(frozen=True)
-class RateDecision:
-    """Outcome of `encode_dred`.
+class RateDecision(NamedTuple):
+    """Outcome of `encode_dred` (a named tuple: made once per packet, cheaply).
 
     Attributes
     ----------
