@@ -364,7 +364,8 @@ class DredStreamEncoder:
         self.last_z, self.last_s = z, s
         # z_t covers this packet and the previous one: active if any of their 4 frames is.
         f, thr = np.asarray(frames), self.silence_c0
-        act_now = bool(f[0, 0] > thr or f[1, 0] > thr) if f.shape[0] == 2 else chunk_activity(f[:, 0], thr)
+        # Python floats: a numpy scalar comparison costs more than the rest of this method.
+        act_now = (f.item(0, 0) > thr or f.item(1, 0) > thr) if f.shape[0] == 2 else chunk_activity(f[:, 0], thr)
         dec = self._coder.push(z, s, act_now or self._prev_active)
         self._prev_active = act_now
         self.n_steps += 1
