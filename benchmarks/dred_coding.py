@@ -13,6 +13,9 @@ full 26-chunk history):
 * ``parse``: ``parse_payload`` of one of those payloads (every chunk).
 * ``parse1`` / ``parse3``: parsing for a hole that needs the newest 1 / 3 chunks
   (``parse_payload(..., chunks=n)``; the whole stream is still validated).
+* ``net``, ``net_builtin``, ``invoke`` (not run by default; need a TFLite runtime): the
+  RDO-VAE encoder step (``DredEncoder.step``) with the runtime's default delegate (XNNPACK),
+  with its builtin kernels only, and the interpreter's ``invoke()`` alone (default delegate).
 
 Each stage runs twice in a fresh interpreter under ``valgrind --tool=callgrind``
 (K1 and K2 packets after the same set-up and warm-up); instructions per packet
@@ -39,8 +42,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-LIBOPUS_K = {"code": 18.0, "parse": 14.0, "parse1": 14.0, "parse3": 14.0}
+LIBOPUS_K = {"code": 18.0, "parse": 14.0, "parse1": 14.0, "parse3": 14.0, "net": 62.0, "net_builtin": 62.0,
+             "invoke": 62.0}
 STAGES = ("code", "parse", "parse1", "parse3")
+NET_STAGES = ("net", "net_builtin", "invoke")
 K1, K2 = 40, 240
 N_PACKETS = 200     # distinct packets cycled through
 
@@ -66,8 +71,25 @@ def _inputs(wav: str | None, n: int):
     return tables, sampled_latents(tables, n), frames
 
 
+def _net_worker(stage: str, k: int) -> None:
+    import edge_dred.dred.encoder as E
+
+    if stage == "net_builtin":
+        cls = E.interpreter_class()
+        kind = sys.modules[cls.__module__].OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        E.interpreter_class = lambda: (lambda **kw: cls(experimental_op_resolver_type=kind, **kw))
+    enc = E.DredEncoder()
+    frames = np.random.default_rng(0).normal(size=(64, 2, 20)).astype(np.float32)
+    fn = enc._it.invoke if stage == "invoke" else None
+    for i in range(20 + k):
+        enc.step(frames[i % 64]) if fn is None else fn()
+
+
 def worker(stage: str, k: int, wav: str | None) -> None:
     """Set up, warm up, then run ``k`` packets of ``stage`` (the measured part)."""
+    if stage in NET_STAGES:
+        _net_worker(stage, k)
+        return
     from edge_dred.dred.encoder import DredStreamEncoder
     from edge_dred.dred.payload import parse_payload
     from edge_dred.tools.bench import _Replay
@@ -137,22 +159,22 @@ def main() -> None:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind not found (apt-get install valgrind)")
     stages = [s for s in a.stages.split(",") if s]
-    bad = set(stages) - set(STAGES)
+    bad = set(stages) - set(STAGES) - set(NET_STAGES)
     if bad:
-        raise SystemExit(f"unknown stages {sorted(bad)}; choose from {', '.join(STAGES)}")
+        raise SystemExit(f"unknown stages {sorted(bad)}; choose from {', '.join(STAGES + NET_STAGES)}")
     res: dict[str, float | None] = {}
     replay = per_packet("replay", a.wav) if "code" in stages else 0.0
     for s in stages:
         v = per_packet(s, a.wav)
         res[s] = None if v is None else v - (replay if s == "code" else 0.0)
     print(f"x86 instructions per packet (callgrind; {'latents of ' + a.wav if a.wav else 'sampled latents'})")
-    print(f"{'stage':<8} {'edge-dred':>10} {'libopus':>8} {'ratio':>6}")
+    print(f"{'stage':<12} {'edge-dred':>10} {'libopus':>8} {'ratio':>6}")
     for s in stages:
         v = res[s]
         if v is None:
-            print(f"{s:<8} {'n/a':>10} {LIBOPUS_K[s]:>7.0f}k {'':>6}")
+            print(f"{s:<12} {'n/a':>10} {LIBOPUS_K[s]:>7.0f}k {'':>6}")
         else:
-            print(f"{s:<8} {v / 1e3:>9.1f}k {LIBOPUS_K[s]:>7.0f}k {v / 1e3 / LIBOPUS_K[s]:>5.2f}x")
+            print(f"{s:<12} {v / 1e3:>9.1f}k {LIBOPUS_K[s]:>7.0f}k {v / 1e3 / LIBOPUS_K[s]:>5.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps({"instructions_per_packet": res, "wav": a.wav}, indent=1))
 
