@@ -61,13 +61,13 @@ def test_continuation_takes_its_phase_from_the_real_signal():
     zeros = np.zeros(30 * FRAME_SIZE)
     ref = fp.FPVocoderStream(p)
     ref.cycles = 0.37  # a phase the continuation must find from the signal alone
-    y = ref.synthesize_pe(f, zeros)
+    y = ref.synthesize_pe(f, np.zeros(30 * FRAME_SIZE + fp.NOISE_AHEAD))  # the noise a frame reads ahead, too
     k = 20
     cont = fp.FPVocoderStream(p)
-    cont.synthesize_pe(f[: k - fp.PRIME_FRAMES], zeros[: (k - fp.PRIME_FRAMES) * FRAME_SIZE])
+    cont.synthesize_pe(f[: k - fp.PRIME_FRAMES], zeros[: (k - fp.PRIME_FRAMES) * FRAME_SIZE + fp.NOISE_AHEAD])
     real = y[fp.KNOT_HOP:]  # the stream's output runs 80 samples behind real time
     cont.prime(real[: k * FRAME_SIZE], f[k - fp.PRIME_FRAMES : k])
-    nxt = cont.synthesize_pe(f[k : k + 2], zeros[: 2 * FRAME_SIZE])
+    nxt = cont.synthesize_pe(f[k : k + 2], zeros[: 2 * FRAME_SIZE + fp.NOISE_AHEAD])
     want = y[k * FRAME_SIZE : (k + 2) * FRAME_SIZE]
     corr = float(nxt @ want / np.linalg.norm(nxt) / np.linalg.norm(want))
     assert corr > 0.9
@@ -102,14 +102,48 @@ def test_matches_the_torch_model():
     f = _voiced_features(25)
     f[:, 18] = np.linspace(70, 160, 25)
     f[:, 19] = np.linspace(0.2, 0.99, 25)
-    noise = np.random.default_rng(0).standard_normal(25 * FRAME_SIZE)
-    with torch.no_grad():
-        yt = m.synthesize(torch.from_numpy(f[None]), torch.zeros(1), torch.from_numpy(noise[None]).float())[0]
-    s = fp.FPVocoderStream({k: v.numpy() for k, v in m.state_dict().items()})
     n = 25 * FRAME_SIZE
+    noise = np.random.default_rng(0).standard_normal(n + fp.NOISE_AHEAD).astype(np.float32)
+    with torch.no_grad():
+        yt = m.synthesize(torch.from_numpy(f[None]), torch.zeros(1), torch.from_numpy(noise[None]))[0]
+    s = fp.FPVocoderStream({k: v.numpy() for k, v in m.state_dict().items()})
     # the stream is 80 samples late and its first 80 are silence before the stream
-    yn = s.synthesize_pe(f, np.concatenate([np.zeros(fp.KNOT_HOP), noise])[:n])
+    yn = s.synthesize_pe(f, noise)
     assert np.max(np.abs(yn[: fp.KNOT_HOP])) < 1e-15
     yn = yn[fp.KNOT_HOP:]
     err = yt.double().numpy()[: n - fp.KNOT_HOP] - yn
     assert 10 * np.log10(np.sum(yn**2) / np.sum(err**2)) > 60
+
+
+def test_noise_normalisation_evens_out_the_noise_band_powers():
+    rng = np.random.default_rng(4)
+    seg = rng.standard_normal((200, fp.NOISE_WIN))
+    w = np.sin(np.pi * (np.arange(fp.NOISE_WIN) + 0.5) / fp.NOISE_WIN) ** 2
+    bands = fp.correction_basis()
+    avg = bands / bands.sum(1, keepdims=True)
+
+    def log_band_power(spec: np.ndarray) -> np.ndarray:
+        return np.log((np.abs(spec) ** 2 @ avg.T) / np.sum(w**2))
+
+    raw = np.fft.rfft(seg * w, fp.NFFT)
+    before = log_band_power(raw)
+    after = log_band_power(raw * np.exp(fp.noise_normalisation(seg)))
+    assert np.abs(before).mean() > 0.3  # the log of a few-degree chi-square power: widely spread
+    assert np.abs(after).mean() < 0.4 * np.abs(before).mean()  # overlapping triangles: not exactly flat
+    # all-zero noise (silence before a stream) stays finite
+    assert np.all(np.isfinite(fp.noise_normalisation(np.zeros((2, fp.NOISE_WIN)))))
+
+
+def test_noise_is_drawn_ahead_in_one_order_however_the_stream_is_cut():
+    p = fp.random_params(seed=5)
+    f = _voiced_features(12)
+    f[:, 19] = 0.3  # mostly noise
+    a = fp.FPVocoderStream(p, seed=9)
+    one = a.synthesize_pe(f)
+    a.reset()
+    b = np.concatenate([a.synthesize_pe(f[:5]), a.synthesize_pe(f[5:])])
+    assert np.array_equal(one, b)
+    # and the RNG's noise equals the same noise given explicitly
+    noise = np.random.default_rng(9).standard_normal(12 * FRAME_SIZE + fp.NOISE_AHEAD)
+    c = fp.FPVocoderStream(p, seed=123).synthesize_pe(f, noise)
+    assert np.allclose(c, one, atol=1e-12)

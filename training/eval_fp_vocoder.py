@@ -30,7 +30,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 from eval_copy_synthesis import METRICS, parse_metrics, pick_files, score  # noqa: E402
-from fp_vocoder_model import FRAME, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
+from fp_vocoder_model import FRAME, NOISE_AHEAD, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
 
 from edge_dred.dsp.features import band_energies_from_cepstrum, compute_features  # noqa: E402
 
@@ -58,7 +58,7 @@ def fp_copy_synthesis(model: FPVocoder, pcm: np.ndarray, seed: int = 0,
     fn = compute_features(pcm[: n * FRAME])
     f = torch.from_numpy(fn[None])
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(1, n * FRAME, generator=g)
+    noise = torch.randn(1, n * FRAME + NOISE_AHEAD, generator=g)
     e = model.synthesize(f, torch.zeros(1), noise)[0].double().numpy()
     if postfilter is not None:
         from edge_dred.dsp.postfilter import VocoderPostfilter

@@ -42,7 +42,14 @@ Synthesis of one sequence
    filter (real cepstrum, folded), truncated with a taper to ``IR_LEN`` taps,
    and is applied by overlap-save (``NFFT`` = 512): knot ``j``'s segment
    yields the 160 exact output samples around it, weighted by a triangle.
-4. Output = harmonic part + noise part (pre-emphasised).
+4. **Noise normalisation** (``noise_norm``): each knot's noise filter also
+   divides out the white noise's realised power on the ``NB_CORR`` triangles
+   over a 20 ms window centred on the knot (``NOISE_WIN``), so the filtered
+   noise has the band energies the filter asks for, not a random spread
+   around them (Rayleigh fluctuations that PESQ-WB scores as distortion).
+   The window reaches ``NOISE_AHEAD`` samples past a knot: the noise is the
+   model's own, drawn that far ahead, not a delay.  No parameters, no gradient.
+5. Output = harmonic part + noise part (pre-emphasised).
 
 Continuation: the network's state (conv history, GRU) runs over real frames'
 features at frame rate, the excitation needs no recurrent state beyond its
@@ -63,10 +70,11 @@ import torch.nn.functional as F
 from edge_dred.constants import FRAME_SIZE as FRAME, NB_BANDS, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS as PREEMPH, SAMPLE_RATE as FS
 from edge_dred.dsp.features import C0_OFFSET
 from edge_dred.neural.fp_vocoder import (CORR_MAX, DLOGT_MAX, INT16_SCALE, IR_LEN, KNOT_HOP, KNOTS_PER_FRAME, NB_CORR,
-                                         NBIN, NFFT, PULSE_BETA, PULSE_CUTOFF_HZ, PULSE_DELAY, PULSE_TAPS, SEG_OUT,
-                                         VOICING_FLOOR, correction_basis, dct_matrix, envelope_basis, ir_taper, knot_window)
+                                         NBIN, NFFT, NOISE_AHEAD, NOISE_FLOOR, NOISE_WIN, PULSE_BETA, PULSE_CUTOFF_HZ,
+                                         PULSE_DELAY, PULSE_TAPS, SEG_OUT, VOICING_FLOOR, correction_basis, dct_matrix,
+                                         envelope_basis, ir_taper, knot_window, noise_window)
 
-__all__ = ["FPVocoder", "FPVocoderConfig", "pulse_kernel", "FRAME", "FS", "PREEMPH"]
+__all__ = ["FPVocoder", "FPVocoderConfig", "pulse_kernel", "FRAME", "FS", "PREEMPH", "NOISE_AHEAD"]
 
 
 def pulse_kernel(frac: torch.Tensor) -> torch.Tensor:
@@ -97,10 +105,13 @@ class FPVocoderConfig:
     # 160 i + 80 and 160 i + 160: samples 160 i + 80 .. 160 i + 160 then wait for frame i + 1
     # (5 ms algorithmic delay) and the envelope is not drawn 5-10 ms after the time it describes
     lookahead: bool = True
+    # noise filters divide out the noise's realised band powers around each knot (module docstring, 4.)
+    noise_norm: bool = True
 
     @classmethod
     def from_dict(cls, d: dict) -> "FPVocoderConfig":
-        return cls(**{"lookahead": False, **d})  # checkpoints from before the option had no look-ahead
+        # checkpoints from before an option had neither
+        return cls(**{"lookahead": False, "noise_norm": False, **d})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +138,7 @@ class FPVocoder(nn.Module):
         self.register_buffer("dct", torch.from_numpy(dct_matrix()).float())
         self.register_buffer("ir_taper", torch.from_numpy(ir_taper()).float())
         self.register_buffer("tri", torch.from_numpy(knot_window()).float())
+        self.register_buffer("noise_win", torch.from_numpy(noise_window()).float(), persistent=False)
 
     # -- frame-rate network ------------------------------------------------
     def frame_net(self, feats: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
@@ -209,6 +221,22 @@ class FPVocoder(nn.Module):
         out = out.reshape(-1).index_add(0, idx.reshape(-1), taps.reshape(-1)).reshape(b, n + PULSE_TAPS)
         return out[:, :n]
 
+    @torch.no_grad()
+    def noise_normalisation(self, noise: torch.Tensor, n_knots: int) -> torch.Tensor:
+        """(B, n_knots, 257) ln-magnitudes dividing out the noise's realised spectrum around knots ``80 j``.
+
+        ``noise`` (B, >= n): beyond its end (and before sample 0) it counts as zero; the last knot
+        needs ``NOISE_AHEAD`` samples past it.  Same maths as ``fp_vocoder.noise_normalisation``.
+        """
+        need = (n_knots - 1) * KNOT_HOP + NOISE_WIN
+        xp = F.pad(noise, (NOISE_AHEAD, max(0, need - NOISE_AHEAD - noise.shape[1])))[:, :need]
+        seg = xp.unfold(1, NOISE_WIN, KNOT_HOP)  # (B, J, NOISE_WIN): knot j's window [80 j - 160, 80 j + 160)
+        spec = torch.fft.rfft(seg * self.noise_win, NFFT)
+        p = spec.real**2 + spec.imag**2
+        band_avg = self.corr_basis / self.corr_basis.sum(1, keepdim=True)
+        ratio = (p @ band_avg.T) / (self.noise_win**2).sum()
+        return (-0.5 * torch.log(ratio.clamp_min(NOISE_FLOOR))) @ self.corr_basis
+
     def filter_ola(self, exc: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
         """Excitation (B, n) through per-knot filters (B, J = n/KNOT_HOP + 1, 257), cross-faded per sample."""
         b, n = exc.shape
@@ -221,7 +249,11 @@ class FPVocoder(nn.Module):
 
     def synthesize(self, feats: torch.Tensor, c0: torch.Tensor, noise: torch.Tensor,
                    state: dict | None = None) -> torch.Tensor:
-        """(B, F, 20) features -> (B, 160 F) pre-emphasised signal (zero excitation before it)."""
+        """(B, F, 20) features -> (B, 160 F) pre-emphasised signal (zero excitation before it).
+
+        ``noise`` (B, >= 160 F): white noise excitation from sample 0; with ``noise_norm``, the
+        ``NOISE_AHEAD`` samples after ``160 F`` (zero if absent) shape the last knot's filter.
+        """
         b, f, _ = feats.shape
         raw, _ = self.frame_net(feats, state)
         lm_h, lm_n, period = self.knot_params(feats, raw)
@@ -236,9 +268,11 @@ class FPVocoder(nn.Module):
             lm_n = torch.cat([lm_n[:, :1], lm_n], 1)
             period = torch.cat([period[:, :1], period], 1)
         n = f * FRAME
+        if self.cfg.noise_norm:
+            lm_n = lm_n + self.noise_normalisation(noise, lm_n.shape[1])
         exc = self.excitation(period, n, c0)
         y_h = self.filter_ola(exc, self.min_phase(lm_h))
-        y_n = self.filter_ola(noise, self.min_phase(lm_n))
+        y_n = self.filter_ola(noise[:, :n], self.min_phase(lm_n))
         return y_h + y_n
 
     # -- bookkeeping -----------------------------------------------------------
@@ -254,9 +288,11 @@ class FPVocoder(nn.Module):
         knots = FS / KNOT_HOP
         # per knot and filter: design (irfft, rfft, exp, irfft, taper, rfft), basis products, apply (rfft, irfft)
         per_filter = 6 * fft + 2 * NB_CORR * NBIN + 20 * NBIN + 6 * NBIN + 3 * SEG_OUT
+        # noise normalisation per knot: window, rfft, power, band averages, log, spread back
+        norm = (NOISE_WIN + fft + 3 * NBIN + 4 * NB_CORR * NBIN + 20 * NB_CORR) if self.cfg.noise_norm else 0
         env = 2 * NB_BANDS * NBIN * (FS / FRAME) + 2 * NB_BANDS * NB_BANDS * (FS / FRAME)
         pulses = 2 * PULSE_TAPS * 500 + 10 * FS  # at most 500 pulses/s; phase accumulation per sample
-        return net + knots * 2 * per_filter + env + pulses + 2 * FS
+        return net + knots * (2 * per_filter + norm) + env + pulses + 2 * FS
 
 
 def estimate_phase(history_pe: np.ndarray, period: float) -> float:

@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from common import load_resume, open_log, restore_full_state, rng_state, save_checkpoint, StepControl  # noqa: E402
-from fp_vocoder_model import FRAME, FS, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
+from fp_vocoder_model import FRAME, FS, NOISE_AHEAD, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
 from train_vocoder import mr_stft_loss  # noqa: E402  (one multi-resolution STFT loss for both vocoders)
 
 from edge_dred.dsp.features import band_weights  # noqa: E402
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--steps", type=int, default=1_000_000, help="stop at this global step")
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (fresh optimizer, step 0)")
+    ap.add_argument("--noise-norm", action="store_true",
+                    help="with --init: turn the noise normalisation on for a model trained without it")
     StepControl.add_arguments(ap, seed=1, snapshot_every=500, data=DATA, ckpt_dir=CKPT_DIR, run_dir=RUN_DIR)
     a = ap.parse_args(argv)
 
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     if ck is None and a.init is not None:
         ck, ck_path = torch.load(a.init, map_location="cpu", weights_only=False), a.init
         ck = {"model": ck["model"], "config": ck["config"], "step": 0, "epoch": 0}
+        if a.noise_norm:  # the option adds no weights: an older model starts with it on
+            ck["config"] = {"model": {**FPVocoderConfig.from_dict(ck["config"]["model"]).to_dict(), "noise_norm": True}}
     cfg = FPVocoderConfig.from_dict(ck["config"]["model"]) if ck else FPVocoderConfig()
     model = FPVocoder(cfg).to(dev)
     bands = BandAnalysis().to(dev)
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     while step < a.steps:
         feats, sig = (x.to(dev) for x in sampler.batch(a.batch))
         c0 = torch.rand(a.batch, device=dev)
-        noise = torch.randn(sig.shape, device=dev)
+        noise = torch.randn(sig.shape[0], sig.shape[1] + NOISE_AHEAD, device=dev)  # the last knot reads ahead
         y = model.synthesize(feats, c0, noise)
         loss, parts = mr_stft_loss(y[:, a0:], sig[:, a0:], sizes)
         if a.env_weight > 0:

@@ -21,11 +21,18 @@ Per frame ``i`` (features ``<= i`` only):
   either (exact filtering over the full excitation history), so filters change
   at every sample, not per block.  Samples ``160 i + 80 .. 160 i + 160`` lie
   between frame ``i``'s last knot and frame ``i + 1``'s first: they are output
-  with the next frame (5 ms algorithmic delay).
+  with the next frame (5 ms algorithmic delay);
+* the noise filter of each knot also divides out the white noise's own
+  realised spectrum over a 20 ms window centred on the knot, on the
+  :data:`NB_CORR` triangles (:func:`noise_normalisation`), so the filtered
+  noise has the band energies its filter asks for rather than a random
+  spread around them.  The noise is the vocoder's own, so the window may
+  reach :data:`NOISE_AHEAD` samples past the output without any delay: the
+  stream draws it that far ahead.
 
 State per stream: conv history (2 frames), GRU state, the last knot's filters
-and period, the phase, the pulse kernel's tail and 432 samples of both
-excitations.
+and period, the phase, the pulse kernel's tail, 432 samples of both
+excitations and the noise drawn ahead.
 """
 from __future__ import annotations
 
@@ -41,7 +48,7 @@ from .layers import gru_step
 __all__ = [
     "KNOT_HOP", "NFFT", "NB_CORR", "IR_LEN", "PULSE_TAPS", "PULSE_DELAY", "PRIME_FRAMES",
     "envelope_basis", "correction_basis", "dct_matrix", "ir_taper", "knot_window", "pulse_kernel",
-    "min_phase", "FPVocoderStream", "random_params",
+    "min_phase", "noise_normalisation", "NOISE_WIN", "NOISE_AHEAD", "FPVocoderStream", "random_params",
 ]
 
 KNOT_HOP = 80                       # filters and pitch are defined every 5 ms
@@ -63,6 +70,9 @@ VOICING_FLOOR = 0.02
 INT16_SCALE = 32768.0
 PRIME_FRAMES = 4                    # frames of real audio a continuation re-synthesises to align its phase
 PHASE_CANDIDATES = 32
+NOISE_WIN = 4 * KNOT_HOP            # 20 ms window, centred on a knot, measuring the noise's realised spectrum
+NOISE_AHEAD = NOISE_WIN // 2        # noise samples drawn past the last knot
+NOISE_FLOOR = 1e-3                  # realised / expected band power below this counts as this (all-zero noise)
 
 
 def envelope_basis() -> np.ndarray:
@@ -124,6 +134,11 @@ def pulse_kernel(frac: np.ndarray) -> np.ndarray:
     return 2 * fc * np.sinc(2 * fc * s) * np.i0(PULSE_BETA * np.sqrt(np.maximum(1.0 - r * r, 1e-6))) / np.i0(PULSE_BETA)
 
 
+def noise_window() -> np.ndarray:
+    """(NOISE_WIN,) sine-squared window over ``[p - NOISE_AHEAD, p + NOISE_AHEAD)`` for a knot at ``p``."""
+    return np.sin(np.pi * (np.arange(NOISE_WIN) + 0.5) / NOISE_WIN) ** 2
+
+
 _FOLD = np.concatenate([[1.0], np.full(NFFT // 2 - 1, 2.0), [1.0], np.zeros(NFFT // 2 - 1)])
 _TAPER = ir_taper()
 _TRI = knot_window()
@@ -134,6 +149,23 @@ def min_phase(logmag: np.ndarray) -> np.ndarray:
     cep = np.fft.irfft(logmag, NFFT)
     ir = np.fft.irfft(np.exp(np.fft.rfft(cep * _FOLD)), NFFT) * _TAPER
     return np.fft.rfft(ir)
+
+
+_NOISE_WIN = noise_window()
+_BANDS = correction_basis()
+_BAND_AVG = _BANDS / _BANDS.sum(1, keepdims=True)
+
+
+def noise_normalisation(segments: np.ndarray) -> np.ndarray:
+    """ln-magnitude (..., 257) that divides out the realised spectrum of white noise segments.
+
+    ``segments`` (..., NOISE_WIN): the unit-variance noise excitation around knots.  Their
+    windowed power on each of the :data:`NB_CORR` triangles, relative to its expectation,
+    is spread back over the bins with the triangles (as the network's corrections are).
+    """
+    p = np.abs(np.fft.rfft(segments * _NOISE_WIN, NFFT)) ** 2
+    ratio = (p @ _BAND_AVG.T) / float(np.sum(_NOISE_WIN**2))
+    return -0.5 * np.log(np.maximum(ratio, NOISE_FLOOR)) @ _BANDS
 
 
 def random_params(conv: int = 128, gru: int = 128, seed: int = 0, out_scale: float = 0.1) -> dict[str, np.ndarray]:
@@ -194,6 +226,14 @@ class FPVocoderStream:
         self.exc_h = np.zeros(EXC_HIST)
         self.exc_n = np.zeros(EXC_HIST)
         self.rng = np.random.default_rng(self.seed)
+        # noise from the first sample the next frame outputs on; the 80 samples before the stream are silent
+        self.noise_q = np.zeros(KNOT_HOP)
+
+    def _noise(self, n: int) -> np.ndarray:
+        """The next ``n`` queued noise samples (not consumed), drawing from the RNG as needed."""
+        if len(self.noise_q) < n:
+            self.noise_q = np.concatenate([self.noise_q, self.rng.standard_normal(n - len(self.noise_q))])
+        return self.noise_q[:n]
 
     # -- per frame -------------------------------------------------------------
     def _net(self, feat: np.ndarray) -> np.ndarray:
@@ -206,7 +246,10 @@ class FPVocoderStream:
         self.hg = gru_step(self.gru, y2, self.hg)
         return np.concatenate([self.hg, y2]) @ self.wo.T + self.bo
 
-    def _knots(self, feat: np.ndarray, raw: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    def _knots(self, feat: np.ndarray, raw: np.ndarray, noise_seg: np.ndarray | None = None
+               ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """The frame's two knots (harmonic filter, noise filter, f0); ``noise_seg`` (2, NOISE_WIN) is the
+        noise around each knot (None: the harmonic part only is wanted, the noise filter is left unnormalised)."""
         raw = raw.reshape(KNOTS_PER_FRAME, 2 * NB_CORR + 1)
         corr = CORR_MAX * np.tanh(raw[:, : 2 * NB_CORR] / CORR_MAX)
         dlogt = DLOGT_MAX * np.tanh(raw[:, -1])
@@ -217,6 +260,8 @@ class FPVocoderStream:
         v = min(max(float(feat[PITCH_CORR]), VOICING_FLOOR), 1.0 - VOICING_FLOOR)
         lm_h = 0.5 * ln_env + 0.5 * math.log(v) + corr[:, :NB_CORR] @ self.corr_basis
         lm_n = 0.5 * ln_env + 0.5 * math.log(1.0 - v) + corr[:, NB_CORR:] @ self.corr_basis
+        if noise_seg is not None:
+            lm_n = lm_n + noise_normalisation(noise_seg)
         hh, hn = min_phase(lm_h), min_phase(lm_n)
         period = min(max(float(feat[PITCH_PERIOD]), PITCH_MIN), PITCH_MAX) * np.exp(dlogt)
         return [(hh[k], hn[k], 1.0 / period[k]) for k in range(KNOTS_PER_FRAME)]
@@ -249,16 +294,18 @@ class FPVocoderStream:
         y = np.fft.irfft(np.fft.rfft(segs) * np.stack([h0, h1, h2]), NFFT)[:, NFFT - SEG_OUT:] * _TRI
         return np.concatenate([y[0, KNOT_HOP:] + y[1, :KNOT_HOP], y[1, KNOT_HOP:] + y[2, :KNOT_HOP]])
 
-    def _frame(self, feat: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    def _frame(self, feat: np.ndarray) -> np.ndarray:
         """Frame i's features -> output samples [160 i - 80, 160 i + 80) (its knots sit at 160 i, 160 i + 80)."""
-        k1, k2 = self._knots(feat, self._net(feat))
+        ahead = self._noise(FRAME_SIZE + NOISE_AHEAD)  # noise over [160 i - 80, 160 i + 240)
+        span = np.concatenate([self.exc_n[-KNOT_HOP:], ahead])  # from 160 i - 160
+        segs = np.stack([span[:NOISE_WIN], span[KNOT_HOP:KNOT_HOP + NOISE_WIN]])
+        k1, k2 = self._knots(feat, self._net(feat), segs)
         first = self.knot is None  # nothing before the stream: the first 80 samples stay silent
         k0 = k1 if first else self.knot
         frame_h, self.cycles, self.pulse_tail = self._excitation(
             np.array([k0[2], k1[2], k2[2]]), self.cycles, self.pulse_tail, KNOT_HOP if first else 0)
-        frame_n = self.rng.standard_normal(FRAME_SIZE) if noise is None else np.array(noise, np.float64)
-        if first:
-            frame_n[:KNOT_HOP] = 0.0
+        frame_n = ahead[:FRAME_SIZE].copy()
+        self.noise_q = self.noise_q[FRAME_SIZE:]
         eh = np.concatenate([self.exc_h, frame_h])
         en = np.concatenate([self.exc_n, frame_n])
         y = self._filter(eh, k0[0], k1[0], k2[0]) + self._filter(en, k0[1], k1[1], k2[1])
@@ -273,16 +320,19 @@ class FPVocoderStream:
         Frame ``i``'s call returns samples ``[160 i - 80, 160 i + 80)``: the last 80 samples of a
         frame wait for the next frame's features (the filters and the pitch interpolate between
         frame ``i``'s knot at ``160 i + 80`` and frame ``i + 1``'s at ``160 i + 160``).  After a
-        reset the first 80 samples are silence before the stream.  ``noise`` (T * 160,) replaces
-        the RNG, aligned with the output.
+        reset the first 80 samples are silence before the stream.  ``noise`` (any length): white
+        noise to use before drawing from the RNG, queued after what is already drawn; the noise
+        excitation of output sample ``k`` after a reset is queue sample ``k`` (the first 80 are the
+        silence), and a frame draws :data:`NOISE_AHEAD` samples past its output.
         """
         f = np.asarray(feats, np.float64)
         if f.ndim != 2 or f.shape[1] != NB_FEATURES:
             raise ValueError(f"features must be (frames, {NB_FEATURES}), got {f.shape}")
+        if noise is not None:
+            self.noise_q = np.concatenate([self.noise_q, np.asarray(noise, np.float64).ravel()])
         out = np.empty(f.shape[0] * FRAME_SIZE)
         for i in range(f.shape[0]):
-            nz = None if noise is None else noise[i * FRAME_SIZE:(i + 1) * FRAME_SIZE]
-            out[i * FRAME_SIZE:(i + 1) * FRAME_SIZE] = self._frame(f[i], nz)
+            out[i * FRAME_SIZE:(i + 1) * FRAME_SIZE] = self._frame(f[i])
         return out
 
     def prime(self, pcm_pe: np.ndarray, feats: np.ndarray) -> None:
@@ -313,7 +363,8 @@ class FPVocoderStream:
             self.knot = self._knots(f[i], self._net(f[i]))[-1]
         knots = []
         for i in range(f.shape[0] - PRIME_FRAMES, f.shape[0]):
-            k1, k2 = self._knots(f[i], self._net(f[i]))
+            raw = self._net(f[i])
+            k1, k2 = self._knots(f[i], raw)
             k0 = self.knot if self.knot is not None else k1
             knots.append((k0, k1, k2))
             self.knot = k2
@@ -331,6 +382,11 @@ class FPVocoderStream:
                 best = fine
         self.cycles, self.pulse_tail, self.exc_h = best[1], best[2], best[3]
         self.exc_n = self.rng.standard_normal(EXC_HIST)
+        self.noise_q = self.noise_q[:0]
+        # the last knot (at the first output sample + 80) filters new noise: normalise it for that noise
+        span = np.concatenate([self.exc_n[-2 * KNOT_HOP:], self._noise(NOISE_WIN - 2 * KNOT_HOP)])
+        segs = np.stack([span, span])  # _knots makes both of the frame's knots; only the last is kept
+        self.knot = self._knots(f[-1], raw, segs)[-1]
         self.prime_score = best[0]
 
     def _try_phase(self, c: float, knots: list, target: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
