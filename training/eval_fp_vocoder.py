@@ -38,9 +38,12 @@ from edge_dred.dsp.features import band_energies_from_cepstrum, compute_features
 DIAG = ("band_db", "pcorr", "pcorr_ref", "lag_ms")
 
 
-def load_fp(path: Path) -> tuple[FPVocoder, int]:
+def load_fp(path: Path, noise_norm: bool = False) -> tuple[FPVocoder, int]:
+    """Checkpoint -> model in eval mode and its step; ``noise_norm`` turns that option on for an older model."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    m = FPVocoder(FPVocoderConfig.from_dict(ck["config"]["model"]))
+    cfg = FPVocoderConfig.from_dict(ck["config"]["model"])
+    cfg.noise_norm = cfg.noise_norm or noise_norm
+    m = FPVocoder(cfg)
     m.load_state_dict(ck["model"])
     m.eval()
     return m, int(ck.get("step", -1))
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-shipped", action="store_true", help="skip the shipped vocoder")
     ap.add_argument("--postfilter", type=float, nargs=2, default=None, metavar=("ENVELOPE", "PITCH"),
                     help="pass the fp output through the runtime's VocoderPostfilter at these strengths")
+    ap.add_argument("--noise-norm", action="store_true", help="turn the noise normalisation on for a model trained without it")
     ap.add_argument("--log", type=Path, default=HERE / "runs" / "fp_vocoder" / "eval.jsonl")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -116,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from edge_dred.neural.vocoder import copy_synthesis
 
-    model, step = load_fp(a.ckpt)
+    model, step = load_fp(a.ckpt, a.noise_norm)
     res: dict[str, object] = {"ckpt": str(a.ckpt), "step": step, "n_files": a.n_files, "postfilter": a.postfilter,
+                              "noise_norm": model.cfg.noise_norm,
                               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "folders": {}}
     names = {"stoi": "STOI", "pesq": "PESQ-WB", "ovrl": "OVRL", "plcmos": "PLCMOS", "band_db": "band dB",
              "pcorr": "pcorr", "pcorr_ref": "pcorr in", "lag_ms": "lag ms"}
