@@ -47,6 +47,8 @@ def _load_kernel_extensions() -> list[Extension]:
 
 
 opus_inc, opus_libdirs, opus_libs = _pkg_config("opus")
+# KISS FFT (float), compiled into each compiled-DSP extension that uses it.
+_KISSFFT = ["edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"]
 
 extensions = [
     Extension(
@@ -58,11 +60,18 @@ extensions = [
     ),
     Extension(
         "edge_dred.dsp._features",
-        ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c",
-         "edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"],
+        ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c"] + _KISSFFT,
         include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
         depends=["edge_dred/dsp/src/feature_analysis.h"],
         extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # see feature_analysis.c
+    ),
+    Extension(
+        "edge_dred.dsp._postfilter",
+        ["edge_dred/dsp/_postfilter.pyx", "edge_dred/dsp/src/postfilter.c"] + _KISSFFT,
+        include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
+        depends=["edge_dred/dsp/src/postfilter.h"],
+        # the features' flags: the KISS FFT objects both extensions compile are the same
+        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],
     ),
     # No fused multiply-adds: the quantizer and rate-control sums must round as numpy does.
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"], extra_compile_args=["-ffp-contract=off"]),

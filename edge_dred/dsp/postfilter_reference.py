@@ -1,35 +1,9 @@
-"""The vocoder's postfilters: towards the features' spectral envelope, then their pitch.
+"""The vocoder's postfilters in float64 numpy: the test oracle of :mod:`edge_dred.dsp.postfilter`.
 
-Two stages, chained by :class:`VocoderPostfilter` (the vocoder's default):
-:class:`EnvelopePostfilter` corrects the band energies, then
-:class:`PitchPostfilter` reinforces the harmonics.  Both run outside the
-vocoder's feedback loop (the network keeps seeing its own unfiltered output)
-and add no delay.
-
-Envelope
---------
-The vocoder follows its conditioning only loosely: its output band energies
-miss the features' 18 band energies by a few dB per band.  This stage measures the band energies of each 10 ms
-frame it is given, compares them with the frame's features and filters the
-frame with a short minimum-phase FIR that closes part of the gap
-(``strength``: that share of it, in dB).  It runs outside the vocoder's
-feedback loop, so the network still sees its own unfiltered output.
-
-No look-ahead and no added delay: each frame is filtered with a cross-fade
-between two filters, one from the analysis window the features use (centred
-on the frame's start, ending at the frame's end) and one from a window over
-the frame alone (its end).  A filter from the previous frame's analysis
-instead (one frame late) would correct the wrong frame at every onset.
-
-Strengths were chosen on training speech (``docs/measurements.md``).
-
-Pitch
------
-See :class:`PitchPostfilter`: a causal comb at the features' pitch period,
-gain proportional to their pitch correlation, energy kept.
-
-Signals are pre-emphasised (as the features and the vocoder's own output are)
-and on the float scale (int16 / 32768).
+Same design, parameters and streaming interface as the compiled classes
+(see that module's docstring); the compiled ones run in float32 and agree with
+these to rounding (``tests/test_postfilter.py`` states the tolerance).  Not for
+the real-time path: the envelope stage costs a few numpy calls per frame.
 """
 from __future__ import annotations
 
@@ -37,14 +11,11 @@ import numpy as np
 
 from ..constants import FRAME_SIZE, NB_BANDS, PITCH_MAX, PITCH_MIN, PREEMPHASIS
 from .features import band_energies_from_cepstrum, band_weights, deemphasis
+from .postfilter import PostfilterInputError, analysis_windows
 
-__all__ = ["EnvelopePostfilter", "PitchPostfilter", "VocoderPostfilter", "PostfilterInputError"]
+__all__ = ["EnvelopePostfilterReference", "PitchPostfilterReference", "VocoderPostfilterReference"]
 
 NFFT = 2 * FRAME_SIZE
-
-
-class PostfilterInputError(ValueError):
-    """Frames or features of the wrong shape, or non-finite values."""
 
 
 def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +59,7 @@ def _last_samples(history: np.ndarray, n: int) -> np.ndarray:
     return h[max(h.shape[0] - n, 0):]
 
 
-class EnvelopePostfilter:
+class EnvelopePostfilterReference:
     """Streaming envelope postfilter, one 10 ms frame at a time.
 
     Parameters
@@ -122,11 +93,7 @@ class EnvelopePostfilter:
         self._lo = -max_cut_db * np.log(10.0) / 20.0
         w = band_weights()
         self._interp = w / w.sum(axis=0, keepdims=True)   # 18 band gains -> 161 bins
-        sine = np.sin(np.pi * (np.arange(NFFT) + 0.5) / NFFT)   # the features' analysis window
-        end = np.zeros(NFFT)
-        end[FRAME_SIZE:] = np.sin(0.5 * np.pi * (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE)   # the frame alone, rising
-        end *= np.sqrt(np.sum(sine ** 2) / np.sum(end ** 2))   # same noise power as the sine window
-        self._windows = np.stack([sine, end])
+        self._windows = analysis_windows()
         self._ramp = (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE
         self._fold, self._inv = _minimum_phase_design(self._interp, self.taps)
         # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
@@ -211,7 +178,7 @@ class EnvelopePostfilter:
         return out
 
 
-class PitchPostfilter:
+class PitchPostfilterReference:
     """Streaming pitch (comb) postfilter, one 10 ms frame at a time.
 
     The vocoder's voiced output is less periodic than the speech its features
@@ -311,8 +278,8 @@ class PitchPostfilter:
         return out
 
 
-class VocoderPostfilter:
-    """The vocoder's postfilter chain: :class:`EnvelopePostfilter`, then :class:`PitchPostfilter`.
+class VocoderPostfilterReference:
+    """The vocoder's postfilter chain: :class:`EnvelopePostfilterReference`, then :class:`PitchPostfilterReference`.
 
     Same streaming interface as its stages (``reset``, ``prime``,
     ``process``, ``state_bytes``).  The comb goes after the envelope
@@ -321,16 +288,16 @@ class VocoderPostfilter:
     Parameters
     ----------
     envelope : float
-        :class:`EnvelopePostfilter` strength (0 turns the stage off).
+        :class:`EnvelopePostfilterReference` strength (0 turns the stage off).
     pitch : float
-        :class:`PitchPostfilter` strength (0 turns the stage off).
+        :class:`PitchPostfilterReference` strength (0 turns the stage off).
     """
 
     def __init__(self, envelope: float = 0.7, pitch: float = 0.5) -> None:
         if not (0.0 <= envelope <= 1.0 and 0.0 <= pitch <= 1.0):
             raise ValueError(f"strengths must be in [0, 1], got envelope={envelope}, pitch={pitch}")
-        self.envelope = EnvelopePostfilter(strength=envelope) if envelope > 0 else None
-        self.pitch = PitchPostfilter(strength=pitch) if pitch > 0 else None
+        self.envelope = EnvelopePostfilterReference(strength=envelope) if envelope > 0 else None
+        self.pitch = PitchPostfilterReference(strength=pitch) if pitch > 0 else None
         self._stages = [s for s in (self.envelope, self.pitch) if s is not None]
 
     def reset(self) -> None:

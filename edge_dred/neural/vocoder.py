@@ -54,8 +54,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..constants import FRAME_SIZE, NB_FEATURES, PITCH_MAX, PITCH_MIN, PREEMPHASIS
-from ..dsp.features import deemphasis
-from ..dsp.postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter
+from ..dsp.postfilter import EnvelopePostfilter, PitchPostfilter, VocoderPostfilter, deemphasis_int16
 from ..models.loader import ModelFileError
 from .layers import (LayerModel, dense, export_gru, export_linear, float_gru, float_linear, glu,
                      gru_step, linear_shape, load_gru, load_linear)
@@ -424,14 +423,11 @@ class _VocoderStream:
         if f.shape[0] == 0:
             return np.zeros(0, np.int16)
         fin, lag = self.model.frame_inputs(f)
-        e = self._frames(fin, lag, None).astype(np.float64)
+        e = self._frames(fin, lag, None)
         if self.postfilter is not None:
             e = self.postfilter.process(e, f)
-        x = np.empty(e.shape)
-        for i in range(e.shape[0]):  # per frame: the de-emphasis carries across frames
-            x[i] = deemphasis(e[i], self._x_mem)
-            self._x_mem = float(np.clip(x[i, -1], -1.0, 32767 / 32768))
-        return np.clip(np.round(x.ravel() * 32768.0), -32768, 32767).astype(np.int16)
+        pcm, self._x_mem = deemphasis_int16(e, self._x_mem)
+        return pcm
 
 
 class Vocoder(_VocoderStream):
