@@ -174,6 +174,7 @@ class NeuralPLC:
         self._feats = np.zeros((Continuation.history_frames, NB_FEATURES), np.float32)
         self._fade_start = int(round(p.fade_start_ms * 16))
         self._fade_len = int(round(p.fade_ms * 16))
+        self._fade_curve = raised_cosine(self._fade_len)
         self._lead = p.opus_lead_ms * 16
         self._shaper = None if p.shape_gated is None else EnvelopePostfilter(strength=float(p.shape_gated))
         self._active = False       # the previous slot was ours
@@ -308,7 +309,7 @@ class NeuralPLC:
         t = np.arange(start, start + n) - self._fade_start
         g = np.ones(n)
         inside = (t >= 0) & (t < self._fade_len)
-        g[inside] = raised_cosine(self._fade_len)[t[inside]]
+        g[inside] = self._fade_curve[t[inside]]
         g[t >= self._fade_len] = 0.0
         return g
 
