@@ -21,21 +21,22 @@ struct pf_envelope {
     size_t bytes;
     kiss_fftr_cfg fwd, inv;
     float buf[PF_BUF];                /* history, then the current frame */
+};
+
+/* One frame's scratch, on the stack (about 5 KB). */
+typedef struct {
     float tmp[PF_NFFT];
     float power[PF_BINS];
     float gain[PF_BINS];
     float h[2][PF_MAX_TAPS];
-    float acc[2][PF_FRAME];
     kiss_fft_cpx spec[PF_BINS];
-};
+} env_scratch;
 
 struct pf_pitch {
     const pf_tables *t;
     float strength, g, scale;         /* the previous frame's comb gain and energy scale */
     int n_hist;                       /* PITCH_MAX + 3 */
     size_t bytes;
-    float s[PF_FRAME + 2];
-    float y[PF_FRAME];
     float buf[];                      /* n_hist + PF_FRAME: history, then the current frame */
 };
 
@@ -150,13 +151,13 @@ int pf_envelope_prime_pcm(pf_envelope *st, const float *pcm, int n) {
     return PF_OK;
 }
 
-/* Minimum-phase FIR (st->h[w]) for the band log-gains lg: fold the real cepstrum of the
+/* Minimum-phase FIR h for the band log-gains lg: fold the real cepstrum of the
  * interpolated log magnitude, exponentiate its spectrum, keep the first taps samples. */
-static void min_phase(pf_envelope *st, const float *lg, float *h) {
+static void min_phase(const pf_envelope *st, env_scratch *w, const float *lg, float *h) {
     const pf_tables *t = st->t;
-    float *g = st->gain, *c = st->tmp;
-    kiss_fft_cpx *spec = st->spec;
-    memset(g, 0, sizeof(st->gain));
+    float *g = w->gain, *c = w->tmp;
+    kiss_fft_cpx *spec = w->spec;
+    memset(g, 0, sizeof(w->gain));
     for (int b = 0; b < PF_BANDS; b++)
         for (int k = t->band_lo[b]; k < t->band_hi[b]; k++) g[k] += lg[b] * t->interp[b][k];
     for (int k = 0; k < PF_BINS; k++) {
@@ -192,25 +193,27 @@ static void envelope_frame(pf_envelope *st, const float *x, const float *cep, fl
         double e = exp((logs < 30.0 ? logs : 30.0) * 2.302585092994046) - 1.0;
         target[b] = (float)((e > 0.0 ? e : 0.0) + 1.0);
     }
+    env_scratch sc;
     const float *last = buf + nh + PF_FRAME - PF_NFFT;
     for (int w = 0; w < 2; w++) {
-        for (int i = 0; i < PF_NFFT; i++) st->tmp[i] = last[i] * t->win[w][i];
-        kiss_fftr(st->fwd, st->tmp, st->spec);
-        for (int k = 0; k < PF_BINS; k++) st->power[k] = st->spec[k].r * st->spec[k].r + st->spec[k].i * st->spec[k].i;
+        for (int i = 0; i < PF_NFFT; i++) sc.tmp[i] = last[i] * t->win[w][i];
+        kiss_fftr(st->fwd, sc.tmp, sc.spec);
+        for (int k = 0; k < PF_BINS; k++) sc.power[k] = sc.spec[k].r * sc.spec[k].r + sc.spec[k].i * sc.spec[k].i;
         for (int b = 0; b < PF_BANDS; b++) {
             float e = 0.0f;
-            for (int k = t->band_lo[b]; k < t->band_hi[b]; k++) e += st->power[k] * t->wpow[b][k];
+            for (int k = t->band_lo[b]; k < t->band_hi[b]; k++) e += sc.power[k] * t->wpow[b][k];
             lg[b] = clampf(st->half_strength * logf(target[b] / (e + 1.0f)), st->lo, st->hi);
         }
-        min_phase(st, lg, st->h[w]);
+        min_phase(st, &sc, lg, sc.h[w]);
     }
     /* both filters over the frame (vectorised across output samples), then the cross-fade */
-    float *a = st->acc[0], *c = st->acc[1];
-    memset(st->acc, 0, sizeof(st->acc));
+    float a[PF_FRAME], c[PF_FRAME];
+    memset(a, 0, sizeof(a));
+    memset(c, 0, sizeof(c));
     const float *src = buf + PF_FRAME;               /* taps - 1 + PF_FRAME samples */
     for (int k = 0; k < taps; k++) {
         const float *s = src + taps - 1 - k;
-        const float h0 = st->h[0][k], h1 = st->h[1][k];
+        const float h0 = sc.h[0][k], h1 = sc.h[1][k];
         for (int n = 0; n < PF_FRAME; n++) {
             a[n] += h0 * s[n];
             c[n] += h1 * s[n];
@@ -302,7 +305,7 @@ int pf_pitch_prime(pf_pitch *st, const float *hist, int n) {
 
 static void pitch_frame(pf_pitch *st, const float *x, const float *f, float *out) {
     const pf_tables *t = st->t;
-    float *buf = st->buf, *s = st->s, *y = st->y;
+    float *buf = st->buf, s[PF_FRAME + 2], y[PF_FRAME];
     const int nh = st->n_hist;
     memcpy(buf + nh, x, PF_FRAME * sizeof(float));
     const float *cur = buf + nh;
