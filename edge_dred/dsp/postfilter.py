@@ -38,7 +38,7 @@ one call into C per packet that loops over its frames; each stream's state,
 FFT plans and scratch are one block allocated when the stream is made.  The
 float64 numpy implementation of the same design is the test oracle
 (:mod:`edge_dred.dsp.postfilter_reference`); the two agree to float32
-rounding (``docs/postfilter.md``).
+rounding (``docs/concealment.md``, "Postfilter implementation").
 """
 from __future__ import annotations
 
@@ -79,10 +79,18 @@ def _set_tables() -> None:
     if _c.FRAME != FRAME_SIZE or _c.BANDS != NB_BANDS:
         raise ImportError("edge_dred.dsp._postfilter was built for other frame or band sizes; rebuild it")
     w = band_weights()
+    interp = w / w.sum(axis=0, keepdims=True)                                    # 18 band gains -> 161 bins
+    # The log of the minimum-phase spectrum is the spectrum of the folded real cepstrum of the
+    # interpolated log magnitude, linear in the band log-gains: one complex (18, 161) table
+    # stands for two FFTs per filter in the C code.
+    c = np.fft.irfft(interp, NFFT, axis=-1)
+    fold = np.zeros_like(c)
+    fold[:, 0], fold[:, 1:NFFT // 2], fold[:, NFFT // 2] = c[:, 0], 2.0 * c[:, 1:NFFT // 2], c[:, NFFT // 2]
+    lspec = np.fft.rfft(fold, axis=-1)
     zero = band_energies_from_cepstrum(np.zeros((1, NB_BANDS)), log10=True)
     dct = band_energies_from_cepstrum(np.eye(NB_BANDS), log10=True) - zero    # logs = c @ dct
     _c.set_tables(analysis_windows(), (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE,
-                  np.ascontiguousarray(w / w.sum(axis=0, keepdims=True)),              # 18 band gains -> 161 bins
+                  np.ascontiguousarray(lspec.real), np.ascontiguousarray(lspec.imag),
                   # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
                   np.ascontiguousarray(w / w.sum(axis=1, keepdims=True) * (32768.0 ** 2 / FRAME_SIZE)),
                   np.ascontiguousarray(dct), float(C0_OFFSET), float(PITCH_MIN), float(PITCH_MAX),

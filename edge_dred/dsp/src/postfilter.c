@@ -10,6 +10,7 @@
 #define PF_ALIGN 16
 #define ALIGN_UP(n) (((n) + (PF_ALIGN - 1)) & ~(size_t)(PF_ALIGN - 1))
 #define PF_BUF (PF_FRAME + PF_MAX_TAPS - 1 + PF_FRAME)
+_Static_assert(PF_FRAME % 8 == 0, "the filter loop works in blocks of 8 outputs");
 
 static const float LN10 = 2.302585092994046f;
 
@@ -27,7 +28,6 @@ struct pf_envelope {
 typedef struct {
     float tmp[PF_NFFT];
     float power[PF_BINS];
-    float gain[PF_BINS];
     float h[2][PF_MAX_TAPS];
     kiss_fft_cpx spec[PF_BINS];
 } env_scratch;
@@ -52,6 +52,18 @@ static int rows_finite(const float *f, int stride, int width, int n) {
     return 1;
 }
 
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline v4f load4(const float *p) {
+    v4f v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline void store4(float *p, v4f v) { memcpy(p, &v, sizeof(v)); }
+
+static inline v4f splat4(float x) { return (v4f){x, x, x, x}; }
+
 static float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 static int16_t to_int16(float v) {
@@ -61,8 +73,8 @@ static int16_t to_int16(float v) {
     return (int16_t)lrintf(v);        /* round half to even, as numpy.round */
 }
 
-int pf_tables_set(pf_tables *t, const double *win, const double *ramp, const double *interp,
-                  const double *wpow, const double *dct, double c0_offset, double pitch_min,
+int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
+                  const double *lspec_re, const double *lspec_im, const double *wpow, const double *dct, double c0_offset, double pitch_min,
                   double pitch_max, double preemph) {
     if (!(pitch_min >= 1.0 && pitch_max >= pitch_min && pitch_max + 3 < PF_NFFT * 4))
         return PF_ERR_ARG;
@@ -72,9 +84,10 @@ int pf_tables_set(pf_tables *t, const double *win, const double *ramp, const dou
     for (int b = 0; b < PF_BANDS; b++) {
         int lo = PF_BINS, hi = 0;
         for (int k = 0; k < PF_BINS; k++) {
-            t->interp[b][k] = (float)interp[b * PF_BINS + k];
+            t->lspec_re[b][k] = (float)lspec_re[b * PF_BINS + k];
+            t->lspec_im[b][k] = (float)lspec_im[b * PF_BINS + k];
             t->wpow[b][k] = (float)wpow[b * PF_BINS + k];
-            if (interp[b * PF_BINS + k] != 0.0 || wpow[b * PF_BINS + k] != 0.0) {
+            if (wpow[b * PF_BINS + k] != 0.0) {
                 if (k < lo) lo = k;
                 hi = k + 1;
             }
@@ -151,31 +164,28 @@ int pf_envelope_prime_pcm(pf_envelope *st, const float *pcm, int n) {
     return PF_OK;
 }
 
-/* Minimum-phase FIR h for the band log-gains lg: fold the real cepstrum of the
- * interpolated log magnitude, exponentiate its spectrum, keep the first taps samples. */
+/* Minimum-phase FIR h for the band log-gains lg.  The log of the minimum-phase spectrum is
+ * the spectrum of the folded real cepstrum of the interpolated log magnitude: linear in lg,
+ * so one table (18 x 161, complex) instead of two FFTs.  Then its exponential, back to time,
+ * the first taps samples. */
 static void min_phase(const pf_envelope *st, env_scratch *w, const float *lg, float *h) {
     const pf_tables *t = st->t;
-    float *g = w->gain, *c = w->tmp;
+    float re[PF_BINS] = {0}, im[PF_BINS] = {0};
+    for (int b = 0; b < PF_BANDS; b++) {
+        const float g = lg[b];
+        for (int k = 0; k < PF_BINS; k++) {
+            re[k] += g * t->lspec_re[b][k];
+            im[k] += g * t->lspec_im[b][k];
+        }
+    }
     kiss_fft_cpx *spec = w->spec;
-    memset(g, 0, sizeof(w->gain));
-    for (int b = 0; b < PF_BANDS; b++)
-        for (int k = t->band_lo[b]; k < t->band_hi[b]; k++) g[k] += lg[b] * t->interp[b][k];
     for (int k = 0; k < PF_BINS; k++) {
-        spec[k].r = g[k];
-        spec[k].i = 0.0f;
+        const float m = expf(re[k]);
+        spec[k].r = m * cosf(im[k]);
+        spec[k].i = m * sinf(im[k]);
     }
-    kiss_fftri(st->inv, spec, c);                    /* real cepstrum x NFFT */
-    const float one = 1.0f / PF_NFFT, two = 2.0f / PF_NFFT;
-    c[0] *= one;
-    for (int n = 1; n < PF_NFFT / 2; n++) c[n] *= two;
-    c[PF_NFFT / 2] *= one;
-    memset(c + PF_NFFT / 2 + 1, 0, (PF_NFFT / 2 - 1) * sizeof(float));
-    kiss_fftr(st->fwd, c, spec);                     /* log of the minimum-phase spectrum */
-    for (int k = 0; k < PF_BINS; k++) {
-        float m = expf(spec[k].r), ph = spec[k].i;
-        spec[k].r = m * cosf(ph);
-        spec[k].i = m * sinf(ph);
-    }
+    float *c = w->tmp;
+    const float one = 1.0f / PF_NFFT;
     kiss_fftri(st->inv, spec, c);
     for (int k = 0; k < st->taps; k++) h[k] = c[k] * one;
 }
@@ -206,20 +216,24 @@ static void envelope_frame(pf_envelope *st, const float *x, const float *cep, fl
         }
         min_phase(st, &sc, lg, sc.h[w]);
     }
-    /* both filters over the frame (vectorised across output samples), then the cross-fade */
-    float a[PF_FRAME], c[PF_FRAME];
-    memset(a, 0, sizeof(a));
-    memset(c, 0, sizeof(c));
+    /* both filters over the frame, then the cross-fade: blocks of 8 outputs, their sums in
+     * SIMD registers across the taps (GCC/Clang vector types: SSE, NEON or scalar code) */
     const float *src = buf + PF_FRAME;               /* taps - 1 + PF_FRAME samples */
-    for (int k = 0; k < taps; k++) {
-        const float *s = src + taps - 1 - k;
-        const float h0 = sc.h[0][k], h1 = sc.h[1][k];
-        for (int n = 0; n < PF_FRAME; n++) {
-            a[n] += h0 * s[n];
-            c[n] += h1 * s[n];
+    for (int n0 = 0; n0 < PF_FRAME; n0 += 8) {
+        v4f a0 = {0}, a1 = {0}, c0 = {0}, c1 = {0};
+        for (int k = 0; k < taps; k++) {
+            const float *s = src + taps - 1 - k + n0;
+            const v4f s0 = load4(s), s1 = load4(s + 4);
+            const v4f h0 = splat4(sc.h[0][k]), h1 = splat4(sc.h[1][k]);
+            a0 += h0 * s0;
+            a1 += h0 * s1;
+            c0 += h1 * s0;
+            c1 += h1 * s1;
         }
+        const v4f r0 = load4(t->ramp + n0), r1 = load4(t->ramp + n0 + 4);
+        store4(out + n0, a0 + r0 * (c0 - a0));
+        store4(out + n0 + 4, a1 + r1 * (c1 - a1));
     }
-    for (int n = 0; n < PF_FRAME; n++) out[n] = a[n] + t->ramp[n] * (c[n] - a[n]);
     memmove(buf, buf + PF_FRAME, (size_t)nh * sizeof(float));
 }
 

@@ -30,7 +30,8 @@
 typedef struct {
     float win[2][PF_NFFT];            /* analysis windows: the features' sine, the frame alone */
     float ramp[PF_FRAME];             /* (n + 0.5) / FRAME: cross-fades across a frame */
-    float interp[PF_BANDS][PF_BINS];  /* band log-gain -> bin log-gain */
+    float lspec_re[PF_BANDS][PF_BINS];   /* band log-gain -> log of the minimum-phase spectrum */
+    float lspec_im[PF_BANDS][PF_BINS];
     float wpow[PF_BANDS][PF_BINS];    /* bin power (float scale) -> band power (int16 scale) */
     int band_lo[PF_BANDS], band_hi[PF_BANDS];   /* non-zero bins of band b: [lo, hi) */
     float dct[PF_BANDS][PF_BANDS];    /* cepstrum -> log10 band energies: logs = c @ dct */
@@ -40,8 +41,8 @@ typedef struct {
 } pf_tables;
 
 /* Fill the tables (arrays row-major float64, the shapes above).  Returns PF_OK or PF_ERR_ARG. */
-int pf_tables_set(pf_tables *t, const double *win, const double *ramp, const double *interp,
-                  const double *wpow, const double *dct, double c0_offset, double pitch_min,
+int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
+                  const double *lspec_re, const double *lspec_im, const double *wpow, const double *dct, double c0_offset, double pitch_min,
                   double pitch_max, double preemph);
 
 typedef struct pf_envelope pf_envelope;
