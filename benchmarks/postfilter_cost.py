@@ -9,8 +9,8 @@ numpy reference: the per-frame loop it replaces).  Each is called once per
 20 ms packet (two frames) on the demo's synthetic voiced signal with pauses, as the receiver does.
 
 Columns: x86 instructions per 10 ms counted with valgrind's callgrind (the
-difference between a run of ``--packets`` packets and one of 10, so start-up
-and imports cancel) and wall time per 10 ms here (best of 5).  Needs
+difference between a run of ``10 + --packets`` packets and one of 10 after the
+same set-up, so start-up, imports and set-up cancel) and wall time per 10 ms here (best of 5).  Needs
 ``valgrind`` for the instruction column; without it (or with
 ``--no-callgrind``) only times are printed.
 """
@@ -34,7 +34,11 @@ IMPLS = ("numpy", "compiled")
 
 
 def _workload(case: str, impl: str, packets: int):
-    """A function of the packet index doing one packet's work, after all set-up."""
+    """A function of the packet index (< ``packets``) doing one packet's work, after all set-up.
+
+    The set-up (signal, features) depends on ``packets`` only, so two workers
+    given the same ``packets`` differ only in how many packets they run.
+    """
     from edge_dred.constants import FRAME_SIZE, PREEMPHASIS
     from edge_dred.dsp import postfilter as pf
     from edge_dred.dsp import postfilter_reference as ref
@@ -72,16 +76,20 @@ def _workload(case: str, impl: str, packets: int):
     return deemph_numpy
 
 
-def _worker(case: str, impl: str, packets: int) -> None:
+def _worker(case: str, impl: str, packets: int, run: int) -> None:
     fn = _workload(case, impl, packets)
-    for i in range(packets):
+    for i in range(run):
         fn(i)
 
 
-def _instructions(case: str, impl: str, packets: int) -> int:
+def _instructions(case: str, impl: str, packets: int, run: int) -> int:
     out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                          __file__, "--worker", case, impl, str(packets)],
-                         capture_output=True, text=True, check=True)
+                          __file__, "--worker", case, impl, str(packets), str(run)],
+                         capture_output=True, text=True, check=True,
+                         # one BLAS thread: valgrind serialises threads, and a worker thread's spin-wait
+                         # would add a run-to-run varying count; a fixed hash seed for the same reason
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                              "PYTHONHASHSEED": "0"})
     m = re.search(r"Collected : (\d+)", out.stderr)
     if not m:
         raise RuntimeError(f"no callgrind total in:\n{out.stderr[-2000:]}")
@@ -103,10 +111,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--packets", type=int, default=100)
     ap.add_argument("--no-callgrind", action="store_true")
-    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        _worker(a.worker[0], a.worker[1], int(a.worker[2]))
+        _worker(a.worker[0], a.worker[1], int(a.worker[2]), int(a.worker[3]))
         return
     count = not a.no_callgrind and shutil.which("valgrind") is not None
     print("| stage | implementation | x86 instructions / 10 ms | time / 10 ms (here) |")
@@ -115,7 +123,8 @@ def main() -> None:
         for impl in IMPLS:
             ins = "-"
             if count:
-                lo, hi = _instructions(case, impl, 10), _instructions(case, impl, 10 + a.packets)
+                n = 10 + a.packets
+                lo, hi = _instructions(case, impl, n, 10), _instructions(case, impl, n, n)
                 ins = f"{(hi - lo) / (2 * a.packets) / 1000:.1f} k"
             print(f"| {case} | {impl} | {ins} | {_seconds(case, impl, a.packets) * 1e6:.1f} µs |", flush=True)
     if not count:
