@@ -399,7 +399,8 @@ def test_shipped_models_edges_have_no_click(speech, opus_plc):
         assert _edge_jump(y, b) <= np.percentile(local, 99.5), ("end", start)
         # no click anywhere in the concealed span or the cross-fade
         assert np.max(np.abs(np.diff(y[a - 1:b + 320]))) <= 1.5 * local.max()
-    assert plc.state_bytes <= 64 * 1024
+    # the last second of output (lazy analysis, 32 KB) and two envelope filters' FFT plans (2 x 7 KB)
+    assert plc.state_bytes <= 96 * 1024
 
 
 def test_runaway_predictions_are_clamped(tmp_path, tiny, feats):
