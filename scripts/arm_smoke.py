@@ -53,14 +53,16 @@ ARCHES = {
 }
 
 #: Extension modules every wheel must carry.
-EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dred/_entropy", "edge_dred/kernels/_kernels"]
+EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dsp/_postfilter", "edge_dred/dred/_entropy",
+              "edge_dred/kernels/_kernels"]
 
 #: The "fast part" of the suite: pure-package tests (no torch, ffmpeg, ALSA or ../shared) that
 #: exercise the compiled code. CPU_TESTS depend on the core (kernel variants vs their scalar twin,
-#: the compiled feature path) and run on every CPU model; ONCE_TESTS (libopus, receiver, int8
+#: the compiled feature path and postfilter) and run on every CPU model; ONCE_TESTS (libopus, receiver, int8
 #: vocoder/PLC, weight files, boards, loss models) run on the first one. Hypothesis-heavy fuzz
 #: files stay on the host.
-CPU_TESTS = ["test_kernels.py", "test_kernels_gru.py", "test_kernels_network.py", "test_features.py"]
+CPU_TESTS = ["test_kernels.py", "test_kernels_gru.py", "test_kernels_network.py", "test_features.py",
+             "test_postfilter.py"]
 ONCE_TESTS = ["test_opus.py", "test_receiver.py", "test_vocoder.py", "test_plc.py", "test_quantize.py",
               "test_boards.py", "test_loss.py"]
 #: Tests that spawn ``sys.executable``: without binfmt_misc the kernel cannot exec an ARM binary.
@@ -278,7 +280,7 @@ def smoke(a: argparse.Namespace) -> int:
     shutil.rmtree(tests, ignore_errors=True)
     tests.mkdir()
     src = Path(a.tests)
-    for f in ["conftest.py", *CPU_TESTS, *ONCE_TESTS]:
+    for f in ["conftest.py", "features_reference.py", *CPU_TESTS, *ONCE_TESTS]:   # + the tests' numpy oracle
         if (src / f).exists():
             shutil.copy2(src / f, tests / f)
     deselect = DESELECT + (QUICK_DESELECT if a.quick else [])
