@@ -72,13 +72,16 @@ class ConcealmentPolicy:
         The vocoder's postfilter.
     history_ms : int or None
         A number (shipped: 1000): analyse nothing while packets arrive; when
-        a loss starts, analyse the last ``history_ms`` of output (less at a
-        stream's start) with a fresh extractor and run the predictor over
-        those frames, in one block each (the plug-in keeps that much output).
+        a loss starts, catch up: the output played since the last analysis
+        goes through the extractor and the predictor in one block each,
+        continuing their state, so every frame is analysed once, as it would
+        be eagerly.  Only when more than ``history_ms`` went by without a
+        loss are both restarted on the last ``history_ms`` (the plug-in keeps
+        that much output), which bounds the work at a loss start.
         None: analyse every output slot as it is played and keep the
-        predictor running on it (the same concealment while the history
-        covers the stream; more work per received packet, none at a loss
-        start).
+        predictor running on it (the same concealment while losses are at
+        most ``history_ms`` apart; more work per received packet, none at a
+        loss start).
     """
 
     opus_lead_ms: int = 20
@@ -183,7 +186,7 @@ class NeuralPLC:
         self._lost = 0             # samples concealed in the current loss
         self._gated = False        # the current loss is left to libopus (voicing gate)
         self._shaping = False      # libopus's output of the current loss is being shaped
-        self._stale = True         # (history_ms) real audio was played since the last analysis
+        self._backlog = 0          # (history_ms) samples played since the last analysis, not analysed yet
         self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0,
                       "gated_slots": 0, "shaped_slots": 0}
 
@@ -201,8 +204,10 @@ class NeuralPLC:
             self._ring[:x.shape[0] - k] = x[k:]
             self._pos = (self._pos + x.shape[0]) % self._ring.shape[0]
             self._filled = min(self._filled + x.shape[0], self._ring.shape[0])
-            if decision == self.decision and not self._stale:
+            if decision == self.decision and not self._backlog:
                 self._feats = np.concatenate([self._feats, self._fx.process_block(x)])[-Continuation.history_frames:]
+            elif decision != self.decision:
+                self._backlog += int(np.asarray(pcm).shape[0])
         else:
             feats = self._fx.process_block(np.asarray(pcm))
             self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
@@ -210,7 +215,6 @@ class NeuralPLC:
                 self._pred.update_block(feats)
         if decision != self.decision:
             self._active = False
-            self._stale = True
         self._last_real = decision in self._decisions_real
 
     def conceal(self, ctx: Any) -> np.ndarray:
@@ -219,10 +223,8 @@ class NeuralPLC:
         if n <= 0 or n % FRAME_SIZE:
             raise PLCInputError(f"slot length {n} is not a positive multiple of {FRAME_SIZE}")
         if not self._active:
-            if self.policy.history_ms is not None and self._stale:
-                # only what was played: a stream shorter than the history is analysed from its start
-                hist = np.concatenate([self._ring[self._pos:], self._ring[:self._pos]])
-                self._analyse_history(hist[hist.shape[0] - self._filled // FRAME_SIZE * FRAME_SIZE:])
+            if self.policy.history_ms is not None and self._backlog:
+                self._catch_up()
             self._lost = 0
             self._active = True
             self._primed = False
@@ -280,14 +282,23 @@ class NeuralPLC:
         return self._cont.handback(out, self._pred.prediction[None], k, self._gain(self._lost, k))
 
     # ---------------------------------------------------------- helpers
-    def _analyse_history(self, hist: np.ndarray) -> None:
-        """Features of the last ``history_ms`` of output, and the predictor run over them."""
-        self._fx.reset()
+    def _catch_up(self) -> None:
+        """Analyse the output played since the last analysis and run the predictor over it.
+
+        The backlog continues the extractor's and predictor's state when the ring still
+        holds all of it; after a longer stretch without losses both restart on the ring
+        (only what was played: a stream shorter than the history from its start).
+        """
+        n = self._backlog
+        if n > self._ring.shape[0]:
+            self._fx.reset()
+            self._pred.reset()
+            n = self._filled // FRAME_SIZE * FRAME_SIZE
+        hist = np.concatenate([self._ring[self._pos:], self._ring[:self._pos]])[self._ring.shape[0] - n:]
         feats = self._fx.process_block(hist)        # one C call
         self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
-        self._pred.reset()
         self._pred.update_block(feats)               # one C call
-        self._stale = False
+        self._backlog = 0
 
     def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:
         """libopus's concealment of this slot pulled towards ``feats``; the filter is primed

@@ -448,6 +448,43 @@ def test_lazy_analysis_conceals_as_eager_when_the_history_covers_the_stream(spee
     np.testing.assert_array_equal(lazy, eager)
 
 
+def _drive_losses(plc, pcm, lost_slots, n_slots):
+    """Slots 0..n_slots-1, those in ``lost_slots`` concealed (the real slot as libopus's stand-in)."""
+    hist = np.zeros(4096, np.int16)
+    out, run = [], 0
+    for s in range(n_slots):
+        x = pcm[s * SLOT:(s + 1) * SLOT]
+        if s in lost_slots:
+            run += 1
+            y, dec = plc.conceal(SlotContext(s, [], hist, run, x)), Decision.NEURAL_PLC
+        else:
+            y, dec = (plc.handback(x) if run else x), Decision.REGULAR
+            run = 0
+        out.append(y)
+        hist = np.concatenate([hist[SLOT:], y])
+        plc.observe(y, dec)
+    return np.concatenate(out)
+
+
+def test_lazy_analysis_catches_up_across_losses(speech, tiny, tiny_vocoder):
+    """Losses at most history_ms apart: each loss start analyses only what was played since the
+    last analysis, continuing the extractor and predictor, so the concealment equals eager analysis
+    throughout a stream far longer than the history; the work at each loss start is that backlog."""
+    n_slots = len(speech) // SLOT
+    lost = {s for s0 in range(8, n_slots - 3, 9) for s in (s0, s0 + 1)}    # 2 lost slots every 180 ms
+    eager = _drive_losses(_plc(tiny_vocoder, tiny[0], history_ms=None), speech, lost, n_slots)
+    plc = _plc(tiny_vocoder, tiny[0], history_ms=200)
+    calls = []
+    orig = plc._fx.process_block
+    plc._fx.process_block = lambda x: calls.append(len(x)) or orig(x)
+    lazy = _drive_losses(plc, speech, lost, n_slots)
+    assert n_slots * SLOT > 5 * 200 * 16                      # the stream is much longer than the history
+    np.testing.assert_array_equal(lazy, eager)
+    # per loss: the 7 real slots since the last one (the first loss: everything before it), then
+    # the loss's own two slots as they are played
+    assert max(calls) == 8 * SLOT and calls.count(7 * SLOT) == len(lost) // 2 - 1
+
+
 def test_predictor_block_update_equals_row_updates(tiny, feats):
     a, b = FeaturePredictor(tiny[0]), FeaturePredictor(tiny[0])
     for f in feats[:50]:
