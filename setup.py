@@ -90,6 +90,7 @@ setup(
     # Everything installs under edge_dred/ (no generic top-level names in site-packages).
     packages=find_packages(include=["edge_dred", "edge_dred.*"]) + [
         "edge_dred.kernels.src",  # the C sources, shipped as package data
+        "edge_dred.dsp.src",
         "edge_dred.third_party.kissfft",  # vendored sources and their licence, shipped with the binaries
     ],
     package_data={
@@ -97,6 +98,7 @@ setup(
         "edge_dred.board_configs": ["*.toml"],
         "edge_dred.kernels": ["*.pxd"],
         "edge_dred.kernels.src": ["*.h", "*.c"],
+        "edge_dred.dsp.src": ["*.h", "*.c"],
     },
     ext_modules=cythonize(
         extensions,

@@ -24,4 +24,6 @@ def test_build_configuration_is_quiet_and_ships_the_kernel_sources(tmp_path):
     shipped = {p.name for p in (tmp_path / "lib" / "edge_dred" / "kernels" / "src").iterdir()}
     assert {"dispatch.c", "nnet.h", "nnet_scalar.c", "variants.h", "simd_vec.h"} <= shipped
     assert (tmp_path / "lib" / "edge_dred" / "board_configs" / "rpi4.toml").is_file()
+    dsp_src = {p.name for p in (tmp_path / "lib" / "edge_dred" / "dsp" / "src").iterdir()}
+    assert {"feature_analysis.c", "feature_analysis.h", "postfilter.c", "postfilter.h"} <= dsp_src
     assert "License-Expression: BSD-3-Clause" in (tmp_path / "edge_dred.egg-info" / "PKG-INFO").read_text()
