@@ -147,3 +147,25 @@ def test_noise_is_drawn_ahead_in_one_order_however_the_stream_is_cut():
     noise = np.random.default_rng(9).standard_normal(12 * FRAME_SIZE + fp.NOISE_AHEAD)
     c = fp.FPVocoderStream(p, seed=123).synthesize_pe(f, noise)
     assert np.allclose(c, one, atol=1e-12)
+
+
+def test_training_envelope_postfilter_matches_the_runtime():
+    torch = pytest.importorskip("torch")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from fp_vocoder_model import TorchEnvelopePostfilter
+
+    from edge_dred.dsp.features import band_energies_from_cepstrum
+    from edge_dred.dsp.postfilter import EnvelopePostfilter
+
+    rng = np.random.default_rng(4)
+    f = _voiced_features(12)
+    f[:, 0] += rng.normal(0, 1.0, 12)
+    e = 0.05 * rng.standard_normal(12 * FRAME_SIZE)
+    ref = EnvelopePostfilter(0.35).process(e.reshape(12, FRAME_SIZE), f).ravel()
+    tgt = torch.from_numpy(band_energies_from_cepstrum(f)[None] + 1.0)
+    out = TorchEnvelopePostfilter(0.35).double()(torch.from_numpy(e[None]), tgt)[0].numpy()
+    assert np.abs(ref - e).max() > 1e-3  # the filter does something here
+    np.testing.assert_allclose(out, ref, atol=1e-8)

@@ -308,3 +308,38 @@ def estimate_phase(history_pe: np.ndarray, period: float) -> float:
     seg = np.asarray(history_pe, np.float64)[-p:]
     t = len(seg) - 1 - int(np.argmax(np.abs(seg)))  # samples from that pulse to the last real sample
     return float(((t + 1 - PULSE_DELAY) / p) % 1.0)
+
+
+class TorchEnvelopePostfilter(torch.nn.Module):
+    """``edge_dred.dsp.postfilter.EnvelopePostfilter`` as a differentiable batch op (training only).
+
+    Same windows, band analysis, clipped log gains, minimum-phase FIR design and per-frame
+    cross-fade between the two filters; history before the first sample is zero (as a fresh
+    runtime stream).  Lets a model be trained through the runtime's envelope correction.
+    """
+
+    def __init__(self, strength: float) -> None:
+        super().__init__()
+        from edge_dred.dsp.postfilter import EnvelopePostfilter, _minimum_phase_design
+
+        ref = EnvelopePostfilter(strength=strength)
+        self.taps, self.half, self.lo, self.hi = ref.taps, ref._half_strength, ref._lo, ref._hi
+        fold, inv = _minimum_phase_design(ref._interp, ref.taps)
+        for k, v in (("windows", ref._windows), ("w_scaled", ref._w_scaled), ("fold", fold),
+                     ("inv_re", inv.real), ("inv_im", -inv.imag), ("ramp", ref._ramp)):
+            self.register_buffer(k, torch.from_numpy(np.ascontiguousarray(v)).float())
+
+    def forward(self, e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, 160 T) pre-emphasised float output, (B, T, 18) linear target band energies + 1 -> (B, 160 T)."""
+        b, n = e.shape
+        t = n // FRAME
+        h0 = FRAME + self.taps - 1
+        seg = torch.nn.functional.pad(e, (h0, 0)).unfold(1, h0 + FRAME, FRAME)[:, :t]   # (B, T, 383)
+        spec = torch.fft.rfft(seg[:, :, None, -2 * FRAME:] * self.windows, dim=-1)       # (B, T, 2, 161)
+        bands = (spec.real ** 2 + spec.imag ** 2) @ self.w_scaled + 1.0
+        g = torch.clamp(self.half * torch.log(target[:, :, None, :] / bands), self.lo, self.hi)
+        s = torch.exp(torch.fft.rfft(g @ self.fold, dim=-1))
+        h = s.real @ self.inv_re + s.imag @ self.inv_im                                   # (B, T, 2, taps)
+        src = seg[:, :, FRAME:].unfold(-1, self.taps, 1)                                  # (B, T, 160, taps)
+        a = torch.einsum("btki,btfi->btfk", src, h.flip(-1))                              # (B, T, 2, 160)
+        return (a[:, :, 0] + self.ramp * (a[:, :, 1] - a[:, :, 0])).reshape(b, t * FRAME)

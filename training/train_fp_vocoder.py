@@ -43,10 +43,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from common import load_resume, open_log, restore_full_state, rng_state, save_checkpoint, StepControl  # noqa: E402
-from fp_vocoder_model import FRAME, FS, NOISE_AHEAD, PREEMPH, FPVocoder, FPVocoderConfig  # noqa: E402
+from fp_vocoder_model import FRAME, FS, NOISE_AHEAD, PREEMPH, FPVocoder, FPVocoderConfig, TorchEnvelopePostfilter  # noqa: E402
 from train_vocoder import mr_stft_loss  # noqa: E402  (one multi-resolution STFT loss for both vocoders)
 
-from edge_dred.dsp.features import band_weights  # noqa: E402
+from edge_dred.dsp.features import band_energies_from_cepstrum, band_weights  # noqa: E402
 
 DATA = HERE / "data"
 CKPT_DIR = HERE / "checkpoints" / "fp_vocoder"
@@ -122,6 +122,44 @@ class BandAnalysis(torch.nn.Module):
         return torch.log10(p @ self.wn + 1.0)
 
 
+class LoudnessDisturbance(torch.nn.Module):
+    """A PESQ-like disturbance between output and target (both pre-emphasised, same length).
+
+    32 ms Hann frames (hop 16 ms) of the de-emphasised power spectrum, averaged over half-Bark
+    groups of bins, normalised by the target's mean band power over the sequence, compressed
+    to loudness ``P ** 0.23``; per band the difference beyond a masking allowance of a quarter
+    of the smaller loudness, counted ``1 + asym`` times where the output is louder (PESQ
+    weighs added energy more than missing energy); L2 over bands, mean over frames.
+    """
+
+    def __init__(self, asym: float = 1.0) -> None:
+        super().__init__()
+        nfft = 512
+        f = np.arange(nfft // 2 + 1) * FS / nfft
+        z = 13.0 * np.arctan(0.00076 * f) + 3.5 * np.arctan((f / 7500.0) ** 2)
+        g = np.floor(2.0 * z).astype(int)
+        groups = np.zeros((nfft // 2 + 1, g.max() + 1), np.float32)
+        groups[np.arange(len(g)), g] = 1.0
+        groups = groups[:, groups.sum(0) > 0]
+        w = 2 * np.pi * f / FS
+        deemph = 1.0 / np.abs(1.0 - PREEMPH * np.exp(-1j * w)) ** 2
+        self.register_buffer("groups", torch.from_numpy(groups * deemph[:, None] / groups.sum(0)).float())
+        self.register_buffer("win", torch.hann_window(nfft))
+        self.nfft, self.asym = nfft, asym
+
+    def bands(self, e: torch.Tensor) -> torch.Tensor:
+        spec = torch.fft.rfft(e.unfold(1, self.nfft, self.nfft // 2) * self.win)
+        return (spec.real**2 + spec.imag**2) @ self.groups
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        py, px = self.bands(y), self.bands(x)
+        ref = px.mean((1, 2), keepdim=True) + 1e-9
+        ly, lx = (py / ref + 1e-4) ** 0.23, (px / ref + 1e-4) ** 0.23
+        d = torch.relu((ly - lx).abs() - 0.25 * torch.minimum(ly, lx))
+        d = d * (1.0 + self.asym * (ly > lx).float())
+        return torch.sqrt((d * d).mean(-1) + 1e-8).mean()
+
+
 def periodicity(e: torch.Tensor, period: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised correlation of each 20 ms window with itself one pitch period earlier.
 
@@ -165,6 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (fresh optimizer, step 0)")
     ap.add_argument("--noise-norm", action="store_true",
                     help="with --init: turn the noise normalisation on for a model trained without it")
+    ap.add_argument("--pf-envelope", type=float, default=0.0,
+                    help="compute the losses through the runtime's envelope postfilter at this strength "
+                         "(0: on the raw output), so the model learns with the correction it will get")
+    ap.add_argument("--loud-weight", type=float, default=0.0,
+                    help="weight of a PESQ-like loudness disturbance (LoudnessDisturbance) added to the loss")
     StepControl.add_arguments(ap, seed=1, snapshot_every=500, data=DATA, ckpt_dir=CKPT_DIR, run_dir=RUN_DIR)
     a = ap.parse_args(argv)
 
@@ -181,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = FPVocoderConfig.from_dict(ck["config"]["model"]) if ck else FPVocoderConfig()
     model = FPVocoder(cfg).to(dev)
     bands = BandAnalysis().to(dev)
+    loud = LoudnessDisturbance().to(dev) if a.loud_weight > 0 else None
+    pf = TorchEnvelopePostfilter(a.pf_envelope).to(dev) if a.pf_envelope > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=0.0)
     step0 = int(ck["step"]) if ck and "optimizer" not in ck else 0
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -222,12 +267,19 @@ def main(argv: list[str] | None = None) -> None:
         c0 = torch.rand(a.batch, device=dev)
         noise = torch.randn(sig.shape[0], sig.shape[1] + NOISE_AHEAD, device=dev)  # the last knot reads ahead
         y = model.synthesize(feats, c0, noise)
+        if pf is not None:
+            tgt = torch.from_numpy(band_energies_from_cepstrum(feats.cpu().numpy()) + 1.0).float().to(dev)
+            y = pf(y, tgt)
         loss, parts = mr_stft_loss(y[:, a0:], sig[:, a0:], sizes)
         if a.env_weight > 0:
             k0 = a.warmup_frames  # window k spans [160 k, 160 k + 320): frames from the warm-up's end
             env = (bands(y[:, k0 * FRAME - FRAME:]) - bands(sig[:, k0 * FRAME - FRAME:])).abs().mean()
             loss = loss + a.env_weight * env
             parts["env_db"] = 10.0 * float(env.detach())
+        if loud is not None:
+            ld = loud(y[:, a0:], sig[:, a0:])
+            loss = loss + a.loud_weight * ld
+            parts["loud"] = float(ld.detach())
         if a.period_weight > 0:
             # windows of the frames after the warm-up; their lag reaches back into it
             py, _ = periodicity(y[:, a0 - 3 * FRAME:], feats[:, a.warmup_frames:, 18])
