@@ -168,4 +168,4 @@ def test_training_envelope_postfilter_matches_the_runtime():
     tgt = torch.from_numpy(band_energies_from_cepstrum(f)[None] + 1.0)
     out = TorchEnvelopePostfilter(0.35).double()(torch.from_numpy(e[None]), tgt)[0].numpy()
     assert np.abs(ref - e).max() > 1e-3  # the filter does something here
-    np.testing.assert_allclose(out, ref, atol=1e-8)
+    np.testing.assert_allclose(out, ref, atol=2e-6 * np.abs(ref).max())  # the runtime computes in float32

@@ -311,7 +311,8 @@ def estimate_phase(history_pe: np.ndarray, period: float) -> float:
 
 
 class TorchEnvelopePostfilter(torch.nn.Module):
-    """``edge_dred.dsp.postfilter.EnvelopePostfilter`` as a differentiable batch op (training only).
+    """The runtime's envelope postfilter (``edge_dred.dsp.postfilter.EnvelopePostfilter``, numpy
+    reference ``postfilter_reference.EnvelopePostfilterReference``) as a differentiable batch op (training only).
 
     Same windows, band analysis, clipped log gains, minimum-phase FIR design and per-frame
     cross-fade between the two filters; history before the first sample is zero (as a fresh
@@ -320,9 +321,9 @@ class TorchEnvelopePostfilter(torch.nn.Module):
 
     def __init__(self, strength: float) -> None:
         super().__init__()
-        from edge_dred.dsp.postfilter import EnvelopePostfilter, _minimum_phase_design
+        from edge_dred.dsp.postfilter_reference import EnvelopePostfilterReference, _minimum_phase_design
 
-        ref = EnvelopePostfilter(strength=strength)
+        ref = EnvelopePostfilterReference(strength=strength)
         self.taps, self.half, self.lo, self.hi = ref.taps, ref._half_strength, ref._lo, ref._hi
         fold, inv = _minimum_phase_design(ref._interp, ref.taps)
         for k, v in (("windows", ref._windows), ("w_scaled", ref._w_scaled), ("fold", fold),
