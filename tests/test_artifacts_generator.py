@@ -111,8 +111,13 @@ def test_none_variants_keep_the_speech(speech):
         assert d.labels == ("none",) and d.audio.shape == speech.shape
         corr = np.corrcoef(d.audio, speech)[0, 1]
         assert corr > {"opus_plc": 0.5, "opus": 0.8, "recording": 0.75}.get(v, 0.9), v
-    room = apply_defect(speech, "none", 4, variant="room")
-    assert 10 * np.log10(active_level(speech)[0] / np.mean((room.audio - speech) ** 2)) >= 29.9
+    # A room floor tops the recording's own floor up to the drawn SNR (>= 30 dB) ...
+    quiet = speech.copy()
+    quiet[6000:14000] = np.random.default_rng(0).normal(0, 1e-5, 8000)   # a pause with a clean floor
+    added = np.mean((apply_defect(quiet, "none", 4, variant="room").audio - quiet) ** 2)
+    assert 0 < added and 10 * np.log10(active_level(quiet)[0] / added) >= 29.9
+    # ... and adds nothing where the floor is already there (this signal never pauses).
+    assert np.array_equal(apply_defect(speech, "none", 4, variant="room").audio, speech)
 
 
 def test_ordinary_recording_keeps_its_floor_below_the_defects(speech):
