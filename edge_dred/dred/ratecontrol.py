@@ -132,6 +132,20 @@ def quantize_chunks(latents: np.ndarray, tables: EntropyTables) -> tuple[np.ndar
     return k, _entropy.vector_costs(k, _cost_luts(tables)[0])
 
 
+def _check_settings(duration_ms: float, budget_bytes: int, offset: int, qmax: int, prefer: str) -> None:
+    """Validate the rate-control settings shared by :func:`encode_dred` and :class:`StreamCoder`."""
+    if not (isinstance(duration_ms, (int, float, np.number)) and 0 < duration_ms <= MAX_DURATION_MS):
+        raise RateControlError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
+    if not isinstance(budget_bytes, (int, np.integer)) or not 1 <= budget_bytes <= MAX_PAYLOAD_BYTES:
+        raise RateControlError(f"budget_bytes must be an integer in [1, {MAX_PAYLOAD_BYTES}], got {budget_bytes!r}")
+    if not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:
+        raise RateControlError(f"offset must be in [0, {MAX_OFFSET}], got {offset!r}")
+    if not isinstance(qmax, (int, np.integer)) or not 0 <= qmax < N_LEVELS:
+        raise RateControlError(f"qmax must be in [0, {N_LEVELS - 1}], got {qmax!r}")
+    if prefer not in ("mean", "newest"):
+        raise RateControlError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
+
+
 def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *,
                 duration_ms: float = MAX_DURATION_MS, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                 active: np.ndarray | None = None, offset: int = 0, qmax: int = N_LEVELS - 1,
@@ -186,16 +200,7 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         raise RateControlError(f"state must be ({tables.state_dim},), got {s.shape}")
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(s))):
         raise RateControlError("latents and state must be finite")
-    if not (isinstance(duration_ms, (int, float, np.number)) and 0 < duration_ms <= MAX_DURATION_MS):
-        raise RateControlError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
-    if not isinstance(budget_bytes, (int, np.integer)) or not 1 <= budget_bytes <= MAX_PAYLOAD_BYTES:
-        raise RateControlError(f"budget_bytes must be an integer in [1, {MAX_PAYLOAD_BYTES}], got {budget_bytes!r}")
-    if not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:
-        raise RateControlError(f"offset must be in [0, {MAX_OFFSET}], got {offset!r}")
-    if not isinstance(qmax, (int, np.integer)) or not 0 <= qmax < N_LEVELS:
-        raise RateControlError(f"qmax must be in [0, {N_LEVELS - 1}], got {qmax!r}")
-    if prefer not in ("mean", "newest"):
-        raise RateControlError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
+    _check_settings(duration_ms, budget_bytes, offset, qmax, prefer)
     grid = tuple(dq_grid)
     if not grid or any(not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DQ for d in grid):
         raise RateControlError(f"dq_grid must be a non-empty tuple of integers in [0, {MAX_DQ}]")
@@ -281,16 +286,7 @@ class StreamCoder:
     def __init__(self, tables: EntropyTables, *, duration_ms: float = MAX_DURATION_MS,
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, offset: int = 0, qmax: int = N_LEVELS - 1,
                  dq_grid: tuple[int, ...] = tuple(range(MAX_DQ + 1)), prefer: str = "newest") -> None:
-        if not (isinstance(duration_ms, (int, float, np.number)) and 0 < duration_ms <= MAX_DURATION_MS):
-            raise RateControlError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
-        if not isinstance(budget_bytes, (int, np.integer)) or not 1 <= budget_bytes <= MAX_PAYLOAD_BYTES:
-            raise RateControlError(f"budget_bytes must be an integer in [1, {MAX_PAYLOAD_BYTES}], got {budget_bytes!r}")
-        if not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:
-            raise RateControlError(f"offset must be in [0, {MAX_OFFSET}], got {offset!r}")
-        if not isinstance(qmax, (int, np.integer)) or not 0 <= qmax < N_LEVELS:
-            raise RateControlError(f"qmax must be in [0, {N_LEVELS - 1}], got {qmax!r}")
-        if prefer not in ("mean", "newest"):
-            raise RateControlError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
+        _check_settings(duration_ms, budget_bytes, offset, qmax, prefer)
         grid = tuple(dq_grid)
         if (not grid or len(grid) > MAX_DQ + 1
                 or any(not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DQ for d in grid)):
