@@ -80,6 +80,23 @@ def test_shipped_tflite_shapes_and_determinism(encoder, weights, feats):
     np.testing.assert_array_equal(s, s2)
 
 
+def test_float_io_step_equals_the_general_step(encoder, feats):
+    """The per-packet fast path (float model I/O) computes exactly what the general path does."""
+    assert encoder._float_io
+    z, s = run_encoder(encoder, feats)
+    encoder._float_io = False
+    try:
+        z2, s2 = run_encoder(encoder, feats)
+    finally:
+        encoder._float_io = True
+    np.testing.assert_array_equal(z, z2)
+    np.testing.assert_array_equal(s, s2)
+    # Non-contiguous and float64 frames take the same path to the same numbers.
+    encoder.reset()
+    z64, _ = encoder.step(np.asfortranarray(feats[:2].astype(np.float64)))
+    np.testing.assert_array_equal(z64, z[0])
+
+
 def test_encoder_rejects_bad_input(encoder):
     with pytest.raises(ValueError, match=r"\(2, 20\)"):
         encoder.step(np.zeros((3, 20), np.float32))

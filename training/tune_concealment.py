@@ -91,6 +91,13 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred_pf_env50": {"kind": "lbrr+dred", "dred": {"postfilter": (0.5, 0.0)}},
     "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control: lowest mean level first
     "dred": {"kind": "dred", "dred": {}},
+    # Output frames a fresh extractor analyses at a burst start to prime the vocoder (the last
+    # few are used; the rest let its pitch track settle).
+    "lbrr+dred_hist12": {"kind": "lbrr+dred", "dred": {"history_frames": 12}},
+    "lbrr+dred_hist16": {"kind": "lbrr+dred", "dred": {"history_frames": 16}},
+    "lbrr+dred_hist20": {"kind": "lbrr+dred", "dred": {"history_frames": 20}},
+    "dred_hist12": {"kind": "dred", "dred": {"history_frames": 12}},
+    "dred_hist20": {"kind": "dred", "dred": {"history_frames": 20}},
     "dred_mean": {"kind": "dred:mean", "dred": {}},
 }
 
@@ -230,6 +237,8 @@ def _run(args: tuple) -> list[dict]:
                 from edge_dred.dred.recovery import DredRecoverer
 
                 recs = [DredRecoverer(_postfilter=_postfilter(spec["dred"].get("postfilter", True)))]
+                if "history_frames" in spec["dred"]:
+                    recs[0]._history_frames = int(spec["dred"]["history_frames"])
             model = _plc_model(spec["plc_weights"]) if "plc_weights" in spec else None
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.

@@ -200,8 +200,10 @@ def sanitize_features(f: np.ndarray) -> np.ndarray:
     vocoder's pitch gather needs a period in [32, 267].
     """
     f = np.array(f, dtype=np.float32)
-    f[..., 18] = np.clip(f[..., 18], PITCH_MIN, PITCH_MAX)
-    f[..., 19] = np.clip(f[..., 19], 0.0, 1.0)
+    p, c = f[..., 18], f[..., 19]
+    # In place; maximum/minimum keep NaN as clip does.
+    np.minimum(np.maximum(p, PITCH_MIN, out=p), PITCH_MAX, out=p)
+    np.minimum(np.maximum(c, 0.0, out=c), 1.0, out=c)
     return f
 
 

@@ -32,6 +32,7 @@ order.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -195,6 +196,13 @@ class DredEncoder:
         self._in = [self._io_spec(d) for d in ind]
         self._out = [self._io_spec(d) for d in outd]
         self._maps = self._state_maps()
+        # The shipped model has float I/O (dynamic-range int8 inside): its step skips the
+        # (de)quantisation and normalises into one preallocated buffer.
+        self._float_io = all(spec[2] == 0.0 for spec in self._in + self._out)
+        self._x = np.empty((1, ENC_FRAMES * NB_FEATURES), np.float32)
+        self._x_flat = self._x.reshape(-1)
+        self._mean2 = np.tile(self.feature_mean, ENC_FRAMES)
+        self._std2 = np.tile(self.feature_std, ENC_FRAMES)
         self.path = path
         self.reset()
 
@@ -274,6 +282,8 @@ class DredEncoder:
         (numpy.ndarray, numpy.ndarray)
             Unquantised latent ``z`` (D,) and decoder state ``s`` (S,), float32.
         """
+        if self._float_io:
+            return self._step_float(frames)
         x = self.normalize(frames)
         it = self._it
         it.set_tensor(self._in[0][0], self._q(x, self._in[0]))
@@ -289,6 +299,27 @@ class DredEncoder:
         z = self._dq(it.get_tensor(out[0][0]), out[0])
         s = self._dq(it.get_tensor(out[1][0]), out[1])
         return z.reshape(-1), s.reshape(-1)
+
+    def _step_float(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`step` for float I/O: the same arithmetic in a few in-place calls (it runs per packet)."""
+        f = frames if type(frames) is np.ndarray and frames.dtype == np.float32 else np.asarray(frames, np.float32)
+        if f.shape != (ENC_FRAMES, NB_FEATURES):
+            raise ValueError(f"frames must be ({ENC_FRAMES}, {NB_FEATURES}), got {f.shape}")
+        x = self._x_flat
+        np.subtract(f.reshape(-1), self._mean2, out=x)
+        np.divide(x, self._std2, out=x)
+        # One sum finds any NaN/inf; only then is the input itself checked (a huge finite
+        # input may overflow the normalised sum and is let through, as before).
+        if not math.isfinite(float(x.sum())) and not np.isfinite(f).all():
+            raise ValueError("frames must be finite")
+        it, i, o = self._it, self._in, self._out
+        it.set_tensor(i[0][0], self._x)
+        it.set_tensor(i[1][0], self._h[0])
+        it.set_tensor(i[2][0], self._h[1])
+        it.invoke()
+        self._h[0] = it.get_tensor(o[2][0])      # get_tensor copies: safe to feed back next step
+        self._h[1] = it.get_tensor(o[3][0])
+        return it.get_tensor(o[0][0]).reshape(-1), it.get_tensor(o[1][0]).reshape(-1)
 
 
 class DredStreamEncoder:

@@ -26,6 +26,8 @@ agree within 20 %).
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -77,21 +79,30 @@ def output_frame_features(frames_in: np.ndarray, first_in: int, m: np.ndarray, d
     numpy.ndarray
         (len(m), 20) float32.
     """
-    pos = np.asarray(m, np.float64) - delay / FRAME_SIZE - first_in
-    i0 = np.floor(pos).astype(np.int64)
-    w = pos - i0
+    # Runs per recovered slot on one or two frames: plain Python floats (the same float64
+    # arithmetic numpy would do) cost less than a dozen small array operations.
     n = frames_in.shape[0]
-    i1 = np.minimum(i0 + 1, n - 1)
-    lo_missing = i0 < 0
-    i0 = np.where(lo_missing, i1, np.minimum(i0, n - 1))
-    w = np.where(lo_missing | (i0 == i1), 1.0, w)[:, None]
-    a, b = frames_in[i0].astype(np.float64), frames_in[i1].astype(np.float64)
-    out = (1.0 - w) * a + w * b
-    pa, pb = a[:, 18], b[:, 18]
-    near = np.where(w[:, 0] >= 0.5, pb, pa)
-    agree = np.abs(pa - pb) <= _PITCH_AGREE * np.minimum(pa, pb)
-    out[:, 18] = np.where(agree, out[:, 18], near)
-    return out.astype(np.float32)
+    d = delay / FRAME_SIZE
+    rows = []
+    for mj in np.asarray(m).tolist():
+        pos = float(mj) - d - first_in
+        i0 = math.floor(pos)
+        w = pos - i0
+        i1 = min(i0 + 1, n - 1)
+        if i0 < 0:              # the older neighbour is missing: the newer frame alone
+            i0, w = i1, 1.0
+        else:
+            i0 = min(i0, n - 1)
+            if i0 == i1:
+                w = 1.0
+        a, b = frames_in[i0].tolist(), frames_in[i1].tolist()
+        v = 1.0 - w
+        row = [v * x + w * y for x, y in zip(a, b)]
+        pa, pb = a[18], b[18]
+        if not abs(pa - pb) <= _PITCH_AGREE * min(pa, pb):
+            row[18] = pb if w >= 0.5 else pa
+        rows.append(row)
+    return np.array(rows, np.float32).reshape(len(rows), frames_in.shape[1])
 
 
 class _Source:
@@ -164,6 +175,7 @@ class DredRecoverer:
             vocoder_model = shipped_vocoder()
         self._cont = Continuation(vocoder_model, postfilter=_postfilter, reference=reference)
         self.codec_delay = codec_delay
+        self._history_frames = _HISTORY_FRAMES             # (training/tune_concealment.py varies it)
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
         self._active_slot = -1
@@ -191,7 +203,7 @@ class DredRecoverer:
         track well before the last frames, so the receiver pays nothing for
         DRED while packets arrive.
         """
-        n = min(hist.shape[0] // FRAME_SIZE, _HISTORY_FRAMES)
+        n = min(hist.shape[0] // FRAME_SIZE, self._history_frames)
         return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
 
     def _source(self, slot: int, packet: bytes, lo: int) -> _Source | None:
