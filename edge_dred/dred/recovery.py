@@ -47,7 +47,7 @@ DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms
 _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
 _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
-_HISTORY_FRAMES = 20          # output frames analysed for vocoder priming at the start of a burst
+_HISTORY_FRAMES = 12          # output frames a fresh extractor analyses at a burst start (last 5 used)
 START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
 END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
 
@@ -199,9 +199,10 @@ class DredRecoverer:
     def _history_features(self, hist: np.ndarray) -> np.ndarray:
         """Features of the last output frames, analysed from the history only when a burst starts.
 
-        A fresh extractor over the last ~0.2 s settles its buffers and pitch
-        track well before the last frames, so the receiver pays nothing for
-        DRED while packets arrive.
+        A fresh extractor over the last 120 ms has settled its buffers (the
+        cepstra match a whole-stream analysis) and, in all but a few per cent
+        of voiced frames, its pitch track before the last frames, so the
+        receiver pays nothing for DRED while packets arrive.
         """
         n = min(hist.shape[0] // FRAME_SIZE, self._history_frames)
         return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
