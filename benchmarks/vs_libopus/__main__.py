@@ -2,6 +2,7 @@
 
     python benchmarks/vs_libopus --speech FILE|DIR --trace FILE [--seconds 20]
                                  (--opus-src DIR|TARBALL | --opus-git GITDIR) [--work DIR]
+                                 [--arch aarch64 [--cpu cortex-a72] [--wheel WHL]]
 
 Builds libopus with DRED and deep PLC (CMake ``OPUS_DRED``/``OPUS_DEEP_PLC``, i.e.
 ``--enable-dred --enable-deep-plc``) from a source tree or release tarball
@@ -20,7 +21,11 @@ loss trace (one 0/1 per 20 ms packet, repeated to the speech's length):
   C function so its inclusive cost is the stage's.
 
 Instruction counts are x86-64 here (callgrind ``Ir``), run-time dispatch as
-shipped on both sides (libopus's RTCD, the kernels' variants).  Nothing runs on
+shipped on both sides (libopus's RTCD, the kernels' variants).  With ``--arch
+aarch64`` both sides run under ``qemu-aarch64 -cpu CPU`` instead and count guest
+instructions with the project's plugin (``aarch64.py``: libopus cross-built, the
+project's aarch64 wheel; the DRED encoder network, TFLite, runs on the host and
+its outputs are replayed, so the rows that need it print ``n/a``).  Nothing runs on
 the network; the work folder (default ``build/vs_libopus``) keeps the build.
 Skips with a message, exit status 0, when valgrind, a C compiler, CMake, torch
 (for the weights) or the libopus source is missing.
@@ -58,6 +63,11 @@ WEIGHT_FILES = ["dred_rdovae_enc_data.c", "dred_rdovae_dec_data.c", "dred_rdovae
                 "fargan_data.c", "plc_data.c", "pitchdnn_data.c"]
 
 
+ARCHES = ("x86_64", "aarch64")
+ARM_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")   # Pi 3B+ / Zero 2 W, Pi 4, Pi 5
+DEFAULT_CPU = "cortex-a72"
+
+
 class Skip(Exception):
     """A prerequisite is missing: say which and stop without failing."""
 
@@ -73,9 +83,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--opus-git", help=f"clone of github.com/xiph/opus (bare or not); commit {PIN_NAME} is used")
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "vs_libopus"), help="build/work folder")
     ap.add_argument("--json", help="also write every number to this file")
+    ap.add_argument("--arch", choices=ARCHES, default="x86_64",
+                    help="x86_64: callgrind on this machine (default); aarch64: qemu-aarch64 with the counting plugin")
+    ap.add_argument("--cpu", help=f"qemu CPU model for --arch aarch64 (default {DEFAULT_CPU})")
+    ap.add_argument("--wheel", help="edge-dred aarch64 wheel (default: the newest in dist/arm, "
+                                    "from scripts/build_wheels.sh aarch64 --no-test)")
     a = ap.parse_args(argv)
     if not a.seconds > 0:
         ap.error("--seconds must be positive")
+    if a.arch == "x86_64" and (a.cpu or a.wheel):
+        ap.error("--cpu and --wheel need --arch aarch64")
+    if a.arch == "aarch64":
+        a.cpu = a.cpu or DEFAULT_CPU
+        if a.cpu not in ARM_CPUS:
+            ap.error(f"--cpu must be one of {', '.join(ARM_CPUS)}")
     return a
 
 
@@ -118,7 +139,8 @@ def prepare_source(a: argparse.Namespace) -> tuple[str, str]:
     if os.path.exists(stamp) and open(stamp).read() == label:
         return dst, label
     shutil.rmtree(dst, ignore_errors=True)
-    shutil.rmtree(os.path.join(a.work, "opus-build"), ignore_errors=True)
+    for b in ("opus-build", "opus-build-aarch64"):
+        shutil.rmtree(os.path.join(a.work, b), ignore_errors=True)
     os.makedirs(dst)
     if a.opus_git:
         git = _need("git", "to read --opus-git")
@@ -315,6 +337,8 @@ def libopus_rows(info: dict, prof: dict) -> dict[str, float | None]:
         "dred_parse": _per(prof, ["dred_ec_decode"], calls("dred_ec_decode")),
         "dred_net": _per(prof, ["dred_rdovae_encode_dframe"], calls("dred_rdovae_encode_dframe")),
         "tx_overhead": (incl("tx_dred") - incl("tx_plain")) / pk if "tx_dred" in prof else None,
+        "tx_nonet": (incl("tx_dred") - incl("tx_plain") - incl("dred_rdovae_encode_dframe")) / pk
+        if "tx_dred" in prof and "dred_rdovae_encode_dframe" in prof else None,
     }
 
 
@@ -364,6 +388,12 @@ def edge_rows(info: dict, prof: dict) -> tuple[dict[str, float | None], dict]:
         "tx_overhead": per(["dred_tx_dred", "dred_tx_attach", "dredonly_tx_dred", "dredonly_tx_attach"],
                            slots["dred"] + slots["dredonly"]),
     }
+    net = [c for c in (cost(f"{m}_dred_net") for m in ("dred", "dredonly")) if c is not None]
+    rows["tx_nonet"] = None if rows["tx_overhead"] is None or not net else \
+        rows["tx_overhead"] - sum(net) / (slots["dred"] + slots["dredonly"])
+    if info.get("net_replayed"):
+        # the guest replayed the host's encoder outputs: what it counted for the network is the replay
+        rows["dred_net"] = rows["tx_overhead"] = None
     return rows, {"wrapper_own": own, "wrapper_nested": per_nested}
 
 
@@ -382,6 +412,7 @@ ROWS = [
     ("dred_parse", "DRED payload parse per parsed packet"),
     ("dred_net", "DRED encoder network per 20 ms"),
     ("tx_overhead", "sender DRED overhead per packet"),
+    ("tx_nonet", "  the same without the encoder network"),
 ]
 
 
@@ -404,6 +435,7 @@ def fmt(v: float | None) -> str:
 
 
 def table(lib: dict, edge: dict) -> str:
+    """The markdown table of both sides' rows (``None``: ``n/a``) and their ratios."""
     out = ["| stage | libopus | edge-dred | ratio |", "|---|--:|--:|--:|"]
     for key, label in ROWS:
         a, b = lib.get(key), edge.get(key)
@@ -412,9 +444,53 @@ def table(lib: dict, edge: dict) -> str:
     return "\n".join(out)
 
 
+def main_aarch64(a: argparse.Namespace) -> int:
+    """Both sides under qemu-aarch64 with the counting plugin (``aarch64.py``)."""
+    import aarch64
+
+    try:
+        os.makedirs(a.work, exist_ok=True)
+        guest = aarch64.prepare(a, Skip)
+        opus, label = prepare_source(a)
+        weights = ensure_weights(opus)
+        driver = aarch64.build_libopus(a, opus, guest, _run, _need)
+    except Skip as e:
+        print(f"vs_libopus: skipped: {e}", file=sys.stderr)
+        return 0
+    raw, trace, n_packets, desc = load_inputs(a)
+    args = [str(BITRATE), str(DRED_BITRATE), str(DRED_10MS), str(EXPECTED_LOSS_PCT)]
+    linfo, lprof, lcal = aarch64.libopus_side(a, guest, driver, raw, trace, args)
+    latents = aarch64.record_latents(a, raw, _run)
+    einfo, eprof, etotal = aarch64.edge_side(a, guest, raw, trace, latents)
+    lib = libopus_rows(linfo, lprof)
+    edge, cal = edge_rows(einfo, eprof)
+    same, n = einfo["dred_bytes_as_host"]
+    print(f"libopus {label}, weights: {weights}; {desc}")
+    print(f"guest instructions under qemu {guest.version} -cpu {a.cpu} (aarch64; the project's counting plugin; "
+          f"edge-dred kernels {einfo.get('kernels', 'unknown')}, libopus NEON as its CMake builds it for aarch64); "
+          f"libopus packets {linfo['bytes_plain']:.1f} B plain / {linfo['bytes_dred']:.1f} B with DRED "
+          f"({DRED_BITRATE // 1000} kb/s, {DRED_10MS * 10} ms), {linfo['dred_recovered']}/{linfo['lost']} lost "
+          f"packets from DRED; edge-dred DRED payload {einfo['dred_bytes_mean']:.1f} B/packet "
+          f"({same}/{n} payload sizes as on the host), decisions {einfo['decisions']}")
+    print(table(lib, edge))
+    print(f"n/a on edge-dred's side: the DRED encoder network and the sender overhead with it ({aarch64.NET_NOTE}); "
+          "the row without the network leaves libopus's dred_rdovae_encode_dframe out too")
+    if einfo["missing"]:
+        print("edge-dred hooks not found (their rows are n/a): " + "; ".join(einfo["missing"]))
+    print(f"(markers: libopus {lcal['marker_own']:.0f} instructions per stage call and {lcal['marker_nested']:.0f} "
+          f"per nested call, edge-dred {cal['wrapper_own']:.0f} and {cal['wrapper_nested']:.0f}, subtracted)")
+    if a.json:
+        json.dump({"arch": "aarch64", "cpu": a.cpu, "qemu": guest.version, "libopus": lib, "edge": edge,
+                   "libopus_info": linfo, "edge_info": einfo, "calibration": {**cal, **lcal}, "source": label,
+                   "weights": weights, "inputs": desc}, open(a.json, "w"), indent=1)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     a.work = os.path.abspath(a.work)
+    if a.arch == "aarch64":
+        return main_aarch64(a)
     try:
         _need("valgrind", "callgrind counts the instructions")
         os.makedirs(a.work, exist_ok=True)
