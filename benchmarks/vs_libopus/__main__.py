@@ -457,11 +457,11 @@ def main_aarch64(a: argparse.Namespace) -> int:
     except Skip as e:
         print(f"vs_libopus: skipped: {e}", file=sys.stderr)
         return 0
-    raw, trace, n_packets, desc = load_inputs(a)
+    raw, trace, _, desc = load_inputs(a)
     args = [str(BITRATE), str(DRED_BITRATE), str(DRED_10MS), str(EXPECTED_LOSS_PCT)]
     linfo, lprof, lcal = aarch64.libopus_side(a, guest, driver, raw, trace, args)
     latents = aarch64.record_latents(a, raw, _run)
-    einfo, eprof, etotal = aarch64.edge_side(a, guest, raw, trace, latents)
+    einfo, eprof, _ = aarch64.edge_side(a, guest, raw, trace, latents)
     lib = libopus_rows(linfo, lprof)
     edge, cal = edge_rows(einfo, eprof)
     same, n = einfo["dred_bytes_as_host"]
