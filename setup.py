@@ -73,6 +73,13 @@ extensions = [
         # the features' flags: the KISS FFT objects both extensions compile are the same
         extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],
     ),
+    Extension(
+        "edge_dred.dsp._fp_synthesis",
+        ["edge_dred/dsp/_fp_synthesis.pyx", "edge_dred/dsp/src/fp_synthesis.c"] + _KISSFFT,
+        include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
+        depends=["edge_dred/dsp/src/fp_synthesis.h"],
+        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # the same KISS FFT objects
+    ),
     # No fused multiply-adds: the quantizer and rate-control sums must round as numpy does.
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"], extra_compile_args=["-ffp-contract=off"]),
 ] + _load_kernel_extensions()

@@ -1,0 +1,515 @@
+/* Signal stage of the frame-parallel vocoder (see fp_synthesis.h and edge_dred/neural/fp_vocoder.py). */
+#include "fp_synthesis.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiss_fftr.h"
+
+#define FPS_ALIGN 16
+#define ALIGN_UP(n) (((n) + (FPS_ALIGN - 1)) & ~(size_t)(FPS_ALIGN - 1))
+#define NQ (FPS_FRAME + FPS_NOISE_AHEAD)        /* noise over [160 i - 80, 160 i + 240) */
+#define NB_SCAL 11
+_Static_assert(FPS_FRAME == 2 * FPS_HOP, "two knots per frame");
+_Static_assert(NQ == 2 * FPS_FRAME, "the noise queue holds two frames");
+
+typedef struct {
+    kiss_fft_cpx h[FPS_BINS];                   /* harmonic filter spectrum */
+    kiss_fft_cpx n[FPS_BINS];                   /* noise filter spectrum */
+    double f0;                                  /* cycles per sample */
+} knot;
+
+struct fps_stream {
+    const fps_tables *t;
+    uint64_t seed, rng;
+    int has_spare, has_knot;
+    float spare;
+    double cycles;                              /* pulse phase (cycles) at the next frame's first sample */
+    size_t bytes;
+    kiss_fftr_cfg fwd, inv;
+    knot last;                                  /* the previous frame's second knot */
+    float pulse_tail[FPS_PULSE_TAPS];
+    float exc_h[FPS_EXC_HIST], exc_n[FPS_EXC_HIST];
+    float nq[NQ];                               /* noise from the next output sample on; the first 160 drawn */
+};
+
+/* One frame's scratch, on the stack (about 25 KB). */
+typedef struct {
+    float ln_env[FPS_BINS];
+    float lm[FPS_BINS];
+    float tmp[FPS_NFFT];
+    float seg[2][FPS_NFFT + FPS_HOP];           /* harmonic / noise excitation: 432 history + 160 + 80 zeros */
+    float y[3][FPS_SEG_OUT];
+    kiss_fft_cpx a[FPS_BINS], b[FPS_BINS];
+    knot k[2];
+} frame_scratch;
+
+/* ------------------------------------------------------------------ helpers */
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+static double clampd(double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+static int band_range(const double *w, int *lo, int *hi) {
+    int l = FPS_BINS, h = 0;
+    for (int k = 0; k < FPS_BINS; k++)
+        if (w[k] != 0.0) {
+            if (k < l) l = k;
+            h = k + 1;
+        }
+    *lo = l < h ? l : 0;
+    *hi = h;
+    return h > 0;
+}
+
+int fps_tables_set(fps_tables *t, const double *env, const double *corr, const double *dct, const double *taper,
+                   const double *tri, const double *noise_win, const double *scal, int n_scal) {
+    if (n_scal != NB_SCAL) return FPS_ERR_ARG;
+    for (int b = 0; b < FPS_NB_BANDS; b++) {
+        for (int k = 0; k < FPS_BINS; k++) t->env[b][k] = (float)env[b * FPS_BINS + k];
+        band_range(env + b * FPS_BINS, &t->env_lo[b], &t->env_hi[b]);
+        for (int i = 0; i < FPS_NB_BANDS; i++) t->dct[b][i] = (float)dct[b * FPS_NB_BANDS + i];
+    }
+    for (int b = 0; b < FPS_NB_CORR; b++) {
+        const double *w = corr + b * FPS_BINS;
+        double s = 0.0;
+        for (int k = 0; k < FPS_BINS; k++) s += w[k];
+        if (!(s > 0.0) || !band_range(w, &t->corr_lo[b], &t->corr_hi[b])) return FPS_ERR_ARG;
+        for (int k = 0; k < FPS_BINS; k++) {
+            t->corr[b][k] = (float)w[k];
+            t->corr_avg[b][k] = (float)(w[k] / s);
+        }
+    }
+    for (int i = 0; i < FPS_IR_LEN; i++) t->taper[i] = (float)taper[i];
+    for (int i = 0; i < FPS_SEG_OUT; i++) t->tri[i] = (float)tri[i];
+    double p = 0.0;
+    for (int i = 0; i < FPS_NOISE_WIN; i++) {
+        t->noise_win[i] = (float)noise_win[i];
+        p += noise_win[i] * noise_win[i];
+    }
+    t->noise_win_power = (float)p;
+    t->c0_offset = scal[0];
+    t->ln_scale = scal[1];
+    t->pitch_min = scal[2];
+    t->pitch_max = scal[3];
+    t->voicing_floor = scal[4];
+    t->corr_max = scal[5];
+    t->dlogt_max = scal[6];
+    t->noise_floor = scal[7];
+    t->env_log10_max = scal[8];
+    t->pulse_fc = scal[9];
+    t->pulse_beta = scal[10];
+    if (!(t->pitch_min >= 2.0 && t->pitch_max >= t->pitch_min && t->voicing_floor > 0.0 && t->voicing_floor < 0.5
+          && t->noise_floor > 0.0 && t->pulse_fc > 0.0 && t->pulse_fc < 0.5 && t->pulse_beta > 0.0
+          && t->dlogt_max >= 0.0 && t->dlogt_max < 1.0 && t->corr_max > 0.0))
+        return FPS_ERR_ARG;
+    /* I0 by its power series (converges fast for the small betas a Kaiser window uses) */
+    double x = 0.25 * t->pulse_beta * t->pulse_beta, term = 1.0, sum = 1.0;
+    for (int k = 1; k < 60; k++) {
+        term *= x / ((double)k * k);
+        sum += term;
+    }
+    t->pulse_i0_beta = sum;
+    return FPS_OK;
+}
+
+static double bessel_i0(double v) {
+    double x = 0.25 * v * v, term = 1.0, sum = 1.0;
+    for (int k = 1; k < 60 && term > 1e-17 * sum; k++) {
+        term *= x / ((double)k * k);
+        sum += term;
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------------ noise */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Standard normal, Box-Muller in pairs (the second value is kept for the next draw). */
+static float gauss(uint64_t *s, int *has_spare, float *spare) {
+    if (*has_spare) {
+        *has_spare = 0;
+        return *spare;
+    }
+    uint64_t r = splitmix64(s);
+    const float u1 = (float)((r >> 40) + 1) * (1.0f / 16777216.0f);      /* (0, 1] */
+    const float u2 = (float)((r >> 16) & 0xFFFFFF) * (1.0f / 16777216.0f);
+    const float m = sqrtf(-2.0f * logf(u1));
+    const float a = 6.283185307179586f * u2;
+    *spare = m * sinf(a);
+    *has_spare = 1;
+    return m * cosf(a);
+}
+
+static void draw(fps_stream *st, float *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = gauss(&st->rng, &st->has_spare, &st->spare);
+}
+
+void fps_noise_sequence(uint64_t seed, float *out, int n) {
+    uint64_t s = seed;
+    int has = 0;
+    float sp = 0.0f;
+    for (int i = 0; i < n; i++) out[i] = gauss(&s, &has, &sp);
+}
+
+/* ------------------------------------------------------------------ stream */
+
+fps_stream *fps_new(const fps_tables *t, uint64_t seed) {
+    if (!t) return NULL;
+    size_t n_fwd = 0, n_inv = 0;
+    kiss_fftr_alloc(FPS_NFFT, 0, NULL, &n_fwd);
+    kiss_fftr_alloc(FPS_NFFT, 1, NULL, &n_inv);
+    size_t head = ALIGN_UP(sizeof(fps_stream));
+    size_t total = head + ALIGN_UP(n_fwd) + ALIGN_UP(n_inv);
+    char *mem = (char *)calloc(1, total);
+    if (!mem) return NULL;
+    fps_stream *st = (fps_stream *)mem;
+    st->t = t;
+    st->seed = seed;
+    st->bytes = total;
+    st->fwd = kiss_fftr_alloc(FPS_NFFT, 0, mem + head, &n_fwd);
+    st->inv = kiss_fftr_alloc(FPS_NFFT, 1, mem + head + ALIGN_UP(n_fwd), &n_inv);
+    if (!st->fwd || !st->inv) {
+        free(mem);
+        return NULL;
+    }
+    fps_reset(st);
+    return st;
+}
+
+void fps_free(fps_stream *st) { free(st); }
+
+size_t fps_bytes(const fps_stream *st) { return st->bytes; }
+
+void fps_reset(fps_stream *st) {
+    st->rng = st->seed;
+    st->has_spare = 0;
+    st->spare = 0.0f;
+    st->has_knot = 0;
+    st->cycles = 0.0;
+    memset(&st->last, 0, sizeof(st->last));
+    memset(st->pulse_tail, 0, sizeof(st->pulse_tail));
+    memset(st->exc_h, 0, sizeof(st->exc_h));
+    memset(st->exc_n, 0, sizeof(st->exc_n));
+    /* the 80 samples before the stream are silent; the next 80 are the first drawn */
+    memset(st->nq, 0, sizeof(st->nq));
+    draw(st, st->nq + FPS_HOP, FPS_HOP);
+}
+
+/* ------------------------------------------------------------------ filters */
+
+/* ln|H| (FPS_BINS) -> spectrum of the tapered minimum-phase impulse response. */
+static void min_phase(const fps_stream *st, frame_scratch *w, const float *lm, kiss_fft_cpx *out) {
+    const fps_tables *t = st->t;
+    kiss_fft_cpx *s = w->a;
+    float *c = w->tmp;
+    const float one = 1.0f / FPS_NFFT;
+    for (int k = 0; k < FPS_BINS; k++) {
+        s[k].r = lm[k];
+        s[k].i = 0.0f;
+    }
+    kiss_fftri(st->inv, s, c);                  /* real cepstrum x 512 */
+    c[0] *= one;                                /* fold: causal part doubled */
+    for (int i = 1; i < FPS_NFFT / 2; i++) c[i] *= 2.0f * one;
+    c[FPS_NFFT / 2] *= one;
+    memset(c + FPS_NFFT / 2 + 1, 0, (FPS_NFFT / 2 - 1) * sizeof(float));
+    kiss_fftr(st->fwd, c, s);
+    for (int k = 0; k < FPS_BINS; k++) {
+        const float m = expf(s[k].r);
+        const float ph = s[k].i;
+        s[k].r = m * cosf(ph);
+        s[k].i = m * sinf(ph);
+    }
+    kiss_fftri(st->inv, s, c);                  /* impulse response x 512 */
+    for (int i = 0; i < FPS_IR_LEN; i++) c[i] *= t->taper[i] * one;
+    memset(c + FPS_IR_LEN, 0, (FPS_NFFT - FPS_IR_LEN) * sizeof(float));
+    kiss_fftr(st->fwd, c, out);
+}
+
+/* ln-magnitude correction (added to lm) dividing out the realised band powers of noise seg (FPS_NOISE_WIN). */
+static void noise_normalisation(const fps_stream *st, frame_scratch *w, const float *seg, float *lm) {
+    const fps_tables *t = st->t;
+    float *x = w->tmp;
+    kiss_fft_cpx *s = w->b;
+    for (int i = 0; i < FPS_NOISE_WIN; i++) x[i] = seg[i] * t->noise_win[i];
+    memset(x + FPS_NOISE_WIN, 0, (FPS_NFFT - FPS_NOISE_WIN) * sizeof(float));
+    kiss_fftr(st->fwd, x, s);
+    float p[FPS_BINS];
+    for (int k = 0; k < FPS_BINS; k++) p[k] = s[k].r * s[k].r + s[k].i * s[k].i;
+    const float fl = (float)t->noise_floor, inv = 1.0f / t->noise_win_power;
+    for (int b = 0; b < FPS_NB_CORR; b++) {
+        float r = 0.0f;
+        for (int k = t->corr_lo[b]; k < t->corr_hi[b]; k++) r += p[k] * t->corr_avg[b][k];
+        r *= inv;
+        const float g = -0.5f * logf(r > fl ? r : fl);
+        for (int k = t->corr_lo[b]; k < t->corr_hi[b]; k++) lm[k] += g * t->corr[b][k];
+    }
+}
+
+/* Half the log envelope the cepstrum of feat describes, per bin. */
+static void envelope(const fps_tables *t, const float *feat, float *ln_env) {
+    float log10e[FPS_NB_BANDS];
+    for (int b = 0; b < FPS_NB_BANDS; b++) {
+        double a = t->c0_offset * t->dct[0][b];
+        for (int i = 0; i < FPS_NB_BANDS; i++) a += (double)feat[i] * t->dct[i][b];
+        log10e[b] = (float)(a < t->env_log10_max ? a : t->env_log10_max);
+    }
+    memset(ln_env, 0, FPS_BINS * sizeof(float));
+    const float ln10 = 2.302585092994046f, sc = (float)t->ln_scale;
+    for (int b = 0; b < FPS_NB_BANDS; b++) {
+        const float g = 0.5f * (log10e[b] * ln10 - sc);
+        for (int k = t->env_lo[b]; k < t->env_hi[b]; k++) ln_env[k] += g * t->env[b][k];
+    }
+}
+
+/* The two knots of a frame from its features and network outputs.  seg0/seg1 (FPS_NOISE_WIN each,
+ * NULL: no normalisation) are the noise around each knot; j0 = 1: the second knot only;
+ * harmonic_only: leave the noise filters alone. */
+static void make_knots(const fps_stream *st, frame_scratch *w, const float *feat, const float *raw,
+                       const float *seg0, const float *seg1, int j0, int harmonic_only, knot *k) {
+    const fps_tables *t = st->t;
+    envelope(t, feat, w->ln_env);
+    const double v = clampd((double)feat[19], t->voicing_floor, 1.0 - t->voicing_floor);
+    const float bh = (float)(0.5 * log(v)), bn = (float)(0.5 * log(1.0 - v));
+    const double period = clampd((double)feat[18], t->pitch_min, t->pitch_max);
+    const float cm = (float)t->corr_max, icm = (float)(1.0 / t->corr_max);
+    for (int j = j0; j < 2; j++) {
+        const float *r = raw + j * (2 * FPS_NB_CORR + 1);
+        for (int f = 0; f < 2; f++) {
+            if (f == 1 && harmonic_only) break;
+            const float base = f ? bn : bh;
+            float *lm = w->lm;
+            for (int q = 0; q < FPS_BINS; q++) lm[q] = w->ln_env[q] + base;
+            for (int b = 0; b < FPS_NB_CORR; b++) {
+                const float g = cm * tanhf(r[f * FPS_NB_CORR + b] * icm);
+                for (int q = t->corr_lo[b]; q < t->corr_hi[b]; q++) lm[q] += g * t->corr[b][q];
+            }
+            const float *seg = j ? seg1 : seg0;
+            if (f == 1 && seg) noise_normalisation(st, w, seg, lm);
+            min_phase(st, w, lm, f ? k[j].n : k[j].h);
+        }
+        k[j].f0 = 1.0 / (period * exp(t->dlogt_max * tanh((double)r[2 * FPS_NB_CORR])));
+    }
+}
+
+/* ------------------------------------------------------------------ excitation */
+
+/* Pulse taps for a crossing at n - 1 + frac, tap d landing on sample n + d, times amp. */
+static void pulse(const fps_tables *t, double frac, double amp, float *dst) {
+    const double half = FPS_PULSE_TAPS / 2, fc2 = 2.0 * t->pulse_fc;
+    const double norm = fc2 * amp / t->pulse_i0_beta;
+    for (int d = 0; d < FPS_PULSE_TAPS; d++) {
+        const double s = d + 1.0 - frac - half;
+        double r = s / half;
+        r = r < -1.0 ? -1.0 : (r > 1.0 ? 1.0 : r);
+        const double x = fc2 * s;
+        const double sinc = x == 0.0 ? 1.0 : sin(M_PI * x) / (M_PI * x);
+        double q = 1.0 - r * r;
+        q = q > 1e-6 ? q : 1e-6;
+        dst[d] += (float)(norm * sinc * bessel_i0(t->pulse_beta * sqrt(q)));
+    }
+}
+
+/* Pulse train over one frame for knot f0s at offsets 0, 80, 160; samples before start stay silent
+ * and do not advance the phase.  buf (FPS_FRAME + FPS_PULSE_TAPS) starts with the previous tail. */
+static double excitation(const fps_tables *t, const double f0k[3], double cyc, int start, float *buf) {
+    memset(buf + FPS_PULSE_TAPS, 0, FPS_FRAME * sizeof(float));
+    for (int n = start; n < FPS_FRAME; n++) {
+        const int j = n / FPS_HOP;
+        const double a = (double)(n % FPS_HOP) / FPS_HOP;
+        const double f0 = f0k[j] * (1.0 - a) + f0k[j + 1] * a;
+        const double prev = cyc;
+        cyc += f0;
+        if (floor(cyc) > floor(prev)) {
+            const double tau = (floor(cyc) - prev) / (cyc - prev);
+            pulse(t, tau, sqrt(1.0 / f0), buf + n);
+        }
+    }
+    return cyc;
+}
+
+/* One frame of output from excitation e (FPS_EXC_HIST history + FPS_FRAME + FPS_HOP zeros) and
+ * the knot filters (three segments, each centred on a knot), summed into out (FPS_FRAME). */
+static void filter_frame(const fps_stream *st, frame_scratch *w, const float *eh, const float *en,
+                         const knot *k0, const knot *k1, const knot *k2, float *out) {
+    const knot *ks[3] = {k0, k1, k2};
+    const float one = 1.0f / FPS_NFFT;
+    for (int s = 0; s < 3; s++) {
+        kiss_fftr(st->fwd, eh + s * FPS_HOP, w->a);
+        const kiss_fft_cpx *h = ks[s]->h;
+        if (en) {
+            kiss_fftr(st->fwd, en + s * FPS_HOP, w->b);
+            const kiss_fft_cpx *g = ks[s]->n;
+            for (int q = 0; q < FPS_BINS; q++) {
+                const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i + w->b[q].r * g[q].r - w->b[q].i * g[q].i;
+                const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r + w->b[q].r * g[q].i + w->b[q].i * g[q].r;
+                w->a[q].r = re;
+                w->a[q].i = im;
+            }
+        } else {
+            for (int q = 0; q < FPS_BINS; q++) {
+                const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i;
+                const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r;
+                w->a[q].r = re;
+                w->a[q].i = im;
+            }
+        }
+        kiss_fftri(st->inv, w->a, w->tmp);
+        for (int i = 0; i < FPS_SEG_OUT; i++) w->y[s][i] = w->tmp[FPS_NFFT - FPS_SEG_OUT + i] * one * st->t->tri[i];
+    }
+    for (int i = 0; i < FPS_HOP; i++) {
+        out[i] = w->y[0][FPS_HOP + i] + w->y[1][i];
+        out[FPS_HOP + i] = w->y[1][FPS_HOP + i] + w->y[2][i];
+    }
+}
+
+static void frame(fps_stream *st, frame_scratch *w, const float *feat, const float *raw, float *out) {
+    /* noise over [160 i - 80, 160 i + 240): the queue's first 160 are drawn, draw the next 160 */
+    draw(st, st->nq + FPS_FRAME, FPS_FRAME);
+    float span[FPS_HOP + NQ];                   /* from 160 i - 160 */
+    memcpy(span, st->exc_n + FPS_EXC_HIST - FPS_HOP, FPS_HOP * sizeof(float));
+    memcpy(span + FPS_HOP, st->nq, NQ * sizeof(float));
+    make_knots(st, w, feat, raw, span, span + FPS_HOP, 0, 0, w->k);
+    const int first = !st->has_knot;
+    const knot *k0 = first ? &w->k[0] : &st->last;
+    const double f0k[3] = {k0->f0, w->k[0].f0, w->k[1].f0};
+
+    float *eh = w->seg[0], *en = w->seg[1];
+    float buf[FPS_FRAME + FPS_PULSE_TAPS];      /* the previous tail, then this frame's pulses */
+    memcpy(buf, st->pulse_tail, sizeof(st->pulse_tail));
+    st->cycles = excitation(st->t, f0k, st->cycles, first ? FPS_HOP : 0, buf);
+    memcpy(eh, st->exc_h, FPS_EXC_HIST * sizeof(float));
+    memcpy(eh + FPS_EXC_HIST, buf, FPS_FRAME * sizeof(float));
+    memcpy(st->pulse_tail, buf + FPS_FRAME, sizeof(st->pulse_tail));
+    memset(eh + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
+    memcpy(en, st->exc_n, FPS_EXC_HIST * sizeof(float));
+    memcpy(en + FPS_EXC_HIST, st->nq, FPS_FRAME * sizeof(float));
+    memset(en + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
+
+    filter_frame(st, w, eh, en, k0, &w->k[0], &w->k[1], out);
+
+    memcpy(st->exc_h, eh + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
+    memcpy(st->exc_n, en + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
+    memmove(st->nq, st->nq + FPS_FRAME, FPS_FRAME * sizeof(float));
+    st->last = w->k[1];
+    st->has_knot = 1;
+}
+
+int fps_process(fps_stream *st, const float *feat, int feat_stride, const float *raw, int n, float *out) {
+    if (n < 0 || feat_stride < FPS_NB_FEATURES) return FPS_ERR_ARG;
+    for (int i = 0; i < n; i++)
+        if (!all_finite(feat + (size_t)i * feat_stride, FPS_NB_FEATURES)) return FPS_ERR_NONFINITE;
+    if (!all_finite(raw, (size_t)n * FPS_RAW)) return FPS_ERR_NONFINITE;
+    frame_scratch w;
+    for (int i = 0; i < n; i++)
+        frame(st, &w, feat + (size_t)i * feat_stride, raw + (size_t)i * FPS_RAW, out + (size_t)i * FPS_FRAME);
+    return FPS_OK;
+}
+
+/* ------------------------------------------------------------------ continuation */
+
+/* Harmonic re-synthesis of the priming frames from phase c; returns the correlation of the last
+ * two frames with target (2 * FPS_FRAME) and leaves the end phase, pulse tail and excitation history. */
+static double try_phase(const fps_stream *st, frame_scratch *w, const knot *kn, double c, const float *target,
+                        double *cyc_out, float *tail, float *hist) {
+    const fps_tables *t = st->t;
+    float *eh = w->seg[0];
+    float buf[FPS_FRAME + FPS_PULSE_TAPS];
+    float y[2 * FPS_FRAME];
+    double cyc = c;
+    memset(tail, 0, FPS_PULSE_TAPS * sizeof(float));
+    memset(hist, 0, FPS_EXC_HIST * sizeof(float));
+    for (int m = 0; m < FPS_PRIME_FRAMES; m++) {
+        const knot *k0 = &kn[2 * m], *k1 = &kn[2 * m + 1], *k2 = &kn[2 * m + 2];
+        const double f0k[3] = {k0->f0, k1->f0, k2->f0};
+        memcpy(buf, tail, FPS_PULSE_TAPS * sizeof(float));
+        cyc = excitation(t, f0k, cyc, 0, buf);
+        memcpy(tail, buf + FPS_FRAME, FPS_PULSE_TAPS * sizeof(float));
+        memcpy(eh, hist, FPS_EXC_HIST * sizeof(float));
+        memcpy(eh + FPS_EXC_HIST, buf, FPS_FRAME * sizeof(float));
+        memset(eh + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
+        if (m >= FPS_PRIME_FRAMES - 2)        /* only the last two frames are scored */
+            filter_frame(st, w, eh, NULL, k0, k1, k2, y + (m - FPS_PRIME_FRAMES + 2) * FPS_FRAME);
+        memcpy(hist, eh + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
+    }
+    double yt = 0.0, yy = 0.0, tt = 0.0;
+    for (int i = 0; i < 2 * FPS_FRAME; i++) {
+        yt += (double)y[i] * target[i];
+        yy += (double)y[i] * y[i];
+        tt += (double)target[i] * target[i];
+    }
+    *cyc_out = cyc;
+    return yt / (sqrt(yy) * sqrt(tt) + 1e-12);
+}
+
+int fps_prime(fps_stream *st, const float *pcm_pe, int n_pcm, const float *feat, int feat_stride,
+              const float *raw, int n_frames, float *score) {
+    if (n_frames < FPS_PRIME_FRAMES || n_pcm < FPS_PRIME_FRAMES * FPS_FRAME || feat_stride < FPS_NB_FEATURES)
+        return FPS_ERR_ARG;
+    for (int i = 0; i < n_frames; i++)
+        if (!all_finite(feat + (size_t)i * feat_stride, FPS_NB_FEATURES)) return FPS_ERR_NONFINITE;
+    if (!all_finite(raw, (size_t)n_frames * FPS_RAW) || !all_finite(pcm_pe, (size_t)n_pcm)) return FPS_ERR_NONFINITE;
+    frame_scratch w;
+    knot kn[2 * FPS_PRIME_FRAMES + 1];        /* the knot before the priming frames, then theirs (about 37 KB) */
+    const int p0 = n_frames - FPS_PRIME_FRAMES;
+    for (int m = 0; m < FPS_PRIME_FRAMES; m++) {
+        const int i = p0 + m;
+        make_knots(st, &w, feat + (size_t)i * feat_stride, raw + (size_t)i * FPS_RAW, NULL, NULL, 0, 1, w.k);
+        kn[2 * m + 1] = w.k[0];
+        kn[2 * m + 2] = w.k[1];
+    }
+    if (p0 > 0) {                               /* older frames only set the knot before */
+        make_knots(st, &w, feat + (size_t)(p0 - 1) * feat_stride, raw + (size_t)(p0 - 1) * FPS_RAW, NULL, NULL, 1, 1,
+                   w.k);
+        kn[0] = w.k[1];
+    } else {
+        kn[0] = st->has_knot ? st->last : kn[1];
+    }
+    const float *target = pcm_pe + n_pcm - 2 * FPS_FRAME - FPS_HOP;
+    double scores[FPS_PHASE_CANDIDATES], cyc;
+    float tail[FPS_PULSE_TAPS], hist[FPS_EXC_HIST];
+    int b = 0;
+    for (int c = 0; c < FPS_PHASE_CANDIDATES; c++) {
+        scores[c] = try_phase(st, &w, kn, (double)c / FPS_PHASE_CANDIDATES, target, &cyc, tail, hist);
+        if (scores[c] > scores[b]) b = c;
+    }
+    const double lo = scores[(b + FPS_PHASE_CANDIDATES - 1) % FPS_PHASE_CANDIDATES];
+    const double hi = scores[(b + 1) % FPS_PHASE_CANDIDATES];
+    const double den = lo - 2.0 * scores[b] + hi;
+    double best_c = (double)b / FPS_PHASE_CANDIDATES, best = scores[b];
+    if (den < 0.0) {                            /* parabola through the neighbours: sub-candidate phase */
+        const double fine_c = (b + 0.5 * (lo - hi) / den) / FPS_PHASE_CANDIDATES;
+        const double fine = try_phase(st, &w, kn, fine_c, target, &cyc, tail, hist);
+        if (fine > best) {
+            best = fine;
+            best_c = fine_c;
+        }
+    }
+    try_phase(st, &w, kn, best_c, target, &cyc, tail, hist);
+    st->cycles = cyc;
+    memcpy(st->pulse_tail, tail, sizeof(tail));
+    memcpy(st->exc_h, hist, sizeof(hist));
+    draw(st, st->exc_n, FPS_EXC_HIST);
+    draw(st, st->nq, FPS_FRAME);
+    /* the last knot filters new noise: normalise it for that noise (both knots see the same window) */
+    float span[FPS_NOISE_WIN];
+    memcpy(span, st->exc_n + FPS_EXC_HIST - FPS_FRAME, FPS_FRAME * sizeof(float));
+    memcpy(span + FPS_FRAME, st->nq, FPS_FRAME * sizeof(float));
+    const int last = n_frames - 1;
+    make_knots(st, &w, feat + (size_t)last * feat_stride, raw + (size_t)last * FPS_RAW, span, span, 1, 0, w.k);
+    st->last = w.k[1];
+    st->has_knot = 1;
+    if (score) *score = (float)best;
+    return FPS_OK;
+}
