@@ -18,8 +18,9 @@ cdef extern from "fp_synthesis.h" nogil:
         pass
     ctypedef struct fps_stream:
         pass
-    int fps_tables_set(fps_tables *t, const double *env, const double *corr, const double *dct, const double *taper,
-                       const double *tri, const double *noise_win, const double *scal, int n_scal)
+    int fps_tables_set(fps_tables *t, const double *env, const double *env_im, const double *corr,
+                       const double *corr_im, const double *dct, const double *taper, const double *tri,
+                       const double *noise_win, const double *scal, int n_scal)
     fps_stream *fps_new(const fps_tables *t, uint64_t seed)
     void fps_free(fps_stream *st)
     size_t fps_bytes(const fps_stream *st)
@@ -43,7 +44,8 @@ def tables_ready() -> bool:
     return _tables_ready
 
 
-def set_tables(const double[:, ::1] env, const double[:, ::1] corr, const double[:, ::1] dct,
+def set_tables(const double[:, ::1] env, const double[:, ::1] env_im, const double[:, ::1] corr,
+               const double[:, ::1] corr_im, const double[:, ::1] dct,
                const double[::1] taper, const double[::1] tri, const double[::1] noise_win,
                const double[::1] scal) -> None:
     """Fill the tables shared by every stream (once, before any stream exists)."""
@@ -51,10 +53,11 @@ def set_tables(const double[:, ::1] env, const double[:, ::1] corr, const double
     if _tables_ready:
         return
     if (env.shape[0] != FPS_NB_BANDS or env.shape[1] != FPS_BINS or corr.shape[0] != FPS_NB_CORR
-            or corr.shape[1] != FPS_BINS or dct.shape[0] != FPS_NB_BANDS or dct.shape[1] != FPS_NB_BANDS
+            or corr.shape[1] != FPS_BINS or env_im.shape[0] != FPS_NB_BANDS or env_im.shape[1] != FPS_BINS
+            or corr_im.shape[0] != FPS_NB_CORR or corr_im.shape[1] != FPS_BINS or dct.shape[0] != FPS_NB_BANDS or dct.shape[1] != FPS_NB_BANDS
             or taper.shape[0] < FPS_IR_LEN or tri.shape[0] != FPS_SEG_OUT or noise_win.shape[0] != FPS_NOISE_WIN):
         raise ValueError("fp synthesis tables have the wrong shapes")
-    if fps_tables_set(&_tables, &env[0, 0], &corr[0, 0], &dct[0, 0], &taper[0], &tri[0], &noise_win[0],
+    if fps_tables_set(&_tables, &env[0, 0], &env_im[0, 0], &corr[0, 0], &corr_im[0, 0], &dct[0, 0], &taper[0], &tri[0], &noise_win[0],
                       &scal[0], <int>scal.shape[0]) != 0:
         raise ValueError("fp synthesis tables: bad constants")
     _tables_ready = True

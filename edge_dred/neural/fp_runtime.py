@@ -68,9 +68,19 @@ def _set_tables() -> None:
     scal = np.array([C0_OFFSET, 2 * math.log(ref.INT16_SCALE), PITCH_MIN, PITCH_MAX, ref.VOICING_FLOOR, ref.CORR_MAX,
                      ref.DLOGT_MAX, ref.NOISE_FLOOR, ENV_LOG10_MAX, ref.PULSE_CUTOFF_HZ / SAMPLE_RATE,
                      ref.PULSE_BETA])
+    env, corr = ref.envelope_basis(), ref.correction_basis()
     c = np.ascontiguousarray
-    _c.set_tables(c(ref.envelope_basis()), c(ref.correction_basis()), c(ref.dct_matrix()), c(ref.ir_taper()),
-                  c(ref.knot_window()), c(ref.noise_window()), scal)
+    _c.set_tables(c(env), c(_min_phase_of(env)), c(corr), c(_min_phase_of(corr)), c(ref.dct_matrix()),
+                  c(ref.ir_taper()), c(ref.knot_window()), c(ref.noise_window()), scal)
+
+
+def _min_phase_of(logmag: np.ndarray) -> np.ndarray:
+    """(rows, 257) ln-magnitudes -> their minimum phases (``fp_vocoder.min_phase`` before the exponential;
+    linear in the ln-magnitude, so the runtime combines these rows instead of transforming each filter)."""
+    fold = np.zeros(ref.NFFT)
+    fold[0] = fold[ref.NFFT // 2] = 1.0
+    fold[1:ref.NFFT // 2] = 2.0
+    return np.fft.rfft(np.fft.irfft(logmag, ref.NFFT) * fold).imag
 
 
 _set_tables()

@@ -17,6 +17,7 @@ _Static_assert(NQ == 2 * FPS_FRAME, "the noise queue holds two frames");
 typedef struct {
     kiss_fft_cpx h[FPS_BINS];                   /* harmonic filter spectrum */
     kiss_fft_cpx n[FPS_BINS];                   /* noise filter spectrum */
+    float ir_h[FPS_HOP], ir_n[FPS_HOP];         /* the first taps of both impulse responses */
     double f0;                                  /* cycles per sample */
 } knot;
 
@@ -32,14 +33,15 @@ struct fps_stream {
     float pulse_tail[FPS_PULSE_TAPS];
     float exc_h[FPS_EXC_HIST], exc_n[FPS_EXC_HIST];
     float nq[NQ];                               /* noise from the next output sample on; the first 160 drawn */
+    float carry[FPS_HOP];                       /* the last knot's filtering of the history over the next 80 samples */
 };
 
 /* One frame's scratch, on the stack (about 25 KB). */
 typedef struct {
-    float ln_env[FPS_BINS];
-    float lm[FPS_BINS];
+    float env_re[FPS_BINS], env_im[FPS_BINS];   /* the envelope's part of the minimum-phase log spectrum */
+    float re[FPS_BINS], im[FPS_BINS];           /* one filter's log spectrum: ln-magnitude, phase */
     float tmp[FPS_NFFT];
-    float seg[2][FPS_NFFT + FPS_HOP];           /* harmonic / noise excitation: 432 history + 160 + 80 zeros */
+    float seg[2][FPS_EXC_HIST + FPS_FRAME + FPS_HOP];   /* harmonic / noise excitation: 432 history + 160 + 80 zeros */
     float y[3][FPS_SEG_OUT];
     kiss_fft_cpx a[FPS_BINS], b[FPS_BINS];
     knot k[2];
@@ -67,11 +69,15 @@ static int band_range(const double *w, int *lo, int *hi) {
     return h > 0;
 }
 
-int fps_tables_set(fps_tables *t, const double *env, const double *corr, const double *dct, const double *taper,
-                   const double *tri, const double *noise_win, const double *scal, int n_scal) {
+int fps_tables_set(fps_tables *t, const double *env, const double *env_im, const double *corr, const double *corr_im,
+                   const double *dct, const double *taper, const double *tri, const double *noise_win,
+                   const double *scal, int n_scal) {
     if (n_scal != NB_SCAL) return FPS_ERR_ARG;
     for (int b = 0; b < FPS_NB_BANDS; b++) {
-        for (int k = 0; k < FPS_BINS; k++) t->env[b][k] = (float)env[b * FPS_BINS + k];
+        for (int k = 0; k < FPS_BINS; k++) {
+            t->env[b][k] = (float)env[b * FPS_BINS + k];
+            t->env_im[b][k] = (float)env_im[b * FPS_BINS + k];
+        }
         band_range(env + b * FPS_BINS, &t->env_lo[b], &t->env_hi[b]);
         for (int i = 0; i < FPS_NB_BANDS; i++) t->dct[b][i] = (float)dct[b * FPS_NB_BANDS + i];
     }
@@ -82,6 +88,7 @@ int fps_tables_set(fps_tables *t, const double *env, const double *corr, const d
         if (!(s > 0.0) || !band_range(w, &t->corr_lo[b], &t->corr_hi[b])) return FPS_ERR_ARG;
         for (int k = 0; k < FPS_BINS; k++) {
             t->corr[b][k] = (float)w[k];
+            t->corr_im[b][k] = (float)corr_im[b * FPS_BINS + k];
             t->corr_avg[b][k] = (float)(w[k] / s);
         }
     }
@@ -204,41 +211,35 @@ void fps_reset(fps_stream *st) {
     memset(st->exc_n, 0, sizeof(st->exc_n));
     /* the 80 samples before the stream are silent; the next 80 are the first drawn */
     memset(st->nq, 0, sizeof(st->nq));
+    memset(st->carry, 0, sizeof(st->carry));
     draw(st, st->nq + FPS_HOP, FPS_HOP);
 }
 
 /* ------------------------------------------------------------------ filters */
 
-/* ln|H| (FPS_BINS) -> spectrum of the tapered minimum-phase impulse response. */
-static void min_phase(const fps_stream *st, frame_scratch *w, const float *lm, kiss_fft_cpx *out) {
+/* Log spectrum (re = ln|H|, im = its minimum phase) -> spectrum of the impulse response tapered to
+ * FPS_IR_LEN taps (and its first FPS_HOP taps in ir). */
+static void min_phase(const fps_stream *st, frame_scratch *w, const float *re, const float *im, kiss_fft_cpx *out,
+                      float *ir) {
     const fps_tables *t = st->t;
     kiss_fft_cpx *s = w->a;
     float *c = w->tmp;
     const float one = 1.0f / FPS_NFFT;
     for (int k = 0; k < FPS_BINS; k++) {
-        s[k].r = lm[k];
-        s[k].i = 0.0f;
+        const float m = expf(re[k]) * one;
+        s[k].r = m * cosf(im[k]);
+        s[k].i = m * sinf(im[k]);
     }
-    kiss_fftri(st->inv, s, c);                  /* real cepstrum x 512 */
-    c[0] *= one;                                /* fold: causal part doubled */
-    for (int i = 1; i < FPS_NFFT / 2; i++) c[i] *= 2.0f * one;
-    c[FPS_NFFT / 2] *= one;
-    memset(c + FPS_NFFT / 2 + 1, 0, (FPS_NFFT / 2 - 1) * sizeof(float));
-    kiss_fftr(st->fwd, c, s);
-    for (int k = 0; k < FPS_BINS; k++) {
-        const float m = expf(s[k].r);
-        const float ph = s[k].i;
-        s[k].r = m * cosf(ph);
-        s[k].i = m * sinf(ph);
-    }
-    kiss_fftri(st->inv, s, c);                  /* impulse response x 512 */
-    for (int i = 0; i < FPS_IR_LEN; i++) c[i] *= t->taper[i] * one;
+    kiss_fftri(st->inv, s, c);
+    for (int i = 0; i < FPS_IR_LEN; i++) c[i] *= t->taper[i];
     memset(c + FPS_IR_LEN, 0, (FPS_NFFT - FPS_IR_LEN) * sizeof(float));
+    memcpy(ir, c, FPS_HOP * sizeof(float));
     kiss_fftr(st->fwd, c, out);
 }
 
-/* ln-magnitude correction (added to lm) dividing out the realised band powers of noise seg (FPS_NOISE_WIN). */
-static void noise_normalisation(const fps_stream *st, frame_scratch *w, const float *seg, float *lm) {
+/* Band gains (ln-magnitude per correction triangle, added to g) dividing out the realised band
+ * powers of the noise seg (FPS_NOISE_WIN). */
+static void noise_normalisation(const fps_stream *st, frame_scratch *w, const float *seg, float *g) {
     const fps_tables *t = st->t;
     float *x = w->tmp;
     kiss_fft_cpx *s = w->b;
@@ -252,34 +253,37 @@ static void noise_normalisation(const fps_stream *st, frame_scratch *w, const fl
         float r = 0.0f;
         for (int k = t->corr_lo[b]; k < t->corr_hi[b]; k++) r += p[k] * t->corr_avg[b][k];
         r *= inv;
-        const float g = -0.5f * logf(r > fl ? r : fl);
-        for (int k = t->corr_lo[b]; k < t->corr_hi[b]; k++) lm[k] += g * t->corr[b][k];
+        g[b] += -0.5f * logf(r > fl ? r : fl);
     }
 }
 
-/* Half the log envelope the cepstrum of feat describes, per bin. */
-static void envelope(const fps_tables *t, const float *feat, float *ln_env) {
-    float log10e[FPS_NB_BANDS];
+/* Half the log envelope the cepstrum of feat describes, per bin, and its minimum phase. */
+static void envelope(const fps_tables *t, const float *feat, float *re, float *im) {
+    float g[FPS_NB_BANDS];
+    const float ln10 = 2.302585092994046f, sc = (float)t->ln_scale;
     for (int b = 0; b < FPS_NB_BANDS; b++) {
         double a = t->c0_offset * t->dct[0][b];
         for (int i = 0; i < FPS_NB_BANDS; i++) a += (double)feat[i] * t->dct[i][b];
-        log10e[b] = (float)(a < t->env_log10_max ? a : t->env_log10_max);
+        const float l = (float)(a < t->env_log10_max ? a : t->env_log10_max);
+        g[b] = 0.5f * (l * ln10 - sc);
     }
-    memset(ln_env, 0, FPS_BINS * sizeof(float));
-    const float ln10 = 2.302585092994046f, sc = (float)t->ln_scale;
+    memset(re, 0, FPS_BINS * sizeof(float));
+    memset(im, 0, FPS_BINS * sizeof(float));
     for (int b = 0; b < FPS_NB_BANDS; b++) {
-        const float g = 0.5f * (log10e[b] * ln10 - sc);
-        for (int k = t->env_lo[b]; k < t->env_hi[b]; k++) ln_env[k] += g * t->env[b][k];
+        for (int k = t->env_lo[b]; k < t->env_hi[b]; k++) re[k] += g[b] * t->env[b][k];
+        for (int k = 0; k < FPS_BINS; k++) im[k] += g[b] * t->env_im[b][k];
     }
 }
 
 /* The two knots of a frame from its features and network outputs.  seg0/seg1 (FPS_NOISE_WIN each,
  * NULL: no normalisation) are the noise around each knot; j0 = 1: the second knot only;
- * harmonic_only: leave the noise filters alone. */
+ * harmonic_only: leave the noise filters alone.  The log spectra are linear in the band gains:
+ * the real part spreads them with the (sparse) triangles, the minimum phase with the triangles'
+ * tabled phase responses, so each filter costs two FFTs. */
 static void make_knots(const fps_stream *st, frame_scratch *w, const float *feat, const float *raw,
                        const float *seg0, const float *seg1, int j0, int harmonic_only, knot *k) {
     const fps_tables *t = st->t;
-    envelope(t, feat, w->ln_env);
+    envelope(t, feat, w->env_re, w->env_im);
     const double v = clampd((double)feat[19], t->voicing_floor, 1.0 - t->voicing_floor);
     const float bh = (float)(0.5 * log(v)), bn = (float)(0.5 * log(1.0 - v));
     const double period = clampd((double)feat[18], t->pitch_min, t->pitch_max);
@@ -289,15 +293,22 @@ static void make_knots(const fps_stream *st, frame_scratch *w, const float *feat
         for (int f = 0; f < 2; f++) {
             if (f == 1 && harmonic_only) break;
             const float base = f ? bn : bh;
-            float *lm = w->lm;
-            for (int q = 0; q < FPS_BINS; q++) lm[q] = w->ln_env[q] + base;
-            for (int b = 0; b < FPS_NB_CORR; b++) {
-                const float g = cm * tanhf(r[f * FPS_NB_CORR + b] * icm);
-                for (int q = t->corr_lo[b]; q < t->corr_hi[b]; q++) lm[q] += g * t->corr[b][q];
-            }
+            float g[FPS_NB_CORR];
+            for (int b = 0; b < FPS_NB_CORR; b++) g[b] = cm * tanhf(r[f * FPS_NB_CORR + b] * icm);
             const float *seg = j ? seg1 : seg0;
-            if (f == 1 && seg) noise_normalisation(st, w, seg, lm);
-            min_phase(st, w, lm, f ? k[j].n : k[j].h);
+            if (f == 1 && seg) noise_normalisation(st, w, seg, g);
+            float *re = w->re, *im = w->im;
+            for (int q = 0; q < FPS_BINS; q++) {
+                re[q] = w->env_re[q] + base;
+                im[q] = w->env_im[q];
+            }
+            for (int b = 0; b < FPS_NB_CORR; b++) {
+                const float gb = g[b];
+                for (int q = t->corr_lo[b]; q < t->corr_hi[b]; q++) re[q] += gb * t->corr[b][q];
+                for (int q = 0; q < FPS_BINS; q++) im[q] += gb * t->corr_im[b][q];
+            }
+            if (f) min_phase(st, w, re, im, k[j].n, k[j].ir_n);
+            else min_phase(st, w, re, im, k[j].h, k[j].ir_h);
         }
         k[j].f0 = 1.0 / (period * exp(t->dlogt_max * tanh((double)r[2 * FPS_NB_CORR])));
     }
@@ -339,39 +350,63 @@ static double excitation(const fps_tables *t, const double f0k[3], double cyc, i
     return cyc;
 }
 
-/* One frame of output from excitation e (FPS_EXC_HIST history + FPS_FRAME + FPS_HOP zeros) and
- * the knot filters (three segments, each centred on a knot), summed into out (FPS_FRAME). */
-static void filter_frame(const fps_stream *st, frame_scratch *w, const float *eh, const float *en,
-                         const knot *k0, const knot *k1, const knot *k2, float *out) {
-    const knot *ks[3] = {k0, k1, k2};
-    const float one = 1.0f / FPS_NFFT;
-    for (int s = 0; s < 3; s++) {
-        kiss_fftr(st->fwd, eh + s * FPS_HOP, w->a);
-        const kiss_fft_cpx *h = ks[s]->h;
-        if (en) {
-            kiss_fftr(st->fwd, en + s * FPS_HOP, w->b);
-            const kiss_fft_cpx *g = ks[s]->n;
-            for (int q = 0; q < FPS_BINS; q++) {
-                const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i + w->b[q].r * g[q].r - w->b[q].i * g[q].i;
-                const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r + w->b[q].r * g[q].i + w->b[q].i * g[q].r;
-                w->a[q].r = re;
-                w->a[q].i = im;
-            }
-        } else {
-            for (int q = 0; q < FPS_BINS; q++) {
-                const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i;
-                const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r;
-                w->a[q].r = re;
-                w->a[q].i = im;
-            }
+/* The last FPS_SEG_OUT samples (unweighted) of the segment starting at eh / en (FPS_NFFT each; en NULL:
+ * harmonic part only) filtered by knot k. */
+static void segment(const fps_stream *st, frame_scratch *w, const float *eh, const float *en, const knot *k,
+                    float *y) {
+    kiss_fftr(st->fwd, eh, w->a);
+    const kiss_fft_cpx *h = k->h;
+    if (en) {
+        kiss_fftr(st->fwd, en, w->b);
+        const kiss_fft_cpx *g = k->n;
+        for (int q = 0; q < FPS_BINS; q++) {
+            const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i + w->b[q].r * g[q].r - w->b[q].i * g[q].i;
+            const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r + w->b[q].r * g[q].i + w->b[q].i * g[q].r;
+            w->a[q].r = re;
+            w->a[q].i = im;
         }
-        kiss_fftri(st->inv, w->a, w->tmp);
-        for (int i = 0; i < FPS_SEG_OUT; i++) w->y[s][i] = w->tmp[FPS_NFFT - FPS_SEG_OUT + i] * one * st->t->tri[i];
+    } else {
+        for (int q = 0; q < FPS_BINS; q++) {
+            const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i;
+            const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r;
+            w->a[q].r = re;
+            w->a[q].i = im;
+        }
     }
+    kiss_fftri(st->inv, w->a, w->tmp);
+    const float one = 1.0f / FPS_NFFT;
+    for (int i = 0; i < FPS_SEG_OUT; i++) y[i] = w->tmp[FPS_NFFT - FPS_SEG_OUT + i] * one;
+}
+
+/* One frame of output from excitation eh / en (FPS_EXC_HIST history + FPS_FRAME + FPS_HOP zeros; en
+ * NULL: harmonic only) and the knot filters: three segments, each centred on a knot, cross-faded.
+ * carry_in (NULL: compute it) is k0's filtering of the history over the frame's first 80 samples,
+ * which the previous frame left (its last segment, the then-unknown excitation zero); the new
+ * excitation's part is a direct partial convolution.  carry_out gets k2's for the next frame. */
+static void filter_frame(const fps_stream *st, frame_scratch *w, const float *eh, const float *en,
+                         const knot *k0, const knot *k1, const knot *k2, const float *carry_in, float *carry_out,
+                         float *out) {
+    const float *tri = st->t->tri;
+    float *y0 = w->y[0], *y1 = w->y[1], *y2 = w->y[2];
+    if (carry_in) {
+        const float *xh = eh + FPS_EXC_HIST, *xn = en ? en + FPS_EXC_HIST : NULL;
+        for (int j = 0; j < FPS_HOP; j++) {
+            float acc = carry_in[j];
+            for (int m = 0; m <= j; m++) acc += k0->ir_h[j - m] * xh[m];
+            if (xn)
+                for (int m = 0; m <= j; m++) acc += k0->ir_n[j - m] * xn[m];
+            y0[FPS_HOP + j] = acc;
+        }
+    } else {
+        segment(st, w, eh, en, k0, y0);
+    }
+    segment(st, w, eh + FPS_HOP, en ? en + FPS_HOP : NULL, k1, y1);
+    segment(st, w, eh + 2 * FPS_HOP, en ? en + 2 * FPS_HOP : NULL, k2, y2);
     for (int i = 0; i < FPS_HOP; i++) {
-        out[i] = w->y[0][FPS_HOP + i] + w->y[1][i];
-        out[FPS_HOP + i] = w->y[1][FPS_HOP + i] + w->y[2][i];
+        out[i] = y0[FPS_HOP + i] * tri[FPS_HOP + i] + y1[i] * tri[i];
+        out[FPS_HOP + i] = y1[FPS_HOP + i] * tri[FPS_HOP + i] + y2[i] * tri[i];
     }
+    if (carry_out) memcpy(carry_out, y2 + FPS_HOP, FPS_HOP * sizeof(float));
 }
 
 static void frame(fps_stream *st, frame_scratch *w, const float *feat, const float *raw, float *out) {
@@ -397,7 +432,7 @@ static void frame(fps_stream *st, frame_scratch *w, const float *feat, const flo
     memcpy(en + FPS_EXC_HIST, st->nq, FPS_FRAME * sizeof(float));
     memset(en + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
 
-    filter_frame(st, w, eh, en, k0, &w->k[0], &w->k[1], out);
+    filter_frame(st, w, eh, en, k0, &w->k[0], &w->k[1], st->carry, st->carry, out);
 
     memcpy(st->exc_h, eh + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
     memcpy(st->exc_n, en + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
@@ -440,7 +475,7 @@ static double try_phase(const fps_stream *st, frame_scratch *w, const knot *kn, 
         memcpy(eh + FPS_EXC_HIST, buf, FPS_FRAME * sizeof(float));
         memset(eh + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
         if (m >= FPS_PRIME_FRAMES - 2)        /* only the last two frames are scored */
-            filter_frame(st, w, eh, NULL, k0, k1, k2, y + (m - FPS_PRIME_FRAMES + 2) * FPS_FRAME);
+            filter_frame(st, w, eh, NULL, k0, k1, k2, NULL, NULL, y + (m - FPS_PRIME_FRAMES + 2) * FPS_FRAME);
         memcpy(hist, eh + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
     }
     double yt = 0.0, yy = 0.0, tt = 0.0;
@@ -510,6 +545,15 @@ int fps_prime(fps_stream *st, const float *pcm_pe, int n_pcm, const float *feat,
     make_knots(st, &w, feat + (size_t)last * feat_stride, raw + (size_t)last * FPS_RAW, span, span, 1, 0, w.k);
     st->last = w.k[1];
     st->has_knot = 1;
+    /* what the last knot's segment makes of the history over the next frame's first 80 samples */
+    float *eh = w.seg[0], *en = w.seg[1];
+    memcpy(eh, st->exc_h, sizeof(st->exc_h));
+    memcpy(en, st->exc_n, sizeof(st->exc_n));
+    memset(eh + FPS_EXC_HIST, 0, FPS_HOP * sizeof(float));
+    memset(en + FPS_EXC_HIST, 0, FPS_HOP * sizeof(float));
+    float y[FPS_SEG_OUT];
+    segment(st, &w, eh, en, &st->last, y);
+    memcpy(st->carry, y + FPS_HOP, sizeof(st->carry));
     if (score) *score = (float)best;
     return FPS_OK;
 }

@@ -52,6 +52,8 @@ typedef struct {
     int env_lo[FPS_NB_BANDS], env_hi[FPS_NB_BANDS];
     float corr[FPS_NB_CORR][FPS_BINS];          /* correction triangles (columns sum to 1) */
     float corr_avg[FPS_NB_CORR][FPS_BINS];      /* the same normalised to average over a band */
+    float env_im[FPS_NB_BANDS][FPS_BINS];       /* the minimum phase of each envelope row (imaginary part */
+    float corr_im[FPS_NB_CORR][FPS_BINS];       /* of the folded cepstrum's spectrum), and of each triangle */
     int corr_lo[FPS_NB_CORR], corr_hi[FPS_NB_CORR];
     float dct[FPS_NB_BANDS][FPS_NB_BANDS];      /* cepstrum -> log10 band energies: c @ dct */
     float taper[FPS_IR_LEN];                    /* minimum-phase IR taper (zero beyond) */
@@ -63,11 +65,13 @@ typedef struct {
     double pulse_fc, pulse_beta, pulse_i0_beta; /* cutoff (cycles per sample), Kaiser beta, I0(beta) */
 } fps_tables;
 
-/* Fill the tables from float64 row-major arrays of the shapes above; scal = (c0_offset,
+/* Fill the tables from float64 row-major arrays of the shapes above (env_im / corr_im: the minimum
+ * phase of each env / corr row as a log-magnitude); scal = (c0_offset,
  * ln_scale, pitch_min, pitch_max, voicing_floor, corr_max, dlogt_max, noise_floor,
  * env_log10_max, pulse_fc, pulse_beta).  Returns FPS_OK or FPS_ERR_ARG. */
-int fps_tables_set(fps_tables *t, const double *env, const double *corr, const double *dct, const double *taper,
-                   const double *tri, const double *noise_win, const double *scal, int n_scal);
+int fps_tables_set(fps_tables *t, const double *env, const double *env_im, const double *corr, const double *corr_im,
+                   const double *dct, const double *taper, const double *tri, const double *noise_win,
+                   const double *scal, int n_scal);
 
 typedef struct fps_stream fps_stream;
 
