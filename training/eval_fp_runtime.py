@@ -44,7 +44,7 @@ def reference_copy_synthesis(params: dict, pcm: np.ndarray, seed: int, postfilte
     e = FPVocoderStream(params).synthesize_pe(f, noise=rt.noise_sequence(seed, n * FRAME_SIZE + 400))
     e = e.reshape(n, FRAME_SIZE)
     if postfilter:
-        e = VocoderPostfilter(*rt.POSTFILTER).process(e, f)
+        e = VocoderPostfilter(*rt.POSTFILTER).process(e, rt.postfilter_features(None, f))
     y, _ = deemphasis_int16(e, 0.0)
     return y[rt.DELAY:rt.DELAY + pcm.shape[0]]
 

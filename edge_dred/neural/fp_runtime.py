@@ -15,8 +15,10 @@ Per call (a packet of any number of frames) there are two calls into C:
 
 numpy only normalises the features; the postfilter and the de-emphasis are the shipped
 vocoder's (:mod:`edge_dred.dsp.postfilter`).  Frame ``i``'s call returns samples
-``[160 i - 80, 160 i + 80)`` (5 ms algorithmic delay, see docs/vocoder.md); the
-postfilter sees feature ``i`` for that block, whose analysis window it is centred on.
+``[160 i - 80, 160 i + 80)`` (5 ms algorithmic delay, see docs/vocoder.md).  The
+postfilter measures a block over the 20 ms ending with it, centred on ``160 i - 80``,
+half-way between the analysis windows of features ``i - 1`` and ``i``: its target is
+their mean (:func:`postfilter_features`; docs/vocoder.md, "Runtime").
 
 Public API
 ----------
@@ -46,7 +48,7 @@ from .vocoder import VocoderInputError, _check_features
 
 __all__ = [
     "MODEL_NAME", "MODEL_VERSION", "FPVocoderShape", "FPVocoderModel", "FPVocoder", "export_fp_vocoder",
-    "fp_copy_synthesis", "noise_sequence", "POSTFILTER", "DELAY",
+    "fp_copy_synthesis", "noise_sequence", "postfilter_features", "POSTFILTER", "DELAY",
 ]
 
 MODEL_NAME = "fp_vocoder"
@@ -84,6 +86,13 @@ def _min_phase_of(logmag: np.ndarray) -> np.ndarray:
 
 
 _set_tables()
+
+
+def postfilter_features(prev: np.ndarray | None, f: np.ndarray) -> np.ndarray:
+    """Postfilter targets of the output blocks of frames ``f`` (T, 20): the mean of each frame's
+    features and the previous frame's (``prev``, the row before ``f[0]``; None: ``f[0]`` itself)."""
+    before = np.vstack([f[:1] if prev is None else prev[None], f[:-1]])
+    return (0.5 * (before + f)).astype(np.float32)
 
 
 def noise_sequence(seed: int, n: int) -> np.ndarray:
@@ -270,6 +279,7 @@ class FPVocoder:
         self._net.reset()
         self._syn.reset()
         self._x_mem = 0.0
+        self._prev: np.ndarray | None = None  # the last frame's features (postfilter target)
         if self.postfilter is not None:
             self.postfilter.reset()
 
@@ -293,8 +303,10 @@ class FPVocoder:
         samples after frame i ends (the 5 ms look-ahead)."""
         f = _check_features(features)
         e = self.synthesize_pe(f)
-        if self.postfilter is not None and f.shape[0]:
-            e = self.postfilter.process(e, f)
+        if f.shape[0]:
+            if self.postfilter is not None:
+                e = self.postfilter.process(e, postfilter_features(self._prev, f))
+            self._prev = f[-1].copy()
         pcm, self._x_mem = deemphasis_int16(e, self._x_mem)
         return pcm
 
@@ -333,6 +345,7 @@ class FPVocoder:
         # the output restarts 80 samples before the end of pcm: the de-emphasis and the
         # postfilter continue from the real signal there
         self._x_mem = float(x[-DELAY - 1])
+        self._prev = f[-1].copy()
         if self.postfilter is not None:
             self.postfilter.prime(pe[:-DELAY])
         self.prime_score = score
