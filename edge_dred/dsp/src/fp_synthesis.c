@@ -36,7 +36,7 @@ struct fps_stream {
     float carry[FPS_HOP];                       /* the last knot's filtering of the history over the next 80 samples */
 };
 
-/* One frame's scratch, on the stack (about 25 KB). */
+/* One frame's scratch, on the stack (about 27 KB). */
 typedef struct {
     float env_re[FPS_BINS], env_im[FPS_BINS];   /* the envelope's part of the minimum-phase log spectrum */
     float re[FPS_BINS], im[FPS_BINS];           /* one filter's log spectrum: ln-magnitude, phase */
@@ -496,7 +496,7 @@ int fps_prime(fps_stream *st, const float *pcm_pe, int n_pcm, const float *feat,
         if (!all_finite(feat + (size_t)i * feat_stride, FPS_NB_FEATURES)) return FPS_ERR_NONFINITE;
     if (!all_finite(raw, (size_t)n_frames * FPS_RAW) || !all_finite(pcm_pe, (size_t)n_pcm)) return FPS_ERR_NONFINITE;
     frame_scratch w;
-    knot kn[2 * FPS_PRIME_FRAMES + 1];        /* the knot before the priming frames, then theirs (about 37 KB) */
+    knot kn[2 * FPS_PRIME_FRAMES + 1];        /* the knot before the priming frames, then theirs (about 42 KB) */
     const int p0 = n_frames - FPS_PRIME_FRAMES;
     for (int m = 0; m < FPS_PRIME_FRAMES; m++) {
         const int i = p0 + m;
