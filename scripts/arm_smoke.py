@@ -53,8 +53,8 @@ ARCHES = {
 }
 
 #: Extension modules every wheel must carry.
-EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dsp/_postfilter", "edge_dred/dred/_entropy",
-              "edge_dred/kernels/_kernels"]
+EXTENSIONS = ["edge_dred/codec/_opus", "edge_dred/dsp/_features", "edge_dred/dsp/_postfilter", "edge_dred/dsp/_fp_synthesis",
+              "edge_dred/dred/_entropy", "edge_dred/kernels/_kernels"]
 
 #: The "fast part" of the suite: pure-package tests (no torch, ffmpeg, ALSA or ../shared) that
 #: exercise the compiled code. CPU_TESTS depend on the core (kernel variants vs their scalar twin,
