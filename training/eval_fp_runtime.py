@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
     ap.add_argument("--speech", type=Path, nargs="+", required=True)
     ap.add_argument("--n-files", type=int, default=8, help="per folder, spread evenly over its sorted files")
+    ap.add_argument("--shipped", action="store_true",
+                    help="also score the shipped vocoder (vocoder.copy_synthesis: int8 + its postfilter)")
     a = ap.parse_args(argv)
     import soundfile as sf
 
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
                 t["float"] += time.process_time() - t0
                 rows.setdefault(f"int8, {tag}", []).append(score(x, y8, ("stoi", "pesq")))
                 rows.setdefault(f"float, {tag}", []).append(score(x, yf, ("stoi", "pesq")))
+            if a.shipped:
+                from edge_dred.neural.vocoder import copy_synthesis
+
+                rows.setdefault("shipped", []).append(score(x, copy_synthesis(x), ("stoi", "pesq")))
             print(f"  {p.name}: " + "  ".join(f"{k} PESQ {v[-1]['pesq']:.3f}" for k, v in rows.items()), flush=True)
     n = len(rows["int8, postfilter"])
     print(f"\n{n} files, {audio:.0f} s of audio")
@@ -96,6 +102,13 @@ def main(argv: list[str] | None = None) -> None:
              for m in ("stoi", "pesq")}
         se = {m: v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for m, v in d.items()}
         print(f"| int8 − float, {tag} | {d['stoi'].mean():+.4f} ± {se['stoi']:.4f} | "
+              f"{d['pesq'].mean():+.3f} ± {se['pesq']:.3f} |")
+    if a.shipped:
+        r = rows["shipped"]
+        print(f"| shipped vocoder | {np.mean([v['stoi'] for v in r]):.3f} | {np.mean([v['pesq'] for v in r]):.3f} |")
+        d = {m: np.array([v[m] for v in rows["int8, postfilter"]]) - np.array([v[m] for v in r]) for m in ("stoi", "pesq")}
+        se = {m: v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for m, v in d.items()}
+        print(f"| int8 fp, postfilter − shipped | {d['stoi'].mean():+.4f} ± {se['stoi']:.4f} | "
               f"{d['pesq'].mean():+.3f} ± {se['pesq']:.3f} |")
     print(f"\nCPU s per audio s (both postfilter settings): int8 runtime {t['int8'] / (2 * audio):.4f}, "
           f"float64 numpy reference {t['float'] / (2 * audio):.4f}")
