@@ -11,6 +11,7 @@
 #define ALIGN_UP(n) (((n) + (FPS_ALIGN - 1)) & ~(size_t)(FPS_ALIGN - 1))
 #define NQ (FPS_FRAME + FPS_NOISE_AHEAD)        /* noise over [160 i - 80, 160 i + 240) */
 #define NB_SCAL 11
+static const double PI = 3.14159265358979323846;
 _Static_assert(FPS_FRAME == 2 * FPS_HOP, "two knots per frame");
 _Static_assert(NQ == 2 * FPS_FRAME, "the noise queue holds two frames");
 
@@ -325,7 +326,7 @@ static void pulse(const fps_tables *t, double frac, double amp, float *dst) {
         double r = s / half;
         r = r < -1.0 ? -1.0 : (r > 1.0 ? 1.0 : r);
         const double x = fc2 * s;
-        const double sinc = x == 0.0 ? 1.0 : sin(M_PI * x) / (M_PI * x);
+        const double sinc = x == 0.0 ? 1.0 : sin(PI * x) / (PI * x);
         double q = 1.0 - r * r;
         q = q > 1e-6 ? q : 1e-6;
         dst[d] += (float)(norm * sinc * bessel_i0(t->pulse_beta * sqrt(q)));
