@@ -240,3 +240,15 @@ def test_exported_checkpoint_agrees_with_the_torch_model(tmp_path):
     snr = 10 * np.log10(np.sum(raw_t**2) / np.sum((raw8 - raw_t) ** 2))
     assert snr > 25.0, snr
     assert info["bytes"] < 250_000
+
+
+def test_extreme_features_give_finite_bounded_output(model):
+    """Any features the input check lets through (finite, within +-1e4) give finite int16 output."""
+    rng = np.random.default_rng(0)
+    v = rt.FPVocoder(model)
+    for scale in (1.0, 100.0, 1e4):
+        f = (rng.uniform(-1, 1, (12, 20)) * scale).astype(np.float32)
+        y = v.synthesize(f)
+        assert y.dtype == np.int16 and y.shape == (12 * FRAME_SIZE,)
+        e = v.synthesize_pe(f)
+        assert np.all(np.isfinite(e))
