@@ -16,9 +16,8 @@ _Static_assert(FPS_FRAME == 2 * FPS_HOP, "two knots per frame");
 _Static_assert(NQ == 2 * FPS_FRAME, "the noise queue holds two frames");
 
 typedef struct {
-    kiss_fft_cpx h[FPS_BINS];                   /* harmonic filter spectrum */
-    kiss_fft_cpx n[FPS_BINS];                   /* noise filter spectrum */
-    float ir_h[FPS_HOP], ir_n[FPS_HOP];         /* the first taps of both impulse responses */
+    float h[FPS_IR_LEN];                        /* harmonic filter: tapered minimum-phase impulse response */
+    float n[FPS_IR_LEN];                        /* noise filter */
     double f0;                                  /* cycles per sample */
 } knot;
 
@@ -34,7 +33,6 @@ struct fps_stream {
     float pulse_tail[FPS_PULSE_TAPS];
     float exc_h[FPS_EXC_HIST], exc_n[FPS_EXC_HIST];
     float nq[NQ];                               /* noise from the next output sample on; the first 160 drawn */
-    float carry[FPS_HOP];                       /* the last knot's filtering of the history over the next 80 samples */
 };
 
 /* One frame's scratch, on the stack (about 27 KB). */
@@ -42,8 +40,7 @@ typedef struct {
     float env_re[FPS_BINS], env_im[FPS_BINS];   /* the envelope's part of the minimum-phase log spectrum */
     float re[FPS_BINS], im[FPS_BINS];           /* one filter's log spectrum: ln-magnitude, phase */
     float tmp[FPS_NFFT];
-    float seg[2][FPS_EXC_HIST + FPS_FRAME + FPS_HOP];   /* harmonic / noise excitation: 432 history + 160 + 80 zeros */
-    float y[3][FPS_SEG_OUT];
+    float seg[2][FPS_EXC_HIST + FPS_FRAME];     /* harmonic / noise excitation: 432 history + the frame */
     kiss_fft_cpx a[FPS_BINS], b[FPS_BINS];
     knot k[2];
 } frame_scratch;
@@ -212,16 +209,13 @@ void fps_reset(fps_stream *st) {
     memset(st->exc_n, 0, sizeof(st->exc_n));
     /* the 80 samples before the stream are silent; the next 80 are the first drawn */
     memset(st->nq, 0, sizeof(st->nq));
-    memset(st->carry, 0, sizeof(st->carry));
     draw(st, st->nq + FPS_HOP, FPS_HOP);
 }
 
 /* ------------------------------------------------------------------ filters */
 
-/* Log spectrum (re = ln|H|, im = its minimum phase) -> spectrum of the impulse response tapered to
- * FPS_IR_LEN taps (and its first FPS_HOP taps in ir). */
-static void min_phase(const fps_stream *st, frame_scratch *w, const float *re, const float *im, kiss_fft_cpx *out,
-                      float *ir) {
+/* Log spectrum (re = ln|H|, im = its minimum phase) -> the impulse response tapered to FPS_IR_LEN taps. */
+static void min_phase(const fps_stream *st, frame_scratch *w, const float *re, const float *im, float *ir) {
     const fps_tables *t = st->t;
     kiss_fft_cpx *s = w->a;
     float *c = w->tmp;
@@ -232,10 +226,7 @@ static void min_phase(const fps_stream *st, frame_scratch *w, const float *re, c
         s[k].i = m * sinf(im[k]);
     }
     kiss_fftri(st->inv, s, c);
-    for (int i = 0; i < FPS_IR_LEN; i++) c[i] *= t->taper[i];
-    memset(c + FPS_IR_LEN, 0, (FPS_NFFT - FPS_IR_LEN) * sizeof(float));
-    memcpy(ir, c, FPS_HOP * sizeof(float));
-    kiss_fftr(st->fwd, c, out);
+    for (int i = 0; i < FPS_IR_LEN; i++) ir[i] = c[i] * t->taper[i];
 }
 
 /* Band gains (ln-magnitude per correction triangle, added to g) dividing out the realised band
@@ -308,8 +299,7 @@ static void make_knots(const fps_stream *st, frame_scratch *w, const float *feat
                 for (int q = t->corr_lo[b]; q < t->corr_hi[b]; q++) re[q] += gb * t->corr[b][q];
                 for (int q = 0; q < FPS_BINS; q++) im[q] += gb * t->corr_im[b][q];
             }
-            if (f) min_phase(st, w, re, im, k[j].n, k[j].ir_n);
-            else min_phase(st, w, re, im, k[j].h, k[j].ir_h);
+            min_phase(st, w, re, im, f ? k[j].n : k[j].h);
         }
         k[j].f0 = 1.0 / (period * exp(t->dlogt_max * tanh((double)r[2 * FPS_NB_CORR])));
     }
@@ -351,63 +341,61 @@ static double excitation(const fps_tables *t, const double f0k[3], double cyc, i
     return cyc;
 }
 
-/* The last FPS_SEG_OUT samples (unweighted) of the segment starting at eh / en (FPS_NFFT each; en NULL:
- * harmonic part only) filtered by knot k. */
-static void segment(const fps_stream *st, frame_scratch *w, const float *eh, const float *en, const knot *k,
-                    float *y) {
-    kiss_fftr(st->fwd, eh, w->a);
-    const kiss_fft_cpx *h = k->h;
-    if (en) {
-        kiss_fftr(st->fwd, en, w->b);
-        const kiss_fft_cpx *g = k->n;
-        for (int q = 0; q < FPS_BINS; q++) {
-            const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i + w->b[q].r * g[q].r - w->b[q].i * g[q].i;
-            const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r + w->b[q].r * g[q].i + w->b[q].i * g[q].r;
-            w->a[q].r = re;
-            w->a[q].i = im;
-        }
-    } else {
-        for (int q = 0; q < FPS_BINS; q++) {
-            const float re = w->a[q].r * h[q].r - w->a[q].i * h[q].i;
-            const float im = w->a[q].r * h[q].i + w->a[q].i * h[q].r;
-            w->a[q].r = re;
-            w->a[q].i = im;
-        }
-    }
-    kiss_fftri(st->inv, w->a, w->tmp);
-    const float one = 1.0f / FPS_NFFT;
-    for (int i = 0; i < FPS_SEG_OUT; i++) y[i] = w->tmp[FPS_NFFT - FPS_SEG_OUT + i] * one;
+typedef float v4f __attribute__((vector_size(16)));   /* SSE / NEON through the compiler */
+
+static inline v4f load4(const float *p) {
+    v4f v;
+    memcpy(&v, p, sizeof(v));
+    return v;
 }
 
-/* One frame of output from excitation eh / en (FPS_EXC_HIST history + FPS_FRAME + FPS_HOP zeros; en
- * NULL: harmonic only) and the knot filters: three segments, each centred on a knot, cross-faded.
- * carry_in (NULL: compute it) is k0's filtering of the history over the frame's first 80 samples,
- * which the previous frame left (its last segment, the then-unknown excitation zero); the new
- * excitation's part is a direct partial convolution.  carry_out gets k2's for the next frame. */
-static void filter_frame(const fps_stream *st, frame_scratch *w, const float *eh, const float *en,
-                         const knot *k0, const knot *k1, const knot *k2, const float *carry_in, float *carry_out,
-                         float *out) {
-    const float *tri = st->t->tri;
-    float *y0 = w->y[0], *y1 = w->y[1], *y2 = w->y[2];
-    if (carry_in) {
-        const float *xh = eh + FPS_EXC_HIST, *xn = en ? en + FPS_EXC_HIST : NULL;
-        for (int j = 0; j < FPS_HOP; j++) {
-            float acc = carry_in[j];
-            for (int m = 0; m <= j; m++) acc += k0->ir_h[j - m] * xh[m];
-            if (xn)
-                for (int m = 0; m <= j; m++) acc += k0->ir_n[j - m] * xn[m];
-            y0[FPS_HOP + j] = acc;
+static inline void store4(float *p, v4f v) { memcpy(p, &v, sizeof(v)); }
+
+static inline v4f splat4(float x) { return (v4f){x, x, x, x}; }
+
+#define CONV_BLOCK 16
+_Static_assert(FPS_HOP % CONV_BLOCK == 0, "whole blocks of outputs");
+
+/* a[j] += sum_d ia[d] x[j - d], b[j] += sum_d ib[d] x[j - d] for j < FPS_HOP (x[1 - FPS_IR_LEN] must
+ * exist): blocks of 16 outputs of both filters in 8 vector accumulators, one pass over the taps. */
+static void convolve2(const float *ia, const float *ib, const float *x, float *a, float *b) {
+    for (int j0 = 0; j0 < FPS_HOP; j0 += CONV_BLOCK) {
+        v4f a0 = load4(a + j0), a1 = load4(a + j0 + 4), a2 = load4(a + j0 + 8), a3 = load4(a + j0 + 12);
+        v4f b0 = load4(b + j0), b1 = load4(b + j0 + 4), b2 = load4(b + j0 + 8), b3 = load4(b + j0 + 12);
+        for (int d = 0; d < FPS_IR_LEN; d++) {
+            const float *xs = x + j0 - d;
+            const v4f x0 = load4(xs), x1 = load4(xs + 4), x2 = load4(xs + 8), x3 = load4(xs + 12);
+            const v4f ca = splat4(ia[d]), cb = splat4(ib[d]);
+            a0 += ca * x0;
+            a1 += ca * x1;
+            a2 += ca * x2;
+            a3 += ca * x3;
+            b0 += cb * x0;
+            b1 += cb * x1;
+            b2 += cb * x2;
+            b3 += cb * x3;
         }
-    } else {
-        segment(st, w, eh, en, k0, y0);
+        store4(a + j0, a0), store4(a + j0 + 4, a1), store4(a + j0 + 8, a2), store4(a + j0 + 12, a3);
+        store4(b + j0, b0), store4(b + j0 + 4, b1), store4(b + j0 + 8, b2), store4(b + j0 + 12, b3);
     }
-    segment(st, w, eh + FPS_HOP, en ? en + FPS_HOP : NULL, k1, y1);
-    segment(st, w, eh + 2 * FPS_HOP, en ? en + 2 * FPS_HOP : NULL, k2, y2);
-    for (int i = 0; i < FPS_HOP; i++) {
-        out[i] = y0[FPS_HOP + i] * tri[FPS_HOP + i] + y1[i] * tri[i];
-        out[FPS_HOP + i] = y1[FPS_HOP + i] * tri[FPS_HOP + i] + y2[i] * tri[i];
+}
+
+/* One frame of output from excitation eh / en (FPS_EXC_HIST history + FPS_FRAME samples; en NULL:
+ * harmonic only) and the three knot filters: each output sample is the cross-fade of the
+ * excitation filtered by the knots on either side.  The reference does this by overlap-save
+ * (FFT 512, a segment per knot); here the 80 samples of each half-frame are direct convolutions
+ * with the tapered impulse responses, which need no future excitation and no FFTs. */
+static void filter_frame(const fps_stream *st, const float *eh, const float *en, const knot *k0, const knot *k1,
+                         const knot *k2, float *out) {
+    const float *tri = st->t->tri;
+    const knot *ks[3] = {k0, k1, k2};
+    for (int half = 0; half < 2; half++) {
+        const int p = FPS_EXC_HIST + half * FPS_HOP;
+        float a[FPS_HOP] = {0}, b[FPS_HOP] = {0};   /* the knot before / after these samples */
+        convolve2(ks[half]->h, ks[half + 1]->h, eh + p, a, b);
+        if (en) convolve2(ks[half]->n, ks[half + 1]->n, en + p, a, b);
+        for (int j = 0; j < FPS_HOP; j++) out[half * FPS_HOP + j] = a[j] * tri[FPS_HOP + j] + b[j] * tri[j];
     }
-    if (carry_out) memcpy(carry_out, y2 + FPS_HOP, FPS_HOP * sizeof(float));
 }
 
 static void frame(fps_stream *st, frame_scratch *w, const float *feat, const float *raw, float *out) {
@@ -428,12 +416,10 @@ static void frame(fps_stream *st, frame_scratch *w, const float *feat, const flo
     memcpy(eh, st->exc_h, FPS_EXC_HIST * sizeof(float));
     memcpy(eh + FPS_EXC_HIST, buf, FPS_FRAME * sizeof(float));
     memcpy(st->pulse_tail, buf + FPS_FRAME, sizeof(st->pulse_tail));
-    memset(eh + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
     memcpy(en, st->exc_n, FPS_EXC_HIST * sizeof(float));
     memcpy(en + FPS_EXC_HIST, st->nq, FPS_FRAME * sizeof(float));
-    memset(en + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
 
-    filter_frame(st, w, eh, en, k0, &w->k[0], &w->k[1], st->carry, st->carry, out);
+    filter_frame(st, eh, en, k0, &w->k[0], &w->k[1], out);
 
     memcpy(st->exc_h, eh + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
     memcpy(st->exc_n, en + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
@@ -474,9 +460,8 @@ static double try_phase(const fps_stream *st, frame_scratch *w, const knot *kn, 
         memcpy(tail, buf + FPS_FRAME, FPS_PULSE_TAPS * sizeof(float));
         memcpy(eh, hist, FPS_EXC_HIST * sizeof(float));
         memcpy(eh + FPS_EXC_HIST, buf, FPS_FRAME * sizeof(float));
-        memset(eh + FPS_EXC_HIST + FPS_FRAME, 0, FPS_HOP * sizeof(float));
-        if (m >= FPS_PRIME_FRAMES - 2)        /* only the last two frames are scored */
-            filter_frame(st, w, eh, NULL, k0, k1, k2, NULL, NULL, y + (m - FPS_PRIME_FRAMES + 2) * FPS_FRAME);
+            if (m >= FPS_PRIME_FRAMES - 2)        /* only the last two frames are scored */
+            filter_frame(st, eh, NULL, k0, k1, k2, y + (m - FPS_PRIME_FRAMES + 2) * FPS_FRAME);
         memcpy(hist, eh + FPS_FRAME, FPS_EXC_HIST * sizeof(float));
     }
     double yt = 0.0, yy = 0.0, tt = 0.0;
@@ -546,15 +531,6 @@ int fps_prime(fps_stream *st, const float *pcm_pe, int n_pcm, const float *feat,
     make_knots(st, &w, feat + (size_t)last * feat_stride, raw + (size_t)last * FPS_RAW, span, span, 1, 0, w.k);
     st->last = w.k[1];
     st->has_knot = 1;
-    /* what the last knot's segment makes of the history over the next frame's first 80 samples */
-    float *eh = w.seg[0], *en = w.seg[1];
-    memcpy(eh, st->exc_h, sizeof(st->exc_h));
-    memcpy(en, st->exc_n, sizeof(st->exc_n));
-    memset(eh + FPS_EXC_HIST, 0, FPS_HOP * sizeof(float));
-    memset(en + FPS_EXC_HIST, 0, FPS_HOP * sizeof(float));
-    float y[FPS_SEG_OUT];
-    segment(st, &w, eh, en, &st->last, y);
-    memcpy(st->carry, y + FPS_HOP, sizeof(st->carry));
     if (score) *score = (float)best;
     return FPS_OK;
 }
