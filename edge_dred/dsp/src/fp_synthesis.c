@@ -47,6 +47,38 @@ typedef struct {
 
 /* ------------------------------------------------------------------ helpers */
 
+typedef float v4f __attribute__((vector_size(16)));   /* SSE / NEON through the compiler */
+
+static inline v4f load4(const float *p) {
+    v4f v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline void store4(float *p, v4f v) { memcpy(p, &v, sizeof(v)); }
+
+static inline v4f splat4(float x) { return (v4f){x, x, x, x}; }
+
+#define ROW_BLOCK 16
+_Static_assert((FPS_BINS - 1) % ROW_BLOCK == 0, "257 bins: whole blocks and one more");
+
+/* acc[q] += sum_b g[b] rows[b][q] over all bins (b ascending for every q), blocks of 16 bins in registers. */
+static void add_rows(const float (*rows)[FPS_BINS], const float *g, int n, float *acc) {
+    for (int q0 = 0; q0 + ROW_BLOCK <= FPS_BINS; q0 += ROW_BLOCK) {
+        v4f a0 = load4(acc + q0), a1 = load4(acc + q0 + 4), a2 = load4(acc + q0 + 8), a3 = load4(acc + q0 + 12);
+        for (int b = 0; b < n; b++) {
+            const float *r = rows[b] + q0;
+            const v4f c = splat4(g[b]);
+            a0 += c * load4(r);
+            a1 += c * load4(r + 4);
+            a2 += c * load4(r + 8);
+            a3 += c * load4(r + 12);
+        }
+        store4(acc + q0, a0), store4(acc + q0 + 4, a1), store4(acc + q0 + 8, a2), store4(acc + q0 + 12, a3);
+    }
+    for (int b = 0; b < n; b++) acc[FPS_BINS - 1] += g[b] * rows[b][FPS_BINS - 1];
+}
+
 static int all_finite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) return 0;
@@ -261,10 +293,9 @@ static void envelope(const fps_tables *t, const float *feat, float *re, float *i
     }
     memset(re, 0, FPS_BINS * sizeof(float));
     memset(im, 0, FPS_BINS * sizeof(float));
-    for (int b = 0; b < FPS_NB_BANDS; b++) {
+    for (int b = 0; b < FPS_NB_BANDS; b++)
         for (int k = t->env_lo[b]; k < t->env_hi[b]; k++) re[k] += g[b] * t->env[b][k];
-        for (int k = 0; k < FPS_BINS; k++) im[k] += g[b] * t->env_im[b][k];
-    }
+    add_rows(t->env_im, g, FPS_NB_BANDS, im);
 }
 
 /* The two knots of a frame from its features and network outputs.  seg0/seg1 (FPS_NOISE_WIN each,
@@ -297,8 +328,8 @@ static void make_knots(const fps_stream *st, frame_scratch *w, const float *feat
             for (int b = 0; b < FPS_NB_CORR; b++) {
                 const float gb = g[b];
                 for (int q = t->corr_lo[b]; q < t->corr_hi[b]; q++) re[q] += gb * t->corr[b][q];
-                for (int q = 0; q < FPS_BINS; q++) im[q] += gb * t->corr_im[b][q];
             }
+            add_rows(t->corr_im, g, FPS_NB_CORR, im);
             min_phase(st, w, re, im, f ? k[j].n : k[j].h);
         }
         k[j].f0 = 1.0 / (period * exp(t->dlogt_max * tanh((double)r[2 * FPS_NB_CORR])));
@@ -340,18 +371,6 @@ static double excitation(const fps_tables *t, const double f0k[3], double cyc, i
     }
     return cyc;
 }
-
-typedef float v4f __attribute__((vector_size(16)));   /* SSE / NEON through the compiler */
-
-static inline v4f load4(const float *p) {
-    v4f v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-static inline void store4(float *p, v4f v) { memcpy(p, &v, sizeof(v)); }
-
-static inline v4f splat4(float x) { return (v4f){x, x, x, x}; }
 
 #define CONV_BLOCK 16
 _Static_assert(FPS_HOP % CONV_BLOCK == 0, "whole blocks of outputs");
