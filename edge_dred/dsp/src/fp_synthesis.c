@@ -35,7 +35,7 @@ struct fps_stream {
     float nq[NQ];                               /* noise from the next output sample on; the first 160 drawn */
 };
 
-/* One frame's scratch, on the stack (about 27 KB). */
+/* One frame's scratch, on the stack (about 21 KB). */
 typedef struct {
     float env_re[FPS_BINS], env_im[FPS_BINS];   /* the envelope's part of the minimum-phase log spectrum */
     float re[FPS_BINS], im[FPS_BINS];           /* one filter's log spectrum: ln-magnitude, phase */
@@ -501,7 +501,7 @@ int fps_prime(fps_stream *st, const float *pcm_pe, int n_pcm, const float *feat,
         if (!all_finite(feat + (size_t)i * feat_stride, FPS_NB_FEATURES)) return FPS_ERR_NONFINITE;
     if (!all_finite(raw, (size_t)n_frames * FPS_RAW) || !all_finite(pcm_pe, (size_t)n_pcm)) return FPS_ERR_NONFINITE;
     frame_scratch w;
-    knot kn[2 * FPS_PRIME_FRAMES + 1];        /* the knot before the priming frames, then theirs (about 42 KB) */
+    knot kn[2 * FPS_PRIME_FRAMES + 1];        /* the knot before the priming frames, then theirs (about 25 KB) */
     const int p0 = n_frames - FPS_PRIME_FRAMES;
     for (int m = 0; m < FPS_PRIME_FRAMES; m++) {
         const int i = p0 + m;

@@ -12,9 +12,11 @@
  *   - harmonic excitation: a band-limited pulse train whose phase (cycles, double) sums the
  *     per-sample interpolated f0; noise excitation: the stream's own Gaussian generator,
  *     drawn FPS_NOISE_AHEAD samples ahead of the output;
- *   - overlap-save (KISS FFT, 512 points) per knot, cross-faded with a triangle per sample.
+ *   - each knot's filters applied by direct convolution (the reference's overlap-save, without the
+ *     FFTs), cross-faded with a triangle per sample.
  *
- * Float32 signal path (the phase and pulse positions in double).  Every stream owns one
+ * Float32 signal path (the phase and pulse positions in double); KISS FFT (512 points) for the
+ * impulse responses and the noise normalisation.  Every stream owns one
  * block allocated at creation (struct + FFT plans); processing allocates nothing.  The
  * tables shared by all streams come from Python once, so their definitions stay in one
  * place (edge_dred/neural/fp_vocoder.py, edge_dred/dsp/features.py).
