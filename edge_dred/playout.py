@@ -65,13 +65,13 @@ __all__ = ["DEFAULT_MAX_DELAY_MS", "PlayoutController", "Playout", "CONCEALED_FR
 #: Default delay budget (``--max-delay-ms``): covers bursts up to 200 ms.
 DEFAULT_MAX_DELAY_MS = 200
 #: Share of packets the controller accepts leaving to concealment before it adds delay.
-CONCEALED_FRACTION = 0.03
+CONCEALED_FRACTION = 0.04
 #: Once it adds delay: the share of packets the target may still leave to concealment.
 RESIDUAL_FRACTION = 0.005
 #: Half-life of the loss-pattern memory, seconds.
-HALF_LIFE_S = 10.0
+HALF_LIFE_S = 5.0
 #: A stream starts as if after this much clean network, seconds.
-PRIOR_S = 5.0
+PRIOR_S = 2.0
 #: Longest average rate change applied to ordinary (non-silent, unconcealed) speech.
 SPEECH_RATE = 0.05
 #: Normalised correlation at the chosen lag above which speech counts as voiced (periodic).
