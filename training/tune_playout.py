@@ -1,0 +1,123 @@
+"""Compare adaptive-playout policy constants on *training* speech under synthetic loss.
+
+The policy's constants (:mod:`edge_dred.playout`: ``PRIOR_S``, ``HALF_LIFE_S``,
+``CONCEALED_FRACTION``, ``RESIDUAL_FRACTION``) are chosen here, never on the dev
+set: the speech comes from ``../shared/data/speech/train`` and the loss masks
+from seeded Gilbert-Elliott models, so the dev speech and the real traces stay
+unseen.
+
+The training files are concatenated and cut into streams of ``--stream-s``
+seconds; each stream starts a fresh receiver and controller, as every file of
+``eval`` does.  Per loss model and stream, ``lbrr+dred`` with the fixed 60 ms
+window and with an ideal 1040 ms one bound the adaptive playout; each variant is
+``lbrr+dred_adaptive`` with some constants replaced.  Printed per loss model
+and variant: PLCMOS (mean over 10 s segments of what is heard; the same
+packets, masks and streams for every variant, so differences are paired), the
+share of the fixed -> ideal gap it closes, and the mean added delay.
+
+Usage::
+
+    .venv/bin/python training/tune_playout.py --streams 8
+    .venv/bin/python training/tune_playout.py --skip-files 60 --seed-offset 100   # other streams and masks
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
+# (loss %, mean burst in packets)
+LOSS_MODELS = [(20.0, 2.5), (6.6, 4.0), (12.0, 5.0), (40.0, 3.0)]
+MAX_BURST = 40
+
+# name -> constants of edge_dred.playout replaced for that variant ("shipped": none).
+VARIANTS: dict[str, dict[str, float]] = {
+    "shipped": {},
+    "prior5_hl10_cf3": {"PRIOR_S": 5.0, "HALF_LIFE_S": 10.0, "CONCEALED_FRACTION": 0.03},
+    "prior1": {"PRIOR_S": 1.0},
+    "prior1_hl5": {"PRIOR_S": 1.0, "HALF_LIFE_S": 5.0},
+    "prior2_hl5": {"PRIOR_S": 2.0, "HALF_LIFE_S": 5.0},
+    "prior1_cf1": {"PRIOR_S": 1.0, "CONCEALED_FRACTION": 0.01},
+    "prior1_hl5_cf5": {"PRIOR_S": 1.0, "HALF_LIFE_S": 5.0, "CONCEALED_FRACTION": 0.05},
+    "hl5_res2": {"HALF_LIFE_S": 5.0, "RESIDUAL_FRACTION": 0.02},
+}
+CONSTANTS = ("PRIOR_S", "HALF_LIFE_S", "CONCEALED_FRACTION", "RESIDUAL_FRACTION")
+
+
+def _loss_models(text: str) -> list[tuple[float, float]]:
+    out = []
+    for item in text.split(","):
+        pct, _, burst = item.partition("/")
+        try:
+            pct_f, burst_f = float(pct), float(burst)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"loss model {item!r} is not PCT/BURST") from None
+        if not (0.0 < pct_f < 100.0 and burst_f >= 1.0):
+            raise argparse.ArgumentTypeError(f"loss model {item!r}: want 0 < PCT < 100 and BURST >= 1")
+        out.append((pct_f, burst_f))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--speech", type=Path, default=TRAIN)
+    ap.add_argument("--files", type=int, default=200, help="training files read (sorted, spread over speakers)")
+    ap.add_argument("--skip-files", type=int, default=0, help="start after this many of them")
+    ap.add_argument("--streams", type=int, default=8)
+    ap.add_argument("--stream-s", type=float, default=15.0)
+    ap.add_argument("--seed-offset", type=int, default=0)
+    ap.add_argument("--only", default="shipped,prior5_hl10_cf3", help="comma list of variant names")
+    ap.add_argument("--loss-models", type=_loss_models, default=LOSS_MODELS, metavar="PCT/BURST[,...]")
+    args = ap.parse_args()
+
+    import edge_dred.playout as P
+    from edge_dred.loss import GilbertElliott
+    from edge_dred.simulate import run_condition
+    from playout_bench import _files, _load, _plcmos_segments, clip_bursts
+
+    names = [v for v in args.only.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    defaults = {k: getattr(P, k) for k in CONSTANTS}
+    files = _files(str(args.speech), args.files)[args.skip_files:]
+    pcm = np.concatenate([_load(p) for p in files])
+    n = int(args.stream_s * 16000)
+    streams = [pcm[i:i + n] for i in range(0, len(pcm) - n + 1, n)][: args.streams]
+    if not streams:
+        ap.error(f"{len(pcm) / 16000:.1f} s of speech in {len(files)} files: not one {args.stream_s:g} s stream")
+    print(f"{len(streams)} streams of {args.stream_s:g} s from {args.speech} ({len(files)} files); "
+          f"shipped: {defaults}\n")
+    print("| loss model | variant | PLCMOS fixed 60 | ideal 1040 | adaptive | gap closed | added delay ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for pct, burst in args.loss_models:
+        rows: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in names}
+        for si, x in enumerate(streams):
+            mask = clip_bursts(GilbertElliott(pct, burst, seed=args.seed_offset + si + 1).mask(len(x) // 320 + 8),
+                               MAX_BURST)
+            pf = _plcmos_segments(run_condition(x, mask, "lbrr+dred").audio)
+            pi = _plcmos_segments(run_condition(x, mask, "lbrr+dred", recovery_ms=1040).audio)
+            for name in names:
+                for k, v in {**defaults, **VARIANTS[name]}.items():
+                    setattr(P, k, v)
+                a = run_condition(x, mask, "lbrr+dred_adaptive")
+                rows[name].append((pf, pi, _plcmos_segments(a.extra["played"]), a.extra["playout"]["mean_added_ms"]))
+        for k, v in defaults.items():
+            setattr(P, k, v)
+        for name in names:
+            r = np.asarray(rows[name])
+            f, i, a, d = r.mean(axis=0)
+            closed = f"{100 * (a - f) / (i - f):.0f} %" if abs(i - f) > 1e-9 else "-"
+            print(f"| {pct:g}/{burst:g} | {name} | {f:.3f} | {i:.3f} | {a:.3f} | {closed} | {d:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
