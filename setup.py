@@ -49,6 +49,10 @@ def _load_kernel_extensions() -> list[Extension]:
 opus_inc, opus_libdirs, opus_libs = _pkg_config("opus")
 # KISS FFT (float), compiled into each compiled-DSP extension that uses it.
 _KISSFFT = ["edge_dred/third_party/kissfft/kiss_fft.c", "edge_dred/third_party/kissfft/kiss_fftr.c"]
+# Features, postfilter and fp synthesis share these flags (float results must match the
+# numpy references); hidden symbols keep each extension's KISS FFT its own (no cross-module
+# interposition of kf_work and friends when a host loads extensions globally).
+_DSP_FLAGS = ["-ffp-contract=off", "-fno-predictive-commoning", "-fvisibility=hidden"]
 
 extensions = [
     Extension(
@@ -63,22 +67,21 @@ extensions = [
         ["edge_dred/dsp/_features.pyx", "edge_dred/dsp/src/feature_analysis.c"] + _KISSFFT,
         include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
         depends=["edge_dred/dsp/src/feature_analysis.h"],
-        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # see feature_analysis.c
+        extra_compile_args=_DSP_FLAGS,  # see feature_analysis.c
     ),
     Extension(
         "edge_dred.dsp._postfilter",
         ["edge_dred/dsp/_postfilter.pyx", "edge_dred/dsp/src/postfilter.c"] + _KISSFFT,
         include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
         depends=["edge_dred/dsp/src/postfilter.h"],
-        # the features' flags: the KISS FFT objects both extensions compile are the same
-        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],
+        extra_compile_args=_DSP_FLAGS,
     ),
     Extension(
         "edge_dred.dsp._fp_synthesis",
         ["edge_dred/dsp/_fp_synthesis.pyx", "edge_dred/dsp/src/fp_synthesis.c"] + _KISSFFT,
         include_dirs=["edge_dred/dsp/src", "edge_dred/third_party/kissfft"],
         depends=["edge_dred/dsp/src/fp_synthesis.h"],
-        extra_compile_args=["-ffp-contract=off", "-fno-predictive-commoning"],  # the same KISS FFT objects
+        extra_compile_args=_DSP_FLAGS,
     ),
     # No fused multiply-adds: the quantizer and rate-control sums must round as numpy does.
     Extension("edge_dred.dred._entropy", ["edge_dred/dred/_entropy.pyx"], extra_compile_args=["-ffp-contract=off"]),
