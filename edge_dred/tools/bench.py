@@ -7,6 +7,12 @@ cannot run here (a model or runtime missing) gets a ``not run`` row and a
 ``not run:`` line with the reason under the table; it is never left out
 silently.  ``note:`` lines say where a stage's input came from when that is
 not obvious (the DRED receiver's payloads).
+
+``run_bench(choices=True)`` (what ``edge-dred bench --estimate`` runs in the
+emulated guest) adds the rows a board's default Opus complexity and DRED
+depth are priced from (:data:`CHOICE_SIDES`): Opus encode at every
+complexity, the DRED receiver's burst start and its decode per further
+40 ms chunk.  They are not summed per side.
 """
 from __future__ import annotations
 
@@ -17,9 +23,11 @@ from typing import Callable
 import numpy as np
 
 from ..boards import describe_cpu
-from ..constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from ..constants import FRAME_MS, FRAME_SAMPLES, FRAME_SIZE, SAMPLE_RATE
 
-__all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES", "PACKETS_PER_CALL"]
+__all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES", "PACKETS_PER_CALL",
+           "CHOICE_SIDES", "SENDER_FEATURES", "OPUS_PLC", "VOCODER", "POSTFILTER", "BURST_START", "DRED_CHUNK",
+           "OPUS_COMPLEXITIES", "opus_complexity_stage"]
 
 #: Cell text of a stage that could not run (``edge_dred.tools.estimate`` parses it).
 NOT_RUN = "not run"
@@ -28,9 +36,27 @@ DRED_STAGES = (("dred sender", "TFLite encoder step"),
                ("dred sender", "quantize + rate control + range code"),
                ("dred receiver", "parse + decode newest 40 ms"))
 
-#: Stages timed per call of more than one packet's audio, and how many packets one call covers;
-#: their rows are per packet (the call's cost divided by this), here and in ``edge_dred.estimate``.
-PACKETS_PER_CALL = {"artifact front end (1 s segment / 50)": 50, "artifact network (1 s segment / 50)": 50}
+#: (side, stage) of rows the board-config recommendation reads (``edge_dred.tools.estimate``).
+SENDER_FEATURES = ("sender", "features (2 x 10 ms)")
+OPUS_PLC = ("receiver", "opus PLC")
+VOCODER = ("neural plc", "vocoder (2 x 10 ms)")
+POSTFILTER = ("neural plc", "vocoder postfilter (2 x 10 ms)")
+#: Sides of the rows that price a board's default complexity and DRED depth (``run_bench(choices=True)``).
+CHOICE_SIDES = ("opus complexity", "dred depth")
+BURST_START = ("dred depth", "burst start (history analysis + vocoder priming)")
+DRED_CHUNK = ("dred depth", "decode per further 40 ms chunk")
+OPUS_COMPLEXITIES = tuple(range(11))
+
+#: Stages timed per call of more than one unit, and how many units one call covers: packets of a
+#: 1 s segment, or DRED chunks (the decode of chunks 2..26 of a payload).  Their rows are per unit
+#: (the call's cost divided by this), here and in ``edge_dred.tools.estimate``.
+_MONITOR = ("artifact front end (1 s segment / 50)", "artifact network (1 s segment / 50)")
+PACKETS_PER_CALL = {_MONITOR[0]: 50, _MONITOR[1]: 50, DRED_CHUNK[1]: 25}
+
+
+def opus_complexity_stage(complexity: int) -> tuple[str, str]:
+    """(side, stage) of the Opus encode row at ``complexity`` (0..10) in ``run_bench(choices=True)``."""
+    return CHOICE_SIDES[0], f"encode 24 kb/s, complexity {complexity}"
 
 Row = tuple[str, str, np.ndarray]
 Skip = tuple[str, str, str]   # side, stage, reason
@@ -82,8 +108,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     Their sum is the cost of a concealed slot (``conceal`` + ``observe``);
     received slots pay only the analysis and the predictor.
     """
-    names = ("vocoder (2 x 10 ms)", "vocoder postfilter (2 x 10 ms)", "PLC predictor (2 frames)",
-             "output features (2 x 10 ms)")
+    names = (VOCODER[1], POSTFILTER[1], "PLC predictor (2 frames)", "output features (2 x 10 ms)")
     try:
         from ..dsp.features import FeatureExtractor, compute_features
         from ..neural.predictor import FeaturePredictor
@@ -174,7 +199,7 @@ class _Replay:
         return z, s
 
 
-def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Skip], list[str]]:
+def _dred_rows(pcm: np.ndarray, n: int, repeat: int, choices: bool = False) -> tuple[list[Row], list[Skip], list[str]]:
     """DRED per 20 ms packet: the sender's encoder step and payload coding, the receiver's decode.
 
     Sender (the features have their own row): the int8 TFLite encoder step,
@@ -188,7 +213,8 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Sk
 
     Receiver: parse one of those payloads and run the decoder from its state
     through the newest latent (4 frames), what a single lost packet costs
-    before synthesis (the vocoder row gives the synthesis).
+    before synthesis (the vocoder row gives the synthesis).  With
+    ``choices``, also :func:`_depth_rows`.
     """
     (ss, step_name), (_, code_name), (rs, recv_name) = DRED_STAGES
     try:
@@ -242,7 +268,57 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Sk
         dec.start_payload(parse_payload(payloads[i], dec.tables)).frames(4)
 
     rows.append((rs, recv_name, time_per_packet(recv, len(payloads), repeat)))
+    if choices:
+        r, s = _depth_rows(dec, payloads, pcm, repeat)
+        rows += r
+        skips += s
     return rows, skips, notes
+
+
+def _depth_rows(dec, payloads: list[bytes], pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip]]:
+    """What a DRED burst costs the receiver besides each slot's synthesis: its start, and each decoded chunk.
+
+    Burst start: what ``DredRecoverer.recover`` runs when it rebuilds the first
+    slot of a hole after real audio or another concealer (its own code path):
+    the feature analysis of the last output frames and the vocoder's priming.
+    Per chunk: chunks 2..26 of a parsed 1.04 s payload decoded in one call (the
+    deepest backward decode there is), per chunk.
+    """
+    from ..dred.decoder import DEC_FRAMES
+    from ..dred.payload import MAX_CHUNKS, parse_payload
+    from ..dred.recovery import DredRecoverer
+    from ..neural.continuation import Continuation
+
+    rows: list[Row] = []
+    skips: list[Skip] = []
+    try:
+        rec = DredRecoverer(dec)
+    except (ImportError, ValueError) as e:
+        skips.append((*BURST_START, f"vocoder not loadable ({_why(e)})"))
+    else:
+        k = max(Continuation.history_samples, rec._history_frames * FRAME_SIZE)
+        hists = [pcm[e - k:e] for e in range(k, len(pcm) + 1, FRAME_SAMPLES)]
+
+        def start(i: int) -> None:
+            rec._cont.start(hists[i], rec._history_features(hists[i]))
+
+        rows.append((*BURST_START, time_per_packet(start, len(hists), repeat)))
+    per = PACKETS_PER_CALL[DRED_CHUNK[1]]
+    decodes = []
+    for data in payloads:
+        bd = dec.start_payload(parse_payload(data, dec.tables))
+        if bd.n_chunks == per + 1:
+            bd.frames(DEC_FRAMES)             # the newest chunk: priced by the parse + decode row
+            decodes.append(bd)
+    if not decodes:
+        skips.append((*DRED_CHUNK, f"no payload of the sender's coding row holds all {MAX_CHUNKS} chunks"))
+        return rows, skips
+
+    def more(i: int) -> None:
+        decodes[i].frames(decodes[i].n_frames_available)
+
+    rows.append((*DRED_CHUNK, time_per_packet(more, len(decodes), 1) / per))   # stateful: one pass
+    return rows, skips
 
 
 def _monitor_rows(pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip], list[str]]:
@@ -250,7 +326,8 @@ def _monitor_rows(pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip], 
 
     Two rows, so that the front end is counted where no TFLite runtime loads.
     """
-    (fe_name, per), (nn_name, _) = PACKETS_PER_CALL.items()
+    fe_name, nn_name = _MONITOR
+    per = PACKETS_PER_CALL[fe_name]
     from ..artifacts.detector import segments
     from ..artifacts.frontend import features
 
@@ -271,7 +348,7 @@ def _monitor_rows(pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip], 
         f"(median of {len(segs)})"]
 
 
-def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
+def run_bench(seconds: float = 10.0, repeat: int = 3, choices: bool = False) -> str:
     """Time every stage and return a markdown table.
 
     Parameters
@@ -280,6 +357,9 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
         Audio per measurement (at least 1 s is used), > 0.
     repeat : int
         Passes over stateless stages (the best time per packet is kept), >= 1.
+    choices : bool
+        Add the rows of :data:`CHOICE_SIDES` (Opus encode at every
+        complexity, the DRED burst start and decode per chunk); not summed.
 
     Returns
     -------
@@ -304,9 +384,9 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
         from ..dsp.features import FeatureExtractor
 
         fx = FeatureExtractor()
-        rows.append(("sender", "features (2 x 10 ms)", time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)))
+        rows.append((*SENDER_FEATURES, time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)))
     except ImportError as e:
-        skips.append(("sender", "features (2 x 10 ms)", _why(e)))
+        skips.append((*SENDER_FEATURES, _why(e)))
 
     enc = OpusEncoder(SAMPLE_RATE, 1, bitrate=24000)
     packets = [enc.encode(f) for f in frames]
@@ -314,12 +394,12 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     rows.append(("sender", "opus encode 24 kb/s", time_per_packet(lambda i: enc2.encode(frames[i]), n, repeat)))
     dec = OpusDecoder(SAMPLE_RATE, 1)
     rows.append(("receiver", "opus decode", time_per_packet(lambda i: dec.decode(packets[i], FRAME_SAMPLES), n, repeat)))
-    rows.append(("receiver", "opus PLC", time_per_packet(lambda i: dec.decode(None, FRAME_SAMPLES), n, repeat)))
+    rows.append((*OPUS_PLC, time_per_packet(lambda i: dec.decode(None, FRAME_SAMPLES), n, repeat)))
 
     r, s = _neural_plc_rows(pcm, n, repeat)
     rows += r
     skips += s
-    r, s, nt = _dred_rows(pcm, n, repeat)
+    r, s, nt = _dred_rows(pcm, n, repeat, choices)
     rows += r
     skips += s
     notes += nt
@@ -327,6 +407,10 @@ def run_bench(seconds: float = 10.0, repeat: int = 3) -> str:
     rows += r
     skips += s
     notes += nt
+    if choices:
+        for c in OPUS_COMPLEXITIES:
+            e = OpusEncoder(SAMPLE_RATE, 1, bitrate=24000, complexity=c)
+            rows.append((*opus_complexity_stage(c), time_per_packet(lambda i: e.encode(frames[i]), n, repeat)))
     return _format(rows, skips, notes, n, repeat)
 
 
@@ -342,7 +426,8 @@ def _format(rows: list[Row], skips: list[Skip], notes: list[str], n: int, repeat
     totals: dict[str, float] = {}
     for side, name, t in rows:
         med = float(np.median(t))
-        totals[side] = totals.get(side, 0.0) + med
+        if side not in CHOICE_SIDES:
+            totals[side] = totals.get(side, 0.0) + med
         lines.append(f"| {side} | {name} | {t.min() * 1e6:.1f} | {med * 1e6:.1f} | {t.max() * 1e6:.1f} | {med / budget:.4f} |")
     lines += [f"| {side} | {name} | {NOT_RUN} | - | - | - |" for side, name, _ in skips]
     lines.append("")
@@ -351,6 +436,6 @@ def _format(rows: list[Row], skips: list[Skip], notes: list[str], n: int, repeat
     for side, tot in totals.items():
         if side == "receiver":
             # a slot is either decoded or concealed, not both
-            tot -= sum(float(np.median(t)) for sd, nm, t in rows if sd == side and nm == "opus PLC")
+            tot -= sum(float(np.median(t)) for sd, nm, t in rows if (sd, nm) == OPUS_PLC)
         lines.append(f"{side} real-time factor: {tot / budget:.4f} (headroom {budget / max(tot, 1e-12):.0f}x)")
     return "\n".join(lines)

@@ -56,13 +56,18 @@ import numpy as np
 from ..constants import FRAME_MS
 
 __all__ = ["EstimateError", "StageCount", "GuestRuntime", "estimate_boards", "format_estimate", "parse_marks",
-           "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime", "source_checkout"]
+           "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime", "source_checkout",
+           "Recommendation", "recommend_runtime", "SENDER_RTF_BUDGET", "RECEIVER_RTF_BUDGET"]
 
 #: What the estimate needs of a source checkout: the ARM sysroot and wheel come from
 #: build_wheels.sh, the guest set-up from arm_smoke.py, the counter from the plugin source.
 CHECKOUT_FILES = ("scripts/build_wheels.sh", "scripts/arm_smoke.py", "scripts/qemu_insn_plugin.c")
 #: Bench sides whose stages run on the sender; every other side is the receiver's.
 SENDER_SIDES = ("sender", "dred sender")
+#: Real-time factors a board's defaults must fit (the bars of the speed issue): the sender with
+#: DRED at the recommended complexity, and the heaviest receiver slot of a DRED burst.
+SENDER_RTF_BUDGET = 0.05
+RECEIVER_RTF_BUDGET = 0.10
 MAGIC = 0x4E000000
 BEGIN, END, CALL_END = 1, 2, 3
 _ARCH = {"aarch64": ("arm64", "aarch64-linux-gnu", "qemu-aarch64"),
@@ -247,6 +252,128 @@ def count_stages(marks: str, table: str) -> tuple[list[StageCount], float, int]:
     return out, overhead, total
 
 
+# --------------------------------------------------------------------------- board defaults (pure, tested)
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A board's default Opus complexity and DRED depth as the counted stages allow.
+
+    ``sender_rtf`` is the sender's at ``complexity``; ``receiver_rtf`` the heaviest
+    DRED slot's at ``dred_ms`` (at 40 ms when ``dred_ms`` is 0).  ``reason`` is one line.
+    """
+
+    complexity: int
+    dred_ms: int
+    sender_rtf: float
+    receiver_rtf: float
+    reason: str
+
+
+def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
+                      window_ms: int | None = None) -> Recommendation:
+    """The highest Opus complexity and deepest DRED that fit :data:`SENDER_RTF_BUDGET` / :data:`RECEIVER_RTF_BUDGET`.
+
+    What the two choices cost, per 20 ms packet, from the rows of
+    ``run_bench(choices=True)`` (medians, instructions over the board's rate):
+
+    * **complexity** costs the sender its Opus encode: the sender's total at
+      complexity ``c`` is the feature analysis + Opus encode at ``c`` + the
+      DRED sender stages (TFLite encoder step and payload coding).  The
+      highest ``c`` in 0..10 whose total fits is chosen (0 when none does).
+      An encoder step that was not counted (``not run``) is left out of the
+      total, and the reason says so.
+    * **DRED depth** costs the sender nothing that depends on it: the encoder
+      step runs every 20 ms whatever the depth, and rate control fits any
+      depth into the same byte budget (the coding row, at 1.04 s, bounds every
+      shallower depth).  It costs the receiver its backward decode, and only
+      at once, in one slot: a hole is rebuilt from the earliest packet after it,
+      decoding back from that packet's newest chunk as far as the hole's first
+      slot, and the burst's later slots reuse that decode.  The playout delay
+      bounds how far behind the newest packet a slot still to be played can be
+      (``window_ms``, default ``playout.DEFAULT_MAX_DELAY_MS``; one more chunk
+      for the codec delay and chunk alignment), and the load governor caps the
+      decode at the board's ``dred_ms`` (and lower when the board falls
+      behind).  So the heaviest slot of a DRED burst, for depth ``d``, is
+      libopus's concealment + the burst start (history analysis and vocoder
+      priming) + parse and decode of ``k = min(d, window + 40 ms) / 40``
+      chunks + the slot's synthesis (vocoder and its postfilter), and the
+      deepest ``d`` (a multiple of 40 up to 1040) whose heaviest slot fits is
+      chosen.  Depths beyond the window cost no more; a receiver run with a
+      longer ``--max-delay-ms`` decodes up to ``d`` at once.  When even 40 ms
+      does not fit, the depth is 0: the board config then says that neural
+      recovery is not sustained (the live commands leave DRED and neural PLC
+      off unless asked).
+
+    Parameters
+    ----------
+    instructions_per_second : float
+        The board's rate (> 0).
+    stages : list of StageCount
+        Counted stages of ``run_bench(choices=True)``; those named in
+        :mod:`edge_dred.tools.bench` (features, Opus encode per complexity,
+        DRED coding, libopus PLC, burst start, newest-chunk and per-chunk
+        decode, vocoder, postfilter) are needed; the TFLite step is optional.
+    window_ms : int, optional
+        Deepest a slot still to be played lies behind the newest packet.
+
+    Returns
+    -------
+    Recommendation
+
+    Raises
+    ------
+    EstimateError
+        A needed stage was not counted, or a bad rate or window.
+    """
+    from . import bench
+    from ..degrade import DRED_CHUNK_MS
+    from ..dred.payload import MAX_CHUNKS
+
+    if window_ms is None:
+        from ..playout import DEFAULT_MAX_DELAY_MS as window_ms
+    if not instructions_per_second > 0:
+        raise EstimateError(f"instructions_per_second must be > 0, got {instructions_per_second!r}")
+    if isinstance(window_ms, bool) or not isinstance(window_ms, int) or not 0 <= window_ms <= 10_000:
+        raise EstimateError(f"window_ms must be an integer in 0..10000, got {window_ms!r}")
+    med = {(s.side, s.stage): s.median for s in stages}
+
+    def need(key: tuple[str, str]) -> float:
+        if key not in med:
+            raise EstimateError(f"no recommendation: stage '{key[0]} / {key[1]}' was not counted")
+        return med[key]
+
+    per_packet = instructions_per_second * FRAME_MS / 1000.0
+    step, code, newest = bench.DRED_STAGES
+    sender_base = need(bench.SENDER_FEATURES) + need(code) + med.get(step, 0.0)
+    sender = {c: (sender_base + need(bench.opus_complexity_stage(c))) / per_packet for c in bench.OPUS_COMPLEXITIES}
+    fits = [c for c, r in sender.items() if r <= SENDER_RTF_BUDGET]
+    complexity = max(fits) if fits else min(bench.OPUS_COMPLEXITIES)
+    no_step = "" if step in med else ", TFLite encoder step not counted"
+    why_c = (f"complexity {complexity}: sender {sender[complexity]:.3f} "
+             f"{'<=' if fits else '> even at 0:'} {SENDER_RTF_BUDGET}{no_step}")
+
+    fixed = (need(bench.OPUS_PLC) + need(bench.BURST_START) + need(newest) + need(bench.VOCODER)
+             + need(bench.POSTFILTER))
+    chunk = need(bench.DRED_CHUNK)
+    at_once = window_ms // DRED_CHUNK_MS + 1
+
+    def slot(d: int) -> float:
+        return (fixed + (min(d // DRED_CHUNK_MS, at_once) - 1) * chunk) / per_packet
+
+    depths = range(DRED_CHUNK_MS, MAX_CHUNKS * DRED_CHUNK_MS + 1, DRED_CHUNK_MS)
+    ok = [d for d in depths if slot(d) <= RECEIVER_RTF_BUDGET]
+    dred_ms = max(ok) if ok else 0
+    rx = slot(dred_ms or DRED_CHUNK_MS)
+    k = min((dred_ms or DRED_CHUNK_MS) // DRED_CHUNK_MS, at_once)
+    if ok:
+        why_d = (f"dred_ms {dred_ms}: heaviest DRED slot {rx:.3f} <= {RECEIVER_RTF_BUDGET} (burst start + "
+                 f"{k} chunk{'s' if k > 1 else ''} at once, {window_ms} ms playout window)")
+    else:
+        why_d = (f"dred_ms 0: heaviest DRED slot {rx:.3f} > {RECEIVER_RTF_BUDGET} even at 40 ms (burst start "
+                 f"{need(bench.BURST_START) / per_packet:.3f} of it)")
+    return Recommendation(complexity, dred_ms, sender[complexity], rx, f"{why_c}; {why_d}")
+
+
 # --------------------------------------------------------------------------- guest side
 
 # Runs inside the emulated python3.11: the bench's own stages, with its timer replaced by
@@ -271,7 +398,7 @@ def counted(fn, n_packets, repeat):
 counted(lambda i: None, 16, 1)
 bench.time_per_packet = counted
 from edge_dred.kernels import _kernels
-table = bench.run_bench(seconds={seconds}, repeat=1)
+table = bench.run_bench(seconds={seconds}, repeat=1, choices=True)
 print(json.dumps({{"table": table, "variant": _kernels.best_variant(), "numpy": np.__version__}}))
 '''
 
@@ -561,9 +688,13 @@ def format_estimate(board, stages: list[StageCount], info: dict) -> str:
     Returns
     -------
     str
-        Heading, assumption, one row per counted stage, a ``not run`` row with its reason per
-        stage the guest could not run, the notes and the per-side sums.
+        Heading, assumption, one row per counted stage (the Opus complexity sweep on one line),
+        a ``not run`` row with its reason per stage the guest could not run, the notes, the
+        per-side sums (without the rows of ``bench.CHOICE_SIDES``) and the recommended
+        complexity and DRED depth beside the board config's.
     """
+    from .bench import CHOICE_SIDES
+
     ips = board.instructions_per_second
     budget = FRAME_MS / 1000.0
     not_run = info.get("not_run", [])
@@ -580,19 +711,34 @@ def format_estimate(board, stages: list[StageCount], info: dict) -> str:
         "|---|---|---:|---:|---:|",
     ]
     totals: dict[str, float] = {}
+    sweep = []
     for s in stages:
         med = s.median
-        totals[s.side] = totals.get(s.side, 0.0) + med
+        if s.side == CHOICE_SIDES[0]:
+            sweep.append(f"{s.stage.rsplit(' ', 1)[-1]}: {med / 1e3:.0f}")
+            continue
+        if s.side not in CHOICE_SIDES:
+            totals[s.side] = totals.get(s.side, 0.0) + med
         lines.append(f"| {s.side} | {s.stage} | {s.insns.min() / 1e3:.0f} / {med / 1e3:.0f} / {s.insns.max() / 1e3:.0f} "
                      f"| {med / ips * 1e3:.3f} | {med / ips / budget:.4f} |")
     lines += [f"| {side} | {stage} | not run: {why} | - | - |" for side, stage, why in not_run]
     lines.append("")
+    if sweep:
+        lines += [f"Opus encode 24 kb/s by complexity, k instr/packet (median): {', '.join(sweep)}", ""]
     if info.get("notes"):
         lines += [f"- {n}" for n in info["notes"]] + [""]
     for side, tot in totals.items():
         missing = [st for sd, st, _ in not_run if sd == side]
         lines.append(f"{side}: {tot / 1e6:.2f} M instructions per packet, all stages summed -> est. RTF "
                      f"{tot / ips / budget:.3f}" + (f" (without {', '.join(missing)}: not run)" if missing else ""))
+    lines.append("")
+    try:
+        rec = recommend_runtime(ips, stages)
+    except EstimateError as e:
+        lines.append(f"recommended defaults: none ({e})")
+    else:
+        lines.append(f"recommended defaults: complexity {rec.complexity}, dred_ms {rec.dred_ms} (config: complexity "
+                     f"{board.complexity}, dred_ms {board.dred_ms}); {rec.reason}")
     return "\n".join(lines)
 
 
@@ -627,8 +773,11 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
         raise EstimateError(f"--seconds for an estimate must be in [0.5, 30], got {seconds}")
     runs: dict[tuple[str, str], tuple[list[StageCount], dict]] = {}
     out = []
-    summary = ["| board | core | kernels | G instr/s | receiver RTF (all stages summed) | sender RTF | not run |",
-               "|---|---|---|---:|---:|---:|---|"]
+    from .bench import CHOICE_SIDES
+
+    summary = ["| board | core | kernels | G instr/s | receiver RTF (all stages summed) | sender RTF | "
+               "heaviest DRED slot RTF | complexity (config -> est.) | dred_ms (config -> est.) | not run |",
+               "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for b in boards:
         key = (b.arch, b.qemu_cpu)
         if key not in runs:
@@ -638,12 +787,21 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
         out.append(format_estimate(b, stages, info))
         per_packet = b.instructions_per_second * (FRAME_MS / 1000)
         send = sum(s.median for s in stages if s.side in SENDER_SIDES) / per_packet
-        recv = sum(s.median for s in stages if s.side not in SENDER_SIDES) / per_packet
+        recv = sum(s.median for s in stages if s.side not in SENDER_SIDES + CHOICE_SIDES) / per_packet
+        try:
+            rec = recommend_runtime(b.instructions_per_second, stages)
+            choice = (f"{rec.receiver_rtf:.3f} | {b.complexity} -> {rec.complexity} | "
+                      f"{b.dred_ms} -> {rec.dred_ms}")
+        except EstimateError:
+            choice = f"- | {b.complexity} -> ? | {b.dred_ms} -> ?"
         skipped = ", ".join(st for _, st, _ in info.get("not_run", [])) or "-"
         summary.append(f"| {b.name} | {b.qemu_cpu} | {info['variant']} | {b.instructions_per_second / 1e9:.2f} | "
-                       f"{recv:.3f} | {send:.3f} | {skipped} |")
+                       f"{recv:.3f} | {send:.3f} | {choice} | {skipped} |")
     note = ("Receiver RTF sums every receiver-side stage (decode, concealment, neural PLC, DRED decode): an upper "
             "bound, since a slot is either decoded or concealed. Sender RTF sums features, Opus encode and the "
-            "DRED sender stages. A stage under 'not run' is in neither sum (each board's notes say why).")
+            "DRED sender stages (at complexity 9). A stage under 'not run' is in neither sum (each board's notes say "
+            "why). The heaviest DRED slot (libopus PLC + burst start + the deepest decode at once + synthesis, at the "
+            f"recommended depth) and the recommended defaults come from recommend_runtime (budgets: sender "
+            f"{SENDER_RTF_BUDGET}, receiver {RECEIVER_RTF_BUDGET}; docs/boards.md).")
     return "\n\n".join(out + ["### Summary (est. real-time factor per 20 ms packet; < 1 keeps up)",
                               "\n".join(summary), note])
