@@ -1,0 +1,118 @@
+"""edge_dred.tools.estimate.recommend_runtime: a board's default Opus complexity and DRED depth from counted
+stages (fake counts, no qemu), and the bench rows it reads (``run_bench(choices=True)``)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from edge_dred.boards import load_board
+from edge_dred.tools import bench
+from edge_dred.tools import estimate as est
+
+STEP, CODE, NEWEST = bench.DRED_STAGES
+IPS = 1e9   # 20 M instructions per 20 ms packet: sender budget 1.0 M, receiver budget 2.0 M
+
+
+def stages(opus=lambda c: 100e3 * (c + 1), step=100e3, burst=800e3, chunk=100e3, **over) -> list[est.StageCount]:
+    """Counted stages with these medians (instructions per packet); ``step=None`` leaves the TFLite step out."""
+    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_PLC: 100e3, bench.BURST_START: burst,
+           NEWEST: 200e3, bench.VOCODER: 500e3, bench.POSTFILTER: 100e3, bench.DRED_CHUNK: chunk,
+           **{bench.opus_complexity_stage(c): opus(c) for c in bench.OPUS_COMPLEXITIES}}
+    if step is not None:
+        med[STEP] = step
+    med.update(over)
+    return [est.StageCount(side, stage, np.array([v * 0.9, v, v * 1.5])) for (side, stage), v in med.items()]
+
+
+def test_complexity_is_the_highest_whose_sender_total_fits():
+    # sender(c) = 100 k features + 50 k coding + 100 k step + 100 k (c + 1) <= 1.0 M  ->  c <= 6
+    rec = est.recommend_runtime(IPS, stages())
+    assert rec.complexity == 6
+    assert rec.sender_rtf == pytest.approx(0.0475)
+    assert "complexity 6: sender 0.048 <= 0.05" in rec.reason and "not counted" not in rec.reason
+
+
+def test_an_uncounted_encoder_step_is_left_out_and_said():
+    rec = est.recommend_runtime(IPS, stages(step=None))
+    assert rec.complexity == 7                      # 150 k + 100 k (c + 1) <= 1.0 M
+    assert "TFLite encoder step not counted" in rec.reason
+
+
+def test_complexity_zero_when_nothing_fits():
+    rec = est.recommend_runtime(IPS, stages(opus=lambda c: 2e6))
+    assert rec.complexity == 0 and rec.sender_rtf > est.SENDER_RTF_BUDGET
+    assert "> even at 0" in rec.reason
+
+
+def test_depth_is_the_deepest_whose_heaviest_slot_fits():
+    # fixed 1.7 M (PLC, burst start, newest chunk, vocoder, postfilter) + 100 k per further chunk <= 2.0 M
+    rec = est.recommend_runtime(IPS, stages(), window_ms=200)
+    assert rec.dred_ms == 160                       # 4 chunks at once; 5 would need 2.1 M
+    assert rec.receiver_rtf == pytest.approx(0.1)
+    assert "dred_ms 160" in rec.reason and "4 chunks at once" in rec.reason
+
+
+def test_depth_beyond_the_playout_window_costs_nothing_more():
+    # a 60 ms window decodes at most 2 chunks at once: 1.8 M fits, so the full 1.04 s does
+    rec = est.recommend_runtime(IPS, stages(), window_ms=60)
+    assert rec.dred_ms == 1040 and rec.receiver_rtf == pytest.approx(0.09)
+    # with an unbounded window every chunk counts: 1.7 M + 25 x 10 k fits, 1.7 M + 25 x 20 k does not
+    assert est.recommend_runtime(IPS, stages(chunk=10e3), window_ms=1040).dred_ms == 1040
+    assert est.recommend_runtime(IPS, stages(chunk=20e3), window_ms=1040).dred_ms == 640
+
+
+def test_depth_zero_when_a_burst_start_alone_is_over_budget():
+    rec = est.recommend_runtime(IPS, stages(burst=2e6))
+    assert rec.dred_ms == 0 and rec.receiver_rtf > est.RECEIVER_RTF_BUDGET
+    assert "even at 40 ms" in rec.reason and "burst start 0.100" in rec.reason
+
+
+def test_a_faster_board_never_gets_less():
+    counted = stages()
+    recs = [est.recommend_runtime(ips, counted) for ips in (0.5e9, 1e9, 2e9, 4e9, 8e9)]
+    assert [r.complexity for r in recs] == sorted(r.complexity for r in recs)
+    assert [r.dred_ms for r in recs] == sorted(r.dred_ms for r in recs)
+    assert recs[0].dred_ms == 0 and recs[-1].dred_ms == 1040 and recs[-1].complexity == 10
+
+
+def test_missing_stage_or_bad_rate_is_a_clear_error():
+    counted = [s for s in stages() if (s.side, s.stage) != bench.BURST_START]
+    with pytest.raises(est.EstimateError, match="burst start"):
+        est.recommend_runtime(IPS, counted)
+    with pytest.raises(est.EstimateError, match="instructions_per_second"):
+        est.recommend_runtime(0.0, stages())
+    with pytest.raises(est.EstimateError, match="window_ms"):
+        est.recommend_runtime(IPS, stages(), window_ms=-40)
+
+
+def test_format_estimate_prints_the_sweep_on_one_line_and_the_recommendation():
+    board = load_board("rpi4")
+    info = dict(cpu="cortex-a72", variant="neon", numpy="1.24.2", total_insns=3e9, wall_s=10.0)
+    text = est.format_estimate(board, stages(), info)
+    assert "| opus complexity |" not in text
+    assert "Opus encode 24 kb/s by complexity, k instr/packet (median): 0: 100, 1: 200," in text
+    assert re.search(rf"recommended defaults: complexity \d+, dred_ms \d+ \(config: complexity {board.complexity}, "
+                     rf"dred_ms {board.dred_ms}\); complexity", text)
+    # the choice rows are not in the per-side sums
+    assert not re.search(r"^dred depth:", text, re.M)
+
+
+def test_bench_choices_rows_are_measured_and_not_summed():
+    table = bench.run_bench(seconds=1.0, repeat=1, choices=True)
+    rows = est.parse_bench_rows(table)
+    for key in (bench.BURST_START, bench.DRED_CHUNK, *map(bench.opus_complexity_stage, bench.OPUS_COMPLEXITIES)):
+        assert key in rows, key
+    assert not re.search(r"^(dred depth|opus complexity) real-time factor", table, re.M)
+    plain = est.parse_bench_rows(bench.run_bench(seconds=1.0, repeat=1))
+    assert not any(side in bench.CHOICE_SIDES for side, _ in plain)
+
+
+@pytest.mark.parametrize("name", ["rpi4", "rpi5", "rpi3bplus", "rpi_zero2w"])
+def test_board_defaults_say_where_they_come_from(name):
+    from edge_dred.board_configs import config_path
+
+    assert "from `edge-dred bench --estimate`" in config_path(name).read_text()
+    b = load_board(name)
+    assert b.dred_ms % 40 == 0 and 0 <= b.dred_ms <= 1040 and 0 <= b.complexity <= 10
