@@ -17,7 +17,8 @@ IPS = 1e9   # 20 M instructions per 20 ms packet: sender budget 1.0 M, receiver 
 
 def stages(opus=lambda c: 100e3 * (c + 1), step=100e3, burst=800e3, chunk=100e3, **over) -> list[est.StageCount]:
     """Counted stages with these medians (instructions per packet); ``step=None`` leaves the TFLite step out."""
-    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_PLC: 100e3, bench.BURST_START: burst,
+    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_PLC: 100e3, bench.BURST_STAGES[0]: burst / 4,
+           bench.BURST_STAGES[1]: burst * 3 / 4,
            NEWEST: 200e3, bench.VOCODER: 500e3, bench.POSTFILTER: 100e3, bench.DRED_CHUNK: chunk,
            **{bench.opus_complexity_stage(c): opus(c) for c in bench.OPUS_COMPLEXITIES}}
     if step is not None:
@@ -78,8 +79,8 @@ def test_a_faster_board_never_gets_less():
 
 
 def test_missing_stage_or_bad_rate_is_a_clear_error():
-    counted = [s for s in stages() if (s.side, s.stage) != bench.BURST_START]
-    with pytest.raises(est.EstimateError, match="burst start"):
+    counted = [s for s in stages() if (s.side, s.stage) != bench.BURST_STAGES[1]]
+    with pytest.raises(est.EstimateError, match="vocoder priming"):
         est.recommend_runtime(IPS, counted)
     with pytest.raises(est.EstimateError, match="instructions_per_second"):
         est.recommend_runtime(0.0, stages())
@@ -102,7 +103,7 @@ def test_format_estimate_prints_the_sweep_on_one_line_and_the_recommendation():
 def test_bench_choices_rows_are_measured_and_not_summed():
     table = bench.run_bench(seconds=1.0, repeat=1, choices=True)
     rows = est.parse_bench_rows(table)
-    for key in (bench.BURST_START, bench.DRED_CHUNK, *map(bench.opus_complexity_stage, bench.OPUS_COMPLEXITIES)):
+    for key in (*bench.BURST_STAGES, bench.DRED_CHUNK, *map(bench.opus_complexity_stage, bench.OPUS_COMPLEXITIES)):
         assert key in rows, key
     assert not re.search(r"^(dred depth|opus complexity) real-time factor", table, re.M)
     plain = est.parse_bench_rows(bench.run_bench(seconds=1.0, repeat=1))

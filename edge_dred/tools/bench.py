@@ -26,7 +26,7 @@ from ..boards import describe_cpu
 from ..constants import FRAME_MS, FRAME_SAMPLES, FRAME_SIZE, SAMPLE_RATE
 
 __all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES", "PACKETS_PER_CALL",
-           "CHOICE_SIDES", "SENDER_FEATURES", "OPUS_PLC", "VOCODER", "POSTFILTER", "BURST_START", "DRED_CHUNK",
+           "CHOICE_SIDES", "SENDER_FEATURES", "OPUS_PLC", "VOCODER", "POSTFILTER", "BURST_STAGES", "DRED_CHUNK",
            "OPUS_COMPLEXITIES", "opus_complexity_stage"]
 
 #: Cell text of a stage that could not run (``edge_dred.tools.estimate`` parses it).
@@ -43,7 +43,8 @@ VOCODER = ("neural plc", "vocoder (2 x 10 ms)")
 POSTFILTER = ("neural plc", "vocoder postfilter (2 x 10 ms)")
 #: Sides of the rows that price a board's default complexity and DRED depth (``run_bench(choices=True)``).
 CHOICE_SIDES = ("opus complexity", "dred depth")
-BURST_START = ("dred depth", "burst start (history analysis + vocoder priming)")
+#: What the DRED recoverer runs when a burst starts: feature analysis of the last output, then vocoder priming.
+BURST_STAGES = (("dred depth", "burst start: history analysis"), ("dred depth", "burst start: vocoder priming"))
 DRED_CHUNK = ("dred depth", "decode per further 40 ms chunk")
 OPUS_COMPLEXITIES = tuple(range(11))
 
@@ -278,9 +279,10 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int, choices: bool = False) -> t
 def _depth_rows(dec, payloads: list[bytes], pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip]]:
     """What a DRED burst costs the receiver besides each slot's synthesis: its start, and each decoded chunk.
 
-    Burst start: what ``DredRecoverer.recover`` runs when it rebuilds the first
-    slot of a hole after real audio or another concealer (its own code path):
-    the feature analysis of the last output frames and the vocoder's priming.
+    Burst start (two rows): what ``DredRecoverer.recover`` runs when it
+    rebuilds the first slot of a hole after real audio or another concealer
+    (its own code path): the feature analysis of the last output frames, then
+    the vocoder's priming on them.
     Per chunk: chunks 2..26 of a parsed 1.04 s payload decoded in one call (the
     deepest backward decode there is), per chunk.
     """
@@ -294,15 +296,18 @@ def _depth_rows(dec, payloads: list[bytes], pcm: np.ndarray, repeat: int) -> tup
     try:
         rec = DredRecoverer(dec)
     except (ImportError, ValueError) as e:
-        skips.append((*BURST_START, f"vocoder not loadable ({_why(e)})"))
+        skips += [(*key, f"vocoder not loadable ({_why(e)})") for key in BURST_STAGES]
     else:
         k = max(Continuation.history_samples, rec._history_frames * FRAME_SIZE)
         hists = [pcm[e - k:e] for e in range(k, len(pcm) + 1, FRAME_SAMPLES)]
+        feats = [rec._history_features(h) for h in hists]
 
-        def start(i: int) -> None:
-            rec._cont.start(hists[i], rec._history_features(hists[i]))
+        def analyse(i: int) -> None:
+            feats[i] = rec._history_features(hists[i])
 
-        rows.append((*BURST_START, time_per_packet(start, len(hists), repeat)))
+        rows.append((*BURST_STAGES[0], time_per_packet(analyse, len(hists), repeat)))
+        rows.append((*BURST_STAGES[1], time_per_packet(lambda i: rec._cont.start(hists[i], feats[i]),
+                                                       len(hists), repeat)))
     per = PACKETS_PER_CALL[DRED_CHUNK[1]]
     decodes = []
     for data in payloads:

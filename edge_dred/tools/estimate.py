@@ -352,8 +352,8 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
     why_c = (f"complexity {complexity}: sender {sender[complexity]:.3f} "
              f"{'<=' if fits else '> even at 0:'} {SENDER_RTF_BUDGET}{no_step}")
 
-    fixed = (need(bench.OPUS_PLC) + need(bench.BURST_START) + need(newest) + need(bench.VOCODER)
-             + need(bench.POSTFILTER))
+    burst = sum(need(key) for key in bench.BURST_STAGES)
+    fixed = need(bench.OPUS_PLC) + burst + need(newest) + need(bench.VOCODER) + need(bench.POSTFILTER)
     chunk = need(bench.DRED_CHUNK)
     at_once = window_ms // DRED_CHUNK_MS + 1
 
@@ -370,7 +370,7 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
                  f"{k} chunk{'s' if k > 1 else ''} at once, {window_ms} ms playout window)")
     else:
         why_d = (f"dred_ms 0: heaviest DRED slot {rx:.3f} > {RECEIVER_RTF_BUDGET} even at 40 ms (burst start "
-                 f"{need(bench.BURST_START) / per_packet:.3f} of it)")
+                 f"{burst / per_packet:.3f} of it)")
     return Recommendation(complexity, dred_ms, sender[complexity], rx, f"{why_c}; {why_d}")
 
 
