@@ -15,15 +15,14 @@ STEP, CODE, NEWEST = bench.DRED_STAGES
 IPS = 1e9   # 20 M instructions per 20 ms packet: sender budget 1.0 M, receiver budget 2.0 M
 
 
-def stages(opus=lambda c: 100e3 * (c + 1), step=100e3, burst=800e3, chunk=100e3, **over) -> list[est.StageCount]:
+def stages(opus=lambda c: 100e3 * (c + 1), step=100e3, burst=800e3, chunk=100e3) -> list[est.StageCount]:
     """Counted stages with these medians (instructions per packet); ``step=None`` leaves the TFLite step out."""
-    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_PLC: 100e3, bench.BURST_STAGES[0]: burst / 4,
-           bench.BURST_STAGES[1]: burst * 3 / 4,
-           NEWEST: 200e3, bench.VOCODER: 500e3, bench.POSTFILTER: 100e3, bench.DRED_CHUNK: chunk,
+    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_PLC: 100e3, NEWEST: 200e3, bench.VOCODER: 500e3,
+           bench.POSTFILTER: 100e3, bench.BURST_STAGES[0]: burst / 4, bench.BURST_STAGES[1]: burst * 3 / 4,
+           bench.DRED_CHUNK: chunk,
            **{bench.opus_complexity_stage(c): opus(c) for c in bench.OPUS_COMPLEXITIES}}
     if step is not None:
         med[STEP] = step
-    med.update(over)
     return [est.StageCount(side, stage, np.array([v * 0.9, v, v * 1.5])) for (side, stage), v in med.items()]
 
 
