@@ -116,3 +116,23 @@ def test_board_defaults_say_where_they_come_from(name):
     assert "from `edge-dred bench --estimate`" in config_path(name).read_text()
     b = load_board(name)
     assert b.dred_ms % 40 == 0 and 0 <= b.dred_ms <= 1040 and 0 <= b.complexity <= 10
+
+
+def test_dred_asked_for_on_a_board_without_it_decodes_and_sends_the_full_depth():
+    from types import SimpleNamespace
+
+    from edge_dred.cli.live import _neural_settings
+
+    none = SimpleNamespace(name="weak", dred_ms=0)
+    full = SimpleNamespace(name="strong", dred_ms=600)
+    args = dict(neural_plc=None, force_level=None, governor=True, recovery_ms=None, max_delay_ms=None,
+                dred_ms=None, dred_budget=80)
+    default = _neural_settings(SimpleNamespace(dred=None, **args), none)
+    assert not default["dred"] and not default["neural_plc"] and default["dred_ms"] == 0
+    assert "decode_dred_ms" not in default                    # the board's 0 stands
+    asked = _neural_settings(SimpleNamespace(dred=True, **args), none)
+    assert asked["dred"] and asked["dred_ms"] == 1040 and asked["decode_dred_ms"] == 1040
+    strong = _neural_settings(SimpleNamespace(dred=True, **args), full)
+    assert strong["dred_ms"] == 600 and "decode_dred_ms" not in strong   # LiveConfig.from_board takes the board's
+    send = _neural_settings(SimpleNamespace(dred_ms=None, dred_budget=80), none)
+    assert send["dred_ms"] == 0                                # `send` follows the board unless --dred-ms

@@ -191,6 +191,10 @@ def _config(args: argparse.Namespace):
     return board, how, cfg
 
 
+#: DRED depth asked for with --dred where the board config has none (dred_ms 0).
+_FULL_DRED_MS = 1040
+
+
 def _neural_settings(args: argparse.Namespace, board) -> dict:
     """DRED / neural PLC / governor settings from the flags and the board's defaults."""
     sustained = board.dred_ms > 0  # the board config's statement that neural recovery fits
@@ -205,13 +209,17 @@ def _neural_settings(args: argparse.Namespace, board) -> dict:
             raise LiveCLIError("--force-level needs --dred or --neural-plc: without them there is nothing to govern")
         out.update(dred=dred, neural_plc=neural_plc, recovery_ms=args.recovery_ms, governor=bool(args.governor),
                    force_level=args.force_level, max_delay_ms=args.max_delay_ms)
+        if dred and not sustained:
+            # --dred on a board whose config says DRED does not fit: the full depth, as `simulate --dred`
+            # (the governor still steps down when the board falls behind)
+            out["decode_dred_ms"] = _FULL_DRED_MS
     if hasattr(args, "dred_ms"):
         if args.dred_ms is not None:
             dred_ms = args.dred_ms
         elif receives and not out["dred"]:
             dred_ms = 0  # `live --no-dred`: nobody would use it
         else:
-            dred_ms = board.dred_ms
+            dred_ms = board.dred_ms or (_FULL_DRED_MS if receives else 0)
         out.update(dred_ms=dred_ms, dred_budget=args.dred_budget)
     return out
 
