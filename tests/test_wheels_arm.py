@@ -98,3 +98,10 @@ def test_estimate_counts_stages_on_the_built_wheel(built):
     not_run = {st: why for _, st, why in info["not_run"]}
     assert ("TFLite encoder step" in by_name) != ("TFLite encoder step" in not_run)
     assert all(why for why in not_run.values())
+    # the rows a board's defaults are priced from are counted and give a recommendation
+    from edge_dred.tools.estimate import recommend_runtime
+
+    assert by_name["encode 24 kb/s, complexity 0"].median < by_name["encode 24 kb/s, complexity 10"].median
+    assert by_name["decode per further 40 ms chunk"].median > 0
+    rec = recommend_runtime(1.26e9, stages)
+    assert 0 <= rec.complexity <= 10 and 0 <= rec.dred_ms <= 1040 and rec.dred_ms % 40 == 0 and rec.reason
