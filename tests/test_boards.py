@@ -1,5 +1,3 @@
-import re
-
 import pytest
 
 from edge_dred.board_configs import available
@@ -34,7 +32,7 @@ def test_bad_configs_are_rejected_clearly(tmp_path):
         load_board("no_such_board")
     src = (load_board.__globals__["config_path"]("rpi4")).read_text()
     bad = tmp_path / "bad.toml"
-    bad.write_text(re.sub(r"(?m)^dred_ms = \d+$", "dred_ms = 1041", src))
+    bad.write_text(src.replace("dred_ms = 1040", "dred_ms = 1041"))
     with pytest.raises(BoardConfigError, match="dred_ms"):
         load_board(str(bad))
     bad.write_text(src.replace('kernel_variants = ["scalar", "neon"]', 'kernel_variants = ["sve"]'))
