@@ -110,10 +110,7 @@ def test_bench_choices_rows_are_measured_and_not_summed():
 
 
 @pytest.mark.parametrize("name", ["rpi4", "rpi5", "rpi3bplus", "rpi_zero2w"])
-def test_board_defaults_say_where_they_come_from(name):
-    from edge_dred.board_configs import config_path
-
-    assert "from `edge-dred bench --estimate`" in config_path(name).read_text()
+def test_board_defaults_are_valid(name):
     b = load_board(name)
     assert b.dred_ms % 40 == 0 and 0 <= b.dred_ms <= 1040 and 0 <= b.complexity <= 10
 
