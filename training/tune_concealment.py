@@ -97,6 +97,10 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred_hist16": {"kind": "lbrr+dred", "dred": {"history_frames": 16}},
     "lbrr+dred_hist20": {"kind": "lbrr+dred", "dred": {"history_frames": 20}},
     "dred_hist12": {"kind": "dred", "dred": {"history_frames": 12}},
+    # Teacher-forced frames when the vocoder is primed at a burst start (the vocoder trains with 3).
+    "lbrr+dred_prime3": {"kind": "lbrr+dred", "dred": {"prime_frames": 3}},
+    "lbrr+dred_prime2": {"kind": "lbrr+dred", "dred": {"prime_frames": 2}},
+    "lbrr+dred_prime1": {"kind": "lbrr+dred", "dred": {"prime_frames": 1}},
     "dred_hist20": {"kind": "dred", "dred": {"history_frames": 20}},
     "dred_mean": {"kind": "dred:mean", "dred": {}},
 }
@@ -239,6 +243,8 @@ def _run(args: tuple) -> list[dict]:
                 recs = [DredRecoverer(_postfilter=_postfilter(spec["dred"].get("postfilter", True)))]
                 if "history_frames" in spec["dred"]:
                     recs[0]._history_frames = int(spec["dred"]["history_frames"])
+                if "prime_frames" in spec["dred"]:
+                    recs[0]._prime_frames = int(spec["dred"]["prime_frames"])
             model = _plc_model(spec["plc_weights"]) if "plc_weights" in spec else None
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.

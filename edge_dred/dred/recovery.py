@@ -47,7 +47,8 @@ DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms
 _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
 _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
-_HISTORY_FRAMES = 12          # output frames a fresh extractor analyses at a burst start (last 5 used)
+_HISTORY_FRAMES = 12          # output frames a fresh extractor analyses at a burst start (last 4 used)
+_PRIME_FRAMES = 2             # teacher-forced vocoder frames at a burst start (its training primes with 3)
 START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
 END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
 
@@ -176,6 +177,7 @@ class DredRecoverer:
         self._cont = Continuation(vocoder_model, postfilter=_postfilter, reference=reference)
         self.codec_delay = codec_delay
         self._history_frames = _HISTORY_FRAMES             # (training/tune_concealment.py varies it)
+        self._prime_frames = _PRIME_FRAMES
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
         self._active_slot = -1
@@ -206,6 +208,10 @@ class DredRecoverer:
         """
         n = min(hist.shape[0] // FRAME_SIZE, self._history_frames)
         return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
+
+    def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
+        """Start the vocoder from the output history: 2 frames of conditioning, then teacher forcing."""
+        self._cont.start(hist, feats[-(self._prime_frames + 2):])
 
     def _source(self, slot: int, packet: bytes, lo: int) -> _Source | None:
         """Parse (once) the DRED of the packet in ``slot``; None if absent or bad.
@@ -323,7 +329,7 @@ class DredRecoverer:
             hist = np.asarray(ctx.history)
             if hist.shape[0] < Continuation.history_samples:
                 return None
-            self._cont.start(hist, self._history_features(hist))
+            self._prime(hist, self._history_features(hist))
             self.stats["bursts"] += 1
         y = self._cont.synthesize(feats)
         if not continuing and self._last_real and ctx.opus_plc is not None:

@@ -306,7 +306,7 @@ def _depth_rows(dec, payloads: list[bytes], pcm: np.ndarray, repeat: int) -> tup
             feats[i] = rec._history_features(hists[i])
 
         rows.append((*BURST_STAGES[0], time_per_packet(analyse, len(hists), repeat)))
-        rows.append((*BURST_STAGES[1], time_per_packet(lambda i: rec._cont.start(hists[i], feats[i]),
+        rows.append((*BURST_STAGES[1], time_per_packet(lambda i: rec._prime(hists[i], feats[i]),
                                                        len(hists), repeat)))
     per = PACKETS_PER_CALL[DRED_CHUNK[1]]
     decodes = []
