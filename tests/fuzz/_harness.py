@@ -16,25 +16,36 @@ inputs, so give a scratch one before the checked-in seeds)::
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+# EDGE_DRED_FUZZ_TREE: the copy that tests/fuzz/build_native.sh built with clang (libFuzzer coverage,
+# ASan, UBSan) is imported instead of this checkout; its runtime must be preloaded (run_all.sh native).
+TREE = os.path.abspath(os.environ["EDGE_DRED_FUZZ_TREE"]) if os.environ.get("EDGE_DRED_FUZZ_TREE") else ROOT
+if TREE not in sys.path:
+    sys.path.insert(0, TREE)
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
 
-def instrumented():
-    """Context manager: imports inside it get atheris's Python coverage (a no-op without atheris)."""
+@contextlib.contextmanager
+def instrumented() -> Iterator[None]:
+    """Imports inside it get atheris's Python coverage (none without atheris) and come from `TREE`."""
     try:
         import atheris
     except ImportError:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return atheris.instrument_imports(include=["edge_dred"])
+        ctx = contextlib.nullcontext()
+    else:
+        ctx = atheris.instrument_imports(include=["edge_dred"])
+    with ctx:
+        yield
+    if TREE != ROOT:  # an editable install must not slip the uninstrumented extensions in
+        stray = [m.__file__ for name, m in list(sys.modules.items()) if name.startswith("edge_dred")
+                 and getattr(m, "__file__", None) and not os.path.abspath(m.__file__).startswith(TREE + os.sep)]
+        if stray:
+            raise SystemExit(f"EDGE_DRED_FUZZ_TREE={TREE}, but imported from elsewhere: {stray[:3]}")
 
 
 def seeds(name: str) -> list[bytes]:

@@ -34,7 +34,7 @@ def main() -> None:
     out = _harness.CORPUS
     shutil.rmtree(out, ignore_errors=True)
     seeds: dict[str, list[bytes]] = {k: [] for k in (
-        "rtp", "srtp", "jitter", "opus", "dred", "ogg", "wav", "sdp", "weights", "npz", "red")}
+        "rtp", "srtp", "jitter", "opus", "opusdec", "dred", "ogg", "wav", "sdp", "weights", "npz", "red")}
     enc = Sender(24000, lbrr=True).encoder
     pcm = _tone(320 * 6)
     opus = [enc.encode(pcm[i * 320:(i + 1) * 320]) for i in range(6)]
@@ -48,6 +48,7 @@ def main() -> None:
         dreds.append(encode_payload(p, w.tables))
     seeds["dred"] = dreds
     seeds["opus"] = opus[:3] + [attach_dred(opus[3], dreds[0]), attach_dred(opus[4], dreds[1])]
+    seeds["opusdec"] = seeds["opus"][1:4]  # 20 ms packets as recv queues them (LBRR from the second on)
     rtp = [build_rtp(p, 10 + i, 960 * i, 0xABC) for i, p in enumerate(seeds["opus"])]
     seeds["rtp"] = rtp[:3] + [build_rtcp_bye(0xABC), b"\x90\x60\x00\x01" + bytes(8) + b"\xbe\xde\x00\x01abcd\x78\x00"]
     for s, n in SUITES.items():  # the key fuzz_srtp.py uses
