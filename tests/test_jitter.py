@@ -149,3 +149,15 @@ def test_idle_until_start_and_drain_at_end():
     assert _idx(jb.pop(0.04)[0]) == 0
     assert [_idx(p) for p in jb.drain()] == [1, None, 3]
     assert jb.stats["played"] == 3 and jb.stats["missing"] == 1
+
+
+def test_adaptation_statistics_match_numpy_exactly():
+    # The per-pop order statistics come from one sort; they must be numpy's quantile and median to
+    # the bit, or the delay decisions would drift from what the adaptation was tuned with.
+    from edge_dred.transport.jitter import _quantile_and_median
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 101):
+        for q in (0.0, 0.02, 0.1, 0.25, 0.3, 0.49):
+            m = np.round(rng.normal(0.0, 0.05, n), int(rng.integers(1, 9)))
+            assert _quantile_and_median(m, q) == (float(np.quantile(m, q)), float(np.median(m))), (n, q)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import sys
 
 import _harness  # noqa: F401  (repository root on sys.path)
@@ -30,9 +29,25 @@ def _tone(n: int, f: float = 200.0) -> np.ndarray:
     return (np.sin(np.arange(n) * 2 * np.pi * f / 16000) * 8000).astype(np.int16)
 
 
+def _jitter_programs() -> list[bytes]:
+    """Operation programs for fuzz_jitter.py (its docstring has the encoding), one per scenario."""
+    head = bytes([3]) + (0xFFFFF000).to_bytes(4, "big")  # resync_after 4, the timestamp about to wrap
+    jump = lambda slots: slots.to_bytes(2, "big", signed=True)  # noqa: E731
+    return [head + bytes([0xEF] * 5),                                               # a paced stream
+            head + bytes([0xEF, 0x03, 0x43, 0x02, 0x05, 0x80, 0x23, 0x81, 0x63, 0x00, 0x83, 0x03, 0x03,
+                          0x8F, 0xEF]),                                             # jitter, reorder, duplicates
+            head + bytes([0xEF, 0xEF, 0xC4]) + jump(-20) + bytes([0xEF, 0xEF, 0x8F]),  # restart backwards
+            head + bytes([0xEF, 0xCF]) + jump(300) + bytes([0xEF, 0xEF, 0x8F]),      # restart far ahead
+            head + bytes([0xEF, 0xF8] + [0x13] * 5 + [0x8F, 0x1B, 0x8F, 0xFF, 0x03, 0x8F]),  # new source, end
+            head + bytes([0x27] * 20 + [0x8F, 0x8F, 0xFE])]                         # spread before the start
+
+
 def main() -> None:
     out = _harness.CORPUS
-    shutil.rmtree(out, ignore_errors=True)
+    for d in os.listdir(out) if os.path.isdir(out) else []:  # seeds only: regression inputs stay
+        for f in os.listdir(os.path.join(out, d)):
+            if f.startswith("seed"):
+                os.remove(os.path.join(out, d, f))
     seeds: dict[str, list[bytes]] = {k: [] for k in (
         "rtp", "srtp", "jitter", "opus", "opusdec", "dred", "ogg", "wav", "sdp", "weights", "npz", "red")}
     enc = Sender(24000, lbrr=True).encoder
@@ -57,7 +72,7 @@ def main() -> None:
                           bytes([2 | (s != "AES_CM_128_HMAC_SHA1_80")]) + bytes([5, 1, 20, 128]) + opus[0][:40]]
     seeds["red"] = [build_red(111, opus[2]), build_red(111, opus[2], [RedBlock(111, 960, opus[1])]),
                     build_red(111, opus[2], [RedBlock(111, 1920, opus[0]), RedBlock(111, 960, opus[1])])]
-    seeds["jitter"] = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (64, 256, 1024)]
+    seeds["jitter"] = _jitter_programs()
     buf = io.BytesIO()
     with OggOpusWriter(buf, pre_skip=312) as wr:
         for p in opus:

@@ -58,7 +58,7 @@ case "$MODE" in
         ;;
     native|native-runs)
         if [ "$MODE" = native ]; then LIMIT="-max_total_time=${AMOUNT:-3600}"; else LIMIT="-runs=${AMOUNT:-10000000}"; fi
-        PYTHON=$PY tests/fuzz/build_native.sh "$WORK/native" >"$WORK/native-build.out" 2>&1 \
+        PYTHON=$PY nice -n "${FUZZ_NICE:-10}" tests/fuzz/build_native.sh "$WORK/native" >"$WORK/native-build.out" 2>&1 \
             || { cat "$WORK/native-build.out"; exit 1; }
         ENV=(EDGE_DRED_FUZZ_TREE="$WORK/native/tree" LD_PRELOAD="$WORK/native/asan_with_fuzzer.so"
              ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:detect_odr_violation=0:malloc_context_size=0:quarantine_size_mb=32
