@@ -27,9 +27,11 @@ APT_PKGS=(build-essential pkg-config libopus-dev libasound2-dev python3-venv pyt
 if [ "$MODE" = "test" ]; then
     # Cross toolchains + qemu for the emulated ARM kernel tests; ffmpeg for interop tests;
     # debootstrap (target sysroot) and qemu-user (TCG plugins, instruction counts) for the ARM wheels;
-    # GStreamer's rtpredenc/rtpreddec (plugins-good) for the RED interop test.
+    # GStreamer's rtpredenc/rtpreddec (plugins-good) for the RED interop test; clang and its
+    # libFuzzer/ASan runtime for the coverage-instrumented fuzzing build (tests/fuzz/build_native.sh).
     APT_PKGS+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user-static ffmpeg sox
-               debootstrap qemu-user gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+               debootstrap qemu-user gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+               clang libclang-rt-14-dev)
 fi
 
 missing=()
