@@ -142,3 +142,16 @@ def test_ffmpeg_decodes_our_srtp_stream_from_the_sdp_key(tmp_path):
     ref = np.concatenate([dec.decode(p) for p in read_ogg_opus(tmp_path / "sent.opus").packets])
     y = np.fromfile(out, "<i2")
     assert len(y) == 76800 and np.array_equal(y, ref[:76800])  # decrypted bit for bit
+
+
+def test_crypto_attribute_with_a_run_of_separators_is_refused_at_once():
+    # Found by tests/fuzz/fuzz_sdp.py: '|' runs after the key made the attribute pattern backtrack
+    # exponentially (an SDP line of 351 bytes never finished). Run in a child with a generous
+    # limit, so the old pattern fails the test instead of hanging the suite.
+    line = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + "A" * 40 + "|" * 110 + "A" * 70
+    code = ("import sys; from edge_dred.transport.srtp import SrtpError, parse_crypto\n"
+            "try:\n    parse_crypto(sys.argv[1])\nexcept SrtpError as e:\n    print('refused:', e)\n")
+    p = subprocess.run([sys.executable, "-c", code, line], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.startswith("refused: "), p.stdout + p.stderr[-2000:]
+    with pytest.raises(SrtpError, match="lifetime/MKI"):  # the parameters themselves are still named
+        parse_crypto("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + "A" * 40 + "|2^20|1:4")

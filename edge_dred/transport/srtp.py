@@ -31,7 +31,7 @@ SUITES = {"AES_CM_128_HMAC_SHA1_80": 30, "AEAD_AES_128_GCM": 28}
 DEFAULT_SUITE = "AES_CM_128_HMAC_SHA1_80"
 _MAX_KEY_FILE_BYTES = 4096
 _CRYPTO_RE = re.compile(r"^(?:a=crypto:)?(?:(\d{1,9})\s+)?([A-Z0-9_]{1,64})\s+inline:([A-Za-z0-9+/=]{1,128})"
-                        r"(\|[^\s]{1,64})*(\s.*)?$")
+                        r"(\|[^\s|]{1,64})*(\s.*)?$")  # no '|' inside a parameter: one way to split, linear
 
 
 class SrtpError(ValueError):

@@ -57,7 +57,7 @@ TREE=$OUT/tree
 rm -rf "$TREE" && mkdir -p "$TREE"
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$TREE" 2>/dev/null || true
 
-# 3. The network parsers with ASan + UBSan + coverage, the DSP extensions with ASan + UBSan.  clang
+# 3. The network parsers with ASan + UBSan + coverage, the other extensions with ASan + UBSan.  clang
 #    rejects the gcc-only optimisation switch the DSP extensions pass; a wrapper drops it.  clang 14
 #    does not know the kernels' CPU-feature probe (avxvnni), so gcc builds them, with its ASan + UBSan
 #    instrumentation (same runtime interface; clang links it, so that gcc's libasan is not pulled
@@ -73,9 +73,15 @@ build() {  # build(compiler, cflags, extensions); clang links (no gcc libasan: o
         || { echo "instrumented build failed: $LOG" >&2; exit 1; }
 }
 build "$WRAP" "$SAN -fsanitize=fuzzer-no-link" "$NATIVE_COVERAGE"
-build "$WRAP" "$SAN" "_features,_postfilter"
+# every other Cython extension (module name = .pyx name) but the kernels and the ones above
+OTHERS=$(cd "$TREE" && find edge_dred -name '_*.pyx' -not -path '*/kernels/*' -printf '%f\n' | sed 's/\.pyx$//' \
+         | grep -v -x -E "$(tr ',' '|' <<<"$NATIVE_COVERAGE")" | paste -sd, -)
+build "$WRAP" "$SAN" "$OTHERS"
 build gcc "$SAN" "_kernels"
 
+for pyx in $(find "$TREE/edge_dred" -name '_*.pyx'); do
+    compgen -G "${pyx%.pyx}.cpython*.so" >/dev/null || { echo "not built: ${pyx#"$TREE"/}" >&2; exit 1; }
+done
 n=0
 for so in $(find "$TREE/edge_dred" -name '*.so'); do
     syms=$(nm "$so")
