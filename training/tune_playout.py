@@ -33,6 +33,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from tune_concealment import _loss_models  # noqa: E402  (the same PCT/BURST argument)
+
 TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
 # (loss %, mean burst in packets)
 LOSS_MODELS = [(20.0, 2.5), (6.6, 4.0), (12.0, 5.0), (40.0, 3.0)]
@@ -50,20 +52,6 @@ VARIANTS: dict[str, dict[str, float]] = {
     "hl5_res2": {"HALF_LIFE_S": 5.0, "RESIDUAL_FRACTION": 0.02},
 }
 CONSTANTS = ("PRIOR_S", "HALF_LIFE_S", "CONCEALED_FRACTION", "RESIDUAL_FRACTION")
-
-
-def _loss_models(text: str) -> list[tuple[float, float]]:
-    out = []
-    for item in text.split(","):
-        pct, _, burst = item.partition("/")
-        try:
-            pct_f, burst_f = float(pct), float(burst)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"loss model {item!r} is not PCT/BURST") from None
-        if not (0.0 < pct_f < 100.0 and burst_f >= 1.0):
-            raise argparse.ArgumentTypeError(f"loss model {item!r}: want 0 < PCT < 100 and BURST >= 1")
-        out.append((pct_f, burst_f))
-    return out
 
 
 def main() -> None:
