@@ -27,7 +27,6 @@ agree within 20 %).
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import numpy as np
@@ -176,7 +175,8 @@ class DredRecoverer:
             vocoder_model = shipped_vocoder()
         self._cont = Continuation(vocoder_model, postfilter=_postfilter, reference=reference)
         self.codec_delay = codec_delay
-        self._history_frames = _HISTORY_FRAMES             # (training/tune_concealment.py varies it)
+        # Burst-start settings (training/tune_concealment.py varies them on training speech).
+        self._history_frames = _HISTORY_FRAMES
         self._prime_frames = _PRIME_FRAMES
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
