@@ -178,6 +178,7 @@ class DredRecoverer:
         # Burst-start settings (training/tune_concealment.py varies them on training speech).
         self._history_frames = _HISTORY_FRAMES
         self._prime_frames = _PRIME_FRAMES
+        self._fx = FeatureExtractor()                    # restarted at each burst start (plan kept)
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
         self._active_slot = -1
@@ -207,7 +208,8 @@ class DredRecoverer:
         receiver pays nothing for DRED while packets arrive.
         """
         n = min(hist.shape[0] // FRAME_SIZE, self._history_frames)
-        return FeatureExtractor().process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
+        self._fx.reset()
+        return self._fx.process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
 
     def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
         """Start the vocoder from the output history: 2 frames of conditioning, then teacher forcing."""
