@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+
+from callgrind_total import callgrind_total  # noqa: E402
 
 CASES = ("shipped", "shipped network", "fp", "fp network", "fp signal stage", "fp numpy reference")
 
@@ -92,16 +92,8 @@ def _worker(case: str, packets: int, run: int, weights: str | None) -> None:
 
 
 def _instructions(case: str, packets: int, run: int, weights: str | None) -> int:
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-           "--worker", case, str(packets), str(run)] + (["--weights", weights] if weights else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         # one BLAS thread and a fixed hash seed: run-to-run stable counts
-                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                              "PYTHONHASHSEED": "0"})
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if not m:
-        raise RuntimeError(f"no callgrind total in:\n{out.stderr[-2000:]}")
-    return int(m.group(1))
+    return callgrind_total([sys.executable, __file__, "--worker", case, str(packets), str(run)]
+                           + (["--weights", weights] if weights else []))
 
 
 def _seconds(case: str, packets: int, weights: str | None) -> float:

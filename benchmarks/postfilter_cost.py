@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -28,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+
+from callgrind_total import callgrind_total  # noqa: E402
 
 CASES = ("chain", "envelope_pcm", "deemphasis")
 IMPLS = ("numpy", "compiled")
@@ -83,17 +83,7 @@ def _worker(case: str, impl: str, packets: int, run: int) -> None:
 
 
 def _instructions(case: str, impl: str, packets: int, run: int) -> int:
-    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                          __file__, "--worker", case, impl, str(packets), str(run)],
-                         capture_output=True, text=True, check=True,
-                         # one BLAS thread: valgrind serialises threads, and a worker thread's spin-wait
-                         # would add a run-to-run varying count; a fixed hash seed for the same reason
-                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                              "PYTHONHASHSEED": "0"})
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if not m:
-        raise RuntimeError(f"no callgrind total in:\n{out.stderr[-2000:]}")
-    return int(m.group(1))
+    return callgrind_total([sys.executable, __file__, "--worker", case, impl, str(packets), str(run)])
 
 
 def _seconds(case: str, impl: str, packets: int) -> float:
