@@ -75,13 +75,20 @@ class ConcealmentPolicy:
         a loss starts, catch up: the output played since the last analysis
         goes through the extractor and the predictor in one block each,
         continuing their state, so every frame is analysed once, as it would
-        be eagerly.  Only when more than ``history_ms`` went by without a
-        loss are both restarted on the last ``history_ms`` (the plug-in keeps
-        that much output), which bounds the work at a loss start.
+        be eagerly.  The plug-in's own output is caught up the same way (the
+        extractor only: it is not evidence for the predictor), when the
+        vocoder is primed or at the next loss.  Only when more than
+        ``history_ms`` went by since the last analysis are both restarted on
+        the last ``history_ms`` (the plug-in keeps that much output), which
+        bounds the work at a loss start; the end of a loss is then never
+        analysed.
         None: analyse every output slot as it is played and keep the
         predictor running on it (the same concealment while losses are at
         most ``history_ms`` apart; more work per received packet, none at a
         loss start).
+    prime_frames : int
+        Teacher-forced vocoder frames when the continuation starts (1–3;
+        the vocoder trains with 3).
     """
 
     opus_lead_ms: int = 20
@@ -94,6 +101,7 @@ class ConcealmentPolicy:
     shape_tail: bool = True
     postfilter: Any = True
     history_ms: int | None = 1000
+    prime_frames: int = 2
 
     def __post_init__(self) -> None:
         if not (0 <= self.fade_start_ms <= 60_000 and 1 <= self.fade_ms <= 60_000):
@@ -111,6 +119,8 @@ class ConcealmentPolicy:
         s = self.shape_gated
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 < s <= 1.0):
             raise ValueError(f"shape_gated must be None or in (0, 1], got {s!r}")
+        if self.prime_frames not in (1, 2, 3):
+            raise ValueError(f"prime_frames must be 1, 2 or 3, got {self.prime_frames!r}")
         h = self.history_ms
         if h is not None and (isinstance(h, bool) or not isinstance(h, int) or not 40 <= h <= 10_000):
             raise ValueError(f"history_ms must be None or an integer in [40, 10000], got {h!r}")
@@ -150,9 +160,11 @@ class NeuralPLC:
     Per slot outside losses: a copy of the output into the history (with the
     policy's ``history_ms = None``: feature analysis and two predictor steps).
     At a loss start: feature analysis of the history and the predictor over it.
-    During a loss: feature analysis of the output, two predictor steps and two
-    vocoder frames (plus priming, once per loss), or for a gated loss two
-    predictor steps and two frames of the envelope filter.
+    During a loss: two predictor steps and two vocoder frames (plus priming,
+    once per loss, after analysing libopus's lead), or for a gated loss two
+    predictor steps and two frames of the envelope filter.  The loss's own
+    output is analysed at the next loss start, if that is within
+    ``history_ms``.
     """
 
     def __init__(self, vocoder_model: Any = None, plc_model: PLCModel | None = None, *,
@@ -182,11 +194,13 @@ class NeuralPLC:
         self._shaper = None if p.shape_gated is None else EnvelopePostfilter(strength=float(p.shape_gated))
         self._active = False       # the previous slot was ours
         self._primed = False       # the continuation runs in the current loss (past the libopus lead)
+        self._started = False      # the vocoder is primed for the current loss (maybe ahead, by prepare)
         self._last_real = False    # the previous slot came from libopus (regular/LBRR)
         self._lost = 0             # samples concealed in the current loss
         self._gated = False        # the current loss is left to libopus (voicing gate)
         self._shaping = False      # libopus's output of the current loss is being shaped
         self._backlog = 0          # (history_ms) samples played since the last analysis, not analysed yet
+        self._own = 0              # (history_ms) the backlog's first samples that were our own output
         self.stats = {"losses": 0, "slots": 0, "silent_slots": 0, "lead_slots": 0, "gated_losses": 0,
                       "gated_slots": 0, "shaped_slots": 0}
 
@@ -194,20 +208,20 @@ class NeuralPLC:
     def observe(self, pcm: np.ndarray, decision: Any) -> None:
         """Note every output slot; eagerly, analyse it and feed what we did not invent to the predictor.
 
-        With ``history_ms``, keep it; inside a loss, after the loss start's analysis, the
-        extractor runs on from there over our own slots, as it does eagerly.
+        With ``history_ms``, keep it and count it as not analysed yet (the
+        backlog: our own slots first, then the others).
         """
         if self.policy.history_ms is not None:
+            n = int(np.asarray(pcm).shape[0])
             x = np.asarray(pcm, np.int16)[-self._ring.shape[0]:]
             k = min(x.shape[0], self._ring.shape[0] - self._pos)
             self._ring[self._pos:self._pos + k] = x[:k]
             self._ring[:x.shape[0] - k] = x[k:]
             self._pos = (self._pos + x.shape[0]) % self._ring.shape[0]
             self._filled = min(self._filled + x.shape[0], self._ring.shape[0])
-            if decision == self.decision and not self._backlog:
-                self._feats = np.concatenate([self._feats, self._fx.process_block(x)])[-Continuation.history_frames:]
-            elif decision != self.decision:
-                self._backlog += int(np.asarray(pcm).shape[0])
+            if decision == self.decision and self._backlog == self._own:
+                self._own += n              # ours: analysed (features only) when next needed
+            self._backlog += n
         else:
             feats = self._fx.process_block(np.asarray(pcm))
             self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
@@ -228,6 +242,7 @@ class NeuralPLC:
             self._lost = 0
             self._active = True
             self._primed = False
+            self._started = False
             self._shaping = False
             self._gated = self._leave_to_libopus(self._feats[-1])   # the last frame played before the loss
             self.stats["losses"] += 1
@@ -244,8 +259,8 @@ class NeuralPLC:
             return out
         first = not self._primed
         if first:
-            # Primed from the output so far (real audio, or libopus's lead): continuous with it.
-            self._cont.start(ctx.history, self._feats)
+            if not self._started:
+                self._start(ctx.history)
             self._primed = True
         gain = self._gain(self._lost, n)
         y = self._cont.synthesize(feats, gain, under=ctx.opus_plc)
@@ -262,6 +277,22 @@ class NeuralPLC:
             fade_from(y, ctx.opus_plc, k)
         self._lost += n
         return to_int16(y)
+
+    def prepare(self, ctx: Any) -> bool:
+        """Do now what lost slot ``ctx.slot`` (not decided yet) would start with.
+
+        Called by the receiver after deciding the slot before, when no packet
+        covers ``ctx.slot`` as things stand.  After real audio: the catch-up
+        analysis of a loss start; after libopus's lead: the vocoder's priming.
+        The output is the same; the work leaves the slot that also synthesises
+        for one that was cheap.
+        """
+        if not self._active:
+            if self._last_real and self.policy.history_ms is not None and self._backlog:
+                self._catch_up()
+        elif not self._started and not self._gated and self._lead and self._lost == self._lead:
+            self._start(ctx.history)
+        return True
 
     def handback(self, pcm: np.ndarray) -> np.ndarray:
         """Cross-fade from the concealment into the first real samples."""
@@ -282,6 +313,13 @@ class NeuralPLC:
         return self._cont.handback(out, self._pred.prediction[None], k, self._gain(self._lost, k))
 
     # ---------------------------------------------------------- helpers
+    def _start(self, history: np.ndarray) -> None:
+        """Prime the vocoder from the output so far (real audio, or libopus's lead): continuous with it."""
+        if self._backlog:
+            self._catch_up()
+        self._cont.start(history, self._feats[-(self.policy.prime_frames + 2):])
+        self._started = True
+
     def _catch_up(self) -> None:
         """Analyse the output played since the last analysis and run the predictor over it.
 
@@ -289,16 +327,19 @@ class NeuralPLC:
         holds all of it; after a longer stretch without losses both restart on the ring
         (only what was played: a stream shorter than the history from its start).
         """
-        n = self._backlog
+        n, own = self._backlog, self._own
         if n > self._ring.shape[0]:
             self._fx.reset()
             self._pred.reset()
-            n = self._filled // FRAME_SIZE * FRAME_SIZE
+            m = self._filled // FRAME_SIZE * FRAME_SIZE
+            own, n = max(0, own - (n - m)), m
         hist = np.concatenate([self._ring[self._pos:], self._ring[:self._pos]])[self._ring.shape[0] - n:]
         feats = self._fx.process_block(hist)        # one C call
         self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
-        self._pred.update_block(feats)               # one C call
-        self._backlog = 0
+        if n > own:
+            # Our own output is not evidence of the speaker: only the rest feeds the predictor.
+            self._pred.update_block(feats[own // FRAME_SIZE:])   # one C call
+        self._backlog = self._own = 0
 
     def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:
         """libopus's concealment of this slot pulled towards ``feats``; the filter is primed

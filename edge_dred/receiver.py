@@ -266,7 +266,32 @@ class Receiver:
         if level is not None:
             per = self.level_decisions[level.key]
             per[decision.value] += 1
+        if (allowed and self._has_plugins and self._warm >= self.rewarm_slots
+                and self._pending and self._pending[0] is None):
+            self._prepare_next()
         return pcm
+
+    def _prepare_next(self) -> None:
+        """The next slot is lost as things stand: let the plug-in that would fill it start now.
+
+        A hole's first slot would otherwise carry the plug-in's whole start
+        (history analysis, vocoder priming) on top of its own synthesis;
+        this puts it in the slot just decided, which was cheap when it was
+        real audio.  Redundancy that needs no plug-in (RED copies, LBRR)
+        is left alone, as in :meth:`_fill_lost`.  Outputs do not change.
+        """
+        future = list(self._pending)[1:]
+        for back, later in enumerate(future, 1):
+            if later is not None and getattr(later, "redundant", {}).get(back) is not None:
+                return
+        if self.config.lbrr and (not future or future[0] is not None and packet_has_lbrr(future[0])):
+            return     # LBRR fills it, or may: the packet after it is not in view yet
+        cap = self.governor.dred_ms_cap() if self.governor is not None else None
+        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run + 1, None, cap)
+        for plugin in (*self.recoverers, self.concealer):
+            prepare = getattr(plugin, "prepare", None)
+            if prepare is not None and prepare(ctx):
+                return
 
     def _fill_lost(self, future: list[bytes | None], use_plugins: bool = True
                    ) -> tuple[np.ndarray, Decision, object]:

@@ -17,7 +17,7 @@ IPS = 1e9   # 20 M instructions per 20 ms packet: sender budget 1.0 M, receiver 
 
 def stages(opus=lambda c: 100e3 * (c + 1), step=100e3, burst=800e3, chunk=100e3) -> list[est.StageCount]:
     """Counted stages with these medians (instructions per packet); ``step=None`` leaves the TFLite step out."""
-    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_PLC: 100e3, NEWEST: 200e3, bench.VOCODER: 500e3,
+    med = {bench.SENDER_FEATURES: 100e3, CODE: 50e3, bench.OPUS_DECODE: 100e3, bench.OPUS_PLC: 100e3, NEWEST: 200e3, bench.VOCODER: 500e3,
            bench.POSTFILTER: 100e3, bench.BURST_STAGES[0]: burst / 4, bench.BURST_STAGES[1]: burst * 3 / 4,
            bench.DRED_CHUNK: chunk,
            **{bench.opus_complexity_stage(c): opus(c) for c in bench.OPUS_COMPLEXITIES}}
@@ -47,20 +47,28 @@ def test_complexity_zero_when_nothing_fits():
 
 
 def test_depth_is_the_deepest_whose_heaviest_slot_fits():
-    # fixed 1.7 M (PLC, burst start, newest chunk, vocoder, postfilter) + 100 k per further chunk <= 2.0 M
-    rec = est.recommend_runtime(IPS, stages(), window_ms=200)
-    assert rec.dred_ms == 160                       # 4 chunks at once; 5 would need 2.1 M
+    # the slot before the hole: 100 k decode + 800 k burst start + 100 k parse (newest 200 k less a chunk);
+    # the hole's first slot: 100 k PLC + 500 k vocoder + 100 k postfilter + 100 k per chunk <= 2.0 M
+    rec = est.recommend_runtime(IPS, stages(), window_ms=1040)
+    assert rec.dred_ms == 520                       # 13 chunks at once; 14 would need 2.1 M
     assert rec.receiver_rtf == pytest.approx(0.1)
-    assert "dred_ms 160" in rec.reason and "4 chunks at once" in rec.reason
+    assert "dred_ms 520" in rec.reason and "13 chunks at once" in rec.reason
+    assert "burst start 0.050 in the slot before" in rec.reason
 
 
 def test_depth_beyond_the_playout_window_costs_nothing_more():
-    # a 60 ms window decodes at most 2 chunks at once: 1.8 M fits, so the full 1.04 s does
+    # a 200 ms window decodes at most 6 chunks at once: 1.3 M fits, so the full 1.04 s does
+    rec = est.recommend_runtime(IPS, stages(), window_ms=200)
+    assert rec.dred_ms == 1040 and rec.receiver_rtf == pytest.approx(0.065)
+    # with an unbounded window every chunk counts: 0.7 M + 26 x 50 k fits, 0.7 M + 26 x 60 k does not
+    assert est.recommend_runtime(IPS, stages(chunk=50e3), window_ms=1040).dred_ms == 1040
+    assert est.recommend_runtime(IPS, stages(chunk=60e3), window_ms=1040).dred_ms == 840
+
+
+def test_the_burst_start_slot_can_be_the_heaviest():
+    # a 60 ms window: the hole's first slot 0.9 M, the slot before it 1.0 M
     rec = est.recommend_runtime(IPS, stages(), window_ms=60)
-    assert rec.dred_ms == 1040 and rec.receiver_rtf == pytest.approx(0.09)
-    # with an unbounded window every chunk counts: 1.7 M + 25 x 10 k fits, 1.7 M + 25 x 20 k does not
-    assert est.recommend_runtime(IPS, stages(chunk=10e3), window_ms=1040).dred_ms == 1040
-    assert est.recommend_runtime(IPS, stages(chunk=20e3), window_ms=1040).dred_ms == 640
+    assert rec.dred_ms == 1040 and rec.receiver_rtf == pytest.approx(0.05)
 
 
 def test_depth_zero_when_a_burst_start_alone_is_over_budget():
@@ -71,7 +79,7 @@ def test_depth_zero_when_a_burst_start_alone_is_over_budget():
 
 def test_a_faster_board_never_gets_less():
     counted = stages()
-    recs = [est.recommend_runtime(ips, counted) for ips in (0.5e9, 1e9, 2e9, 4e9, 8e9)]
+    recs = [est.recommend_runtime(ips, counted) for ips in (0.25e9, 0.5e9, 1e9, 2e9, 4e9, 8e9)]
     assert [r.complexity for r in recs] == sorted(r.complexity for r in recs)
     assert [r.dred_ms for r in recs] == sorted(r.dred_ms for r in recs)
     assert recs[0].dred_ms == 0 and recs[-1].dred_ms == 1040 and recs[-1].complexity == 10

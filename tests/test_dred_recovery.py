@@ -244,3 +244,33 @@ def test_backward_decode_extends_with_older_latents(models, stream):
     assert np.array_equal(a, full.frames(8))
     with pytest.raises(ValueError):
         part.extend(np.zeros((1, dec.weights.latent_dim), np.float32))
+
+
+def test_burst_start_is_prepared_in_the_slot_before(models, stream, monkeypatch):
+    """After a real slot, a lost slot that DRED covers is primed while the real slot is decided:
+    the burst's first slot only synthesises, and the audio, decisions and statistics are those of
+    priming in the first lost slot itself (prepare switched off)."""
+    pcm, packets, la = stream
+    _, dec, voc = models
+    mask = np.zeros(len(packets), bool)
+    mask[[20, 21, 40, 60, 61, 62, 63, 90, 110, 111]] = True
+
+    def go(prepare: bool):
+        rec = DredRecoverer(dec, voc, keep_trace=True)
+        rx = Receiver(ReceiverConfig(lookahead=8), recoverers=[rec])
+        if not prepare:
+            monkeypatch.setattr(rx, "_prepare_next", lambda: None)
+        primed_in = []
+        orig = rec._prime
+        # the receiver's loss run when priming: 0 = while the real slot before the burst is decided
+        monkeypatch.setattr(rec, "_prime", lambda h, f: primed_in.append(rx._loss_run) or orig(h, f))
+        out = np.concatenate([o for p, lost in zip(packets, mask) for o in rx.push(None if lost else p)] + rx.flush())
+        return out, rec, [d.value for d in rx.decisions], primed_in
+
+    out_a, rec_a, dec_a, primed_a = go(True)
+    out_b, rec_b, dec_b, primed_b = go(False)
+    assert dec_a == dec_b and dec_a.count("dred") == int(mask.sum())
+    assert np.array_equal(out_a, out_b)
+    assert rec_a.stats == rec_b.stats and rec_a.stats["bursts"] == 5
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(rec_a.trace, rec_b.trace))
+    assert primed_a == [0] * 5 and primed_b == [1] * 5

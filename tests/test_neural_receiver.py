@@ -122,3 +122,33 @@ def test_cli_reports_broken_model_cleanly(tmp_path, speech, truncated_plc_models
     err = capsys.readouterr().err
     assert "plc.bin is truncated" in err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_loss_start_work_is_prepared_in_the_slot_before(speech, monkeypatch):
+    """With a look-ahead, the receiver hands the neural PLC its loss-start work one slot early: the
+    catch-up analysis while the last real slot is decided, the vocoder's priming while libopus's
+    lead is. The audio is the same as doing both in the slot that needs them."""
+    packets = Sender(24000).encode_stream(speech)
+    lost = np.zeros(len(packets), bool)
+    lost[[30, 31, 32, 70, 100, 101]] = True
+
+    def go(prepare: bool):
+        conc = plc_mod.NeuralPLC()
+        rx = Receiver(ReceiverConfig(lookahead=2), concealer=conc)
+        if not prepare:
+            monkeypatch.setattr(rx, "_prepare_next", lambda: None)
+        runs = {"catch_up": [], "start": []}
+        for name in runs:
+            orig = getattr(conc, "_" + name)
+            monkeypatch.setattr(conc, "_" + name, lambda *a, o=orig, k=name: runs[k].append(rx._loss_run) or o(*a))
+        out = [o for p, gone in zip(packets, lost) for o in rx.push(None if gone else p)] + rx.flush()
+        return np.concatenate(out), [d.value for d in rx.decisions], runs
+
+    out_a, dec_a, runs_a = go(True)
+    out_b, dec_b, runs_b = go(False)
+    assert dec_a == dec_b and dec_a.count("neural_plc") == int(lost.sum())
+    assert np.array_equal(out_a, out_b)
+    # per loss: the catch-up at its start; for the two longer than libopus's lead, the vocoder's
+    # start (with the catch-up of the lead), in the lead's slot (loss run 1) instead of the next
+    assert runs_b == {"catch_up": [1, 2, 1, 1, 2], "start": [2, 2]}
+    assert runs_a == {"catch_up": [0, 1, 0, 0, 1], "start": [1, 1]}

@@ -364,11 +364,24 @@ def test_lead_feeds_the_predictor_its_predictions(speech, tiny, tiny_vocoder):
 
 def test_policy_validated(tiny, tiny_vocoder):
     for kw in ({"opus_lead_ms": 30}, {"opus_lead_ms": -20}, {"opus_lead_ms": 1020}, {"opus_lead_ms": True},
-               {"voiced_gate": 1.5}, {"voiced_gate": -0.1}, {"voiced_gate": "0.5"}, {"shape_gated": 0.0}):
+               {"voiced_gate": 1.5}, {"voiced_gate": -0.1}, {"voiced_gate": "0.5"}, {"shape_gated": 0.0},
+               {"prime_frames": 0}, {"prime_frames": 4}):
         with pytest.raises(ValueError):
             ConcealmentPolicy(**kw)
     with pytest.raises(TypeError, match="_policy"):
         NeuralPLC(tiny_vocoder, tiny[0], _policy={"opus_lead_ms": 20})
+
+
+def test_prime_frames_sets_the_teacher_forced_frames(speech, tiny, tiny_vocoder):
+    """The continuation starts from the last prime_frames + 2 analysed frames (2 fill the
+    conditioning history, the rest run teacher-forced)."""
+    for k in (1, 2, 3):
+        plc = _plc(tiny_vocoder, tiny[0], prime_frames=k)
+        seen = []
+        orig = plc._cont.start
+        plc._cont.start = lambda h, f: seen.append(len(f)) or orig(h, f)
+        _drive(plc, speech, 40, 3)
+        assert seen == [k + 2]
 
 
 def test_int8_concealment_matches_reference(speech, tiny, tiny_vocoder):
@@ -480,9 +493,10 @@ def test_lazy_analysis_catches_up_across_losses(speech, tiny, tiny_vocoder):
     lazy = _drive_losses(plc, speech, lost, n_slots)
     assert n_slots * SLOT > 5 * 200 * 16                      # the stream is much longer than the history
     np.testing.assert_array_equal(lazy, eager)
-    # per loss: the 7 real slots since the last one (the first loss: everything before it), then
-    # the loss's own two slots as they are played
-    assert max(calls) == 8 * SLOT and calls.count(7 * SLOT) == len(lost) // 2 - 1
+    # per loss: at its start, the previous loss's second slot and the 7 real slots since (the
+    # first loss: the 8 slots before it); when the vocoder is primed, libopus's lead (one slot).
+    # Nothing else: the concealed slots themselves cost no analysis as they are played.
+    assert calls == [8 * SLOT, SLOT] * (len(lost) // 2)
 
 
 def test_predictor_block_update_equals_row_updates(tiny, feats):

@@ -56,6 +56,10 @@ PLC_VARIANTS: dict[str, dict] = {
     "lazy120": {"kind": "plain", "plc": {"history_ms": 120}},
     "lazy500": {"kind": "plain", "plc": {"history_ms": 500}},
     "lazy1000": {"kind": "plain", "plc": {"history_ms": 1000}},
+    # Teacher-forced frames when the vocoder is primed at a loss (the vocoder trains with 3).
+    "prime3": {"kind": "plain", "plc": {"prime_frames": 3}},
+    "prime2": {"kind": "plain", "plc": {"prime_frames": 2}},
+    "prime1": {"kind": "plain", "plc": {"prime_frames": 1}},
     # Diagnostics: the vocoder only for losses that start after a frame with
     # feature[i] above (">") or below ("<") a threshold; libopus conceals the others
     # (these conditions replace NeuralPLC's voicing gate).
@@ -101,6 +105,8 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred_prime3": {"kind": "lbrr+dred", "dred": {"prime_frames": 3}},
     "lbrr+dred_prime2": {"kind": "lbrr+dred", "dred": {"prime_frames": 2}},
     "lbrr+dred_prime1": {"kind": "lbrr+dred", "dred": {"prime_frames": 1}},
+    "lbrr+dred_p1h10": {"kind": "lbrr+dred", "dred": {"prime_frames": 1, "history_frames": 10}},
+    "lbrr+dred_p1h8": {"kind": "lbrr+dred", "dred": {"prime_frames": 1, "history_frames": 8}},
     "dred_hist20": {"kind": "dred", "dred": {"history_frames": 20}},
     "dred_mean": {"kind": "dred:mean", "dred": {}},
 }

@@ -182,6 +182,7 @@ class DredRecoverer:
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
         self._active_slot = -1
+        self._prepared: int | None = None                # slot whose burst start prepare() did
         self._last_real = False
         self.trace: list[tuple[int, np.ndarray]] | None = [] if keep_trace else None
         self.stats = {"slots": 0, "bursts": 0, "bad_payloads": 0, "uncovered": 0, "capped": 0, "chunks_decoded": 0}
@@ -265,6 +266,7 @@ class DredRecoverer:
         if decision != self.decision:
             self._active = None
         self._last_real = decision in self._real
+        self._prepared = None      # a start prepared for this slot was used, or its packet came
 
     def recover(self, ctx: Any, max_ms: int | None = None) -> np.ndarray | None:
         """Synthesise lost slot ``ctx.slot`` from DRED, or None if no packet in view covers it.
@@ -282,6 +284,67 @@ class DredRecoverer:
         """
         if max_ms is None:
             max_ms = getattr(ctx, "dred_cap_ms", None)
+        found = self._cover(ctx, max_ms, count=True)
+        if found is None:
+            return None
+        src, lo, m = found
+        slot = int(ctx.slot)
+        before = src.decode.chunks_decoded
+        fin = src.frames(lo, self._needed_input_frames(m)[2])
+        self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
+        first_in = max(lo, src.first)
+        feats = sanitize_features(output_frame_features(fin, first_in, m, self.codec_delay))
+        if self.trace is not None:
+            self.trace.append((slot, feats))
+
+        continuing = self._active is not None and self._active_slot == slot - 1
+        if not continuing:
+            if self._prepared != slot:
+                hist = np.asarray(ctx.history)
+                if hist.shape[0] < Continuation.history_samples:
+                    return None
+                self._prime(hist, self._history_features(hist))
+            self.stats["bursts"] += 1
+        self._prepared = None
+        y = self._cont.synthesize(feats)
+        if not continuing and self._last_real and ctx.opus_plc is not None:
+            # libopus's concealment continues the decoder's overlap exactly: fade from it.
+            fade_from(y, ctx.opus_plc, min(START_XFADE, y.shape[0], len(ctx.opus_plc)))
+        self._active, self._active_slot = src, slot
+        self.stats["slots"] += 1
+        return to_int16(y)
+
+    def prepare(self, ctx: Any) -> bool:
+        """Start the burst that lost slot ``ctx.slot`` opens, one slot early.
+
+        The receiver calls this after deciding the slot before it, when that
+        slot is lost as things stand (``ctx.opus_plc`` is None).  When the
+        slot just decided was real audio, the burst start (history analysis,
+        vocoder priming) lands there instead of on top of the first slot's
+        synthesis; the output is the same.  If the packet arrives after all,
+        the work is wasted, never wrong.
+
+        Returns
+        -------
+        bool
+            Whether DRED in the packets held now covers the slot.
+        """
+        found = self._cover(ctx, getattr(ctx, "dred_cap_ms", None), count=False)
+        if found is None:
+            return False
+        slot = int(ctx.slot)
+        if self._last_real and self._prepared != slot:
+            hist = np.asarray(ctx.history)
+            if hist.shape[0] < Continuation.history_samples:
+                return False
+            self._prime(hist, self._history_features(hist))
+            self._prepared = slot
+        return True
+
+    def _cover(self, ctx: Any, max_ms: int | None, count: bool) -> tuple[_Source, int, np.ndarray] | None:
+        """The earliest packet in view whose DRED recovers ``ctx.slot`` within ``max_ms``:
+        (its source, the oldest input frame to decode, the slot's output frames), or None
+        (counted in ``stats`` when ``count``)."""
         max_chunks = None
         if max_ms is not None:
             if isinstance(max_ms, bool) or not isinstance(max_ms, (int, np.integer)) or not 0 <= max_ms <= 10_000:
@@ -307,39 +370,19 @@ class DredRecoverer:
                 src = s
                 break
         if src is None:
-            if have_dred:
+            if have_dred and count:
                 self.stats["uncovered"] += 1
             return None
         if max_chunks is not None:
             # The earliest covering packet needs the shortest decode; if even it reaches back
             # further than the cap, every later one would too.
             if -(-(src.last - lo_req + 1) // DEC_FRAMES) > max_chunks:
-                self.stats["capped"] += 1
+                if count:
+                    self.stats["capped"] += 1
                 return None
             if -(-(src.last - max(lo, src.first) + 1) // DEC_FRAMES) > max_chunks:
                 lo = lo_req  # drop the optional older interpolation neighbour rather than decode a chunk more
-        before = src.decode.chunks_decoded
-        fin = src.frames(lo, hi)
-        self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
-        first_in = max(lo, src.first)
-        feats = sanitize_features(output_frame_features(fin, first_in, m, self.codec_delay))
-        if self.trace is not None:
-            self.trace.append((slot, feats))
-
-        continuing = self._active is not None and self._active_slot == slot - 1
-        if not continuing:
-            hist = np.asarray(ctx.history)
-            if hist.shape[0] < Continuation.history_samples:
-                return None
-            self._prime(hist, self._history_features(hist))
-            self.stats["bursts"] += 1
-        y = self._cont.synthesize(feats)
-        if not continuing and self._last_real and ctx.opus_plc is not None:
-            # libopus's concealment continues the decoder's overlap exactly: fade from it.
-            fade_from(y, ctx.opus_plc, min(START_XFADE, y.shape[0], len(ctx.opus_plc)))
-        self._active, self._active_slot = src, slot
-        self.stats["slots"] += 1
-        return to_int16(y)
+        return src, lo, m
 
     def handback(self, pcm: np.ndarray) -> np.ndarray:
         """Cross-fade from one more synthesised frame into the first real samples."""

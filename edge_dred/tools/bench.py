@@ -26,7 +26,7 @@ from ..boards import describe_cpu
 from ..constants import FRAME_MS, FRAME_SAMPLES, FRAME_SIZE, SAMPLE_RATE
 
 __all__ = ["run_bench", "time_per_packet", "sampled_latents", "NOT_RUN", "DRED_STAGES", "PACKETS_PER_CALL",
-           "CHOICE_SIDES", "SENDER_FEATURES", "OPUS_PLC", "VOCODER", "POSTFILTER", "BURST_STAGES", "DRED_CHUNK",
+           "CHOICE_SIDES", "SENDER_FEATURES", "OPUS_DECODE", "OPUS_PLC", "VOCODER", "POSTFILTER", "BURST_STAGES", "DRED_CHUNK",
            "OPUS_COMPLEXITIES", "opus_complexity_stage"]
 
 #: Cell text of a stage that could not run (``edge_dred.tools.estimate`` parses it).
@@ -38,6 +38,7 @@ DRED_STAGES = (("dred sender", "TFLite encoder step"),
 
 #: (side, stage) of rows the board-config recommendation reads (``edge_dred.tools.estimate``).
 SENDER_FEATURES = ("sender", "features (2 x 10 ms)")
+OPUS_DECODE = ("receiver", "opus decode")
 OPUS_PLC = ("receiver", "opus PLC")
 VOCODER = ("neural plc", "vocoder (2 x 10 ms)")
 POSTFILTER = ("neural plc", "vocoder postfilter (2 x 10 ms)")
@@ -279,10 +280,10 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int, choices: bool = False) -> t
 def _depth_rows(dec, payloads: list[bytes], pcm: np.ndarray, repeat: int) -> tuple[list[Row], list[Skip]]:
     """What a DRED burst costs the receiver besides each slot's synthesis: its start, and each decoded chunk.
 
-    Burst start (two rows): what ``DredRecoverer.recover`` runs when it
-    rebuilds the first slot of a hole after real audio or another concealer
-    (its own code path): the feature analysis of the last output frames, then
-    the vocoder's priming on them.
+    Burst start (two rows): what ``DredRecoverer`` runs before it rebuilds
+    the first slot of a hole (its own code path; ``prepare``, in the slot
+    before, when that was real audio): the feature analysis of the last
+    output frames, then the vocoder's priming on them.
     Per chunk: chunks 2..26 of a parsed 1.04 s payload decoded in one call (the
     deepest backward decode there is), per chunk.
     """
@@ -398,7 +399,7 @@ def run_bench(seconds: float = 10.0, repeat: int = 3, choices: bool = False) -> 
     enc2 = OpusEncoder(SAMPLE_RATE, 1, bitrate=24000)
     rows.append(("sender", "opus encode 24 kb/s", time_per_packet(lambda i: enc2.encode(frames[i]), n, repeat)))
     dec = OpusDecoder(SAMPLE_RATE, 1)
-    rows.append(("receiver", "opus decode", time_per_packet(lambda i: dec.decode(packets[i], FRAME_SAMPLES), n, repeat)))
+    rows.append((*OPUS_DECODE, time_per_packet(lambda i: dec.decode(packets[i], FRAME_SAMPLES), n, repeat)))
     rows.append((*OPUS_PLC, time_per_packet(lambda i: dec.decode(None, FRAME_SAMPLES), n, repeat)))
 
     r, s = _neural_plc_rows(pcm, n, repeat)

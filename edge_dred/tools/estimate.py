@@ -293,12 +293,15 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
       (``window_ms``, default ``playout.DEFAULT_MAX_DELAY_MS``; one more chunk
       for the codec delay and chunk alignment), and the load governor caps the
       decode at the board's ``dred_ms`` (and lower when the board falls
-      behind).  So the heaviest slot of a DRED burst, for depth ``d``, is
-      libopus's concealment + the burst start (history analysis and vocoder
-      priming) + parse and decode of ``k = min(d, window + 40 ms) / 40``
-      chunks + the slot's synthesis (vocoder and its postfilter), and the
-      deepest ``d`` (a multiple of 40 up to 1040) whose heaviest slot fits is
-      chosen.  Depths beyond the window cost no more; a receiver run with a
+      behind).  The burst start (history analysis, vocoder priming, and the
+      payload's parse) runs one slot early, in the real slot before the hole
+      (``Receiver._prepare_next``).  So the heaviest slot of a DRED burst, for
+      depth ``d``, is the larger of that slot (Opus decode + burst start +
+      parse, i.e. the parse-and-newest-chunk row less one chunk) and the
+      hole's first slot (libopus's concealment + decode of
+      ``k = min(d, window + 40 ms) / 40`` chunks + the slot's synthesis:
+      vocoder and its postfilter), and the deepest ``d`` (a multiple of 40 up
+      to 1040) whose heaviest slot fits is chosen.  Depths beyond the window cost no more; a receiver run with a
       longer ``--max-delay-ms`` decodes up to ``d`` at once.  When even 40 ms
       does not fit, the depth is 0: the board config then says that neural
       recovery is not sustained (the live commands leave DRED and neural PLC
@@ -353,12 +356,13 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
              f"{'<=' if fits else '> even at 0:'} {SENDER_RTF_BUDGET}{no_step}")
 
     burst = sum(need(key) for key in bench.BURST_STAGES)
-    fixed = need(bench.OPUS_PLC) + burst + need(newest) + need(bench.VOCODER) + need(bench.POSTFILTER)
     chunk = need(bench.DRED_CHUNK)
+    start = need(bench.OPUS_DECODE) + burst + max(need(newest) - chunk, 0.0)
+    first = need(bench.OPUS_PLC) + need(bench.VOCODER) + need(bench.POSTFILTER)
     at_once = window_ms // DRED_CHUNK_MS + 1
 
     def slot(d: int) -> float:
-        return (fixed + (min(d // DRED_CHUNK_MS, at_once) - 1) * chunk) / per_packet
+        return max(start, first + min(d // DRED_CHUNK_MS, at_once) * chunk) / per_packet
 
     depths = range(DRED_CHUNK_MS, MAX_CHUNKS * DRED_CHUNK_MS + 1, DRED_CHUNK_MS)
     ok = [d for d in depths if slot(d) <= RECEIVER_RTF_BUDGET]
@@ -366,8 +370,9 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
     rx = slot(dred_ms or DRED_CHUNK_MS)
     k = min((dred_ms or DRED_CHUNK_MS) // DRED_CHUNK_MS, at_once)
     if ok:
-        why_d = (f"dred_ms {dred_ms}: heaviest DRED slot {rx:.3f} <= {RECEIVER_RTF_BUDGET} (burst start + "
-                 f"{k} chunk{'s' if k > 1 else ''} at once, {window_ms} ms playout window)")
+        why_d = (f"dred_ms {dred_ms}: heaviest DRED slot {rx:.3f} <= {RECEIVER_RTF_BUDGET} (burst start "
+                 f"{start / per_packet:.3f} in the slot before; first slot {k} chunk{'s' if k > 1 else ''} at "
+                 f"once, {window_ms} ms playout window)")
     else:
         why_d = (f"dred_ms 0: heaviest DRED slot {rx:.3f} > {RECEIVER_RTF_BUDGET} even at 40 ms (burst start "
                  f"{burst / per_packet:.3f} of it)")
@@ -800,7 +805,8 @@ def estimate_boards(names: list[str], seconds: float = 1.0, wheel: str | None = 
     note = ("Receiver RTF sums every receiver-side stage (decode, concealment, neural PLC, DRED decode): an upper "
             "bound, since a slot is either decoded or concealed. Sender RTF sums features, Opus encode and the "
             "DRED sender stages (at complexity 9). A stage under 'not run' is in neither sum (each board's notes say "
-            "why). The heaviest DRED slot (libopus PLC + burst start + the deepest decode at once + synthesis, at the "
+            "why). The heaviest DRED slot (the larger of the real slot before a hole, which runs the burst start, "
+            "and the hole's first slot: libopus PLC + the deepest decode at once + synthesis, at the "
             f"recommended depth) and the recommended defaults come from recommend_runtime (budgets: sender "
             f"{SENDER_RTF_BUDGET}, receiver {RECEIVER_RTF_BUDGET}; docs/boards.md).")
     return "\n\n".join(out + ["### Summary (est. real-time factor per 20 ms packet; < 1 keeps up)",
