@@ -46,8 +46,8 @@ DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms
 _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
 _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
-_HISTORY_FRAMES = 12          # output frames a fresh extractor analyses at a burst start (last 4 used)
-_PRIME_FRAMES = 2             # teacher-forced vocoder frames at a burst start (its training primes with 3)
+_HISTORY_FRAMES = 10          # output frames a fresh extractor analyses at a burst start (last 3 used)
+_PRIME_FRAMES = 1             # teacher-forced vocoder frames at a burst start (its training primes with 3)
 START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
 END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
 
@@ -203,7 +203,7 @@ class DredRecoverer:
     def _history_features(self, hist: np.ndarray) -> np.ndarray:
         """Features of the last output frames, analysed from the history only when a burst starts.
 
-        A fresh extractor over the last 120 ms has settled its buffers (the
+        A fresh extractor over the last 100 ms has settled its buffers (the
         cepstra match a whole-stream analysis) and, in all but a few per cent
         of voiced frames, its pitch track before the last frames, so the
         receiver pays nothing for DRED while packets arrive.
