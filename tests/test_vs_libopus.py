@@ -205,6 +205,20 @@ def test_edge_rows_with_a_replayed_encoder_network(vs):
     assert rows["dred_net"] == (6000 - 300) / 3 and rows["tx_overhead"] == (30000 - 300 - 120) / 3
 
 
+def test_a_holes_start_in_the_received_slot_before_is_priced_with_the_hole(vs):
+    st = _load("vs_libopus_edge_side", "edge_side.py")
+    prof = {f"edstage_{n}": (v, c) for n, v, c in [
+        ("null", 1000, 10), ("cal", 5000, 1), ("cal0", 1000, 1),
+        ("dred_rx_good", 8000, 4), ("dred_prepare_good", 3100, 1), ("dred_rx_lost", 6000, 2)]}
+    assert all(k[len("edstage_"):] in st.stage_names() for k in prof)
+    calls = {k[len("edstage_"):]: c for k, (v, c) in prof.items()}
+    info = {"calls": calls, "nested": {"dred_rx_good": 1}, "cal_n": 200, "units": {}}
+    rows, _ = vs.edge_rows(info, prof)
+    good, prep, lost = 8000 - 400 - 20, 3100 - 100, 6000 - 200
+    assert rows["lost_dred"] == (lost + prep) / 2
+    assert rows["rx_avg_dred"] == (good + lost) / 6        # the average is what it was
+
+
 def test_marker_codes_agree_across_the_sides(marks):
     st = _load("vs_libopus_edge_side", "edge_side.py")
     arm = _load("vs_libopus_aarch64", "aarch64.py")

@@ -50,6 +50,8 @@ HOOKS = {
     "tx_attach": ("edge_dred.codec.framing", "attach_dred", 1),
     "dred_parse": ("edge_dred.dred.payload", "parse_payload", 1),
     "rx": ("edge_dred.receiver", "Receiver._decide_one", 1),
+    # A hole's start-up, run while the slot before it is decided: priced with the hole.
+    "prepare": ("edge_dred.receiver", "Receiver._prepare_next", 1),
 }
 MODES = ("plc", "dred", "dredonly")
 CAL_N = 200
@@ -128,8 +130,8 @@ def stage_names() -> list[str]:
     names = ["null", "cal", "cal0"]
     for m in MODES:
         for h in HOOKS:
-            if h == "rx":
-                names += [f"{m}_rx_good", f"{m}_rx_lost"]
+            if h in ("rx", "prepare"):
+                names += [f"{m}_{h}_good", f"{m}_{h}_lost"]
             else:
                 names.append(f"{m}_{h}")
     return names
@@ -203,6 +205,12 @@ class Stages:
             def wrapped(self_, *a, **k):
                 lost = self_._pending[0] is None
                 return stages.run(f"{stages.mode}_rx_{'lost' if lost else 'good'}", 1, orig, self_, *a, **k)
+        elif name == "prepare":
+            @functools.wraps(orig)
+            def wrapped(self_, *a, **k):
+                # inside the slot being decided: a received one (moved to the hole) or a lost one
+                where = "good" if stages.stack and stages.stack[-1].endswith("_rx_good") else "lost"
+                return stages.run(f"{stages.mode}_prepare_{where}", 1, orig, self_, *a, **k)
         elif is_method:
             @functools.wraps(orig)
             def wrapped(self_, *a, **k):
