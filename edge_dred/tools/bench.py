@@ -105,12 +105,15 @@ def _why(e: BaseException) -> str:
 
 
 def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], list[Skip]]:
-    """Neural PLC per 20 ms slot: vocoder (2 frames), predictor (2 frames), output analysis (2 frames).
+    """Neural PLC per 20 ms slot: vocoder (2 frames), postfilter, predictor (2 frames); and the
+    feature analysis of what was played (2 frames).
 
-    Their sum is the cost of a concealed slot (``conceal`` + ``observe``);
-    received slots pay only the analysis and the predictor.
+    The first three are a concealed slot (``conceal``).  The analysis runs
+    lazily, once per played frame, in a block at the next loss start (or the
+    slot before it), and not at all for what was played more than the policy's
+    ``history_ms`` before: a receiver row, the most it costs per played packet.
     """
-    names = (VOCODER[1], POSTFILTER[1], "PLC predictor (2 frames)", "output features (2 x 10 ms)")
+    names = (VOCODER[1], POSTFILTER[1], "PLC predictor (2 frames)", "PLC feature analysis, lazy (2 x 10 ms)")
     try:
         from ..dsp.features import FeatureExtractor, compute_features
         from ..neural.predictor import FeaturePredictor
@@ -121,7 +124,8 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
 
         vm, pm = default_models()
     except (ImportError, ValueError) as e:
-        return [], [("neural plc", nm, f"models not loadable ({_why(e)})") for nm in names]
+        return [], [("receiver" if nm == names[3] else "neural plc", nm, f"models not loadable ({_why(e)})")
+                    for nm in names]
     feats = compute_features(pcm)
     # The postfilter gets its own row (the vocoder row is the network alone).
     voc, pred, fx = Vocoder(vm, postfilter=False), FeaturePredictor(pm), FeatureExtractor()
@@ -141,7 +145,7 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
         ("neural plc", names[1], time_per_packet(lambda i: pf.process(pe[2 * i:2 * i + 2], feats[2 * i:2 * i + 2]),
                                                  n, repeat)),
         ("neural plc", names[2], time_per_packet(predictor, n, repeat)),
-        ("neural plc", names[3], time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)),
+        ("receiver", names[3], time_per_packet(lambda i: fx.process_block(frames[i]), n, 1)),
     ], []
 
 
