@@ -374,8 +374,9 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
                  f"{start / per_packet:.3f} in the slot before; first slot {k} chunk{'s' if k > 1 else ''} at "
                  f"once, {window_ms} ms playout window)")
     else:
-        why_d = (f"dred_ms 0: heaviest DRED slot {rx:.3f} > {RECEIVER_RTF_BUDGET} even at 40 ms (burst start "
-                 f"{burst / per_packet:.3f} of it)")
+        why_d = (f"dred_ms 0: heaviest DRED slot {rx:.3f} > {RECEIVER_RTF_BUDGET} even at 40 ms (the slot before "
+                 f"the hole, with the burst start, {start / per_packet:.3f}; the hole's first slot "
+                 f"{(first + chunk) / per_packet:.3f})")
     return Recommendation(complexity, dred_ms, sender[complexity], rx, f"{why_c}; {why_d}")
 
 
