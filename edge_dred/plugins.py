@@ -55,7 +55,15 @@ class SlotContext:
 
 
 class Recoverer(Protocol):
-    """Reconstructs a lost slot from redundancy (e.g. DRED); None if it can't."""
+    """Reconstructs a lost slot from redundancy (e.g. DRED); None if it can't.
+
+    A recoverer or concealer may also define ``prepare(ctx) -> bool``: the
+    receiver calls it after deciding a slot when the next one (``ctx.slot``,
+    ``ctx.opus_plc`` None) is lost as things stand, so that work the hole's
+    first slot would do from the history alone runs now; it returns whether
+    the plug-in will take the slot (later plug-ins are then not asked).  It
+    must not change what the plug-in outputs.
+    """
 
     decision: Decision
 
