@@ -101,7 +101,7 @@ class ConcealmentPolicy:
     shape_tail: bool = True
     postfilter: Any = True
     history_ms: int | None = 1000
-    prime_frames: int = 2
+    prime_frames: int = 1
 
     def __post_init__(self) -> None:
         if not (0 <= self.fade_start_ms <= 60_000 and 1 <= self.fade_ms <= 60_000):
