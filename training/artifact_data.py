@@ -14,9 +14,11 @@ limits, reverberation, level changes, a room floor, a faint mains line) with
 probability :data:`RECORDING_P`, so that the clean class covers recordings
 like the ones the detector will hear, and a defect is what stands out of one.
 
-Training speakers are split: :data:`VAL_SPEAKERS` (one female, one male
-VCC2016 speaker) are held out of training for model selection and for the
-detector's thresholds (:func:`calibrate_thresholds`).
+Training speech is split: :data:`VAL_SPEAKERS` (one female, one male
+VCC2016 speaker) and the LJSpeech clips from :data:`VAL_LJ_FROM` on (a
+contiguous block of the read audiobook, with its own recording floor) are
+held out of training for model selection and for the detector's thresholds
+(:func:`calibrate_thresholds`).
 """
 from __future__ import annotations
 
@@ -33,17 +35,22 @@ MIN_ACTIVE = 0.2
 DEFECT_NAMES = DEFECTS[1:]
 # Class mix: none, hum, hiss, distortion, clicks, mixed
 CLASS_P = np.array([0.30, 0.14, 0.14, 0.14, 0.14, 0.14])
-RECORDING_P = 0.6  # share of examples (every class) made an ordinary recording before the defect
+RECORDING_P = 0.7  # share of examples (every class) made an ordinary recording before the defect
 VAL_SPEAKERS = ("SF3", "TM3")  # training speakers held out for model selection and thresholds
+VAL_LJ_FROM = "LJ002-0101"  # LJSpeech clips from this one on are held out as well (100 clips)
+
+
+def _held_out(f: Path) -> bool:
+    return f.parent.name in VAL_SPEAKERS or (f.parent.name == "ljspeech" and f.stem >= VAL_LJ_FROM)
 
 
 def speaker_split(root: Path) -> tuple[list[Path], list[Path]]:
-    """(training files, validation files) under ``root``: validation = :data:`VAL_SPEAKERS`."""
+    """(training files, validation files) under ``root``: validation = :data:`VAL_SPEAKERS` and late LJSpeech clips."""
     files = sorted(Path(root).rglob("*.flac"))
-    val = [f for f in files if f.parent.name in VAL_SPEAKERS]
-    if not val:
+    val = [f for f in files if _held_out(f)]
+    if not any(f.parent.name in VAL_SPEAKERS for f in val):
         raise FileNotFoundError(f"none of the validation speakers {VAL_SPEAKERS} under {root}")
-    return [f for f in files if f.parent.name not in VAL_SPEAKERS], val
+    return [f for f in files if not _held_out(f)], val
 
 
 def load_speech(root, max_files: int | None = None) -> list[np.ndarray]:

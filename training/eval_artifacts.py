@@ -16,6 +16,8 @@ Usage::
 
     .venv/bin/python training/eval_artifacts.py                  # everything (about 15 min here)
     .venv/bin/python training/eval_artifacts.py --n-generated 500 --max-files-dred 12   # quicker
+    .venv/bin/python training/eval_artifacts.py --heldout   # the same tables on the held-out *training*
+                                                            # files (model selection, thresholds), not dev
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-from artifact_data import EVAL_STREAM, file_activity, load_speech, make_example, random_crop  # noqa: E402
+from artifact_data import (EVAL_STREAM, file_activity, load_speech, make_example, random_crop,  # noqa: E402
+                           speaker_split)
 
 from edge_dred.constants import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
 from edge_dred.artifacts.detector import ArtifactDetector, segments  # noqa: E402
@@ -217,6 +220,8 @@ def main() -> None:
     ap.add_argument("--max-files-dred", type=int, default=48, help="dev files per trace for lbrr+dred and zeros")
     ap.add_argument("--max-files", type=int, default=None, help="dev files for the clean and Opus rows (default all)")
     ap.add_argument("--only", default="generated,false_alarms,speed")
+    ap.add_argument("--heldout", action="store_true",
+                    help="evaluate on the held-out training files (artifact_data.speaker_split) instead of --dev")
     ap.add_argument("--threshold", help="one threshold for every defect, or four (hum,hiss,distortion,clicks), "
                                         "instead of the manifest's (a --model gets 0.5 otherwise)")
     args = ap.parse_args()
@@ -228,14 +233,20 @@ def main() -> None:
           + ", ".join(f"{k} {t:.3f}" for k, t in zip(DEFECTS[1:], det.thresholds)) + ")\n")
     if "speed" in only:
         print(speed_table(det), flush=True)
-    speech = load_speech(args.dev)
+    from edge_dred.evaluate.runner import find_speech_files, find_traces, select_files
+
+    if args.heldout:  # the training files held out of training (model selection), never the dev speakers
+        root = DATA / "speech" / "train"
+        files = speaker_split(root)[1]
+        print(f"held-out training files ({len(files)}) instead of dev speech: every table below is on them\n")
+    else:
+        root = args.dev
+        files = sorted(find_speech_files(args.dev))
+    speech = load_speech(files)
     if "generated" in only:
         print(generated_table(det, speech, args.n_generated), flush=True)
     if "false_alarms" in only:
-        from edge_dred.evaluate.runner import find_speech_files, find_traces, select_files
-
-        files = sorted(find_speech_files(args.dev))
-        pick = select_files(files, args.dev, args.max_files_dred)
+        pick = select_files(files, root, args.max_files_dred)
         rest = pick + [f for f in files if f not in pick]  # the dred/zeros subset first, spread over speakers
         rest = rest[:args.max_files] if args.max_files else rest
         fa, zs = false_alarm_table(det, rest, find_traces(args.traces),
