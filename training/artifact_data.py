@@ -110,7 +110,8 @@ def make_example(seg: np.ndarray, rng: np.random.Generator, cls: int | None = No
     return d.audio, y, cls, d.params
 
 
-def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: float = 0.5) -> np.ndarray:
+def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: float = 0.5,
+                         groups: np.ndarray | None = None) -> np.ndarray:
     """Per-defect thresholds under which at most ``false_alarm`` of the clean examples are flagged (any defect).
 
     ``clean_scores`` (N, 4) are the scores of clean (``none``) examples of the
@@ -118,15 +119,22 @@ def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: fl
     rate ``r`` (its threshold: the ``1 - r`` quantile of its clean scores,
     never below ``floor``); ``r`` is the largest for which the union stays
     within ``false_alarm``, so a defect that never fires on clean audio
-    leaves its share to the others.
+    leaves its share to the others.  With ``groups`` (N,) the bound holds in
+    every group (plain seconds, the same after Opus, ...), not only overall.
     """
+    groups = np.zeros(len(clean_scores), int) if groups is None else np.asarray(groups)
+
     def at(r: float) -> np.ndarray:
         return np.maximum(np.quantile(clean_scores, 1 - r, axis=0) + 1e-4, floor).astype(np.float32)
+
+    def worst(thr: np.ndarray) -> float:
+        on = (clean_scores >= thr).any(axis=1)
+        return max(float(np.mean(on[groups == g])) for g in np.unique(groups))
 
     lo, hi = 0.0, false_alarm
     for _ in range(30):
         mid = (lo + hi) / 2
-        if np.mean((clean_scores >= at(mid)).any(axis=1)) <= false_alarm:
+        if worst(at(mid)) <= false_alarm:
             lo = mid
         else:
             hi = mid

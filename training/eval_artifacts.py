@@ -49,7 +49,7 @@ def _md(head: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def generated_table(det: ArtifactDetector, speech, n: int) -> str:
+def generated_table(det: ArtifactDetector, speech, n: int, source: str = "dev speech") -> str:
     act = [file_activity(x) for x in speech]
     cm = np.zeros((5, 5), int)
     per_variant: dict[str, list[int]] = {}
@@ -74,7 +74,7 @@ def generated_table(det: ArtifactDetector, speech, n: int) -> str:
         per_variant.setdefault(key, []).append(int(p == c))
     rec = np.diag(cm) / np.maximum(cm.sum(1), 1)
     bacc = float(rec.mean())
-    lines = [f"## 1. Held-out generated set: dev speech, unseen generator seeds ({cm.sum()} single-defect "
+    lines = [f"## 1. Held-out generated set: {source}, unseen generator seeds ({cm.sum()} single-defect "
              f"examples, {n_mixed} mixed)", "",
              _md(["true \\ predicted", *DEFECTS, "recall"],
                  [[DEFECTS[i], *cm[i].tolist(), f"{rec[i]:.4f}"] for i in range(5)]), "",
@@ -120,7 +120,7 @@ def false_alarm_table(det, files, traces, bitrates, dred_files) -> tuple[str, st
         clean += det.analyze(pcm)
         for b in bitrates:
             coded[b] += det.analyze(run_condition(pcm, None, "clean", bitrate=b).audio)
-    rows.append(_flag_rows(f"clean dev speech ({len(files)} files)", clean))
+    rows.append(_flag_rows(f"clean speech ({len(files)} files)", clean))
     # What the clean seconds flagged look like: the recording's own noise floor and mains lines.
     floor_rows = []
     per_file = [det.analyze(p) for p in pcms]
@@ -131,7 +131,7 @@ def false_alarm_table(det, files, traces, bitrates, dred_files) -> tuple[str, st
                            "; ".join(sorted({v.text() for v in flagged})[:3])))
     floor_rows.sort()
     buckets = [(-99, 30), (30, 35), (35, 40), (40, 99)]
-    extra = ["", "clean dev seconds flagged, by the file's own noise floor (active speech level over the "
+    extra = ["", "clean seconds flagged, by the file's own noise floor (active speech level over the "
              "5th-percentile 20 ms frame, dB):", "",
              _md(["floor SNR", "files", "seconds", "flagged", "rate"],
                  [[f"{lo}..{hi}", sum(1 for r in floor_rows if lo <= r[0] < hi),
@@ -244,7 +244,8 @@ def main() -> None:
         files = sorted(find_speech_files(args.dev))
     speech = load_speech(files)
     if "generated" in only:
-        print(generated_table(det, speech, args.n_generated), flush=True)
+        print(generated_table(det, speech, args.n_generated,
+                              "held-out training speech" if args.heldout else "dev speech"), flush=True)
     if "false_alarms" in only:
         pick = select_files(files, root, args.max_files_dred)
         rest = pick + [f for f in files if f not in pick]  # the dred/zeros subset first, spread over speakers
