@@ -14,6 +14,14 @@ limits, reverberation, level changes, a room floor, a faint mains line) with
 probability :data:`RECORDING_P`, so that the clean class covers recordings
 like the ones the detector will hear, and a defect is what stands out of one.
 
+With the lossy recipe (``lossy``: an ffmpeg path from
+:func:`lossy_coding.require_ffmpeg`; training and export ``--lossy``), the
+recording is then MP3/Vorbis/AAC-coded through a resampling chain
+(:mod:`lossy_coding`) before its defect: :data:`LOSSY_NONE_P` of the clean
+examples and :data:`LOSSY_DEFECT_P` of the others, so that coding is part
+of the clean class without meaning "clean".  The examples of one
+:func:`make_examples` call share one chain (one ffmpeg round trip).
+
 Training speech is split: :data:`VAL_SPEAKERS` (one female, one male
 VCC2016 speaker) and the LJSpeech clips from :data:`VAL_LJ_FROM` on (a
 contiguous block of the read audiobook, with its own recording floor) are
@@ -38,6 +46,8 @@ CLASS_P = np.array([0.30, 0.14, 0.14, 0.14, 0.14, 0.14])
 RECORDING_P = 0.7  # share of examples (every class) made an ordinary recording before the defect
 VAL_SPEAKERS = ("SF3", "TM3")  # training speakers held out for model selection and thresholds
 VAL_LJ_FROM = "LJ002-0101"  # LJSpeech clips from this one on are held out as well (100 clips)
+LOSSY_NONE_P = 0.5  # lossy recipe: share of clean examples coded (MP3 etc.) before the defect step
+LOSSY_DEFECT_P = 0.25  # ... and of the examples of every defect class (coded underneath the defect)
 
 
 def _held_out(f: Path) -> bool:
@@ -92,22 +102,50 @@ def random_crop(speech: list[np.ndarray], act: list[np.ndarray], rng: np.random.
     return seg * (10 ** (rng.uniform(-26, -1) / 20) / peak)
 
 
-def make_example(seg: np.ndarray, rng: np.random.Generator, cls: int | None = None):
+def make_examples(segs: list[np.ndarray], rng: np.random.Generator, classes: list[int | None],
+                  lossy: str | None = None) -> list[tuple]:
+    """:func:`make_example` for several crops; with ``lossy`` (ffmpeg's path) some are coded before the defect.
+
+    All coded examples of one call go through one chain drawn from ``rng``
+    (:func:`lossy_coding.draw_chain`); ``params["lossy"]`` names it.  For one
+    crop without ``lossy`` the draws are those of the plain recipe (the
+    evaluation's generated sets do not change).
+    """
+    prepared = []
+    for seg, cls in zip(segs, classes):
+        if cls is None:
+            cls = int(rng.choice(len(CLASS_P), p=CLASS_P))
+        if rng.random() < RECORDING_P:
+            seg = ordinary_recording(seg, rng)
+        code = lossy is not None and rng.random() < (LOSSY_NONE_P if cls == 0 else LOSSY_DEFECT_P)
+        prepared.append([seg, cls, code])
+    chain = None
+    if any(p[2] for p in prepared):
+        from lossy_coding import code_batch, draw_chain
+
+        chain = draw_chain(rng)
+        todo = [p for p in prepared if p[2]]
+        for p, y in zip(todo, code_batch([p[0] for p in todo], chain, lossy)):
+            p[0] = y
+    out = []
+    for seg, cls, code in prepared:
+        y = np.zeros(4, np.float32)
+        if cls == 5:
+            pair = tuple(rng.choice(DEFECT_NAMES, 2, replace=False))
+            d = mix_defects(seg, pair, rng)
+        else:
+            d = apply_defect(seg, DEFECTS[cls], rng)
+        for lab in d.labels:
+            if lab != "none":
+                y[DEFECT_NAMES.index(lab)] = 1
+        params = dict(d.params, lossy=chain.describe()) if code else d.params
+        out.append((d.audio, y, cls, params))
+    return out
+
+
+def make_example(seg: np.ndarray, rng: np.random.Generator, cls: int | None = None, lossy: str | None = None):
     """(audio, target multi-hot (4,), class index 0..5 with 5 = mixed, params)."""
-    if cls is None:
-        cls = int(rng.choice(len(CLASS_P), p=CLASS_P))
-    y = np.zeros(4, np.float32)
-    if rng.random() < RECORDING_P:
-        seg = ordinary_recording(seg, rng)
-    if cls == 5:
-        pair = tuple(rng.choice(DEFECT_NAMES, 2, replace=False))
-        d = mix_defects(seg, pair, rng)
-    else:
-        d = apply_defect(seg, DEFECTS[cls], rng)
-    for lab in d.labels:
-        if lab != "none":
-            y[DEFECT_NAMES.index(lab)] = 1
-    return d.audio, y, cls, d.params
+    return make_examples([seg], rng, [cls], lossy)[0]
 
 
 def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: float = 0.5,
@@ -141,11 +179,17 @@ def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: fl
     return at(lo)
 
 
-def clean_set(speech: list[np.ndarray], act: list[np.ndarray], seed: int, n: int) -> list[np.ndarray]:
-    """``n`` clean examples as the trainer draws them (any activity in a third, ordinary recordings included)."""
+def clean_set(speech: list[np.ndarray], act: list[np.ndarray], seed: int, n: int,
+              lossy: str | None = None) -> list[np.ndarray]:
+    """``n`` clean examples as the trainer draws them (any activity in a third, ordinary recordings included).
+
+    With ``lossy`` (ffmpeg's path) the lossy recipe's share is coded, one
+    chain per 16 examples; without, the examples are those of the plain recipe.
+    """
     rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        lo = 0.0 if i % 3 == 0 else MIN_ACTIVE
-        out.append(make_example(random_crop(speech, act, rng, lo), rng, cls=0)[0])
+    chunk = 16 if lossy else 1
+    out: list[np.ndarray] = []
+    for i0 in range(0, n, chunk):
+        segs = [random_crop(speech, act, rng, 0.0 if i % 3 == 0 else MIN_ACTIVE) for i in range(i0, min(n, i0 + chunk))]
+        out += [e[0] for e in make_examples(segs, rng, [0] * len(segs), lossy)]
     return out

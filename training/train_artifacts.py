@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from artifact_data import (CLASS_P, MIN_ACTIVE, TRAIN_STREAM, calibrate_thresholds, clean_set,  # noqa: E402
-                           file_activity, load_speech, make_example, random_crop, speaker_split)
+                           file_activity, load_speech, make_example, make_examples, random_crop, speaker_split)
 from artifact_model import ArtifactNet, n_weights  # noqa: E402
 from common import atomic_save, load_resume, open_log, save_checkpoint, stop_on_sigterm  # noqa: E402
 
@@ -63,13 +63,16 @@ def predict_class(scores: np.ndarray, threshold=0.5) -> np.ndarray:
     return np.where(on.any(1), np.where(on, scores, -1.0).argmax(1) + 1, 0)
 
 
-def build_set(speech, act, seed: int, n: int):
+def build_set(speech, act, seed: int, n: int, lossy: str | None = None):
     rng = np.random.default_rng(seed)
     S, G, Y, C = [], [], [], []
-    for i in range(n):
-        a, y, c, _ = make_example(random_crop(speech, act, rng), rng, cls=i % 6)
-        s, g = features(a)
-        S.append(s); G.append(g); Y.append(y); C.append(c)
+    chunk = 24 if lossy else 1  # plain recipe: the same examples as one make_example each
+    for i0 in range(0, n, chunk):
+        idx = range(i0, min(n, i0 + chunk))
+        ex = make_examples([random_crop(speech, act, rng) for _ in idx], rng, [i % 6 for i in idx], lossy)
+        for a, y, c, _ in ex:
+            s, g = features(a)
+            S.append(s); G.append(g); Y.append(y); C.append(c)
     return (torch.from_numpy(np.stack(S)), torch.from_numpy(np.stack(G)), np.stack(Y), np.array(C))
 
 
@@ -89,7 +92,18 @@ def main() -> None:
     ap.add_argument("--clean-fa", type=float, default=0.01, help="clean validation share the thresholds may flag")
     ap.add_argument("--validate-only", action="store_true", help="log the validation of the --init weights and stop")
     ap.add_argument("--init", type=Path, help="start from these weights (fresh optimiser and schedule)")
+    ap.add_argument("--lossy", action="store_true",
+                    help="lossy-coding recipe (MP3/Vorbis/AAC via ffmpeg, artifact_data.LOSSY_*_P) in training "
+                         "and validation examples; needs ffmpeg")
     args = ap.parse_args()
+    lossy = None
+    if args.lossy:
+        from lossy_coding import FFmpegMissing, require_ffmpeg
+
+        try:
+            lossy = require_ffmpeg()
+        except FFmpegMissing as e:
+            sys.exit(f"train_artifacts.py: {e}")
     torch.set_num_threads(1)
     log = open_log(args.run_dir)
     stop = stop_on_sigterm()
@@ -99,7 +113,8 @@ def main() -> None:
     val_speech = load_speech(val_files, args.max_files)
     act = [file_activity(x) for x in train_speech]
     val_act = [file_activity(x) for x in val_speech]
-    log(f"train files {len(train_speech)}, validation files {len(val_speech)}")
+    log(f"train files {len(train_speech)}, validation files {len(val_speech)}"
+        + (f"; lossy-coding recipe with {lossy}" if lossy else ""))
 
     net = ArtifactNet()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -119,8 +134,8 @@ def main() -> None:
         log(f"resumed from {src} at step {step}")
 
     t0 = time.time()
-    vs, vg, vy, vc = build_set(val_speech, val_act, VAL_SEED, args.val)
-    cf = [features(a) for a in clean_set(val_speech, val_act, VAL_CLEAN_SEED, args.val_clean)]
+    vs, vg, vy, vc = build_set(val_speech, val_act, VAL_SEED, args.val, lossy)
+    cf = [features(a) for a in clean_set(val_speech, val_act, VAL_CLEAN_SEED, args.val_clean, lossy)]
     cs, cg = torch.from_numpy(np.stack([c[0] for c in cf])), torch.from_numpy(np.stack([c[1] for c in cf]))
     log(f"validation set {len(vc)} in {time.time() - t0:.0f} s")
 
@@ -154,11 +169,19 @@ def main() -> None:
 
     def add(rng, k):
         nonlocal filled, head
+        classes, crops, examples = [], [], []
         for _ in range(k):
             cls = int(rng.choice(len(CLASS_P), p=CLASS_P))
             # Some clean examples may be mostly pauses: a quiet second is not a defect.
             lo = 0.0 if cls == 0 and rng.random() < NONE_ANY_ACTIVITY else MIN_ACTIVE
-            a, y, _, _ = make_example(random_crop(train_speech, act, rng, lo), rng, cls)
+            if lossy:
+                classes.append(cls)
+                crops.append(random_crop(train_speech, act, rng, lo))
+            else:
+                examples.append(make_example(random_crop(train_speech, act, rng, lo), rng, cls))
+        if lossy:  # one ffmpeg round trip for the coded ones among these k
+            examples = make_examples(crops, rng, classes, lossy)
+        for a, y, _, _ in examples:
             s, g = features(a)
             pool_s[head], pool_g[head], pool_y[head] = s, g, y
             head = (head + 1) % P
@@ -166,7 +189,8 @@ def main() -> None:
 
     warm = np.random.default_rng(np.random.SeedSequence((TRAIN_STREAM, step, 1)))
     t0 = time.time()
-    add(warm, min(P, 40 * args.new))
+    for _ in range(40):  # in the trainer's batches (one lossy chain per batch)
+        add(warm, min(P, args.new))
     log(f"pool warm-up {filled} in {time.time() - t0:.0f} s")
     losses = []
     t0 = time.time()
