@@ -53,15 +53,19 @@ def generated(n: int, seed: int, max_files: int | None):
     return out
 
 
-def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: float, n_clean: int) -> dict[str, float]:
+def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: float, n_clean: int,
+                      lossy: str | None = None) -> dict[str, float]:
     """Per-defect thresholds on the held-out training files (``artifact_data.speaker_split``).
 
     Clean audio there: every 1 s segment of their files (pauses included), the
     same segments through this project's Opus at 16-64 kb/s, the same
     segments made ordinary recordings, and ``n_clean`` clean examples as the
-    trainer draws them (Opus, Opus with concealment, room floors).  Every
-    defect gets the same false-alarm share, the largest that keeps the union
-    within ``clean_fa`` in each of these four (thresholds at least 0.5).
+    trainer draws them (Opus, Opus with concealment, room floors).  With
+    ``lossy`` (ffmpeg's path) a fifth pool: the same segments through lossy
+    chains (``lossy_coding``, one per 16 segments), and the drawn examples
+    follow the lossy recipe.  Every defect gets the same false-alarm share,
+    the largest that keeps the union within ``clean_fa`` in each pool
+    (thresholds at least 0.5).
     """
     from edge_dred.artifacts.detector import segments
     from edge_dred.artifacts.generator import opus_roundtrip, ordinary_recording
@@ -72,15 +76,22 @@ def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: fl
     rng = np.random.default_rng(CLEAN_SEED)
     coded = [opus_roundtrip(s, int(rng.choice(CALIB_BITRATES))) for s in segs]
     recorded = [ordinary_recording(s, rng) for s in segs]
-    drawn = clean_set(files, [file_activity(x) for x in files], CLEAN_SEED + 1, n_clean)
-    sc = np.stack([det.defect_scores(s) for s in segs + coded + recorded + drawn])
-    n = len(segs)
-    groups = np.repeat([0, 1, 2, 3], [n, n, n, len(drawn)])  # the bound holds in each of the four
+    pools = {"segments": segs, "opus": coded, "recorded": recorded}
+    if lossy:
+        from lossy_coding import code_batch, draw_chain
+
+        lrng = np.random.default_rng(CLEAN_SEED + 2)
+        pools["lossy"] = [y for i in range(0, len(segs), 16)
+                          for y in code_batch([s.astype(np.float32) / 32768.0 if s.dtype == np.int16 else s
+                                               for s in segs[i:i + 16]], draw_chain(lrng), lossy)]
+    pools["drawn"] = clean_set(files, [file_activity(x) for x in files], CLEAN_SEED + 1, n_clean, lossy)
+    sc = np.stack([det.defect_scores(s) for p in pools.values() for s in p])
+    groups = np.repeat(np.arange(len(pools)), [len(p) for p in pools.values()])  # the bound holds in each
     thr = calibrate_thresholds(sc, clean_fa, THRESHOLD, groups)
-    parts = {"segments": sc[:n], "opus": sc[n:2 * n], "recorded": sc[2 * n:3 * n], "drawn": sc[3 * n:]}
-    print(f"clean held-out audio: {len(segs)} segments, as many through Opus and as many made ordinary recordings, "
-          f"{len(drawn)} drawn "
-          "clean examples; flagged at 0.5 / at the thresholds: "
+    parts = {k: sc[groups == i] for i, k in enumerate(pools)}
+    print(f"clean held-out audio: {len(segs)} segments, as many through Opus"
+          + (", through lossy chains" if lossy else "") + f" and made ordinary recordings, {len(pools['drawn'])} "
+          "drawn clean examples; flagged at 0.5 / at the thresholds: "
           + ", ".join(f"{k} {np.mean(v.max(1) >= 0.5):.4f} / {np.mean((v >= thr).any(1)):.4f}"
                       for k, v in parts.items())
           + "; thresholds " + " ".join(f"{k} {v:.3f}" for k, v in zip(DEFECTS[1:], thr)))
@@ -127,7 +138,18 @@ def main() -> None:
                     help="share of the held-out training speakers' clean audio the thresholds may flag (default 0.01)")
     ap.add_argument("--clean", type=int, default=1200, help="drawn clean examples for the thresholds")
     ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--lossy", action="store_true",
+                    help="thresholds also hold on held-out audio through lossy chains (MP3/Vorbis/AAC, needs ffmpeg), "
+                         "and the drawn clean examples follow the lossy recipe")
     args = ap.parse_args()
+    lossy = None
+    if args.lossy:
+        from lossy_coding import FFmpegMissing, require_ffmpeg
+
+        try:
+            lossy = require_ffmpeg()
+        except FFmpegMissing as e:
+            sys.exit(f"export_artifacts.py: {e}")
     torch.set_num_threads(1)
     ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     net = ArtifactNet()
@@ -155,7 +177,7 @@ def main() -> None:
     agree = float(np.mean(dec(fs) == dec(qs)))
     print(f"int8 vs float on {len(check)} generated examples: decision agreement {agree:.4f}, "
           f"max |score diff| {np.abs(fs - qs).max():.3f}, mean {np.abs(fs - qs).mean():.4f}")
-    thresholds = choose_thresholds(det, args.max_files, args.clean_fa, args.clean)
+    thresholds = choose_thresholds(det, args.max_files, args.clean_fa, args.clean, lossy)
     y = np.stack([c[3] for c in check])
     cls = np.array([c[4] for c in check])
     for name, thr in (("0.5", np.full(4, THRESHOLD)), ("chosen", np.array([thresholds[k] for k in DEFECTS[1:]]))):
