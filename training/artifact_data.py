@@ -18,8 +18,8 @@ With the lossy recipe (``lossy``: an ffmpeg path from
 :func:`lossy_coding.require_ffmpeg`; training and export ``--lossy``), the
 recording is then MP3/Vorbis/AAC-coded through a resampling chain
 (:mod:`lossy_coding`) before its defect: :data:`LOSSY_NONE_P` of the clean
-examples and :data:`LOSSY_DEFECT_P` of the others, so that coding is part
-of the clean class without meaning "clean".  The examples of one
+examples and :data:`LOSSY_DEFECT_P` of the others (the same share, so that
+coding is part of the clean class without meaning "clean").  The examples of one
 :func:`make_examples` call share one chain (one ffmpeg round trip).
 
 Training speech is split: :data:`VAL_SPEAKERS` (one female, one male
@@ -46,8 +46,10 @@ CLASS_P = np.array([0.30, 0.14, 0.14, 0.14, 0.14, 0.14])
 RECORDING_P = 0.7  # share of examples (every class) made an ordinary recording before the defect
 VAL_SPEAKERS = ("SF3", "TM3")  # training speakers held out for model selection and thresholds
 VAL_LJ_FROM = "LJ002-0101"  # LJSpeech clips from this one on are held out as well (100 clips)
-LOSSY_NONE_P = 0.5  # lossy recipe: share of clean examples coded (MP3 etc.) before the defect step
-LOSSY_DEFECT_P = 0.25  # ... and of the examples of every defect class (coded underneath the defect)
+# Lossy recipe: shares of clean and of defect examples coded (MP3 etc.) before the defect step.  Equal, so
+# that coding says nothing about the class.
+LOSSY_NONE_P = 0.4
+LOSSY_DEFECT_P = 0.4
 
 
 def _held_out(f: Path) -> bool:
@@ -103,21 +105,23 @@ def random_crop(speech: list[np.ndarray], act: list[np.ndarray], rng: np.random.
 
 
 def make_examples(segs: list[np.ndarray], rng: np.random.Generator, classes: list[int | None],
-                  lossy: str | None = None) -> list[tuple]:
+                  lossy: str | None = None, shares: tuple[float, float] | None = None) -> list[tuple]:
     """:func:`make_example` for several crops; with ``lossy`` (ffmpeg's path) some are coded before the defect.
 
     All coded examples of one call go through one chain drawn from ``rng``
-    (:func:`lossy_coding.draw_chain`); ``params["lossy"]`` names it.  For one
+    (:func:`lossy_coding.draw_chain`); ``params["lossy"]`` names it.  ``shares``
+    (clean, defect) overrides :data:`LOSSY_NONE_P`, :data:`LOSSY_DEFECT_P`.  For one
     crop without ``lossy`` the draws are those of the plain recipe (the
     evaluation's generated sets do not change).
     """
+    p_none, p_defect = shares or (LOSSY_NONE_P, LOSSY_DEFECT_P)
     prepared = []
     for seg, cls in zip(segs, classes):
         if cls is None:
             cls = int(rng.choice(len(CLASS_P), p=CLASS_P))
         if rng.random() < RECORDING_P:
             seg = ordinary_recording(seg, rng)
-        code = lossy is not None and rng.random() < (LOSSY_NONE_P if cls == 0 else LOSSY_DEFECT_P)
+        code = lossy is not None and rng.random() < (p_none if cls == 0 else p_defect)
         prepared.append([seg, cls, code])
     chain = None
     if any(p[2] for p in prepared):
@@ -180,7 +184,7 @@ def calibrate_thresholds(clean_scores: np.ndarray, false_alarm: float, floor: fl
 
 
 def clean_set(speech: list[np.ndarray], act: list[np.ndarray], seed: int, n: int,
-              lossy: str | None = None) -> list[np.ndarray]:
+              lossy: str | None = None, shares: tuple[float, float] | None = None) -> list[np.ndarray]:
     """``n`` clean examples as the trainer draws them (any activity in a third, ordinary recordings included).
 
     With ``lossy`` (ffmpeg's path) the lossy recipe's share is coded, one
@@ -191,5 +195,5 @@ def clean_set(speech: list[np.ndarray], act: list[np.ndarray], seed: int, n: int
     out: list[np.ndarray] = []
     for i0 in range(0, n, chunk):
         segs = [random_crop(speech, act, rng, 0.0 if i % 3 == 0 else MIN_ACTIVE) for i in range(i0, min(n, i0 + chunk))]
-        out += [e[0] for e in make_examples(segs, rng, [0] * len(segs), lossy)]
+        out += [e[0] for e in make_examples(segs, rng, [0] * len(segs), lossy, shares)]
     return out

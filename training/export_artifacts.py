@@ -54,7 +54,7 @@ def generated(n: int, seed: int, max_files: int | None):
 
 
 def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: float, n_clean: int,
-                      lossy: str | None = None) -> dict[str, float]:
+                      lossy: str | None = None, shares: tuple[float, float] | None = None) -> dict[str, float]:
     """Per-defect thresholds on the held-out training files (``artifact_data.speaker_split``).
 
     Clean audio there: every 1 s segment of their files (pauses included), the
@@ -84,7 +84,7 @@ def choose_thresholds(det: ArtifactDetector, max_files: int | None, clean_fa: fl
         pools["lossy"] = [y for i in range(0, len(segs), 16)
                           for y in code_batch([s.astype(np.float32) / 32768.0 if s.dtype == np.int16 else s
                                                for s in segs[i:i + 16]], draw_chain(lrng), lossy)]
-    pools["drawn"] = clean_set(files, [file_activity(x) for x in files], CLEAN_SEED + 1, n_clean, lossy)
+    pools["drawn"] = clean_set(files, [file_activity(x) for x in files], CLEAN_SEED + 1, n_clean, lossy, shares)
     sc = np.stack([det.defect_scores(s) for p in pools.values() for s in p])
     groups = np.repeat(np.arange(len(pools)), [len(p) for p in pools.values()])  # the bound holds in each
     thr = calibrate_thresholds(sc, clean_fa, THRESHOLD, groups)
@@ -141,6 +141,8 @@ def main() -> None:
     ap.add_argument("--lossy", action="store_true",
                     help="thresholds also hold on held-out audio through lossy chains (MP3/Vorbis/AAC, needs ffmpeg), "
                          "and the drawn clean examples follow the lossy recipe")
+    ap.add_argument("--lossy-shares", type=lambda s: tuple(float(v) for v in s.split(",")), default=None,
+                    metavar="CLEAN,DEFECT", help="as train_artifacts.py --lossy-shares (the drawn clean pool)")
     args = ap.parse_args()
     lossy = None
     if args.lossy:
@@ -177,7 +179,7 @@ def main() -> None:
     agree = float(np.mean(dec(fs) == dec(qs)))
     print(f"int8 vs float on {len(check)} generated examples: decision agreement {agree:.4f}, "
           f"max |score diff| {np.abs(fs - qs).max():.3f}, mean {np.abs(fs - qs).mean():.4f}")
-    thresholds = choose_thresholds(det, args.max_files, args.clean_fa, args.clean, lossy)
+    thresholds = choose_thresholds(det, args.max_files, args.clean_fa, args.clean, lossy, args.lossy_shares)
     y = np.stack([c[3] for c in check])
     cls = np.array([c[4] for c in check])
     for name, thr in (("0.5", np.full(4, THRESHOLD)), ("chosen", np.array([thresholds[k] for k in DEFECTS[1:]]))):

@@ -63,13 +63,13 @@ def predict_class(scores: np.ndarray, threshold=0.5) -> np.ndarray:
     return np.where(on.any(1), np.where(on, scores, -1.0).argmax(1) + 1, 0)
 
 
-def build_set(speech, act, seed: int, n: int, lossy: str | None = None):
+def build_set(speech, act, seed: int, n: int, lossy: str | None = None, shares=None):
     rng = np.random.default_rng(seed)
     S, G, Y, C = [], [], [], []
     chunk = 24 if lossy else 1  # plain recipe: the same examples as one make_example each
     for i0 in range(0, n, chunk):
         idx = range(i0, min(n, i0 + chunk))
-        ex = make_examples([random_crop(speech, act, rng) for _ in idx], rng, [i % 6 for i in idx], lossy)
+        ex = make_examples([random_crop(speech, act, rng) for _ in idx], rng, [i % 6 for i in idx], lossy, shares)
         for a, y, c, _ in ex:
             s, g = features(a)
             S.append(s); G.append(g); Y.append(y); C.append(c)
@@ -95,6 +95,9 @@ def main() -> None:
     ap.add_argument("--lossy", action="store_true",
                     help="lossy-coding recipe (MP3/Vorbis/AAC via ffmpeg, artifact_data.LOSSY_*_P) in training "
                          "and validation examples; needs ffmpeg")
+    ap.add_argument("--lossy-shares", type=lambda s: tuple(float(v) for v in s.split(",")), default=None,
+                    metavar="CLEAN,DEFECT", help="shares of clean and of defect examples coded "
+                                                 "(default artifact_data.LOSSY_NONE_P, LOSSY_DEFECT_P)")
     args = ap.parse_args()
     lossy = None
     if args.lossy:
@@ -134,8 +137,9 @@ def main() -> None:
         log(f"resumed from {src} at step {step}")
 
     t0 = time.time()
-    vs, vg, vy, vc = build_set(val_speech, val_act, VAL_SEED, args.val, lossy)
-    cf = [features(a) for a in clean_set(val_speech, val_act, VAL_CLEAN_SEED, args.val_clean, lossy)]
+    shares = args.lossy_shares
+    vs, vg, vy, vc = build_set(val_speech, val_act, VAL_SEED, args.val, lossy, shares)
+    cf = [features(a) for a in clean_set(val_speech, val_act, VAL_CLEAN_SEED, args.val_clean, lossy, shares)]
     cs, cg = torch.from_numpy(np.stack([c[0] for c in cf])), torch.from_numpy(np.stack([c[1] for c in cf]))
     log(f"validation set {len(vc)} in {time.time() - t0:.0f} s")
 
@@ -180,7 +184,7 @@ def main() -> None:
             else:
                 examples.append(make_example(random_crop(train_speech, act, rng, lo), rng, cls))
         if lossy:  # one ffmpeg round trip for the coded ones among these k
-            examples = make_examples(crops, rng, classes, lossy)
+            examples = make_examples(crops, rng, classes, lossy, shares)
         for a, y, _, _ in examples:
             s, g = features(a)
             pool_s[head], pool_g[head], pool_y[head] = s, g, y
