@@ -144,14 +144,9 @@ def main() -> None:
     ap.add_argument("--lossy-shares", type=lambda s: tuple(float(v) for v in s.split(",")), default=None,
                     metavar="CLEAN,DEFECT", help="as train_artifacts.py --lossy-shares (the drawn clean pool)")
     args = ap.parse_args()
-    lossy = None
-    if args.lossy:
-        from lossy_coding import FFmpegMissing, require_ffmpeg
+    from lossy_coding import coder_or_exit
 
-        try:
-            lossy = require_ffmpeg()
-        except FFmpegMissing as e:
-            sys.exit(f"export_artifacts.py: {e}")
+    lossy = coder_or_exit(args.lossy, "export_artifacts.py")
     torch.set_num_threads(1)
     ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     net = ArtifactNet()

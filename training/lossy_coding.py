@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,17 @@ def require_ffmpeg(codecs=tuple(CODECS)) -> str:
     if missing:
         raise FFmpegMissing(f"ffmpeg at {exe} lacks the encoder(s) {', '.join(missing)} the lossy recipe uses")
     return exe
+
+
+def coder_or_exit(enabled: bool, prog: str) -> str | None:
+    """For a script's ``--lossy`` flag: ffmpeg's path, None without the flag; exits naming ``prog``
+    (and what is missing) when ffmpeg or an encoder is absent."""
+    if not enabled:
+        return None
+    try:
+        return require_ffmpeg()
+    except FFmpegMissing as e:
+        sys.exit(f"{prog}: {e}")
 
 
 def draw_chain(rng: np.random.Generator, codecs=tuple(CODECS)) -> Chain:

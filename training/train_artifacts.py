@@ -99,14 +99,9 @@ def main() -> None:
                     metavar="CLEAN,DEFECT", help="shares of clean and of defect examples coded "
                                                  "(default artifact_data.LOSSY_NONE_P, LOSSY_DEFECT_P)")
     args = ap.parse_args()
-    lossy = None
-    if args.lossy:
-        from lossy_coding import FFmpegMissing, require_ffmpeg
+    from lossy_coding import coder_or_exit
 
-        try:
-            lossy = require_ffmpeg()
-        except FFmpegMissing as e:
-            sys.exit(f"train_artifacts.py: {e}")
+    lossy = coder_or_exit(args.lossy, "train_artifacts.py")
     torch.set_num_threads(1)
     log = open_log(args.run_dir)
     stop = stop_on_sigterm()
