@@ -212,8 +212,9 @@ class NeuralPLC:
         backlog: our own slots first, then the others).
         """
         if self.policy.history_ms is not None:
-            n = int(np.asarray(pcm).shape[0])
-            x = np.asarray(pcm, np.int16)[-self._ring.shape[0]:]
+            full = np.asarray(pcm, np.int16)
+            n = full.shape[0]
+            x = full[-self._ring.shape[0]:]
             k = min(x.shape[0], self._ring.shape[0] - self._pos)
             self._ring[self._pos:self._pos + k] = x[:k]
             self._ring[:x.shape[0] - k] = x[k:]

@@ -281,29 +281,41 @@ class Receiver:
         is left alone, as in :meth:`_fill_lost`.  Outputs do not change.
         """
         future = list(self._pending)[1:]
-        for back, later in enumerate(future, 1):
-            if later is not None and getattr(later, "redundant", {}).get(back) is not None:
-                return
-        if self.config.lbrr and (not future or future[0] is not None and packet_has_lbrr(future[0])):
-            return     # LBRR fills it, or may: the packet after it is not in view yet
-        cap = self.governor.dred_ms_cap() if self.governor is not None else None
-        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run + 1, None, cap)
+        if self._redundancy(future) is not None or (self.config.lbrr and not future):
+            return     # RED or LBRR fills it, or LBRR may: the packet after it is not in view yet
+        ctx = self._context(future, self._loss_run + 1, None)
         for plugin in (*self.recoverers, self.concealer):
             prepare = getattr(plugin, "prepare", None)
             if prepare is not None and prepare(ctx):
                 return
 
+    def _redundancy(self, future: list[bytes | None]) -> tuple[bytes, bool] | None:
+        """What fills the oldest pending slot without a plug-in: (data, fec) to decode, or None.
+
+        RED: the earliest packet in view with a copy of this frame (every copy
+        is the same frame); else, with LBRR on, the next packet's LBRR (fec).
+        """
+        for back, later in enumerate(future, 1):
+            copy = getattr(later, "redundant", {}).get(back) if later is not None else None
+            if copy is not None:
+                return copy, False
+        nxt = future[0] if future else None
+        if self.config.lbrr and nxt is not None and packet_has_lbrr(nxt):
+            return nxt, True
+        return None
+
+    def _context(self, future: list[bytes | None], loss_run: int, opus_plc: np.ndarray | None) -> SlotContext:
+        """What the plug-ins see of the oldest pending slot."""
+        cap = self.governor.dred_ms_cap() if self.governor is not None else None
+        return SlotContext(self._next_slot, future, self._history, loss_run, opus_plc, cap)
+
     def _fill_lost(self, future: list[bytes | None], use_plugins: bool = True
                    ) -> tuple[np.ndarray, Decision, object]:
         n = self.config.frame_size
-        for back, later in enumerate(future, 1):
-            # RED: the earliest packet in view with a copy of this frame (every copy is the same frame).
-            copy = getattr(later, "redundant", {}).get(back) if later is not None else None
-            if copy is not None:
-                return self.decoder.decode(copy, n), Decision.RED, None
-        nxt = future[0] if future else None
-        if self.config.lbrr and nxt is not None and packet_has_lbrr(nxt):
-            return self.decoder.decode(nxt, n, fec=True), Decision.LBRR, None
+        red = self._redundancy(future)
+        if red is not None:
+            data, fec = red
+            return self.decoder.decode(data, n, fec=fec), (Decision.LBRR if fec else Decision.RED), None
         if not use_plugins and self._has_plugins:
             self.governor_skips += 1
         if self.config.concealment == "zeros" and not self._has_plugins:
@@ -315,8 +327,7 @@ class Receiver:
             if self.config.concealment == "zeros":
                 return np.zeros(n, np.int16), Decision.ZEROS, None
             return opus_plc, Decision.OPUS_PLC, None
-        cap = self.governor.dred_ms_cap() if self.governor is not None else None
-        ctx = SlotContext(self._next_slot, future, self._history, self._loss_run, opus_plc, cap)
+        ctx = self._context(future, self._loss_run, opus_plc)
         for rec in self.recoverers:
             pcm = rec.recover(ctx)
             if pcm is not None:

@@ -212,6 +212,14 @@ class DredRecoverer:
         self._fx.reset()
         return self._fx.process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
 
+    def _start_burst(self, history: np.ndarray) -> bool:
+        """Analyse the output history and prime the vocoder on it; False if the history is too short."""
+        hist = np.asarray(history)
+        if hist.shape[0] < Continuation.history_samples:
+            return False
+        self._prime(hist, self._history_features(hist))
+        return True
+
     def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
         """Start the vocoder from the output history: 2 frames of conditioning, then teacher forcing."""
         self._cont.start(hist, feats[-(self._prime_frames + 2):])
@@ -299,11 +307,8 @@ class DredRecoverer:
 
         continuing = self._active is not None and self._active_slot == slot - 1
         if not continuing:
-            if self._prepared != slot:
-                hist = np.asarray(ctx.history)
-                if hist.shape[0] < Continuation.history_samples:
-                    return None
-                self._prime(hist, self._history_features(hist))
+            if self._prepared != slot and not self._start_burst(ctx.history):
+                return None
             self.stats["bursts"] += 1
         self._prepared = None
         y = self._cont.synthesize(feats)
@@ -334,10 +339,8 @@ class DredRecoverer:
             return False
         slot = int(ctx.slot)
         if self._last_real and self._prepared != slot:
-            hist = np.asarray(ctx.history)
-            if hist.shape[0] < Continuation.history_samples:
+            if not self._start_burst(ctx.history):
                 return False
-            self._prime(hist, self._history_features(hist))
             self._prepared = slot
         return True
 
