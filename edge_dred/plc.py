@@ -264,7 +264,8 @@ class NeuralPLC:
                 self._start(ctx.history)
             self._primed = True
         gain = self._gain(self._lost, n)
-        y = self._cont.synthesize(feats, gain, under=ctx.opus_plc)
+        y = self._cont.synthesize(feats, gain, under=ctx.opus_plc, ahead=self._pred.prediction[None],
+                                  align=ctx.opus_plc if first else None)
         if not np.any(gain > 0):
             self.stats["silent_slots"] += 1
             if ctx.opus_plc is not None and self.policy.shape_tail and self._shaper is not None:
@@ -318,7 +319,7 @@ class NeuralPLC:
         """Prime the vocoder from the output so far (real audio, or libopus's lead): continuous with it."""
         if self._backlog:
             self._catch_up()
-        self._cont.start(history, self._feats[-(self.policy.prime_frames + 2):])
+        self._cont.start(history, self._feats, self.policy.prime_frames)
         self._started = True
 
     def _catch_up(self) -> None:

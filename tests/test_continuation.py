@@ -106,3 +106,78 @@ def test_plc_and_dred_both_go_through_the_continuation(monkeypatch):
     dred_cont, plc_cont = rx.recoverers[0]._cont, rx.concealer._cont
     assert isinstance(dred_cont, Continuation) and isinstance(plc_cont, Continuation)
     assert calls.get(id(dred_cont), 0) > 0 and calls.get(id(plc_cont), 0) > 0
+
+
+# ------------------------------------------------ the frame-parallel vocoder behind the same edges
+@pytest.fixture(scope="module")
+def fp_model(tmp_path_factory):
+    from edge_dred.neural import fp_runtime as rt
+    from edge_dred.neural import fp_vocoder as ref
+
+    params = ref.random_params(seed=1, out_scale=0.1)
+    path = tmp_path_factory.mktemp("fp") / "fp.bin"
+    rt.export_fp_vocoder({k: v.astype(np.float32) for k, v in params.items()}, {"conv": 128, "gru": 128}, path)
+    return rt.FPVocoderModel.load(path=path)
+
+
+def test_fp_slots_with_lookahead_equal_one_call(fp_model):
+    """Slot by slot, each call given the next frame as look-ahead, the output is the one-call output."""
+    x = voiced(2.0, f0=130.0, seed=4)
+    feats = compute_features(x)
+    one = _started(fp_model, x, feats)
+    assert one.wants_ahead
+    whole = one.synthesize(feats[START:START + 8], ahead=feats[START + 8:START + 9])
+    slots = _started(fp_model, x, feats)
+    parts = [slots.synthesize(feats[START + i:START + i + 2], ahead=feats[START + i + 2:START + i + 3])
+             for i in range(0, 8, 2)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1.0)
+    assert whole.shape == (8 * FRAME_SIZE,)
+
+
+def test_fp_start_and_handback_are_continuous(fp_model):
+    x = voiced(2.0, f0=140.0, seed=7)
+    feats = compute_features(x)
+    c = _started(fp_model, x, feats)
+    y = c.synthesize(feats[START:START + 4], ahead=feats[START + 4:START + 5])
+    own = np.abs(np.diff(x.astype(np.float64)))
+    # Into the hole: the first synthesised sample follows the last real one.
+    assert abs(y[0] - x[START * FRAME_SIZE - 1]) <= np.percentile(own, 99.5)
+    # Out of it: the fade is the 80 samples already synthesised past the hole.
+    end = (START + 4) * FRAME_SIZE
+    real = x[end:end + 2 * FRAME_SIZE]
+    out = c.handback(real, feats[START + 4:START + 5], FRAME_SIZE)
+    assert np.array_equal(out[80:], real[80:])
+    assert abs(float(out[0]) - y[-1]) <= np.percentile(own, 99.5)
+    assert np.max(np.abs(np.diff(out.astype(np.float64)))) <= 1.5 * own.max()
+
+
+def test_fp_gain_zero_skips_the_vocoder_and_leaves_no_fade(fp_model):
+    x = voiced(2.0, f0=140.0, seed=2)
+    feats = compute_features(x)
+    under = x[START * FRAME_SIZE:(START + 2) * FRAME_SIZE]
+    c = _started(fp_model, x, feats)
+    silent = c.synthesize(feats[START:START + 2], np.zeros(2 * FRAME_SIZE), under=under)
+    assert np.array_equal(silent, under.astype(np.float64))
+    real = x[:FRAME_SIZE]
+    assert np.array_equal(c.handback(real, feats[:1], FRAME_SIZE, np.zeros(FRAME_SIZE)), real)
+
+
+def test_plc_and_dred_both_run_the_fp_vocoder_through_the_continuation(fp_model):
+    from edge_dred.dred.recovery import DredRecoverer
+    from edge_dred.plc import NeuralPLC
+    from edge_dred.receiver import Receiver, ReceiverConfig, recovery_lookahead
+
+    x = voiced(3.0, f0=130.0, seed=9)
+    lost = np.zeros(160, bool)
+    lost[60:70] = True
+    rx = Receiver(ReceiverConfig(lookahead=recovery_lookahead(60, False)),
+                  recoverers=[DredRecoverer(vocoder_model=fp_model)],
+                  concealer=NeuralPLC(vocoder_model=fp_model))
+    res = simulate(x, lost, Sender(dred_ms=1040), rx)
+    dec = res.decisions[60:70]
+    assert "dred" in dec and "neural_plc" in dec
+    assert rx.recoverers[0]._cont.wants_ahead and rx.concealer._cont.wants_ahead
+    a = res.audio.astype(np.float64)
+    own = np.abs(np.diff(x.astype(np.float64)))
+    # No click at the hole's edges: nothing jumps more than the input ever does.
+    assert np.max(np.abs(np.diff(a[55 * 320:75 * 320]))) <= 1.5 * own.max()

@@ -378,8 +378,8 @@ def test_prime_frames_sets_the_teacher_forced_frames(speech, tiny, tiny_vocoder)
     for k in (1, 2, 3):
         plc = _plc(tiny_vocoder, tiny[0], prime_frames=k)
         seen = []
-        orig = plc._cont.start
-        plc._cont.start = lambda h, f: seen.append(len(f)) or orig(h, f)
+        orig = plc._cont._voc.prime
+        plc._cont._voc.prime = lambda h, f: seen.append(len(f)) or orig(h, f)
         _drive(plc, speech, 40, 3)
         assert seen == [k + 2]
 

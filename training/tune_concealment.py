@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+FP_VOCODER = [""]   # --fp-vocoder (set before the worker pool forks)
 TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
 # (loss %, mean burst in packets): sparse single losses, moderate bursts, long bursts.
 LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
@@ -146,6 +147,16 @@ class _OracleFeatures:
     def update(self, f: np.ndarray) -> None:
         self.inner.update(f)
 
+    def update_block(self, f: np.ndarray) -> None:
+        self.inner.update_block(f)
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    @property
+    def state_bytes(self) -> int:
+        return self.inner.state_bytes
+
     def lost(self) -> np.ndarray:
         out = self._mix(self.inner.lost())
         self.frame += 1
@@ -184,6 +195,22 @@ def _gated_plc(gate: list[tuple[int, str, float]], **kw):
 
 
 _PLC_MODELS: dict[str, object] = {}
+
+
+def _fp_variants(variants: dict[str, dict]) -> dict[str, dict]:
+    """``name_fp`` twins of the neural variants: the same receiver with the frame-parallel vocoder."""
+    return {f"{k}_fp": dict(v, vocoder="fp") for k, v in variants.items() if "plc" in v or "dred" in v}
+
+
+def _vocoder(spec: dict):
+    """The vocoder model a variant asks for (None: the shipped one), loaded once per worker."""
+    if spec.get("vocoder") != "fp":
+        return None
+    if "fp" not in _PLC_MODELS:
+        from edge_dred.neural.fp_runtime import FPVocoderModel
+
+        _PLC_MODELS["fp"] = FPVocoderModel.load(path=FP_VOCODER[0])
+    return _PLC_MODELS["fp"]
 
 
 def _plc_model(path: str):
@@ -246,7 +273,8 @@ def _run(args: tuple) -> list[dict]:
             if "dred" in spec:
                 from edge_dred.dred.recovery import DredRecoverer
 
-                recs = [DredRecoverer(_postfilter=_postfilter(spec["dred"].get("postfilter", True)))]
+                recs = [DredRecoverer(vocoder_model=_vocoder(spec),
+                                      _postfilter=_postfilter(spec["dred"].get("postfilter", True)))]
                 if "history_frames" in spec["dred"]:
                     recs[0]._history_frames = int(spec["dred"]["history_frames"])
                 if "prime_frames" in spec["dred"]:
@@ -258,11 +286,13 @@ def _run(args: tuple) -> list[dict]:
 
                 pad = np.zeros(sender.lookahead, np.int16)
                 feats = compute_features(np.concatenate([pad, pcm, np.zeros(3200, np.int16)]))
-                conc = _oracle_plc(feats, spec["oracle"], plc_model=model, _policy=_policy(spec["plc"]))
+                conc = _oracle_plc(feats, spec["oracle"], vocoder_model=_vocoder(spec), plc_model=model,
+                                   _policy=_policy(spec["plc"]))
             elif "gate" in spec:
-                conc = _gated_plc(list(spec["gate"]), plc_model=model, _policy=_policy(spec["plc"]))
+                conc = _gated_plc(list(spec["gate"]), vocoder_model=_vocoder(spec), plc_model=model,
+                                  _policy=_policy(spec["plc"]))
             elif "plc" in spec:
-                conc = NeuralPLC(plc_model=model, _policy=_policy(spec["plc"]))
+                conc = NeuralPLC(vocoder_model=_vocoder(spec), plc_model=model, _policy=_policy(spec["plc"]))
             else:
                 conc = None
             look = recovery_lookahead(recovery_ms, lbrr) if dred else None
@@ -305,8 +335,16 @@ def main() -> None:
                     help="add a variant 'neural@NAME': NeuralPLC defaults with this predictor weight file")
     ap.add_argument("--weights-for-all", type=Path, default=None, metavar="PATH",
                     help="predictor weight file for every neural variant (e.g. to retune the fades for it)")
+    ap.add_argument("--fp-vocoder", type=Path, default=None, metavar="PATH",
+                    help="add a 'NAME_fp' twin of every neural variant with the frame-parallel vocoder "
+                         "(an exported weight file, training/export_fp_vocoder.py)")
     a = ap.parse_args()
     variants = dict(PLC_VARIANTS if a.variants == "plc" else DRED_VARIANTS)
+    if a.fp_vocoder is not None:
+        if not a.fp_vocoder.is_file():
+            raise SystemExit(f"--fp-vocoder: no such file {a.fp_vocoder}")
+        FP_VOCODER[0] = str(a.fp_vocoder)
+        variants.update(_fp_variants(variants))
     if a.only:
         variants = {k: variants[k] for k in a.only.split(",")}
     for item in a.plc_weights:

@@ -222,7 +222,7 @@ class DredRecoverer:
 
     def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
         """Start the vocoder from the output history: 2 frames of conditioning, then teacher forcing."""
-        self._cont.start(hist, feats[-(self._prime_frames + 2):])
+        self._cont.start(hist, feats, self._prime_frames)
 
     def _source(self, slot: int, packet: bytes, lo: int) -> _Source | None:
         """Parse (once) the DRED of the packet in ``slot``; None if absent or bad.
@@ -311,8 +311,10 @@ class DredRecoverer:
                 return None
             self.stats["bursts"] += 1
         self._prepared = None
-        y = self._cont.synthesize(feats)
-        if not continuing and self._last_real and ctx.opus_plc is not None:
+        fade = not continuing and self._last_real and ctx.opus_plc is not None
+        y = self._cont.synthesize(feats, ahead=self._frame_after(src, slot) if self._cont.wants_ahead else None,
+                                  align=ctx.opus_plc if fade else None)
+        if fade:
             # libopus's concealment continues the decoder's overlap exactly: fade from it.
             fade_from(y, ctx.opus_plc, min(START_XFADE, y.shape[0], len(ctx.opus_plc)))
         self._active, self._active_slot = src, slot
@@ -387,6 +389,15 @@ class DredRecoverer:
                 lo = lo_req  # drop the optional older interpolation neighbour rather than decode a chunk more
         return src, lo, m
 
+    def _frame_after(self, src: _Source, slot: int) -> np.ndarray | None:
+        """Features of the first output frame after ``slot`` from ``src``, or None if it stops short."""
+        m = self._slot_frames(slot + 1)[:1]
+        lo, lo_req, hi = self._needed_input_frames(m)
+        if not src.covers(lo_req, hi):
+            return None
+        fin = src.frames(lo, hi)
+        return sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
+
     def handback(self, pcm: np.ndarray) -> np.ndarray:
         """Cross-fade from one more synthesised frame into the first real samples."""
         out = np.asarray(pcm, np.int16).copy()
@@ -394,10 +405,7 @@ class DredRecoverer:
         k = min(END_XFADE, len(out))
         if src is None or k == 0:
             return out
-        m = self._slot_frames(self._active_slot + 1)[:1]
-        lo, lo_req, hi = self._needed_input_frames(m)
-        if not src.covers(lo_req, hi):
+        feats = self._frame_after(src, self._active_slot)
+        if feats is None and not self._cont.wants_ahead:
             return out
-        fin = src.frames(lo, hi)
-        feats = sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
         return self._cont.handback(out, feats, k)

@@ -19,6 +19,16 @@ neural PLC's prediction and DRED's decode.  Both hand their features to one
 
 What runs when (the policy) stays with the feature source; this module
 only does the signal work.
+
+Two vocoders can sit behind it, chosen by the model passed in: the shipped
+sample-recurrent one (:mod:`edge_dred.neural.vocoder`) and the frame-parallel
+one (:mod:`edge_dred.neural.fp_runtime`, an experiment: ``training/`` passes
+its model).  The frame-parallel vocoder's output runs 5 ms behind its
+features, so the sources hand every call one frame of look-ahead (``ahead``:
+the next frame's features, as far as they know them): a slot is synthesised
+through the first half of the next frame and the last 80 samples wait for
+the next call; at the hand-back they are the cross-fade.  The shipped
+vocoder ignores ``ahead``.
 """
 from __future__ import annotations
 
@@ -27,6 +37,9 @@ from typing import Any
 import numpy as np
 
 from ..constants import FRAME_SAMPLES, FRAME_SIZE
+from . import fp_vocoder as _fp_ref
+from .fp_runtime import DELAY as _FP_DELAY
+from .fp_runtime import FPVocoder, FPVocoderModel
 from .vocoder import PRIME_FRAMES, Vocoder, VocoderReference, prime_samples
 
 __all__ = ["Continuation", "ContinuationError", "raised_cosine", "fade_from", "to_int16"]
@@ -53,37 +66,72 @@ def to_int16(y: np.ndarray) -> np.ndarray:
     return np.clip(np.round(y), -32768, 32767).astype(np.int16)
 
 
+_ALIGN_LEN = FRAME_SIZE       # fp: samples of libopus's concealment the start shift is fitted on
+
+
+def _best_shift(y: np.ndarray, ref: np.ndarray | None) -> int:
+    """Shift ``s`` in [-80, 80] maximising the normalised correlation of ``y[80 - s:]`` with ``ref``
+    over its first samples (0 without a reference)."""
+    if ref is None or len(ref) < _ALIGN_LEN:
+        return 0
+    r = np.asarray(ref[:_ALIGN_LEN], np.float64)
+    seg = y[:2 * _FP_DELAY + _ALIGN_LEN]
+    num = np.correlate(seg, r, mode="valid")[::-1]                   # index 80 - s -> reversed to s + 80
+    energy = np.convolve(seg ** 2, np.ones(_ALIGN_LEN), mode="valid")[::-1]
+    score = num / np.sqrt(energy * np.dot(r, r) + 1e-9)
+    return int(np.argmax(score)) - _FP_DELAY
+
+
 class Continuation:
     """One stream's vocoder, continuing the receiver's output through a hole.
 
     Parameters
     ----------
     model
-        Shared :class:`~edge_dred.neural.vocoder.VocoderModel`.
+        Shared :class:`~edge_dred.neural.vocoder.VocoderModel`, or an
+        :class:`~edge_dred.neural.fp_runtime.FPVocoderModel` (frame-parallel
+        vocoder, with its own postfilter).
     postfilter : bool or a postfilter from :mod:`edge_dred.dsp.postfilter`
         The vocoder's postfilter (default: the shipped chain).
     reference : bool
-        Float64 numpy vocoder instead of the int8 kernels (tests).
+        Float64 numpy vocoder instead of the int8 kernels (tests; shipped vocoder only).
     """
 
     #: Features (10 ms frames) of the real output that :meth:`start` needs.
-    history_frames = PRIME_FRAMES + 2
+    history_frames = max(PRIME_FRAMES + 2, _fp_ref.PRIME_FRAMES)
     #: Output samples :meth:`start` needs.
-    history_samples = prime_samples(PRIME_FRAMES)
+    history_samples = max(prime_samples(PRIME_FRAMES), _fp_ref.PRIME_FRAMES * FRAME_SIZE + 1)
     #: Longest hand-back cross-fade: one synthesised frame.
     max_end_xfade = FRAME_SIZE
     #: Longest start cross-fade: one slot of libopus's concealment.
     max_start_xfade = FRAME_SAMPLES
 
     def __init__(self, model: Any, *, postfilter: Any = True, reference: bool = False) -> None:
-        self._voc = (VocoderReference if reference else Vocoder)(model, postfilter=postfilter)
+        self._fp = isinstance(model, FPVocoderModel)
+        if self._fp:
+            if reference:
+                raise ValueError("the frame-parallel vocoder has no float reference stream here")
+            self._voc: Any = FPVocoder(model, postfilter=bool(postfilter))
+        else:
+            self._voc = (VocoderReference if reference else Vocoder)(model, postfilter=postfilter)
+        self._tail = np.zeros(0)   # fp: synthesised samples past the last slot (the next slot's start)
+        self._fresh = False        # fp: no synthesis since start(): drop the 80 samples before it
 
     @property
     def state_bytes(self) -> int:
-        return int(getattr(self._voc, "state_bytes", 0))
+        return int(getattr(self._voc, "state_bytes", 0)) + int(self._tail.nbytes)
 
-    def start(self, history: np.ndarray, features: np.ndarray) -> None:
+    @property
+    def wants_ahead(self) -> bool:
+        """Whether :meth:`synthesize` uses the next frame's features (``ahead``)."""
+        return self._fp
+
+    def start(self, history: np.ndarray, features: np.ndarray, teacher_frames: int = PRIME_FRAMES) -> None:
         """Prime from the last output samples and their features (oldest first).
+
+        ``features`` holds at least :attr:`history_frames` rows ending with the
+        history's last frame; the shipped vocoder conditions on the last
+        ``teacher_frames + 2`` of them and runs ``teacher_frames`` teacher-forced.
 
         Raises
         ------
@@ -93,24 +141,55 @@ class Continuation:
         hist = np.asarray(history)
         if hist.shape[0] < self.history_samples:
             raise ContinuationError(f"receiver history has {hist.shape[0]} samples, need {self.history_samples}")
-        self._voc.prime(hist[-self.history_samples:], features)
+        feats = np.asarray(features)
+        if self._fp:
+            self._voc.reset()
+            self._voc.prime(hist, feats[-_fp_ref.PRIME_FRAMES:])
+            self._tail = np.zeros(0)
+            self._fresh = True
+        else:
+            self._voc.prime(hist[-self.history_samples:], feats[-(teacher_frames + 2):])
+
+    def _run(self, feats: np.ndarray, ahead: np.ndarray | None, align: np.ndarray | None = None) -> np.ndarray:
+        """The vocoder's output for exactly the samples of ``feats`` (float64)."""
+        if not self._fp:
+            return self._voc.synthesize(feats).astype(np.float64)
+        n = feats.shape[0] * FRAME_SIZE
+        nxt = feats[-1:] if ahead is None else np.asarray(ahead, np.float32).reshape(1, -1)
+        # The first frame of a later call was the previous call's look-ahead: already run.
+        run = np.concatenate([feats if self._fresh else feats[1:], nxt])
+        y = self._voc.synthesize(run).astype(np.float64)
+        if self._fresh:
+            # The synthesis starts 5 ms before the hole (real audio, already played).  Where a
+            # waveform that continues the real one is given (libopus's concealment), the hole
+            # starts at the shift that lines the synthesis up with it (at most +-5 ms, i.e.
+            # a pitch period above 100 Hz); the shift then holds for the whole hole.
+            y = y[_FP_DELAY - _best_shift(y, align):]
+            self._fresh = False
+        y = np.concatenate([self._tail, y])
+        self._tail = y[n:]
+        return y[:n]
 
     def synthesize(self, features: np.ndarray, gain: np.ndarray | None = None,
-                   under: np.ndarray | None = None) -> np.ndarray:
+                   under: np.ndarray | None = None, ahead: np.ndarray | None = None,
+                   align: np.ndarray | None = None) -> np.ndarray:
         """Synthesise ``len(features)`` frames (float64 samples).
 
         ``gain`` (per sample) scales the synthesis and ``under`` (libopus's
         concealment of the same samples) fills the rest, ``(1 - gain) *
         under``.  Where the whole gain is 0 the vocoder is not run (its state
-        does not advance).
+        does not advance).  ``ahead`` (1, 20): the next frame's features as the
+        source knows them now (frame-parallel vocoder; default: the last
+        frame held).
         """
         feats = np.asarray(features)
         if gain is None:
-            y = self._voc.synthesize(feats).astype(np.float64)
+            y = self._run(feats, ahead, align)
         elif np.any(gain > 0):
-            y = self._voc.synthesize(feats).astype(np.float64) * gain
+            y = self._run(feats, ahead, align) * gain
         else:
             y = np.zeros(feats.shape[0] * FRAME_SIZE)
+            self._tail = np.zeros(0)
         if under is not None and gain is not None:
             y += (1.0 - gain) * np.asarray(under, np.float64)
         return y
@@ -120,19 +199,25 @@ class Continuation:
 
         ``gain`` (per sample of the fade) is the synthesis's share at the end
         of the hole; the rest was libopus's concealment, which the real
-        decode continues by itself.
+        decode continues by itself.  (Frame-parallel vocoder: the fade is the
+        samples already synthesised past the hole, at most 80.)
         """
         out = np.asarray(pcm, np.int16).copy()
         k = min(int(k), len(out), self.max_end_xfade)
+        if self._fp:
+            k = min(k, self._tail.shape[0])
         if k <= 0:
             return out
-        feats = np.asarray(features)[:1]
+        if self._fp:
+            cont = self._tail[:k]
+        else:
+            feats = np.asarray(features)[:1]
+            cont = (self._voc.synthesize(feats)[:k].astype(np.float64) if gain is None or np.any(gain > 0)
+                    else np.zeros(k))
         if gain is None:
-            cont = self._voc.synthesize(feats)[:k].astype(np.float64)
             w = raised_cosine(k)
         else:
-            cont = (self._voc.synthesize(feats)[:k].astype(np.float64) * gain if np.any(gain > 0)
-                    else np.zeros(k))
-            w = raised_cosine(k) * gain
+            cont = cont * gain[:k]
+            w = raised_cosine(k) * gain[:k]
         out[:k] = to_int16(w * cont + (1.0 - w) * out[:k].astype(np.float64))
         return out

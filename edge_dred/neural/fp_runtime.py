@@ -3,7 +3,8 @@
 The design and the float64 reference are in :mod:`edge_dred.neural.fp_vocoder`
 (``FPVocoderStream``); the model is trained by ``training/train_fp_vocoder.py`` and
 exported by ``training/export_fp_vocoder.py``.  This runtime is not the shipped vocoder
-(``edge_dred.neural.vocoder`` is): nothing in the receiver uses it yet.
+(``edge_dred.neural.vocoder`` is); :class:`edge_dred.neural.continuation.Continuation` runs it
+when given its model (``training/tune_concealment.py --fp-vocoder``), nothing shipped does.
 
 Per call (a packet of any number of frames) there are two calls into C:
 
