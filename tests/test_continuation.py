@@ -181,3 +181,14 @@ def test_plc_and_dred_both_run_the_fp_vocoder_through_the_continuation(fp_model)
     own = np.abs(np.diff(x.astype(np.float64)))
     # No click at the hole's edges: nothing jumps more than the input ever does.
     assert np.max(np.abs(np.diff(a[55 * 320:75 * 320]))) <= 1.5 * own.max()
+
+
+@pytest.mark.parametrize("shift", [-60, -7, 0, 33, 80])
+def test_fp_start_shift_finds_the_lag_of_the_waveform_it_fades_from(shift):
+    from edge_dred.neural.continuation import _best_shift
+
+    y = voiced(0.1, f0=97.0, seed=5).astype(np.float64)[:4 * FRAME_SIZE]
+    # y[80 - shift:] is where the hole starts for this shift: give exactly that as the reference.
+    ref = y[80 - shift:80 - shift + FRAME_SIZE]
+    assert _best_shift(y, ref) == shift
+    assert _best_shift(y, None) == 0 and _best_shift(y, ref[:10]) == 0
