@@ -87,8 +87,9 @@ class ConcealmentPolicy:
         most ``history_ms`` apart; more work per received packet, none at a
         loss start).
     prime_frames : int
-        Teacher-forced vocoder frames when the continuation starts (1–3;
-        the vocoder trains with 3).
+        Teacher-forced vocoder frames when the continuation starts (0–3;
+        the vocoder trains with 3; 0: the real signal only fills its pitch
+        history and the recurrent states start from zero).
     """
 
     opus_lead_ms: int = 20
@@ -101,7 +102,7 @@ class ConcealmentPolicy:
     shape_tail: bool = True
     postfilter: Any = True
     history_ms: int | None = 1000
-    prime_frames: int = 1
+    prime_frames: int = 0
 
     def __post_init__(self) -> None:
         if not (0 <= self.fade_start_ms <= 60_000 and 1 <= self.fade_ms <= 60_000):
@@ -119,8 +120,8 @@ class ConcealmentPolicy:
         s = self.shape_gated
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 < s <= 1.0):
             raise ValueError(f"shape_gated must be None or in (0, 1], got {s!r}")
-        if self.prime_frames not in (1, 2, 3):
-            raise ValueError(f"prime_frames must be 1, 2 or 3, got {self.prime_frames!r}")
+        if self.prime_frames not in (0, 1, 2, 3):
+            raise ValueError(f"prime_frames must be 0, 1, 2 or 3, got {self.prime_frames!r}")
         h = self.history_ms
         if h is not None and (isinstance(h, bool) or not isinstance(h, int) or not 40 <= h <= 10_000):
             raise ValueError(f"history_ms must be None or an integer in [40, 10000], got {h!r}")

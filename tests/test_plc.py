@@ -365,7 +365,7 @@ def test_lead_feeds_the_predictor_its_predictions(speech, tiny, tiny_vocoder):
 def test_policy_validated(tiny, tiny_vocoder):
     for kw in ({"opus_lead_ms": 30}, {"opus_lead_ms": -20}, {"opus_lead_ms": 1020}, {"opus_lead_ms": True},
                {"voiced_gate": 1.5}, {"voiced_gate": -0.1}, {"voiced_gate": "0.5"}, {"shape_gated": 0.0},
-               {"prime_frames": 0}, {"prime_frames": 4}):
+               {"prime_frames": -1}, {"prime_frames": 4}):
         with pytest.raises(ValueError):
             ConcealmentPolicy(**kw)
     with pytest.raises(TypeError, match="_policy"):
@@ -375,7 +375,7 @@ def test_policy_validated(tiny, tiny_vocoder):
 def test_prime_frames_sets_the_teacher_forced_frames(speech, tiny, tiny_vocoder):
     """The continuation starts from the last prime_frames + 2 analysed frames (2 fill the
     conditioning history, the rest run teacher-forced)."""
-    for k in (1, 2, 3):
+    for k in (0, 1, 2, 3):
         plc = _plc(tiny_vocoder, tiny[0], prime_frames=k)
         seen = []
         orig = plc._cont._voc.prime

@@ -61,6 +61,7 @@ PLC_VARIANTS: dict[str, dict] = {
     "prime3": {"kind": "plain", "plc": {"prime_frames": 3}},
     "prime2": {"kind": "plain", "plc": {"prime_frames": 2}},
     "prime1": {"kind": "plain", "plc": {"prime_frames": 1}},
+    "prime0": {"kind": "plain", "plc": {"prime_frames": 0}},
     # Diagnostics: the vocoder only for losses that start after a frame with
     # feature[i] above (">") or below ("<") a threshold; libopus conceals the others
     # (these conditions replace NeuralPLC's voicing gate).
@@ -106,6 +107,8 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred_prime3": {"kind": "lbrr+dred", "dred": {"prime_frames": 3}},
     "lbrr+dred_prime2": {"kind": "lbrr+dred", "dred": {"prime_frames": 2}},
     "lbrr+dred_prime1": {"kind": "lbrr+dred", "dred": {"prime_frames": 1}},
+    "lbrr+dred_prime0": {"kind": "lbrr+dred", "dred": {"prime_frames": 0}},
+    "dred_prime0": {"kind": "dred", "dred": {"prime_frames": 0}},
     "lbrr+dred_p1h10": {"kind": "lbrr+dred", "dred": {"prime_frames": 1, "history_frames": 10}},
     "lbrr+dred_p1h8": {"kind": "lbrr+dred", "dred": {"prime_frames": 1, "history_frames": 8}},
     "dred_hist20": {"kind": "dred", "dred": {"history_frames": 20}},

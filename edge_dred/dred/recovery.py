@@ -47,7 +47,7 @@ _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
 _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
 _HISTORY_FRAMES = 10          # output frames a fresh extractor analyses at a burst start (last 3 used)
-_PRIME_FRAMES = 1             # teacher-forced vocoder frames at a burst start (its training primes with 3)
+_PRIME_FRAMES = 0             # teacher-forced vocoder frames at a burst start (its training primes with 3)
 START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
 END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
 
@@ -221,7 +221,8 @@ class DredRecoverer:
         return True
 
     def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
-        """Start the vocoder from the output history: 2 frames of conditioning, then teacher forcing."""
+        """Start the vocoder from the output history: 2 frames of conditioning, its pitch history
+        from the real samples (and ``_prime_frames`` teacher-forced frames, none shipped)."""
         self._cont.start(hist, feats, self._prime_frames)
 
     def _source(self, slot: int, packet: bytes, lo: int) -> _Source | None:
