@@ -77,7 +77,9 @@ class ConcealmentPolicy:
         continuing their state, so every frame is analysed once, as it would
         be eagerly.  The plug-in's own output is caught up the same way (the
         extractor only: it is not evidence for the predictor), when the
-        vocoder is primed or at the next loss.  Only when more than
+        vocoder is primed or at the next loss; where the last frames before
+        the loss are real, it is only history for the extractor
+        (``skip_block``: its features would not be used).  Only when more than
         ``history_ms`` went by since the last analysis are both restarted on
         the last ``history_ms`` (the plug-in keeps that much output), which
         bounds the work at a loss start; the end of a loss is then never
@@ -337,11 +339,16 @@ class NeuralPLC:
             m = self._filled // FRAME_SIZE * FRAME_SIZE
             own, n = max(0, own - (n - m)), m
         hist = np.concatenate([self._ring[self._pos:], self._ring[:self._pos]])[self._ring.shape[0] - n:]
-        feats = self._fx.process_block(hist)        # one C call
+        # Our own output's features are needed only among the last frames (the vocoder's priming):
+        # before those it is only history for the extractor.
+        skip = max(0, min(own, n - Continuation.history_frames * FRAME_SIZE)) // FRAME_SIZE * FRAME_SIZE
+        if skip:
+            self._fx.skip_block(hist[:skip])
+        feats = self._fx.process_block(hist[skip:])        # one C call
         self._feats = np.concatenate([self._feats, feats])[-Continuation.history_frames:]
         if n > own:
             # Our own output is not evidence of the speaker: only the rest feeds the predictor.
-            self._pred.update_block(feats[own // FRAME_SIZE:])   # one C call
+            self._pred.update_block(feats[(own - skip) // FRAME_SIZE:])   # one C call
         self._backlog = self._own = 0
 
     def _shape_opus(self, ctx: Any, feats: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -257,6 +257,29 @@ def test_streaming_per_frame_and_reset():
                                   FeatureExtractor().process_block(xi.astype(np.int16)))
 
 
+def test_skipped_frames_are_history_for_the_next():
+    """Frames taken with skip_block are not analysed but still feed the window and the pitch
+    search: the cepstra after them equal a full analysis's, and on a steady voice the pitch too."""
+    x = mixed_signal(21)
+    ref = compute_features(x)
+    ex = FeatureExtractor()
+    head = ex.process_block(x[:30 * FRAME_SIZE])
+    ex.skip_block(x[30 * FRAME_SIZE:45 * FRAME_SIZE])
+    tail = ex.process_block(x[45 * FRAME_SIZE:])
+    np.testing.assert_array_equal(head, ref[:30])
+    np.testing.assert_array_equal(tail[:, :NB_BANDS], ref[45:len(x) // FRAME_SIZE, :NB_BANDS])
+    y, _ = harmonic(140.0, seconds=1.0)
+    full = compute_features(y)
+    ex.reset()
+    ex.process_block(y[:20 * FRAME_SIZE])
+    ex.skip_block(y[20 * FRAME_SIZE:40 * FRAME_SIZE].astype(np.float64))   # the checked path
+    np.testing.assert_array_equal(ex.process_block(y[40 * FRAME_SIZE:]), full[40:])
+    with pytest.raises(FeatureInputError):
+        ex.skip_block(np.zeros(161, np.int16))
+    with pytest.raises(FeatureInputError):
+        ex.skip_block(np.full(320, np.nan))
+
+
 # -- bad input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(

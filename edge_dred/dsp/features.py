@@ -331,14 +331,37 @@ class FeatureExtractor(_ck.Analyzer):
 
     ``process(frame)`` analyses one 160-sample frame (returns float32 (20,)),
     ``process_block(pcm)`` a block of whole frames in one C call (float32
-    (n, 20)), ``reset()`` forgets all history, ``state_bytes`` is the memory per
-    stream.  Contiguous int16 input goes straight to C; other input is checked
+    (n, 20)), ``skip_block(pcm)`` keeps whole frames as history without
+    analysing them, ``reset()`` forgets all history, ``state_bytes`` is the
+    memory per stream.  Contiguous int16 input goes straight to C; other input is checked
     (:class:`FeatureInputError`) and converted first.  The state (in C) is the
     last input sample, 160 pre-emphasised samples (first half of the next
     window), 30 samples of low-pass filter history, 440 samples of low-passed
     history for the pitch search, the pitch tracker state and one FFT plan;
     analysing a frame allocates only its output array.
     """
+
+    def skip_block(self, pcm: np.ndarray) -> None:
+        """Take whole frames whose features are not needed: they only become history.
+
+        The frames after them are analysed as if these had been (the same
+        cepstra; the pitch search sees the same signal), except that the pitch
+        tracker's continuity state stays where the last analysed frame left
+        it.  Costs the low-pass filter of the pitch buffer, about a tenth of
+        an analysis.
+
+        Raises
+        ------
+        FeatureInputError
+            Not 1-D int16-scale audio of whole 160-sample frames.
+        """
+        x = _validate_pcm(pcm)
+        if x.shape[0] % FRAME_SIZE:
+            raise FeatureInputError(f"block length must be a multiple of {FRAME_SIZE}, got {x.shape[0]}")
+        if x.dtype == np.int16:
+            self._skip_i16(x)
+        else:
+            self._skip_f64(x)
 
     def _checked(self, pcm: np.ndarray, name: str, one: bool) -> np.ndarray:
         """The path for anything but contiguous int16 of whole frames: validate, convert, analyse."""

@@ -328,27 +328,37 @@ static int track(edf_state *st, const double *cp, int li, int *voiced)
 
 /* --------------------------------------------------------------- one frame */
 
+/* Pre-emphasis of one frame, continuing the stream. */
+static void preemphasise(edf_state *st, const double *x, double *y)
+{
+    y[0] = x[0] - st->p->preemphasis * st->last_x;
+    for (int k = 1; k < EDF_FRAME; k++)
+        y[k] = x[k] - st->p->preemphasis * x[k - 1];
+    st->last_x = x[EDF_FRAME - 1];
+}
+
+/* The frame's pre-emphasised samples into the window and pitch histories (the low-pass into
+ * the end of the 16 kHz pitch buffer). */
+static void push(edf_state *st, const double *y)
+{
+    memcpy(st->y_hist, y, EDF_FRAME * sizeof(double));
+    memcpy(st->lp_in + EDF_LP_TAPS - 1, y, EDF_FRAME * sizeof(double));
+    memmove(st->u, st->u + EDF_FRAME, (EDF_BUF16 - EDF_FRAME) * sizeof(double));
+    lowpass(st->lp_in, st->p->lowpass, st->u + EDF_BUF16 - EDF_FRAME);
+    memmove(st->lp_in, st->lp_in + EDF_FRAME, (EDF_LP_TAPS - 1) * sizeof(double));
+}
+
 static void frame(edf_state *st, const double *x, float *out)
 {
     const edf_params *p = st->p;
     scratch w;
     double y[EDF_FRAME];
     int k;
-    y[0] = x[0] - p->preemphasis * st->last_x;
-    for (k = 1; k < EDF_FRAME; k++)
-        y[k] = x[k] - p->preemphasis * x[k - 1];
-    st->last_x = x[EDF_FRAME - 1];
-
-    cepstrum(st, &w, y, out);
-    memcpy(st->y_hist, y, sizeof y);
-
-    /* Low-pass into the end of the 16 kHz pitch buffer. */
-    memcpy(st->lp_in + EDF_LP_TAPS - 1, y, sizeof y);
-    memmove(st->u, st->u + EDF_FRAME, (EDF_BUF16 - EDF_FRAME) * sizeof(double));
-    lowpass(st->lp_in, p->lowpass, st->u + EDF_BUF16 - EDF_FRAME);
+    preemphasise(st, x, y);
+    cepstrum(st, &w, y, out);   /* the window: the previous frame (y_hist), then this one */
+    push(st, y);
     for (k = 0; k < EDF_BUF16; k++)
         w.u2[k] = st->u[k] * st->u[k];
-    memmove(st->lp_in, st->lp_in + EDF_FRAME, (EDF_LP_TAPS - 1) * sizeof(double));
 
     coarse(st, &w);
     int voiced;
@@ -453,6 +463,26 @@ void edf_process_i16(edf_state *st, const int16_t *x, long n_frames, float *out)
         for (int k = 0; k < EDF_FRAME; k++)
             buf[k] = x[i * EDF_FRAME + k];
         frame(st, buf, out + i * EDF_NFEAT);
+    }
+}
+
+void edf_skip_f64(edf_state *st, const double *x, long n_frames)
+{
+    double y[EDF_FRAME];
+    for (long i = 0; i < n_frames; i++) {
+        preemphasise(st, x + i * EDF_FRAME, y);
+        push(st, y);
+    }
+}
+
+void edf_skip_i16(edf_state *st, const int16_t *x, long n_frames)
+{
+    double buf[EDF_FRAME], y[EDF_FRAME];
+    for (long i = 0; i < n_frames; i++) {
+        for (int k = 0; k < EDF_FRAME; k++)
+            buf[k] = x[i * EDF_FRAME + k];
+        preemphasise(st, buf, y);
+        push(st, y);
     }
 }
 
