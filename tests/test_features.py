@@ -381,6 +381,22 @@ def test_streaming_matches_reference_across_calls():
         np.testing.assert_array_equal(g[:, NB_BANDS:], r[:, NB_BANDS:])
 
 
+def test_wide_vectors_give_the_same_features():
+    """The pitch correlations on AVX (where the CPU has it) and on the baseline vectors agree bit for bit."""
+    from edge_dred.dsp import _features
+
+    x = _speech_like(9)
+    try:
+        _features._wide_vectors(False)
+        base = compute_features(x)
+        wide = _features._wide_vectors(True)
+        np.testing.assert_array_equal(compute_features(x), base)
+    finally:
+        _features._wide_vectors(True)
+    if not wide:
+        pytest.skip("no AVX on this CPU: only the baseline path ran")
+
+
 def test_state_is_small_and_fixed():
     ex = FeatureExtractor()
     before = ex.state_bytes

@@ -64,6 +64,7 @@ cdef extern from "feature_analysis.h":
     void edf_skip_i16(edf_state *st, const int16_t *x, long n_frames) nogil
     void edf_skip_f64(edf_state *st, const double *x, long n_frames) nogil
     long edf_state_bytes(const edf_state *st) nogil
+    int edf_wide_vectors(int allow) nogil
 
 FRAME = EDF_FRAME
 NB_FEATURES = EDF_NFEAT
@@ -78,6 +79,12 @@ PITCH_MAX = EDF_PITCH_MAX
 _SCALARS = ("preemphasis", "win_power", "energy_floor", "max_range", "follow_decay", "c0_offset", "reg",
             "double_margin", "octave_ratio", "cont_window", "cont_margin", "jump_min", "onset_min",
             "voiced_threshold", "default_period", "octave_kmax", "cont_max_gap")
+
+
+def _wide_vectors(bint allow):
+    """Let the pitch correlations use AVX where the CPU has it (True, the default) or not (tests
+    compare both: the results are identical); returns whether AVX is used now."""
+    return bool(edf_wide_vectors(allow))
 
 
 def bad_sample(const double[::1] x, double limit):

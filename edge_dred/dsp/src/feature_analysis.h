@@ -69,4 +69,8 @@ void edf_skip_f64(edf_state *st, const double *x, long n_frames);
 /* Bytes held per stream (state and FFT plan). */
 long edf_state_bytes(const edf_state *st);
 
+/* The pitch correlations on AVX where the CPU has it (allow = 1, the default) or on the baseline
+ * vectors (allow = 0; tests compare the two). Returns whether AVX is used now. */
+int edf_wide_vectors(int allow);
+
 #endif
