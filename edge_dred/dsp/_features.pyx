@@ -61,7 +61,6 @@ cdef extern from "feature_analysis.h":
     void edf_reset(edf_state *st) nogil
     void edf_process_i16(edf_state *st, const int16_t *x, long n_frames, float *out) nogil
     void edf_process_f64(edf_state *st, const double *x, long n_frames, float *out) nogil
-    void edf_skip_i16(edf_state *st, const int16_t *x, long n_frames) nogil
     void edf_skip_f64(edf_state *st, const double *x, long n_frames) nogil
     long edf_state_bytes(const edf_state *st) nogil
     int edf_wide_vectors(int allow) nogil
@@ -249,17 +248,9 @@ cdef class Analyzer:
                 edf_process_f64(self.st, &x[0], n, &o[0, 0])
         return out
 
-    def _skip_i16(self, const int16_t[::1] x):
-        """Keep ``len(x) // 160`` whole frames as history without analysing them."""
-        cdef long n = x.shape[0] // EDF_FRAME
-        if x.shape[0] % EDF_FRAME:
-            raise ValueError("_skip_i16: not whole frames")
-        if n:
-            with nogil:
-                edf_skip_i16(self.st, &x[0], n)
-
     def _skip_f64(self, const double[::1] x):
-        """As :meth:`_skip_i16` for int16-scale float64 samples (validated by the caller)."""
+        """Keep ``len(x) // 160`` whole frames of int16-scale samples (validated by the caller) as
+        history without analysing them."""
         cdef long n = x.shape[0] // EDF_FRAME
         if x.shape[0] % EDF_FRAME:
             raise ValueError("_skip_f64: not whole frames")

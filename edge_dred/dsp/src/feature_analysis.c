@@ -576,17 +576,6 @@ void edf_skip_f64(edf_state *st, const double *x, long n_frames)
     }
 }
 
-void edf_skip_i16(edf_state *st, const int16_t *x, long n_frames)
-{
-    double buf[EDF_FRAME], y[EDF_FRAME];
-    for (long i = 0; i < n_frames; i++) {
-        for (int k = 0; k < EDF_FRAME; k++)
-            buf[k] = x[i * EDF_FRAME + k];
-        preemphasise(st, buf, y);
-        push(st, y);
-    }
-}
-
 long edf_state_bytes(const edf_state *st)
 {
     size_t plan = 0;

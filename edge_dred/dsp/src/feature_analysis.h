@@ -64,7 +64,6 @@ void edf_process_i16(edf_state *st, const int16_t *x, long n_frames, float *out)
 void edf_process_f64(edf_state *st, const double *x, long n_frames, float *out);
 /* Frames whose features are not needed: kept as history (window, pitch buffers) for the frames
  * after them, not analysed; the pitch tracker's state stays where the last analysed frame left it. */
-void edf_skip_i16(edf_state *st, const int16_t *x, long n_frames);
 void edf_skip_f64(edf_state *st, const double *x, long n_frames);
 /* Bytes held per stream (state and FFT plan). */
 long edf_state_bytes(const edf_state *st);
