@@ -4,10 +4,13 @@ Synthetic speech-like signals only; the shipped models are used.
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
 from edge_dred.codec.framing import attach_dred, extract_dred
+from edge_dred.dred.decoder import DEC_FRAMES
 from edge_dred.dred.recovery import DredRecoverer, output_frame_features, payload_frame_span
 from edge_dred.dsp.features import compute_features
 from edge_dred.receiver import Receiver, ReceiverConfig
@@ -274,3 +277,37 @@ def test_burst_start_is_prepared_in_the_slot_before(models, stream, monkeypatch)
     assert rec_a.stats == rec_b.stats and rec_a.stats["bursts"] == 5
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(rec_a.trace, rec_b.trace))
     assert primed_a == [0] * 5 and primed_b == [1] * 5
+
+
+
+def test_burst_start_primes_on_dred_features_without_analysis(models, stream):
+    """A burst start conditions the vocoder on DRED's own features of the frames before the hole:
+    no output is analysed.  A cap that lets DRED reach the hole but not the frames before it
+    leaves them to the history's analysis."""
+    pcm, packets, la = stream
+    _, dec, voc = models
+    mask = np.zeros(len(packets), bool)
+    mask[[40, 60, 61]] = True
+    rec = DredRecoverer(dec, voc)
+    analysed = []
+    orig = rec._fx.process_block
+    rec._fx.process_block = lambda x: analysed.append(len(x)) or orig(x)
+    rx = Receiver(ReceiverConfig(lookahead=8), recoverers=[rec])
+    for p, lost in zip(packets, mask):
+        rx.push(None if lost else p)
+    rx.flush()
+    assert [d.value for d in rx.decisions].count("dred") == 3 and rec.stats["bursts"] == 2
+    assert analysed == []
+
+    fresh = DredRecoverer(dec, voc)
+    for slot in (40, 41, 42, 43):
+        ctx = types.SimpleNamespace(slot=slot, future=packets[slot + 1:slot + 9], history=None, loss_run=1,
+                                    opus_plc=None)
+        src, _, m = fresh._cover(ctx, None, count=False)
+        feats = fresh._frames_before(src, slot, None)
+        assert feats.shape == (2, 20) and np.all(np.isfinite(feats))
+        chunks = lambda frames: -(-(src.last - fresh._needed_input_frames(frames)[1] + 1) // DEC_FRAMES)  # noqa: E731
+        hole, before = chunks(m), chunks(np.arange(2 * slot - 2, 2 * slot))
+        got = fresh._frames_before(src, slot, hole * 40)
+        assert (got is None) == (before > hole)
+        assert fresh._frames_before(src, slot, before * 40) is not None

@@ -46,7 +46,7 @@ DEFAULT_CODEC_DELAY = 104     # Opus encoder look-ahead at 16 kHz (2.5 ms + 4 ms
 _FRAMES_PER_SLOT = FRAME_SAMPLES // FRAME_SIZE
 _PITCH_AGREE = 0.2
 _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
-_HISTORY_FRAMES = 10          # output frames a fresh extractor analyses at a burst start (last 3 used)
+_HISTORY_FRAMES = 10          # output frames analysed at a burst start DRED does not reach (last 2 used)
 _PRIME_FRAMES = 0             # teacher-forced vocoder frames at a burst start (its training primes with 3)
 START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
 END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
@@ -212,13 +212,43 @@ class DredRecoverer:
         self._fx.reset()
         return self._fx.process_block(hist[hist.shape[0] - n * FRAME_SIZE:])[-Continuation.history_frames:]
 
-    def _start_burst(self, history: np.ndarray) -> bool:
-        """Analyse the output history and prime the vocoder on it; False if the history is too short."""
+    def _start_burst(self, history: np.ndarray, src: _Source, slot: int, max_ms: int | None) -> bool:
+        """Prime the vocoder on the output history; False if the history is too short.
+
+        Its conditioning features are DRED's own for the output frames just
+        before the hole (the payload that covers the hole almost always
+        reaches them), so nothing is analysed; only where it stops short, or
+        they lie deeper than ``max_ms`` lets it decode, is the history
+        analysed instead.
+        """
         hist = np.asarray(history)
         if hist.shape[0] < Continuation.history_samples:
             return False
-        self._prime(hist, self._history_features(hist))
+        # Teacher forcing (not shipped) needs features analysed from the very samples it replays.
+        feats = self._frames_before(src, slot, max_ms) if self._prime_frames == 0 else None
+        self._prime(hist, self._history_features(hist) if feats is None else feats)
         return True
+
+    def _frames_before(self, src: _Source, slot: int, max_ms: int | None) -> np.ndarray | None:
+        """DRED's features of the output frames before ``slot`` the vocoder conditions on, or None
+        if ``src`` stops short of them or they lie deeper than ``max_ms``."""
+        m = np.arange(_FRAMES_PER_SLOT * slot - self._cont.conditioning_frames, _FRAMES_PER_SLOT * slot)
+        lo, lo_req, hi = self._needed_input_frames(m)
+        if not src.covers(lo_req, hi):
+            return None
+        if max_ms is not None and -(-(src.last - lo + 1) // DEC_FRAMES) > int(max_ms) // _CHUNK_MS:
+            if -(-(src.last - lo_req + 1) // DEC_FRAMES) > int(max_ms) // _CHUNK_MS:
+                return None
+            lo = lo_req   # drop the optional older interpolation neighbour, as for the hole
+        fin = self._frames(src, lo, hi)
+        return sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
+
+    def _frames(self, src: _Source, lo: int, hi: int) -> np.ndarray:
+        """``src.frames(lo, hi)``, counting the chunks it decodes."""
+        before = src.decode.chunks_decoded
+        fin = src.frames(lo, hi)
+        self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
+        return fin
 
     def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
         """Start the vocoder from the output history: 2 frames of conditioning, its pitch history
@@ -298,9 +328,7 @@ class DredRecoverer:
             return None
         src, lo, m = found
         slot = int(ctx.slot)
-        before = src.decode.chunks_decoded
-        fin = src.frames(lo, self._needed_input_frames(m)[2])
-        self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
+        fin = self._frames(src, lo, self._needed_input_frames(m)[2])
         first_in = max(lo, src.first)
         feats = sanitize_features(output_frame_features(fin, first_in, m, self.codec_delay))
         if self.trace is not None:
@@ -308,7 +336,7 @@ class DredRecoverer:
 
         continuing = self._active is not None and self._active_slot == slot - 1
         if not continuing:
-            if self._prepared != slot and not self._start_burst(ctx.history):
+            if self._prepared != slot and not self._start_burst(ctx.history, src, slot, max_ms):
                 return None
             self.stats["bursts"] += 1
         self._prepared = None
@@ -342,7 +370,7 @@ class DredRecoverer:
             return False
         slot = int(ctx.slot)
         if self._last_real and self._prepared != slot:
-            if not self._start_burst(ctx.history):
+            if not self._start_burst(ctx.history, found[0], slot, getattr(ctx, "dred_cap_ms", None)):
                 return False
             self._prepared = slot
         return True

@@ -122,6 +122,11 @@ class Continuation:
         return int(getattr(self._voc, "state_bytes", 0)) + int(self._tail.nbytes)
 
     @property
+    def conditioning_frames(self) -> int:
+        """Feature rows :meth:`start` uses without teacher forcing (the last of ``features``)."""
+        return _fp_ref.PRIME_FRAMES if self._fp else 2
+
+    @property
     def wants_ahead(self) -> bool:
         """Whether :meth:`synthesize` uses the next frame's features (``ahead``)."""
         return self._fp
