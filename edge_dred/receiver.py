@@ -275,7 +275,7 @@ class Receiver:
         """The next slot is lost as things stand: let the plug-in that would fill it start now.
 
         A hole's first slot would otherwise carry the plug-in's whole start
-        (history analysis, vocoder priming) on top of its own synthesis;
+        (parsing, vocoder priming, perhaps an analysis) on top of its own synthesis;
         this puts it in the slot just decided, which was cheap when it was
         real audio.  Redundancy that needs no plug-in (RED copies, LBRR)
         is left alone, as in :meth:`_fill_lost`.  Outputs do not change.

@@ -355,8 +355,8 @@ class DredRecoverer:
 
         The receiver calls this after deciding the slot before it, when that
         slot is lost as things stand (``ctx.opus_plc`` is None).  When the
-        slot just decided was real audio, the burst start (history analysis,
-        vocoder priming) lands there instead of on top of the first slot's
+        slot just decided was real audio, the burst start (the decode of the
+        frames before the hole, vocoder priming) lands there instead of on top of the first slot's
         synthesis; the output is the same.  If the packet arrives after all,
         the work is wasted, never wrong.
 

@@ -287,7 +287,8 @@ def _depth_rows(dec, payloads: list[bytes], pcm: np.ndarray, repeat: int) -> tup
     Burst start (two rows): what ``DredRecoverer`` runs before it rebuilds
     the first slot of a hole (its own code path; ``prepare``, in the slot
     before, when that was real audio): the feature analysis of the last
-    output frames, then the vocoder's priming on them.
+    output frames (which runs only where DRED does not reach the frames
+    before the hole: priced as the worst case), then the vocoder's priming.
     Per chunk: chunks 2..26 of a parsed 1.04 s payload decoded in one call (the
     deepest backward decode there is), per chunk.
     """

@@ -293,7 +293,8 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
       (``window_ms``, default ``playout.DEFAULT_MAX_DELAY_MS``; one more chunk
       for the codec delay and chunk alignment), and the load governor caps the
       decode at the board's ``dred_ms`` (and lower when the board falls
-      behind).  The burst start (history analysis, vocoder priming, and the
+      behind).  The burst start (history analysis -- priced though it runs only where DRED does
+      not reach the frames before the hole --, vocoder priming, and the
       payload's parse) runs one slot early, in the real slot before the hole
       (``Receiver._prepare_next``).  So the heaviest slot of a DRED burst, for
       depth ``d``, is the larger of that slot (Opus decode + burst start +
