@@ -52,6 +52,18 @@ START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthe
 END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
 
 
+def _decode_from(src: "_Source", lo: int, lo_req: int, max_chunks: int | None) -> int | None:
+    """The oldest input frame to decode from ``src`` under a cap of ``max_chunks`` (None: no cap):
+    ``lo`` (the older interpolation neighbour included), ``lo_req`` when only that fits, or None."""
+    if max_chunks is None:
+        return lo
+    if -(-(src.last - lo_req + 1) // DEC_FRAMES) > max_chunks:
+        return None
+    if -(-(src.last - max(lo, src.first) + 1) // DEC_FRAMES) > max_chunks:
+        return lo_req   # drop the optional older neighbour rather than decode a chunk more
+    return lo
+
+
 def payload_frame_span(packet_slot: int, offset: int, n_chunks: int) -> tuple[int, int]:
     """Input frames ``[first, last]`` (inclusive, 10 ms) a payload describes."""
     last = 2 * packet_slot + 1 - offset
@@ -236,19 +248,17 @@ class DredRecoverer:
         lo, lo_req, hi = self._needed_input_frames(m)
         if not src.covers(lo_req, hi):
             return None
-        if max_ms is not None and -(-(src.last - lo + 1) // DEC_FRAMES) > int(max_ms) // _CHUNK_MS:
-            if -(-(src.last - lo_req + 1) // DEC_FRAMES) > int(max_ms) // _CHUNK_MS:
-                return None
-            lo = lo_req   # drop the optional older interpolation neighbour, as for the hole
-        fin = self._frames(src, lo, hi)
-        return sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
+        lo = _decode_from(src, lo, lo_req, None if max_ms is None else int(max_ms) // _CHUNK_MS)
+        return None if lo is None else self._decoded(src, m, lo, hi)
 
-    def _frames(self, src: _Source, lo: int, hi: int) -> np.ndarray:
-        """``src.frames(lo, hi)``, counting the chunks it decodes."""
+    def _decoded(self, src: _Source, m: np.ndarray, lo: int, hi: int, count: bool = True) -> np.ndarray:
+        """Features of output frames ``m`` from input frames ``lo..hi`` of ``src`` (decoded back to
+        ``lo`` only), counting the chunks decoded when ``count``."""
         before = src.decode.chunks_decoded
         fin = src.frames(lo, hi)
-        self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
-        return fin
+        if count:
+            self.stats["chunks_decoded"] += src.decode.chunks_decoded - before
+        return sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
 
     def _prime(self, hist: np.ndarray, feats: np.ndarray) -> None:
         """Start the vocoder from the output history: 2 frames of conditioning, its pitch history
@@ -328,9 +338,7 @@ class DredRecoverer:
             return None
         src, lo, m = found
         slot = int(ctx.slot)
-        fin = self._frames(src, lo, self._needed_input_frames(m)[2])
-        first_in = max(lo, src.first)
-        feats = sanitize_features(output_frame_features(fin, first_in, m, self.codec_delay))
+        feats = self._decoded(src, m, lo, self._needed_input_frames(m)[2])
         if self.trace is not None:
             self.trace.append((slot, feats))
 
@@ -407,15 +415,13 @@ class DredRecoverer:
             if have_dred and count:
                 self.stats["uncovered"] += 1
             return None
-        if max_chunks is not None:
-            # The earliest covering packet needs the shortest decode; if even it reaches back
-            # further than the cap, every later one would too.
-            if -(-(src.last - lo_req + 1) // DEC_FRAMES) > max_chunks:
-                if count:
-                    self.stats["capped"] += 1
-                return None
-            if -(-(src.last - max(lo, src.first) + 1) // DEC_FRAMES) > max_chunks:
-                lo = lo_req  # drop the optional older interpolation neighbour rather than decode a chunk more
+        # The earliest covering packet needs the shortest decode; if even it reaches back
+        # further than the cap, every later one would too.
+        lo = _decode_from(src, lo, lo_req, max_chunks)
+        if lo is None:
+            if count:
+                self.stats["capped"] += 1
+            return None
         return src, lo, m
 
     def _frame_after(self, src: _Source, slot: int) -> np.ndarray | None:
@@ -424,8 +430,7 @@ class DredRecoverer:
         lo, lo_req, hi = self._needed_input_frames(m)
         if not src.covers(lo_req, hi):
             return None
-        fin = src.frames(lo, hi)
-        return sanitize_features(output_frame_features(fin, max(lo, src.first), m, self.codec_delay))
+        return self._decoded(src, m, lo, hi, count=False)
 
     def handback(self, pcm: np.ndarray) -> np.ndarray:
         """Cross-fade from one more synthesised frame into the first real samples."""

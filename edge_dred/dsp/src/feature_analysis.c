@@ -139,6 +139,13 @@ static void lowpass(const double *x, const double *h, double *out)
 typedef double v4d __attribute__((vector_size(32)));
 static int have_avx = -1;   /* checked once; a race only repeats the same check */
 
+static int use_avx(void)
+{
+    if (have_avx < 0)
+        have_avx = __builtin_cpu_supports("avx") ? 1 : 0;
+    return have_avx;
+}
+
 __attribute__((target("avx"))) static void lowpass_avx(const double *x, const double *h, double *out)
 {
     for (int n = 0; n < EDF_FRAME; n += 8) {   /* EDF_FRAME is a multiple of 8 */
@@ -160,9 +167,7 @@ __attribute__((target("avx"))) static void lowpass_avx(const double *x, const do
 static void lowpass_any(const double *x, const double *h, double *out)
 {
 #ifdef EDF_X86_AVX
-    if (have_avx < 0)
-        have_avx = __builtin_cpu_supports("avx") ? 1 : 0;
-    if (have_avx) {
+    if (use_avx()) {
         lowpass_avx(x, h, out);
         return;
     }
@@ -294,9 +299,7 @@ static void ncc_lags(const double *x, const double *x2, int s0, int seg, int lag
                      double *out)
 {
 #ifdef EDF_X86_AVX
-    if (have_avx < 0)
-        have_avx = __builtin_cpu_supports("avx") ? 1 : 0;
-    if (have_avx) {
+    if (use_avx()) {
         ncc_run_avx(x, x2, s0, seg, lag0, n, es, reg, out);
         return;
     }
