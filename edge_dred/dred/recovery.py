@@ -206,8 +206,9 @@ class DredRecoverer:
         The oldest used frame is only an interpolation neighbour: when a
         payload stops just short of it, the next frame stands in.
         """
-        pos = np.asarray(m, np.float64) - self.codec_delay / FRAME_SIZE
-        return int(np.floor(pos[0])), int(np.ceil(pos[0])), int(np.ceil(pos[-1]))
+        d = self.codec_delay / FRAME_SIZE
+        first, last = float(m[0]) - d, float(m[-1]) - d
+        return math.floor(first), math.ceil(first), math.ceil(last)
 
     def _slot_frames(self, slot: int) -> np.ndarray:
         return np.arange(_FRAMES_PER_SLOT * slot, _FRAMES_PER_SLOT * (slot + 1))

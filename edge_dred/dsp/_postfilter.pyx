@@ -21,7 +21,7 @@ cdef extern from "postfilter.h" nogil:
     ctypedef struct pf_pitch:
         pass
     int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
-                      const double *lspec_re, const double *lspec_im, const double *wpow, const double *dct, double c0_offset, double pitch_min,
+                      const double *ceps, const double *wpow, const double *dct, double c0_offset, double pitch_min,
                       double pitch_max, double preemph)
     pf_envelope *pf_envelope_new(const pf_tables *t, int taps, float strength, float max_boost_db, float max_cut_db)
     void pf_envelope_free(pf_envelope *st)
@@ -60,19 +60,18 @@ cdef float _preemph = 0.0
 
 
 def set_tables(const double[:, ::1] windows, const double[::1] ramp,
-               const double[:, ::1] lspec_re, const double[:, ::1] lspec_im, const double[:, ::1] wpow, const double[:, ::1] dct, double c0_offset, double pitch_min,
+               const double[:, ::1] ceps, const double[:, ::1] wpow, const double[:, ::1] dct, double c0_offset, double pitch_min,
                double pitch_max, double preemph) -> None:
     """Fill the tables shared by every stream (once, before any stream exists)."""
     global _tables_ready, _preemph
     if _tables_ready:
         return
     if (windows.shape[0] != 2 or windows.shape[1] != PF_NFFT or ramp.shape[0] != PF_FRAME
-            or lspec_re.shape[0] != PF_BANDS or lspec_re.shape[1] != PF_BINS
-            or lspec_im.shape[0] != PF_BANDS or lspec_im.shape[1] != PF_BINS
+            or ceps.shape[0] != PF_BANDS or ceps.shape[1] != PF_MAX_TAPS
             or wpow.shape[0] != PF_BANDS or wpow.shape[1] != PF_BINS
             or dct.shape[0] != PF_BANDS or dct.shape[1] != PF_BANDS):
         raise ValueError("postfilter tables have the wrong shapes")
-    if pf_tables_set(&_tables, &windows[0, 0], &ramp[0], &lspec_re[0, 0], &lspec_im[0, 0], &wpow[0, 0], &dct[0, 0],
+    if pf_tables_set(&_tables, &windows[0, 0], &ramp[0], &ceps[0, 0], &wpow[0, 0], &dct[0, 0],
                      c0_offset, pitch_min, pitch_max, preemph) != 0:
         raise ValueError("postfilter tables: bad pitch range")
     _preemph = <float>preemph

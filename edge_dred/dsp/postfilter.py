@@ -74,23 +74,32 @@ def analysis_windows() -> np.ndarray:
     return np.stack([sine, end])
 
 
+def minimum_phase_cepstra(interp: np.ndarray) -> np.ndarray:
+    """Folded real cepstra (18, NFFT) of each band's interpolation shape (band log-gain -> bins).
+
+    ``g @ minimum_phase_cepstra(interp)`` is the complex cepstrum of the
+    minimum-phase filter whose log magnitude is ``g @ interp``.
+    """
+    c = np.fft.irfft(interp, NFFT, axis=-1)
+    fold = np.zeros_like(c)
+    fold[:, 0], fold[:, 1:NFFT // 2], fold[:, NFFT // 2] = c[:, 0], 2.0 * c[:, 1:NFFT // 2], c[:, NFFT // 2]
+    return fold
+
+
 def _set_tables() -> None:
     """Hand the compiled code the tables every stream shares (definitions stay in Python)."""
     if _c.FRAME != FRAME_SIZE or _c.BANDS != NB_BANDS:
         raise ImportError("edge_dred.dsp._postfilter was built for other frame or band sizes; rebuild it")
     w = band_weights()
     interp = w / w.sum(axis=0, keepdims=True)                                    # 18 band gains -> 161 bins
-    # The log of the minimum-phase spectrum is the spectrum of the folded real cepstrum of the
-    # interpolated log magnitude, linear in the band log-gains: one complex (18, 161) table
-    # stands for two FFTs per filter in the C code.
-    c = np.fft.irfft(interp, NFFT, axis=-1)
-    fold = np.zeros_like(c)
-    fold[:, 0], fold[:, 1:NFFT // 2], fold[:, NFFT // 2] = c[:, 0], 2.0 * c[:, 1:NFFT // 2], c[:, NFFT // 2]
-    lspec = np.fft.rfft(fold, axis=-1)
+    # The minimum-phase filter's complex cepstrum is the folded real cepstrum of the interpolated
+    # log magnitude, linear in the band log-gains: one (18, taps) table; the C code turns it
+    # into the impulse response by the cepstral recursion.
+    ceps = minimum_phase_cepstra(interp)[:, :FRAME_SIZE]
     zero = band_energies_from_cepstrum(np.zeros((1, NB_BANDS)), log10=True)
     dct = band_energies_from_cepstrum(np.eye(NB_BANDS), log10=True) - zero    # logs = c @ dct
     _c.set_tables(analysis_windows(), (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE,
-                  np.ascontiguousarray(lspec.real), np.ascontiguousarray(lspec.imag),
+                  np.ascontiguousarray(ceps),
                   # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
                   np.ascontiguousarray(w / w.sum(axis=1, keepdims=True) * (32768.0 ** 2 / FRAME_SIZE)),
                   np.ascontiguousarray(dct), float(C0_OFFSET), float(PITCH_MIN), float(PITCH_MAX),

@@ -11,32 +11,22 @@ import numpy as np
 
 from ..constants import FRAME_SIZE, NB_BANDS, PITCH_MAX, PITCH_MIN, PREEMPHASIS
 from .features import band_energies_from_cepstrum, band_weights, deemphasis
-from .postfilter import PostfilterInputError, analysis_windows
+from .postfilter import PostfilterInputError, analysis_windows, minimum_phase_cepstra
 
 __all__ = ["EnvelopePostfilterReference", "PitchPostfilterReference", "VocoderPostfilterReference"]
 
 NFFT = 2 * FRAME_SIZE
 
 
-def _minimum_phase_design(interp: np.ndarray, taps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Matrices for band log-gains -> minimum-phase FIR of ``taps`` coefficients.
+#: FFT size of the reference's minimum-phase step: long enough that the exponential's time
+#: aliasing is below float64 rounding, so the reference is the exact filter (the compiled
+#: code gets the same first taps by the cepstral recursion instead).
+_EXACT_NFFT = 8192
 
-    The folded real cepstrum of the interpolated log magnitude gives the
-    minimum-phase spectrum: ``h = irfft(exp(rfft(g @ fold)))[:taps]``.  The
-    first and last steps are linear and precomputed here (``fold`` (18, NFFT)
-    and the truncated inverse transform as one complex (NFFT/2+1, taps)
-    matrix), so a frame costs one FFT.  Truncation is harmless because the gains are
-    smooth across frequency (interpolated from 18 bands).
-    """
-    c = np.fft.irfft(interp, NFFT, axis=-1)                   # (18, NFFT) real cepstra of each band's shape
-    fold = np.zeros_like(c)
-    fold[:, 0] = c[:, 0]
-    fold[:, 1:NFFT // 2] = 2.0 * c[:, 1:NFFT // 2]
-    fold[:, NFFT // 2] = c[:, NFFT // 2]
-    eye = np.eye(NFFT // 2 + 1)
-    inv_re = np.fft.irfft(eye, NFFT, axis=-1)[:, :taps]          # irfft is linear in re and im separately
-    inv_im = np.fft.irfft(1j * eye, NFFT, axis=-1)[:, :taps]
-    return fold, inv_re - 1j * inv_im                            # Re(S @ this) = Re(S) @ inv_re + Im(S) @ inv_im
+
+def _minimum_phase(ceps: np.ndarray, taps: int) -> np.ndarray:
+    """First ``taps`` samples of the minimum-phase filters with complex cepstra ``ceps`` (rows)."""
+    return np.fft.irfft(np.exp(np.fft.rfft(ceps, _EXACT_NFFT, axis=-1)), _EXACT_NFFT, axis=-1)[:, :taps]
 
 
 def _check_frames(frames: np.ndarray, features: np.ndarray, n_feat: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +85,7 @@ class EnvelopePostfilterReference:
         self._interp = w / w.sum(axis=0, keepdims=True)   # 18 band gains -> 161 bins
         self._windows = analysis_windows()
         self._ramp = (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE
-        self._fold, self._inv = _minimum_phase_design(self._interp, self.taps)
+        self._fold = minimum_phase_cepstra(self._interp)
         # |X|^2 of the float-scale signal -> mean band power on the int16 scale, as the features
         self._w_scaled = (w / w.sum(axis=1, keepdims=True)).T * (32768.0 ** 2 / FRAME_SIZE)
         self._half_strength = 0.5 * self.strength
@@ -169,8 +159,7 @@ class EnvelopePostfilterReference:
             bands = (power @ self._w_scaled) + 1.0                                     # (2, 18), int16^2 + 1
             target = band_energies_from_cepstrum(f[t, :NB_BANDS]) + 1.0
             log_gain = np.clip(self._half_strength * np.log(target / bands), self._lo, self._hi)
-            spec = np.exp(np.fft.rfft(log_gain @ self._fold, axis=-1))                 # minimum phase
-            h = (spec @ self._inv).real                                                 # (2, taps)
+            h = _minimum_phase(log_gain @ self._fold, self.taps)                         # (2, taps)
             src = buf[FRAME_SIZE:]                                                           # taps - 1 + 160 samples
             a = np.convolve(src, h[0], "valid")
             out[t] = a + self._ramp * (np.convolve(src, h[1], "valid") - a)

@@ -32,6 +32,8 @@ vocoder ignores ``ahead``.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import numpy as np
@@ -49,9 +51,12 @@ class ContinuationError(ValueError):
     """The receiver's history is too short to start a continuation."""
 
 
+@functools.lru_cache(maxsize=32)
 def raised_cosine(n: int) -> np.ndarray:
-    """Weights falling smoothly from ~1 to ~0 over ``n`` samples (amplitude complementary)."""
-    return 0.5 + 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+    """Weights falling smoothly from ~1 to ~0 over ``n`` samples (amplitude complementary); read-only."""
+    w = 0.5 + 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+    w.flags.writeable = False
+    return w
 
 
 def fade_from(y: np.ndarray, before: np.ndarray, k: int) -> np.ndarray:
@@ -62,8 +67,9 @@ def fade_from(y: np.ndarray, before: np.ndarray, k: int) -> np.ndarray:
 
 
 def to_int16(y: np.ndarray) -> np.ndarray:
-    """Round and saturate float samples to int16."""
-    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+    """Round (half to even) and saturate float samples to int16."""
+    r = np.rint(y)
+    return np.minimum(np.maximum(r, -32768.0, out=r), 32767.0, out=r).astype(np.int16)
 
 
 _ALIGN_LEN = FRAME_SIZE       # fp: samples of libopus's concealment the start shift is fitted on

@@ -300,7 +300,8 @@ class VocoderModel(LayerModel):
 
     def frame_inputs(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Conditioning-net inputs (normalised features + pitch embedding) and lags for (T, 20) features."""
-        lag = np.clip(np.round(feats[:, 18]), PITCH_MIN, PITCH_MAX).astype(np.int64)
+        r = np.rint(feats[:, 18])      # as clip(round()): half to even
+        lag = np.minimum(np.maximum(r, PITCH_MIN, out=r), PITCH_MAX, out=r).astype(np.int64)
         if feats.dtype != np.float32:
             x = (feats - self.feat_mean) / self.feat_std
             return np.concatenate([x, self.pembed[lag - PITCH_MIN]], axis=1).astype(np.float32), lag

@@ -20,7 +20,7 @@ struct pf_envelope {
     float half_strength, lo, hi;      /* natural-log amplitude bounds */
     float x_last, y_last;             /* process_pcm's pre-/de-emphasis memories */
     size_t bytes;
-    kiss_fftr_cfg fwd, inv;
+    kiss_fftr_cfg fwd;
     float buf[PF_BUF];                /* history, then the current frame */
 };
 
@@ -74,7 +74,7 @@ static int16_t to_int16(float v) {
 }
 
 int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
-                  const double *lspec_re, const double *lspec_im, const double *wpow, const double *dct, double c0_offset, double pitch_min,
+                  const double *ceps, const double *wpow, const double *dct, double c0_offset, double pitch_min,
                   double pitch_max, double preemph) {
     if (!(pitch_min >= 1.0 && pitch_max >= pitch_min && pitch_max + 3 < PF_NFFT * 4))
         return PF_ERR_ARG;
@@ -84,18 +84,19 @@ int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
     for (int b = 0; b < PF_BANDS; b++) {
         int lo = PF_BINS, hi = 0;
         for (int k = 0; k < PF_BINS; k++) {
-            t->lspec_re[b][k] = (float)lspec_re[b * PF_BINS + k];
-            t->lspec_im[b][k] = (float)lspec_im[b * PF_BINS + k];
             t->wpow[b][k] = (float)wpow[b * PF_BINS + k];
             if (wpow[b * PF_BINS + k] != 0.0) {
                 if (k < lo) lo = k;
                 hi = k + 1;
             }
         }
+        for (int n = 0; n < PF_MAX_TAPS; n++) t->ceps[b][n] = (float)ceps[b * PF_MAX_TAPS + n];
         t->band_lo[b] = lo < hi ? lo : 0;
         t->band_hi[b] = hi;
         for (int i = 0; i < PF_BANDS; i++) t->dct[b][i] = (float)dct[b * PF_BANDS + i];
     }
+    t->inv_n[0] = 0.0f;
+    for (int n = 1; n < PF_MAX_TAPS; n++) t->inv_n[n] = 1.0f / (float)n;
     t->c0_offset = (float)c0_offset;
     t->pitch_min = (float)pitch_min;
     t->pitch_max = (float)pitch_max;
@@ -108,11 +109,10 @@ int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
 pf_envelope *pf_envelope_new(const pf_tables *t, int taps, float strength, float max_boost_db, float max_cut_db) {
     if (!t || taps < 16 || taps > PF_MAX_TAPS || !(strength >= 0.0f && strength <= 1.0f))
         return NULL;
-    size_t n_fwd = 0, n_inv = 0;
+    size_t n_fwd = 0;
     kiss_fftr_alloc(PF_NFFT, 0, NULL, &n_fwd);
-    kiss_fftr_alloc(PF_NFFT, 1, NULL, &n_inv);
     size_t head = ALIGN_UP(sizeof(pf_envelope));
-    size_t total = head + ALIGN_UP(n_fwd) + ALIGN_UP(n_inv);
+    size_t total = head + ALIGN_UP(n_fwd);
     char *mem = (char *)calloc(1, total);
     if (!mem) return NULL;
     pf_envelope *st = (pf_envelope *)mem;
@@ -124,8 +124,7 @@ pf_envelope *pf_envelope_new(const pf_tables *t, int taps, float strength, float
     st->lo = -max_cut_db * LN10 / 20.0f;
     st->bytes = total;
     st->fwd = kiss_fftr_alloc(PF_NFFT, 0, mem + head, &n_fwd);
-    st->inv = kiss_fftr_alloc(PF_NFFT, 1, mem + head + ALIGN_UP(n_fwd), &n_inv);
-    if (!st->fwd || !st->inv) {
+    if (!st->fwd) {
         free(mem);
         return NULL;
     }
@@ -164,30 +163,35 @@ int pf_envelope_prime_pcm(pf_envelope *st, const float *pcm, int n) {
     return PF_OK;
 }
 
-/* Minimum-phase FIR h for the band log-gains lg.  The log of the minimum-phase spectrum is
- * the spectrum of the folded real cepstrum of the interpolated log magnitude: linear in lg,
- * so one table (18 x 161, complex) instead of two FFTs.  Then its exponential, back to time,
- * the first taps samples. */
-static void min_phase(const pf_envelope *st, env_scratch *w, const float *lg, float *h) {
+/* Minimum-phase FIR h for the band log-gains lg.  Its complex cepstrum is the folded real
+ * cepstrum of the interpolated log magnitude, linear in lg (one table, 18 x taps); the
+ * impulse response follows from it by the recursion h[n] = sum_{k=1..n} (k/n) c[k] h[n-k],
+ * h[0] = exp(c[0]): exact for the first taps samples, no transform and no exponentials
+ * per bin. */
+static void min_phase(const pf_envelope *st, const float *lg, float *h) {
     const pf_tables *t = st->t;
-    float re[PF_BINS] = {0}, im[PF_BINS] = {0};
+    const int taps = st->taps;
+    float kc[PF_MAX_TAPS] = {0};
+    /* h reversed (hr[PF_MAX_TAPS - 1 - n] = h[n]), so that each step's sum runs over
+     * consecutive memory in both operands: a 4-wide dot product */
+    float hr[PF_MAX_TAPS + 3] = {0};
     for (int b = 0; b < PF_BANDS; b++) {
         const float g = lg[b];
-        for (int k = 0; k < PF_BINS; k++) {
-            re[k] += g * t->lspec_re[b][k];
-            im[k] += g * t->lspec_im[b][k];
-        }
+        for (int n = 0; n < taps; n++) kc[n] += g * t->ceps[b][n];
     }
-    kiss_fft_cpx *spec = w->spec;
-    for (int k = 0; k < PF_BINS; k++) {
-        const float m = expf(re[k]);
-        spec[k].r = m * cosf(im[k]);
-        spec[k].i = m * sinf(im[k]);
+    for (int n = 1; n < taps; n++) kc[n] *= (float)n;
+    float *top = hr + PF_MAX_TAPS - 1;               /* top[-n] = h[n] */
+    top[0] = h[0] = expf(kc[0]);
+    for (int n = 1; n < taps; n++) {
+        /* sum_{k=1..n} kc[k] h[n-k] = sum_{k=1..n} kc[k] top[k-n] */
+        const float *a = kc + 1, *b = top + 1 - n;
+        v4f acc = {0};
+        int k = 0;
+        for (; k + 4 <= n; k += 4) acc += load4(a + k) * load4(b + k);
+        float r = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (; k < n; k++) r += a[k] * b[k];
+        top[-n] = h[n] = r * t->inv_n[n];
     }
-    float *c = w->tmp;
-    const float one = 1.0f / PF_NFFT;
-    kiss_fftri(st->inv, spec, c);
-    for (int k = 0; k < st->taps; k++) h[k] = c[k] * one;
 }
 
 static void envelope_frame(pf_envelope *st, const float *x, const float *cep, float *out) {
@@ -214,7 +218,7 @@ static void envelope_frame(pf_envelope *st, const float *x, const float *cep, fl
             for (int k = t->band_lo[b]; k < t->band_hi[b]; k++) e += sc.power[k] * t->wpow[b][k];
             lg[b] = clampf(st->half_strength * logf(target[b] / (e + 1.0f)), st->lo, st->hi);
         }
-        min_phase(st, &sc, lg, sc.h[w]);
+        min_phase(st, lg, sc.h[w]);
     }
     /* both filters over the frame, then the cross-fade: blocks of 8 outputs, their sums in
      * SIMD registers across the taps (GCC/Clang vector types: SSE, NEON or scalar code) */

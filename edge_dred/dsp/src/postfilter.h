@@ -1,6 +1,6 @@
 /* The vocoder's postfilters (envelope, pitch comb) and de-emphasis, one call per packet.
  *
- * Float signal path, KISS FFT (float) for the 320-point real transforms.  Every
+ * Float signal path, KISS FFT (float) for the 320-point real analysis transforms.  Every
  * stream owns one block (struct + FFT plans + history) allocated at creation;
  * processing allocates nothing.  The tables shared by all streams (windows, band
  * weights, DCT) come from Python once, so their definitions stay in one place
@@ -30,8 +30,8 @@
 typedef struct {
     float win[2][PF_NFFT];            /* analysis windows: the features' sine, the frame alone */
     float ramp[PF_FRAME];             /* (n + 0.5) / FRAME: cross-fades across a frame */
-    float lspec_re[PF_BANDS][PF_BINS];   /* band log-gain -> log of the minimum-phase spectrum */
-    float lspec_im[PF_BANDS][PF_BINS];
+    float ceps[PF_BANDS][PF_MAX_TAPS];   /* band log-gain -> folded real cepstrum, first taps quefrencies */
+    float inv_n[PF_MAX_TAPS];         /* 1 / n (0 at n = 0) */
     float wpow[PF_BANDS][PF_BINS];    /* bin power (float scale) -> band power (int16 scale) */
     int band_lo[PF_BANDS], band_hi[PF_BANDS];   /* non-zero bins of band b: [lo, hi) */
     float dct[PF_BANDS][PF_BANDS];    /* cepstrum -> log10 band energies: logs = c @ dct */
@@ -42,7 +42,7 @@ typedef struct {
 
 /* Fill the tables (arrays row-major float64, the shapes above).  Returns PF_OK or PF_ERR_ARG. */
 int pf_tables_set(pf_tables *t, const double *win, const double *ramp,
-                  const double *lspec_re, const double *lspec_im, const double *wpow, const double *dct, double c0_offset, double pitch_min,
+                  const double *ceps, const double *wpow, const double *dct, double c0_offset, double pitch_min,
                   double pitch_max, double preemph);
 
 typedef struct pf_envelope pf_envelope;
