@@ -193,6 +193,10 @@ def shipped_decoder_weights() -> DecoderWeights:
     return load_decoder_weights()
 
 
+_SANE_LO = np.array([PITCH_MIN, 0.0], np.float32)     # pitch period, pitch correlation
+_SANE_HI = np.array([PITCH_MAX, 1.0], np.float32)
+
+
 def sanitize_features(f: np.ndarray) -> np.ndarray:
     """Clip decoded features into the ranges the vocoder was trained on.
 
@@ -200,10 +204,9 @@ def sanitize_features(f: np.ndarray) -> np.ndarray:
     vocoder's pitch gather needs a period in [32, 267].
     """
     f = np.array(f, dtype=np.float32)
-    p, c = f[..., 18], f[..., 19]
-    # In place; maximum/minimum keep NaN as clip does.
-    np.minimum(np.maximum(p, PITCH_MIN, out=p), PITCH_MAX, out=p)
-    np.minimum(np.maximum(c, 0.0, out=c), 1.0, out=c)
+    v = f[..., 18:20]
+    # In place, pitch and correlation together; maximum/minimum keep NaN as clip does.
+    np.minimum(np.maximum(v, _SANE_LO, out=v), _SANE_HI, out=v)
     return f
 
 

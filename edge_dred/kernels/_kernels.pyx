@@ -555,6 +555,12 @@ cdef class NetworkCore:
             free(fo)
         return outs
 
+    def reset(self) -> None:
+        """Zero every buffer (one call, not one numpy assignment per buffer)."""
+        cdef int i
+        for i in range(self.net.n_bufs):
+            memset(self.bufptr[i], 0, <size_t>self.buflen[i] * sizeof(float))
+
     def bench(self, long steps) -> float:
         """Seconds per step of the whole op list (no feeds/fetches)."""
         import time

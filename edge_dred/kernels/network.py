@@ -224,8 +224,7 @@ class Network:
 
     def reset(self) -> None:
         """Zero every buffer (states, histories, intermediates)."""
-        for b in self._core.buffers:
-            b[:] = 0
+        self._core.reset()
 
     def run(self, feeds: Mapping[str, np.ndarray] | None = None, fetch: Sequence[str] = (),
             steps: int | None = None) -> dict[str, np.ndarray]:
