@@ -301,7 +301,8 @@ class VocoderModel(LayerModel):
     def frame_inputs(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Conditioning-net inputs (normalised features + pitch embedding) and lags for (T, 20) features."""
         r = np.rint(feats[:, 18])      # as clip(round()): half to even
-        lag = np.minimum(np.maximum(r, PITCH_MIN, out=r), PITCH_MAX, out=r).astype(np.int64)
+        # intp, not int64: take(out=) refuses int64 indices on 32-bit ARM
+        lag = np.minimum(np.maximum(r, PITCH_MIN, out=r), PITCH_MAX, out=r).astype(np.intp)
         if feats.dtype != np.float32:
             x = (feats - self.feat_mean) / self.feat_std
             return np.concatenate([x, self.pembed[lag - PITCH_MIN]], axis=1).astype(np.float32), lag

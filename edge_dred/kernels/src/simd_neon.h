@@ -158,6 +158,117 @@ static inline int8x16_t ck_bcast4(const int8_t *x4)
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
 }
 
+#if !defined(CK_NEON_DOTPROD)
+/* Without dot products a 16-bit product must be widened before it is summed; summing the
+ * same rows of two column blocks in 16 bits first (|w|, |x| <= 127: at most 2 * 127^2 =
+ * 32258 per lane) widens half as often: 8 instructions per 32 MACs instead of 10.  The
+ * int32 accumulators hold each row as two partial sums (lanes: row 2i, 2i, 2i+1, 2i+1 for
+ * the low half of a 4-row block, row 2i+2, ... for the high half), added pairwise at the
+ * end; the sums are the same integers as the dot-product path's. */
+static inline int32x4_t ck_mac_lo(int32x4_t acc, int8x16_t wa, int8x16_t xa, int8x16_t wb, int8x16_t xb)
+{
+    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(wa), vget_low_s8(xa)), vget_low_s8(wb), vget_low_s8(xb)));
+}
+
+static inline int32x4_t ck_mac_hi(int32x4_t acc, int8x16_t wa, int8x16_t xa, int8x16_t wb, int8x16_t xb)
+{
+#if defined(__aarch64__)
+    return vpadalq_s16(acc, vmlal_high_s8(vmull_high_s8(wa, xa), wb, xb));
+#else
+    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_high_s8(wa), vget_high_s8(xa)), vget_high_s8(wb), vget_high_s8(xb)));
+#endif
+}
+
+/* One column block alone (the last 4 columns when cols_pad is not a multiple of 8). */
+static inline int32x4_t ck_mac1_lo(int32x4_t acc, int8x16_t w, int8x16_t x)
+{
+    return vpadalq_s16(acc, vmull_s8(vget_low_s8(w), vget_low_s8(x)));
+}
+
+static inline int32x4_t ck_mac1_hi(int32x4_t acc, int8x16_t w, int8x16_t x)
+{
+#if defined(__aarch64__)
+    return vpadalq_s16(acc, vmull_high_s8(w, x));
+#else
+    return vpadalq_s16(acc, vmull_s8(vget_high_s8(w), vget_high_s8(x)));
+#endif
+}
+
+/* Rows 0-3 from the (rows 0-1, rows 2-3) partial-sum pairs. */
+static inline int32x4_t ck_pairs(int32x4_t r01, int32x4_t r23)
+{
+#if defined(__aarch64__)
+    return vpaddq_s32(r01, r23);
+#else
+    return vcombine_s32(vpadd_s32(vget_low_s32(r01), vget_high_s32(r01)),
+                        vpadd_s32(vget_low_s32(r23), vget_high_s32(r23)));
+#endif
+}
+
+/* One group of 8 rows over 8 columns: blocks (rows 0-3, 4-7) x (columns j..j+3, j+4..j+7). */
+#define CK_GROUP8(p, r01, r23, r45, r67, x0, x1) do {                                   \
+        const int8x16_t w0_ = vld1q_s8(p), w1_ = vld1q_s8((p) + 16);                    \
+        const int8x16_t w2_ = vld1q_s8((p) + 32), w3_ = vld1q_s8((p) + 48);             \
+        r01 = ck_mac_lo(r01, w0_, x0, w2_, x1);                                         \
+        r23 = ck_mac_hi(r23, w0_, x0, w2_, x1);                                         \
+        r45 = ck_mac_lo(r45, w1_, x0, w3_, x1);                                         \
+        r67 = ck_mac_hi(r67, w1_, x0, w3_, x1);                                         \
+    } while (0)
+
+#define CK_TAIL8(p, r01, r23, r45, r67, x0) do {                                        \
+        const int8x16_t w0_ = vld1q_s8(p), w1_ = vld1q_s8((p) + 16);                    \
+        r01 = ck_mac1_lo(r01, w0_, x0);                                                 \
+        r23 = ck_mac1_hi(r23, w0_, x0);                                                 \
+        r45 = ck_mac1_lo(r45, w1_, x0);                                                 \
+        r67 = ck_mac1_hi(r67, w1_, x0);                                                 \
+    } while (0)
+
+static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
+                      const int8_t *xq, float xs)
+{
+    const size_t gstride = (size_t)8 * cols_pad;
+    int groups = (rows + 7) >> 3, g = 0;
+#if defined(__aarch64__)
+    /* Two row groups per pass share each x broadcast (32 registers hold both). */
+    for (; g + 2 <= groups; g += 2) {
+        const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride;
+        int32x4_t a01 = vdupq_n_s32(0), a23 = a01, a45 = a01, a67 = a01;
+        int32x4_t b01 = a01, b23 = a01, b45 = a01, b67 = a01;
+        int j = 0;
+        for (; j + 8 <= cols_pad; j += 8, w0 += 64, w1 += 64) {
+            const int8x16_t x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
+            CK_GROUP8(w0, a01, a23, a45, a67, x0, x1);
+            CK_GROUP8(w1, b01, b23, b45, b67, x0, x1);
+        }
+        if (j < cols_pad) {
+            const int8x16_t x0 = ck_bcast4(xq + j);
+            CK_TAIL8(w0, a01, a23, a45, a67, x0);
+            CK_TAIL8(w1, b01, b23, b45, b67, x0);
+        }
+        ck_finish(y, ck_pairs(a01, a23), ck_pairs(a45, a67), scale + 8 * g, xs, g, rows);
+        ck_finish(y, ck_pairs(b01, b23), ck_pairs(b45, b67), scale + 8 * (g + 1), xs, g + 1, rows);
+    }
+#endif
+    for (; g < groups; g++) {
+        const int8_t *wg = w + g * gstride;
+        int32x4_t a01 = vdupq_n_s32(0), a23 = a01, a45 = a01, a67 = a01;
+        int j = 0;
+        for (; j + 8 <= cols_pad; j += 8, wg += 64) {
+            const int8x16_t x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
+            CK_GROUP8(wg, a01, a23, a45, a67, x0, x1);
+        }
+        if (j < cols_pad) {
+            const int8x16_t x0 = ck_bcast4(xq + j);
+            CK_TAIL8(wg, a01, a23, a45, a67, x0);
+        }
+        ck_finish(y, ck_pairs(a01, a23), ck_pairs(a45, a67), scale + 8 * g, xs, g, rows);
+    }
+}
+#undef CK_GROUP8
+#undef CK_TAIL8
+
+#else  /* CK_NEON_DOTPROD */
+
 static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, int cols_pad,
                       const int8_t *xq, float xs)
 {
@@ -209,6 +320,7 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
         ck_finish(y, vaddq_s32(a0, b0), vaddq_s32(a1, b1), scale + 8 * g, xs, g, rows);
     }
 }
+#endif
 
 static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float *scale, int rows,
                       const int8_t *xq, float xs)
