@@ -6,11 +6,12 @@ the SIMD paths:
 
 * ``q`` in [-127, 127]: the x86 path moves x's sign onto w with
   ``sign_epi8``, which cannot negate -128.
-* pair rule: aarch64 NEON without dotprod multiplies int8 pairs with
-  ``vmull_s8`` and adds the products of columns (2m, 2m+1) of a row in a
-  16-bit lane (``vpaddq_s16``) before widening, so
-  ``(|q[r, 2m]| + |q[r, 2m+1]|) * x_max <= 32767`` must hold; with
-  x_max = 127 that is ``|a| + |b| <= 258``.
+* pair rule: NEON without dotprod multiplies int8 pairs with ``vmull_s8``
+  and adds two products of a row in a 16-bit lane before widening (the
+  block-sparse product: columns (2m, 2m+1), ``vpaddq_s16``; the dense one:
+  columns c and c + 4, ``vmlal_s8``), so ``(|a| + |b|) * x_max <= 32767``
+  must hold for those pairs; with x_max = 127 that is ``|a| + |b| <= 258``,
+  which weights in [-127, 127] always meet (the check guards other bounds).
 
 With both, no variant can overflow or saturate, so all of them return the
 same integer sums (tests check this on adversarial weights).
