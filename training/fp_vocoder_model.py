@@ -321,13 +321,13 @@ class TorchEnvelopePostfilter(torch.nn.Module):
 
     def __init__(self, strength: float) -> None:
         super().__init__()
-        from edge_dred.dsp.postfilter_reference import EnvelopePostfilterReference, _minimum_phase_design
+        from edge_dred.dsp.postfilter_reference import EXACT_NFFT, EnvelopePostfilterReference
 
         ref = EnvelopePostfilterReference(strength=strength)
         self.taps, self.half, self.lo, self.hi = ref.taps, ref._half_strength, ref._lo, ref._hi
-        fold, inv = _minimum_phase_design(ref._interp, ref.taps)
-        for k, v in (("windows", ref._windows), ("w_scaled", ref._w_scaled), ("fold", fold),
-                     ("inv_re", inv.real), ("inv_im", -inv.imag), ("ramp", ref._ramp)):
+        self.nfft = EXACT_NFFT
+        for k, v in (("windows", ref._windows), ("w_scaled", ref._w_scaled), ("fold", ref._fold),
+                     ("ramp", ref._ramp)):
             self.register_buffer(k, torch.from_numpy(np.ascontiguousarray(v)).float())
 
     def forward(self, e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -339,8 +339,8 @@ class TorchEnvelopePostfilter(torch.nn.Module):
         spec = torch.fft.rfft(seg[:, :, None, -2 * FRAME:] * self.windows, dim=-1)       # (B, T, 2, 161)
         bands = (spec.real ** 2 + spec.imag ** 2) @ self.w_scaled + 1.0
         g = torch.clamp(self.half * torch.log(target[:, :, None, :] / bands), self.lo, self.hi)
-        s = torch.exp(torch.fft.rfft(g @ self.fold, dim=-1))
-        h = s.real @ self.inv_re + s.imag @ self.inv_im                                   # (B, T, 2, taps)
+        s = torch.exp(torch.fft.rfft(g @ self.fold, n=self.nfft, dim=-1))                 # minimum phase
+        h = torch.fft.irfft(s, n=self.nfft, dim=-1)[..., :self.taps]                      # (B, T, 2, taps)
         src = seg[:, :, FRAME:].unfold(-1, self.taps, 1)                                  # (B, T, 160, taps)
         a = torch.einsum("btki,btfi->btfk", src, h.flip(-1))                              # (B, T, 2, 160)
         return (a[:, :, 0] + self.ramp * (a[:, :, 1] - a[:, :, 0])).reshape(b, t * FRAME)

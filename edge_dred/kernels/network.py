@@ -21,7 +21,7 @@ Example (a FARGAN-like sub-step)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -254,6 +254,20 @@ class Network:
             steps = arrs[0][1].shape[0] if arrs else 1
         outs = self._core.run(arrs, [self._id(n) for n in fetch], int(steps))
         return dict(zip(fetch, outs))
+
+    def bind(self, feeds: Sequence[str], fetch: Sequence[str]) -> Callable[..., list[np.ndarray]]:
+        """:meth:`run` with its feed and fetch buffers named once, for a per-packet call.
+
+        Returns ``f(steps, *arrays) -> [fetched arrays]``: ``arrays`` in the
+        order of ``feeds``, each (steps, len) float32; the same checks as :meth:`run`.
+        """
+        fi, fo, core = [self._id(n) for n in feeds], [self._id(n) for n in fetch], self._core
+
+        def run(steps: int, *arrays: np.ndarray) -> list[np.ndarray]:
+            if len(arrays) != len(fi):
+                raise KernelInputError(f"expected {len(fi)} feed arrays, got {len(arrays)}")
+            return core.run(list(zip(fi, arrays)), fo, int(steps))
+        return run
 
     def step(self, feeds: Mapping[str, np.ndarray] | None = None, fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """One step; returns name -> (len,) arrays."""

@@ -153,9 +153,15 @@ def _check_frame(f: np.ndarray) -> np.ndarray:
     a = np.asarray(f, np.float32).ravel()
     if a.shape != (NB_FEATURES,):
         raise PLCInputError(f"a feature frame has {NB_FEATURES} values, got {np.shape(f)}")
-    if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1e4):
+    # One reduction: the largest |value| is NaN or inf whenever any value is.
+    if not float(np.abs(a).max()) <= 1e4:
         raise PLCInputError("features must be finite and within +-1e4")
     return a
+
+
+def _clamped(y: np.ndarray) -> np.ndarray:
+    """``y`` (a fresh array) clamped to +-PRED_CLAMP in place (as ``np.clip``, NaN kept)."""
+    return np.minimum(np.maximum(y, -PRED_CLAMP, out=y), PRED_CLAMP, out=y)
 
 
 class _PredictorBase:
@@ -177,13 +183,14 @@ class _PredictorBase:
     @property
     def prediction(self) -> np.ndarray:
         """Predicted features of the next frame (raw scale), without advancing."""
-        return (self._pred * self.model.feat_std + self.model.feat_mean).astype(np.float32)
+        out = np.multiply(self._pred, self.model.feat_std)     # float32 throughout
+        out += self.model.feat_mean
+        return out
 
     def update(self, features: np.ndarray) -> None:
         """Feed a received frame's real features."""
         f = _check_frame(features)
-        self._pred = np.clip(self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0),
-                             -PRED_CLAMP, PRED_CLAMP)
+        self._pred = _clamped(self._step((f - self.model.feat_mean) / self.model.feat_std, 0.0))
 
     def update_block(self, features: np.ndarray) -> None:
         """Feed received frames (n, 20) in order; the same state as ``update`` on each row."""
@@ -193,8 +200,7 @@ class _PredictorBase:
         if not np.all(np.isfinite(f)) or np.any(np.abs(f) > 1e4):
             raise PLCInputError("features must be finite and within +-1e4")
         if f.shape[0]:
-            self._pred = np.clip(self._steps((f - self.model.feat_mean) / self.model.feat_std),
-                                 -PRED_CLAMP, PRED_CLAMP)
+            self._pred = _clamped(self._steps((f - self.model.feat_mean) / self.model.feat_std))
 
     def _steps(self, z: np.ndarray) -> np.ndarray:
         """Received steps over the rows of ``z``; the last step's output."""
@@ -210,7 +216,7 @@ class _PredictorBase:
         features, so a long loss can never hand the vocoder absurd features.
         """
         out = self.prediction
-        self._pred = np.clip(self._step(self._pred, 1.0), -PRED_CLAMP, PRED_CLAMP)
+        self._pred = _clamped(self._step(self._pred, 1.0))
         return out
 
 

@@ -335,7 +335,7 @@ def _check_features(feats: np.ndarray, min_rows: int = 0) -> np.ndarray:
         raise VocoderInputError(f"need at least {min_rows} feature frames, got {f.shape[0]}")
     if f.shape[0] > MAX_FRAMES_PER_CALL:
         raise VocoderInputError(f"{f.shape[0]} frames in one call (max {MAX_FRAMES_PER_CALL})")
-    f = f.astype(np.float32)
+    f = np.ascontiguousarray(f, np.float32)     # read only: no copy needed when it already is
     # One reduction: the largest |value| is NaN or inf whenever any value is.
     if f.size and not float(np.abs(f).max()) <= 1e4:
         raise VocoderInputError("features must be finite and within +-1e4")
@@ -523,6 +523,9 @@ class Vocoder(_VocoderStream):
                 Add(["fb", "teach"], "fb"),
                 Shift(["fb"], "hist"),
             ])
+        # The per-call runs, buffers named once.
+        self._run_cond = self._cond_net.bind(["fin"], ["cond"])
+        self._run_sub = self._sub_net.bind(["cond", "lag", "fr", "teach"], ["out"])
         super().__init__(model, postfilter)
 
     @property
@@ -545,14 +548,13 @@ class Vocoder(_VocoderStream):
     def _frames(self, fin: np.ndarray, lag: np.ndarray, teacher: np.ndarray | None) -> np.ndarray:
         t = len(fin)
         n = t * NB_SUB
-        cond = self._cond_net.run({"fin": fin}, fetch=["cond"])["cond"].reshape(n, self.model.shape.cond_size)
-        feeds = {"cond": cond, "lag": np.repeat(lag.astype(np.float32), NB_SUB).reshape(n, 1)}
+        cond = self._run_cond(t, fin)[0].reshape(n, self.model.shape.cond_size)
+        lags = np.repeat(lag.astype(np.float32), NB_SUB).reshape(n, 1)
         if teacher is None:
-            feeds["fr"], feeds["teach"] = _free_running_feeds(n)
+            fr, teach = _free_running_feeds(n)
         else:
-            feeds["fr"] = np.zeros((n, 1), np.float32)
-            feeds["teach"] = np.asarray(teacher, np.float32).reshape(n, SUBFRAME)
-        return self._sub_net.run(feeds, fetch=["out"])["out"].reshape(t, FRAME_SIZE)
+            fr, teach = np.zeros((n, 1), np.float32), np.asarray(teacher, np.float32).reshape(n, SUBFRAME)
+        return self._run_sub(n, cond, lags, fr, teach)[0].reshape(t, FRAME_SIZE)
 
 
 class VocoderReference(_VocoderStream):

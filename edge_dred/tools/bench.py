@@ -136,8 +136,12 @@ def _neural_plc_rows(pcm: np.ndarray, n: int, repeat: int) -> tuple[list[Row], l
     voc.prime(pcm[: k * 160][-prime_samples():], feats[1:k])
     frames = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
 
+    # A concealed slot advances the predictor twice on its own predictions (NeuralPLC.conceal);
+    # received frames reach it in blocks at a loss start (the lazy analysis row's side).
+    pred.update_block(feats[:k])
+
     def predictor(i: int) -> None:
-        pred.update(feats[2 * i])
+        pred.lost()
         pred.lost()
 
     return [
