@@ -179,6 +179,23 @@ def test_state_access_and_reset():
     assert not np.allclose(y, ref)
 
 
+def test_bind_equals_run_and_checks_its_arguments():
+    p = _params(4)
+    a, b = _build(p, "int8"), _build(p, "int8")
+    feats = np.random.default_rng(1).standard_normal((7, p["F"])).astype(np.float32)
+    run = b.bind(["feat"], ["y", "h"])
+    for chunk in (feats[:3], feats[3:4], feats[4:]):      # state carries across calls as with run
+        want = a.run({"feat": chunk}, ["y", "h"])
+        got = run(len(chunk), chunk)
+        assert np.array_equal(got[0], want["y"]) and np.array_equal(got[1], want["h"])
+    with pytest.raises(ck.KernelInputError, match="expected 1 feed arrays, got 2"):
+        run(1, feats[:1], feats[:1])
+    with pytest.raises(ck.KernelInputError, match="expected shape"):
+        run(2, feats[:1])
+    with pytest.raises(ck.KernelInputError, match="unknown buffer 'nope'"):
+        b.bind(["nope"], [])
+
+
 def test_runner_flushes_denormals():
     net = Network({"x": 1, "y": 1}, [Dense(["x"], "y", make_linear(np.ones((1, 1), np.float32), mode="float"))])
     assert net.run({"x": np.array([[1e-39]], np.float32)}, ["y"])["y"][0, 0] == 0.0
