@@ -3,13 +3,16 @@
  * before nnet_impl.h.
  *
  * int8 products, one 8x4 block (32 bytes = rows 0-3 | rows 4-7):
- *   dotprod : vdotq_s32 sums 4 products per int32 lane (exact).
- *   aarch64 : vmull_s8 / vmull_high_s8 widen products to int16, vpaddq_s16
- *             adds the products of columns (2m, 2m+1) *in int16* and
- *             vpadalq_s16 widens + accumulates into int32. The int16 pair sum
- *             is why quantization enforces (|a|+|b|)*127 <= 32767.
- *   armv7   : same with vmull_s8 + vpadd_s16 on 64-bit halves.
- * Every path leaves lane r = row r of the block, so no final shuffles. */
+ *   dotprod : vdotq_s32 sums 4 products per int32 lane (exact); lane r = row r.
+ *   no dotprod, dense (ck_i8gemv): vmull_s8 of one column block and vmlal_s8 of
+ *             the next sum two products of the same row in int16 (each at most
+ *             127^2), vpadalq_s16 widens pairs into int32 lanes that hold two
+ *             partial sums per row, added pairwise once per row group.
+ *   no dotprod, block-sparse (ck_dot16): vmull_s8 / vmull_high_s8, vpaddq_s16
+ *             adds the products of columns (2m, 2m+1) in int16, vpadalq_s16
+ *             widens; lane r = row r (armv7: vpadd_s16 on 64-bit halves).
+ * Every int16 lane holds two products, which is why quantization enforces
+ * (|a|+|b|)*127 <= 32767 (weights in [-127, 127] always do). */
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
