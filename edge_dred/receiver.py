@@ -57,6 +57,7 @@ import numpy as np
 from .constants import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .codec.opus import OpusDecoder, packet_has_lbrr
 from .plugins import Concealer, Decision, Recoverer, SlotContext
+from .transport.red import MAX_RED_BACK
 
 if TYPE_CHECKING:  # pragma: no cover
     from .degrade import LoadGovernor
@@ -295,7 +296,8 @@ class Receiver:
         RED: the earliest packet in view with a copy of this frame (every copy
         is the same frame); else, with LBRR on, the next packet's LBRR (fec).
         """
-        for back, later in enumerate(future, 1):
+        # A copy can be at most MAX_RED_BACK frames back (RED's timestamp offset field).
+        for back, later in enumerate(future[:MAX_RED_BACK], 1):
             copy = getattr(later, "redundant", {}).get(back) if later is not None else None
             if copy is not None:
                 return copy, False

@@ -34,6 +34,7 @@ __all__ = [
     "RED_MAX_BLOCK_BYTES",
     "MAX_RED_BLOCKS",
     "MAX_RED_DISTANCE",
+    "MAX_RED_BACK",
     "DEFAULT_RED_PAYLOAD_TYPE",
     "RedError",
     "RedBlock",
@@ -57,6 +58,8 @@ MAX_RED_DISTANCE = 3
 DEFAULT_RED_PAYLOAD_TYPE = 97
 #: 20 ms at the 48 kHz RTP clock of Opus (RFC 7587).
 _FRAME_TS = 960
+#: Most 20 ms frames back a RED block can reach (its 14-bit timestamp offset).
+MAX_RED_BACK = RED_MAX_TIMESTAMP_OFFSET // _FRAME_TS
 
 
 class RedError(ValueError):
