@@ -154,11 +154,16 @@ static inline int32x4_t ck_dot16(int32x4_t acc, int8x16_t w, int8x16_t x)
 #endif
 }
 
+/* x4 is 4-byte aligned: the quantized input starts aligned and blocks are 4 columns wide. */
 static inline int8x16_t ck_bcast4(const int8_t *x4)
 {
+#if defined(__aarch64__)
+    return vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)x4));   /* one ld1r */
+#else
     int32_t v;
     memcpy(&v, x4, 4);
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
+#endif
 }
 
 #if !defined(CK_NEON_DOTPROD)
@@ -209,9 +214,19 @@ static inline int32x4_t ck_pairs(int32x4_t r01, int32x4_t r23)
 }
 
 /* One group of 8 rows over 8 columns: blocks (rows 0-3, 4-7) x (columns j..j+3, j+4..j+7). */
+#if defined(__aarch64__)
+/* The group's 64 bytes in one multi-register load. */
+#define CK_LOAD64(p, w0_, w1_, w2_, w3_)                                                 \
+    const int8x16x4_t wv_ = vld1q_s8_x4(p);                                             \
+    const int8x16_t w0_ = wv_.val[0], w1_ = wv_.val[1], w2_ = wv_.val[2], w3_ = wv_.val[3]
+#else
+#define CK_LOAD64(p, w0_, w1_, w2_, w3_)                                                 \
+    const int8x16_t w0_ = vld1q_s8(p), w1_ = vld1q_s8((p) + 16);                        \
+    const int8x16_t w2_ = vld1q_s8((p) + 32), w3_ = vld1q_s8((p) + 48)
+#endif
+
 #define CK_GROUP8(p, r01, r23, r45, r67, x0, x1) do {                                   \
-        const int8x16_t w0_ = vld1q_s8(p), w1_ = vld1q_s8((p) + 16);                    \
-        const int8x16_t w2_ = vld1q_s8((p) + 32), w3_ = vld1q_s8((p) + 48);             \
+        CK_LOAD64(p, w0_, w1_, w2_, w3_);                                               \
         r01 = ck_mac_lo(r01, w0_, x0, w2_, x1);                                         \
         r23 = ck_mac_hi(r23, w0_, x0, w2_, x1);                                         \
         r45 = ck_mac_lo(r45, w1_, x0, w3_, x1);                                         \
@@ -237,14 +252,14 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
         const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride;
         int32x4_t a01 = vdupq_n_s32(0), a23 = a01, a45 = a01, a67 = a01;
         int32x4_t b01 = a01, b23 = a01, b45 = a01, b67 = a01;
-        int j = 0;
-        for (; j + 8 <= cols_pad; j += 8, w0 += 64, w1 += 64) {
-            const int8x16_t x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
+        const int8_t *xp = xq, *const xend = xq + (cols_pad & ~7);
+        for (; xp < xend; xp += 8, w0 += 64, w1 += 64) {
+            const int8x16_t x0 = ck_bcast4(xp), x1 = ck_bcast4(xp + 4);
             CK_GROUP8(w0, a01, a23, a45, a67, x0, x1);
             CK_GROUP8(w1, b01, b23, b45, b67, x0, x1);
         }
-        if (j < cols_pad) {
-            const int8x16_t x0 = ck_bcast4(xq + j);
+        if (cols_pad & 4) {
+            const int8x16_t x0 = ck_bcast4(xp);
             CK_TAIL8(w0, a01, a23, a45, a67, x0);
             CK_TAIL8(w1, b01, b23, b45, b67, x0);
         }
@@ -269,6 +284,7 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
 }
 #undef CK_GROUP8
 #undef CK_TAIL8
+#undef CK_LOAD64
 
 #else  /* CK_NEON_DOTPROD */
 
