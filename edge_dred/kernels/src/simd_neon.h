@@ -298,20 +298,21 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
     for (; g + 2 <= groups; g += 2) {
         const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride;
         int32x4_t a0 = vdupq_n_s32(0), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-        int j = 0;
-        for (; j + 8 <= cols_pad; j += 8, w0 += 64, w1 += 64) {
-            int8x16_t x0 = ck_bcast4(xq + j), x1 = ck_bcast4(xq + j + 4);
-            a0 = ck_dot16(a0, vld1q_s8(w0), x0);
-            a1 = ck_dot16(a1, vld1q_s8(w0 + 16), x0);
-            b0 = ck_dot16(b0, vld1q_s8(w1), x0);
-            b1 = ck_dot16(b1, vld1q_s8(w1 + 16), x0);
-            c0 = ck_dot16(c0, vld1q_s8(w0 + 32), x1);
-            c1 = ck_dot16(c1, vld1q_s8(w0 + 48), x1);
-            d0 = ck_dot16(d0, vld1q_s8(w1 + 32), x1);
-            d1 = ck_dot16(d1, vld1q_s8(w1 + 48), x1);
+        const int8_t *xp = xq, *const xend = xq + (cols_pad & ~7);
+        for (; xp < xend; xp += 8, w0 += 64, w1 += 64) {
+            const int8x16_t x0 = ck_bcast4(xp), x1 = ck_bcast4(xp + 4);
+            const int8x16x4_t u = vld1q_s8_x4(w0), v = vld1q_s8_x4(w1);   /* one ld1 per group */
+            a0 = ck_dot16(a0, u.val[0], x0);
+            a1 = ck_dot16(a1, u.val[1], x0);
+            b0 = ck_dot16(b0, v.val[0], x0);
+            b1 = ck_dot16(b1, v.val[1], x0);
+            c0 = ck_dot16(c0, u.val[2], x1);
+            c1 = ck_dot16(c1, u.val[3], x1);
+            d0 = ck_dot16(d0, v.val[2], x1);
+            d1 = ck_dot16(d1, v.val[3], x1);
         }
-        if (j < cols_pad) {
-            int8x16_t x0 = ck_bcast4(xq + j);
+        if (cols_pad & 4) {
+            const int8x16_t x0 = ck_bcast4(xp);
             a0 = ck_dot16(a0, vld1q_s8(w0), x0);
             a1 = ck_dot16(a1, vld1q_s8(w0 + 16), x0);
             b0 = ck_dot16(b0, vld1q_s8(w1), x0);
