@@ -100,7 +100,7 @@ static inline __m256i ck_mac8x4(__m256i acc, const int8_t *w, __m256i xb, __m256
     (void)ones;
     return _mm256_dpbusd_avx_epi32(acc, xa, _mm256_sign_epi8(wv, xb));
 #else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, xb)), ones));
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, xb)), ones), acc);
 #endif
 }
 
@@ -124,14 +124,21 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
     int groups = (rows + 7) >> 3, g = 0;
     /* Four row groups per pass share each broadcast and |x|. */
     for (; g + 4 <= groups; g += 4) {
-        const int8_t *w0 = w + g * gstride, *w1 = w0 + gstride, *w2 = w1 + gstride, *w3 = w2 + gstride;
+        const int8_t *wp = w + g * gstride;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int j = 0; j < cols_pad; j += 4, w0 += 32, w1 += 32, w2 += 32, w3 += 32) {
-            __m256i xb = ck_bcast4(xq + j), xa = _mm256_abs_epi8(xb);
-            a0 = ck_mac8x4(a0, w0, xb, xa, ones);
-            a1 = ck_mac8x4(a1, w1, xb, xa, ones);
-            a2 = ck_mac8x4(a2, w2, xb, xa, ones);
-            a3 = ck_mac8x4(a3, w3, xb, xa, ones);
+        /* pointers walk; the four groups are constant strides apart */
+        for (const int8_t *xp = xq, *const xend = xq + cols_pad; xp < xend; xp += 4, wp += 32) {
+            const __m256i xb = ck_bcast4(xp), xa = _mm256_abs_epi8(xb);
+            /* Each sum stays in one register across iterations: without the empty asm GCC
+             * computes into a temporary and copies back, four moves per 29 instructions. */
+            a0 = ck_mac8x4(a0, wp, xb, xa, ones);
+            __asm__("" : "+x"(a0));
+            a1 = ck_mac8x4(a1, wp + gstride, xb, xa, ones);
+            __asm__("" : "+x"(a1));
+            a2 = ck_mac8x4(a2, wp + 2 * gstride, xb, xa, ones);
+            __asm__("" : "+x"(a2));
+            a3 = ck_mac8x4(a3, wp + 3 * gstride, xb, xa, ones);
+            __asm__("" : "+x"(a3));
         }
         ck_store8(y, ck_dequant8(a0, scale + 8 * g, xs), g, rows);
         ck_store8(y, ck_dequant8(a1, scale + 8 * (g + 1), xs), g + 1, rows);
