@@ -99,6 +99,9 @@ def extensions(root_dir: str) -> list:
             "edge_dred.kernels._kernels",
             [f"{pkg}/_kernels.pyx"] + [f"{pkg}/{s}" for s in c_sources()],
             include_dirs=[f"{pkg}/src"],
+            # the SIMD code lives in headers: editing one must rebuild the extension
+            depends=[f"{pkg}/src/{h}" for h in sorted(os.listdir(os.path.join(os.path.dirname(__file__), "src")))
+                     if h.endswith(".h")],
             extra_compile_args=cflags(),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
