@@ -234,6 +234,25 @@ def test_plan_runtime_prefers_backports_qemu_only_with_plugins(tmp_path, monkeyp
     assert "No matching distribution" in notes
 
 
+def test_execution_log_counting_helpers(tmp_path):
+    # The TFLite step counted apart: qemu -dfilter ranges from /proc/self/maps spans, and one
+    # executed instruction per Trace line of a one-insn-per-tb log.
+    assert est.address_filter(["7fffe068d000-7fffe0ebd000", "10-20"]) == \
+        "0x7fffe068d000..0x7fffe0ebd000,0x10..0x20"
+    log = tmp_path / "exec.log"
+    log.write_bytes(b"Trace 0: 0x1 [00000000/0000007fffe068d000/00000000/00000000]\n"
+                    b"IN: something else\nTrace 0: 0x2 [x]\n\nTrace 1: 0x3 [y]\n")
+    assert est.count_trace_lines(log) == 3
+
+
+def test_tflite_step_is_counted_apart_only_with_a_plugin_less_backports_qemu(tmp_path, monkeypatch):
+    class Smoke:
+        def bpo_qemu(self, cache, arch):
+            return None
+    monkeypatch.setattr(est, "_smoke", lambda: Smoke())
+    assert est._tflite_step_apart("aarch64", "cortex-a72", tmp_path, tmp_path, tmp_path) == (None, "")
+
+
 def test_estimate_rejects_boards_it_cannot_emulate():
     with pytest.raises(est.EstimateError, match="x86_64"):
         est.estimate_boards(["x86_64"])

@@ -57,6 +57,7 @@ from ..constants import FRAME_MS
 
 __all__ = ["EstimateError", "StageCount", "GuestRuntime", "estimate_boards", "format_estimate", "parse_marks",
            "count_stages", "parse_bench_notes", "supports_plugins", "plan_runtime", "source_checkout",
+           "count_tflite_step", "count_trace_lines", "address_filter",
            "Recommendation", "recommend_runtime", "SENDER_RTF_BUDGET", "RECEIVER_RTF_BUDGET"]
 
 #: What the estimate needs of a source checkout: the ARM sysroot and wheel come from
@@ -635,6 +636,127 @@ def plan_runtime(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> 
     return GuestRuntime(qemu, version, None, tuple(notes), why)
 
 
+# The encoder step counted apart (the counting plugin's qemu cannot run the TFLite runtime): a
+# loop of steps on the same features; the runtime's executable mappings printed at the end.
+_STEP_GUEST = """
+import sys, numpy as np
+from edge_dred.dred.encoder import DredEncoder
+from edge_dred.dsp.features import compute_features
+from edge_dred.tools.demo_audio import _synthetic
+enc = DredEncoder()
+f = compute_features(np.clip(_synthetic(2.0), -32768, 32767).astype(np.int16)).astype(np.float32)
+for i in range(int(sys.argv[1])):
+    j = (2 * i) % (len(f) - 2)
+    enc.step(f[j:j + 2])
+for line in open('/proc/self/maps'):
+    p = line.split()
+    if len(p) >= 6 and 'x' in p[1] and p[5].startswith(sys.argv[2]):
+        print('MAP', p[0])
+"""
+
+
+def count_trace_lines(log: str | os.PathLike) -> int:
+    """Executed instructions in a ``-one-insn-per-tb -d exec,nochain`` log: its ``Trace`` lines."""
+    n = 0
+    with open(log, "rb") as f:
+        for line in f:
+            n += line.startswith(b"Trace")
+    return n
+
+
+def address_filter(maps: list[str]) -> str:
+    """qemu ``-dfilter`` ranges for ``/proc/self/maps`` spans (``start-end``, hex)."""
+    return ",".join(f"0x{m.split('-')[0]}..0x{m.split('-')[1]}" for m in maps)
+
+
+def count_tflite_step(qemu: Path, cpu: str, sysroot: Path, site: Path, tsite: Path, steps: int = 20) -> float:
+    """Guest instructions per DRED encoder step executed inside the TFLite runtime's libraries.
+
+    For a qemu without plugin support (bookworm-backports' qemu 10, which runs ai-edge-litert
+    where the plugin-capable 7.2 crashes): with one instruction per translation block every
+    executed instruction whose address lies in the runtime package's executable mappings
+    (``ai_edge_litert`` or ``tflite_runtime`` under ``tsite``; the other libraries there move from
+    run to run) is one ``Trace`` line of the execution log.  Two runs ``steps`` apart cancel
+    loading and start-up.  Host address randomisation is off (``setarch -R``) and a probe with
+    the same logging options finds the mappings, so the filter holds for the counting runs.
+    The Python around ``invoke()`` and libc are not in the count.  Each run logs about 1 GB
+    into a temporary folder.
+
+    Raises
+    ------
+    EstimateError
+        ``setarch`` is missing, a guest run fails, or the mappings move between runs.
+    """
+    if shutil.which("setarch") is None:
+        raise EstimateError("setarch (util-linux) is needed to count the TFLite step")
+    runtime = [tsite / name for name in ("ai_edge_litert", "tflite_runtime") if (tsite / name).is_dir()]
+    if not runtime:
+        raise EstimateError(f"TFLite step count: no TFLite runtime package in {tsite}")
+    machine = os.uname().machine
+    env_base = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": f"{tsite}:{site}"}
+    with tempfile.TemporaryDirectory() as td:
+        script = Path(td) / "step.py"
+        script.write_text(_STEP_GUEST)
+
+        def run(n: int, ranges: str) -> tuple[list[str], Path]:
+            log = Path(td) / f"exec{n}.log"
+            cmd = ["setarch", machine, "-R", str(qemu), "-L", str(sysroot), "-cpu", cpu, "-one-insn-per-tb",
+                   "-d", "exec,nochain", "-dfilter", ranges, "-D", str(log),
+                   str(sysroot / "usr/bin/python3.11"), str(script), str(n), str(runtime[0]) + "/"]
+            try:
+                r = subprocess.run(cmd, env=dict(env_base, HOME=td), capture_output=True, text=True, timeout=1800)
+            except subprocess.TimeoutExpired:
+                raise EstimateError("the TFLite step count took longer than 30 min") from None
+            if r.returncode:
+                raise EstimateError(f"TFLite step count: the guest failed (exit {r.returncode}): {r.stderr[-500:]}")
+            return [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("MAP ")], log
+
+        maps, probe = run(1, "0x0..0x1")     # the same options as the counting runs: the same layout
+        probe.unlink()
+        if not maps:
+            raise EstimateError(f"TFLite step count: the guest mapped nothing from {tsite}")
+        counts = []
+        for n in (2, 2 + steps):
+            again, log = run(n, address_filter(maps))
+            if again != maps:
+                raise EstimateError("TFLite step count: the runtime's libraries moved between runs")
+            counts.append(count_trace_lines(log))
+            log.unlink()
+    return (counts[1] - counts[0]) / steps
+
+
+def _tflite_step_apart(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> tuple[float | None, str]:
+    """(instructions per encoder step or None, a note) from :func:`count_tflite_step`, cached in ``work``."""
+    sm = _smoke()
+    qemu = sm.bpo_qemu(cache_dir(), arch)
+    if qemu is None or supports_plugins(qemu):
+        return None, ""   # nothing else to count with (or the plugin run already could)
+    tsite = sm.tflite_site(cache_dir() / f"smoke-{_ARCH[arch][0]}")
+    try:
+        got = sm.install_tflite(arch, tsite)
+    except sm.SmokeError:
+        return None, ""
+    stamp = work / "wheel.sha256"
+    version = qemu_version(qemu)
+    key = hashlib.sha256(f"{qemu}|{version}|{cpu}|{got}|{stamp.read_text() if stamp.exists() else ''}"
+                         .encode()).hexdigest()[:16]
+    cache = work / "tflite-step.json"
+    try:
+        known = json.loads(cache.read_text()) if cache.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        known = {}
+    if key not in known:
+        try:
+            known[key] = count_tflite_step(qemu, cpu, sysroot, site, tsite)
+        except EstimateError as e:
+            return None, f"TFLite encoder step not counted apart either: {e}"
+        cache.write_text(json.dumps(known, indent=1))
+    note = (f"dred sender / TFLite encoder step: counted apart under bookworm-backports' qemu {version} "
+            f"-cpu {cpu} from its execution log, inside the runtime's libraries only (the Python around "
+            "invoke() and libc are not in it)")
+    return float(known[key]), note
+
+
 def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
               timeout: float = 1800.0) -> tuple[list[StageCount], dict]:
     """Count instructions per packet of every bench stage on ``cpu``; return stage counts and run info.
@@ -673,8 +795,18 @@ def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
         # the guest only saw the runtime missing; say why it was left out
         skipped = [(sd, st, rt.why_no_tflite if why.startswith("no TFLite runtime") else why)
                    for sd, st, why in skipped]
+    notes = list(rt.notes) + bench_notes
+    from .bench import DRED_STAGES
+    step = DRED_STAGES[0]    # the TFLite encoder step
+    if any((sd, st) == step for sd, st, _ in skipped):
+        per, note = _tflite_step_apart(arch, cpu, sysroot, site, work)
+        if per is not None:
+            stages.append(StageCount(*step, np.array([per])))
+            skipped = [x for x in skipped if (x[0], x[1]) != step]
+        if note:
+            notes.append(note)
     info.update(wall_s=wall, marker_overhead=overhead, total_insns=total, qemu=str(rt.qemu), qemu_version=rt.version,
-                cpu=cpu, not_run=skipped, notes=list(rt.notes) + bench_notes)
+                cpu=cpu, not_run=skipped, notes=notes)
     return stages, info
 
 
