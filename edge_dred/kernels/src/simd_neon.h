@@ -166,6 +166,19 @@ static inline int8x16_t ck_bcast4(const int8_t *x4)
 #endif
 }
 
+/* A row group's 64 bytes (two 4-column blocks of 8 rows) into four registers: one ld1 where
+ * the compiler has the four-register load. */
+#if defined(__aarch64__) && !(defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 9)
+#define CK_LOAD64(p, w0_, w1_, w2_, w3_)                                                 \
+    const int8x16x4_t w0_##x4 = vld1q_s8_x4(p);                                         \
+    const int8x16_t w0_ = w0_##x4.val[0], w1_ = w0_##x4.val[1], w2_ = w0_##x4.val[2],  \
+                    w3_ = w0_##x4.val[3]
+#else
+#define CK_LOAD64(p, w0_, w1_, w2_, w3_)                                                 \
+    const int8x16_t w0_ = vld1q_s8(p), w1_ = vld1q_s8((p) + 16);                        \
+    const int8x16_t w2_ = vld1q_s8((p) + 32), w3_ = vld1q_s8((p) + 48)
+#endif
+
 #if !defined(CK_NEON_DOTPROD)
 /* Without dot products a 16-bit product must be widened before it is summed; summing the
  * same rows of two column blocks in 16 bits first (|w|, |x| <= 127: at most 2 * 127^2 =
@@ -214,17 +227,6 @@ static inline int32x4_t ck_pairs(int32x4_t r01, int32x4_t r23)
 }
 
 /* One group of 8 rows over 8 columns: blocks (rows 0-3, 4-7) x (columns j..j+3, j+4..j+7). */
-#if defined(__aarch64__)
-/* The group's 64 bytes in one multi-register load. */
-#define CK_LOAD64(p, w0_, w1_, w2_, w3_)                                                 \
-    const int8x16x4_t wv_ = vld1q_s8_x4(p);                                             \
-    const int8x16_t w0_ = wv_.val[0], w1_ = wv_.val[1], w2_ = wv_.val[2], w3_ = wv_.val[3]
-#else
-#define CK_LOAD64(p, w0_, w1_, w2_, w3_)                                                 \
-    const int8x16_t w0_ = vld1q_s8(p), w1_ = vld1q_s8((p) + 16);                        \
-    const int8x16_t w2_ = vld1q_s8((p) + 32), w3_ = vld1q_s8((p) + 48)
-#endif
-
 #define CK_GROUP8(p, r01, r23, r45, r67, x0, x1) do {                                   \
         CK_LOAD64(p, w0_, w1_, w2_, w3_);                                               \
         r01 = ck_mac_lo(r01, w0_, x0, w2_, x1);                                         \
@@ -284,7 +286,6 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
 }
 #undef CK_GROUP8
 #undef CK_TAIL8
-#undef CK_LOAD64
 
 #else  /* CK_NEON_DOTPROD */
 
@@ -301,15 +302,16 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
         const int8_t *xp = xq, *const xend = xq + (cols_pad & ~7);
         for (; xp < xend; xp += 8, w0 += 64, w1 += 64) {
             const int8x16_t x0 = ck_bcast4(xp), x1 = ck_bcast4(xp + 4);
-            const int8x16x4_t u = vld1q_s8_x4(w0), v = vld1q_s8_x4(w1);   /* one ld1 per group */
-            a0 = ck_dot16(a0, u.val[0], x0);
-            a1 = ck_dot16(a1, u.val[1], x0);
-            b0 = ck_dot16(b0, v.val[0], x0);
-            b1 = ck_dot16(b1, v.val[1], x0);
-            c0 = ck_dot16(c0, u.val[2], x1);
-            c1 = ck_dot16(c1, u.val[3], x1);
-            d0 = ck_dot16(d0, v.val[2], x1);
-            d1 = ck_dot16(d1, v.val[3], x1);
+            CK_LOAD64(w0, u0, u1, u2, u3);     /* one ld1 per group */
+            CK_LOAD64(w1, v0, v1, v2, v3);
+            a0 = ck_dot16(a0, u0, x0);
+            a1 = ck_dot16(a1, u1, x0);
+            b0 = ck_dot16(b0, v0, x0);
+            b1 = ck_dot16(b1, v1, x0);
+            c0 = ck_dot16(c0, u2, x1);
+            c1 = ck_dot16(c1, u3, x1);
+            d0 = ck_dot16(d0, v2, x1);
+            d1 = ck_dot16(d1, v3, x1);
         }
         if (cols_pad & 4) {
             const int8x16_t x0 = ck_bcast4(xp);
@@ -341,6 +343,7 @@ static void ck_i8gemv(float *y, const int8_t *w, const float *scale, int rows, i
     }
 }
 #endif
+#undef CK_LOAD64
 
 static void ck_i8spmv(float *y, const int8_t *w, const int32_t *idx, const float *scale, int rows,
                       const int8_t *xq, float xs)
