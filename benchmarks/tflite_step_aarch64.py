@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,20 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.steps < 1:
         ap.error("--steps must be >= 1")
-    sm = est._smoke()
-    qemu = sm.bpo_qemu(est.cache_dir(), "aarch64")
-    if qemu is None or shutil.which("setarch") is None:
-        print("needs bookworm-backports' qemu (scripts/build_wheels.sh aarch64 --dred) and setarch")
+    sysroot, site, work = est.prepare_guest("aarch64", a.wheel)
+    rt = est.plan_runtime("aarch64", a.cpu, sysroot, site, work)
+    if rt.apart is None:
+        print("needs bookworm-backports' qemu without plugin support and the TFLite runtime installed "
+              "(scripts/build_wheels.sh aarch64 --dred), or the counting qemu runs the step itself")
         return 1
-    sysroot, site, _ = est.prepare_guest("aarch64", a.wheel)
-    tsite = sm.tflite_site(est.cache_dir() / "smoke-arm64")
-    sm.install_tflite("aarch64", tsite)
+    qemu, version, tsite, _ = rt.apart
     try:
         per = est.count_tflite_step(qemu, a.cpu, sysroot, site, tsite, a.steps)
     except est.EstimateError as e:
         print(e)
         return 1
-    print(f"qemu {est.qemu_version(qemu)} -cpu {a.cpu}: DRED encoder TFLite step, inside the runtime's "
+    print(f"qemu {version} -cpu {a.cpu}: DRED encoder TFLite step, inside the runtime's "
           f"libraries: {per / 1e3:.1f} k instructions per step")
     return 0
 

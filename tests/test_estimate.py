@@ -245,12 +245,9 @@ def test_execution_log_counting_helpers(tmp_path):
     assert est.count_trace_lines(log) == 3
 
 
-def test_tflite_step_is_counted_apart_only_with_a_plugin_less_backports_qemu(tmp_path, monkeypatch):
-    class Smoke:
-        def bpo_qemu(self, cache, arch):
-            return None
-    monkeypatch.setattr(est, "_smoke", lambda: Smoke())
-    assert est._tflite_step_apart("aarch64", "cortex-a72", tmp_path, tmp_path, tmp_path) == (None, "")
+def test_tflite_step_is_counted_apart_only_with_a_plugin_less_backports_qemu(tmp_path):
+    rt = est.GuestRuntime(tmp_path / "qemu", "7.2.22", None, (), "fails")
+    assert est._tflite_step_apart(rt, "cortex-a72", tmp_path, tmp_path, tmp_path) == (None, "")
 
 
 def test_estimate_rejects_boards_it_cannot_emulate():

@@ -525,6 +525,10 @@ class GuestRuntime:
     tflite_site: Path | None
     notes: tuple[str, ...]
     why_no_tflite: str = ""
+    #: (bookworm-backports' qemu without plugin support, its version, the installed runtime's site,
+    #: a cache key) when the runtime was left out of the counting guest: :func:`count_tflite_step`
+    #: can still count the encoder step with them.
+    apart: tuple[Path, str, Path, str] | None = None
 
 
 # One 20 ms encoder step on the shipped model, as the bench runs it: does the runtime work here?
@@ -536,16 +540,34 @@ print(json.dumps({"runtime": interpreter_class().__module__.split(".")[0], "fini
 """
 
 
+def _runtime_key(qemu: Path, version: str, cpu: str, runtime: str, work: Path) -> str:
+    """Cache key of a result for this qemu binary and version, CPU model, TFLite runtime and wheel."""
+    stamp = work / "wheel.sha256"
+    return hashlib.sha256(f"{qemu}|{version}|{cpu}|{runtime}|{stamp.read_text() if stamp.exists() else ''}"
+                          .encode()).hexdigest()[:16]
+
+
+def _cached(path: Path, key: str, compute):
+    """``compute()`` once per ``key``, kept in the JSON file ``path`` (a failing compute is not kept)."""
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = compute()
+        path.write_text(json.dumps(known, indent=1))
+    return known[key]
+
+
 def _probe_tflite(qemu: Path, cpu: str, sysroot: Path, site: Path, tsite: Path, work: Path,
                   key: str) -> tuple[bool, str]:
     """(works, detail) for the TFLite runtime in ``tsite`` under ``qemu -cpu cpu``; cached by ``key``."""
-    cache = work / "tflite-probe.json"
-    try:
-        known = json.loads(cache.read_text()) if cache.exists() else {}
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return bool(known[key][0]), str(known[key][1])
+    ok, detail = _cached(work / "tflite-probe.json", key,
+                         lambda: _run_tflite_probe(qemu, cpu, sysroot, site, tsite, work))
+    return bool(ok), str(detail)
+
+
+def _run_tflite_probe(qemu: Path, cpu: str, sysroot: Path, site: Path, tsite: Path, work: Path) -> list:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8", "PYTHONPATH": f"{tsite}:{site}"}
     try:
         r = subprocess.run([str(qemu), "-L", str(sysroot), "-cpu", cpu, str(sysroot / "usr/bin/python3.11"),
@@ -563,9 +585,7 @@ def _probe_tflite(qemu: Path, cpu: str, sysroot: Path, site: Path, tsite: Path, 
             last = (r.stderr.strip().splitlines() or ["no output"])[-1][:200]
             how = f"killed by signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
             ok, detail = False, f"{how}: {last}"
-    known[key] = [ok, detail]
-    cache.write_text(json.dumps(known, indent=1))
-    return ok, detail
+    return [ok, detail]
 
 
 def plan_runtime(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> GuestRuntime:
@@ -603,8 +623,9 @@ def plan_runtime(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> 
     elif supports_plugins(bpo):
         qemu = bpo
     else:
-        no_bpo = f"bookworm-backports' qemu {qemu_version(bpo)} has no plugin support"
-        notes.append(f"bookworm-backports' {qemu_name} {qemu_version(bpo)} ({bpo}) has no TCG plugin support "
+        bpo_version = qemu_version(bpo)
+        no_bpo = f"bookworm-backports' qemu {bpo_version} has no plugin support"
+        notes.append(f"bookworm-backports' {qemu_name} {bpo_version} ({bpo}) has no TCG plugin support "
                      "(no -plugin option: Debian builds its qemu-user 10 as static binaries only), so it cannot count")
     if qemu is None:
         found = shutil.which(qemu_name)
@@ -621,10 +642,7 @@ def plan_runtime(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> 
         last = [ln for ln in str(e).splitlines() if ln.strip()][-1][:200]
         notes.append(f"TFLite runtime not in the guest: {pkgs} for {arch} could not be installed ({last})")
         return GuestRuntime(qemu, version, None, tuple(notes), f"{pkgs} could not be installed for the guest")
-    stamp = work / "wheel.sha256"
-    key = hashlib.sha256(f"{qemu}|{version}|{cpu}|{got}|{stamp.read_text() if stamp.exists() else ''}"
-                         .encode()).hexdigest()[:16]
-    ok, detail = _probe_tflite(qemu, cpu, sysroot, site, tsite, work, key)
+    ok, detail = _probe_tflite(qemu, cpu, sysroot, site, tsite, work, _runtime_key(qemu, version, cpu, got, work))
     runtime = got.split(",")[0]
     if ok:
         notes.append(f"TFLite runtime in the guest: {runtime} ({detail})")
@@ -633,7 +651,10 @@ def plan_runtime(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> 
     why = f"{runtime} fails under the counting qemu {version} ({detail.split(':')[0]})"
     if no_bpo:
         why += f"; {no_bpo}"
-    return GuestRuntime(qemu, version, None, tuple(notes), why)
+    apart = None
+    if bpo is not None and bpo != qemu:
+        apart = (bpo, bpo_version, tsite, _runtime_key(bpo, bpo_version, cpu, got, work))
+    return GuestRuntime(qemu, version, None, tuple(notes), why, apart)
 
 
 # The encoder step counted apart (the counting plugin's qemu cannot run the TFLite runtime): a
@@ -725,36 +746,19 @@ def count_tflite_step(qemu: Path, cpu: str, sysroot: Path, site: Path, tsite: Pa
     return (counts[1] - counts[0]) / steps
 
 
-def _tflite_step_apart(arch: str, cpu: str, sysroot: Path, site: Path, work: Path) -> tuple[float | None, str]:
-    """(instructions per encoder step or None, a note) from :func:`count_tflite_step`, cached in ``work``."""
-    sm = _smoke()
-    qemu = sm.bpo_qemu(cache_dir(), arch)
-    if qemu is None or supports_plugins(qemu):
-        return None, ""   # nothing else to count with (or the plugin run already could)
-    tsite = sm.tflite_site(cache_dir() / f"smoke-{_ARCH[arch][0]}")
-    try:
-        got = sm.install_tflite(arch, tsite)
-    except sm.SmokeError:
+def _tflite_step_apart(rt: GuestRuntime, cpu: str, sysroot: Path, site: Path, work: Path) -> tuple[float | None, str]:
+    """(instructions per encoder step or None, a note) from :func:`count_tflite_step` with
+    ``rt.apart``, cached in ``work``."""
+    if rt.apart is None:
         return None, ""
-    stamp = work / "wheel.sha256"
-    version = qemu_version(qemu)
-    key = hashlib.sha256(f"{qemu}|{version}|{cpu}|{got}|{stamp.read_text() if stamp.exists() else ''}"
-                         .encode()).hexdigest()[:16]
-    cache = work / "tflite-step.json"
+    qemu, version, tsite, key = rt.apart
     try:
-        known = json.loads(cache.read_text()) if cache.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        known = {}
-    if key not in known:
-        try:
-            known[key] = count_tflite_step(qemu, cpu, sysroot, site, tsite)
-        except EstimateError as e:
-            return None, f"TFLite encoder step not counted apart either: {e}"
-        cache.write_text(json.dumps(known, indent=1))
-    note = (f"dred sender / TFLite encoder step: counted apart under bookworm-backports' qemu {version} "
-            f"-cpu {cpu} from its execution log, inside the runtime's libraries only (the Python around "
-            "invoke() and libc are not in it)")
-    return float(known[key]), note
+        per = _cached(work / "tflite-step.json", key, lambda: count_tflite_step(qemu, cpu, sysroot, site, tsite))
+    except EstimateError as e:
+        return None, f"TFLite encoder step not counted apart either: {e}"
+    return float(per), (f"dred sender / TFLite encoder step: counted apart under bookworm-backports' qemu "
+                        f"{version} -cpu {cpu} from its execution log, inside the runtime's libraries "
+                        "only (the Python around invoke() and libc are not in it)")
 
 
 def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
@@ -799,7 +803,7 @@ def run_guest(arch: str, cpu: str, seconds: float, wheel: str | None = None,
     from .bench import DRED_STAGES
     step = DRED_STAGES[0]    # the TFLite encoder step
     if any((sd, st) == step for sd, st, _ in skipped):
-        per, note = _tflite_step_apart(arch, cpu, sysroot, site, work)
+        per, note = _tflite_step_apart(rt, cpu, sysroot, site, work)
         if per is not None:
             stages.append(StageCount(*step, np.array([per])))
             skipped = [x for x in skipped if (x[0], x[1]) != step]
