@@ -246,11 +246,16 @@ class DredRecoverer:
         """DRED's features of the output frames before ``slot`` the vocoder conditions on, or None
         if ``src`` stops short of them or they lie deeper than ``max_ms``."""
         m = np.arange(_FRAMES_PER_SLOT * slot - self._cont.conditioning_frames, _FRAMES_PER_SLOT * slot)
+        return self._features_of(src, m, max_ms)
+
+    def _features_of(self, src: _Source, m: np.ndarray, max_ms: int | None, count: bool = True) -> np.ndarray | None:
+        """Features of output frames ``m`` from ``src``, or None if it stops short of them or they
+        lie deeper than ``max_ms`` (None: no cap)."""
         lo, lo_req, hi = self._needed_input_frames(m)
         if not src.covers(lo_req, hi):
             return None
         lo = _decode_from(src, lo, lo_req, None if max_ms is None else int(max_ms) // _CHUNK_MS)
-        return None if lo is None else self._decoded(src, m, lo, hi)
+        return None if lo is None else self._decoded(src, m, lo, hi, count)
 
     def _decoded(self, src: _Source, m: np.ndarray, lo: int, hi: int, count: bool = True) -> np.ndarray:
         """Features of output frames ``m`` from input frames ``lo..hi`` of ``src`` (decoded back to
@@ -427,11 +432,7 @@ class DredRecoverer:
 
     def _frame_after(self, src: _Source, slot: int) -> np.ndarray | None:
         """Features of the first output frame after ``slot`` from ``src``, or None if it stops short."""
-        m = self._slot_frames(slot + 1)[:1]
-        lo, lo_req, hi = self._needed_input_frames(m)
-        if not src.covers(lo_req, hi):
-            return None
-        return self._decoded(src, m, lo, hi, count=False)
+        return self._features_of(src, self._slot_frames(slot + 1)[:1], None, count=False)
 
     def handback(self, pcm: np.ndarray) -> np.ndarray:
         """Cross-fade from one more synthesised frame into the first real samples."""
