@@ -207,13 +207,7 @@ stage_sources() {
         drop+=("$f")
     done
     [ ${#drop[@]} -eq 0 ] || rm -f "${drop[@]}"
-    if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        (cd "$ROOT" && git ls-files -co --exclude-standard -- "${paths[@]}" \
-            | while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done \
-            | tar -cf - -T -) | tar -xf - -C "$STAGE"
-    else  # not a git checkout: copy, leaving in-place builds behind
-        (cd "$ROOT" && tar -cf - --exclude='*.so' --exclude='__pycache__' "${paths[@]}") | tar -xf - -C "$STAGE"
-    fi
+    "$ROOT/scripts/copy_sources.sh" "$STAGE" "${paths[@]}"
     # Cython output is the same for every arch: borrow it from another arch's stage when that
     # one was generated from an identical .pyx (cp -p keeps it newer than the .pyx, so Cython skips it).
     local other pyx c

@@ -55,7 +55,7 @@ rm -rf "$OBJ"
 #    the tree the tests import.
 TREE=$OUT/tree
 rm -rf "$TREE" && mkdir -p "$TREE"
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$TREE" 2>/dev/null || true
+scripts/copy_sources.sh "$TREE"
 
 # 3. The network parsers with ASan + UBSan + coverage, the other extensions with ASan + UBSan.  clang
 #    rejects the gcc-only optimisation switch the DSP extensions pass; a wrapper drops it.  clang 14

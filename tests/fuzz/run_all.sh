@@ -46,7 +46,7 @@ case "$MODE" in
         LIMIT="-max_total_time=${AMOUNT:-300}"
         TREE=$WORK/asan-tree
         rm -rf "$TREE" && mkdir -p "$TREE"
-        git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$TREE"
+        scripts/copy_sources.sh "$TREE"
         cp -r tests/fuzz/corpus "$TREE/tests/fuzz/" 2>/dev/null || true
         SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g"
         (cd "$TREE" && CFLAGS="$SAN" CXXFLAGS="$SAN" LDFLAGS="-fsanitize=address,undefined" \
