@@ -24,7 +24,8 @@ runs, and how libopus's concealment is shaped otherwise, is the policy
   shaped like a gated loss from then on (``shape_tail``): predictions drift
   the further they go, and silence is better than babble;
 * **hand-back**: the first real samples cross-fade over ``end_xfade``
-  samples from one more synthesised frame, at the fade's gain.
+  samples (the whole first real slot) from the synthesis run on, at the
+  fade's gain.
 
 The policy's values were chosen on training speech under seeded bursty loss
 with ``training/tune_concealment.py`` (the measurements are in ``docs/``).
@@ -98,7 +99,7 @@ class ConcealmentPolicy:
     fade_start_ms: float = 40.0
     fade_ms: float = 40.0
     start_xfade: int = FRAME_SAMPLES
-    end_xfade: int = FRAME_SIZE
+    end_xfade: int = FRAME_SAMPLES
     voiced_gate: float | None = 0.5
     shape_gated: float | None = 0.5
     shape_tail: bool = True
@@ -309,6 +310,7 @@ class NeuralPLC:
             self._shaping = False
             if k and len(out) >= FRAME_SIZE:
                 shaped = self._shaper.process_pcm(out[:FRAME_SIZE], self._pred.prediction[None]).astype(np.float64)
+                k = min(k, FRAME_SIZE)   # the shaping fades out over one frame
                 w = raised_cosine(k)
                 out[:k] = to_int16(w * shaped[:k] + (1.0 - w) * out[:k])
             return out

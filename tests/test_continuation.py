@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import voiced
-from edge_dred.constants import FRAME_SIZE
+from edge_dred.constants import FRAME_SAMPLES, FRAME_SIZE
 from edge_dred.dsp.features import compute_features
 from edge_dred.neural.continuation import Continuation, ContinuationError, fade_from, raised_cosine, to_int16
 from edge_dred.neural.vocoder import VocoderModel
@@ -47,16 +47,20 @@ def test_handback_ends_in_the_real_signal(model):
     feats = compute_features(x)
     c = _started(model, x, feats)
     y = c.synthesize(feats[START:START + 4])
-    _check_handback(c, x, feats, y, faded=FRAME_SIZE, pct=99)
+    _check_handback(c, x, feats, y, pct=99)
 
 
-def _check_handback(c: Continuation, x: np.ndarray, feats: np.ndarray, y: np.ndarray, faded: int,
-                    pct: float) -> None:
-    """The hand-back after 4 synthesised frames touches only ``faded`` samples and never clicks."""
+def _check_handback(c: Continuation, x: np.ndarray, feats: np.ndarray, y: np.ndarray, pct: float) -> None:
+    """The hand-back after 4 synthesised frames fades over the whole first real slot, touches
+    nothing after it and never clicks."""
     end = (START + 4) * FRAME_SIZE
-    real = x[end:end + 2 * FRAME_SIZE]
-    out = c.handback(real, feats[START + 4:START + 5], FRAME_SIZE)
+    faded = Continuation.max_end_xfade
+    assert faded == FRAME_SAMPLES
+    real = x[end:end + faded + FRAME_SIZE]
+    out = c.handback(real, feats[START + 4:START + 6], faded)
     assert np.array_equal(out[faded:], real[faded:])   # only the fade is touched
+    # ... all of it: past the first frame too
+    assert not np.array_equal(out[FRAME_SIZE:FRAME_SIZE + 80], real[FRAME_SIZE:FRAME_SIZE + 80])
     own = np.abs(np.diff(x.astype(np.float64)))
     assert abs(float(out[0]) - y[-1]) <= np.percentile(own, pct)
     assert np.max(np.abs(np.diff(out.astype(np.float64)))) <= 1.5 * own.max()
@@ -148,8 +152,8 @@ def test_fp_start_and_handback_are_continuous(fp_model):
     own = np.abs(np.diff(x.astype(np.float64)))
     # Into the hole: the first synthesised sample follows the last real one.
     assert abs(y[0] - x[START * FRAME_SIZE - 1]) <= np.percentile(own, 99.5)
-    # Out of it: the fade is the 80 samples already synthesised past the hole.
-    _check_handback(c, x, feats, y, faded=80, pct=99.5)
+    # Out of it: the 80 samples already synthesised past the hole, then the synthesis run on.
+    _check_handback(c, x, feats, y, pct=99.5)
 
 
 def test_fp_gain_zero_skips_the_vocoder_and_leaves_no_fade(fp_model):

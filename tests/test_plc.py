@@ -221,9 +221,9 @@ def test_fade_parameters_validated(tiny, tiny_vocoder):
         _plc(tiny_vocoder, tiny[0], fade_ms=0)
     with pytest.raises(ValueError, match="end_xfade"):
         _plc(tiny_vocoder, tiny[0], end_xfade=1000)
-    # One frame of continuation is synthesised at hand-back: a longer fade used to crash there.
+    # The hand-back fades within the first real slot: no longer.
     with pytest.raises(ValueError, match="end_xfade"):
-        _plc(tiny_vocoder, tiny[0], end_xfade=161)
+        _plc(tiny_vocoder, tiny[0], end_xfade=321)
 
 
 def test_opus_lead_and_fade_to_opus(speech, tiny, tiny_vocoder):

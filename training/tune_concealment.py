@@ -87,6 +87,8 @@ PLC_VARIANTS: dict[str, dict] = {
     # Diagnostics: the predictor's output replaced by the true features of the lost frames
     # (all 20, or the 18 cepstral ones), same policy as "neural".
     "oracle": {"kind": "plain", "plc": {}, "oracle": list(range(20))},
+    # The hand-back's cross-fade: one frame instead of the whole first real slot.
+    "hb160": {"kind": "plain", "plc": {"end_xfade": 160}},
     "oracle_cep": {"kind": "plain", "plc": {}, "oracle": list(range(18))},
 }
 DRED_VARIANTS: dict[str, dict] = {
@@ -97,6 +99,9 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred_pf_env50": {"kind": "lbrr+dred", "dred": {"postfilter": (0.5, 0.0)}},
     "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control: lowest mean level first
     "dred": {"kind": "dred", "dred": {}},
+    # The hand-back's cross-fade: one frame instead of the whole first real slot.
+    "lbrr+dred_hb160": {"kind": "lbrr+dred", "dred": {"end_xfade": 160}},
+    "dred_hb160": {"kind": "dred", "dred": {"end_xfade": 160}},
     # Output frames a fresh extractor analyses at a burst start to prime the vocoder (the last
     # few are used; the rest let its pitch track settle).
     "lbrr+dred_hist12": {"kind": "lbrr+dred", "dred": {"history_frames": 12}},
@@ -282,6 +287,8 @@ def _run(args: tuple) -> list[dict]:
                     recs[0]._history_frames = int(spec["dred"]["history_frames"])
                 if "prime_frames" in spec["dred"]:
                     recs[0]._prime_frames = int(spec["dred"]["prime_frames"])
+                if "end_xfade" in spec["dred"]:
+                    recs[0]._end_xfade = int(spec["dred"]["end_xfade"])
             model = _plc_model(spec["plc_weights"]) if "plc_weights" in spec else None
             if "oracle" in spec:
                 # Output frame i covers input samples [160 i - lookahead, ...): features of the delayed input.

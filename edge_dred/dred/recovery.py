@@ -8,7 +8,8 @@ quantizer and the shortest backward decode), decodes its latents backward
 only as far as needed, and synthesises the slot with the vocoder continuing
 from the receiver's last output.  Consecutive lost slots of one burst reuse
 the same decode (its frames are cached).  When real audio resumes,
-``handback`` cross-fades from one more synthesised frame into it.
+``handback`` cross-fades from the synthesis, run on with DRED's features of
+the first real slot, into all of that slot.
 
 Payloads are hostile input: a malformed packet, padding or payload makes
 that packet count as "no DRED" (``stats['bad_payloads']``), never an error.
@@ -49,7 +50,7 @@ _CHUNK_MS = DEC_FRAMES * FRAME_SIZE * 1000 // SAMPLE_RATE   # one latent: 40 ms
 _HISTORY_FRAMES = 10          # output frames analysed at a burst start DRED does not reach (last 2 used)
 _PRIME_FRAMES = 0             # teacher-forced vocoder frames at a burst start (its training primes with 3)
 START_XFADE = FRAME_SAMPLES   # from libopus's concealment into the first synthesised slot (as the neural PLC)
-END_XFADE = FRAME_SIZE        # from the synthesis into the first real samples
+END_XFADE = FRAME_SAMPLES     # from the synthesis into the first real slot, all of it (Continuation.handback)
 
 
 def _decode_from(src: "_Source", lo: int, lo_req: int, max_chunks: int | None) -> int | None:
@@ -190,6 +191,7 @@ class DredRecoverer:
         # Burst-start settings (training/tune_concealment.py varies them on training speech).
         self._history_frames = _HISTORY_FRAMES
         self._prime_frames = _PRIME_FRAMES
+        self._end_xfade = END_XFADE
         self._fx = FeatureExtractor()                    # restarted at each burst start (plan kept)
         self._sources: dict[int, _Source | None] = {}   # packet slot -> parsed DRED (None: none/bad)
         self._active: _Source | None = None             # source of the previous slot, if it was ours
@@ -435,13 +437,15 @@ class DredRecoverer:
         return self._features_of(src, self._slot_frames(slot + 1)[:1], None, count=False)
 
     def handback(self, pcm: np.ndarray) -> np.ndarray:
-        """Cross-fade from one more synthesised frame into the first real samples."""
+        """Cross-fade from the synthesis run on into the first real slot."""
         out = np.asarray(pcm, np.int16).copy()
         src = self._active
-        k = min(END_XFADE, len(out))
+        k = min(self._end_xfade, len(out))
         if src is None or k == 0:
             return out
-        feats = self._frame_after(src, self._active_slot)
+        feats = self._features_of(src, self._slot_frames(self._active_slot + 1), None, count=False)
+        if feats is None:
+            feats = self._frame_after(src, self._active_slot)
         if feats is None and not self._cont.wants_ahead:
             return out
         return self._cont.handback(out, feats, k)

@@ -14,8 +14,11 @@ neural PLC's prediction and DRED's decode.  Both hand their features to one
 * **fading** (:meth:`Continuation.synthesize` with ``gain``): a per-sample
   gain mixes the synthesis with libopus's concealment (which decays to
   silence); at gain 0 the vocoder is not run at all;
-* **hand-back** (:meth:`Continuation.handback`): one more frame is
-  synthesised and the first real samples cross-fade from it.
+* **hand-back** (:meth:`Continuation.handback`): the synthesis runs on
+  through the first real slot and the real samples cross-fade from it over
+  the whole slot: the decoder's first output after a gap continues its own
+  concealment (often decayed to near silence), so a short fade lets that
+  transition through.
 
 What runs when (the policy) stays with the feature source; this module
 only does the signal work.
@@ -107,8 +110,8 @@ class Continuation:
     history_frames = max(PRIME_FRAMES + 2, _fp_ref.PRIME_FRAMES)
     #: Output samples :meth:`start` needs.
     history_samples = max(prime_samples(PRIME_FRAMES), _fp_ref.PRIME_FRAMES * FRAME_SIZE + 1)
-    #: Longest hand-back cross-fade: one synthesised frame.
-    max_end_xfade = FRAME_SIZE
+    #: Longest hand-back cross-fade: the first real slot.
+    max_end_xfade = FRAME_SAMPLES
     #: Longest start cross-fade: one slot of libopus's concealment.
     max_start_xfade = FRAME_SAMPLES
 
@@ -206,25 +209,31 @@ class Continuation:
         return y
 
     def handback(self, pcm: np.ndarray, features: np.ndarray, k: int, gain: np.ndarray | None = None) -> np.ndarray:
-        """The first real samples ``pcm``, cross-faded over ``k`` samples from one more synthesised frame.
+        """The first real samples ``pcm``, cross-faded over ``k`` samples from the synthesis run on.
 
-        ``gain`` (per sample of the fade) is the synthesis's share at the end
-        of the hole; the rest was libopus's concealment, which the real
-        decode continues by itself.  (Frame-parallel vocoder: the fade is the
-        samples already synthesised past the hole, at most 80.)
+        ``features`` holds the features of the frames after the hole as the
+        source knows them (at least one row; the last is held for any frame
+        beyond them).  ``gain`` (per sample of the fade) is the synthesis's
+        share at the end of the hole; the rest was libopus's concealment,
+        which the real decode continues by itself.  (Frame-parallel vocoder:
+        its first 80 samples past the hole are already synthesised.)
         """
         out = np.asarray(pcm, np.int16).copy()
         k = min(int(k), len(out), self.max_end_xfade)
-        if self._fp:
-            k = min(k, self._tail.shape[0])
         if k <= 0:
             return out
-        if self._fp:
-            cont = self._tail[:k]
-        else:
-            feats = np.asarray(features)[:1]
-            cont = (self._voc.synthesize(feats)[:k].astype(np.float64) if gain is None or np.any(gain > 0)
-                    else np.zeros(k))
+        if gain is not None and not np.any(gain[:k] > 0):
+            return out
+        done = self._tail.shape[0] if self._fp else 0
+        cont = self._tail[:k]
+        if k > done:
+            feats = np.asarray(features, np.float32)
+            # fp: the first row (the hole's look-ahead frame) has run already
+            rows = feats[1:] if self._fp else feats
+            n = -(-(k - done) // FRAME_SIZE)
+            rows = np.concatenate([rows, np.repeat(feats[-1:], max(0, n - rows.shape[0]), axis=0)])[:n]
+            more = self._voc.synthesize(rows).astype(np.float64)
+            cont = np.concatenate([cont, more])[:k]
         if gain is None:
             w = raised_cosine(k)
         else:
