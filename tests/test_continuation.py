@@ -156,6 +156,18 @@ def test_fp_start_and_handback_are_continuous(fp_model):
     _check_handback(c, x, feats, y, pct=99.5)
 
 
+def test_fp_handback_without_features_fades_over_what_is_synthesised(fp_model):
+    x = voiced(2.0, f0=140.0, seed=7)
+    feats = compute_features(x)
+    c = _started(fp_model, x, feats)
+    c.synthesize(feats[START:START + 4], ahead=feats[START + 4:START + 5])
+    end = (START + 4) * FRAME_SIZE
+    real = x[end:end + FRAME_SAMPLES]
+    out = c.handback(real, None, FRAME_SAMPLES)
+    assert np.array_equal(out[80:], real[80:])
+    assert not np.array_equal(out[:80], real[:80])
+
+
 def test_fp_gain_zero_skips_the_vocoder_and_leaves_no_fade(fp_model):
     x = voiced(2.0, f0=140.0, seed=2)
     feats = compute_features(x)

@@ -208,15 +208,17 @@ class Continuation:
             y += (1.0 - gain) * np.asarray(under, np.float64)
         return y
 
-    def handback(self, pcm: np.ndarray, features: np.ndarray, k: int, gain: np.ndarray | None = None) -> np.ndarray:
+    def handback(self, pcm: np.ndarray, features: np.ndarray | None, k: int,
+                 gain: np.ndarray | None = None) -> np.ndarray:
         """The first real samples ``pcm``, cross-faded over ``k`` samples from the synthesis run on.
 
         ``features`` holds the features of the frames after the hole as the
-        source knows them (at least one row; the last is held for any frame
-        beyond them).  ``gain`` (per sample of the fade) is the synthesis's
-        share at the end of the hole; the rest was libopus's concealment,
-        which the real decode continues by itself.  (Frame-parallel vocoder:
-        its first 80 samples past the hole are already synthesised.)
+        source knows them (the last row is held for any frame beyond them;
+        None: no run-on, the fade is what is already synthesised).  ``gain``
+        (per sample of the fade) is the synthesis's share at the end of the
+        hole; the rest was libopus's concealment, which the real decode
+        continues by itself.  (Frame-parallel vocoder: its first 80 samples
+        past the hole are already synthesised.)
         """
         out = np.asarray(pcm, np.int16).copy()
         k = min(int(k), len(out), self.max_end_xfade)
@@ -225,6 +227,10 @@ class Continuation:
         if gain is not None and not np.any(gain[:k] > 0):
             return out
         done = self._tail.shape[0] if self._fp else 0
+        if features is None or len(features) == 0:
+            k = min(k, done)
+            if k == 0:
+                return out
         cont = self._tail[:k]
         if k > done:
             feats = np.asarray(features, np.float32)

@@ -302,8 +302,9 @@ def recommend_runtime(instructions_per_second: float, stages: list[StageCount],
       parse, i.e. the parse-and-newest-chunk row less one chunk) and the
       hole's first slot (libopus's concealment + decode of
       ``k = min(d, window + 40 ms) / 40`` chunks + the slot's synthesis:
-      vocoder and its postfilter), and the deepest ``d`` (a multiple of 40 up
-      to 1040) whose heaviest slot fits is chosen.  Depths beyond the window cost no more; a receiver run with a
+      vocoder and its postfilter; the hand-back slot after the hole, an Opus
+      decode and the same two vocoder frames, is lighter), and the deepest
+      ``d`` (a multiple of 40 up to 1040) whose heaviest slot fits is chosen.  Depths beyond the window cost no more; a receiver run with a
       longer ``--max-delay-ms`` decodes up to ``d`` at once.  When even 40 ms
       does not fit, the depth is 0: the board config then says that neural
       recovery is not sustained (the live commands leave DRED and neural PLC
