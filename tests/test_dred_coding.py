@@ -89,7 +89,7 @@ def _laplace_history(rng, n_steps: int, scale: float):
 
 
 def _reference_stream(zs, ss, act, *, duration_ms, budget, prefer="newest", qmax=15, dq_grid=tuple(range(8)),
-                      offset=0):
+                      offset=0, q0cap=15):
     """The previous stream path: a ring of quantize_chunks results and encode_dred per packet."""
     ring_z = np.zeros((RING, D), np.float32)
     ring_a = np.zeros(RING, bool)
@@ -104,7 +104,7 @@ def _reference_stream(zs, ss, act, *, duration_ms, budget, prefer="newest", qmax
         picks = (t - 2 * np.arange(n)) % RING
         out.append(encode_dred(ring_z[picks], ss[t], TABLES, duration_ms=duration_ms, budget_bytes=budget,
                                active=ring_a[picks], offset=offset, qmax=qmax, dq_grid=dq_grid,
-                               quantized=(ring_k[:, picks], ring_b[:, picks]), prefer=prefer))
+                               quantized=(ring_k[:, picks], ring_b[:, picks]), prefer=prefer, q0cap=q0cap))
     return out
 
 
@@ -114,16 +114,17 @@ def _reference_stream(zs, ss, act, *, duration_ms, budget, prefer="newest", qmax
 @given(seed=st.integers(0, 2**31), budget=st.integers(1, 400), duration_ms=st.sampled_from([40, 200, 520, 1000, 1040]),
        prefer=st.sampled_from(["newest", "mean"]), qmax=st.integers(5, 15), scale=st.sampled_from([0.3, 1.0, 3.0]),
        grid=st.sampled_from([tuple(range(8)), (0,), (7, 2, 5), (3, 3, 1)]), offset=st.integers(0, 3),
-       silence=st.floats(0.0, 0.6))
-def test_compiled_coder_equals_encode_dred(seed, budget, duration_ms, prefer, qmax, scale, grid, offset, silence):
+       silence=st.floats(0.0, 0.6), q0cap=st.sampled_from([0, 2, 4, 15]))
+def test_compiled_coder_equals_encode_dred(seed, budget, duration_ms, prefer, qmax, scale, grid, offset, silence,
+                                           q0cap):
     rng = np.random.default_rng(seed)
     n_steps = 70                                   # > 51: the ring wraps
     zs, ss = _laplace_history(rng, n_steps, scale)
     act = rng.random(n_steps) >= silence
     want = _reference_stream(zs, ss, act, duration_ms=duration_ms, budget=budget, prefer=prefer, qmax=qmax,
-                             dq_grid=grid, offset=offset)
+                             dq_grid=grid, offset=offset, q0cap=q0cap)
     sc = StreamCoder(TABLES, duration_ms=duration_ms, budget_bytes=budget, prefer=prefer, qmax=qmax,
-                     dq_grid=grid, offset=offset)
+                     dq_grid=grid, offset=offset, q0cap=q0cap)
     for t in range(n_steps):
         got = sc.push(zs[t], ss[t], bool(act[t]))
         assert got == want[t], (t, got, want[t])
@@ -150,6 +151,29 @@ def test_compiled_coder_every_outcome():
         assert sc.history()[0].shape == (0, D)
         assert sc.push(zs[0].astype(np.float64), ss[0].astype(np.float64), bool(act[0])) == want[0]
     assert reasons == {"ok", "shortened", "silent", "budget"}
+
+
+def test_newest_level_cap_trades_depth_for_a_finer_newest_chunk():
+    """Under a q0 cap the newest chunk is never coarser than the cap while any capped schedule fits
+    one chunk (fewer chunks instead); when none does, every schedule is searched as without it."""
+    rng = np.random.default_rng(11)
+    zs, ss = _laplace_history(rng, 80, 1.5)
+    act = np.ones(80, bool)
+    free = StreamCoder(TABLES, duration_ms=1040, budget_bytes=80)
+    capped = StreamCoder(TABLES, duration_ms=1040, budget_bytes=80, q0cap=2)
+    a = [free.push(zs[t], ss[t], True) for t in range(80)]
+    b = [capped.push(zs[t], ss[t], True) for t in range(80)]
+    assert max(d.q0 for d in a[40:]) > 2                     # the budget forces coarse levels uncapped ...
+    assert all(d.q0 <= 2 and len(d.payload) <= 80 for d in b)   # ... not with the cap,
+    assert sum(d.n_chunks for d in b) < sum(d.n_chunks for d in a)   # which carries fewer chunks
+    assert b == _reference_stream(zs, ss, act, duration_ms=1040, budget=80, q0cap=2)
+    # A budget no capped schedule fits: the cap gives way (the same as uncapped).
+    tiny_free = StreamCoder(TABLES, duration_ms=1040, budget_bytes=12)
+    tiny_cap = StreamCoder(TABLES, duration_ms=1040, budget_bytes=12, q0cap=0)
+    for t in range(30):
+        x, y = tiny_free.push(zs[t], ss[t], True), tiny_cap.push(zs[t], ss[t], True)
+        if x.payload and x.q0 > 0 and not y.payload:
+            raise AssertionError("the cap lost a payload that fits uncapped")
 
 
 def test_compiled_coder_when_estimates_overshoot():
@@ -179,7 +203,7 @@ def test_compiled_coder_rejects_non_finite_and_bad_settings():
     with pytest.raises(_entropy.EntropyError):
         sc.push(np.zeros(D + 1, np.float32), s, True)
     for kw in ({"duration_ms": 0}, {"budget_bytes": 0}, {"qmax": 16}, {"prefer": "x"}, {"dq_grid": (8,)},
-               {"dq_grid": ()}, {"offset": 4}):
+               {"dq_grid": ()}, {"offset": 4}, {"q0cap": 16}, {"q0cap": -1}):
         with pytest.raises(RateControlError):
             StreamCoder(TABLES, **kw)
     assert math.ceil(1040 / CHUNK_MS) == MAX_CHUNKS

@@ -228,7 +228,7 @@ def test_stream_encoder_payloads(encoder, weights):
 def test_stream_encoder_cache_equals_fresh_rate_control(encoder, weights):
     """The per-latent quantization cache and ring give what encode_dred computes from scratch."""
     from edge_dred.dred.encoder import DredStreamEncoder
-    from edge_dred.dred.ratecontrol import encode_dred
+    from edge_dred.dred.ratecontrol import NEWEST_LEVEL_CAP, encode_dred
 
     se = DredStreamEncoder(1040, 80, encoder=encoder, tables=weights.tables)
     pcm = speech_like(2.4, seed=5)          # > 51 steps: the ring wraps
@@ -236,8 +236,9 @@ def test_stream_encoder_cache_equals_fresh_rate_control(encoder, weights):
         got = se.push_pcm(pcm[i:i + 320])
         lat, act = se.current_inputs()
         assert len(lat) == min((se.n_steps + 1) // 2, 26)
-        want = encode_dred(lat, se.last_s, weights.tables, budget_bytes=80, active=act)
+        want = encode_dred(lat, se.last_s, weights.tables, budget_bytes=80, active=act, q0cap=NEWEST_LEVEL_CAP)
         assert got == want.payload == se.last_decision.payload
+        assert not got or se.last_decision.q0 <= NEWEST_LEVEL_CAP
 
 
 # ------------------------------------------------------------------ decoder

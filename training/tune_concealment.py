@@ -99,6 +99,15 @@ DRED_VARIANTS: dict[str, dict] = {
     "lbrr+dred_pf_env50": {"kind": "lbrr+dred", "dred": {"postfilter": (0.5, 0.0)}},
     "lbrr+dred_mean": {"kind": "lbrr+dred:mean", "dred": {}},   # rate control: lowest mean level first
     "dred": {"kind": "dred", "dred": {}},
+    "lbrr+dred@200": {"kind": "lbrr+dred@200", "dred": {}},
+    "lbrr+dred#2": {"kind": "lbrr+dred#2", "dred": {}},
+    "lbrr+dred#3": {"kind": "lbrr+dred#3", "dred": {}},
+    "lbrr+dred#4": {"kind": "lbrr+dred#4", "dred": {}},
+    "dred#2": {"kind": "dred#2", "dred": {}},
+    "dred#4": {"kind": "dred#4", "dred": {}},
+    "lbrr+dred@520": {"kind": "lbrr+dred@520", "dred": {}},
+    "dred@200": {"kind": "dred@200", "dred": {}},
+    "dred@520": {"kind": "dred@520", "dred": {}},
     # The hand-back's cross-fade: one frame instead of the whole first real slot.
     "lbrr+dred_hb160": {"kind": "lbrr+dred", "dred": {"end_xfade": 160}},
     "dred_hb160": {"kind": "dred", "dred": {"end_xfade": 160}},
@@ -272,9 +281,15 @@ def _run(args: tuple) -> list[dict]:
             lbrr = kind.startswith("lbrr")
             dred = "dred" in kind
             if kind not in senders:
-                senders[kind] = Sender(40000 if lbrr else 24000, lbrr=lbrr, dred_ms=1040 if dred else 0)
+                dms = int(kind.split("@")[1]) if "@" in kind else 1040   # SCRATCH: sender DRED depth
+                senders[kind] = Sender(40000 if lbrr else 24000, lbrr=lbrr, dred_ms=dms if dred else 0)
                 if kind.endswith(":mean"):   # rate control: lowest mean level first
                     senders[kind].dred.prefer = "mean"
+                if "#" in kind:   # SCRATCH: newest-chunk level cap
+                    from edge_dred.dred.ratecontrol import StreamCoder
+                    se = senders[kind].dred
+                    se._coder = StreamCoder(se.tables, duration_ms=se.duration_ms, budget_bytes=se.budget_bytes,
+                                            q0cap=int(kind.split("#")[1]))
             sender = senders[kind]
             mask = GilbertElliott(pct, burst, seed=seed).mask(len(pcm) // 320 + 8)
             recs = []

@@ -948,7 +948,7 @@ cdef inline int64_t _sched_level(int64_t q0, int64_t dq, int64_t j, int64_t qmax
 
 
 def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, const int64_t[:] dq_grid,
-                   int64_t budget_bytes):
+                   int64_t budget_bytes, int q0cap=-1):
     """Rate control's search: every (q0, dq) schedule against a byte budget, in one pass.
 
     Candidate ``c = q0 * len(dq_grid) + g`` codes chunk ``j`` at level
@@ -971,6 +971,8 @@ def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, c
         dQ values searched.
     budget_bytes : int
         Largest payload.
+    q0cap : int
+        Only schedules with ``q0 <= q0cap`` (negative: all).
 
     Returns
     -------
@@ -984,6 +986,8 @@ def rank_schedules(const double[:, :] chunk_bits, double fixed_bits, int qmax, c
     cdef double acc
     if qmax < 0 or qmax >= nl:
         raise EntropyError("qmax out of range")
+    if 0 <= q0cap < nl - 1:
+        nc = (q0cap + 1) * ng
     for j in range(ng):
         if dq_grid[j] < 0 or dq_grid[j] > 64:
             raise EntropyError("dq out of range")
@@ -1407,7 +1411,7 @@ cdef class PacketCoder:
     cdef int run_idx[8][25]     # (k - 1) * 27 + run_end[dq][k]: where level step k sits in Q (from q0's row)
     cdef int run_cnt[8][27]     # run_cnt[dq][m]: level steps (k >= 1) within the first m chunks
     # Stream settings (`configure`).
-    cdef int dur_chunks, budget, qmax, offset, ng
+    cdef int dur_chunks, budget, qmax, offset, ng, q0cap
     cdef int grid[8]
     cdef bint by_mean
     cdef readonly int64_t n_steps
@@ -1474,14 +1478,17 @@ cdef class PacketCoder:
         self.n_steps = 0
         self.configure(MAX_PAYLOAD_CHUNKS, MAX_CODED_BYTES, N_SYM_LEVELS - 1, 0, np.arange(8), False)
 
-    def configure(self, int dur_chunks, int budget, int qmax, int offset, dq_grid, bint by_mean) -> None:
-        """Stream settings: requested chunks (1..26), byte budget (1..1000), qmax, offset, dQ grid, order."""
+    def configure(self, int dur_chunks, int budget, int qmax, int offset, dq_grid, bint by_mean,
+                  int q0cap=N_SYM_LEVELS - 1) -> None:
+        """Stream settings: requested chunks (1..26), byte budget (1..1000), qmax, offset, dQ grid, order,
+        and the coarsest newest-chunk level tried before any other (``q0cap``)."""
         grid = [int(g) for g in dq_grid]
         if (not 1 <= dur_chunks <= MAX_PAYLOAD_CHUNKS or not 1 <= budget <= MAX_CODED_BYTES
                 or not 0 <= qmax < N_SYM_LEVELS or not 0 <= offset <= 3 or not 1 <= len(grid) <= 8
-                or not all(0 <= g <= 7 for g in grid)):
+                or not all(0 <= g <= 7 for g in grid) or not 0 <= q0cap < N_SYM_LEVELS):
             raise EntropyError("PacketCoder.configure: setting out of range")
         self.dur_chunks, self.budget, self.qmax, self.offset, self.by_mean = dur_chunks, budget, qmax, offset, by_mean
+        self.q0cap = q0cap
         self.ng = len(grid)
         for j in range(self.ng):
             self.grid[j] = grid[j]
@@ -1644,7 +1651,7 @@ cdef class PacketCoder:
         cdef const int64_t* ib
         cdef int N = (<int>(self.n_steps if self.n_steps < self.R else self.R) + 1) // 2
         cdef int nl = self.nl, ng = self.ng, qmax = self.qmax
-        cdef int requested, n, j, r, i, l, limit, best, c, g, q0, dq, cnt, m, length, encodes = 0
+        cdef int requested, n, j, r, i, l, limit, best, c, g, q0, dq, cnt, m, length, cap, encodes = 0
         cdef int64_t lsum
         cdef double fixed, acc, lim = 8.0 * self.budget
         requested = self.dur_chunks if self.dur_chunks < N else N
@@ -1672,14 +1679,16 @@ cdef class PacketCoder:
             self.state_k[i] = _deadzone_q(s[i] * self.sqs[i], self.sdz[i])
             acc += _sym_cost(self.slut + i * 17, self.state_k[i])
         fixed = self.header_bits + acc
+        # Schedules whose newest chunk is at most q0cap first; all of them if none of those fits.
+        cap = self.q0cap if self.q0cap < nl - 1 else nl - 1
         limit = n
         while limit > 0:
             # The longest prefix any schedule fits: settled at once when the coarsest fits it all,
             # else by a scan that computes a schedule's exact length only if it could beat the best.
             best = limit
-            if not self._fits(P, Q, rows, nl - 1, self.grid[0], limit, fixed):
+            if cap < nl - 1 or not self._fits(P, Q, rows, nl - 1, self.grid[0], limit, fixed):
                 best = 0
-                for c in range(nl * ng):
+                for c in range((cap + 1) * ng):
                     if best == limit:
                         break
                     q0, dq = c // ng, self.grid[c % ng]
@@ -1688,11 +1697,14 @@ cdef class PacketCoder:
                         if m > best:
                             best = m
                 if best == 0:
+                    if cap < nl - 1:
+                        cap, limit = nl - 1, n
+                        continue
                     break
             # The schedules fitting `best` chunks, in rate control's order (finest newest: whole
             # q0 groups until MAX_VERIFY_ENCODES are found; lowest mean: all of them).
             cnt = 0
-            for q0 in range(nl):
+            for q0 in range(cap + 1):
                 if not self.by_mean and cnt >= MAX_VERIFY_ENCODES:
                     break
                 for g in range(ng):
@@ -1721,6 +1733,8 @@ cdef class PacketCoder:
                     out[4], out[5], out[6] = <int64_t>ceil((fixed + acc + 1.0) / 8.0), encodes, length
                     return C_OK if best == n else C_SHORTENED
             limit = best - 1
+            if limit == 0 and cap < nl - 1:
+                cap, limit = nl - 1, n
         out[5] = encodes
         return C_BUDGET
 

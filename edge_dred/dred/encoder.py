@@ -46,7 +46,7 @@ from ..constants import NB_FEATURES
 from ..dsp.features import FeatureExtractor
 from .tables import DredModelError, check_manifest_entry, shipped_tables
 from .quantizer import EntropyTables
-from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, RateDecision, StreamCoder
+from .ratecontrol import DEFAULT_BUDGET_BYTES, MAX_DURATION_MS, NEWEST_LEVEL_CAP, RateDecision, StreamCoder
 
 __all__ = ["DredEncoder", "DredStreamEncoder", "TFLiteUnavailableError", "interpreter_class",
            "ENCODER_VERSION", "DEFAULT_SILENCE_C0", "chunk_activity"]
@@ -368,7 +368,7 @@ class DredStreamEncoder:
         # Quantization (each latent at every level once, when it is made), rate control and range
         # coding: one compiled call per packet.
         self._coder = StreamCoder(self.tables, duration_ms=self.duration_ms, budget_bytes=budget_bytes,
-                                  prefer=prefer)
+                                  prefer=prefer, q0cap=NEWEST_LEVEL_CAP)
         self._prev_active = False
         self.last_decision: RateDecision | None = None
         self.last_z = self.last_s = None

@@ -279,7 +279,15 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int, choices: bool = False) -> t
 
     rows.append((rs, recv_name, time_per_packet(recv, len(payloads), repeat)))
     if choices:
-        r, s = _depth_rows(dec, payloads, pcm, repeat)
+        # The deepest backward decode needs 1.04 s payloads: the stream's own are shorter under its
+        # newest-level cap, so the same latents are coded again with room for every chunk (a chunk's
+        # decode does not depend on its level).
+        from ..dred.payload import MAX_PAYLOAD_BYTES
+        from ..dred.ratecontrol import StreamCoder
+
+        deep = StreamCoder(dec.tables, budget_bytes=MAX_PAYLOAD_BYTES)
+        full = [deep.push(z, s, True).payload for z, s in zs + zs][n:]
+        r, s = _depth_rows(dec, full, pcm, repeat)
         rows += r
         skips += s
     return rows, skips, notes
