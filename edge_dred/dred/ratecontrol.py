@@ -33,9 +33,9 @@ CHUNK_MS = 40
 MAX_DURATION_MS = CHUNK_MS * MAX_CHUNKS  # 1040
 DEFAULT_BUDGET_BYTES = 80
 #: A stream's rate control keeps the newest chunk at this level or finer and carries fewer
-#: chunks instead (about 0.7 s instead of 0.9 s at 80 bytes): receivers rebuild mostly the newest
-#: 40-200 ms, and a coarse newest chunk cost more there than the oldest chunks gave
-#: (docs/training-log.md, "a finer newest chunk").
+#: chunks instead (at 80 bytes on training speech 0.7 s rather than 0.9 s): receivers rebuild
+#: mostly the newest 40-200 ms, and a coarse newest chunk cost more there than the oldest chunks
+#: gave (docs/training-log.md, "a finer newest chunk").
 NEWEST_LEVEL_CAP = 4
 _MAX_VERIFY_ENCODES = 8
 
