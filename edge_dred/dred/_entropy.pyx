@@ -1411,7 +1411,7 @@ cdef class PacketCoder:
     cdef int run_idx[8][25]     # (k - 1) * 27 + run_end[dq][k]: where level step k sits in Q (from q0's row)
     cdef int run_cnt[8][27]     # run_cnt[dq][m]: level steps (k >= 1) within the first m chunks
     # Stream settings (`configure`).
-    cdef int dur_chunks, budget, qmax, offset, ng, q0cap
+    cdef int dur_chunks, budget, qmax, offset, ng, q0cap, dq_top
     cdef int grid[8]
     cdef bint by_mean
     cdef readonly int64_t n_steps
@@ -1492,6 +1492,7 @@ cdef class PacketCoder:
         self.ng = len(grid)
         for j in range(self.ng):
             self.grid[j] = grid[j]
+        self.dq_top = max(grid)
 
     def __dealloc__(self):
         free(self.qs); free(self.dz); free(self.lut); free(self.sqs); free(self.sdz); free(self.slut)
@@ -1686,7 +1687,9 @@ cdef class PacketCoder:
             # The longest prefix any schedule fits: settled at once when the coarsest fits it all,
             # else by a scan that computes a schedule's exact length only if it could beat the best.
             best = limit
-            if cap < nl - 1 or not self._fits(P, Q, rows, nl - 1, self.grid[0], limit, fixed):
+            # (Under a cap the coarsest schedule left is q0 = cap with the steepest dQ.)
+            if not (self._fits(P, Q, rows, nl - 1, self.grid[0], limit, fixed) if cap == nl - 1
+                    else self._fits(P, Q, rows, cap, self.dq_top, limit, fixed)):
                 best = 0
                 for c in range((cap + 1) * ng):
                     if best == limit:

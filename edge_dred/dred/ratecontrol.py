@@ -141,7 +141,8 @@ def quantize_chunks(latents: np.ndarray, tables: EntropyTables) -> tuple[np.ndar
     return k, _entropy.vector_costs(k, _cost_luts(tables)[0])
 
 
-def _check_settings(duration_ms: float, budget_bytes: int, offset: int, qmax: int, prefer: str) -> None:
+def _check_settings(duration_ms: float, budget_bytes: int, offset: int, qmax: int, prefer: str,
+                    q0cap: int) -> None:
     """Validate the rate-control settings shared by :func:`encode_dred` and :class:`StreamCoder`."""
     if not (isinstance(duration_ms, (int, float, np.number)) and 0 < duration_ms <= MAX_DURATION_MS):
         raise RateControlError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
@@ -153,6 +154,8 @@ def _check_settings(duration_ms: float, budget_bytes: int, offset: int, qmax: in
         raise RateControlError(f"qmax must be in [0, {N_LEVELS - 1}], got {qmax!r}")
     if prefer not in ("mean", "newest"):
         raise RateControlError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
+    if not isinstance(q0cap, (int, np.integer)) or not 0 <= q0cap < N_LEVELS:
+        raise RateControlError(f"q0cap must be an integer in [0, {N_LEVELS - 1}], got {q0cap!r}")
 
 
 def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *,
@@ -213,9 +216,7 @@ def encode_dred(latents: np.ndarray, state: np.ndarray, tables: EntropyTables, *
         raise RateControlError(f"state must be ({tables.state_dim},), got {s.shape}")
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(s))):
         raise RateControlError("latents and state must be finite")
-    _check_settings(duration_ms, budget_bytes, offset, qmax, prefer)
-    if not isinstance(q0cap, (int, np.integer)) or not 0 <= q0cap < N_LEVELS:
-        raise RateControlError(f"q0cap must be an integer in [0, {N_LEVELS - 1}], got {q0cap!r}")
+    _check_settings(duration_ms, budget_bytes, offset, qmax, prefer, q0cap)
     grid = tuple(dq_grid)
     if not grid or any(not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DQ for d in grid):
         raise RateControlError(f"dq_grid must be a non-empty tuple of integers in [0, {MAX_DQ}]")
@@ -308,9 +309,7 @@ class StreamCoder:
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, offset: int = 0, qmax: int = N_LEVELS - 1,
                  dq_grid: tuple[int, ...] = tuple(range(MAX_DQ + 1)), prefer: str = "newest",
                  q0cap: int = N_LEVELS - 1) -> None:
-        _check_settings(duration_ms, budget_bytes, offset, qmax, prefer)
-        if not isinstance(q0cap, (int, np.integer)) or not 0 <= q0cap < N_LEVELS:
-            raise RateControlError(f"q0cap must be an integer in [0, {N_LEVELS - 1}], got {q0cap!r}")
+        _check_settings(duration_ms, budget_bytes, offset, qmax, prefer, q0cap)
         grid = tuple(dq_grid)
         if (not grid or len(grid) > MAX_DQ + 1
                 or any(not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DQ for d in grid)):
