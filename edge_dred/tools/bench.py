@@ -224,13 +224,15 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int, choices: bool = False) -> t
     Receiver: parse one of those payloads and run the decoder from its state
     through the newest latent (4 frames), what a single lost packet costs
     before synthesis (the vocoder row gives the synthesis).  With
-    ``choices``, also :func:`_depth_rows`.
+    ``choices``, also :func:`_depth_rows`, on the same latents coded at full
+    depth.
     """
     (ss, step_name), (_, code_name), (rs, recv_name) = DRED_STAGES
     try:
         from ..dred.decoder import DredDecoder
         from ..dred.encoder import DredEncoder, DredStreamEncoder, TFLiteUnavailableError
-        from ..dred.payload import parse_payload
+        from ..dred.payload import MAX_PAYLOAD_BYTES, parse_payload
+        from ..dred.ratecontrol import StreamCoder
         from ..dsp.features import FeatureExtractor
 
         dec = DredDecoder()
@@ -282,9 +284,6 @@ def _dred_rows(pcm: np.ndarray, n: int, repeat: int, choices: bool = False) -> t
         # The deepest backward decode needs 1.04 s payloads: the stream's own are shorter under its
         # newest-level cap, so the same latents are coded again with room for every chunk (a chunk's
         # decode does not depend on its level).
-        from ..dred.payload import MAX_PAYLOAD_BYTES
-        from ..dred.ratecontrol import StreamCoder
-
         deep = StreamCoder(dec.tables, budget_bytes=MAX_PAYLOAD_BYTES)
         full = [deep.push(z, s, True).payload for z, s in zs + zs][n:]
         r, s = _depth_rows(dec, full, pcm, repeat)
