@@ -53,8 +53,14 @@ def _load(p: Path) -> np.ndarray:
     return load_audio(str(p)).pcm
 
 
-def _plcmos_segments(x: np.ndarray) -> float:
-    segs = [x[i:i + SEG] for i in range(0, len(x) - SEG // 2, SEG)]
+def _plcmos_segments(x: np.ndarray, n: int | None = None) -> float:
+    """Mean PLCMOS over 10 s segments; ``n``: the input's length, which sets the segment grid.
+
+    Time-scaled output is a little longer than its input: on the input's grid
+    it gets the same segments (a short last one would score differently).
+    """
+    n = len(x) if n is None else n
+    segs = [x[i:i + SEG] for i in range(0, n - SEG // 2, SEG)]
     return float(np.mean([M.plcmos(s) for s in segs]))
 
 
@@ -82,7 +88,7 @@ def cmd_ge(args: argparse.Namespace) -> None:
         fixed = run_condition(pcm, mask, "lbrr+dred")
         adapt = run_condition(pcm, mask, "lbrr+dred_adaptive")
         ideal = run_condition(pcm, mask, "lbrr+dred", recovery_ms=1040)
-        pf, pa, pi = (_plcmos_segments(fixed.audio), _plcmos_segments(adapt.extra["played"]),
+        pf, pa, pi = (_plcmos_segments(fixed.audio), _plcmos_segments(adapt.extra["played"], len(fixed.audio)),
                       _plcmos_segments(ideal.audio))
         po = adapt.extra["playout"]
         oc = adapt.extra["loss_outcomes"]

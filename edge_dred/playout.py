@@ -19,7 +19,10 @@ and of all packets seen.  While the minimum would conceal at most
 delay).  Beyond that, the target is the smallest ``W`` that would have
 concealed at most :data:`RESIDUAL_FRACTION`: a high quantile of recent burst
 lengths, so the bursts history says are likely are recovered whole (a burst
-recovered only in part still has an audible concealment at its start).
+recovered only in part still has an audible concealment at its start) --
+unless bursts longer than ``W`` start in fewer than :data:`STEP_FRACTION` of
+the slots: then 20 ms more would rarely recover anything, and ``W`` is the
+target (rare long bursts are not worth holding the delay for).
 Old bursts fade with :data:`HALF_LIFE_S`, so a clean network brings the
 delay back to the minimum; a stream starts as if it had seen
 :data:`PRIOR_S` of clean network, so one early burst does not move it.  The
@@ -59,7 +62,7 @@ from .plugins import Decision
 from .receiver import DEFAULT_RECOVERY_MS, Receiver
 
 __all__ = ["DEFAULT_MAX_DELAY_MS", "PlayoutController", "Playout", "CONCEALED_FRACTION", "RESIDUAL_FRACTION",
-           "HALF_LIFE_S",
+           "STEP_FRACTION", "HALF_LIFE_S",
            "PRIOR_S", "SPEECH_RATE", "delay_summary", "warp_like"]
 
 #: Default delay budget (``--max-delay-ms``): covers bursts up to 200 ms.
@@ -68,10 +71,12 @@ DEFAULT_MAX_DELAY_MS = 200
 CONCEALED_FRACTION = 0.04
 #: Once it adds delay: the share of packets the target may still leave to concealment.
 RESIDUAL_FRACTION = 0.005
+#: Once it adds delay: 20 ms more are worth it only if they would recover at least this share of packets.
+STEP_FRACTION = 0.005
 #: Half-life of the loss-pattern memory, seconds.
 HALF_LIFE_S = 5.0
 #: A stream starts as if after this much clean network, seconds.
-PRIOR_S = 2.0
+PRIOR_S = 1.0
 #: Longest average rate change applied to ordinary (non-silent, unconcealed) speech.
 SPEECH_RATE = 0.05
 #: Normalised correlation at the chosen lag above which speech counts as voiced (periodic).
@@ -120,8 +125,8 @@ class PlayoutController:
         self._min_k = -(-self.min_ms // FRAME_MS)
         self._max_k = max(self._min_k, self.max_ms // FRAME_MS)
         self._decay = 0.5 ** (1.0 / (HALF_LIFE_S * _SLOTS_PER_S))
-        self._k = np.arange(self._max_k + 1)
-        self._concealed = np.zeros(self._max_k + 1)   # decayed packets each window would have concealed
+        self._k = np.arange(self._max_k + 2)
+        self._concealed = np.zeros(self._max_k + 2)   # decayed packets each window would have concealed
         self._seen = PRIOR_S * _SLOTS_PER_S           # decayed packets seen (prior: clean network)
         self._run = 0
         self._redundancy_k: int | None = None
@@ -161,21 +166,27 @@ class PlayoutController:
 
     def _update(self) -> None:
         frac = self._concealed / self._seen
-        if frac[self._min_k] <= CONCEALED_FRACTION:
-            k = self._min_k
-        else:
-            ok = np.nonzero(frac[self._min_k:] <= RESIDUAL_FRACTION)[0]
-            k = self._min_k + int(ok[0]) if ok.size else self._max_k + 1
-        jitter_k = self._min_k + int(np.ceil(self._jitter_ms / FRAME_MS - 1e-9))
-        cap = self._max_k if self._redundancy_k is None else max(self._min_k, min(self._max_k, self._redundancy_k))
-        if k <= self._min_k and jitter_k <= self._min_k:
-            target, why = self._min_k, "clean network: minimum delay"
-        elif jitter_k > k:
+        lo = self._min_k
+        bursty = frac[lo] > CONCEALED_FRACTION
+        k = lo
+        if bursty:
+            # frac[k] - frac[k + 1] is the share of slots that start a burst longer than k: what
+            # 20 ms more than k slots would recover.  Stop where little is left to conceal or
+            # where the next 20 ms would recover too little.
+            ok = np.nonzero((frac[lo:-1] <= RESIDUAL_FRACTION) | (frac[lo:-1] - frac[lo + 1:] < STEP_FRACTION))[0]
+            k = lo + int(ok[0]) if ok.size else self._max_k + 1
+        jitter_k = lo + int(np.ceil(self._jitter_ms / FRAME_MS - 1e-9))
+        cap = self._max_k if self._redundancy_k is None else max(lo, min(self._max_k, self._redundancy_k))
+        if jitter_k > k:
             target, why = jitter_k, f"jitter {self._jitter_ms:.0f} ms"
+        elif not bursty:
+            target, why = lo, "clean network: minimum delay"
         else:
-            target = k
-            why = (f"bursts: {100 * frac[self._min_k]:.1f} % of recent packets would be concealed at "
-                   f"{self.min_ms} ms, {100 * frac[min(k, self._max_k)]:.1f} % at {min(k, self._max_k) * FRAME_MS} ms")
+            target, kk = k, min(k, self._max_k)
+            why = (f"bursts: {100 * frac[lo]:.1f} % of recent packets would be concealed at {self.min_ms} ms, "
+                   f"{100 * frac[kk]:.1f} % at {kk * FRAME_MS} ms")
+            if kk < self._max_k and frac[kk] > RESIDUAL_FRACTION:
+                why += f"; longer bursts start in < {100 * STEP_FRACTION:g} % of slots: not worth the wait"
         if target > cap:
             target = cap
             why += f" (capped by the {'budget' if cap == self._max_k else 'DRED depth'}, {cap * FRAME_MS} ms)"

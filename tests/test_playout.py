@@ -56,6 +56,19 @@ def test_never_exceeds_the_budget_or_the_dred_depth():
     assert ctl.target_ms == 60
 
 
+def test_rare_long_bursts_are_not_waited_for():
+    # 100 ms bursts every half second, and one of 240 ms every 10 s: waiting 100 ms recovers the
+    # frequent ones; the rare long one is not worth holding 200 ms all the time.
+    block = _burst_every(5, 25) * 19 + _burst_every(12, 25)
+    ctl = PlayoutController(60, 200)
+    targets = _feed(ctl, block, repeat=8)
+    assert max(targets[len(block):]) == 100 and targets[-1] == 100
+    assert "not worth" in ctl.reason
+    # The same long bursts every 2 s are worth the whole budget.
+    ctl = PlayoutController(60, 200)
+    assert _feed(ctl, (_burst_every(5, 25) * 3 + _burst_every(12, 25)), repeat=40)[-1] == 200
+
+
 def test_jitter_raises_the_floor_and_decays():
     ctl = PlayoutController(60, 200)
     ctl.observe_jitter(45.0)

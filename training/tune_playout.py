@@ -1,7 +1,7 @@
 """Compare adaptive-playout policy constants on *training* speech under synthetic loss.
 
 The policy's constants (:mod:`edge_dred.playout`: ``PRIOR_S``, ``HALF_LIFE_S``,
-``CONCEALED_FRACTION``, ``RESIDUAL_FRACTION``) are chosen here, never on the dev
+``CONCEALED_FRACTION``, ``RESIDUAL_FRACTION``, ``STEP_FRACTION``) are chosen here, never on the dev
 set: the speech comes from ``../shared/data/speech/train`` and the loss masks
 from seeded Gilbert-Elliott models, so the dev speech and the real traces stay
 unseen.
@@ -11,9 +11,11 @@ seconds; each stream starts a fresh receiver and controller, as every file of
 ``eval`` does.  Per loss model and stream, ``lbrr+dred`` with the fixed 60 ms
 window and with an ideal 1040 ms one bound the adaptive playout; each variant is
 ``lbrr+dred_adaptive`` with some constants replaced.  Printed per loss model
-and variant: PLCMOS (mean over 10 s segments of what is heard; the same
-packets, masks and streams for every variant, so differences are paired), the
-share of the fixed -> ideal gap it closes, and the mean added delay.
+and variant: PLCMOS (mean over 10 s segments of what is heard, on the input's
+segment grid and averaged over :data:`SHIFTS` start offsets; the same packets,
+masks and streams for every variant, so differences are paired), the paired
+difference from the fixed window, the share of the fixed -> ideal gap it
+closes, and the mean added delay.
 
 Usage::
 
@@ -50,8 +52,19 @@ VARIANTS: dict[str, dict[str, float]] = {
     "prior1_cf1": {"PRIOR_S": 1.0, "CONCEALED_FRACTION": 0.01},
     "prior1_hl5_cf5": {"PRIOR_S": 1.0, "HALF_LIFE_S": 5.0, "CONCEALED_FRACTION": 0.05},
     "hl5_res2": {"HALF_LIFE_S": 5.0, "RESIDUAL_FRACTION": 0.02},
+    "step0": {"STEP_FRACTION": 0.0},
+    "step25": {"STEP_FRACTION": 0.0025},
+    "step50": {"STEP_FRACTION": 0.005},
+    "step75": {"STEP_FRACTION": 0.0075},
+    "step50_prior1": {"STEP_FRACTION": 0.005, "PRIOR_S": 1.0},
+    "step50_cf3": {"STEP_FRACTION": 0.005, "CONCEALED_FRACTION": 0.03},
+    "step50_cf2": {"STEP_FRACTION": 0.005, "CONCEALED_FRACTION": 0.02},
+    "step50_prior1b": {"STEP_FRACTION": 0.005, "PRIOR_S": 1.0},
 }
-CONSTANTS = ("PRIOR_S", "HALF_LIFE_S", "CONCEALED_FRACTION", "RESIDUAL_FRACTION")
+CONSTANTS = ("PRIOR_S", "HALF_LIFE_S", "CONCEALED_FRACTION", "RESIDUAL_FRACTION", "STEP_FRACTION")
+#: PLCMOS is averaged over these start offsets (samples, one STFT hop of PLCMOS): its score of the
+#: same audio moves by ~0.05 with a few ms of shift, and adaptive playout shifts what is heard.
+SHIFTS = (0, 64, 128, 192)
 
 
 def main() -> None:
@@ -60,7 +73,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200, help="training files read (sorted, spread over speakers)")
     ap.add_argument("--skip-files", type=int, default=0, help="start after this many of them")
     ap.add_argument("--streams", type=int, default=8)
-    ap.add_argument("--stream-s", type=float, default=15.0)
+    ap.add_argument("--stream-s", type=float, default=20.0)
     ap.add_argument("--seed-offset", type=int, default=0)
     ap.add_argument("--only", default="shipped,prior5_hl10_cf3", help="comma list of variant names")
     ap.add_argument("--loss-models", type=_loss_models, default=LOSS_MODELS, metavar="PCT/BURST[,...]")
@@ -70,6 +83,9 @@ def main() -> None:
     from edge_dred.loss import GilbertElliott
     from edge_dred.simulate import run_condition
     from playout_bench import _files, _load, _plcmos_segments, clip_bursts
+
+    def plcmos(x: np.ndarray, n: int) -> float:   # n: the input's length (the segment grid)
+        return float(np.mean([_plcmos_segments(x[s:], n - s) for s in SHIFTS]))
 
     names = [v for v in args.only.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
@@ -84,27 +100,30 @@ def main() -> None:
         ap.error(f"{len(pcm) / 16000:.1f} s of speech in {len(files)} files: not one {args.stream_s:g} s stream")
     print(f"{len(streams)} streams of {args.stream_s:g} s from {args.speech} ({len(files)} files); "
           f"shipped: {defaults}\n")
-    print("| loss model | variant | PLCMOS fixed 60 | ideal 1040 | adaptive | gap closed | added delay ms |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| loss model | variant | PLCMOS fixed 60 | ideal 1040 | adaptive | adaptive - fixed ± s.e. | gap closed "
+          "| added delay ms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for pct, burst in args.loss_models:
         rows: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in names}
         for si, x in enumerate(streams):
             mask = clip_bursts(GilbertElliott(pct, burst, seed=args.seed_offset + si + 1).mask(len(x) // 320 + 8),
                                MAX_BURST)
-            pf = _plcmos_segments(run_condition(x, mask, "lbrr+dred").audio)
-            pi = _plcmos_segments(run_condition(x, mask, "lbrr+dred", recovery_ms=1040).audio)
+            pf = plcmos(run_condition(x, mask, "lbrr+dred").audio, len(x))
+            pi = plcmos(run_condition(x, mask, "lbrr+dred", recovery_ms=1040).audio, len(x))
             for name in names:
                 for k, v in {**defaults, **VARIANTS[name]}.items():
                     setattr(P, k, v)
                 a = run_condition(x, mask, "lbrr+dred_adaptive")
-                rows[name].append((pf, pi, _plcmos_segments(a.extra["played"]), a.extra["playout"]["mean_added_ms"]))
+                rows[name].append((pf, pi, plcmos(a.extra["played"], len(x)), a.extra["playout"]["mean_added_ms"]))
         for k, v in defaults.items():
             setattr(P, k, v)
         for name in names:
             r = np.asarray(rows[name])
             f, i, a, d = r.mean(axis=0)
             closed = f"{100 * (a - f) / (i - f):.0f} %" if abs(i - f) > 1e-9 else "-"
-            print(f"| {pct:g}/{burst:g} | {name} | {f:.3f} | {i:.3f} | {a:.3f} | {closed} | {d:.1f} |", flush=True)
+            se = float(np.std(r[:, 2] - r[:, 0], ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan")
+            print(f"| {pct:g}/{burst:g} | {name} | {f:.3f} | {i:.3f} | {a:.3f} | {a - f:+.3f} ± {se:.3f} | {closed} "
+                  f"| {d:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
