@@ -183,10 +183,12 @@ class PlayoutController:
             target, why = lo, "clean network: minimum delay"
         else:
             target, kk = k, min(k, self._max_k)
-            why = (f"bursts: {100 * frac[lo]:.1f} % of recent packets would be concealed at {self.min_ms} ms, "
-                   f"{100 * frac[kk]:.1f} % at {kk * FRAME_MS} ms")
+            why = f"bursts: {100 * frac[lo]:.1f} % of recent packets would be concealed at {self.min_ms} ms"
+            if kk > lo:
+                why += f", {100 * frac[kk]:.1f} % at {kk * FRAME_MS} ms"
             if kk < self._max_k and frac[kk] > RESIDUAL_FRACTION:
-                why += f"; longer bursts start in < {100 * STEP_FRACTION:g} % of slots: not worth the wait"
+                why += (f"; bursts longer than {kk * FRAME_MS} ms start in < {100 * STEP_FRACTION:g} % of slots: "
+                        "not worth the wait")
         if target > cap:
             target = cap
             why += f" (capped by the {'budget' if cap == self._max_k else 'DRED depth'}, {cap * FRAME_MS} ms)"
