@@ -62,6 +62,7 @@ VARIANTS: dict[str, dict[str, float]] = {
     "cf3_prior2": {"CONCEALED_FRACTION": 0.03, "PRIOR_S": 2.0},
     "cf2_prior2": {"CONCEALED_FRACTION": 0.02, "PRIOR_S": 2.0},
     "prior05": {"PRIOR_S": 0.5},
+    "cf3": {"CONCEALED_FRACTION": 0.03},
 }
 CONSTANTS = ("PRIOR_S", "HALF_LIFE_S", "CONCEALED_FRACTION", "RESIDUAL_FRACTION", "STEP_FRACTION")
 #: PLCMOS is averaged over these start offsets (samples, one STFT hop of PLCMOS): its score of the
