@@ -258,13 +258,30 @@ def _policy(changes: dict):
     return replace(POLICY, **kw)
 
 
+def _sender(kind: str):
+    """The sender of a variant ``kind``: ``lbrr`` prefix, ``dred`` in it, then optionally ``@MS`` (DRED
+    depth), ``#Q`` (the newest chunk at level Q or finer) or ``:mean`` (rate control: lowest mean level
+    first).  The runtime fixes the last two, so those variants rebuild the stream encoder's coder."""
+    from edge_dred.dred.ratecontrol import NEWEST_LEVEL_CAP, StreamCoder
+    from edge_dred.sender import Sender
+
+    lbrr, dred = kind.startswith("lbrr"), "dred" in kind
+    depth = int(kind.split("@")[1]) if "@" in kind else 1040
+    sender = Sender(40000 if lbrr else 24000, lbrr=lbrr, dred_ms=depth if dred else 0)
+    if dred and (kind.endswith(":mean") or "#" in kind):
+        se = sender.dred
+        se._coder = StreamCoder(se.tables, duration_ms=se.duration_ms, budget_bytes=se.budget_bytes,
+                                prefer="mean" if kind.endswith(":mean") else "newest",
+                                q0cap=int(kind.split("#")[1]) if "#" in kind else NEWEST_LEVEL_CAP)
+    return sender
+
+
 def _run(args: tuple) -> list[dict]:
     path, variants, recovery_ms, loss_models = args
     from edge_dred.evaluate import metrics as M
     from edge_dred.loss import GilbertElliott
     from edge_dred.plc import NeuralPLC
     from edge_dred.receiver import Receiver, ReceiverConfig
-    from edge_dred.sender import Sender
     from edge_dred.receiver import recovery_lookahead
     from edge_dred.simulate import simulate
 
@@ -281,15 +298,7 @@ def _run(args: tuple) -> list[dict]:
             lbrr = kind.startswith("lbrr")
             dred = "dred" in kind
             if kind not in senders:
-                dms = int(kind.split("@")[1]) if "@" in kind else 1040   # SCRATCH: sender DRED depth
-                senders[kind] = Sender(40000 if lbrr else 24000, lbrr=lbrr, dred_ms=dms if dred else 0)
-                if kind.endswith(":mean"):   # rate control: lowest mean level first
-                    senders[kind].dred.prefer = "mean"
-                if "#" in kind:   # SCRATCH: newest-chunk level cap
-                    from edge_dred.dred.ratecontrol import StreamCoder
-                    se = senders[kind].dred
-                    se._coder = StreamCoder(se.tables, duration_ms=se.duration_ms, budget_bytes=se.budget_bytes,
-                                            q0cap=int(kind.split("#")[1]))
+                senders[kind] = _sender(kind)
             sender = senders[kind]
             mask = GilbertElliott(pct, burst, seed=seed).mask(len(pcm) // 320 + 8)
             recs = []

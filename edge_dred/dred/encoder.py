@@ -341,14 +341,11 @@ class DredStreamEncoder:
         Frames with c0 at or below this are silence (see
         :data:`DEFAULT_SILENCE_C0`); chunks of silence at the old end of a
         payload are not sent, and a packet of silence alone carries nothing.
-    prefer : {"newest", "mean"}
-        Rate control's choice among the schedules that fit (see
-        :func:`~edge_dred.dred.ratecontrol.encode_dred`).
     """
 
     def __init__(self, duration_ms: float = MAX_DURATION_MS, budget_bytes: int = DEFAULT_BUDGET_BYTES, *,
                  encoder: DredEncoder | None = None, tables: EntropyTables | None = None,
-                 silence_c0: float = DEFAULT_SILENCE_C0, prefer: str = "newest") -> None:
+                 silence_c0: float = DEFAULT_SILENCE_C0) -> None:
         if not (isinstance(duration_ms, (int, float)) and 0 < duration_ms <= MAX_DURATION_MS):
             raise ValueError(f"duration_ms must be in (0, {MAX_DURATION_MS}], got {duration_ms!r}")
         if not isinstance(budget_bytes, int) or not 1 <= budget_bytes <= 1000:
@@ -361,14 +358,11 @@ class DredStreamEncoder:
         self.duration_ms = float(duration_ms)
         self.budget_bytes = budget_bytes
         self.silence_c0 = float(silence_c0)
-        if prefer not in ("mean", "newest"):
-            raise ValueError(f"prefer must be 'mean' or 'newest', got {prefer!r}")
-        self.prefer = prefer
         self.features = FeatureExtractor()
         # Quantization (each latent at every level once, when it is made), rate control and range
-        # coding: one compiled call per packet.
+        # coding: one compiled call per packet (the finest newest chunk first, `encode_dred`'s default).
         self._coder = StreamCoder(self.tables, duration_ms=self.duration_ms, budget_bytes=budget_bytes,
-                                  prefer=prefer, q0cap=NEWEST_LEVEL_CAP)
+                                  q0cap=NEWEST_LEVEL_CAP)
         self._prev_active = False
         self.last_decision: RateDecision | None = None
         self.last_z = self.last_s = None
