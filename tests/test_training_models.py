@@ -200,6 +200,33 @@ def test_plc_sampler_pairs_decoded_inputs_with_targets(tmp_path: Path) -> None:
     assert torch.equal(tgt_c, inp_c)
 
 
+def test_vocoder_sampler_draws_dred_twins_in_place(tmp_path: Path) -> None:
+    from train_vocoder import HIST, PREEMPHASIS, SequenceSampler
+
+    # Feature 0 and every sample of a frame hold the frame's index, so a batch shows where it came from.
+    idx = np.arange(300, dtype=np.float32)
+    feats = np.zeros((300, 20), np.float32)
+    feats[:, 0] = idx
+    pcm = np.repeat(idx, 160).astype(np.int16)
+    np.savez(tmp_path / "vocoder_0.npz", feats=feats, offsets=np.array([0, 140, 300]), pcm=pcm)
+    np.savez(tmp_path / "dred_feats_0.npz", feats=feats + 1000.0)
+
+    def frame_of_target(sig: torch.Tensor) -> np.ndarray:   # first target sample's frame
+        return np.rint(sig[:, HIST + 1].numpy() * 32768 / (1 - PREEMPHASIS)).astype(int)
+
+    f, sig = SequenceSampler(tmp_path, 40, np.random.default_rng(1)).batch(8)
+    assert float(f.max()) < 1000                     # no twin without dred_p
+    np.testing.assert_array_equal(f[:, 2, 0].numpy().astype(int), frame_of_target(sig))
+    f, sig = SequenceSampler(tmp_path, 40, np.random.default_rng(1), dred_p=1.0).batch(8)
+    assert float(f.min()) >= 1000                    # every sequence from the twin, at its own frames
+    np.testing.assert_array_equal(f[:, 2, 0].numpy().astype(int) - 1000, frame_of_target(sig))
+    half, _ = SequenceSampler(tmp_path, 40, np.random.default_rng(2), dred_p=0.5).batch(64)
+    assert 16 < int((half[:, 0, 0] >= 1000).sum()) < 48
+    np.savez(tmp_path / "dred_feats_0.npz", feats=feats[:10])
+    with pytest.raises(SystemExit, match="does not match"):
+        SequenceSampler(tmp_path, 40, np.random.default_rng(1), dred_p=0.5)
+
+
 def test_checkpoint_save_is_cpu_and_detached(tmp_path: Path) -> None:
     import torch
     from common import atomic_save, load_resume

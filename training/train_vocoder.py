@@ -52,12 +52,16 @@ class SequenceSampler:
     ``s`` with ``s >= 3`` inside one file so history never crosses files.
     """
 
-    def __init__(self, data_dir: Path, seq_frames: int, rng: np.random.Generator) -> None:
+    def __init__(self, data_dir: Path, seq_frames: int, rng: np.random.Generator, dred_p: float = 0.0) -> None:
         self.data_dir = data_dir
         self.t = seq_frames
         self.rng = rng
+        # Share of sequences conditioned on DRED-decoded features (``dred_feats_{i}.npz`` of
+        # ``prepare_dred_features.py``) where a copy has them; the target stays the real signal.
+        self.dred_p = float(dred_p)
         self.names: list[str] = []
         self.copies: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.dred: list[np.ndarray | None] = []
         self.refresh()
         if not self.copies:
             raise SystemExit(f"no vocoder_*.npz in {data_dir}; run training/prepare_data.py first")
@@ -71,6 +75,10 @@ class SequenceSampler:
                 continue
             d = np.load(p)
             self.copies.append((d["pcm"], d["feats"], d["offsets"]))
+            twin = self.data_dir / p.name.replace("vocoder_", "dred_feats_")
+            self.dred.append(np.load(twin)["feats"] if self.dred_p > 0 and twin.exists() else None)
+            if self.dred[-1] is not None and self.dred[-1].shape != d["feats"].shape:
+                raise SystemExit(f"{twin}: shape {self.dred[-1].shape} does not match {p} {d['feats'].shape}")
             self.names.append(p.name)
             new.append(p.name)
         if new:
@@ -97,6 +105,8 @@ class SequenceSampler:
             c, first, n = self.starts[i]
             s = first + int(self.rng.integers(0, n))
             pcm, f, _ = self.copies[c]
+            if self.dred[c] is not None and self.rng.random() < self.dred_p:
+                f = self.dred[c]
             feats[j] = f[s - 2 : s + self.t]
             a = s * FRAME - HIST
             x = pcm[a - 1 : s * FRAME + self.t * FRAME].astype(np.float32) / 32768.0

@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--disc-channels", type=str, default="16,32,32")
     ap.add_argument("--d-warmup-steps", type=int, default=60, help="train only the discriminator for this many steps")
     ap.add_argument("--train-cond", action="store_true", help="also train the conditioning net and gain (frozen by default)")
+    ap.add_argument("--dred-p", type=float, default=0.0,
+                    help="share of sequences conditioned on DRED-decoded features (prepare_dred_features.py)")
     StepControl.add_arguments(ap, seed=2, snapshot_every=250, data=DATA, ckpt_dir=CKPT_DIR, run_dir=RUN_DIR)
     a = ap.parse_args(argv)
 
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     opt_g = torch.optim.Adam(g_params, lr=a.lr_g, betas=(0.8, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=a.lr_d, betas=(0.8, 0.99))
     rng = np.random.default_rng(a.seed)
-    sampler = SequenceSampler(a.data, a.seq_frames, rng)
+    sampler = SequenceSampler(a.data, a.seq_frames, rng, a.dred_p)
     step = 0
     d_warm_until = a.d_warmup_steps  # discriminator-only steps end here
     init_info = {"path": str(a.init), "step": int(init.get("step", -1))}

@@ -34,6 +34,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 FP_VOCODER = [""]   # --fp-vocoder (set before the worker pool forks)
+AR_VOCODER = [""]   # --vocoder-twin
 TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
 # (loss %, mean burst in packets): sparse single losses, moderate bursts, long bursts.
 LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
@@ -219,8 +220,20 @@ def _fp_variants(variants: dict[str, dict]) -> dict[str, dict]:
     return {f"{k}_fp": dict(v, vocoder="fp") for k, v in variants.items() if "plc" in v or "dred" in v}
 
 
+def _vt_variants(variants: dict[str, dict]) -> dict[str, dict]:
+    """``name_vt`` twins of the neural variants: the same receiver with another weight file of the
+    shipped vocoder's design (``--vocoder-twin``)."""
+    return {f"{k}_vt": dict(v, vocoder="vt") for k, v in variants.items() if "plc" in v or "dred" in v}
+
+
 def _vocoder(spec: dict):
     """The vocoder model a variant asks for (None: the shipped one), loaded once per worker."""
+    if spec.get("vocoder") == "vt":
+        if "vt" not in _PLC_MODELS:
+            from edge_dred.neural.vocoder import VocoderModel
+
+            _PLC_MODELS["vt"] = VocoderModel.load(path=AR_VOCODER[0])
+        return _PLC_MODELS["vt"]
     if spec.get("vocoder") != "fp":
         return None
     if "fp" not in _PLC_MODELS:
@@ -372,8 +385,16 @@ def main() -> None:
     ap.add_argument("--fp-vocoder", type=Path, default=None, metavar="PATH",
                     help="add a 'NAME_fp' twin of every neural variant with the frame-parallel vocoder "
                          "(an exported weight file, training/export_fp_vocoder.py)")
+    ap.add_argument("--vocoder-twin", type=Path, default=None, metavar="PATH",
+                    help="add a 'NAME_vt' twin of every neural variant with this vocoder weight file "
+                         "(training/export_vocoder.py --out PATH --no-manifest)")
     a = ap.parse_args()
     variants = dict(PLC_VARIANTS if a.variants == "plc" else DRED_VARIANTS)
+    if a.vocoder_twin is not None:
+        if not a.vocoder_twin.is_file():
+            raise SystemExit(f"--vocoder-twin: no such file {a.vocoder_twin}")
+        AR_VOCODER[0] = str(a.vocoder_twin)
+        variants.update(_vt_variants(variants))
     if a.fp_vocoder is not None:
         if not a.fp_vocoder.is_file():
             raise SystemExit(f"--fp-vocoder: no such file {a.fp_vocoder}")
