@@ -40,10 +40,10 @@ AGE_P = np.array([0.30, 0.25, 0.17, 0.12, 0.08, 0.05, 0.03])
 
 def decode_file(feats: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
     """DRED-decoded twin of one file's (n, 20) features; also the number of packets decoded."""
-    from edge_dred.dred.decoder import DredDecoder, sanitize_features
+    from edge_dred.dred.decoder import DEC_FRAMES, DredDecoder, sanitize_features
     from edge_dred.dred.encoder import DredStreamEncoder
-    from edge_dred.dred.payload import parse_payload
-    from edge_dred.dred.recovery import payload_frame_span
+    from edge_dred.dred.payload import MAX_CHUNKS, parse_payload
+    from edge_dred.dred.recovery import _Source, payload_frame_span
 
     rng = np.random.default_rng(seed)
     enc = DredStreamEncoder()
@@ -52,19 +52,24 @@ def decode_file(feats: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
     payloads = [enc.push_features(feats[2 * p:2 * p + 2]) for p in range(n_pk)]
     out = feats.copy()
     ages = rng.choice(len(AGE_P), size=n_pk, p=AGE_P / AGE_P.sum()) + 1
+    # One lazy decode per payload, as the receiver keeps it (`_Source`): parsed for the chunks
+    # the first packet asks of it, decoded further back only when an older one does.
+    sources: dict[int, _Source] = {}
     done = 0
     for p in range(n_pk):
         q = p + int(ages[p])
         if q >= n_pk or not payloads[q]:
             continue
-        pl = parse_payload(payloads[q], enc.tables)
-        first, last = payload_frame_span(q, pl.offset, pl.n_chunks)
         lo, hi = 2 * p, 2 * p + 1
-        if lo < first or hi > last:
+        src = sources.get(q)
+        if src is None:
+            pl = parse_payload(payloads[q], enc.tables, chunks=min(-(-(2 * q + 2 - lo) // DEC_FRAMES), MAX_CHUNKS))
+            first, last = payload_frame_span(q, pl.offset, pl.n_chunks)
+            src = sources[q] = _Source(q, first, last, dec.start_payload(pl), payloads[q], enc.tables)
+        if not src.covers(lo, hi):
             continue
-        newest_first = dec.start_payload(pl).frames(last - lo + 1)
         # As the receiver hands them to the vocoder (ranges clamped).
-        out[lo:hi + 1] = sanitize_features(newest_first[last - hi:last - lo + 1][::-1])
+        out[lo:hi + 1] = sanitize_features(src.frames(lo, hi))
         done += 1
     return out.astype(np.float32), done
 

@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-FP_VOCODER = [""]   # --fp-vocoder (set before the worker pool forks)
-AR_VOCODER = [""]   # --vocoder-twin
+# Twin tag -> vocoder weight file (--fp-vocoder, --vocoder-twin; set before the worker pool forks).
+VOCODER_FILES: dict[str, str] = {}
 TRAIN = REPO.parent / "shared" / "data" / "speech" / "train" / "vcc2016"
 # (loss %, mean burst in packets): sparse single losses, moderate bursts, long bursts.
 LOSS_MODELS = [(15.0, 1.3), (20.0, 2.5), (12.0, 5.0)]
@@ -215,32 +215,24 @@ def _gated_plc(gate: list[tuple[int, str, float]], **kw):
 _PLC_MODELS: dict[str, object] = {}
 
 
-def _fp_variants(variants: dict[str, dict]) -> dict[str, dict]:
-    """``name_fp`` twins of the neural variants: the same receiver with the frame-parallel vocoder."""
-    return {f"{k}_fp": dict(v, vocoder="fp") for k, v in variants.items() if "plc" in v or "dred" in v}
-
-
-def _vt_variants(variants: dict[str, dict]) -> dict[str, dict]:
-    """``name_vt`` twins of the neural variants: the same receiver with another weight file of the
-    shipped vocoder's design (``--vocoder-twin``)."""
-    return {f"{k}_vt": dict(v, vocoder="vt") for k, v in variants.items() if "plc" in v or "dred" in v}
+def _twins(variants: dict[str, dict], tag: str) -> dict[str, dict]:
+    """``name_<tag>`` twins of the neural variants: the same receiver with the vocoder of
+    ``VOCODER_FILES[tag]`` (``fp``: the frame-parallel one; ``vt``: a weight file of the shipped design)."""
+    return {f"{k}_{tag}": dict(v, vocoder=tag) for k, v in variants.items() if "plc" in v or "dred" in v}
 
 
 def _vocoder(spec: dict):
     """The vocoder model a variant asks for (None: the shipped one), loaded once per worker."""
-    if spec.get("vocoder") == "vt":
-        if "vt" not in _PLC_MODELS:
-            from edge_dred.neural.vocoder import VocoderModel
-
-            _PLC_MODELS["vt"] = VocoderModel.load(path=AR_VOCODER[0])
-        return _PLC_MODELS["vt"]
-    if spec.get("vocoder") != "fp":
+    tag = spec.get("vocoder")
+    if tag is None:
         return None
-    if "fp" not in _PLC_MODELS:
-        from edge_dred.neural.fp_runtime import FPVocoderModel
-
-        _PLC_MODELS["fp"] = FPVocoderModel.load(path=FP_VOCODER[0])
-    return _PLC_MODELS["fp"]
+    if tag not in _PLC_MODELS:
+        if tag == "fp":
+            from edge_dred.neural.fp_runtime import FPVocoderModel as Model
+        else:
+            from edge_dred.neural.vocoder import VocoderModel as Model
+        _PLC_MODELS[tag] = Model.load(path=VOCODER_FILES[tag])
+    return _PLC_MODELS[tag]
 
 
 def _plc_model(path: str):
@@ -390,16 +382,14 @@ def main() -> None:
                          "(training/export_vocoder.py --out PATH --no-manifest)")
     a = ap.parse_args()
     variants = dict(PLC_VARIANTS if a.variants == "plc" else DRED_VARIANTS)
-    if a.vocoder_twin is not None:
-        if not a.vocoder_twin.is_file():
-            raise SystemExit(f"--vocoder-twin: no such file {a.vocoder_twin}")
-        AR_VOCODER[0] = str(a.vocoder_twin)
-        variants.update(_vt_variants(variants))
-    if a.fp_vocoder is not None:
-        if not a.fp_vocoder.is_file():
-            raise SystemExit(f"--fp-vocoder: no such file {a.fp_vocoder}")
-        FP_VOCODER[0] = str(a.fp_vocoder)
-        variants.update(_fp_variants(variants))
+    twins: dict[str, dict] = {}
+    for tag, path, flag in (("vt", a.vocoder_twin, "--vocoder-twin"), ("fp", a.fp_vocoder, "--fp-vocoder")):
+        if path is not None:
+            if not path.is_file():
+                raise SystemExit(f"{flag}: no such file {path}")
+            VOCODER_FILES[tag] = str(path)
+            twins.update(_twins(variants, tag))
+    variants.update(twins)
     if a.only:
         variants = {k: variants[k] for k in a.only.split(",")}
     for item in a.plc_weights:
