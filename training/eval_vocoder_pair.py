@@ -27,15 +27,13 @@ _MODELS: dict[str, object] = {}
 
 
 def _files(speech: list[Path], n: int) -> list[Path]:
-    """``n`` files from each folder, spread evenly over its sorted list (no choice on content)."""
-    out = []
-    for d in speech:
-        fs = sorted(d.rglob("*.flac")) + sorted(d.rglob("*.wav"))
-        if not fs:
-            raise SystemExit(f"{d}: no .flac or .wav files")
-        idx = np.linspace(0, len(fs) - 1, min(n, len(fs))).round().astype(int)
-        out += [fs[i] for i in idx]
-    return out
+    """``n`` files from each folder, chosen as ``edge-dred eval --max-files`` chooses them."""
+    from edge_dred.evaluate.runner import EvalConfigError, find_speech_files, select_files
+
+    try:
+        return [f for d in speech for f in select_files(find_speech_files(d), d, n)]
+    except EvalConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 def _score(args: tuple[Path, str, str]) -> dict[str, object]:
